@@ -1,0 +1,377 @@
+//! The catalog handle: open a URL, ingest chunks, list snapshots, scan tables.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{BooleanArray, Int64Array, RecordBatch};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use tokio::sync::Mutex;
+
+use crate::chunk::{self, LoadedChunk};
+use crate::datafile;
+use crate::error::{Error, Result};
+use crate::healpix::Cell;
+use crate::index::AnchorIndex;
+use crate::ingest::Ingest;
+use crate::log::{self, Action, Entry, FileStats, LOG_FORMAT, LogState, SnapshotInfo};
+use crate::schema::{CatalogSchema, RETIRED, TableId};
+use crate::store::{self, Location};
+
+/// Default HEALPix order of partitions (cells of about 0.84 deg²).
+pub const DEFAULT_PARTITION_ORDER: u8 = 6;
+const COMMIT_ATTEMPTS: usize = 32;
+
+/// A catalog: a snapshot log and the partitioned Parquet files it lists.
+pub struct Catalog {
+    loc: Location,
+    schema: Arc<CatalogSchema>,
+    state: Mutex<Arc<LogState>>,
+    index: Mutex<Arc<AnchorIndex>>,
+}
+
+/// What ingesting one chunk did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestOutcome {
+    /// The chunk became this snapshot.
+    Committed(SnapshotInfo),
+    /// The chunk was an exact re-send of a committed one: nothing changed.
+    AlreadyCommitted {
+        /// The chunk id.
+        chunk_id: i64,
+    },
+}
+
+/// A file of a table as a reader at one snapshot needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanFile {
+    /// Path relative to the catalog root.
+    pub path: String,
+    /// The file's partition (partitioned tables).
+    pub cell: Option<Cell>,
+    /// Physical rows in the file.
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Column ranges, for pruning without opening the file.
+    pub stats: FileStats,
+    /// Positions (ascending) of rows retired at or before the snapshot: skip them.
+    pub hidden: Vec<u32>,
+    /// Whether some rows must also be filtered by `_added <= k AND (_retired IS NULL OR _retired > k)`;
+    /// when false every row not in `hidden` is visible.
+    pub filter_by_columns: bool,
+}
+
+/// The files and visibility rule of one table at one snapshot: the seam for the engine.
+///
+/// A row of a listed file is visible at `snapshot` iff its position is not in
+/// [`ScanFile::hidden`] and (when [`ScanFile::filter_by_columns`])
+/// `_added <= snapshot AND (_retired IS NULL OR _retired > snapshot)`.
+#[derive(Debug, Clone)]
+pub struct TableScan {
+    /// The table.
+    pub table: TableId,
+    /// The snapshot.
+    pub snapshot: u64,
+    /// The catalog's partition order.
+    pub partition_order: u8,
+    /// Files that may hold visible rows.
+    pub files: Vec<ScanFile>,
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompactReport {
+    /// Files replaced.
+    pub files_removed: usize,
+    /// Files written.
+    pub files_added: usize,
+    /// Partitions compacted.
+    pub partitions: usize,
+}
+
+/// What a vacuum did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VacuumReport {
+    /// Objects deleted.
+    pub deleted: Vec<String>,
+    /// Objects kept because some retained snapshot needs them.
+    pub kept: usize,
+}
+
+impl Catalog {
+    /// Opens an existing catalog.
+    pub async fn open(url: &str) -> Result<Catalog> {
+        let loc = store::open(url, false)?;
+        let cat = Catalog::at(loc, CatalogSchema::builtin());
+        if cat.state().await?.catalog_id.is_empty() {
+            return Err(Error::NotACatalog { url: url.to_string() });
+        }
+        Ok(cat)
+    }
+
+    /// Opens a catalog, creating an empty one (snapshot 0) if none is there.
+    pub async fn open_or_create(url: &str, partition_order: u8) -> Result<Catalog> {
+        let loc = store::open(url, true)?;
+        let cat = Catalog::at(loc, CatalogSchema::builtin());
+        if cat.state().await?.catalog_id.is_empty() {
+            let entry = Entry {
+                format: LOG_FORMAT.into(),
+                version: 0,
+                written_at: chrono::Utc::now(),
+                action: Action::Create {
+                    catalog_id: uuid::Uuid::new_v4().to_string(),
+                    partition_order,
+                    schema_version: cat.schema.version(),
+                },
+            };
+            // Losing this race is fine: the other writer created the same empty catalog.
+            log::try_append(&cat.loc, &entry).await?;
+        }
+        Ok(cat)
+    }
+
+    fn at(loc: Location, schema: Arc<CatalogSchema>) -> Catalog {
+        Catalog {
+            loc,
+            schema,
+            state: Mutex::new(Arc::new(LogState::default())),
+            index: Mutex::new(Arc::new(AnchorIndex::default())),
+        }
+    }
+
+    /// The catalog's URL.
+    pub fn url(&self) -> &str {
+        &self.loc.url
+    }
+
+    /// The store location (for engines that read the files).
+    pub fn location(&self) -> &Location {
+        &self.loc
+    }
+
+    /// The served schema.
+    pub fn schema(&self) -> &Arc<CatalogSchema> {
+        &self.schema
+    }
+
+    /// The log state, brought up to date with the store.
+    pub async fn state(&self) -> Result<Arc<LogState>> {
+        let mut guard = self.state.lock().await;
+        let mut next = (**guard).clone();
+        let fresh = next.catalog_id.is_empty();
+        if fresh {
+            next = LogState::default();
+        }
+        log::refresh(&self.loc, &mut next, fresh).await?;
+        *guard = Arc::new(next);
+        Ok(guard.clone())
+    }
+
+    /// The id → partition index as of `state`.
+    pub async fn anchor_index(&self, state: &LogState) -> Result<Arc<AnchorIndex>> {
+        let mut guard = self.index.lock().await;
+        let mut next = (**guard).clone();
+        next.catch_up(&self.loc, &state.index_files).await?;
+        *guard = Arc::new(next);
+        Ok(guard.clone())
+    }
+
+    /// Every snapshot, oldest first.
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        Ok(self.state().await?.snapshots.clone())
+    }
+
+    /// Ingests one chunk folder (or object prefix): one snapshot, or nothing on refusal.
+    pub async fn ingest(&self, chunk_loc: &Location) -> Result<IngestOutcome> {
+        let chunk = chunk::load(chunk_loc, &self.schema).await?;
+        self.ingest_loaded(&chunk).await
+    }
+
+    /// Ingests a chunk that was already read and checked.
+    pub async fn ingest_loaded(&self, chunk: &LoadedChunk) -> Result<IngestOutcome> {
+        for _ in 0..COMMIT_ATTEMPTS {
+            let state = self.state().await?;
+            let index = self.anchor_index(&state).await?;
+            let ingest = Ingest { loc: &self.loc, schema: &self.schema, state: &state, index: &index, chunk };
+            if ingest.check_order()?.is_none() {
+                return Ok(IngestOutcome::AlreadyCommitted { chunk_id: chunk.manifest.chunk_id });
+            }
+            let snapshot = state.latest() + 1;
+            let prepared = ingest.prepare(snapshot).await?;
+            let entry = Entry {
+                format: LOG_FORMAT.into(),
+                version: state.version + 1,
+                written_at: chrono::Utc::now(),
+                action: Action::Commit(prepared.commit.clone()),
+            };
+            if log::try_append(&self.loc, &entry).await? {
+                let c = prepared.commit;
+                return Ok(IngestOutcome::Committed(SnapshotInfo {
+                    snapshot: c.snapshot,
+                    committed_at: c.committed_at,
+                    chunk: c.chunk,
+                    rows_added: c.rows_added,
+                    rows_updated: c.rows_updated,
+                }));
+            }
+            // Another writer committed first: our files are orphans (vacuum removes them);
+            // check the chunk again against the new state and retry.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Err(Error::Contention { attempts: COMMIT_ATTEMPTS })
+    }
+
+    /// The files and visibility rule of `table` at `snapshot`.
+    pub fn scan(&self, state: &LogState, table: TableId, snapshot: u64) -> Result<TableScan> {
+        if snapshot > state.latest() {
+            return Err(Error::NoSuchSnapshot { asked: snapshot, latest: state.latest() });
+        }
+        let files = state
+            .files
+            .values()
+            .filter(|f| f.entry.table == table && f.entry.added_min <= snapshot)
+            .map(|f| {
+                let mut hidden: Vec<u32> =
+                    f.retired.iter().filter(|(_, s)| *s <= snapshot).map(|(p, _)| *p).collect();
+                hidden.sort_unstable();
+                ScanFile {
+                    path: f.entry.path.clone(),
+                    cell: f.entry.cell,
+                    rows: f.entry.rows,
+                    bytes: f.entry.bytes,
+                    stats: f.entry.stats.clone(),
+                    hidden,
+                    filter_by_columns: f.entry.added_max > snapshot
+                        || f.entry.retired_min.is_some_and(|r| r <= snapshot),
+                }
+            })
+            .collect();
+        Ok(TableScan { table, snapshot, partition_order: state.partition_order, files })
+    }
+
+    /// Reads every visible row of `table` at `snapshot` (served columns, storage order).
+    pub async fn read_table(&self, table: TableId, snapshot: u64) -> Result<RecordBatch> {
+        let state = self.state().await?;
+        let scan = self.scan(&state, table, snapshot)?;
+        let ts = self.schema.table(table);
+        let mut out = Vec::new();
+        for f in &scan.files {
+            let phys = datafile::read(&self.loc, &f.path, None).await?;
+            let hidden: HashSet<u32> = f.hidden.iter().copied().collect();
+            let mask: BooleanArray = (0..phys.num_rows())
+                .map(|r| {
+                    Some(!hidden.contains(&(r as u32)) && datafile::visible_by_columns(&phys, snapshot, r))
+                })
+                .collect();
+            let visible = arrow_select::filter::filter_record_batch(&phys, &mask)?;
+            out.push(datafile::served(ts, &visible)?);
+        }
+        Ok(arrow_select::concat::concat_batches(&ts.arrow, &out)?)
+    }
+
+    /// Merges each partition's files into one, folding retirements into `_retired`.
+    /// No snapshot changes: every snapshot shows the same rows before and after.
+    pub async fn compact(&self) -> Result<CompactReport> {
+        for _ in 0..COMMIT_ATTEMPTS {
+            let state = self.state().await?;
+            let mut groups: BTreeMap<(TableId, Option<Cell>), Vec<&log::LiveFile>> = BTreeMap::new();
+            for f in state.files.values() {
+                groups.entry((f.entry.table, f.entry.cell)).or_default().push(f);
+            }
+            let mut removed = Vec::new();
+            let mut added = Vec::new();
+            let mut report = CompactReport::default();
+            for ((table, cell), files) in groups {
+                let dirty = files.iter().any(|f| !f.retired.is_empty());
+                if files.len() < 2 && !dirty {
+                    continue;
+                }
+                let ts = self.schema.table(table);
+                let mut batches = Vec::new();
+                for f in &files {
+                    let phys = datafile::read(&self.loc, &f.entry.path, None).await?;
+                    batches.push(fold_retirements(&phys, &f.retired)?);
+                    removed.push(f.entry.path.clone());
+                }
+                let all = arrow_select::concat::concat_batches(&ts.physical, &batches)?;
+                let index = self.anchor_index(&state).await?;
+                let anchor = crate::ingest::anchors(ts, &all, &index);
+                let sorted = datafile::sort(ts, &all, anchor.as_ref())?;
+                let path = datafile::new_path(table, cell, state.latest(), "c");
+                let mut entry = datafile::write(&self.loc, ts, cell, path, &sorted).await?;
+                entry.retired_min = retired_min(&sorted);
+                added.push(entry);
+                report.partitions += 1;
+            }
+            report.files_removed = removed.len();
+            report.files_added = added.len();
+            if removed.is_empty() {
+                return Ok(report);
+            }
+            let entry = Entry {
+                format: LOG_FORMAT.into(),
+                version: state.version + 1,
+                written_at: chrono::Utc::now(),
+                action: Action::Compact { removed, added },
+            };
+            if log::try_append(&self.loc, &entry).await? {
+                return Ok(report);
+            }
+            // A commit slipped in (it may retire rows of the files we merged): start over.
+        }
+        Err(Error::Contention { attempts: COMMIT_ATTEMPTS })
+    }
+
+    /// Deletes objects under the catalog that no snapshot needs (files replaced by
+    /// compaction, files of commits that never happened), if older than `grace`.
+    /// Every snapshot is retained: nothing a snapshot reads is ever deleted.
+    pub async fn vacuum(&self, grace: Duration) -> Result<VacuumReport> {
+        let state = self.state().await?;
+        let mut needed: HashSet<String> = state.files.keys().cloned().collect();
+        needed.extend(state.index_files.iter().map(|(_, p)| p.clone()));
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+        let prefix = self.loc.prefix.as_ref().to_string();
+        let objects: Vec<_> = self.loc.store.list(Some(&self.loc.prefix)).try_collect().await?;
+        let mut report = VacuumReport::default();
+        for meta in objects {
+            let full = meta.location.as_ref();
+            let rel = full.strip_prefix(&prefix).unwrap_or(full).trim_start_matches('/').to_string();
+            if rel.starts_with(log::LOG_DIR) || !rel.ends_with(".parquet") {
+                continue;
+            }
+            if needed.contains(&rel) || meta.last_modified > cutoff {
+                report.kept += 1;
+                continue;
+            }
+            self.loc.store.delete(&meta.location).await?;
+            report.deleted.push(rel);
+        }
+        Ok(report)
+    }
+}
+
+/// Writes the retirements recorded by position into the `_retired` column.
+fn fold_retirements(phys: &RecordBatch, retired: &[(u32, u64)]) -> Result<RecordBatch> {
+    if retired.is_empty() {
+        return Ok(phys.clone());
+    }
+    let idx = phys.schema().index_of(RETIRED)?;
+    let mut v: Vec<Option<i64>> = phys.column(idx).as_primitive::<Int64Type>().iter().collect();
+    for (pos, snap) in retired {
+        let slot = &mut v[*pos as usize];
+        let s = *snap as i64;
+        *slot = Some(slot.map_or(s, |old| old.min(s)));
+    }
+    let mut cols = phys.columns().to_vec();
+    cols[idx] = Arc::new(Int64Array::from(v));
+    Ok(RecordBatch::try_new(phys.schema(), cols)?)
+}
+
+fn retired_min(phys: &RecordBatch) -> Option<u64> {
+    let c = phys.column_by_name(RETIRED)?.as_primitive::<Int64Type>();
+    arrow::compute::min(c).map(|v| v as u64)
+}

@@ -1,0 +1,93 @@
+//! HEALPix cells (nested scheme) for partitioning and pruning.
+
+use serde::{Deserialize, Serialize};
+
+/// The order of the fine per-row index column `_healpix_29`.
+pub const FINE_ORDER: u8 = 29;
+
+/// The nested index at order 29 of a position given in degrees.
+pub fn healpix_29(ra_deg: f64, dec_deg: f64) -> i64 {
+    cdshealpix::nested::hash(FINE_ORDER, ra_deg.to_radians(), dec_deg.to_radians()) as i64
+}
+
+/// A HEALPix cell at some order: the unit a partition covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Cell {
+    /// HEALPix order (depth).
+    pub order: u8,
+    /// Nested pixel index at that order.
+    pub npix: u64,
+}
+
+impl Cell {
+    /// The cell at `order` that holds an order-29 index.
+    pub fn of_healpix_29(order: u8, h29: i64) -> Cell {
+        Cell { order, npix: (h29 as u64) >> (2 * (FINE_ORDER - order) as u64) }
+    }
+
+    /// The cell at `order` that holds a position in degrees.
+    pub fn of_position(order: u8, ra_deg: f64, dec_deg: f64) -> Cell {
+        Cell::of_healpix_29(order, healpix_29(ra_deg, dec_deg))
+    }
+
+    /// The half-open range of order-29 indexes inside this cell.
+    pub fn range_29(self) -> (i64, i64) {
+        let shift = 2 * (FINE_ORDER - self.order) as u64;
+        ((self.npix << shift) as i64, ((self.npix + 1) << shift) as i64)
+    }
+
+    /// This cell and its (up to 8) neighbours.
+    pub fn with_neighbours(self) -> Vec<Cell> {
+        cdshealpix::nested::neighbours(self.order, self.npix, true)
+            .sorted_values_vec()
+            .into_iter()
+            .map(|npix| Cell { order: self.order, npix })
+            .collect()
+    }
+
+    /// The HATS-style folder of this cell: `Norder=K/Dir=D/Npix=N`.
+    pub fn hats_path(self) -> String {
+        format!("Norder={}/Dir={}/Npix={}", self.order, (self.npix / 10_000) * 10_000, self.npix)
+    }
+
+    /// The cells at `order` that a cone (degrees) may touch.
+    pub fn cone(order: u8, ra_deg: f64, dec_deg: f64, radius_deg: f64) -> Vec<Cell> {
+        cdshealpix::nested::cone_coverage_approx(
+            order,
+            ra_deg.to_radians(),
+            dec_deg.to_radians(),
+            radius_deg.to_radians(),
+        )
+        .flat_iter()
+        .map(|npix| Cell { order, npix })
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_contains_the_fine_index_of_its_positions() {
+        for (ra, dec) in [(0.0, 0.0), (359.9999, -89.9), (123.4, 45.6), (10.0, 89.99)] {
+            let h = healpix_29(ra, dec);
+            let c = Cell::of_position(6, ra, dec);
+            let (lo, hi) = c.range_29();
+            assert!(lo <= h && h < hi);
+        }
+    }
+
+    #[test]
+    fn hats_path_groups_by_ten_thousand() {
+        assert_eq!(Cell { order: 6, npix: 12345 }.hats_path(), "Norder=6/Dir=10000/Npix=12345");
+    }
+
+    #[test]
+    fn neighbours_include_the_cell_itself() {
+        let c = Cell { order: 5, npix: 100 };
+        let n = c.with_neighbours();
+        assert!(n.contains(&c));
+        assert!(n.len() >= 8);
+    }
+}

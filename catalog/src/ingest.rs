@@ -1,0 +1,852 @@
+//! Committing one checked chunk as the next snapshot (CHUNKS.md §4).
+//!
+//! Rows are immutable once written. When an update record (or a new
+//! DiaObject version) changes a stored row, the changed row is written again
+//! as a new physical row of this snapshot and the old one is *retired* at this
+//! snapshot by its position in its file. So the rows visible at snapshot `k`
+//! are `_added <= k` minus those retired at or before `k`, and every column
+//! value is the one known at `k`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int16Type, Int32Type, Int64Type};
+use arrow_array::{Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, UInt32Array};
+use arrow_schema::DataType;
+
+use crate::chunk::{LoadedChunk, UpdateKind, UpdateRecord};
+use crate::datafile;
+use crate::error::{Error, Location, Refusal, Result};
+use crate::healpix::{self, Cell};
+use crate::index::{self, AnchorIndex};
+use crate::log::{ChunkRef, Commit, FileEntry, LogState, Retirement};
+use crate::schema::{CatalogSchema, RETIRED, TableId, TableSchema};
+use crate::store::Location as StoreLocation;
+
+/// A row the chunk touches: one of its own new rows, or a stored one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum RowRef {
+    New(usize),
+    Stored { path: Arc<str>, pos: u32 },
+}
+
+/// A value an update writes into a column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Val {
+    F64(Option<f64>),
+    I64(Option<i64>),
+    I32(Option<i32>),
+}
+
+type Patch = Vec<(&'static str, Val)>;
+
+#[derive(Debug, Clone)]
+struct Version {
+    start: f64,
+    end: Option<f64>,
+    n_dia: Option<i32>,
+    orig_end: Option<f64>,
+    orig_n_dia: Option<i32>,
+    at: RowRef,
+}
+
+#[derive(Debug, Clone)]
+struct SourceRow {
+    at: RowRef,
+    dia_object_id: Option<i64>,
+    withdrawn: Option<f64>,
+    ss_object_id: Option<i64>,
+    reassoc: Option<f64>,
+    dirty: bool,
+}
+
+/// Stored rows read for this chunk: projected columns plus liveness.
+struct StoredFile {
+    batch: RecordBatch,
+    live: Vec<bool>,
+}
+
+/// What one commit will write, ready to be appended to the log.
+pub(crate) struct Prepared {
+    pub commit: Commit,
+}
+
+pub(crate) struct Ingest<'a> {
+    pub loc: &'a StoreLocation,
+    pub schema: &'a CatalogSchema,
+    pub state: &'a LogState,
+    pub index: &'a AnchorIndex,
+    pub chunk: &'a LoadedChunk,
+}
+
+type Key = [i64; 3];
+
+fn int_at(col: &ArrayRef, row: usize) -> Option<i64> {
+    if col.is_null(row) {
+        return None;
+    }
+    Some(match col.data_type() {
+        DataType::Int64 => col.as_primitive::<Int64Type>().value(row),
+        DataType::Int32 => col.as_primitive::<Int32Type>().value(row) as i64,
+        DataType::Int16 => col.as_primitive::<Int16Type>().value(row) as i64,
+        DataType::Float64 => col.as_primitive::<Float64Type>().value(row).to_bits() as i64,
+        _ => return None,
+    })
+}
+
+fn key_at(cols: &[ArrayRef], row: usize) -> Key {
+    let mut k = [0i64; 3];
+    for (i, c) in cols.iter().enumerate() {
+        k[i] = int_at(c, row).unwrap_or(i64::MIN);
+    }
+    k
+}
+
+fn columns(batch: &RecordBatch, names: &[&str]) -> Vec<ArrayRef> {
+    names.iter().filter_map(|n| batch.column_by_name(n).cloned()).collect()
+}
+
+impl<'a> Ingest<'a> {
+    fn refuse(&self, kind: Refusal, at: Location, msg: impl Into<String>) -> Error {
+        Error::refused(&self.chunk.source, kind, at, msg)
+    }
+
+    fn order(&self) -> u8 {
+        self.state.partition_order
+    }
+
+    /// `Ok(None)` when the chunk is an exact re-send of a committed one.
+    pub fn check_order(&self) -> Result<Option<()>> {
+        let m = &self.chunk.manifest;
+        let committed = self.state.chunks.get(&m.format);
+        if let Some(uid) = committed.and_then(|c| c.get(&m.chunk_id)) {
+            if *uid == m.unique_id {
+                return Ok(None);
+            }
+            return Err(self.refuse(
+                Refusal::Order,
+                Location::file(crate::chunk::MANIFEST).column("unique_id"),
+                format!(
+                    "chunk {} was already committed with unique_id {uid:?}, not {:?}",
+                    m.chunk_id, m.unique_id
+                ),
+            ));
+        }
+        if let Some((&last, _)) = committed.and_then(|c| c.last_key_value()) {
+            if m.chunk_id <= last {
+                return Err(self.refuse(
+                    Refusal::Order,
+                    Location::file(crate::chunk::MANIFEST).column("chunk_id"),
+                    format!("chunk_id {} is not greater than the last committed {last}", m.chunk_id),
+                ));
+            }
+        }
+        Ok(Some(()))
+    }
+
+    async fn read_stored(
+        &self,
+        cache: &mut HashMap<String, StoredFile>,
+        path: &str,
+        cols: &[&str],
+    ) -> Result<()> {
+        if cache.contains_key(path) {
+            return Ok(());
+        }
+        let live_file = &self.state.files[path];
+        let mut want: Vec<&str> = cols.to_vec();
+        want.push(RETIRED);
+        let batch = datafile::read(self.loc, path, Some(&want)).await?;
+        let retired = batch.column_by_name(RETIRED).map(|c| c.as_primitive::<Int64Type>().clone());
+        let mut live: Vec<bool> =
+            (0..batch.num_rows()).map(|i| retired.as_ref().is_none_or(|r| r.is_null(i))).collect();
+        for (pos, _) in &live_file.retired {
+            if let Some(l) = live.get_mut(*pos as usize) {
+                *l = false;
+            }
+        }
+        cache.insert(path.to_string(), StoredFile { batch, live });
+        Ok(())
+    }
+
+    fn files_of(&self, table: TableId) -> impl Iterator<Item = &crate::log::LiveFile> {
+        self.state.files.values().filter(move |f| f.entry.table == table)
+    }
+
+    fn files_in_cells(&self, table: TableId, cells: &HashSet<Cell>) -> Vec<String> {
+        self.files_of(table)
+            .filter(|f| f.entry.cell.is_none_or(|c| cells.contains(&c)))
+            .map(|f| f.entry.path.clone())
+            .collect()
+    }
+
+    fn files_with_range(&self, table: TableId, col: &str, lo: i64, hi: i64) -> Vec<String> {
+        self.files_of(table)
+            .filter(|f| f.entry.stats.ints.get(col).is_some_and(|&(a, b)| a <= hi && lo <= b))
+            .map(|f| f.entry.path.clone())
+            .collect()
+    }
+
+    /// Refuses keys that repeat inside the chunk file or exist in committed data.
+    async fn check_keys(
+        &self,
+        ts: &TableSchema,
+        file: &str,
+        batch: &RecordBatch,
+        key: &[&str],
+        range_col: &str,
+    ) -> Result<()> {
+        let cols = columns(batch, key);
+        let mut seen: HashMap<Key, usize> = HashMap::with_capacity(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            if let Some(first) = seen.insert(key_at(&cols, row), row) {
+                return Err(self.refuse(
+                    Refusal::Value,
+                    Location::file(file).column(key.join(", ")).row(row),
+                    format!("duplicate key ({}) in the chunk: same as row {first}", key.join(", ")),
+                ));
+            }
+        }
+        if ts.id == TableId::DiaObject {
+            return Ok(()); // checked against the object's stored versions in `objects`
+        }
+        let rc = batch.column_by_name(range_col).expect("range column is a key column");
+        let rc = rc.as_primitive::<Int64Type>();
+        let (Some(lo), Some(hi)) = (arrow::compute::min(rc), arrow::compute::max(rc)) else {
+            return Ok(());
+        };
+        for path in self.files_with_range(ts.id, range_col, lo, hi) {
+            let stored = datafile::read(self.loc, &path, Some(key)).await?;
+            let scols = columns(&stored, key);
+            for srow in 0..stored.num_rows() {
+                if let Some(&row) = seen.get(&key_at(&scols, srow)) {
+                    return Err(self.refuse(
+                        Refusal::Value,
+                        Location::file(file).column(key.join(", ")).row(row),
+                        format!("key ({}) is already committed", key.join(", ")),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn prepare(&self, snapshot: u64) -> Result<Prepared> {
+        let order = self.order();
+        // Key checks (§4.4).
+        for t in &self.chunk.tables {
+            let ts = self.schema.table(t.table);
+            self.check_keys(ts, &t.path, &t.batch, &ts.key, ts.key[0]).await?;
+            if t.table == TableId::DiaForcedSource {
+                self.check_keys(ts, &t.path, &t.batch, &["diaForcedSourceId"], "diaForcedSourceId")
+                    .await?;
+            }
+        }
+
+        // Anchors: existing ones from the index, new ones from this chunk's rows.
+        let mut new_anchors: Vec<(i64, i64)> = Vec::new();
+        let mut chunk_anchor: HashMap<i64, i64> = HashMap::new();
+        let anchor_of = |id: i64, chunk_anchor: &HashMap<i64, i64>| {
+            self.index.anchor(id).or_else(|| chunk_anchor.get(&id).copied())
+        };
+        if let Some(t) = self.chunk.table(TableId::DiaObject) {
+            let ids = t.batch.column_by_name("diaObjectId").unwrap().as_primitive::<Int64Type>();
+            let start =
+                t.batch.column_by_name("validityStartMjdTai").unwrap().as_primitive::<Float64Type>();
+            let (ra, dec) = radec(&t.batch);
+            let mut first: HashMap<i64, (f64, usize)> = HashMap::new();
+            for row in 0..t.batch.num_rows() {
+                let id = ids.value(row);
+                if self.index.anchor(id).is_none() {
+                    let e = first.entry(id).or_insert((start.value(row), row));
+                    if start.value(row) < e.0 {
+                        *e = (start.value(row), row);
+                    }
+                }
+            }
+            let mut firsts: Vec<_> = first.into_iter().collect();
+            firsts.sort_unstable_by_key(|(id, _)| *id);
+            for (id, (_, row)) in firsts {
+                let a = healpix::healpix_29(ra.value(row), dec.value(row));
+                chunk_anchor.insert(id, a);
+                new_anchors.push((id, a));
+            }
+        }
+        for table in [TableId::DiaSource, TableId::DiaForcedSource] {
+            if let Some(t) = self.chunk.table(table) {
+                let ids = t.batch.column_by_name("diaObjectId").unwrap().as_primitive::<Int64Type>();
+                let (ra, dec) = radec(&t.batch);
+                for row in 0..t.batch.num_rows() {
+                    if ids.is_valid(row) && anchor_of(ids.value(row), &chunk_anchor).is_none() {
+                        let a = healpix::healpix_29(ra.value(row), dec.value(row));
+                        chunk_anchor.insert(ids.value(row), a);
+                        new_anchors.push((ids.value(row), a));
+                    }
+                }
+            }
+        }
+        let cell_of_object = |id: i64| anchor_of(id, &chunk_anchor).map(|a| Cell::of_healpix_29(order, a));
+
+        let mut cache: HashMap<String, StoredFile> = HashMap::new();
+        let mut patches: HashMap<TableId, Vec<(RowRef, Patch)>> = HashMap::new();
+
+        // DiaObject versions: stored versions of every object the chunk touches.
+        let obj_cols = ["diaObjectId", "validityStartMjdTai", "validityEndMjdTai", "nDiaSources"];
+        let mut objects: HashMap<i64, Vec<Version>> = HashMap::new();
+        let mut touched: HashSet<i64> = HashSet::new();
+        if let Some(t) = self.chunk.table(TableId::DiaObject) {
+            let ids = t.batch.column_by_name("diaObjectId").unwrap().as_primitive::<Int64Type>();
+            touched.extend(ids.values().iter().filter(|id| self.index.anchor(**id).is_some()));
+        }
+        if let Some((_, recs)) = &self.chunk.updates {
+            for r in recs {
+                if let UpdateKind::CloseDiaObject { dia_object_id, .. }
+                | UpdateKind::UpdateNDiaSources { dia_object_id, .. } = r.kind
+                {
+                    if self.index.anchor(dia_object_id).is_some() {
+                        touched.insert(dia_object_id);
+                    }
+                }
+            }
+        }
+        let cells: HashSet<Cell> = touched.iter().filter_map(|id| self.index.cell(order, *id)).collect();
+        for path in self.files_in_cells(TableId::DiaObject, &cells) {
+            self.read_stored(&mut cache, &path, &obj_cols).await?;
+            let f = &cache[&path];
+            let c = columns(&f.batch, &obj_cols);
+            let (ids, start) = (c[0].as_primitive::<Int64Type>(), c[1].as_primitive::<Float64Type>());
+            let (end, ndia) = (c[2].as_primitive::<Float64Type>(), c[3].as_primitive::<Int32Type>());
+            let p: Arc<str> = Arc::from(path.as_str());
+            for row in 0..f.batch.num_rows() {
+                if f.live[row] && touched.contains(&ids.value(row)) {
+                    let e = end.is_valid(row).then(|| end.value(row));
+                    let n = ndia.is_valid(row).then(|| ndia.value(row));
+                    objects.entry(ids.value(row)).or_default().push(Version {
+                        start: start.value(row),
+                        end: e,
+                        n_dia: n,
+                        orig_end: e,
+                        orig_n_dia: n,
+                        at: RowRef::Stored { path: p.clone(), pos: row as u32 },
+                    });
+                }
+            }
+        }
+        for v in objects.values_mut() {
+            v.sort_by(|a, b| a.start.total_cmp(&b.start));
+        }
+        if let Some(t) = self.chunk.table(TableId::DiaObject) {
+            let ids = t.batch.column_by_name("diaObjectId").unwrap().as_primitive::<Int64Type>();
+            let start =
+                t.batch.column_by_name("validityStartMjdTai").unwrap().as_primitive::<Float64Type>();
+            let ndia = t.batch.column_by_name("nDiaSources").unwrap().as_primitive::<Int32Type>();
+            let mut changed: HashSet<i64> = HashSet::new();
+            for row in 0..t.batch.num_rows() {
+                let versions = objects.entry(ids.value(row)).or_default();
+                if versions.iter().any(|v| v.start == start.value(row)) {
+                    return Err(self.refuse(
+                        Refusal::Value,
+                        Location::file(&t.path).column("diaObjectId, validityStartMjdTai").row(row),
+                        format!(
+                            "key (diaObjectId, validityStartMjdTai) = ({}, {}) is already committed",
+                            ids.value(row),
+                            start.value(row)
+                        ),
+                    ));
+                }
+                versions.push(Version {
+                    start: start.value(row),
+                    end: None,
+                    n_dia: Some(ndia.value(row)),
+                    orig_end: None,
+                    orig_n_dia: Some(ndia.value(row)),
+                    at: RowRef::New(row),
+                });
+                changed.insert(ids.value(row));
+            }
+            for id in changed {
+                let versions = objects.get_mut(&id).expect("just inserted");
+                versions.sort_by(|a, b| a.start.total_cmp(&b.start));
+                // Each version ends where the next begins; the last keeps its own end
+                // (NULL if open, its closure if closed; a new last version is open).
+                for i in 0..versions.len().saturating_sub(1) {
+                    versions[i].end = Some(versions[i + 1].start);
+                }
+            }
+        }
+
+        // DiaSource and DiaForcedSource rows that update records target.
+        let src_cols = ["diaSourceId", "diaObjectId", "timeWithdrawnMjdTai", "ssObjectId", "ssObjectReassocTimeMjdTai"];
+        let fsrc_cols = ["diaObjectId", "visit", "detector", "timeWithdrawnMjdTai"];
+        let mut sources: HashMap<i64, SourceRow> = HashMap::new();
+        let mut forced: HashMap<Key, SourceRow> = HashMap::new();
+        let updates: &[UpdateRecord] = self.chunk.updates.as_ref().map(|u| u.1.as_slice()).unwrap_or(&[]);
+        let upd_file = self.chunk.updates.as_ref().map(|u| u.0.clone()).unwrap_or_default();
+        let new_sources: HashMap<i64, usize> = self
+            .chunk
+            .table(TableId::DiaSource)
+            .map(|t| {
+                let ids = t.batch.column_by_name("diaSourceId").unwrap().as_primitive::<Int64Type>();
+                ids.values().iter().enumerate().map(|(r, id)| (*id, r)).collect()
+            })
+            .unwrap_or_default();
+        let new_forced: HashMap<Key, usize> = self
+            .chunk
+            .table(TableId::DiaForcedSource)
+            .map(|t| {
+                let c = columns(&t.batch, &fsrc_cols[..3]);
+                (0..t.batch.num_rows()).map(|r| (key_at(&c, r), r)).collect()
+            })
+            .unwrap_or_default();
+
+        for rec in updates {
+            let at = |col: &str| Location::file(&upd_file).column(col).row(rec.row);
+            match &rec.kind {
+                UpdateKind::WithdrawDiaSource { dia_source_id: id, dia_object_id, .. }
+                | UpdateKind::ReassignDiaSource { dia_source_id: id, dia_object_id, .. } => {
+                    if !sources.contains_key(id) {
+                        let found = if let Some(&row) = new_sources.get(id) {
+                            let t = self.chunk.table(TableId::DiaSource).expect("row came from it");
+                            Some(source_row(&t.batch, row, RowRef::New(row), &src_cols))
+                        } else {
+                            let mut cells: HashSet<Cell> =
+                                Cell::of_position(order, rec.ra, rec.dec).with_neighbours().into_iter().collect();
+                            cells.extend(dia_object_id.and_then(cell_of_object));
+                            let near = self.files_in_cells(TableId::DiaSource, &cells);
+                            let mut hit = self.find_stored(&mut cache, &near, &src_cols, 0, *id).await?;
+                            if hit.is_none() {
+                                // Not where its position says: look wherever its id could be.
+                                let far = self.files_with_range(TableId::DiaSource, "diaSourceId", *id, *id);
+                                hit = self.find_stored(&mut cache, &far, &src_cols, 0, *id).await?;
+                            }
+                            hit.map(|(path, row)| {
+                                let p: Arc<str> = Arc::from(path.as_str());
+                                source_row(&cache[&path].batch, row, RowRef::Stored { path: p, pos: row as u32 }, &src_cols)
+                            })
+                        };
+                        let Some(found) = found else {
+                            return Err(self.refuse(
+                                Refusal::Update,
+                                at("diaSourceId"),
+                                format!("{} targets DiaSource {id}, which does not exist", kind_name(&rec.kind)),
+                            ));
+                        };
+                        sources.insert(*id, found);
+                    }
+                    let s = sources.get_mut(id).expect("inserted above");
+                    if let Some(o) = dia_object_id {
+                        if s.dia_object_id != Some(*o) {
+                            return Err(self.refuse(
+                                Refusal::Update,
+                                at("diaObjectId"),
+                                format!(
+                                    "record says DiaSource {id} belongs to DiaObject {o}, but it belongs to {}",
+                                    s.dia_object_id.map_or("none".to_string(), |v| v.to_string())
+                                ),
+                            ));
+                        }
+                    }
+                    if s.withdrawn.is_some() {
+                        return Err(self.refuse(
+                            Refusal::Update,
+                            at("diaSourceId"),
+                            format!("DiaSource {id} is already withdrawn"),
+                        ));
+                    }
+                    match rec.kind {
+                        UpdateKind::WithdrawDiaSource { time, .. } => s.withdrawn = Some(time),
+                        UpdateKind::ReassignDiaSource { ss_object_id, time, .. } => {
+                            s.ss_object_id = Some(ss_object_id);
+                            s.reassoc = Some(time);
+                            s.dia_object_id = None;
+                        }
+                        _ => unreachable!("matched above"),
+                    }
+                    s.dirty = true;
+                }
+                UpdateKind::WithdrawDiaForcedSource { dia_object_id, visit, detector, time } => {
+                    let key: Key = [*dia_object_id, *visit, *detector as i64];
+                    if !forced.contains_key(&key) {
+                        let found = if let Some(&row) = new_forced.get(&key) {
+                            let t = self.chunk.table(TableId::DiaForcedSource).expect("row came from it");
+                            Some(forced_row(&t.batch, row, RowRef::New(row)))
+                        } else {
+                            let mut cells: HashSet<Cell> =
+                                Cell::of_position(order, rec.ra, rec.dec).with_neighbours().into_iter().collect();
+                            cells.extend(cell_of_object(*dia_object_id));
+                            let near = self.files_in_cells(TableId::DiaForcedSource, &cells);
+                            let mut hit = self.find_stored_key(&mut cache, &near, &fsrc_cols, key).await?;
+                            if hit.is_none() {
+                                let far = self.files_with_range(TableId::DiaForcedSource, "visit", *visit, *visit);
+                                hit = self.find_stored_key(&mut cache, &far, &fsrc_cols, key).await?;
+                            }
+                            hit.map(|(path, row)| {
+                                let p: Arc<str> = Arc::from(path.as_str());
+                                forced_row(&cache[&path].batch, row, RowRef::Stored { path: p, pos: row as u32 })
+                            })
+                        };
+                        let Some(found) = found else {
+                            return Err(self.refuse(
+                                Refusal::Update,
+                                at("diaObjectId, visit, detector"),
+                                format!(
+                                    "withdraw_diaforcedsource targets DiaForcedSource ({dia_object_id}, {visit}, {detector}), which does not exist"
+                                ),
+                            ));
+                        };
+                        forced.insert(key, found);
+                    }
+                    let s = forced.get_mut(&key).expect("inserted above");
+                    if s.withdrawn.is_some() {
+                        return Err(self.refuse(
+                            Refusal::Update,
+                            at("diaObjectId, visit, detector"),
+                            format!("DiaForcedSource ({dia_object_id}, {visit}, {detector}) is already withdrawn"),
+                        ));
+                    }
+                    s.withdrawn = Some(*time);
+                    s.dirty = true;
+                }
+                UpdateKind::CloseDiaObject { dia_object_id: id, .. }
+                | UpdateKind::UpdateNDiaSources { dia_object_id: id, .. } => {
+                    let Some(last) = objects.get_mut(id).and_then(|v| v.last_mut()) else {
+                        return Err(self.refuse(
+                            Refusal::Update,
+                            at("diaObjectId"),
+                            format!("{} targets DiaObject {id}, which does not exist", kind_name(&rec.kind)),
+                        ));
+                    };
+                    if last.end.is_some() {
+                        return Err(self.refuse(
+                            Refusal::Update,
+                            at("diaObjectId"),
+                            format!("DiaObject {id} has no open version (its latest version is closed)"),
+                        ));
+                    }
+                    match rec.kind {
+                        UpdateKind::CloseDiaObject { validity_end, n_dia_sources, .. } => {
+                            if validity_end < last.start {
+                                return Err(self.refuse(
+                                    Refusal::Update,
+                                    at("validityEndMjdTai"),
+                                    format!(
+                                        "validityEndMjdTai {validity_end} is earlier than the open version's validityStartMjdTai {}",
+                                        last.start
+                                    ),
+                                ));
+                            }
+                            last.end = Some(validity_end);
+                            if let Some(n) = n_dia_sources {
+                                last.n_dia = Some(n);
+                            }
+                        }
+                        UpdateKind::UpdateNDiaSources { n_dia_sources, .. } => last.n_dia = Some(n_dia_sources),
+                        _ => unreachable!("matched above"),
+                    }
+                }
+            }
+        }
+
+        // Patches: every touched row whose values differ from what is stored.
+        for versions in objects.values() {
+            for v in versions {
+                if v.end != v.orig_end || v.n_dia != v.orig_n_dia {
+                    patches.entry(TableId::DiaObject).or_default().push((
+                        v.at.clone(),
+                        vec![("validityEndMjdTai", Val::F64(v.end)), ("nDiaSources", Val::I32(v.n_dia))],
+                    ));
+                }
+            }
+        }
+        for s in sources.into_values().filter(|s| s.dirty) {
+            patches.entry(TableId::DiaSource).or_default().push((
+                s.at,
+                vec![
+                    ("timeWithdrawnMjdTai", Val::F64(s.withdrawn)),
+                    ("ssObjectId", Val::I64(s.ss_object_id)),
+                    ("ssObjectReassocTimeMjdTai", Val::F64(s.reassoc)),
+                    ("diaObjectId", Val::I64(s.dia_object_id)),
+                ],
+            ));
+        }
+        for s in forced.into_values().filter(|s| s.dirty) {
+            patches
+                .entry(TableId::DiaForcedSource)
+                .or_default()
+                .push((s.at, vec![("timeWithdrawnMjdTai", Val::F64(s.withdrawn))]));
+        }
+
+        // Assemble what each partition gets: new rows (patched) and patched copies.
+        let mut out: BTreeMap<(TableId, Option<Cell>), Vec<RecordBatch>> = BTreeMap::new();
+        let mut retired: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        let mut rows_added = BTreeMap::new();
+        let mut rows_updated = BTreeMap::new();
+        let mut full: HashMap<String, RecordBatch> = HashMap::new();
+        for table in TableId::ALL {
+            let ts = self.schema.table(table);
+            let table_patches = patches.remove(&table).unwrap_or_default();
+            if !table_patches.is_empty() {
+                rows_updated.insert(table, table_patches.len() as u64);
+            }
+            let mut new_patches = Vec::new();
+            let mut stored: BTreeMap<Arc<str>, Vec<(u32, Patch)>> = BTreeMap::new();
+            for (at, p) in table_patches {
+                match at {
+                    RowRef::New(row) => new_patches.push((row, p)),
+                    RowRef::Stored { path, pos } => stored.entry(path).or_default().push((pos, p)),
+                }
+            }
+            if let Some(t) = self.chunk.table(table) {
+                rows_added.insert(table, t.batch.num_rows() as u64);
+                let batch = apply_patches(&t.batch, &new_patches)?;
+                for (cell, b) in split_by_cell(ts, &batch, order, &cell_of_object)? {
+                    out.entry((table, cell)).or_default().push(b);
+                }
+            }
+            for (path, mut rows) in stored {
+                rows.sort_by_key(|r| r.0);
+                if !full.contains_key(&*path) {
+                    full.insert(path.to_string(), datafile::read(self.loc, &path, None).await?);
+                }
+                let positions = UInt32Array::from_iter_values(rows.iter().map(|r| r.0));
+                let taken = arrow_select::take::take_record_batch(&full[&*path], &positions)?;
+                let served = datafile::served(ts, &taken)?;
+                let local: Vec<(usize, Patch)> =
+                    rows.iter().enumerate().map(|(i, (_, p))| (i, p.clone())).collect();
+                let patched = apply_patches(&served, &local)?;
+                let cell = self.state.files[&*path].entry.cell;
+                out.entry((table, cell)).or_default().push(patched);
+                retired.insert(path.to_string(), rows.iter().map(|r| r.0).collect());
+            }
+        }
+
+        // Write one file per partition touched.
+        let mut index = self.index.clone();
+        for (id, a) in &new_anchors {
+            index.insert(*id, *a);
+        }
+        let mut added: Vec<FileEntry> = Vec::new();
+        for ((table, cell), batches) in out {
+            let ts = self.schema.table(table);
+            let served = arrow_select::concat::concat_batches(&ts.arrow, &batches)?;
+            if served.num_rows() == 0 {
+                continue;
+            }
+            let phys = datafile::physical(ts, &served, snapshot)?;
+            let anchor = anchors(ts, &phys, &index);
+            let sorted = datafile::sort(ts, &phys, anchor.as_ref())?;
+            let path = datafile::new_path(table, cell, snapshot, "s");
+            added.push(datafile::write(self.loc, ts, cell, path, &sorted).await?);
+        }
+        let index_files = if new_anchors.is_empty() {
+            vec![]
+        } else {
+            vec![index::write(self.loc, snapshot, &new_anchors).await?]
+        };
+        let m = &self.chunk.manifest;
+        Ok(Prepared {
+            commit: Commit {
+                snapshot,
+                committed_at: chrono::Utc::now(),
+                chunk: ChunkRef {
+                    format: m.format.clone(),
+                    chunk_id: m.chunk_id,
+                    unique_id: m.unique_id.clone(),
+                    last_update_time: m.last_update_time.clone(),
+                },
+                added,
+                retired: retired.into_iter().map(|(path, rows)| Retirement { path, rows }).collect(),
+                index: index_files,
+                rows_added,
+                rows_updated,
+            },
+        })
+    }
+
+    async fn find_stored(
+        &self,
+        cache: &mut HashMap<String, StoredFile>,
+        paths: &[String],
+        cols: &[&str],
+        col: usize,
+        value: i64,
+    ) -> Result<Option<(String, usize)>> {
+        for path in paths {
+            self.read_stored(cache, path, cols).await?;
+            let f = &cache[path];
+            let c = f.batch.column(col).as_primitive::<Int64Type>();
+            if let Some(row) = (0..c.len()).find(|&r| f.live[r] && c.is_valid(r) && c.value(r) == value) {
+                return Ok(Some((path.clone(), row)));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn find_stored_key(
+        &self,
+        cache: &mut HashMap<String, StoredFile>,
+        paths: &[String],
+        cols: &[&str],
+        key: Key,
+    ) -> Result<Option<(String, usize)>> {
+        for path in paths {
+            self.read_stored(cache, path, cols).await?;
+            let f = &cache[path];
+            let c = columns(&f.batch, &cols[..3]);
+            if let Some(row) = (0..f.batch.num_rows()).find(|&r| f.live[r] && key_at(&c, r) == key) {
+                return Ok(Some((path.clone(), row)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn kind_name(k: &UpdateKind) -> &'static str {
+    match k {
+        UpdateKind::WithdrawDiaSource { .. } => "withdraw_diasource",
+        UpdateKind::WithdrawDiaForcedSource { .. } => "withdraw_diaforcedsource",
+        UpdateKind::ReassignDiaSource { .. } => "reassign_diasource",
+        UpdateKind::CloseDiaObject { .. } => "close_diaobject_validity",
+        UpdateKind::UpdateNDiaSources { .. } => "update_n_dia_sources",
+    }
+}
+
+fn radec(batch: &RecordBatch) -> (&arrow_array::Float64Array, &arrow_array::Float64Array) {
+    (
+        batch.column_by_name("ra").expect("positioned table").as_primitive::<Float64Type>(),
+        batch.column_by_name("dec").expect("positioned table").as_primitive::<Float64Type>(),
+    )
+}
+
+fn opt_f64(batch: &RecordBatch, col: &str, row: usize) -> Option<f64> {
+    let c = batch.column_by_name(col)?.as_primitive::<Float64Type>();
+    c.is_valid(row).then(|| c.value(row))
+}
+
+fn opt_i64(batch: &RecordBatch, col: &str, row: usize) -> Option<i64> {
+    let c = batch.column_by_name(col)?.as_primitive::<Int64Type>();
+    c.is_valid(row).then(|| c.value(row))
+}
+
+fn source_row(batch: &RecordBatch, row: usize, at: RowRef, _cols: &[&str]) -> SourceRow {
+    SourceRow {
+        at,
+        dia_object_id: opt_i64(batch, "diaObjectId", row),
+        withdrawn: opt_f64(batch, "timeWithdrawnMjdTai", row),
+        ss_object_id: opt_i64(batch, "ssObjectId", row),
+        reassoc: opt_f64(batch, "ssObjectReassocTimeMjdTai", row),
+        dirty: false,
+    }
+}
+
+fn forced_row(batch: &RecordBatch, row: usize, at: RowRef) -> SourceRow {
+    SourceRow {
+        at,
+        dia_object_id: opt_i64(batch, "diaObjectId", row),
+        withdrawn: opt_f64(batch, "timeWithdrawnMjdTai", row),
+        ss_object_id: None,
+        reassoc: None,
+        dirty: false,
+    }
+}
+
+/// Returns the batch with patched values written into the rows named.
+fn apply_patches(batch: &RecordBatch, patches: &[(usize, Patch)]) -> Result<RecordBatch> {
+    if patches.is_empty() {
+        return Ok(batch.clone());
+    }
+    let schema = batch.schema();
+    let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+    let names: HashSet<&str> = patches.iter().flat_map(|(_, p)| p.iter().map(|(n, _)| *n)).collect();
+    for name in names {
+        let idx = schema.index_of(name)?;
+        let col = &cols[idx];
+        let new: ArrayRef = match col.data_type() {
+            DataType::Float64 => {
+                let mut v: Vec<Option<f64>> = col.as_primitive::<Float64Type>().iter().collect();
+                for (row, p) in patches {
+                    for (n, val) in p {
+                        if let (true, Val::F64(x)) = (*n == name, val) {
+                            v[*row] = *x;
+                        }
+                    }
+                }
+                Arc::new(Float64Array::from(v))
+            }
+            DataType::Int64 => {
+                let mut v: Vec<Option<i64>> = col.as_primitive::<Int64Type>().iter().collect();
+                for (row, p) in patches {
+                    for (n, val) in p {
+                        if let (true, Val::I64(x)) = (*n == name, val) {
+                            v[*row] = *x;
+                        }
+                    }
+                }
+                Arc::new(Int64Array::from(v))
+            }
+            DataType::Int32 => {
+                let mut v: Vec<Option<i32>> = col.as_primitive::<Int32Type>().iter().collect();
+                for (row, p) in patches {
+                    for (n, val) in p {
+                        if let (true, Val::I32(x)) = (*n == name, val) {
+                            v[*row] = *x;
+                        }
+                    }
+                }
+                Arc::new(Int32Array::from(v))
+            }
+            other => {
+                return Err(Error::Arrow(arrow_schema::ArrowError::InvalidArgumentError(format!(
+                    "cannot patch column {name} of type {other}"
+                ))));
+            }
+        };
+        cols[idx] = new;
+    }
+    Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+/// Splits new rows by the partition they belong to.
+fn split_by_cell(
+    ts: &TableSchema,
+    batch: &RecordBatch,
+    order: u8,
+    cell_of_object: &dyn Fn(i64) -> Option<Cell>,
+) -> Result<Vec<(Option<Cell>, RecordBatch)>> {
+    if !ts.id.is_partitioned() {
+        return Ok(vec![(None, batch.clone())]);
+    }
+    let (ra, dec) = radec(batch);
+    let obj = batch.column_by_name("diaObjectId").map(|c| c.as_primitive::<Int64Type>().clone());
+    let mut groups: BTreeMap<Cell, Vec<u32>> = BTreeMap::new();
+    for row in 0..batch.num_rows() {
+        let by_object = obj.as_ref().filter(|o| o.is_valid(row)).and_then(|o| cell_of_object(o.value(row)));
+        let cell = by_object.unwrap_or_else(|| Cell::of_position(order, ra.value(row), dec.value(row)));
+        groups.entry(cell).or_default().push(row as u32);
+    }
+    groups
+        .into_iter()
+        .map(|(cell, rows)| {
+            let idx = UInt32Array::from(rows);
+            Ok((Some(cell), arrow_select::take::take_record_batch(batch, &idx)?))
+        })
+        .collect()
+}
+
+/// The sort anchor of each row: its object's anchor, else its own position.
+pub(crate) fn anchors(ts: &TableSchema, phys: &RecordBatch, index: &AnchorIndex) -> Option<Int64Array> {
+    if !matches!(ts.id, TableId::DiaObject | TableId::DiaSource | TableId::DiaForcedSource) {
+        return None;
+    }
+    let obj = phys.column_by_name("diaObjectId")?.as_primitive::<Int64Type>();
+    let own = phys.column_by_name(crate::schema::HEALPIX_29)?.as_primitive::<Int64Type>();
+    Some(
+        (0..phys.num_rows())
+            .map(|r| {
+                let a = obj.is_valid(r).then(|| index.anchor(obj.value(r))).flatten();
+                a.or_else(|| own.is_valid(r).then(|| own.value(r)))
+            })
+            .collect(),
+    )
+}

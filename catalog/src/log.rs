@@ -1,0 +1,322 @@
+//! The snapshot log: one JSON entry per commit, created by conditional put.
+//!
+//! Entry `n` lives at `_log/{n:020}.json`. Entry 0 creates the catalog; each
+//! later entry is either a *commit* (one replica chunk: the next snapshot) or a
+//! *compaction* (files replaced without changing what any snapshot shows).
+//! Writing entry `n` with `PutMode::Create` succeeds for exactly one writer.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::healpix::Cell;
+use crate::schema::TableId;
+use crate::store::Location;
+
+/// The format tag of every log entry.
+pub const LOG_FORMAT: &str = "ppdb-log/1";
+/// The folder of the log under the catalog root.
+pub const LOG_DIR: &str = "_log";
+
+/// Ranges of selected columns over the rows of one file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileStats {
+    /// Smallest and largest `_healpix_29` of the rows (positioned tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healpix_29: Option<(i64, i64)>,
+    /// Partition-order cells other than the file's own that hold some of its
+    /// rows' positions (a source near a border whose object sits next door).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spill_cells: Vec<u64>,
+    /// Ranges of integer id columns (ids, visits).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ints: BTreeMap<String, (i64, i64)>,
+    /// Ranges of time columns (MJD TAI).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub times: BTreeMap<String, (f64, f64)>,
+}
+
+/// One data file as the log records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path relative to the catalog root.
+    pub path: String,
+    /// The table its rows belong to.
+    pub table: TableId,
+    /// The partition, for partitioned tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<Cell>,
+    /// Physical rows in the file (visible or not).
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Smallest `_added` in the file.
+    pub added_min: u64,
+    /// Largest `_added` in the file.
+    pub added_max: u64,
+    /// Smallest `_retired` in the file (set by compaction), if any row has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_min: Option<u64>,
+    /// Column ranges for pruning without opening the file.
+    pub stats: FileStats,
+}
+
+/// Rows of a file retired by a commit, by their 0-based position in the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retirement {
+    /// Path relative to the catalog root.
+    pub path: String,
+    /// Positions of the retired rows, ascending.
+    pub rows: Vec<u32>,
+}
+
+/// The chunk a commit came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// `ppdb-replica-chunk/1` or `src-chunk/1`.
+    pub format: String,
+    /// The chunk id.
+    pub chunk_id: i64,
+    /// The chunk's content identity.
+    pub unique_id: String,
+    /// The chunk's `last_update_time`.
+    pub last_update_time: String,
+}
+
+/// A commit: the chunk that created one snapshot, and what it wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Commit {
+    /// The snapshot this commit creates.
+    pub snapshot: u64,
+    /// When it was committed (UTC).
+    pub committed_at: DateTime<Utc>,
+    /// The chunk.
+    pub chunk: ChunkRef,
+    /// New data files.
+    pub added: Vec<FileEntry>,
+    /// Rows of earlier files that stop being visible at this snapshot.
+    pub retired: Vec<Retirement>,
+    /// New id-index files (relative paths).
+    pub index: Vec<String>,
+    /// Logical rows the chunk added, per table.
+    pub rows_added: BTreeMap<TableId, u64>,
+    /// Rows changed by update records (a new physical copy replaces each), per table.
+    pub rows_updated: BTreeMap<TableId, u64>,
+}
+
+/// What one log entry does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Creates the catalog (entry 0).
+    Create {
+        /// Random identity of this catalog, so tokens can tell catalogs apart.
+        catalog_id: String,
+        /// HEALPix order of the partitions.
+        partition_order: u8,
+        /// The served schema's version when created.
+        schema_version: String,
+    },
+    /// Commits one chunk.
+    Commit(Commit),
+    /// Replaces files by others holding the same rows with retirements folded in.
+    Compact {
+        /// Files no longer listed (relative paths).
+        removed: Vec<String>,
+        /// Their replacements.
+        added: Vec<FileEntry>,
+    },
+}
+
+/// One entry of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Always [`LOG_FORMAT`].
+    pub format: String,
+    /// The entry's position in the log.
+    pub version: u64,
+    /// When it was written.
+    pub written_at: DateTime<Utc>,
+    /// What it does.
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// A snapshot as listed to users.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotInfo {
+    /// Snapshot number (1 for the first chunk).
+    pub snapshot: u64,
+    /// Commit time.
+    pub committed_at: DateTime<Utc>,
+    /// The chunk it came from.
+    pub chunk: ChunkRef,
+    /// Logical rows added per table.
+    pub rows_added: BTreeMap<TableId, u64>,
+    /// Rows changed by update records per table.
+    pub rows_updated: BTreeMap<TableId, u64>,
+}
+
+/// A listed file and the retirements that apply to its rows.
+#[derive(Debug, Clone)]
+pub struct LiveFile {
+    /// The log's record of the file.
+    pub entry: FileEntry,
+    /// (position, snapshot that retired it), in commit order.
+    pub retired: Vec<(u32, u64)>,
+}
+
+/// The catalog as of one log version: snapshots and the files that serve them.
+#[derive(Debug, Clone, Default)]
+pub struct LogState {
+    /// The last log entry read.
+    pub version: u64,
+    /// The catalog's identity.
+    pub catalog_id: String,
+    /// HEALPix order of partitions.
+    pub partition_order: u8,
+    /// Schema version when the catalog was created.
+    pub schema_version: String,
+    /// Snapshots 1..=n in order.
+    pub snapshots: Vec<SnapshotInfo>,
+    /// Every listed data file by relative path.
+    pub files: BTreeMap<String, LiveFile>,
+    /// Id-index files with the snapshot that wrote them.
+    pub index_files: Vec<(u64, String)>,
+    /// Committed chunks per format: chunk id → unique id.
+    pub chunks: HashMap<String, BTreeMap<i64, String>>,
+}
+
+impl LogState {
+    /// The latest snapshot (0 for an empty catalog).
+    pub fn latest(&self) -> u64 {
+        self.snapshots.len() as u64
+    }
+
+    /// Applies one entry.
+    pub fn apply(&mut self, entry: &Entry, path: &str) -> Result<()> {
+        let bad = |message: String| Error::Log { path: path.to_string(), message };
+        if entry.format != LOG_FORMAT {
+            return Err(bad(format!("unknown format {:?}", entry.format)));
+        }
+        match &entry.action {
+            Action::Create { catalog_id, partition_order, schema_version } => {
+                if entry.version != 0 {
+                    return Err(bad("a create entry after entry 0".into()));
+                }
+                self.catalog_id = catalog_id.clone();
+                self.partition_order = *partition_order;
+                self.schema_version = schema_version.clone();
+            }
+            Action::Commit(c) => {
+                if c.snapshot != self.latest() + 1 {
+                    return Err(bad(format!(
+                        "commit of snapshot {} follows snapshot {}",
+                        c.snapshot,
+                        self.latest()
+                    )));
+                }
+                for f in &c.added {
+                    self.files.insert(f.path.clone(), LiveFile { entry: f.clone(), retired: vec![] });
+                }
+                for r in &c.retired {
+                    let live = self
+                        .files
+                        .get_mut(&r.path)
+                        .ok_or_else(|| bad(format!("retires rows of unlisted file {}", r.path)))?;
+                    live.retired.extend(r.rows.iter().map(|&p| (p, c.snapshot)));
+                }
+                for i in &c.index {
+                    self.index_files.push((c.snapshot, i.clone()));
+                }
+                self.chunks
+                    .entry(c.chunk.format.clone())
+                    .or_default()
+                    .insert(c.chunk.chunk_id, c.chunk.unique_id.clone());
+                self.snapshots.push(SnapshotInfo {
+                    snapshot: c.snapshot,
+                    committed_at: c.committed_at,
+                    chunk: c.chunk.clone(),
+                    rows_added: c.rows_added.clone(),
+                    rows_updated: c.rows_updated.clone(),
+                });
+            }
+            Action::Compact { removed, added } => {
+                for p in removed {
+                    self.files
+                        .remove(p)
+                        .ok_or_else(|| bad(format!("compaction removes unlisted file {p}")))?;
+                }
+                for f in added {
+                    self.files.insert(f.path.clone(), LiveFile { entry: f.clone(), retired: vec![] });
+                }
+            }
+        }
+        self.version = entry.version;
+        Ok(())
+    }
+}
+
+/// The relative path of log entry `version`.
+pub fn entry_path(version: u64) -> String {
+    format!("{LOG_DIR}/{version:020}.json")
+}
+
+/// Reads every entry after `state.version` (all of them for a fresh state) and applies them.
+pub async fn refresh(loc: &Location, state: &mut LogState, fresh: bool) -> Result<bool> {
+    let mut versions: Vec<u64> = loc
+        .store
+        .list(Some(&loc.child(LOG_DIR)))
+        .map_ok(|meta| meta.location.filename().map(str::to_string))
+        .try_filter_map(|name| async move {
+            Ok(name.and_then(|n| n.strip_suffix(".json").and_then(|v| v.parse::<u64>().ok())))
+        })
+        .try_collect()
+        .await?;
+    versions.sort_unstable();
+    if versions.is_empty() {
+        return Ok(false);
+    }
+    let start = if fresh { 0 } else { state.version + 1 };
+    let wanted: Vec<u64> = versions.into_iter().filter(|v| *v >= start).collect();
+    let entries: Vec<(String, Entry)> = futures::stream::iter(wanted)
+        .map(|v| async move {
+            let path = entry_path(v);
+            let bytes = loc.store.get(&loc.child(&path)).await?.bytes().await?;
+            let entry: Entry = serde_json::from_slice(&bytes)
+                .map_err(|source| Error::LogJson { path: path.clone(), source })?;
+            Ok::<_, Error>((path, entry))
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    let mut expected = start;
+    for (path, entry) in entries {
+        if entry.version != expected {
+            return Err(Error::Log {
+                path,
+                message: format!("expected log entry {expected}, found {}", entry.version),
+            });
+        }
+        state.apply(&entry, &path)?;
+        expected += 1;
+    }
+    Ok(true)
+}
+
+/// Writes entry `entry.version` only if no writer has written it; `Ok(false)` if one has.
+pub async fn try_append(loc: &Location, entry: &Entry) -> Result<bool> {
+    let path = entry_path(entry.version);
+    let body = serde_json::to_vec_pretty(entry)
+        .map_err(|source| Error::LogJson { path: path.clone(), source })?;
+    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+    match loc.store.put_opts(&loc.child(&path), PutPayload::from(body), opts).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,300 @@
+//! `ppdb`: the command-line program of the PPDB query engine.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use catalog::chunk::{self, Manifest};
+use catalog::sample::{SampleConfig, generate_with_progress};
+use catalog::{Catalog, IngestOutcome, TableId, store};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The bundled sample catalog, relative to the source tree this binary was built from.
+const SAMPLE_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
+
+#[derive(Parser)]
+#[command(name = "ppdb", version, about = "Rubin Prompt Products: a versioned, partitioned Parquet catalog with exact time travel")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct CatalogArg {
+    /// Catalog URL: a local path, file://, memory:// or s3://bucket/prefix
+    /// (default: the sample catalog bundled in data/sample).
+    #[arg(long, env = "PPDB_CATALOG")]
+    catalog: Option<String>,
+}
+
+impl CatalogArg {
+    fn read_url(&self) -> String {
+        self.catalog.clone().unwrap_or_else(|| SAMPLE_CATALOG.to_string())
+    }
+
+    fn write_url(&self, what: &str) -> Result<String> {
+        match &self.catalog {
+            Some(c) => Ok(c.clone()),
+            None => bail!(
+                "`ppdb {what}` changes a catalog, so it needs --catalog URL \
+                 (the bundled sample in data/sample stays read-only)"
+            ),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write realistic replica chunks and src chunks (deterministic for a seed).
+    Sample {
+        /// Folder to write the chunk folders into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Distinct DiaObjects.
+        #[arg(long, default_value_t = 10_000)]
+        objects: usize,
+        /// Nights of observing.
+        #[arg(long, default_value_t = 3)]
+        nights: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Objects per square degree.
+        #[arg(long, default_value_t = 2_000.0)]
+        density: f64,
+        /// Visits per night (default: cover the patch twice).
+        #[arg(long)]
+        visits_per_night: Option<usize>,
+        /// Visits per replica chunk.
+        #[arg(long, default_value_t = 4)]
+        visits_per_chunk: usize,
+        /// Probability that a visit detects an object in its field.
+        #[arg(long, default_value_t = 0.4)]
+        detection_probability: f64,
+        /// Do not write src (PromptSource) chunks.
+        #[arg(long)]
+        no_src: bool,
+    },
+    /// Commit chunks, one snapshot each, in chunk_id order.
+    Ingest {
+        #[command(flatten)]
+        catalog: CatalogArg,
+        /// HEALPix order of partitions, for a new catalog.
+        #[arg(long, default_value_t = catalog::DEFAULT_PARTITION_ORDER)]
+        partition_order: u8,
+        /// Chunk folders, or folders of chunk folders.
+        #[arg(required = true)]
+        chunks: Vec<PathBuf>,
+    },
+    /// List snapshots: number, commit time, chunk, rows added per table.
+    Snapshots {
+        #[command(flatten)]
+        catalog: CatalogArg,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge small files per partition; no snapshot changes.
+    Compact {
+        #[command(flatten)]
+        catalog: CatalogArg,
+    },
+    /// Delete files that no snapshot needs (replaced by compaction, or left by failed commits).
+    Vacuum {
+        #[command(flatten)]
+        catalog: CatalogArg,
+        /// Keep unreferenced files younger than this many seconds (a commit may be under way).
+        #[arg(long, default_value_t = 3600)]
+        grace_seconds: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Sample { out, objects, nights, seed, density, visits_per_night, visits_per_chunk, detection_probability, no_src } => {
+            let cfg = SampleConfig {
+                objects,
+                nights,
+                seed,
+                density,
+                visits_per_night,
+                visits_per_chunk,
+                detection_probability,
+                src: !no_src,
+            };
+            let bar = bar(nights as u64, "nights");
+            let summary = tokio::task::spawn_blocking(move || {
+                generate_with_progress(&cfg, &out, &mut |done, _| bar.set_position(done as u64))
+                    .map(|s| (s, bar))
+            })
+            .await??;
+            let (summary, bar) = summary;
+            bar.finish_and_clear();
+            let (r0, r1, d0, d1) = summary.footprint;
+            println!("wrote {} chunks; footprint RA {r0:.3}..{r1:.3}, Dec {d0:.3}..{d1:.3}", summary.chunks);
+            for (t, n) in &summary.rows {
+                println!("  {t:<32} {n:>10} rows");
+            }
+        }
+        Command::Ingest { catalog, partition_order, chunks } => {
+            let url = catalog.write_url("ingest")?;
+            let cat = Catalog::open_or_create(&url, partition_order).await?;
+            let ordered = order_chunks(&chunks).await?;
+            let bar = bar(ordered.len() as u64, "chunks");
+            let started = Instant::now();
+            let (mut committed, mut resent, mut rows) = (0, 0, 0u64);
+            for (dir, _) in &ordered {
+                let loc = store::open_existing_local(dir)?;
+                bar.set_message(dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
+                match cat.ingest(&loc).await.with_context(|| format!("ingesting {}", dir.display()))? {
+                    IngestOutcome::Committed(info) => {
+                        committed += 1;
+                        rows += info.rows_added.values().sum::<u64>();
+                    }
+                    IngestOutcome::AlreadyCommitted { .. } => resent += 1,
+                }
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            let secs = started.elapsed().as_secs_f64();
+            let latest = cat.state().await?.latest();
+            println!(
+                "committed {committed} chunks ({resent} already committed), {rows} rows in {secs:.2} s \
+                 ({:.0} rows/s); latest snapshot {latest}",
+                rows as f64 / secs.max(1e-9)
+            );
+        }
+        Command::Snapshots { catalog, json } => {
+            let cat = Catalog::open(&catalog.read_url()).await?;
+            let snaps = cat.snapshots().await?;
+            if json {
+                for s in &snaps {
+                    println!("{}", serde_json_line(s));
+                }
+                return Ok(());
+            }
+            println!(
+                "{:>8}  {:<27} {:<20} {:>12}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:>7}",
+                "snapshot", "committed_at (UTC)", "format", "chunk_id", "DiaObj", "DiaSrc", "Forced", "Visits", "Prompt", "updated"
+            );
+            for s in &snaps {
+                let n = |t: TableId| s.rows_added.get(&t).copied().unwrap_or(0);
+                println!(
+                    "{:>8}  {:<27} {:<20} {:>12}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:>7}",
+                    s.snapshot,
+                    s.committed_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+                    s.chunk.format,
+                    s.chunk.chunk_id,
+                    n(TableId::DiaObject),
+                    n(TableId::DiaSource),
+                    n(TableId::DiaForcedSource),
+                    n(TableId::DetectorVisitProcessingSummary),
+                    n(TableId::PromptSource),
+                    s.rows_updated.values().sum::<u64>(),
+                );
+            }
+            if snaps.is_empty() {
+                println!("(no snapshots yet)");
+            }
+        }
+        Command::Compact { catalog } => {
+            let cat = Catalog::open(&catalog.write_url("compact")?).await?;
+            let r = cat.compact().await?;
+            println!(
+                "compacted {} partitions: {} files replaced by {}",
+                r.partitions, r.files_removed, r.files_added
+            );
+        }
+        Command::Vacuum { catalog, grace_seconds } => {
+            let cat = Catalog::open(&catalog.write_url("vacuum")?).await?;
+            let r = cat.vacuum(Duration::from_secs(grace_seconds)).await?;
+            println!("deleted {} unreferenced files; kept {}", r.deleted.len(), r.kept);
+        }
+    }
+    Ok(())
+}
+
+fn serde_json_line(s: &catalog::log::SnapshotInfo) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+fn bar(len: u64, unit: &str) -> ProgressBar {
+    let b = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(&format!(
+        "{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {unit} {{msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    b.set_style(style);
+    b
+}
+
+/// Finds chunk folders (a folder with chunk.json, or the folders inside one) and
+/// orders them: by chunk_id within each format, formats interleaved by time.
+async fn order_chunks(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Manifest)>> {
+    let mut dirs = Vec::new();
+    for p in paths {
+        if p.join(chunk::MANIFEST).is_file() {
+            dirs.push(p.clone());
+        } else if p.is_dir() {
+            let mut inner: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|d| d.is_dir())
+                .collect();
+            inner.sort();
+            if inner.is_empty() {
+                bail!("{} holds no chunk.json and no chunk folders", p.display());
+            }
+            dirs.extend(inner);
+        } else {
+            bail!("{} is not a chunk folder or a folder of chunk folders", p.display());
+        }
+    }
+    let mut found: Vec<(PathBuf, Manifest)> = Vec::new();
+    for d in dirs {
+        let loc = store::open_existing_local(Path::new(&d))?;
+        let m = chunk::read_manifest(&loc).await?;
+        found.push((d, m));
+    }
+    // chunk_id order within each format; the formats interleaved by time.
+    let mut by_format: std::collections::BTreeMap<String, Vec<(PathBuf, Manifest)>> = Default::default();
+    for (d, m) in found {
+        by_format.entry(m.format.clone()).or_default().push((d, m));
+    }
+    let mut queues: Vec<std::collections::VecDeque<(PathBuf, Manifest)>> = by_format
+        .into_values()
+        .map(|mut v| {
+            v.sort_by_key(|(_, m)| m.chunk_id);
+            v.into()
+        })
+        .collect();
+    let mut ordered = Vec::new();
+    while let Some(q) = queues
+        .iter_mut()
+        .filter(|q| !q.is_empty())
+        .min_by(|a, b| a[0].1.last_update_time.cmp(&b[0].1.last_update_time))
+    {
+        ordered.extend(q.pop_front());
+    }
+    Ok(ordered)
+}
