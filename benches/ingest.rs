@@ -1,1 +1,66 @@
-fn main() {}
+//! Ingest throughput: generate one night of replica chunks, commit them to a
+//! fresh catalog on local disk, report rows per second.
+//!
+//! `cargo run --profile bench-fast -p benches --bin ingest-bench -- --objects 600000 --visits 180`
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use catalog::sample::{SampleConfig, generate};
+use catalog::{Catalog, IngestOutcome, store};
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    /// Distinct DiaObjects in the patch.
+    #[arg(long, default_value_t = 600_000)]
+    objects: usize,
+    /// Visits in the night.
+    #[arg(long, default_value_t = 180)]
+    visits: usize,
+    /// Visits per chunk.
+    #[arg(long, default_value_t = 10)]
+    visits_per_chunk: usize,
+    /// Where to write chunks and catalog (default: a temporary folder).
+    #[arg(long)]
+    work: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let tmp = tempfile::TempDir::new()?;
+    let work = args.work.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let chunks = work.join("chunks");
+    let cfg = SampleConfig {
+        objects: args.objects,
+        nights: 1,
+        visits_per_night: Some(args.visits),
+        visits_per_chunk: args.visits_per_chunk,
+        src: false,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let summary = generate(&cfg, &chunks)?;
+    eprintln!("generated {} chunks in {:.1} s: {:?}", summary.chunks, t.elapsed().as_secs_f64(), summary.rows);
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&chunks)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    dirs.sort();
+    let cat = Catalog::open_or_create(work.join("catalog").to_str().unwrap_or("catalog"), 6).await?;
+    let t = Instant::now();
+    let mut rows = 0u64;
+    for d in &dirs {
+        if let IngestOutcome::Committed(info) = cat.ingest(&store::open_existing_local(d)?).await? {
+            rows += info.rows_added.values().sum::<u64>();
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let dia_sources = summary.rows.get("DiaSource").copied().unwrap_or(0);
+    println!(
+        "ingest: {} chunks, {rows} rows ({dia_sources} DiaSources) in {secs:.2} s = {:.0} rows/s ({:.0} DiaSources/s)",
+        dirs.len(),
+        rows as f64 / secs,
+        dia_sources as f64 / secs
+    );
+    Ok(())
+}

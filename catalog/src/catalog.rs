@@ -24,6 +24,8 @@ use crate::store::{self, Location};
 /// Default HEALPix order of partitions (cells of about 0.84 deg²).
 pub const DEFAULT_PARTITION_ORDER: u8 = 6;
 const COMMIT_ATTEMPTS: usize = 32;
+/// Key columns of stored files kept in memory between commits (ingest re-reads them).
+const COLUMN_CACHE_BYTES: u64 = 512 << 20;
 
 /// A catalog: a snapshot log and the partitioned Parquet files it lists.
 pub struct Catalog {
@@ -31,6 +33,7 @@ pub struct Catalog {
     schema: Arc<CatalogSchema>,
     state: Mutex<Arc<LogState>>,
     index: Mutex<Arc<AnchorIndex>>,
+    columns: datafile::ColumnCache,
 }
 
 /// What ingesting one chunk did.
@@ -140,6 +143,7 @@ impl Catalog {
             schema,
             state: Mutex::new(Arc::new(LogState::default())),
             index: Mutex::new(Arc::new(AnchorIndex::default())),
+            columns: datafile::ColumnCache::new(COLUMN_CACHE_BYTES),
         }
     }
 
@@ -196,7 +200,7 @@ impl Catalog {
         for _ in 0..COMMIT_ATTEMPTS {
             let state = self.state().await?;
             let index = self.anchor_index(&state).await?;
-            let ingest = Ingest { loc: &self.loc, schema: &self.schema, state: &state, index: &index, chunk };
+            let ingest = Ingest { loc: &self.loc, files: &self.columns, schema: &self.schema, state: &state, index: &index, chunk };
             if ingest.check_order()?.is_none() {
                 return Ok(IngestOutcome::AlreadyCommitted { chunk_id: chunk.manifest.chunk_id });
             }
@@ -294,13 +298,13 @@ impl Catalog {
                 let mut batches = Vec::new();
                 for f in &files {
                     let phys = datafile::read(&self.loc, &f.entry.path, None).await?;
-                    batches.push(fold_retirements(&phys, &f.retired)?);
+                    batches.push(fold_retirements(&datafile::conform_physical(ts, &phys)?, &f.retired)?);
                     removed.push(f.entry.path.clone());
                 }
                 let all = arrow_select::concat::concat_batches(&ts.physical, &batches)?;
                 let index = self.anchor_index(&state).await?;
                 let anchor = crate::ingest::anchors(ts, &all, &index);
-                let sorted = datafile::sort(ts, &all, anchor.as_ref())?;
+                let sorted = datafile::without_empty_columns(ts, &datafile::sort(ts, &all, anchor.as_ref())?)?;
                 let path = datafile::new_path(table, cell, state.latest(), "c");
                 let mut entry = datafile::write(&self.loc, ts, cell, path, &sorted).await?;
                 entry.retired_min = retired_min(&sorted);

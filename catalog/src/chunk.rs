@@ -119,14 +119,14 @@ pub struct UpdateRecord {
     pub kind: UpdateKind,
 }
 
-/// A table file of a chunk, checked and conformed to the table's served columns.
+/// A table file of a chunk, checked; its columns are the served ones it has, in schema order.
 #[derive(Debug, Clone)]
 pub struct TableFile {
     /// Which table.
     pub table: TableId,
     /// Path relative to the chunk folder.
     pub path: String,
-    /// All served columns, absent ones as NULL.
+    /// The file's rows: the served columns it has, in schema order.
     pub batch: RecordBatch,
 }
 
@@ -311,7 +311,7 @@ fn same_physical_type(file: &DataType, want: &DataType) -> bool {
     file == want || (string(file) && string(want))
 }
 
-/// Checks columns against the table's contract and returns all served columns.
+/// Checks columns against the table's contract and returns them in schema order.
 fn conform(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) -> Result<RecordBatch> {
     let refuse = |at: Location, m: String| Error::refused(src, Refusal::Column, at, m);
     let schema = batch.schema();
@@ -349,18 +349,27 @@ fn conform(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) -> Resu
             ));
         }
     }
-    let n = batch.num_rows();
-    let columns: Vec<ArrayRef> = ts
+    // Keep only the columns the file has, in schema order: most of a table's
+    // ~100 columns are absent from a chunk, and readers see them as NULL.
+    let fields: Vec<arrow_schema::FieldRef> = ts
         .arrow
         .fields()
         .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            Some(c) => arrow::compute::cast(c, f.data_type()).map_err(Error::from),
-            None => Ok(new_null_array(f.data_type(), n)),
+        .filter(|f| schema.index_of(f.name()).is_ok())
+        .cloned()
+        .collect();
+    let columns: Vec<ArrayRef> = fields
+        .iter()
+        .map(|f| {
+            let c = batch.column_by_name(f.name()).expect("filtered to present columns");
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                arrow::compute::cast(c, f.data_type()).map_err(Error::from)
+            }
         })
         .collect::<Result<_>>()?;
-    Ok(RecordBatch::try_new(ts.arrow.clone(), columns)?)
+    Ok(RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)?)
 }
 
 fn check_values(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) -> Result<()> {

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -34,15 +34,76 @@ pub const ROW_GROUP_ROWS: usize = 32 * 1024;
 /// Rows per data page, so the page index narrows reads further.
 pub const PAGE_ROWS: usize = 4 * 1024;
 
-/// The physical batch of served rows: adds `_healpix_29`, `_added` = `snapshot`, `_retired`.
+/// The physical batch of served rows (some or all served columns): adds
+/// `_healpix_29`, `_added` = `snapshot` and `_retired`.
 pub fn physical(ts: &TableSchema, served: &RecordBatch, snapshot: u64) -> Result<RecordBatch> {
     let n = served.num_rows();
+    let mut fields: Vec<arrow_schema::FieldRef> = served.schema().fields().iter().cloned().collect();
     let mut cols: Vec<ArrayRef> = served.columns().to_vec();
+    let hidden = |name: &str| ts.physical.field_with_name(name).map(|f| Arc::new(f.clone()));
     if ts.id.has_position() {
+        fields.push(hidden(HEALPIX_29)?);
         cols.push(Arc::new(healpix_column(served)));
     }
+    fields.push(hidden(ADDED)?);
     cols.push(Arc::new(Int64Array::from(vec![snapshot as i64; n])));
+    fields.push(hidden(RETIRED)?);
     cols.push(new_null_array(&arrow_schema::DataType::Int64, n));
+    Ok(RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), cols)?)
+}
+
+/// Concatenates batches holding different subsets of a table's served columns:
+/// the result has the union of their columns, in schema order, NULL where absent.
+pub fn concat_served(ts: &TableSchema, batches: &[RecordBatch]) -> Result<RecordBatch> {
+    let present: std::collections::HashSet<&str> = batches
+        .iter()
+        .flat_map(|b| b.schema_ref().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>())
+        .collect();
+    let fields: Vec<arrow_schema::FieldRef> =
+        ts.arrow.fields().iter().filter(|f| present.contains(f.name().as_str())).cloned().collect();
+    let schema = Arc::new(arrow_schema::Schema::new(fields));
+    let conformed: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| {
+            let cols = schema
+                .fields()
+                .iter()
+                .map(|f| b.column_by_name(f.name()).cloned().unwrap_or_else(|| new_null_array(f.data_type(), b.num_rows())))
+                .collect();
+            RecordBatch::try_new(schema.clone(), cols)
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(arrow_select::concat::concat_batches(&schema, &conformed)?)
+}
+
+/// Drops served columns that hold no value: a file stores only what it has,
+/// and readers see absent columns as NULL (most of the ~100 APDB columns are
+/// empty in a given chunk, and each stored column costs time to encode).
+pub fn without_empty_columns(ts: &TableSchema, phys: &RecordBatch) -> Result<RecordBatch> {
+    let schema = phys.schema();
+    let keep: Vec<usize> = (0..phys.num_columns())
+        .filter(|&i| {
+            let f = schema.field(i);
+            let served = ts.column_index(f.name()).is_some();
+            !served || !f.is_nullable() || phys.column(i).null_count() < phys.num_rows()
+        })
+        .collect();
+    Ok(phys.project(&keep)?)
+}
+
+/// A stored batch with every physical column of its table, absent ones as NULL.
+pub fn conform_physical(ts: &TableSchema, stored: &RecordBatch) -> Result<RecordBatch> {
+    let cols: Vec<ArrayRef> = ts
+        .physical
+        .fields()
+        .iter()
+        .map(|f| {
+            stored
+                .column_by_name(f.name())
+                .cloned()
+                .unwrap_or_else(|| new_null_array(f.data_type(), stored.num_rows()))
+        })
+        .collect();
     Ok(RecordBatch::try_new(ts.physical.clone(), cols)?)
 }
 
@@ -86,18 +147,25 @@ pub fn sort(ts: &TableSchema, batch: &RecordBatch, anchor: Option<&Int64Array>) 
     Ok(arrow_select::take::take_record_batch(batch, &idx)?)
 }
 
-fn props(ts: &TableSchema) -> WriterProperties {
+fn props(ts: &TableSchema, rows: usize) -> WriterProperties {
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        // LZ4 decodes fastest; a few percent larger than zstd here.
+        .set_compression(Compression::LZ4_RAW)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(PAGE_ROWS)
-        .set_write_batch_size(PAGE_ROWS);
+        .set_write_batch_size(PAGE_ROWS)
+        // Ids, positions and fluxes are nearly unique: trying a dictionary first
+        // costs more than it saves. Low-cardinality strings keep one.
+        .set_dictionary_enabled(false)
+        .set_column_dictionary_enabled(ColumnPath::from("band"), true);
     for col in BLOOM {
         if ts.column_index(col).is_some() {
             b = b
                 .set_column_bloom_filter_enabled(ColumnPath::from(col), true)
-                .set_column_bloom_filter_fpp(ColumnPath::from(col), 0.01);
+                .set_column_bloom_filter_fpp(ColumnPath::from(col), 0.01)
+                // Sized to the file: the default (10^6 values) costs ~1 MiB per filter.
+                .set_column_bloom_filter_max_ndv(ColumnPath::from(col), rows.clamp(1, ROW_GROUP_ROWS) as u64);
         }
     }
     b.build()
@@ -107,7 +175,7 @@ fn props(ts: &TableSchema) -> WriterProperties {
 pub fn encode(ts: &TableSchema, batch: &RecordBatch, path: &str) -> Result<Bytes> {
     let wrap = |source| Error::Parquet { path: path.to_string(), source };
     let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 4);
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props(ts))).map_err(wrap)?;
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props(ts, batch.num_rows()))).map_err(wrap)?;
     w.write(batch).map_err(wrap)?;
     w.close().map_err(wrap)?;
     Ok(Bytes::from(buf))
@@ -157,6 +225,27 @@ pub fn new_path(table: TableId, cell: Option<Cell>, snapshot: u64, tag: &str) ->
     }
 }
 
+/// Encodes a sorted physical batch as a new file and returns it with its log entry.
+pub fn encode_file(ts: &TableSchema, cell: Option<Cell>, path: String, batch: &RecordBatch) -> Result<(Bytes, FileEntry)> {
+    let bytes = encode(ts, batch, &path)?;
+    let added = batch
+        .column_by_name(ADDED)
+        .map(|c| c.as_primitive::<Int64Type>().clone())
+        .unwrap_or_else(|| Int64Array::from(Vec::<i64>::new()));
+    let entry = FileEntry {
+        path,
+        table: ts.id,
+        cell,
+        rows: batch.num_rows() as u64,
+        bytes: bytes.len() as u64,
+        added_min: arrow::compute::min(&added).unwrap_or(0) as u64,
+        added_max: arrow::compute::max(&added).unwrap_or(0) as u64,
+        retired_min: None,
+        stats: stats(batch, cell),
+    };
+    Ok((bytes, entry))
+}
+
 /// Writes a sorted physical batch as a new file and returns its log entry.
 pub async fn write(
     loc: &Location,
@@ -165,24 +254,9 @@ pub async fn write(
     path: String,
     batch: &RecordBatch,
 ) -> Result<FileEntry> {
-    let bytes = encode(ts, batch, &path)?;
-    let size = bytes.len() as u64;
-    loc.store.put(&loc.child(&path), PutPayload::from(bytes)).await?;
-    let added = batch
-        .column_by_name(ADDED)
-        .map(|c| c.as_primitive::<Int64Type>().clone())
-        .unwrap_or_else(|| Int64Array::from(Vec::<i64>::new()));
-    Ok(FileEntry {
-        path,
-        table: ts.id,
-        cell,
-        rows: batch.num_rows() as u64,
-        bytes: size,
-        added_min: arrow::compute::min(&added).unwrap_or(0) as u64,
-        added_max: arrow::compute::max(&added).unwrap_or(0) as u64,
-        retired_min: None,
-        stats: stats(batch, cell),
-    })
+    let (bytes, entry) = encode_file(ts, cell, path, batch)?;
+    loc.store.put(&loc.child(&entry.path), PutPayload::from(bytes)).await?;
+    Ok(entry)
 }
 
 /// Reads a stored file, all rows in file order, optionally only some columns.
@@ -203,14 +277,51 @@ pub async fn read(loc: &Location, path: &str, columns: Option<&[&str]>) -> Resul
     let schema = arrow_array::RecordBatchReader::schema(&reader);
     let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>()?;
     let batch = arrow_select::concat::concat_batches(&schema, &batches)?;
-    match columns {
-        // Keep the caller's column order, whatever the file's is.
-        Some(cols) => {
-            let idx: Vec<usize> = cols.iter().filter_map(|c| batch.schema().index_of(c).ok()).collect();
-            Ok(batch.project(&idx)?)
-        }
-        None => Ok(batch),
+    Ok(batch)
+}
+
+/// Reads some columns of a stored file of `ts`, in the order asked; a column
+/// the file does not store comes back as NULL.
+pub async fn read_columns(loc: &Location, ts: &TableSchema, path: &str, columns: &[&str]) -> Result<RecordBatch> {
+    let stored = read(loc, path, Some(columns)).await?;
+    let n = stored.num_rows();
+    let mut fields = Vec::with_capacity(columns.len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+    for c in columns {
+        let field = ts.physical.field_with_name(c)?;
+        fields.push(field.clone().with_nullable(true));
+        arrays.push(stored.column_by_name(c).cloned().unwrap_or_else(|| new_null_array(field.data_type(), n)));
     }
+    let schema = Arc::new(arrow_schema::Schema::new(fields));
+    Ok(RecordBatch::try_new_with_options(
+        schema,
+        arrays,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(n)),
+    )?)
+}
+
+/// Reads only the rows at `positions` (ascending) of a stored file, all columns.
+pub async fn read_rows(loc: &Location, path: &str, positions: &[u32]) -> Result<RecordBatch> {
+    let bytes = loc.store.get(&loc.child(path)).await?.bytes().await?;
+    let wrap = |source| Error::Parquet { path: path.to_string(), source };
+    let options = ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options).map_err(wrap)?;
+    let total = builder.metadata().file_metadata().num_rows() as usize;
+    let ranges = positions.iter().map(|&p| p as usize..p as usize + 1);
+    let selection = RowSelection::from_consecutive_ranges(ranges, total);
+    let reader = builder.with_row_selection(selection).with_batch_size(64 * 1024).build().map_err(wrap)?;
+    let schema = arrow_array::RecordBatchReader::schema(&reader);
+    let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>()?;
+    Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
+}
+
+/// The served columns a stored batch has, in schema order (hidden ones dropped).
+pub fn only_served(ts: &TableSchema, physical: &RecordBatch) -> Result<RecordBatch> {
+    let keep: Vec<usize> = (0..physical.num_columns())
+        .filter(|&i| ts.column_index(physical.schema_ref().field(i).name()).is_some())
+        .collect();
+    Ok(physical.project(&keep)?)
 }
 
 /// The served columns of a physical batch.
@@ -236,4 +347,34 @@ pub fn visible_by_columns(physical: &RecordBatch, snapshot: u64, row: usize) -> 
     let added = physical.column_by_name(ADDED).map(|c| c.as_primitive::<Int64Type>().value(row));
     let retired = physical.column_by_name(RETIRED).map(|c| c.as_primitive::<Int64Type>());
     added.is_some_and(|a| a <= k) && retired.is_none_or(|r| r.is_null(row) || r.value(row) > k)
+}
+
+/// Columns already read from stored files. Files never change once written,
+/// so an entry never goes stale; the cache is bounded by bytes.
+pub struct ColumnCache {
+    inner: moka::sync::Cache<(String, String), RecordBatch>,
+}
+
+impl ColumnCache {
+    /// A cache holding at most `bytes` of Arrow data.
+    pub fn new(bytes: u64) -> Self {
+        let inner = moka::sync::Cache::builder()
+            .weigher(|_k: &(String, String), v: &RecordBatch| {
+                v.get_array_memory_size().try_into().unwrap_or(u32::MAX)
+            })
+            .max_capacity(bytes)
+            .build();
+        ColumnCache { inner }
+    }
+
+    /// Some columns of a stored file, all rows in file order (absent ones NULL).
+    pub async fn read(&self, loc: &Location, ts: &TableSchema, path: &str, columns: &[&str]) -> Result<RecordBatch> {
+        let key = (path.to_string(), columns.join(","));
+        if let Some(b) = self.inner.get(&key) {
+            return Ok(b);
+        }
+        let b = read_columns(loc, ts, path, columns).await?;
+        self.inner.insert(key, b.clone());
+        Ok(b)
+    }
 }

@@ -14,6 +14,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int16Type, Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, UInt32Array};
 use arrow_schema::DataType;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::chunk::{LoadedChunk, UpdateKind, UpdateRecord};
 use crate::datafile;
@@ -74,6 +76,7 @@ pub(crate) struct Prepared {
 
 pub(crate) struct Ingest<'a> {
     pub loc: &'a StoreLocation,
+    pub files: &'a datafile::ColumnCache,
     pub schema: &'a CatalogSchema,
     pub state: &'a LogState,
     pub index: &'a AnchorIndex,
@@ -157,7 +160,8 @@ impl<'a> Ingest<'a> {
         let live_file = &self.state.files[path];
         let mut want: Vec<&str> = cols.to_vec();
         want.push(RETIRED);
-        let batch = datafile::read(self.loc, path, Some(&want)).await?;
+        let ts = self.schema.table(live_file.entry.table);
+        let batch = self.files.read(self.loc, ts, path, &want).await?;
         let retired = batch.column_by_name(RETIRED).map(|c| c.as_primitive::<Int64Type>().clone());
         let mut live: Vec<bool> =
             (0..batch.num_rows()).map(|i| retired.as_ref().is_none_or(|r| r.is_null(i))).collect();
@@ -217,7 +221,7 @@ impl<'a> Ingest<'a> {
             return Ok(());
         };
         for path in self.files_with_range(ts.id, range_col, lo, hi) {
-            let stored = datafile::read(self.loc, &path, Some(key)).await?;
+            let stored = self.files.read(self.loc, ts, &path, key).await?;
             let scols = columns(&stored, key);
             for srow in 0..stored.num_rows() {
                 if let Some(&row) = seen.get(&key_at(&scols, srow)) {
@@ -582,7 +586,6 @@ impl<'a> Ingest<'a> {
         let mut retired: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         let mut rows_added = BTreeMap::new();
         let mut rows_updated = BTreeMap::new();
-        let mut full: HashMap<String, RecordBatch> = HashMap::new();
         for table in TableId::ALL {
             let ts = self.schema.table(table);
             let table_patches = patches.remove(&table).unwrap_or_default();
@@ -599,22 +602,19 @@ impl<'a> Ingest<'a> {
             }
             if let Some(t) = self.chunk.table(table) {
                 rows_added.insert(table, t.batch.num_rows() as u64);
-                let batch = apply_patches(&t.batch, &new_patches)?;
+                let batch = apply_patches(ts, &t.batch, &new_patches)?;
                 for (cell, b) in split_by_cell(ts, &batch, order, &cell_of_object)? {
                     out.entry((table, cell)).or_default().push(b);
                 }
             }
             for (path, mut rows) in stored {
                 rows.sort_by_key(|r| r.0);
-                if !full.contains_key(&*path) {
-                    full.insert(path.to_string(), datafile::read(self.loc, &path, None).await?);
-                }
-                let positions = UInt32Array::from_iter_values(rows.iter().map(|r| r.0));
-                let taken = arrow_select::take::take_record_batch(&full[&*path], &positions)?;
-                let served = datafile::served(ts, &taken)?;
+                let positions: Vec<u32> = rows.iter().map(|r| r.0).collect();
+                let taken = datafile::read_rows(self.loc, &path, &positions).await?;
+                let served = datafile::only_served(ts, &taken)?;
                 let local: Vec<(usize, Patch)> =
                     rows.iter().enumerate().map(|(i, (_, p))| (i, p.clone())).collect();
-                let patched = apply_patches(&served, &local)?;
+                let patched = apply_patches(ts, &served, &local)?;
                 let cell = self.state.files[&*path].entry.cell;
                 out.entry((table, cell)).or_default().push(patched);
                 retired.insert(path.to_string(), rows.iter().map(|r| r.0).collect());
@@ -626,19 +626,17 @@ impl<'a> Ingest<'a> {
         for (id, a) in &new_anchors {
             index.insert(*id, *a);
         }
-        let mut added: Vec<FileEntry> = Vec::new();
-        for ((table, cell), batches) in out {
-            let ts = self.schema.table(table);
-            let served = arrow_select::concat::concat_batches(&ts.arrow, &batches)?;
-            if served.num_rows() == 0 {
-                continue;
-            }
-            let phys = datafile::physical(ts, &served, snapshot)?;
-            let anchor = anchors(ts, &phys, &index);
-            let sorted = datafile::sort(ts, &phys, anchor.as_ref())?;
-            let path = datafile::new_path(table, cell, snapshot, "s");
-            added.push(datafile::write(self.loc, ts, cell, path, &sorted).await?);
-        }
+        // Encoding is CPU-bound and partitions are independent: use every core.
+        let jobs: Vec<((TableId, Option<Cell>), Vec<RecordBatch>)> = out.into_iter().collect();
+        let encoded = encode_partitions(self.schema, &index, snapshot, &jobs)?;
+        let added: Vec<FileEntry> = futures::stream::iter(encoded)
+            .map(|(bytes, entry)| async move {
+                self.loc.store.put(&self.loc.child(&entry.path), PutPayload::from(bytes)).await?;
+                Ok::<_, Error>(entry)
+            })
+            .buffered(8)
+            .try_collect()
+            .await?;
         let index_files = if new_anchors.is_empty() {
             vec![]
         } else {
@@ -751,14 +749,18 @@ fn forced_row(batch: &RecordBatch, row: usize, at: RowRef) -> SourceRow {
     }
 }
 
-/// Returns the batch with patched values written into the rows named.
-fn apply_patches(batch: &RecordBatch, patches: &[(usize, Patch)]) -> Result<RecordBatch> {
+/// Returns the batch with patched values written into the rows named
+/// (adding, as NULL elsewhere, a patched column the batch lacks).
+fn apply_patches(ts: &TableSchema, batch: &RecordBatch, patches: &[(usize, Patch)]) -> Result<RecordBatch> {
     if patches.is_empty() {
         return Ok(batch.clone());
     }
+    let names: HashSet<&str> = patches.iter().flat_map(|(_, p)| p.iter().map(|(n, _)| *n)).collect();
+    let mut wanted: Vec<&str> = batch.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
+    wanted.extend(names.iter().copied().filter(|n| batch.column_by_name(n).is_none()));
+    let batch = with_columns(ts, batch, &wanted)?;
     let schema = batch.schema();
     let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
-    let names: HashSet<&str> = patches.iter().flat_map(|(_, p)| p.iter().map(|(n, _)| *n)).collect();
     for name in names {
         let idx = schema.index_of(name)?;
         let col = &cols[idx];
@@ -805,6 +807,63 @@ fn apply_patches(batch: &RecordBatch, patches: &[(usize, Patch)]) -> Result<Reco
         cols[idx] = new;
     }
     Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+/// The batch with exactly the served columns named (absent ones NULL).
+fn with_columns(ts: &TableSchema, batch: &RecordBatch, names: &[&str]) -> Result<RecordBatch> {
+    let fields: Vec<arrow_schema::FieldRef> =
+        ts.arrow.fields().iter().filter(|f| names.contains(&f.name().as_str())).cloned().collect();
+    let cols = fields
+        .iter()
+        .map(|f| {
+            batch
+                .column_by_name(f.name())
+                .cloned()
+                .unwrap_or_else(|| arrow_array::new_null_array(f.data_type(), batch.num_rows()))
+        })
+        .collect();
+    Ok(RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), cols)?)
+}
+
+/// Builds, sorts and encodes each partition's new file, on every core.
+fn encode_partitions(
+    schema: &CatalogSchema,
+    index: &AnchorIndex,
+    snapshot: u64,
+    jobs: &[((TableId, Option<Cell>), Vec<RecordBatch>)],
+) -> Result<Vec<(bytes::Bytes, FileEntry)>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, jobs.len().max(1));
+    let work = || -> Result<Vec<(bytes::Bytes, FileEntry)>> {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(((table, cell), batches)) = jobs.get(i) else { return Ok(done) };
+            let ts = schema.table(*table);
+            let served = datafile::concat_served(ts, batches)?;
+            if served.num_rows() == 0 {
+                continue;
+            }
+            let phys = datafile::physical(ts, &served, snapshot)?;
+            let anchor = anchors(ts, &phys, index);
+            let sorted = datafile::without_empty_columns(ts, &datafile::sort(ts, &phys, anchor.as_ref())?)?;
+            let path = datafile::new_path(*table, *cell, snapshot, "s");
+            done.push(datafile::encode_file(ts, *cell, path, &sorted)?);
+        }
+    };
+    let parts: Vec<Result<Vec<_>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Log { path: String::new(), message: "an encoding thread panicked".into() })))
+            .collect()
+    });
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend(p?);
+    }
+    all.sort_by(|a, b| a.1.path.cmp(&b.1.path));
+    Ok(all)
 }
 
 /// Splits new rows by the partition they belong to.
