@@ -178,6 +178,9 @@ impl Catalog {
     /// The id → partition index as of `state`.
     pub async fn anchor_index(&self, state: &LogState) -> Result<Arc<AnchorIndex>> {
         let mut guard = self.index.lock().await;
+        if guard.files_read() == state.index_files.len() {
+            return Ok(guard.clone());
+        }
         let mut next = (**guard).clone();
         next.catch_up(&self.loc, &state.index_files).await?;
         *guard = Arc::new(next);
@@ -303,7 +306,7 @@ impl Catalog {
                 }
                 let all = arrow_select::concat::concat_batches(&ts.physical, &batches)?;
                 let index = self.anchor_index(&state).await?;
-                let anchor = crate::ingest::anchors(ts, &all, &index);
+                let anchor = crate::ingest::anchors(ts, &all, &|id| index.anchor(id));
                 let sorted = datafile::without_empty_columns(ts, &datafile::sort(ts, &all, anchor.as_ref())?)?;
                 let path = datafile::new_path(table, cell, state.latest(), "c");
                 let mut entry = datafile::write(&self.loc, ts, cell, path, &sorted).await?;

@@ -300,9 +300,8 @@ pub async fn read_columns(loc: &Location, ts: &TableSchema, path: &str, columns:
     )?)
 }
 
-/// Reads only the rows at `positions` (ascending) of a stored file, all columns.
-pub async fn read_rows(loc: &Location, path: &str, positions: &[u32]) -> Result<RecordBatch> {
-    let bytes = loc.store.get(&loc.child(path)).await?.bytes().await?;
+/// Decodes only the rows at `positions` (ascending) of a stored file, all columns.
+pub fn decode_rows(bytes: Bytes, path: &str, positions: &[u32]) -> Result<RecordBatch> {
     let wrap = |source| Error::Parquet { path: path.to_string(), source };
     let options = ArrowReaderOptions::new()
         .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);

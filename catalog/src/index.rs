@@ -48,6 +48,11 @@ impl AnchorIndex {
         self.anchors.is_empty()
     }
 
+    /// How many index files have been read.
+    pub(crate) fn files_read(&self) -> usize {
+        self.loaded
+    }
+
     /// Reads the index files not read yet (they only ever grow).
     pub(crate) async fn catch_up(&mut self, loc: &Location, files: &[(u64, String)]) -> Result<()> {
         for (_, path) in &files[self.loaded.min(files.len())..] {
@@ -60,10 +65,6 @@ impl AnchorIndex {
         }
         self.loaded = files.len();
         Ok(())
-    }
-
-    pub(crate) fn insert(&mut self, dia_object_id: i64, anchor: i64) {
-        self.anchors.insert(dia_object_id, anchor);
     }
 }
 

@@ -241,7 +241,12 @@ impl<'a> Ingest<'a> {
         // Key checks (§4.4).
         for t in &self.chunk.tables {
             let ts = self.schema.table(t.table);
-            self.check_keys(ts, &t.path, &t.batch, &ts.key, ts.key[0]).await?;
+            // Prune by a column that grows with time, so new rows rarely overlap old files.
+            let range_col = match t.table {
+                TableId::DiaForcedSource | TableId::DetectorVisitProcessingSummary => "visit",
+                _ => ts.key[0],
+            };
+            self.check_keys(ts, &t.path, &t.batch, &ts.key, range_col).await?;
             if t.table == TableId::DiaForcedSource {
                 self.check_keys(ts, &t.path, &t.batch, &["diaForcedSourceId"], "diaForcedSourceId")
                     .await?;
@@ -607,28 +612,38 @@ impl<'a> Ingest<'a> {
                     out.entry((table, cell)).or_default().push(b);
                 }
             }
-            for (path, mut rows) in stored {
-                rows.sort_by_key(|r| r.0);
+            // Fetch the files holding changed rows at once, then decode on every core.
+            let stored: Vec<(Arc<str>, Vec<(u32, Patch)>)> = stored
+                .into_iter()
+                .map(|(path, mut rows)| {
+                    rows.sort_by_key(|r| r.0);
+                    (path, rows)
+                })
+                .collect();
+            let fetched: Vec<bytes::Bytes> = futures::stream::iter(stored.iter())
+                .map(|(path, _)| async move { Ok::<_, Error>(self.loc.store.get(&self.loc.child(path)).await?.bytes().await?) })
+                .buffered(8)
+                .try_collect()
+                .await?;
+            let copies = parallel_map(&stored.iter().zip(&fetched).collect::<Vec<_>>(), |((path, rows), bytes)| {
                 let positions: Vec<u32> = rows.iter().map(|r| r.0).collect();
-                let taken = datafile::read_rows(self.loc, &path, &positions).await?;
+                let taken = datafile::decode_rows((*bytes).clone(), path, &positions)?;
                 let served = datafile::only_served(ts, &taken)?;
-                let local: Vec<(usize, Patch)> =
-                    rows.iter().enumerate().map(|(i, (_, p))| (i, p.clone())).collect();
-                let patched = apply_patches(ts, &served, &local)?;
-                let cell = self.state.files[&*path].entry.cell;
+                let local: Vec<(usize, Patch)> = rows.iter().enumerate().map(|(i, (_, p))| (i, p.clone())).collect();
+                apply_patches(ts, &served, &local)
+            })?;
+            for ((path, rows), patched) in stored.iter().zip(copies) {
+                let cell = self.state.files[&**path].entry.cell;
                 out.entry((table, cell)).or_default().push(patched);
                 retired.insert(path.to_string(), rows.iter().map(|r| r.0).collect());
             }
         }
 
         // Write one file per partition touched.
-        let mut index = self.index.clone();
-        for (id, a) in &new_anchors {
-            index.insert(*id, *a);
-        }
+        let anchor_of_id = |id: i64| self.index.anchor(id).or_else(|| chunk_anchor.get(&id).copied());
         // Encoding is CPU-bound and partitions are independent: use every core.
         let jobs: Vec<((TableId, Option<Cell>), Vec<RecordBatch>)> = out.into_iter().collect();
-        let encoded = encode_partitions(self.schema, &index, snapshot, &jobs)?;
+        let encoded = encode_partitions(self.schema, &anchor_of_id, snapshot, &jobs)?;
         let added: Vec<FileEntry> = futures::stream::iter(encoded)
             .map(|(bytes, entry)| async move {
                 self.loc.store.put(&self.loc.child(&entry.path), PutPayload::from(bytes)).await?;
@@ -825,45 +840,53 @@ fn with_columns(ts: &TableSchema, batch: &RecordBatch, names: &[&str]) -> Result
     Ok(RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), cols)?)
 }
 
-/// Builds, sorts and encodes each partition's new file, on every core.
-fn encode_partitions(
-    schema: &CatalogSchema,
-    index: &AnchorIndex,
-    snapshot: u64,
-    jobs: &[((TableId, Option<Cell>), Vec<RecordBatch>)],
-) -> Result<Vec<(bytes::Bytes, FileEntry)>> {
+/// Applies `f` to every item on every core, keeping the order of the items.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, jobs.len().max(1));
-    let work = || -> Result<Vec<(bytes::Bytes, FileEntry)>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, items.len().max(1));
+    let work = || {
         let mut done = Vec::new();
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(((table, cell), batches)) = jobs.get(i) else { return Ok(done) };
-            let ts = schema.table(*table);
-            let served = datafile::concat_served(ts, batches)?;
-            if served.num_rows() == 0 {
-                continue;
-            }
-            let phys = datafile::physical(ts, &served, snapshot)?;
-            let anchor = anchors(ts, &phys, index);
-            let sorted = datafile::without_empty_columns(ts, &datafile::sort(ts, &phys, anchor.as_ref())?)?;
-            let path = datafile::new_path(*table, *cell, snapshot, "s");
-            done.push(datafile::encode_file(ts, *cell, path, &sorted)?);
+            let Some(item) = items.get(i) else { return done };
+            done.push((i, f(item)));
         }
     };
-    let parts: Vec<Result<Vec<_>>> = std::thread::scope(|s| {
+    let mut all: Vec<(usize, Result<R>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Log { path: String::new(), message: "an encoding thread panicked".into() })))
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![(usize::MAX, Err(Error::Log { path: String::new(), message: "a worker thread panicked".into() }))]
+                })
+            })
             .collect()
     });
-    let mut all = Vec::new();
-    for p in parts {
-        all.extend(p?);
-    }
-    all.sort_by(|a, b| a.1.path.cmp(&b.1.path));
-    Ok(all)
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Builds, sorts and encodes each partition's new file, on every core.
+fn encode_partitions(
+    schema: &CatalogSchema,
+    anchor_of: &(dyn Fn(i64) -> Option<i64> + Sync),
+    snapshot: u64,
+    jobs: &[((TableId, Option<Cell>), Vec<RecordBatch>)],
+) -> Result<Vec<(bytes::Bytes, FileEntry)>> {
+    let encoded = parallel_map(jobs, |((table, cell), batches)| {
+        let ts = schema.table(*table);
+        let served = datafile::concat_served(ts, batches)?;
+        if served.num_rows() == 0 {
+            return Ok(None);
+        }
+        let phys = datafile::physical(ts, &served, snapshot)?;
+        let anchor = anchors(ts, &phys, anchor_of);
+        let sorted = datafile::without_empty_columns(ts, &datafile::sort(ts, &phys, anchor.as_ref())?)?;
+        let path = datafile::new_path(*table, *cell, snapshot, "s");
+        datafile::encode_file(ts, *cell, path, &sorted).map(Some)
+    })?;
+    Ok(encoded.into_iter().flatten().collect())
 }
 
 /// Splits new rows by the partition they belong to.
@@ -894,7 +917,11 @@ fn split_by_cell(
 }
 
 /// The sort anchor of each row: its object's anchor, else its own position.
-pub(crate) fn anchors(ts: &TableSchema, phys: &RecordBatch, index: &AnchorIndex) -> Option<Int64Array> {
+pub(crate) fn anchors(
+    ts: &TableSchema,
+    phys: &RecordBatch,
+    anchor_of: &(dyn Fn(i64) -> Option<i64> + Sync),
+) -> Option<Int64Array> {
     if !matches!(ts.id, TableId::DiaObject | TableId::DiaSource | TableId::DiaForcedSource) {
         return None;
     }
@@ -903,7 +930,7 @@ pub(crate) fn anchors(ts: &TableSchema, phys: &RecordBatch, index: &AnchorIndex)
     Some(
         (0..phys.num_rows())
             .map(|r| {
-                let a = obj.is_valid(r).then(|| index.anchor(obj.value(r))).flatten();
+                let a = obj.is_valid(r).then(|| anchor_of(obj.value(r))).flatten();
                 a.or_else(|| own.is_valid(r).then(|| own.value(r)))
             })
             .collect(),
