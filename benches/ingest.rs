@@ -55,6 +55,31 @@ async fn main() -> Result<()> {
         }
     }
     let secs = t.elapsed().as_secs_f64();
+    // Reference in the same run: decode and re-encode the same files with
+    // Parquet defaults, no checks, partitioning or history: the floor.
+    let t = Instant::now();
+    let mut copied = 0u64;
+    for d in &dirs {
+        for e in std::fs::read_dir(d)? {
+            let path = e?.path();
+            if path.extension().is_some_and(|x| x == "parquet") {
+                let file = std::fs::File::open(&path)?;
+                let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
+                let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), builder.schema().clone(), None)?;
+                for batch in builder.build()? {
+                    let batch = batch?;
+                    copied += batch.num_rows() as u64;
+                    w.write(&batch)?;
+                }
+                w.close()?;
+            }
+        }
+    }
+    let copy_secs = t.elapsed().as_secs_f64();
+    println!(
+        "reference: Parquet decode + re-encode of the same files: {copied} rows in {copy_secs:.2} s = {:.0} rows/s",
+        copied as f64 / copy_secs
+    );
     let dia_sources = summary.rows.get("DiaSource").copied().unwrap_or(0);
     println!(
         "ingest: {} chunks, {rows} rows ({dia_sources} DiaSources) in {secs:.2} s = {:.0} rows/s ({:.0} DiaSources/s)",
