@@ -31,7 +31,10 @@ struct Args {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let tmp = tempfile::TempDir::new()?;
-    let work = args.work.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let work = args
+        .work
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     let chunks = work.join("chunks");
     let cfg = SampleConfig {
         objects: args.objects,
@@ -43,10 +46,18 @@ async fn main() -> Result<()> {
     };
     let t = Instant::now();
     let summary = generate(&cfg, &chunks)?;
-    eprintln!("generated {} chunks in {:.1} s: {:?}", summary.chunks, t.elapsed().as_secs_f64(), summary.rows);
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&chunks)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    eprintln!(
+        "generated {} chunks in {:.1} s: {:?}",
+        summary.chunks,
+        t.elapsed().as_secs_f64(),
+        summary.rows
+    );
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&chunks)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
     dirs.sort();
-    let cat = Catalog::open_or_create(work.join("catalog").to_str().unwrap_or("catalog"), 6).await?;
+    let cat =
+        Catalog::open_or_create(work.join("catalog").to_str().unwrap_or("catalog"), 6).await?;
     let t = Instant::now();
     let mut rows = 0u64;
     for d in &dirs {
@@ -64,8 +75,13 @@ async fn main() -> Result<()> {
             let path = e?.path();
             if path.extension().is_some_and(|x| x == "parquet") {
                 let file = std::fs::File::open(&path)?;
-                let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
-                let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), builder.schema().clone(), None)?;
+                let builder =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
+                let mut w = parquet::arrow::ArrowWriter::try_new(
+                    Vec::new(),
+                    builder.schema().clone(),
+                    None,
+                )?;
                 for batch in builder.build()? {
                     let batch = batch?;
                     copied += batch.num_rows() as u64;

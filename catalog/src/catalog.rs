@@ -111,7 +111,9 @@ impl Catalog {
         let loc = store::open(url, false)?;
         let cat = Catalog::at(loc, CatalogSchema::builtin());
         if cat.state().await?.catalog_id.is_empty() {
-            return Err(Error::NotACatalog { url: url.to_string() });
+            return Err(Error::NotACatalog {
+                url: url.to_string(),
+            });
         }
         Ok(cat)
     }
@@ -203,9 +205,18 @@ impl Catalog {
         for _ in 0..COMMIT_ATTEMPTS {
             let state = self.state().await?;
             let index = self.anchor_index(&state).await?;
-            let ingest = Ingest { loc: &self.loc, files: &self.columns, schema: &self.schema, state: &state, index: &index, chunk };
+            let ingest = Ingest {
+                loc: &self.loc,
+                files: &self.columns,
+                schema: &self.schema,
+                state: &state,
+                index: &index,
+                chunk,
+            };
             if ingest.check_order()?.is_none() {
-                return Ok(IngestOutcome::AlreadyCommitted { chunk_id: chunk.manifest.chunk_id });
+                return Ok(IngestOutcome::AlreadyCommitted {
+                    chunk_id: chunk.manifest.chunk_id,
+                });
             }
             let snapshot = state.latest() + 1;
             let prepared = ingest.prepare(snapshot).await?;
@@ -229,21 +240,30 @@ impl Catalog {
             // check the chunk again against the new state and retry.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Err(Error::Contention { attempts: COMMIT_ATTEMPTS })
+        Err(Error::Contention {
+            attempts: COMMIT_ATTEMPTS,
+        })
     }
 
     /// The files and visibility rule of `table` at `snapshot`.
     pub fn scan(&self, state: &LogState, table: TableId, snapshot: u64) -> Result<TableScan> {
         if snapshot > state.latest() {
-            return Err(Error::NoSuchSnapshot { asked: snapshot, latest: state.latest() });
+            return Err(Error::NoSuchSnapshot {
+                asked: snapshot,
+                latest: state.latest(),
+            });
         }
         let files = state
             .files
             .values()
             .filter(|f| f.entry.table == table && f.entry.added_min <= snapshot)
             .map(|f| {
-                let mut hidden: Vec<u32> =
-                    f.retired.iter().filter(|(_, s)| *s <= snapshot).map(|(p, _)| *p).collect();
+                let mut hidden: Vec<u32> = f
+                    .retired
+                    .iter()
+                    .filter(|(_, s)| *s <= snapshot)
+                    .map(|(p, _)| *p)
+                    .collect();
                 hidden.sort_unstable();
                 ScanFile {
                     path: f.entry.path.clone(),
@@ -257,7 +277,12 @@ impl Catalog {
                 }
             })
             .collect();
-        Ok(TableScan { table, snapshot, partition_order: state.partition_order, files })
+        Ok(TableScan {
+            table,
+            snapshot,
+            partition_order: state.partition_order,
+            files,
+        })
     }
 
     /// Reads every visible row of `table` at `snapshot` (served columns, storage order).
@@ -271,7 +296,10 @@ impl Catalog {
             let hidden: HashSet<u32> = f.hidden.iter().copied().collect();
             let mask: BooleanArray = (0..phys.num_rows())
                 .map(|r| {
-                    Some(!hidden.contains(&(r as u32)) && datafile::visible_by_columns(&phys, snapshot, r))
+                    Some(
+                        !hidden.contains(&(r as u32))
+                            && datafile::visible_by_columns(&phys, snapshot, r),
+                    )
                 })
                 .collect();
             let visible = arrow_select::filter::filter_record_batch(&phys, &mask)?;
@@ -285,9 +313,13 @@ impl Catalog {
     pub async fn compact(&self) -> Result<CompactReport> {
         for _ in 0..COMMIT_ATTEMPTS {
             let state = self.state().await?;
-            let mut groups: BTreeMap<(TableId, Option<Cell>), Vec<&log::LiveFile>> = BTreeMap::new();
+            let mut groups: BTreeMap<(TableId, Option<Cell>), Vec<&log::LiveFile>> =
+                BTreeMap::new();
             for f in state.files.values() {
-                groups.entry((f.entry.table, f.entry.cell)).or_default().push(f);
+                groups
+                    .entry((f.entry.table, f.entry.cell))
+                    .or_default()
+                    .push(f);
             }
             let mut removed = Vec::new();
             let mut added = Vec::new();
@@ -301,13 +333,19 @@ impl Catalog {
                 let mut batches = Vec::new();
                 for f in &files {
                     let phys = datafile::read(&self.loc, &f.entry.path, None).await?;
-                    batches.push(fold_retirements(&datafile::conform_physical(ts, &phys)?, &f.retired)?);
+                    batches.push(fold_retirements(
+                        &datafile::conform_physical(ts, &phys)?,
+                        &f.retired,
+                    )?);
                     removed.push(f.entry.path.clone());
                 }
                 let all = arrow_select::concat::concat_batches(&ts.physical, &batches)?;
                 let index = self.anchor_index(&state).await?;
                 let anchor = crate::ingest::anchors(ts, &all, &|id| index.anchor(id));
-                let sorted = datafile::without_empty_columns(ts, &datafile::sort(ts, &all, anchor.as_ref())?)?;
+                let sorted = datafile::without_empty_columns(
+                    ts,
+                    &datafile::sort(ts, &all, anchor.as_ref())?,
+                )?;
                 let path = datafile::new_path(table, cell, state.latest(), "c");
                 let mut entry = datafile::write(&self.loc, ts, cell, path, &sorted).await?;
                 entry.retired_min = retired_min(&sorted);
@@ -330,7 +368,9 @@ impl Catalog {
             }
             // A commit slipped in (it may retire rows of the files we merged): start over.
         }
-        Err(Error::Contention { attempts: COMMIT_ATTEMPTS })
+        Err(Error::Contention {
+            attempts: COMMIT_ATTEMPTS,
+        })
     }
 
     /// Deletes objects under the catalog that no snapshot needs (files replaced by
@@ -342,11 +382,20 @@ impl Catalog {
         needed.extend(state.index_files.iter().map(|(_, p)| p.clone()));
         let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
         let prefix = self.loc.prefix.as_ref().to_string();
-        let objects: Vec<_> = self.loc.store.list(Some(&self.loc.prefix)).try_collect().await?;
+        let objects: Vec<_> = self
+            .loc
+            .store
+            .list(Some(&self.loc.prefix))
+            .try_collect()
+            .await?;
         let mut report = VacuumReport::default();
         for meta in objects {
             let full = meta.location.as_ref();
-            let rel = full.strip_prefix(&prefix).unwrap_or(full).trim_start_matches('/').to_string();
+            let rel = full
+                .strip_prefix(&prefix)
+                .unwrap_or(full)
+                .trim_start_matches('/')
+                .to_string();
             if rel.starts_with(log::LOG_DIR) || !rel.ends_with(".parquet") {
                 continue;
             }
@@ -367,7 +416,11 @@ fn fold_retirements(phys: &RecordBatch, retired: &[(u32, u64)]) -> Result<Record
         return Ok(phys.clone());
     }
     let idx = phys.schema().index_of(RETIRED)?;
-    let mut v: Vec<Option<i64>> = phys.column(idx).as_primitive::<Int64Type>().iter().collect();
+    let mut v: Vec<Option<i64>> = phys
+        .column(idx)
+        .as_primitive::<Int64Type>()
+        .iter()
+        .collect();
     for (pos, snap) in retired {
         let slot = &mut v[*pos as usize];
         let s = *snap as i64;

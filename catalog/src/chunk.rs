@@ -157,20 +157,36 @@ pub async fn read_manifest(loc: &store::Location) -> Result<Manifest> {
     let bytes = match loc.store.get(&loc.child(MANIFEST)).await {
         Ok(r) => r.bytes().await?,
         Err(object_store::Error::NotFound { .. }) => {
-            return Err(refuse(Location::file(MANIFEST), "chunk.json is missing".into()));
+            return Err(refuse(
+                Location::file(MANIFEST),
+                "chunk.json is missing".into(),
+            ));
         }
         Err(e) => return Err(e.into()),
     };
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| refuse(Location::file(MANIFEST), format!("chunk.json is not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        refuse(
+            Location::file(MANIFEST),
+            format!("chunk.json is not valid JSON: {e}"),
+        )
+    })?;
     parse_manifest(&v).map_err(|(key, m)| refuse(Location::file(MANIFEST).column(key), m))
 }
 
 fn parse_manifest(v: &Value) -> std::result::Result<Manifest, (String, String)> {
-    let obj = v.as_object().ok_or(("".to_string(), "chunk.json must be a JSON object".to_string()))?;
-    let get = |k: &str| obj.get(k).ok_or((k.to_string(), format!("chunk.json lacks key {k:?}")));
+    let obj = v.as_object().ok_or((
+        "".to_string(),
+        "chunk.json must be a JSON object".to_string(),
+    ))?;
+    let get = |k: &str| {
+        obj.get(k)
+            .ok_or((k.to_string(), format!("chunk.json lacks key {k:?}")))
+    };
     let string = |k: &str| {
-        get(k)?.as_str().map(str::to_string).ok_or((k.to_string(), format!("{k:?} must be a string")))
+        get(k)?
+            .as_str()
+            .map(str::to_string)
+            .ok_or((k.to_string(), format!("{k:?} must be a string")))
     };
     let format = string("format")?;
     if format != REPLICA_FORMAT && format != SRC_FORMAT {
@@ -179,16 +195,19 @@ fn parse_manifest(v: &Value) -> std::result::Result<Manifest, (String, String)> 
             format!("unknown format {format:?} (expected {REPLICA_FORMAT:?} or {SRC_FORMAT:?})"),
         ));
     }
-    let chunk_id = get("chunk_id")?
-        .as_i64()
-        .ok_or(("chunk_id".to_string(), "\"chunk_id\" must be a 64-bit integer".to_string()))?;
+    let chunk_id = get("chunk_id")?.as_i64().ok_or((
+        "chunk_id".to_string(),
+        "\"chunk_id\" must be a 64-bit integer".to_string(),
+    ))?;
     let last_update_time = string("last_update_time")?;
     if !last_update_time.ends_with('Z')
         || chrono::DateTime::parse_from_rfc3339(&last_update_time).is_err()
     {
         return Err((
             "last_update_time".into(),
-            format!("\"last_update_time\" {last_update_time:?} is not ISO-8601 UTC with a Z suffix"),
+            format!(
+                "\"last_update_time\" {last_update_time:?} is not ISO-8601 UTC with a Z suffix"
+            ),
         ));
     }
     let unique_id = string("unique_id")?;
@@ -198,8 +217,13 @@ fn parse_manifest(v: &Value) -> std::result::Result<Manifest, (String, String)> 
     let mut files = Vec::new();
     for (i, f) in files_v.iter().enumerate() {
         let at = format!("files[{i}]");
-        let o = f.as_object().ok_or((at.clone(), format!("{at} must be an object")))?;
-        let field = |k: &str| o.get(k).ok_or((at.clone(), format!("{at} lacks key {k:?}")));
+        let o = f
+            .as_object()
+            .ok_or((at.clone(), format!("{at} must be an object")))?;
+        let field = |k: &str| {
+            o.get(k)
+                .ok_or((at.clone(), format!("{at} lacks key {k:?}")))
+        };
         let table = field("table")?
             .as_str()
             .ok_or((at.clone(), format!("{at}.table must be a string")))?
@@ -208,19 +232,33 @@ fn parse_manifest(v: &Value) -> std::result::Result<Manifest, (String, String)> 
             .as_str()
             .ok_or((at.clone(), format!("{at}.path must be a string")))?
             .to_string();
-        let rows = field("rows")?
-            .as_u64()
-            .ok_or((at.clone(), format!("{at}.rows must be a non-negative integer")))?;
+        let rows = field("rows")?.as_u64().ok_or((
+            at.clone(),
+            format!("{at}.rows must be a non-negative integer"),
+        ))?;
         files.push(ManifestFile { table, path, rows });
     }
-    Ok(Manifest { format, chunk_id, last_update_time, unique_id, files })
+    Ok(Manifest {
+        format,
+        chunk_id,
+        last_update_time,
+        unique_id,
+        files,
+    })
 }
 
 fn allowed_tables(format: &str) -> &'static [&'static str] {
     if format == SRC_FORMAT {
         &["PromptSource"]
     } else {
-        &["DiaObject", "DiaSource", "DiaForcedSource", "DetectorVisitProcessingSummary", "SSObject", "updates"]
+        &[
+            "DiaObject",
+            "DiaSource",
+            "DiaForcedSource",
+            "DetectorVisitProcessingSummary",
+            "SSObject",
+            "updates",
+        ]
     }
 }
 
@@ -239,17 +277,29 @@ pub async fn load(loc: &store::Location, schema: &CatalogSchema) -> Result<Loade
             return Err(refuse(
                 Refusal::Manifest,
                 at,
-                format!("unknown table {:?} for format {} (allowed: {})", f.table, manifest.format, allowed.join(", ")),
+                format!(
+                    "unknown table {:?} for format {} (allowed: {})",
+                    f.table,
+                    manifest.format,
+                    allowed.join(", ")
+                ),
             ));
         }
         if !seen.insert(f.table.clone()) {
-            return Err(refuse(Refusal::Manifest, at, format!("table {} appears twice", f.table)));
+            return Err(refuse(
+                Refusal::Manifest,
+                at,
+                format!("table {} appears twice", f.table),
+            ));
         }
         if f.path.starts_with('/') || f.path.split('/').any(|p| p == ".." || p.is_empty()) {
             return Err(refuse(
                 Refusal::Manifest,
                 Location::file(MANIFEST).column(format!("files[{i}].path")),
-                format!("path {:?} must be relative and stay inside the chunk folder", f.path),
+                format!(
+                    "path {:?} must be relative and stay inside the chunk folder",
+                    f.path
+                ),
             ));
         }
     }
@@ -273,23 +323,37 @@ pub async fn load(loc: &store::Location, schema: &CatalogSchema) -> Result<Loade
             return Err(refuse(
                 Refusal::Manifest,
                 Location::file(&f.path),
-                format!("file has {} rows but chunk.json says {}", batch.num_rows(), f.rows),
+                format!(
+                    "file has {} rows but chunk.json says {}",
+                    batch.num_rows(),
+                    f.rows
+                ),
             ));
         }
         if f.table == "updates" {
             let records = parse_updates(&batch, &f.path, &src)?;
             updates = Some((f.path.clone(), records));
         } else {
-            let id: TableId = f.table.parse().map_err(|m: String| {
-                refuse(Refusal::Manifest, Location::file(MANIFEST), m)
-            })?;
+            let id: TableId = f
+                .table
+                .parse()
+                .map_err(|m: String| refuse(Refusal::Manifest, Location::file(MANIFEST), m))?;
             let ts = schema.table(id);
             let conformed = conform(&batch, ts, &f.path, &src)?;
             check_values(&conformed, ts, &f.path, &src)?;
-            tables.push(TableFile { table: id, path: f.path.clone(), batch: conformed });
+            tables.push(TableFile {
+                table: id,
+                path: f.path.clone(),
+                batch: conformed,
+            });
         }
     }
-    Ok(LoadedChunk { source: src, manifest, tables, updates })
+    Ok(LoadedChunk {
+        source: src,
+        manifest,
+        tables,
+        updates,
+    })
 }
 
 fn read_parquet(bytes: Bytes, path: &str) -> std::result::Result<RecordBatch, String> {
@@ -300,14 +364,16 @@ fn read_parquet(bytes: Bytes, path: &str) -> std::result::Result<RecordBatch, St
         .with_batch_size(64 * 1024)
         .build()
         .map_err(|e| format!("{path}: {e}"))?;
-    let batches: Vec<RecordBatch> =
-        reader.collect::<std::result::Result<_, _>>().map_err(|e| format!("{path}: {e}"))?;
+    let batches: Vec<RecordBatch> = reader
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("{path}: {e}"))?;
     arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| format!("{path}: {e}"))
 }
 
 fn same_physical_type(file: &DataType, want: &DataType) -> bool {
     // Parquet stores strings one way; Arrow may read them back as any string type.
-    let string = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let string =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     file == want || (string(file) && string(want))
 }
 
@@ -320,14 +386,20 @@ fn conform(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) -> Resu
         let Some(idx) = ts.column_index(name) else {
             return Err(refuse(
                 Location::file(file).column(name),
-                format!("column {name} is not defined for table {} in the schema", ts.id),
+                format!(
+                    "column {name} is not defined for table {} in the schema",
+                    ts.id
+                ),
             ));
         };
         let want = ts.arrow.field(idx).data_type();
         if !same_physical_type(field.data_type(), want) {
             return Err(refuse(
                 Location::file(file).column(name),
-                format!("column {name} has type {} but the schema says {want}", field.data_type()),
+                format!(
+                    "column {name} has type {} but the schema says {want}",
+                    field.data_type()
+                ),
             ));
         }
     }
@@ -340,7 +412,9 @@ fn conform(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) -> Resu
         }
     }
     for nn in &ts.not_null {
-        let col = batch.column_by_name(nn).expect("required columns were checked above");
+        let col = batch
+            .column_by_name(nn)
+            .expect("required columns were checked above");
         if col.null_count() > 0 {
             let row = (0..col.len()).find(|&i| col.is_null(i)).unwrap_or(0);
             return Err(refuse(
@@ -361,7 +435,9 @@ fn conform(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) -> Resu
     let columns: Vec<ArrayRef> = fields
         .iter()
         .map(|f| {
-            let c = batch.column_by_name(f.name()).expect("filtered to present columns");
+            let c = batch
+                .column_by_name(f.name())
+                .expect("filtered to present columns");
             if c.data_type() == f.data_type() {
                 Ok(c.clone())
             } else {
@@ -369,32 +445,54 @@ fn conform(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) -> Resu
             }
         })
         .collect::<Result<_>>()?;
-    Ok(RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(ArrowSchema::new(fields)),
+        columns,
+    )?)
 }
 
 fn check_values(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) -> Result<()> {
     let refuse = |col: &str, row: usize, m: String| {
-        Error::refused(src, Refusal::Value, Location::file(file).column(col).row(row), m)
+        Error::refused(
+            src,
+            Refusal::Value,
+            Location::file(file).column(col).row(row),
+            m,
+        )
     };
     if let Some(band) = batch.column_by_name("band") {
         let band = band.as_string::<i32>();
         for (row, b) in band.iter().enumerate() {
-            if let Some(b) = b {
-                if b.len() != 1 || !"ugrizy".contains(b) {
-                    return Err(refuse("band", row, format!("band {b:?} is not one of u, g, r, i, z, y")));
-                }
+            if let Some(b) = b
+                && (b.len() != 1 || !"ugrizy".contains(b))
+            {
+                return Err(refuse(
+                    "band",
+                    row,
+                    format!("band {b:?} is not one of u, g, r, i, z, y"),
+                ));
             }
         }
     }
     if ts.id.has_position() {
         for (name, lo, hi, hi_open) in [("ra", 0.0, 360.0, true), ("dec", -90.0, 90.0, false)] {
-            let col = batch.column_by_name(name).expect("position columns are served");
+            let col = batch
+                .column_by_name(name)
+                .expect("position columns are served");
             for (row, v) in col.as_primitive::<Float64Type>().iter().enumerate() {
                 if let Some(v) = v {
                     let ok = v >= lo && if hi_open { v < hi } else { v <= hi };
                     if !ok {
-                        let range = if hi_open { format!("[{lo}, {hi})") } else { format!("[{lo}, {hi}]") };
-                        return Err(refuse(name, row, format!("{name} = {v} is outside {range}")));
+                        let range = if hi_open {
+                            format!("[{lo}, {hi})")
+                        } else {
+                            format!("[{lo}, {hi}]")
+                        };
+                        return Err(refuse(
+                            name,
+                            row,
+                            format!("{name} = {v} is outside {range}"),
+                        ));
                     }
                 }
             }
@@ -407,14 +505,14 @@ fn check_values(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) ->
         _ => &[],
     };
     for name in only_updates {
-        if let Some(col) = batch.column_by_name(name) {
-            if let Some(row) = (0..col.len()).find(|&i| col.is_valid(i)) {
-                return Err(refuse(
-                    name,
-                    row,
-                    format!("{name} must be NULL in a chunk: only the engine or update records set it"),
-                ));
-            }
+        if let Some(col) = batch.column_by_name(name)
+            && let Some(row) = (0..col.len()).find(|&i| col.is_valid(i))
+        {
+            return Err(refuse(
+                name,
+                row,
+                format!("{name} must be NULL in a chunk: only the engine or update records set it"),
+            ));
         }
     }
     Ok(())
@@ -450,13 +548,22 @@ fn parse_updates(batch: &RecordBatch, file: &str, src: &str) -> Result<Vec<Updat
     };
     for field in batch.schema().fields() {
         let Ok(w) = want.field_with_name(field.name()) else {
-            return Err(col_err(field.name(), None, format!("column {} is not an update-record column", field.name())));
+            return Err(col_err(
+                field.name(),
+                None,
+                format!("column {} is not an update-record column", field.name()),
+            ));
         };
         if !same_physical_type(field.data_type(), w.data_type()) {
             return Err(col_err(
                 field.name(),
                 None,
-                format!("column {} has type {} but update records use {}", field.name(), field.data_type(), w.data_type()),
+                format!(
+                    "column {} has type {} but update records use {}",
+                    field.name(),
+                    field.data_type(),
+                    w.data_type()
+                ),
             ));
         }
     }
@@ -466,20 +573,37 @@ fn parse_updates(batch: &RecordBatch, file: &str, src: &str) -> Result<Vec<Updat
         let c = match batch.column_by_name(w.name()) {
             Some(c) => arrow::compute::cast(c, w.data_type())?,
             None if !w.is_nullable() => {
-                return Err(col_err(w.name(), None, format!("required column {} is missing", w.name())));
+                return Err(col_err(
+                    w.name(),
+                    None,
+                    format!("required column {} is missing", w.name()),
+                ));
             }
             None => new_null_array(w.data_type(), n),
         };
         if !w.is_nullable() && c.null_count() > 0 {
             let row = (0..n).find(|&i| c.is_null(i)).unwrap_or(0);
-            return Err(col_err(w.name(), Some(row), format!("column {} must not be NULL", w.name())));
+            return Err(col_err(
+                w.name(),
+                Some(row),
+                format!("column {} must not be NULL", w.name()),
+            ));
         }
         cols.push(c);
     }
     let i64c = |i: usize| cols[i].as_primitive::<Int64Type>();
     let f64c = |i: usize| cols[i].as_primitive::<Float64Type>();
-    let (time, order, kind) = (i64c(0), cols[1].as_primitive::<Int32Type>(), cols[2].as_string::<i32>());
-    let (obj, dsrc, visit, det) = (i64c(3), i64c(4), i64c(5), cols[6].as_primitive::<Int16Type>());
+    let (time, order, kind) = (
+        i64c(0),
+        cols[1].as_primitive::<Int32Type>(),
+        cols[2].as_string::<i32>(),
+    );
+    let (obj, dsrc, visit, det) = (
+        i64c(3),
+        i64c(4),
+        i64c(5),
+        cols[6].as_primitive::<Int16Type>(),
+    );
     let (sso, reassoc, withdrawn, vend) = (i64c(7), f64c(8), f64c(9), f64c(10));
     let (ndia, ra, dec) = (cols[11].as_primitive::<Int32Type>(), f64c(12), f64c(13));
     let opt = |a: &dyn Array, i: usize| a.is_valid(i);
@@ -543,7 +667,10 @@ fn parse_updates(batch: &RecordBatch, file: &str, src: &str) -> Result<Vec<Updat
             "update_n_dia_sources" => {
                 need("diaObjectId", opt(obj, row))?;
                 need("nDiaSources", opt(ndia, row))?;
-                UpdateKind::UpdateNDiaSources { dia_object_id: obj.value(row), n_dia_sources: ndia.value(row) }
+                UpdateKind::UpdateNDiaSources {
+                    dia_object_id: obj.value(row),
+                    n_dia_sources: ndia.value(row),
+                }
             }
             other => {
                 return Err(Error::refused(

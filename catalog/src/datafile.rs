@@ -11,7 +11,9 @@ use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -23,11 +25,23 @@ use crate::schema::{ADDED, HEALPIX_29, RETIRED, TableId, TableSchema};
 use crate::store::Location;
 
 /// Integer columns whose ranges the log keeps per file.
-const INT_STATS: [&str; 6] = ["diaObjectId", "diaSourceId", "diaForcedSourceId", "visit", "sourceId", "ssObjectId"];
+const INT_STATS: [&str; 6] = [
+    "diaObjectId",
+    "diaSourceId",
+    "diaForcedSourceId",
+    "visit",
+    "sourceId",
+    "ssObjectId",
+];
 /// Time columns whose ranges the log keeps per file.
 const TIME_STATS: [&str; 2] = ["midpointMjdTai", "validityStartMjdTai"];
 /// Id columns that get a Parquet bloom filter.
-const BLOOM: [&str; 4] = ["diaObjectId", "diaSourceId", "diaForcedSourceId", "sourceId"];
+const BLOOM: [&str; 4] = [
+    "diaObjectId",
+    "diaSourceId",
+    "diaForcedSourceId",
+    "sourceId",
+];
 
 /// Rows per row group: small enough that a cone or a light curve reads little.
 pub const ROW_GROUP_ROWS: usize = 32 * 1024;
@@ -38,9 +52,14 @@ pub const PAGE_ROWS: usize = 4 * 1024;
 /// `_healpix_29`, `_added` = `snapshot` and `_retired`.
 pub fn physical(ts: &TableSchema, served: &RecordBatch, snapshot: u64) -> Result<RecordBatch> {
     let n = served.num_rows();
-    let mut fields: Vec<arrow_schema::FieldRef> = served.schema().fields().iter().cloned().collect();
+    let mut fields: Vec<arrow_schema::FieldRef> =
+        served.schema().fields().iter().cloned().collect();
     let mut cols: Vec<ArrayRef> = served.columns().to_vec();
-    let hidden = |name: &str| ts.physical.field_with_name(name).map(|f| Arc::new(f.clone()));
+    let hidden = |name: &str| {
+        ts.physical
+            .field_with_name(name)
+            .map(|f| Arc::new(f.clone()))
+    };
     if ts.id.has_position() {
         fields.push(hidden(HEALPIX_29)?);
         cols.push(Arc::new(healpix_column(served)));
@@ -49,7 +68,10 @@ pub fn physical(ts: &TableSchema, served: &RecordBatch, snapshot: u64) -> Result
     cols.push(Arc::new(Int64Array::from(vec![snapshot as i64; n])));
     fields.push(hidden(RETIRED)?);
     cols.push(new_null_array(&arrow_schema::DataType::Int64, n));
-    Ok(RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), cols)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow_schema::Schema::new(fields)),
+        cols,
+    )?)
 }
 
 /// Concatenates batches holding different subsets of a table's served columns:
@@ -57,10 +79,21 @@ pub fn physical(ts: &TableSchema, served: &RecordBatch, snapshot: u64) -> Result
 pub fn concat_served(ts: &TableSchema, batches: &[RecordBatch]) -> Result<RecordBatch> {
     let present: std::collections::HashSet<&str> = batches
         .iter()
-        .flat_map(|b| b.schema_ref().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>())
+        .flat_map(|b| {
+            b.schema_ref()
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+        })
         .collect();
-    let fields: Vec<arrow_schema::FieldRef> =
-        ts.arrow.fields().iter().filter(|f| present.contains(f.name().as_str())).cloned().collect();
+    let fields: Vec<arrow_schema::FieldRef> = ts
+        .arrow
+        .fields()
+        .iter()
+        .filter(|f| present.contains(f.name().as_str()))
+        .cloned()
+        .collect();
     let schema = Arc::new(arrow_schema::Schema::new(fields));
     let conformed: Vec<RecordBatch> = batches
         .iter()
@@ -68,7 +101,11 @@ pub fn concat_served(ts: &TableSchema, batches: &[RecordBatch]) -> Result<Record
             let cols = schema
                 .fields()
                 .iter()
-                .map(|f| b.column_by_name(f.name()).cloned().unwrap_or_else(|| new_null_array(f.data_type(), b.num_rows())))
+                .map(|f| {
+                    b.column_by_name(f.name())
+                        .cloned()
+                        .unwrap_or_else(|| new_null_array(f.data_type(), b.num_rows()))
+                })
                 .collect();
             RecordBatch::try_new(schema.clone(), cols)
         })
@@ -108,8 +145,12 @@ pub fn conform_physical(ts: &TableSchema, stored: &RecordBatch) -> Result<Record
 }
 
 fn healpix_column(served: &RecordBatch) -> Int64Array {
-    let ra = served.column_by_name("ra").map(|c| c.as_primitive::<Float64Type>().clone());
-    let dec = served.column_by_name("dec").map(|c| c.as_primitive::<Float64Type>().clone());
+    let ra = served
+        .column_by_name("ra")
+        .map(|c| c.as_primitive::<Float64Type>().clone());
+    let dec = served
+        .column_by_name("dec")
+        .map(|c| c.as_primitive::<Float64Type>().clone());
     match (ra, dec) {
         (Some(ra), Some(dec)) => ra
             .iter()
@@ -126,7 +167,11 @@ fn healpix_column(served: &RecordBatch) -> Int64Array {
 /// Sorts a physical batch into storage order: by `anchor` (the order-29 index
 /// of the row's object, so one object's rows are contiguous), then by the
 /// table's natural key and time.
-pub fn sort(ts: &TableSchema, batch: &RecordBatch, anchor: Option<&Int64Array>) -> Result<RecordBatch> {
+pub fn sort(
+    ts: &TableSchema,
+    batch: &RecordBatch,
+    anchor: Option<&Int64Array>,
+) -> Result<RecordBatch> {
     let by = |n: &str| batch.column_by_name(n).cloned();
     let names: &[&str] = match ts.id {
         TableId::DiaObject => &["diaObjectId", "validityStartMjdTai", ADDED],
@@ -138,11 +183,20 @@ pub fn sort(ts: &TableSchema, batch: &RecordBatch, anchor: Option<&Int64Array>) 
     };
     let mut keys: Vec<SortColumn> = Vec::new();
     if let Some(a) = anchor {
-        keys.push(SortColumn { values: Arc::new(a.clone()), options: None });
+        keys.push(SortColumn {
+            values: Arc::new(a.clone()),
+            options: None,
+        });
     } else if ts.id.has_position() {
-        keys.extend(by(HEALPIX_29).map(|values| SortColumn { values, options: None }));
+        keys.extend(by(HEALPIX_29).map(|values| SortColumn {
+            values,
+            options: None,
+        }));
     }
-    keys.extend(names.iter().filter_map(|n| by(n)).map(|values| SortColumn { values, options: None }));
+    keys.extend(names.iter().filter_map(|n| by(n)).map(|values| SortColumn {
+        values,
+        options: None,
+    }));
     let idx = lexsort_to_indices(&keys, None)?;
     Ok(arrow_select::take::take_record_batch(batch, &idx)?)
 }
@@ -165,7 +219,10 @@ fn props(ts: &TableSchema, rows: usize) -> WriterProperties {
                 .set_column_bloom_filter_enabled(ColumnPath::from(col), true)
                 .set_column_bloom_filter_fpp(ColumnPath::from(col), 0.01)
                 // Sized to the file: the default (10^6 values) costs ~1 MiB per filter.
-                .set_column_bloom_filter_max_ndv(ColumnPath::from(col), rows.clamp(1, ROW_GROUP_ROWS) as u64);
+                .set_column_bloom_filter_max_ndv(
+                    ColumnPath::from(col),
+                    rows.clamp(1, ROW_GROUP_ROWS) as u64,
+                );
         }
     }
     b.build()
@@ -173,9 +230,13 @@ fn props(ts: &TableSchema, rows: usize) -> WriterProperties {
 
 /// Encodes a physical batch as a Parquet file in memory.
 pub fn encode(ts: &TableSchema, batch: &RecordBatch, path: &str) -> Result<Bytes> {
-    let wrap = |source| Error::Parquet { path: path.to_string(), source };
+    let wrap = |source| Error::Parquet {
+        path: path.to_string(),
+        source,
+    };
     let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 4);
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props(ts, batch.num_rows()))).map_err(wrap)?;
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props(ts, batch.num_rows())))
+        .map_err(wrap)?;
     w.write(batch).map_err(wrap)?;
     w.close().map_err(wrap)?;
     Ok(Bytes::from(buf))
@@ -220,13 +281,22 @@ pub fn stats(batch: &RecordBatch, cell: Option<Cell>) -> FileStats {
 pub fn new_path(table: TableId, cell: Option<Cell>, snapshot: u64, tag: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     match cell {
-        Some(c) => format!("{table}/{}/{tag}{snapshot:08}-{}.parquet", c.hats_path(), &id[..12]),
+        Some(c) => format!(
+            "{table}/{}/{tag}{snapshot:08}-{}.parquet",
+            c.hats_path(),
+            &id[..12]
+        ),
         None => format!("{table}/{tag}{snapshot:08}-{}.parquet", &id[..12]),
     }
 }
 
 /// Encodes a sorted physical batch as a new file and returns it with its log entry.
-pub fn encode_file(ts: &TableSchema, cell: Option<Cell>, path: String, batch: &RecordBatch) -> Result<(Bytes, FileEntry)> {
+pub fn encode_file(
+    ts: &TableSchema,
+    cell: Option<Cell>,
+    path: String,
+    batch: &RecordBatch,
+) -> Result<(Bytes, FileEntry)> {
     let bytes = encode(ts, batch, &path)?;
     let added = batch
         .column_by_name(ADDED)
@@ -255,19 +325,27 @@ pub async fn write(
     batch: &RecordBatch,
 ) -> Result<FileEntry> {
     let (bytes, entry) = encode_file(ts, cell, path, batch)?;
-    loc.store.put(&loc.child(&entry.path), PutPayload::from(bytes)).await?;
+    loc.store
+        .put(&loc.child(&entry.path), PutPayload::from(bytes))
+        .await?;
     Ok(entry)
 }
 
 /// Reads a stored file, all rows in file order, optionally only some columns.
 pub async fn read(loc: &Location, path: &str, columns: Option<&[&str]>) -> Result<RecordBatch> {
     let bytes = loc.store.get(&loc.child(path)).await?.bytes().await?;
-    let wrap = |source| Error::Parquet { path: path.to_string(), source };
+    let wrap = |source| Error::Parquet {
+        path: path.to_string(),
+        source,
+    };
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(wrap)?;
     let builder = match columns {
         Some(cols) => {
             let schema = builder.schema().clone();
-            let roots: Vec<usize> = cols.iter().filter_map(|c| schema.index_of(c).ok()).collect();
+            let roots: Vec<usize> = cols
+                .iter()
+                .filter_map(|c| schema.index_of(c).ok())
+                .collect();
             let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
             builder.with_projection(mask)
         }
@@ -282,7 +360,12 @@ pub async fn read(loc: &Location, path: &str, columns: Option<&[&str]>) -> Resul
 
 /// Reads some columns of a stored file of `ts`, in the order asked; a column
 /// the file does not store comes back as NULL.
-pub async fn read_columns(loc: &Location, ts: &TableSchema, path: &str, columns: &[&str]) -> Result<RecordBatch> {
+pub async fn read_columns(
+    loc: &Location,
+    ts: &TableSchema,
+    path: &str,
+    columns: &[&str],
+) -> Result<RecordBatch> {
     let stored = read(loc, path, Some(columns)).await?;
     let n = stored.num_rows();
     let mut fields = Vec::with_capacity(columns.len());
@@ -290,7 +373,12 @@ pub async fn read_columns(loc: &Location, ts: &TableSchema, path: &str, columns:
     for c in columns {
         let field = ts.physical.field_with_name(c)?;
         fields.push(field.clone().with_nullable(true));
-        arrays.push(stored.column_by_name(c).cloned().unwrap_or_else(|| new_null_array(field.data_type(), n)));
+        arrays.push(
+            stored
+                .column_by_name(c)
+                .cloned()
+                .unwrap_or_else(|| new_null_array(field.data_type(), n)),
+        );
     }
     let schema = Arc::new(arrow_schema::Schema::new(fields));
     Ok(RecordBatch::try_new_with_options(
@@ -302,14 +390,22 @@ pub async fn read_columns(loc: &Location, ts: &TableSchema, path: &str, columns:
 
 /// Decodes only the rows at `positions` (ascending) of a stored file, all columns.
 pub fn decode_rows(bytes: Bytes, path: &str, positions: &[u32]) -> Result<RecordBatch> {
-    let wrap = |source| Error::Parquet { path: path.to_string(), source };
+    let wrap = |source| Error::Parquet {
+        path: path.to_string(),
+        source,
+    };
     let options = ArrowReaderOptions::new()
         .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options).map_err(wrap)?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options).map_err(wrap)?;
     let total = builder.metadata().file_metadata().num_rows() as usize;
     let ranges = positions.iter().map(|&p| p as usize..p as usize + 1);
     let selection = RowSelection::from_consecutive_ranges(ranges, total);
-    let reader = builder.with_row_selection(selection).with_batch_size(64 * 1024).build().map_err(wrap)?;
+    let reader = builder
+        .with_row_selection(selection)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(wrap)?;
     let schema = arrow_array::RecordBatchReader::schema(&reader);
     let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>()?;
     Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
@@ -318,7 +414,10 @@ pub fn decode_rows(bytes: Bytes, path: &str, positions: &[u32]) -> Result<Record
 /// The served columns a stored batch has, in schema order (hidden ones dropped).
 pub fn only_served(ts: &TableSchema, physical: &RecordBatch) -> Result<RecordBatch> {
     let keep: Vec<usize> = (0..physical.num_columns())
-        .filter(|&i| ts.column_index(physical.schema_ref().field(i).name()).is_some())
+        .filter(|&i| {
+            ts.column_index(physical.schema_ref().field(i).name())
+                .is_some()
+        })
         .collect();
     Ok(physical.project(&keep)?)
 }
@@ -343,8 +442,12 @@ pub fn served(ts: &TableSchema, physical: &RecordBatch) -> Result<RecordBatch> {
 /// (`_added <= k AND (_retired IS NULL OR _retired > k)`).
 pub fn visible_by_columns(physical: &RecordBatch, snapshot: u64, row: usize) -> bool {
     let k = snapshot as i64;
-    let added = physical.column_by_name(ADDED).map(|c| c.as_primitive::<Int64Type>().value(row));
-    let retired = physical.column_by_name(RETIRED).map(|c| c.as_primitive::<Int64Type>());
+    let added = physical
+        .column_by_name(ADDED)
+        .map(|c| c.as_primitive::<Int64Type>().value(row));
+    let retired = physical
+        .column_by_name(RETIRED)
+        .map(|c| c.as_primitive::<Int64Type>());
     added.is_some_and(|a| a <= k) && retired.is_none_or(|r| r.is_null(row) || r.value(row) > k)
 }
 
@@ -367,7 +470,13 @@ impl ColumnCache {
     }
 
     /// Some columns of a stored file, all rows in file order (absent ones NULL).
-    pub async fn read(&self, loc: &Location, ts: &TableSchema, path: &str, columns: &[&str]) -> Result<RecordBatch> {
+    pub async fn read(
+        &self,
+        loc: &Location,
+        ts: &TableSchema,
+        path: &str,
+        columns: &[&str],
+    ) -> Result<RecordBatch> {
         let key = (path.to_string(), columns.join(","));
         if let Some(b) = self.inner.get(&key) {
             return Ok(b);

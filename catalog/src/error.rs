@@ -16,7 +16,10 @@ pub struct Location {
 impl Location {
     /// A location naming a file only.
     pub fn file(file: impl Into<String>) -> Self {
-        Location { file: Some(file.into()), ..Default::default() }
+        Location {
+            file: Some(file.into()),
+            ..Default::default()
+        }
     }
 
     /// The same location, narrowed to a column.
@@ -148,7 +151,9 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// The path is not a catalog (no snapshot log).
-    #[error("{url} is not a catalog (no snapshot log under it); run `ppdb ingest --catalog {url} CHUNKS` to create one")]
+    #[error(
+        "{url} is not a catalog (no snapshot log under it); run `ppdb ingest --catalog {url} CHUNKS` to create one"
+    )]
     NotACatalog {
         /// The catalog URL.
         url: String,
@@ -179,7 +184,11 @@ pub enum Error {
 }
 
 fn at(location: &Location) -> String {
-    if location == &Location::default() { String::new() } else { format!(" (at {location})") }
+    if location == &Location::default() {
+        String::new()
+    } else {
+        format!(" (at {location})")
+    }
 }
 
 /// The catalog's result type.
@@ -193,7 +202,12 @@ impl Error {
         location: Location,
         message: impl Into<String>,
     ) -> Self {
-        Error::ChunkRefused { chunk: chunk.to_string(), kind, message: message.into(), location }
+        Error::ChunkRefused {
+            chunk: chunk.to_string(),
+            kind,
+            message: message.into(),
+            location,
+        }
     }
 
     /// The refusal kind, if this error is a chunk refusal.

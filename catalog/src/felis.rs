@@ -179,8 +179,10 @@ impl Schema {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|source| Error::Io { path: path.display().to_string(), source })
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 #[derive(Deserialize)]
@@ -222,8 +224,10 @@ struct RawRef {
 }
 
 fn parse(text: &str, file: &str, resolve: &dyn Fn(&Path) -> Result<Schema>) -> Result<Schema> {
-    let raw: RawSchema = serde_norway::from_str(text)
-        .map_err(|source| Error::SchemaYaml { file: file.to_string(), source })?;
+    let raw: RawSchema = serde_norway::from_str(text).map_err(|source| Error::SchemaYaml {
+        file: file.to_string(),
+        source,
+    })?;
     let mut resolved: BTreeMap<String, Schema> = BTreeMap::new();
     let mut tables = Vec::with_capacity(raw.tables.len());
     for t in raw.tables {
@@ -235,7 +239,10 @@ fn parse(text: &str, file: &str, resolve: &dyn Fn(&Path) -> Result<Schema>) -> R
             if !resolved.contains_key(resource) {
                 let res = raw.resources.get(resource).ok_or_else(|| Error::Schema {
                     file: file.to_string(),
-                    message: format!("table {}: columnRefs name unknown resource {resource:?}", t.name),
+                    message: format!(
+                        "table {}: columnRefs name unknown resource {resource:?}",
+                        t.name
+                    ),
                 })?;
                 resolved.insert(resource.clone(), resolve(&res.uri)?);
             }
@@ -243,12 +250,18 @@ fn parse(text: &str, file: &str, resolve: &dyn Fn(&Path) -> Result<Schema>) -> R
             for (ref_table, cols) in refs {
                 let src = base.table(ref_table).ok_or_else(|| Error::Schema {
                     file: file.to_string(),
-                    message: format!("table {}: resource {resource} has no table {ref_table}", t.name),
+                    message: format!(
+                        "table {}: resource {resource} has no table {ref_table}",
+                        t.name
+                    ),
                 })?;
                 for (col, over) in cols {
                     let mut c = src.column(col).cloned().ok_or_else(|| Error::Schema {
                         file: file.to_string(),
-                        message: format!("table {}: {resource}.{ref_table} has no column {col}", t.name),
+                        message: format!(
+                            "table {}: {resource}.{ref_table} has no column {col}",
+                            t.name
+                        ),
                     })?;
                     if let Some(over) = over {
                         apply_overrides(&mut c, &over.overrides, file, &t.name)?;
@@ -281,7 +294,10 @@ fn parse(text: &str, file: &str, resolve: &dyn Fn(&Path) -> Result<Schema>) -> R
         description: raw.description.unwrap_or_default().trim().to_string(),
         version: raw.version.map(|v| match v {
             Value::String(s) => s,
-            other => serde_norway::to_string(&other).unwrap_or_default().trim().to_string(),
+            other => serde_norway::to_string(&other)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
         }),
         tables,
     })
@@ -289,11 +305,18 @@ fn parse(text: &str, file: &str, resolve: &dyn Fn(&Path) -> Result<Schema>) -> R
 
 fn strip_ref(s: &str) -> String {
     // "#Table.column" names a column of this schema.
-    s.trim_start_matches('#').rsplit('.').next().unwrap_or(s).to_string()
+    s.trim_start_matches('#')
+        .rsplit('.')
+        .next()
+        .unwrap_or(s)
+        .to_string()
 }
 
 fn column(map: &BTreeMap<String, Value>, file: &str, table: &str) -> Result<Column> {
-    let bad = |message: String| Error::Schema { file: file.to_string(), message };
+    let bad = |message: String| Error::Schema {
+        file: file.to_string(),
+        message,
+    };
     let name = map
         .get("name")
         .and_then(Value::as_str)
@@ -303,19 +326,28 @@ fn column(map: &BTreeMap<String, Value>, file: &str, table: &str) -> Result<Colu
         .get("datatype")
         .and_then(Value::as_str)
         .ok_or_else(|| bad(format!("table {table}: column {name} has no datatype")))?;
-    let datatype = Datatype::parse(dt)
-        .ok_or_else(|| bad(format!("table {table}: column {name} has unknown datatype {dt:?}")))?;
+    let datatype = Datatype::parse(dt).ok_or_else(|| {
+        bad(format!(
+            "table {table}: column {name} has unknown datatype {dt:?}"
+        ))
+    })?;
     let text = |k: &str| map.get(k).and_then(value_text);
     Ok(Column {
         datatype,
         nullable: map.get("nullable").and_then(Value::as_bool).unwrap_or(true),
         description: text("description").unwrap_or_default().trim().to_string(),
-        unit: text("ivoa:unit").or_else(|| text("fits:tunit")).filter(|u| !u.is_empty()),
+        unit: text("ivoa:unit")
+            .or_else(|| text("fits:tunit"))
+            .filter(|u| !u.is_empty()),
         ucd: text("ivoa:ucd"),
         length: map.get("length").and_then(Value::as_u64).map(|l| l as u32),
         arraysize: text("votable:arraysize"),
         xtype: text("votable:xtype"),
-        principal: map.get("tap:principal").and_then(Value::as_i64).unwrap_or(0) != 0,
+        principal: map
+            .get("tap:principal")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            != 0,
         column_index: map.get("tap:column_index").and_then(Value::as_i64),
         name,
     })
@@ -402,6 +434,9 @@ tables:
             "d.yaml",
         )
         .unwrap_err();
-        assert!(e.to_string().contains("column x has unknown datatype"), "{e}");
+        assert!(
+            e.to_string().contains("column x has unknown datatype"),
+            "{e}"
+        );
     }
 }

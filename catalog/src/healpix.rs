@@ -22,7 +22,10 @@ pub struct Cell {
 impl Cell {
     /// The cell at `order` that holds an order-29 index.
     pub fn of_healpix_29(order: u8, h29: i64) -> Cell {
-        Cell { order, npix: (h29 as u64) >> (2 * (FINE_ORDER - order) as u64) }
+        Cell {
+            order,
+            npix: (h29 as u64) >> (2 * (FINE_ORDER - order) as u64),
+        }
     }
 
     /// The cell at `order` that holds a position in degrees.
@@ -33,7 +36,10 @@ impl Cell {
     /// The half-open range of order-29 indexes inside this cell.
     pub fn range_29(self) -> (i64, i64) {
         let shift = 2 * (FINE_ORDER - self.order) as u64;
-        ((self.npix << shift) as i64, ((self.npix + 1) << shift) as i64)
+        (
+            (self.npix << shift) as i64,
+            ((self.npix + 1) << shift) as i64,
+        )
     }
 
     /// This cell and its (up to 8) neighbours.
@@ -41,13 +47,21 @@ impl Cell {
         cdshealpix::nested::neighbours(self.order, self.npix, true)
             .sorted_values_vec()
             .into_iter()
-            .map(|npix| Cell { order: self.order, npix })
+            .map(|npix| Cell {
+                order: self.order,
+                npix,
+            })
             .collect()
     }
 
     /// The HATS-style folder of this cell: `Norder=K/Dir=D/Npix=N`.
     pub fn hats_path(self) -> String {
-        format!("Norder={}/Dir={}/Npix={}", self.order, (self.npix / 10_000) * 10_000, self.npix)
+        format!(
+            "Norder={}/Dir={}/Npix={}",
+            self.order,
+            (self.npix / 10_000) * 10_000,
+            self.npix
+        )
     }
 
     /// The cells at `order` that a cone (degrees) may touch.
@@ -80,12 +94,22 @@ mod tests {
 
     #[test]
     fn hats_path_groups_by_ten_thousand() {
-        assert_eq!(Cell { order: 6, npix: 12345 }.hats_path(), "Norder=6/Dir=10000/Npix=12345");
+        assert_eq!(
+            Cell {
+                order: 6,
+                npix: 12345
+            }
+            .hats_path(),
+            "Norder=6/Dir=10000/Npix=12345"
+        );
     }
 
     #[test]
     fn neighbours_include_the_cell_itself() {
-        let c = Cell { order: 5, npix: 100 };
+        let c = Cell {
+            order: 5,
+            npix: 100,
+        };
         let n = c.with_neighbours();
         assert!(n.contains(&c));
         assert!(n.len() >= 8);

@@ -35,7 +35,8 @@ impl AnchorIndex {
 
     /// The partition of an object at the catalog's partition order.
     pub fn cell(&self, order: u8, dia_object_id: i64) -> Option<Cell> {
-        self.anchor(dia_object_id).map(|a| Cell::of_healpix_29(order, a))
+        self.anchor(dia_object_id)
+            .map(|a| Cell::of_healpix_29(order, a))
     }
 
     /// Number of objects indexed.
@@ -85,11 +86,16 @@ pub(crate) async fn write(loc: &Location, snapshot: u64, new: &[(i64, i64)]) -> 
     )?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let path = format!("_index/diaObjectId/s{snapshot:08}-{}.parquet", &id[..12]);
-    let wrap = |source| Error::Parquet { path: path.clone(), source };
+    let wrap = |source| Error::Parquet {
+        path: path.clone(),
+        source,
+    };
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(&mut buf, schema, None).map_err(wrap)?;
     w.write(&batch).map_err(wrap)?;
     w.close().map_err(wrap)?;
-    loc.store.put(&loc.child(&path), PutPayload::from(buf)).await?;
+    loc.store
+        .put(&loc.child(&path), PutPayload::from(buf))
+        .await?;
     Ok(path)
 }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int16Type, Int32Type, Int64Type};
-use arrow_array::{Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, UInt32Array};
+use arrow_array::{
+    Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, UInt32Array,
+};
 use arrow_schema::DataType;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
@@ -42,6 +44,12 @@ enum Val {
 }
 
 type Patch = Vec<(&'static str, Val)>;
+
+/// The rows one partition of one table receives: new rows and patched copies.
+type PartitionRows = ((TableId, Option<Cell>), Vec<RecordBatch>);
+
+/// Stored rows to copy with new values, by file.
+type StoredPatches = (Arc<str>, Vec<(u32, Patch)>);
 
 #[derive(Debug, Clone)]
 struct Version {
@@ -107,7 +115,10 @@ fn key_at(cols: &[ArrayRef], row: usize) -> Key {
 }
 
 fn columns(batch: &RecordBatch, names: &[&str]) -> Vec<ArrayRef> {
-    names.iter().filter_map(|n| batch.column_by_name(n).cloned()).collect()
+    names
+        .iter()
+        .filter_map(|n| batch.column_by_name(n).cloned())
+        .collect()
 }
 
 impl<'a> Ingest<'a> {
@@ -136,14 +147,17 @@ impl<'a> Ingest<'a> {
                 ),
             ));
         }
-        if let Some((&last, _)) = committed.and_then(|c| c.last_key_value()) {
-            if m.chunk_id <= last {
-                return Err(self.refuse(
-                    Refusal::Order,
-                    Location::file(crate::chunk::MANIFEST).column("chunk_id"),
-                    format!("chunk_id {} is not greater than the last committed {last}", m.chunk_id),
-                ));
-            }
+        if let Some((&last, _)) = committed.and_then(|c| c.last_key_value())
+            && m.chunk_id <= last
+        {
+            return Err(self.refuse(
+                Refusal::Order,
+                Location::file(crate::chunk::MANIFEST).column("chunk_id"),
+                format!(
+                    "chunk_id {} is not greater than the last committed {last}",
+                    m.chunk_id
+                ),
+            ));
         }
         Ok(Some(()))
     }
@@ -162,9 +176,12 @@ impl<'a> Ingest<'a> {
         want.push(RETIRED);
         let ts = self.schema.table(live_file.entry.table);
         let batch = self.files.read(self.loc, ts, path, &want).await?;
-        let retired = batch.column_by_name(RETIRED).map(|c| c.as_primitive::<Int64Type>().clone());
-        let mut live: Vec<bool> =
-            (0..batch.num_rows()).map(|i| retired.as_ref().is_none_or(|r| r.is_null(i))).collect();
+        let retired = batch
+            .column_by_name(RETIRED)
+            .map(|c| c.as_primitive::<Int64Type>().clone());
+        let mut live: Vec<bool> = (0..batch.num_rows())
+            .map(|i| retired.as_ref().is_none_or(|r| r.is_null(i)))
+            .collect();
         for (pos, _) in &live_file.retired {
             if let Some(l) = live.get_mut(*pos as usize) {
                 *l = false;
@@ -175,7 +192,10 @@ impl<'a> Ingest<'a> {
     }
 
     fn files_of(&self, table: TableId) -> impl Iterator<Item = &crate::log::LiveFile> {
-        self.state.files.values().filter(move |f| f.entry.table == table)
+        self.state
+            .files
+            .values()
+            .filter(move |f| f.entry.table == table)
     }
 
     fn files_in_cells(&self, table: TableId, cells: &HashSet<Cell>) -> Vec<String> {
@@ -187,7 +207,13 @@ impl<'a> Ingest<'a> {
 
     fn files_with_range(&self, table: TableId, col: &str, lo: i64, hi: i64) -> Vec<String> {
         self.files_of(table)
-            .filter(|f| f.entry.stats.ints.get(col).is_some_and(|&(a, b)| a <= hi && lo <= b))
+            .filter(|f| {
+                f.entry
+                    .stats
+                    .ints
+                    .get(col)
+                    .is_some_and(|&(a, b)| a <= hi && lo <= b)
+            })
             .map(|f| f.entry.path.clone())
             .collect()
     }
@@ -208,14 +234,19 @@ impl<'a> Ingest<'a> {
                 return Err(self.refuse(
                     Refusal::Value,
                     Location::file(file).column(key.join(", ")).row(row),
-                    format!("duplicate key ({}) in the chunk: same as row {first}", key.join(", ")),
+                    format!(
+                        "duplicate key ({}) in the chunk: same as row {first}",
+                        key.join(", ")
+                    ),
                 ));
             }
         }
         if ts.id == TableId::DiaObject {
             return Ok(()); // checked against the object's stored versions in `objects`
         }
-        let rc = batch.column_by_name(range_col).expect("range column is a key column");
+        let rc = batch
+            .column_by_name(range_col)
+            .expect("range column is a key column");
         let rc = rc.as_primitive::<Int64Type>();
         let (Some(lo), Some(hi)) = (arrow::compute::min(rc), arrow::compute::max(rc)) else {
             return Ok(());
@@ -246,10 +277,17 @@ impl<'a> Ingest<'a> {
                 TableId::DiaForcedSource | TableId::DetectorVisitProcessingSummary => "visit",
                 _ => ts.key[0],
             };
-            self.check_keys(ts, &t.path, &t.batch, &ts.key, range_col).await?;
+            self.check_keys(ts, &t.path, &t.batch, &ts.key, range_col)
+                .await?;
             if t.table == TableId::DiaForcedSource {
-                self.check_keys(ts, &t.path, &t.batch, &["diaForcedSourceId"], "diaForcedSourceId")
-                    .await?;
+                self.check_keys(
+                    ts,
+                    &t.path,
+                    &t.batch,
+                    &["diaForcedSourceId"],
+                    "diaForcedSourceId",
+                )
+                .await?;
             }
         }
 
@@ -257,12 +295,21 @@ impl<'a> Ingest<'a> {
         let mut new_anchors: Vec<(i64, i64)> = Vec::new();
         let mut chunk_anchor: HashMap<i64, i64> = HashMap::new();
         let anchor_of = |id: i64, chunk_anchor: &HashMap<i64, i64>| {
-            self.index.anchor(id).or_else(|| chunk_anchor.get(&id).copied())
+            self.index
+                .anchor(id)
+                .or_else(|| chunk_anchor.get(&id).copied())
         };
         if let Some(t) = self.chunk.table(TableId::DiaObject) {
-            let ids = t.batch.column_by_name("diaObjectId").unwrap().as_primitive::<Int64Type>();
-            let start =
-                t.batch.column_by_name("validityStartMjdTai").unwrap().as_primitive::<Float64Type>();
+            let ids = t
+                .batch
+                .column_by_name("diaObjectId")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let start = t
+                .batch
+                .column_by_name("validityStartMjdTai")
+                .unwrap()
+                .as_primitive::<Float64Type>();
             let (ra, dec) = radec(&t.batch);
             let mut first: HashMap<i64, (f64, usize)> = HashMap::new();
             for row in 0..t.batch.num_rows() {
@@ -284,7 +331,11 @@ impl<'a> Ingest<'a> {
         }
         for table in [TableId::DiaSource, TableId::DiaForcedSource] {
             if let Some(t) = self.chunk.table(table) {
-                let ids = t.batch.column_by_name("diaObjectId").unwrap().as_primitive::<Int64Type>();
+                let ids = t
+                    .batch
+                    .column_by_name("diaObjectId")
+                    .unwrap()
+                    .as_primitive::<Int64Type>();
                 let (ra, dec) = radec(&t.batch);
                 for row in 0..t.batch.num_rows() {
                     if ids.is_valid(row) && anchor_of(ids.value(row), &chunk_anchor).is_none() {
@@ -295,37 +346,59 @@ impl<'a> Ingest<'a> {
                 }
             }
         }
-        let cell_of_object = |id: i64| anchor_of(id, &chunk_anchor).map(|a| Cell::of_healpix_29(order, a));
+        let cell_of_object =
+            |id: i64| anchor_of(id, &chunk_anchor).map(|a| Cell::of_healpix_29(order, a));
 
         let mut cache: HashMap<String, StoredFile> = HashMap::new();
         let mut patches: HashMap<TableId, Vec<(RowRef, Patch)>> = HashMap::new();
 
         // DiaObject versions: stored versions of every object the chunk touches.
-        let obj_cols = ["diaObjectId", "validityStartMjdTai", "validityEndMjdTai", "nDiaSources"];
+        let obj_cols = [
+            "diaObjectId",
+            "validityStartMjdTai",
+            "validityEndMjdTai",
+            "nDiaSources",
+        ];
         let mut objects: HashMap<i64, Vec<Version>> = HashMap::new();
         let mut touched: HashSet<i64> = HashSet::new();
         if let Some(t) = self.chunk.table(TableId::DiaObject) {
-            let ids = t.batch.column_by_name("diaObjectId").unwrap().as_primitive::<Int64Type>();
-            touched.extend(ids.values().iter().filter(|id| self.index.anchor(**id).is_some()));
+            let ids = t
+                .batch
+                .column_by_name("diaObjectId")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            touched.extend(
+                ids.values()
+                    .iter()
+                    .filter(|id| self.index.anchor(**id).is_some()),
+            );
         }
         if let Some((_, recs)) = &self.chunk.updates {
             for r in recs {
                 if let UpdateKind::CloseDiaObject { dia_object_id, .. }
                 | UpdateKind::UpdateNDiaSources { dia_object_id, .. } = r.kind
+                    && self.index.anchor(dia_object_id).is_some()
                 {
-                    if self.index.anchor(dia_object_id).is_some() {
-                        touched.insert(dia_object_id);
-                    }
+                    touched.insert(dia_object_id);
                 }
             }
         }
-        let cells: HashSet<Cell> = touched.iter().filter_map(|id| self.index.cell(order, *id)).collect();
+        let cells: HashSet<Cell> = touched
+            .iter()
+            .filter_map(|id| self.index.cell(order, *id))
+            .collect();
         for path in self.files_in_cells(TableId::DiaObject, &cells) {
             self.read_stored(&mut cache, &path, &obj_cols).await?;
             let f = &cache[&path];
             let c = columns(&f.batch, &obj_cols);
-            let (ids, start) = (c[0].as_primitive::<Int64Type>(), c[1].as_primitive::<Float64Type>());
-            let (end, ndia) = (c[2].as_primitive::<Float64Type>(), c[3].as_primitive::<Int32Type>());
+            let (ids, start) = (
+                c[0].as_primitive::<Int64Type>(),
+                c[1].as_primitive::<Float64Type>(),
+            );
+            let (end, ndia) = (
+                c[2].as_primitive::<Float64Type>(),
+                c[3].as_primitive::<Int32Type>(),
+            );
             let p: Arc<str> = Arc::from(path.as_str());
             for row in 0..f.batch.num_rows() {
                 if f.live[row] && touched.contains(&ids.value(row)) {
@@ -337,7 +410,10 @@ impl<'a> Ingest<'a> {
                         n_dia: n,
                         orig_end: e,
                         orig_n_dia: n,
-                        at: RowRef::Stored { path: p.clone(), pos: row as u32 },
+                        at: RowRef::Stored {
+                            path: p.clone(),
+                            pos: row as u32,
+                        },
                     });
                 }
             }
@@ -346,10 +422,21 @@ impl<'a> Ingest<'a> {
             v.sort_by(|a, b| a.start.total_cmp(&b.start));
         }
         if let Some(t) = self.chunk.table(TableId::DiaObject) {
-            let ids = t.batch.column_by_name("diaObjectId").unwrap().as_primitive::<Int64Type>();
-            let start =
-                t.batch.column_by_name("validityStartMjdTai").unwrap().as_primitive::<Float64Type>();
-            let ndia = t.batch.column_by_name("nDiaSources").unwrap().as_primitive::<Int32Type>();
+            let ids = t
+                .batch
+                .column_by_name("diaObjectId")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let start = t
+                .batch
+                .column_by_name("validityStartMjdTai")
+                .unwrap()
+                .as_primitive::<Float64Type>();
+            let ndia = t
+                .batch
+                .column_by_name("nDiaSources")
+                .unwrap()
+                .as_primitive::<Int32Type>();
             let mut changed: HashSet<i64> = HashSet::new();
             for row in 0..t.batch.num_rows() {
                 let versions = objects.entry(ids.value(row)).or_default();
@@ -386,18 +473,42 @@ impl<'a> Ingest<'a> {
         }
 
         // DiaSource and DiaForcedSource rows that update records target.
-        let src_cols = ["diaSourceId", "diaObjectId", "timeWithdrawnMjdTai", "ssObjectId", "ssObjectReassocTimeMjdTai"];
+        let src_cols = [
+            "diaSourceId",
+            "diaObjectId",
+            "timeWithdrawnMjdTai",
+            "ssObjectId",
+            "ssObjectReassocTimeMjdTai",
+        ];
         let fsrc_cols = ["diaObjectId", "visit", "detector", "timeWithdrawnMjdTai"];
         let mut sources: HashMap<i64, SourceRow> = HashMap::new();
         let mut forced: HashMap<Key, SourceRow> = HashMap::new();
-        let updates: &[UpdateRecord] = self.chunk.updates.as_ref().map(|u| u.1.as_slice()).unwrap_or(&[]);
-        let upd_file = self.chunk.updates.as_ref().map(|u| u.0.clone()).unwrap_or_default();
+        let updates: &[UpdateRecord] = self
+            .chunk
+            .updates
+            .as_ref()
+            .map(|u| u.1.as_slice())
+            .unwrap_or(&[]);
+        let upd_file = self
+            .chunk
+            .updates
+            .as_ref()
+            .map(|u| u.0.clone())
+            .unwrap_or_default();
         let new_sources: HashMap<i64, usize> = self
             .chunk
             .table(TableId::DiaSource)
             .map(|t| {
-                let ids = t.batch.column_by_name("diaSourceId").unwrap().as_primitive::<Int64Type>();
-                ids.values().iter().enumerate().map(|(r, id)| (*id, r)).collect()
+                let ids = t
+                    .batch
+                    .column_by_name("diaSourceId")
+                    .unwrap()
+                    .as_primitive::<Int64Type>();
+                ids.values()
+                    .iter()
+                    .enumerate()
+                    .map(|(r, id)| (*id, r))
+                    .collect()
             })
             .unwrap_or_default();
         let new_forced: HashMap<Key, usize> = self
@@ -405,48 +516,85 @@ impl<'a> Ingest<'a> {
             .table(TableId::DiaForcedSource)
             .map(|t| {
                 let c = columns(&t.batch, &fsrc_cols[..3]);
-                (0..t.batch.num_rows()).map(|r| (key_at(&c, r), r)).collect()
+                (0..t.batch.num_rows())
+                    .map(|r| (key_at(&c, r), r))
+                    .collect()
             })
             .unwrap_or_default();
 
         for rec in updates {
             let at = |col: &str| Location::file(&upd_file).column(col).row(rec.row);
             match &rec.kind {
-                UpdateKind::WithdrawDiaSource { dia_source_id: id, dia_object_id, .. }
-                | UpdateKind::ReassignDiaSource { dia_source_id: id, dia_object_id, .. } => {
+                UpdateKind::WithdrawDiaSource {
+                    dia_source_id: id,
+                    dia_object_id,
+                    ..
+                }
+                | UpdateKind::ReassignDiaSource {
+                    dia_source_id: id,
+                    dia_object_id,
+                    ..
+                } => {
                     if !sources.contains_key(id) {
                         let found = if let Some(&row) = new_sources.get(id) {
-                            let t = self.chunk.table(TableId::DiaSource).expect("row came from it");
+                            let t = self
+                                .chunk
+                                .table(TableId::DiaSource)
+                                .expect("row came from it");
                             Some(source_row(&t.batch, row, RowRef::New(row), &src_cols))
                         } else {
                             let mut cells: HashSet<Cell> =
-                                Cell::of_position(order, rec.ra, rec.dec).with_neighbours().into_iter().collect();
+                                Cell::of_position(order, rec.ra, rec.dec)
+                                    .with_neighbours()
+                                    .into_iter()
+                                    .collect();
                             cells.extend(dia_object_id.and_then(cell_of_object));
                             let near = self.files_in_cells(TableId::DiaSource, &cells);
-                            let mut hit = self.find_stored(&mut cache, &near, &src_cols, 0, *id).await?;
+                            let mut hit = self
+                                .find_stored(&mut cache, &near, &src_cols, 0, *id)
+                                .await?;
                             if hit.is_none() {
                                 // Not where its position says: look wherever its id could be.
-                                let far = self.files_with_range(TableId::DiaSource, "diaSourceId", *id, *id);
-                                hit = self.find_stored(&mut cache, &far, &src_cols, 0, *id).await?;
+                                let far = self.files_with_range(
+                                    TableId::DiaSource,
+                                    "diaSourceId",
+                                    *id,
+                                    *id,
+                                );
+                                hit = self
+                                    .find_stored(&mut cache, &far, &src_cols, 0, *id)
+                                    .await?;
                             }
                             hit.map(|(path, row)| {
                                 let p: Arc<str> = Arc::from(path.as_str());
-                                source_row(&cache[&path].batch, row, RowRef::Stored { path: p, pos: row as u32 }, &src_cols)
+                                source_row(
+                                    &cache[&path].batch,
+                                    row,
+                                    RowRef::Stored {
+                                        path: p,
+                                        pos: row as u32,
+                                    },
+                                    &src_cols,
+                                )
                             })
                         };
                         let Some(found) = found else {
                             return Err(self.refuse(
                                 Refusal::Update,
                                 at("diaSourceId"),
-                                format!("{} targets DiaSource {id}, which does not exist", kind_name(&rec.kind)),
+                                format!(
+                                    "{} targets DiaSource {id}, which does not exist",
+                                    kind_name(&rec.kind)
+                                ),
                             ));
                         };
                         sources.insert(*id, found);
                     }
                     let s = sources.get_mut(id).expect("inserted above");
-                    if let Some(o) = dia_object_id {
-                        if s.dia_object_id != Some(*o) {
-                            return Err(self.refuse(
+                    if let Some(o) = dia_object_id
+                        && s.dia_object_id != Some(*o)
+                    {
+                        return Err(self.refuse(
                                 Refusal::Update,
                                 at("diaObjectId"),
                                 format!(
@@ -454,7 +602,6 @@ impl<'a> Ingest<'a> {
                                     s.dia_object_id.map_or("none".to_string(), |v| v.to_string())
                                 ),
                             ));
-                        }
                     }
                     if s.withdrawn.is_some() {
                         return Err(self.refuse(
@@ -465,7 +612,9 @@ impl<'a> Ingest<'a> {
                     }
                     match rec.kind {
                         UpdateKind::WithdrawDiaSource { time, .. } => s.withdrawn = Some(time),
-                        UpdateKind::ReassignDiaSource { ss_object_id, time, .. } => {
+                        UpdateKind::ReassignDiaSource {
+                            ss_object_id, time, ..
+                        } => {
                             s.ss_object_id = Some(ss_object_id);
                             s.reassoc = Some(time);
                             s.dia_object_id = None;
@@ -474,25 +623,52 @@ impl<'a> Ingest<'a> {
                     }
                     s.dirty = true;
                 }
-                UpdateKind::WithdrawDiaForcedSource { dia_object_id, visit, detector, time } => {
+                UpdateKind::WithdrawDiaForcedSource {
+                    dia_object_id,
+                    visit,
+                    detector,
+                    time,
+                } => {
                     let key: Key = [*dia_object_id, *visit, *detector as i64];
-                    if !forced.contains_key(&key) {
+                    if let std::collections::hash_map::Entry::Vacant(e) = forced.entry(key) {
                         let found = if let Some(&row) = new_forced.get(&key) {
-                            let t = self.chunk.table(TableId::DiaForcedSource).expect("row came from it");
+                            let t = self
+                                .chunk
+                                .table(TableId::DiaForcedSource)
+                                .expect("row came from it");
                             Some(forced_row(&t.batch, row, RowRef::New(row)))
                         } else {
                             let mut cells: HashSet<Cell> =
-                                Cell::of_position(order, rec.ra, rec.dec).with_neighbours().into_iter().collect();
+                                Cell::of_position(order, rec.ra, rec.dec)
+                                    .with_neighbours()
+                                    .into_iter()
+                                    .collect();
                             cells.extend(cell_of_object(*dia_object_id));
                             let near = self.files_in_cells(TableId::DiaForcedSource, &cells);
-                            let mut hit = self.find_stored_key(&mut cache, &near, &fsrc_cols, key).await?;
+                            let mut hit = self
+                                .find_stored_key(&mut cache, &near, &fsrc_cols, key)
+                                .await?;
                             if hit.is_none() {
-                                let far = self.files_with_range(TableId::DiaForcedSource, "visit", *visit, *visit);
-                                hit = self.find_stored_key(&mut cache, &far, &fsrc_cols, key).await?;
+                                let far = self.files_with_range(
+                                    TableId::DiaForcedSource,
+                                    "visit",
+                                    *visit,
+                                    *visit,
+                                );
+                                hit = self
+                                    .find_stored_key(&mut cache, &far, &fsrc_cols, key)
+                                    .await?;
                             }
                             hit.map(|(path, row)| {
                                 let p: Arc<str> = Arc::from(path.as_str());
-                                forced_row(&cache[&path].batch, row, RowRef::Stored { path: p, pos: row as u32 })
+                                forced_row(
+                                    &cache[&path].batch,
+                                    row,
+                                    RowRef::Stored {
+                                        path: p,
+                                        pos: row as u32,
+                                    },
+                                )
                             })
                         };
                         let Some(found) = found else {
@@ -504,7 +680,7 @@ impl<'a> Ingest<'a> {
                                 ),
                             ));
                         };
-                        forced.insert(key, found);
+                        e.insert(found);
                     }
                     let s = forced.get_mut(&key).expect("inserted above");
                     if s.withdrawn.is_some() {
@@ -517,24 +693,37 @@ impl<'a> Ingest<'a> {
                     s.withdrawn = Some(*time);
                     s.dirty = true;
                 }
-                UpdateKind::CloseDiaObject { dia_object_id: id, .. }
-                | UpdateKind::UpdateNDiaSources { dia_object_id: id, .. } => {
+                UpdateKind::CloseDiaObject {
+                    dia_object_id: id, ..
+                }
+                | UpdateKind::UpdateNDiaSources {
+                    dia_object_id: id, ..
+                } => {
                     let Some(last) = objects.get_mut(id).and_then(|v| v.last_mut()) else {
                         return Err(self.refuse(
                             Refusal::Update,
                             at("diaObjectId"),
-                            format!("{} targets DiaObject {id}, which does not exist", kind_name(&rec.kind)),
+                            format!(
+                                "{} targets DiaObject {id}, which does not exist",
+                                kind_name(&rec.kind)
+                            ),
                         ));
                     };
                     if last.end.is_some() {
                         return Err(self.refuse(
                             Refusal::Update,
                             at("diaObjectId"),
-                            format!("DiaObject {id} has no open version (its latest version is closed)"),
+                            format!(
+                                "DiaObject {id} has no open version (its latest version is closed)"
+                            ),
                         ));
                     }
                     match rec.kind {
-                        UpdateKind::CloseDiaObject { validity_end, n_dia_sources, .. } => {
+                        UpdateKind::CloseDiaObject {
+                            validity_end,
+                            n_dia_sources,
+                            ..
+                        } => {
                             if validity_end < last.start {
                                 return Err(self.refuse(
                                     Refusal::Update,
@@ -550,7 +739,9 @@ impl<'a> Ingest<'a> {
                                 last.n_dia = Some(n);
                             }
                         }
-                        UpdateKind::UpdateNDiaSources { n_dia_sources, .. } => last.n_dia = Some(n_dia_sources),
+                        UpdateKind::UpdateNDiaSources { n_dia_sources, .. } => {
+                            last.n_dia = Some(n_dia_sources)
+                        }
                         _ => unreachable!("matched above"),
                     }
                 }
@@ -563,7 +754,10 @@ impl<'a> Ingest<'a> {
                 if v.end != v.orig_end || v.n_dia != v.orig_n_dia {
                     patches.entry(TableId::DiaObject).or_default().push((
                         v.at.clone(),
-                        vec![("validityEndMjdTai", Val::F64(v.end)), ("nDiaSources", Val::I32(v.n_dia))],
+                        vec![
+                            ("validityEndMjdTai", Val::F64(v.end)),
+                            ("nDiaSources", Val::I32(v.n_dia)),
+                        ],
                     ));
                 }
             }
@@ -613,7 +807,7 @@ impl<'a> Ingest<'a> {
                 }
             }
             // Fetch the files holding changed rows at once, then decode on every core.
-            let stored: Vec<(Arc<str>, Vec<(u32, Patch)>)> = stored
+            let stored: Vec<StoredPatches> = stored
                 .into_iter()
                 .map(|(path, mut rows)| {
                     rows.sort_by_key(|r| r.0);
@@ -621,17 +815,33 @@ impl<'a> Ingest<'a> {
                 })
                 .collect();
             let fetched: Vec<bytes::Bytes> = futures::stream::iter(stored.iter())
-                .map(|(path, _)| async move { Ok::<_, Error>(self.loc.store.get(&self.loc.child(path)).await?.bytes().await?) })
+                .map(|(path, _)| async move {
+                    Ok::<_, Error>(
+                        self.loc
+                            .store
+                            .get(&self.loc.child(path))
+                            .await?
+                            .bytes()
+                            .await?,
+                    )
+                })
                 .buffered(8)
                 .try_collect()
                 .await?;
-            let copies = parallel_map(&stored.iter().zip(&fetched).collect::<Vec<_>>(), |((path, rows), bytes)| {
-                let positions: Vec<u32> = rows.iter().map(|r| r.0).collect();
-                let taken = datafile::decode_rows((*bytes).clone(), path, &positions)?;
-                let served = datafile::only_served(ts, &taken)?;
-                let local: Vec<(usize, Patch)> = rows.iter().enumerate().map(|(i, (_, p))| (i, p.clone())).collect();
-                apply_patches(ts, &served, &local)
-            })?;
+            let copies = parallel_map(
+                &stored.iter().zip(&fetched).collect::<Vec<_>>(),
+                |((path, rows), bytes)| {
+                    let positions: Vec<u32> = rows.iter().map(|r| r.0).collect();
+                    let taken = datafile::decode_rows((*bytes).clone(), path, &positions)?;
+                    let served = datafile::only_served(ts, &taken)?;
+                    let local: Vec<(usize, Patch)> = rows
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, p))| (i, p.clone()))
+                        .collect();
+                    apply_patches(ts, &served, &local)
+                },
+            )?;
             for ((path, rows), patched) in stored.iter().zip(copies) {
                 let cell = self.state.files[&**path].entry.cell;
                 out.entry((table, cell)).or_default().push(patched);
@@ -640,13 +850,20 @@ impl<'a> Ingest<'a> {
         }
 
         // Write one file per partition touched.
-        let anchor_of_id = |id: i64| self.index.anchor(id).or_else(|| chunk_anchor.get(&id).copied());
+        let anchor_of_id = |id: i64| {
+            self.index
+                .anchor(id)
+                .or_else(|| chunk_anchor.get(&id).copied())
+        };
         // Encoding is CPU-bound and partitions are independent: use every core.
-        let jobs: Vec<((TableId, Option<Cell>), Vec<RecordBatch>)> = out.into_iter().collect();
+        let jobs: Vec<PartitionRows> = out.into_iter().collect();
         let encoded = encode_partitions(self.schema, &anchor_of_id, snapshot, &jobs)?;
         let added: Vec<FileEntry> = futures::stream::iter(encoded)
             .map(|(bytes, entry)| async move {
-                self.loc.store.put(&self.loc.child(&entry.path), PutPayload::from(bytes)).await?;
+                self.loc
+                    .store
+                    .put(&self.loc.child(&entry.path), PutPayload::from(bytes))
+                    .await?;
                 Ok::<_, Error>(entry)
             })
             .buffered(8)
@@ -669,7 +886,10 @@ impl<'a> Ingest<'a> {
                     last_update_time: m.last_update_time.clone(),
                 },
                 added,
-                retired: retired.into_iter().map(|(path, rows)| Retirement { path, rows }).collect(),
+                retired: retired
+                    .into_iter()
+                    .map(|(path, rows)| Retirement { path, rows })
+                    .collect(),
                 index: index_files,
                 rows_added,
                 rows_updated,
@@ -689,7 +909,9 @@ impl<'a> Ingest<'a> {
             self.read_stored(cache, path, cols).await?;
             let f = &cache[path];
             let c = f.batch.column(col).as_primitive::<Int64Type>();
-            if let Some(row) = (0..c.len()).find(|&r| f.live[r] && c.is_valid(r) && c.value(r) == value) {
+            if let Some(row) =
+                (0..c.len()).find(|&r| f.live[r] && c.is_valid(r) && c.value(r) == value)
+            {
                 return Ok(Some((path.clone(), row)));
             }
         }
@@ -707,7 +929,8 @@ impl<'a> Ingest<'a> {
             self.read_stored(cache, path, cols).await?;
             let f = &cache[path];
             let c = columns(&f.batch, &cols[..3]);
-            if let Some(row) = (0..f.batch.num_rows()).find(|&r| f.live[r] && key_at(&c, r) == key) {
+            if let Some(row) = (0..f.batch.num_rows()).find(|&r| f.live[r] && key_at(&c, r) == key)
+            {
                 return Ok(Some((path.clone(), row)));
             }
         }
@@ -727,8 +950,14 @@ fn kind_name(k: &UpdateKind) -> &'static str {
 
 fn radec(batch: &RecordBatch) -> (&arrow_array::Float64Array, &arrow_array::Float64Array) {
     (
-        batch.column_by_name("ra").expect("positioned table").as_primitive::<Float64Type>(),
-        batch.column_by_name("dec").expect("positioned table").as_primitive::<Float64Type>(),
+        batch
+            .column_by_name("ra")
+            .expect("positioned table")
+            .as_primitive::<Float64Type>(),
+        batch
+            .column_by_name("dec")
+            .expect("positioned table")
+            .as_primitive::<Float64Type>(),
     )
 }
 
@@ -766,13 +995,30 @@ fn forced_row(batch: &RecordBatch, row: usize, at: RowRef) -> SourceRow {
 
 /// Returns the batch with patched values written into the rows named
 /// (adding, as NULL elsewhere, a patched column the batch lacks).
-fn apply_patches(ts: &TableSchema, batch: &RecordBatch, patches: &[(usize, Patch)]) -> Result<RecordBatch> {
+fn apply_patches(
+    ts: &TableSchema,
+    batch: &RecordBatch,
+    patches: &[(usize, Patch)],
+) -> Result<RecordBatch> {
     if patches.is_empty() {
         return Ok(batch.clone());
     }
-    let names: HashSet<&str> = patches.iter().flat_map(|(_, p)| p.iter().map(|(n, _)| *n)).collect();
-    let mut wanted: Vec<&str> = batch.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
-    wanted.extend(names.iter().copied().filter(|n| batch.column_by_name(n).is_none()));
+    let names: HashSet<&str> = patches
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(n, _)| *n))
+        .collect();
+    let mut wanted: Vec<&str> = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    wanted.extend(
+        names
+            .iter()
+            .copied()
+            .filter(|n| batch.column_by_name(n).is_none()),
+    );
     let batch = with_columns(ts, batch, &wanted)?;
     let schema = batch.schema();
     let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
@@ -814,9 +1060,11 @@ fn apply_patches(ts: &TableSchema, batch: &RecordBatch, patches: &[(usize, Patch
                 Arc::new(Int32Array::from(v))
             }
             other => {
-                return Err(Error::Arrow(arrow_schema::ArrowError::InvalidArgumentError(format!(
-                    "cannot patch column {name} of type {other}"
-                ))));
+                return Err(Error::Arrow(
+                    arrow_schema::ArrowError::InvalidArgumentError(format!(
+                        "cannot patch column {name} of type {other}"
+                    )),
+                ));
             }
         };
         cols[idx] = new;
@@ -826,8 +1074,13 @@ fn apply_patches(ts: &TableSchema, batch: &RecordBatch, patches: &[(usize, Patch
 
 /// The batch with exactly the served columns named (absent ones NULL).
 fn with_columns(ts: &TableSchema, batch: &RecordBatch, names: &[&str]) -> Result<RecordBatch> {
-    let fields: Vec<arrow_schema::FieldRef> =
-        ts.arrow.fields().iter().filter(|f| names.contains(&f.name().as_str())).cloned().collect();
+    let fields: Vec<arrow_schema::FieldRef> = ts
+        .arrow
+        .fields()
+        .iter()
+        .filter(|f| names.contains(&f.name().as_str()))
+        .cloned()
+        .collect();
     let cols = fields
         .iter()
         .map(|f| {
@@ -837,18 +1090,28 @@ fn with_columns(ts: &TableSchema, batch: &RecordBatch, names: &[&str]) -> Result
                 .unwrap_or_else(|| arrow_array::new_null_array(f.data_type(), batch.num_rows()))
         })
         .collect();
-    Ok(RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), cols)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow_schema::Schema::new(fields)),
+        cols,
+    )?)
 }
 
 /// Applies `f` to every item on every core, keeping the order of the items.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, items.len().max(1));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, items.len().max(1));
     let work = || {
         let mut done = Vec::new();
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(item) = items.get(i) else { return done };
+            let Some(item) = items.get(i) else {
+                return done;
+            };
             done.push((i, f(item)));
         }
     };
@@ -858,7 +1121,13 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Result<R> + Syn
             .into_iter()
             .flat_map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    vec![(usize::MAX, Err(Error::Log { path: String::new(), message: "a worker thread panicked".into() }))]
+                    vec![(
+                        usize::MAX,
+                        Err(Error::Log {
+                            path: String::new(),
+                            message: "a worker thread panicked".into(),
+                        }),
+                    )]
                 })
             })
             .collect()
@@ -872,7 +1141,7 @@ fn encode_partitions(
     schema: &CatalogSchema,
     anchor_of: &(dyn Fn(i64) -> Option<i64> + Sync),
     snapshot: u64,
-    jobs: &[((TableId, Option<Cell>), Vec<RecordBatch>)],
+    jobs: &[PartitionRows],
 ) -> Result<Vec<(bytes::Bytes, FileEntry)>> {
     let encoded = parallel_map(jobs, |((table, cell), batches)| {
         let ts = schema.table(*table);
@@ -882,7 +1151,8 @@ fn encode_partitions(
         }
         let phys = datafile::physical(ts, &served, snapshot)?;
         let anchor = anchors(ts, &phys, anchor_of);
-        let sorted = datafile::without_empty_columns(ts, &datafile::sort(ts, &phys, anchor.as_ref())?)?;
+        let sorted =
+            datafile::without_empty_columns(ts, &datafile::sort(ts, &phys, anchor.as_ref())?)?;
         let path = datafile::new_path(*table, *cell, snapshot, "s");
         datafile::encode_file(ts, *cell, path, &sorted).map(Some)
     })?;
@@ -900,18 +1170,27 @@ fn split_by_cell(
         return Ok(vec![(None, batch.clone())]);
     }
     let (ra, dec) = radec(batch);
-    let obj = batch.column_by_name("diaObjectId").map(|c| c.as_primitive::<Int64Type>().clone());
+    let obj = batch
+        .column_by_name("diaObjectId")
+        .map(|c| c.as_primitive::<Int64Type>().clone());
     let mut groups: BTreeMap<Cell, Vec<u32>> = BTreeMap::new();
     for row in 0..batch.num_rows() {
-        let by_object = obj.as_ref().filter(|o| o.is_valid(row)).and_then(|o| cell_of_object(o.value(row)));
-        let cell = by_object.unwrap_or_else(|| Cell::of_position(order, ra.value(row), dec.value(row)));
+        let by_object = obj
+            .as_ref()
+            .filter(|o| o.is_valid(row))
+            .and_then(|o| cell_of_object(o.value(row)));
+        let cell =
+            by_object.unwrap_or_else(|| Cell::of_position(order, ra.value(row), dec.value(row)));
         groups.entry(cell).or_default().push(row as u32);
     }
     groups
         .into_iter()
         .map(|(cell, rows)| {
             let idx = UInt32Array::from(rows);
-            Ok((Some(cell), arrow_select::take::take_record_batch(batch, &idx)?))
+            Ok((
+                Some(cell),
+                arrow_select::take::take_record_batch(batch, &idx)?,
+            ))
         })
         .collect()
 }
@@ -922,11 +1201,18 @@ pub(crate) fn anchors(
     phys: &RecordBatch,
     anchor_of: &(dyn Fn(i64) -> Option<i64> + Sync),
 ) -> Option<Int64Array> {
-    if !matches!(ts.id, TableId::DiaObject | TableId::DiaSource | TableId::DiaForcedSource) {
+    if !matches!(
+        ts.id,
+        TableId::DiaObject | TableId::DiaSource | TableId::DiaForcedSource
+    ) {
         return None;
     }
-    let obj = phys.column_by_name("diaObjectId")?.as_primitive::<Int64Type>();
-    let own = phys.column_by_name(crate::schema::HEALPIX_29)?.as_primitive::<Int64Type>();
+    let obj = phys
+        .column_by_name("diaObjectId")?
+        .as_primitive::<Int64Type>();
+    let own = phys
+        .column_by_name(crate::schema::HEALPIX_29)?
+        .as_primitive::<Int64Type>();
     Some(
         (0..phys.num_rows())
             .map(|r| {

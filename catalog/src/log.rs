@@ -199,12 +199,19 @@ impl LogState {
 
     /// Applies one entry.
     pub fn apply(&mut self, entry: &Entry, path: &str) -> Result<()> {
-        let bad = |message: String| Error::Log { path: path.to_string(), message };
+        let bad = |message: String| Error::Log {
+            path: path.to_string(),
+            message,
+        };
         if entry.format != LOG_FORMAT {
             return Err(bad(format!("unknown format {:?}", entry.format)));
         }
         match &entry.action {
-            Action::Create { catalog_id, partition_order, schema_version } => {
+            Action::Create {
+                catalog_id,
+                partition_order,
+                schema_version,
+            } => {
                 if entry.version != 0 {
                     return Err(bad("a create entry after entry 0".into()));
                 }
@@ -221,7 +228,13 @@ impl LogState {
                     )));
                 }
                 for f in &c.added {
-                    self.files.insert(f.path.clone(), LiveFile { entry: f.clone(), retired: vec![] });
+                    self.files.insert(
+                        f.path.clone(),
+                        LiveFile {
+                            entry: f.clone(),
+                            retired: vec![],
+                        },
+                    );
                 }
                 for r in &c.retired {
                     let live = self
@@ -252,7 +265,13 @@ impl LogState {
                         .ok_or_else(|| bad(format!("compaction removes unlisted file {p}")))?;
                 }
                 for f in added {
-                    self.files.insert(f.path.clone(), LiveFile { entry: f.clone(), retired: vec![] });
+                    self.files.insert(
+                        f.path.clone(),
+                        LiveFile {
+                            entry: f.clone(),
+                            retired: vec![],
+                        },
+                    );
                 }
             }
         }
@@ -287,15 +306,16 @@ pub async fn refresh(loc: &Location, state: &mut LogState, fresh: bool) -> Resul
         .map(|v| async move {
             let path = entry_path(v);
             let bytes = loc.store.get(&loc.child(&path)).await?.bytes().await?;
-            let entry: Entry = serde_json::from_slice(&bytes)
-                .map_err(|source| Error::LogJson { path: path.clone(), source })?;
+            let entry: Entry = serde_json::from_slice(&bytes).map_err(|source| Error::LogJson {
+                path: path.clone(),
+                source,
+            })?;
             Ok::<_, Error>((path, entry))
         })
         .buffered(16)
         .try_collect()
         .await?;
-    let mut expected = start;
-    for (path, entry) in entries {
+    for (expected, (path, entry)) in (start..).zip(entries) {
         if entry.version != expected {
             return Err(Error::Log {
                 path,
@@ -303,7 +323,6 @@ pub async fn refresh(loc: &Location, state: &mut LogState, fresh: bool) -> Resul
             });
         }
         state.apply(&entry, &path)?;
-        expected += 1;
     }
     Ok(true)
 }
@@ -311,10 +330,19 @@ pub async fn refresh(loc: &Location, state: &mut LogState, fresh: bool) -> Resul
 /// Writes entry `entry.version` only if no writer has written it; `Ok(false)` if one has.
 pub async fn try_append(loc: &Location, entry: &Entry) -> Result<bool> {
     let path = entry_path(entry.version);
-    let body = serde_json::to_vec_pretty(entry)
-        .map_err(|source| Error::LogJson { path: path.clone(), source })?;
-    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-    match loc.store.put_opts(&loc.child(&path), PutPayload::from(body), opts).await {
+    let body = serde_json::to_vec_pretty(entry).map_err(|source| Error::LogJson {
+        path: path.clone(),
+        source,
+    })?;
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match loc
+        .store
+        .put_opts(&loc.child(&path), PutPayload::from(body), opts)
+        .await
+    {
         Ok(_) => Ok(true),
         Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
         Err(e) => Err(e.into()),

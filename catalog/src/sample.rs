@@ -15,7 +15,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{
+    ArrayRef, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array, RecordBatch,
+    StringArray,
+};
 use arrow_schema::{Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -172,9 +175,15 @@ impl Cols {
             } else if let Some(v) = self.i16s.remove(name) {
                 (Arc::new(Int16Array::from(v)), arrow_schema::DataType::Int16)
             } else if let Some(v) = self.f64s.remove(name) {
-                (Arc::new(Float64Array::from(v)), arrow_schema::DataType::Float64)
+                (
+                    Arc::new(Float64Array::from(v)),
+                    arrow_schema::DataType::Float64,
+                )
             } else if let Some(v) = self.f32s.remove(name) {
-                (Arc::new(Float32Array::from(v)), arrow_schema::DataType::Float32)
+                (
+                    Arc::new(Float32Array::from(v)),
+                    arrow_schema::DataType::Float32,
+                )
             } else if let Some(v) = self.strs.remove(name) {
                 (Arc::new(StringArray::from(v)), arrow_schema::DataType::Utf8)
             } else {
@@ -200,14 +209,23 @@ fn iso(mjd: f64) -> String {
 }
 
 fn uuid_from(rng: &mut ChaCha8Rng) -> String {
-    uuid::Builder::from_random_bytes(rng.random()).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(rng.random())
+        .into_uuid()
+        .to_string()
 }
 
 fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
-    let file = std::fs::File::create(path)
-        .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-    let wrap = |source| Error::Parquet { path: path.display().to_string(), source };
+    let file = std::fs::File::create(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let wrap = |source| Error::Parquet {
+        path: path.display().to_string(),
+        source,
+    };
     let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(wrap)?;
     w.write(batch).map_err(wrap)?;
     w.close().map_err(wrap)?;
@@ -223,7 +241,10 @@ fn write_chunk(
     tables: Vec<(&str, RecordBatch)>,
     summary: &mut SampleSummary,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let mut files = Vec::new();
     for (table, batch) in tables {
         let name = format!("{table}.parquet");
@@ -240,7 +261,10 @@ fn write_chunk(
     });
     let path = dir.join("chunk.json");
     let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-    std::fs::write(&path, text).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    std::fs::write(&path, text).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     summary.chunks += 1;
     Ok(())
 }
@@ -260,8 +284,12 @@ const BUCKET: f64 = 0.5;
 
 impl Sky {
     fn bucket(&self, ra: f64, dec: f64) -> (usize, usize) {
-        let x = (((ra - self.ra0) * self.cos0) / BUCKET).floor().clamp(0.0, (self.nx - 1) as f64) as usize;
-        let y = ((dec - self.dec0) / BUCKET).floor().clamp(0.0, (self.ny - 1) as f64) as usize;
+        let x = (((ra - self.ra0) * self.cos0) / BUCKET)
+            .floor()
+            .clamp(0.0, (self.nx - 1) as f64) as usize;
+        let y = ((dec - self.dec0) / BUCKET)
+            .floor()
+            .clamp(0.0, (self.ny - 1) as f64) as usize;
         (x, y)
     }
 
@@ -285,7 +313,12 @@ impl Sky {
 
 /// Great-circle distance in degrees.
 fn separation(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
-    let (r1, d1, r2, d2) = (ra1.to_radians(), dec1.to_radians(), ra2.to_radians(), dec2.to_radians());
+    let (r1, d1, r2, d2) = (
+        ra1.to_radians(),
+        dec1.to_radians(),
+        ra2.to_radians(),
+        dec2.to_radians(),
+    );
     let h = ((d2 - d1) / 2.0).sin().powi(2) + d1.cos() * d2.cos() * ((r2 - r1) / 2.0).sin().powi(2);
     2.0 * h.sqrt().min(1.0).asin().to_degrees()
 }
@@ -311,14 +344,29 @@ pub fn generate_with_progress(
     let ra_lo = ra_c - width_ra / 2.0;
     let nx = ((side / BUCKET).ceil() as usize).max(1);
     let ny = nx;
-    let mut sky = Sky { ra0: ra_lo, dec0: dec_lo, width: width_ra, height: side, cos0, grid: vec![Vec::new(); nx * ny], nx, ny };
-    let mut summary = SampleSummary { footprint: (ra_lo, ra_lo + width_ra, dec_lo, dec_lo + side), ..Default::default() };
+    let mut sky = Sky {
+        ra0: ra_lo,
+        dec0: dec_lo,
+        width: width_ra,
+        height: side,
+        cos0,
+        grid: vec![Vec::new(); nx * ny],
+        nx,
+        ny,
+    };
+    let mut summary = SampleSummary {
+        footprint: (ra_lo, ra_lo + width_ra, dec_lo, dec_lo + side),
+        ..Default::default()
+    };
 
     let mut objs: Vec<Obj> = (0..cfg.objects)
         .map(|i| {
             let ra = ra_lo + rng.random::<f64>() * sky.width;
             // Uniform in area: sin(dec) uniform between the edges.
-            let (s0, s1) = (dec_lo.to_radians().sin(), (dec_lo + sky.height).to_radians().sin());
+            let (s0, s1) = (
+                dec_lo.to_radians().sin(),
+                (dec_lo + sky.height).to_radians().sin(),
+            );
             let dec = (s0 + rng.random::<f64>() * (s1 - s0)).asin().to_degrees();
             let mut base = [0.0; 6];
             for b in &mut base {
@@ -363,9 +411,18 @@ pub fn generate_with_progress(
         let mut prompt = Cols::default();
         let mut visit_in_night = 0;
         while visit_in_night < visits_per_night {
-            let chunk_visits = cfg.visits_per_chunk.max(1).min(visits_per_night - visit_in_night);
-            let (mut dobj, mut dsrc, mut dfs, mut dvps, mut ssobj, mut upd) =
-                (Cols::default(), Cols::default(), Cols::default(), Cols::default(), Cols::default(), Cols::default());
+            let chunk_visits = cfg
+                .visits_per_chunk
+                .max(1)
+                .min(visits_per_night - visit_in_night);
+            let (mut dobj, mut dsrc, mut dfs, mut dvps, mut ssobj, mut upd) = (
+                Cols::default(),
+                Cols::default(),
+                Cols::default(),
+                Cols::default(),
+                Cols::default(),
+                Cols::default(),
+            );
             let chunk_first_source = sources.len();
             let mut chunk_end_mjd = night_mjd;
             for v in visit_in_night..visit_in_night + chunk_visits {
@@ -380,9 +437,16 @@ pub fn generate_with_progress(
                 let detector_of = |ra: f64, dec: f64| -> (i16, f32, f32) {
                     let dx = (ra - pra) * pcos + FIELD_RADIUS;
                     let dy = dec - pdec + FIELD_RADIUS;
-                    let (ix, iy) = ((dx / 0.25).floor().clamp(0.0, 13.0), (dy / 0.25).floor().clamp(0.0, 13.0));
+                    let (ix, iy) = (
+                        (dx / 0.25).floor().clamp(0.0, 13.0),
+                        (dy / 0.25).floor().clamp(0.0, 13.0),
+                    );
                     let det = ((ix as i64 * 14 + iy as i64) % 189) as i16;
-                    (det, ((dx % 0.25) / 0.25 * 4000.0) as f32, ((dy % 0.25) / 0.25 * 4000.0) as f32)
+                    (
+                        det,
+                        ((dx % 0.25) / 0.25 * 4000.0) as f32,
+                        ((dy % 0.25) / 0.25 * 4000.0) as f32,
+                    )
                 };
                 for det in 0..189i16 {
                     let ix = (det / 14) as f64;
@@ -416,17 +480,30 @@ pub fn generate_with_progress(
                         dfs.f64("ra", Some(o.ra));
                         dfs.f64("dec", Some(o.dec));
                         dfs.f64("midpointMjdTai", Some(mjd));
-                        dfs.f32("psfFlux", Some((flux + err * rng.random_range(-1.0..1.0)) as f32));
+                        dfs.f32(
+                            "psfFlux",
+                            Some((flux + err * rng.random_range(-1.0..1.0)) as f32),
+                        );
                         dfs.f32("psfFluxErr", Some(err as f32));
                         dfs.str("band", Some(band));
                         dfs.f64("timeProcessedMjdTai", Some(processed));
                         dfs.end_row();
-                        forced.push(Forced { obj: o.id, visit, detector: det, withdrawn: false, ra: o.ra, dec: o.dec });
+                        forced.push(Forced {
+                            obj: o.id,
+                            visit,
+                            detector: det,
+                            withdrawn: false,
+                            ra: o.ra,
+                            dec: o.dec,
+                        });
                         next_forced += 1;
                     }
                     if cfg.src {
                         let o = &objs[i];
-                        prompt.i64("sourceId", Some(visit * 10_000 + prompt.rows as i64 % 10_000));
+                        prompt.i64(
+                            "sourceId",
+                            Some(visit * 10_000 + prompt.rows as i64 % 10_000),
+                        );
                         prompt.i64("visit", Some(visit));
                         prompt.i16("detector", Some(det));
                         prompt.str("band", Some(band));
@@ -447,7 +524,8 @@ pub fn generate_with_progress(
                     // A detection: a DiaSource, and a new version of its object.
                     let o = &mut objs[i];
                     let (sra, sdec) = (
-                        (o.ra + rng.random_range(-2e-5..2e-5) / o.dec.to_radians().cos()).rem_euclid(360.0),
+                        (o.ra + rng.random_range(-2e-5..2e-5) / o.dec.to_radians().cos())
+                            .rem_euclid(360.0),
                         (o.dec + rng.random_range(-2e-5..2e-5)).clamp(-90.0, 90.0),
                     );
                     dsrc.i64("diaSourceId", Some(next_source));
@@ -469,7 +547,13 @@ pub fn generate_with_progress(
                     dsrc.f64("timeProcessedMjdTai", Some(processed));
                     dsrc.f32("reliability", Some(0.5 + 0.5 * rng.random::<f32>()));
                     dsrc.end_row();
-                    sources.push(Src { id: next_source, obj: Some(o.id), withdrawn: false, ra: sra, dec: sdec });
+                    sources.push(Src {
+                        id: next_source,
+                        obj: Some(o.id),
+                        withdrawn: false,
+                        ra: sra,
+                        dec: sdec,
+                    });
                     next_source += 1;
                     o.n_src += 1;
                     o.first.get_or_insert(mjd);
@@ -488,18 +572,27 @@ pub fn generate_with_progress(
             // Update records, as the APDB emits them after the rows.
             let t_ns = (mjd_to_unix(chunk_end_mjd) * 1e9) as i64;
             let mut order = 0;
-            let mut record = |upd: &mut Cols, kind: &str, ra: f64, dec: f64, f: &mut dyn FnMut(&mut Cols)| {
-                upd.i64("update_time_ns", Some(t_ns));
-                upd.i32("update_order", Some(order));
-                upd.str("update_type", Some(kind));
-                f(upd);
-                upd.f64("ra", Some(ra));
-                upd.f64("dec", Some(dec));
-                upd.end_row();
-                order += 1;
-            };
-            let fill = |upd: &mut Cols, obj: Option<i64>, src: Option<i64>, visit: Option<i64>, det: Option<i16>,
-                        ss: Option<i64>, reassoc: Option<f64>, withdrawn: Option<f64>, vend: Option<f64>, ndia: Option<i32>| {
+            let mut record =
+                |upd: &mut Cols, kind: &str, ra: f64, dec: f64, f: &mut dyn FnMut(&mut Cols)| {
+                    upd.i64("update_time_ns", Some(t_ns));
+                    upd.i32("update_order", Some(order));
+                    upd.str("update_type", Some(kind));
+                    f(upd);
+                    upd.f64("ra", Some(ra));
+                    upd.f64("dec", Some(dec));
+                    upd.end_row();
+                    order += 1;
+                };
+            let fill = |upd: &mut Cols,
+                        obj: Option<i64>,
+                        src: Option<i64>,
+                        visit: Option<i64>,
+                        det: Option<i16>,
+                        ss: Option<i64>,
+                        reassoc: Option<f64>,
+                        withdrawn: Option<f64>,
+                        vend: Option<f64>,
+                        ndia: Option<i32>| {
                 upd.i64("diaObjectId", obj);
                 upd.i64("diaSourceId", src);
                 upd.i64("visit", visit);
@@ -531,7 +624,18 @@ pub fn generate_with_progress(
                         let obj_hint = if rng.random_bool(0.5) { s.obj } else { None };
                         let (id, ra, dec) = (s.id, s.ra, s.dec);
                         record(&mut upd, "withdraw_diasource", ra, dec, &mut |u| {
-                            fill(u, obj_hint, Some(id), None, None, None, None, Some(chunk_end_mjd), None, None)
+                            fill(
+                                u,
+                                obj_hint,
+                                Some(id),
+                                None,
+                                None,
+                                None,
+                                None,
+                                Some(chunk_end_mjd),
+                                None,
+                                None,
+                            )
                         });
                     }
                     2 => {
@@ -551,12 +655,25 @@ pub fn generate_with_progress(
                         sources[i].obj = None;
                         let (id, ra, dec) = (sources[i].id, sources[i].ra, sources[i].dec);
                         record(&mut upd, "reassign_diasource", ra, dec, &mut |u| {
-                            fill(u, obj_hint, Some(id), None, None, Some(ss), Some(chunk_end_mjd), None, None, None)
+                            fill(
+                                u,
+                                obj_hint,
+                                Some(id),
+                                None,
+                                None,
+                                Some(ss),
+                                Some(chunk_end_mjd),
+                                None,
+                                None,
+                                None,
+                            )
                         });
                     }
                     3 => {
                         // Close an object's open version, or correct its count in place.
-                        let i = by_id[&sources[rng.random_range(0..sources.len())].obj.unwrap_or(objs[0].id)];
+                        let i = by_id[&sources[rng.random_range(0..sources.len())]
+                            .obj
+                            .unwrap_or(objs[0].id)];
                         let o = &mut objs[i];
                         if !o.open {
                             continue;
@@ -566,12 +683,34 @@ pub fn generate_with_progress(
                             o.open = false;
                             let n = o.n_src - o.withdrawn;
                             record(&mut upd, "close_diaobject_validity", ra, dec, &mut |u| {
-                                fill(u, Some(id), None, None, None, None, None, None, Some(chunk_end_mjd), Some(n))
+                                fill(
+                                    u,
+                                    Some(id),
+                                    None,
+                                    None,
+                                    None,
+                                    None,
+                                    None,
+                                    None,
+                                    Some(chunk_end_mjd),
+                                    Some(n),
+                                )
                             });
                         } else {
                             let n = o.n_src - o.withdrawn;
                             record(&mut upd, "update_n_dia_sources", ra, dec, &mut |u| {
-                                fill(u, Some(id), None, None, None, None, None, None, None, Some(n))
+                                fill(
+                                    u,
+                                    Some(id),
+                                    None,
+                                    None,
+                                    None,
+                                    None,
+                                    None,
+                                    None,
+                                    None,
+                                    Some(n),
+                                )
                             });
                         }
                     }
@@ -587,12 +726,25 @@ pub fn generate_with_progress(
                         let f = &forced[i];
                         let (o, v, d, ra, dec) = (f.obj, f.visit, f.detector, f.ra, f.dec);
                         record(&mut upd, "withdraw_diaforcedsource", ra, dec, &mut |u| {
-                            fill(u, Some(o), None, Some(v), Some(d), None, None, Some(chunk_end_mjd), None, None)
+                            fill(
+                                u,
+                                Some(o),
+                                None,
+                                Some(v),
+                                Some(d),
+                                None,
+                                None,
+                                Some(chunk_end_mjd),
+                                None,
+                                None,
+                            )
                         });
                     }
                     _ => {
                         // A late version: valid from before versions already sent.
-                        let i = by_id[&sources[rng.random_range(0..sources.len())].obj.unwrap_or(objs[0].id)];
+                        let i = by_id[&sources[rng.random_range(0..sources.len())]
+                            .obj
+                            .unwrap_or(objs[0].id)];
                         let o = &mut objs[i];
                         let k = o.versions.len();
                         if k == 0 {
@@ -632,7 +784,15 @@ pub fn generate_with_progress(
                 }
             }
             let uid = uuid_from(&mut rng);
-            write_chunk(&out.join(format!("chunk-{chunk_id}")), REPLICA_FORMAT, chunk_id, chunk_end_mjd, uid, tables, &mut summary)?;
+            write_chunk(
+                &out.join(format!("chunk-{chunk_id}")),
+                REPLICA_FORMAT,
+                chunk_id,
+                chunk_end_mjd,
+                uid,
+                tables,
+                &mut summary,
+            )?;
         }
         if let Some(b) = prompt.take() {
             let mut id = mjd_to_unix(night_mjd + 0.5) as i64;
@@ -641,7 +801,15 @@ pub fn generate_with_progress(
             }
             last_src_chunk = id;
             let uid = uuid_from(&mut rng);
-            write_chunk(&out.join(format!("src-{id}")), SRC_FORMAT, id, night_mjd + 0.5, uid, vec![("PromptSource", b)], &mut summary)?;
+            write_chunk(
+                &out.join(format!("src-{id}")),
+                SRC_FORMAT,
+                id,
+                night_mjd + 0.5,
+                uid,
+                vec![("PromptSource", b)],
+                &mut summary,
+            )?;
         }
         progress(night + 1, cfg.nights);
     }
@@ -663,17 +831,50 @@ fn object_row(c: &mut Cols, o: &Obj, start: f64) {
         let has = *n > 0;
         c.f32(mean_name, has.then_some(*mean as f32));
         c.f32(err_name, has.then(|| (50.0 / (*n as f64).sqrt()) as f32));
-        c.f32(sigma_name, (*n > 1).then(|| (m2 / (*n as f64 - 1.0)).sqrt() as f32));
+        c.f32(
+            sigma_name,
+            (*n > 1).then(|| (m2 / (*n as f64 - 1.0)).sqrt() as f32),
+        );
         c.i32(ndata_name, Some(*n));
     }
     c.end_row();
 }
 
 const BAND_COLS: [(&str, &str, &str, &str); 6] = [
-    ("u_psfFluxMean", "u_psfFluxMeanErr", "u_psfFluxSigma", "u_psfFluxNdata"),
-    ("g_psfFluxMean", "g_psfFluxMeanErr", "g_psfFluxSigma", "g_psfFluxNdata"),
-    ("r_psfFluxMean", "r_psfFluxMeanErr", "r_psfFluxSigma", "r_psfFluxNdata"),
-    ("i_psfFluxMean", "i_psfFluxMeanErr", "i_psfFluxSigma", "i_psfFluxNdata"),
-    ("z_psfFluxMean", "z_psfFluxMeanErr", "z_psfFluxSigma", "z_psfFluxNdata"),
-    ("y_psfFluxMean", "y_psfFluxMeanErr", "y_psfFluxSigma", "y_psfFluxNdata"),
+    (
+        "u_psfFluxMean",
+        "u_psfFluxMeanErr",
+        "u_psfFluxSigma",
+        "u_psfFluxNdata",
+    ),
+    (
+        "g_psfFluxMean",
+        "g_psfFluxMeanErr",
+        "g_psfFluxSigma",
+        "g_psfFluxNdata",
+    ),
+    (
+        "r_psfFluxMean",
+        "r_psfFluxMeanErr",
+        "r_psfFluxSigma",
+        "r_psfFluxNdata",
+    ),
+    (
+        "i_psfFluxMean",
+        "i_psfFluxMeanErr",
+        "i_psfFluxSigma",
+        "i_psfFluxNdata",
+    ),
+    (
+        "z_psfFluxMean",
+        "z_psfFluxMeanErr",
+        "z_psfFluxSigma",
+        "z_psfFluxNdata",
+    ),
+    (
+        "y_psfFluxMean",
+        "y_psfFluxMeanErr",
+        "y_psfFluxSigma",
+        "y_psfFluxNdata",
+    ),
 ];

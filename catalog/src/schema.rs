@@ -75,7 +75,10 @@ impl TableId {
 
     /// Whether rows are placed in HEALPix partitions (else one unpartitioned folder).
     pub fn is_partitioned(self) -> bool {
-        !matches!(self, TableId::DetectorVisitProcessingSummary | TableId::SSObject)
+        !matches!(
+            self,
+            TableId::DetectorVisitProcessingSummary | TableId::SSObject
+        )
     }
 
     /// Whether rows carry a position (`ra`, `dec`) and so a `_healpix_29` column.
@@ -156,7 +159,11 @@ impl CatalogSchema {
         let tables = TableId::ALL
             .into_iter()
             .map(|id| {
-                let felis_schema = if id.schema_name() == "src" { &src } else { &ppdb };
+                let felis_schema = if id.schema_name() == "src" {
+                    &src
+                } else {
+                    &ppdb
+                };
                 let felis = felis_schema
                     .table(id.name())
                     .unwrap_or_else(|| panic!("shipped schema lacks table {id}"))
@@ -224,7 +231,9 @@ fn contract(id: TableId) -> (&'static str, &'static [&'static str]) {
              psfFlux psfFluxErr band! timeProcessedMjdTai!",
             &["diaObjectId", "visit", "detector"],
         ),
-        TableId::DetectorVisitProcessingSummary => ("visit! detector! ra dec", &["visit", "detector"]),
+        TableId::DetectorVisitProcessingSummary => {
+            ("visit! detector! ra dec", &["visit", "detector"])
+        }
         TableId::SSObject => ("ssObjectId!", &["ssObjectId"]),
         TableId::PromptSource => (
             "sourceId! visit! detector! band! ra! dec! psfFlux psfFluxErr calibFlux \
@@ -248,7 +257,13 @@ fn table_schema(id: TableId, felis: felis::Table) -> TableSchema {
     let fields: Vec<Field> = felis
         .columns
         .iter()
-        .map(|c| Field::new(&c.name, arrow_type(c.datatype), !not_null.contains(&c.name.as_str())))
+        .map(|c| {
+            Field::new(
+                &c.name,
+                arrow_type(c.datatype),
+                !not_null.contains(&c.name.as_str()),
+            )
+        })
         .collect();
     let mut physical = fields.clone();
     if id.has_position() {
@@ -256,7 +271,11 @@ fn table_schema(id: TableId, felis: felis::Table) -> TableSchema {
     }
     physical.push(Field::new(ADDED, DataType::Int64, false));
     physical.push(Field::new(RETIRED, DataType::Int64, true));
-    let index = fields.iter().enumerate().map(|(i, f)| (f.name().clone(), i)).collect();
+    let index = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name().clone(), i))
+        .collect();
     TableSchema {
         id,
         felis,
@@ -279,7 +298,10 @@ mod tests {
         for id in TableId::ALL {
             let t = s.table(id);
             for c in t.required.iter().chain(&t.key) {
-                assert!(t.column_index(c).is_some(), "{id}.{c} missing from the shipped schema");
+                assert!(
+                    t.column_index(c).is_some(),
+                    "{id}.{c} missing from the shipped schema"
+                );
             }
         }
         let src = s.table(TableId::DiaSource);
@@ -287,6 +309,10 @@ mod tests {
         assert_eq!(f.data_type(), &DataType::Int16);
         assert!(!f.is_nullable());
         let obj = s.table(TableId::DiaObject);
-        assert!(obj.arrow.field(obj.column_index("validityEndMjdTai").unwrap()).is_nullable());
+        assert!(
+            obj.arrow
+                .field(obj.column_index("validityEndMjdTai").unwrap())
+                .is_nullable()
+        );
     }
 }

@@ -41,14 +41,19 @@ static MEMORY: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
 
 /// Opens the store a URL names. A bare path is a local folder, created only if `create`.
 pub fn open(url: &str, create: bool) -> Result<Location> {
-    let bad = |message: &str| Error::Url { url: url.to_string(), message: message.to_string() };
+    let bad = |message: &str| Error::Url {
+        url: url.to_string(),
+        message: message.to_string(),
+    };
     if !url.contains("://") {
         return open_local(url, url, create);
     }
     let parsed = Url::parse(url).map_err(|e| bad(&e.to_string()))?;
     match parsed.scheme() {
         "file" => {
-            let path = parsed.to_file_path().map_err(|_| bad("not a local file path"))?;
+            let path = parsed
+                .to_file_path()
+                .map_err(|_| bad("not a local file path"))?;
             open_local(&path.to_string_lossy(), url, create)
         }
         "memory" => {
@@ -66,7 +71,9 @@ pub fn open(url: &str, create: bool) -> Result<Location> {
             })
         }
         "s3" => {
-            let bucket = parsed.host_str().ok_or_else(|| bad("s3 URL lacks a bucket"))?;
+            let bucket = parsed
+                .host_str()
+                .ok_or_else(|| bad("s3 URL lacks a bucket"))?;
             let store = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .build()
@@ -85,15 +92,23 @@ pub fn open(url: &str, create: bool) -> Result<Location> {
 
 fn open_local(path: &str, url: &str, create: bool) -> Result<Location> {
     if create {
-        std::fs::create_dir_all(path)
-            .map_err(|source| Error::Io { path: path.to_string(), source })?;
+        std::fs::create_dir_all(path).map_err(|source| Error::Io {
+            path: path.to_string(),
+            source,
+        })?;
     } else if !std::path::Path::new(path).is_dir() {
-        return Err(Error::NotACatalog { url: url.to_string() });
+        return Err(Error::NotACatalog {
+            url: url.to_string(),
+        });
     }
-    let abs = std::fs::canonicalize(path)
-        .map_err(|source| Error::Io { path: path.to_string(), source })?;
-    let store = LocalFileSystem::new_with_prefix(&abs)
-        .map_err(|e| Error::Url { url: url.to_string(), message: e.to_string() })?;
+    let abs = std::fs::canonicalize(path).map_err(|source| Error::Io {
+        path: path.to_string(),
+        source,
+    })?;
+    let store = LocalFileSystem::new_with_prefix(&abs).map_err(|e| Error::Url {
+        url: url.to_string(),
+        message: e.to_string(),
+    })?;
     Ok(Location {
         store: Arc::new(store),
         prefix: Path::default(),
@@ -103,13 +118,19 @@ fn open_local(path: &str, url: &str, create: bool) -> Result<Location> {
 
 /// Opens a local folder without creating it (for reading chunk sets).
 pub fn open_existing_local(path: &std::path::Path) -> Result<Location> {
-    let abs = std::fs::canonicalize(path)
-        .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let abs = std::fs::canonicalize(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     let store = LocalFileSystem::new_with_prefix(&abs).map_err(|e| Error::Url {
         url: path.display().to_string(),
         message: e.to_string(),
     })?;
-    Ok(Location { store: Arc::new(store), prefix: Path::default(), url: abs.display().to_string() })
+    Ok(Location {
+        store: Arc::new(store),
+        prefix: Path::default(),
+        url: abs.display().to_string(),
+    })
 }
 
 #[cfg(test)]

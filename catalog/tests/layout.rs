@@ -26,39 +26,90 @@ async fn an_objects_rows_share_its_partition_and_border_sources_are_in_the_stats
     let obj = rows(
         TableId::DiaObject,
         &["diaObjectId", "validityStartMjdTai", "ra", "dec"],
-        vec![vec![V::I(7), V::F(1.0), V::F(ra), V::F(dec)], vec![V::I(7), V::F(2.0), V::F(ra2), V::F(dec2)]],
+        vec![
+            vec![V::I(7), V::F(1.0), V::F(ra), V::F(dec)],
+            vec![V::I(7), V::F(2.0), V::F(ra2), V::F(dec2)],
+        ],
     );
     // One source at home, one whose position lies in the next cell: both belong to object 7.
     let src = rows(
         TableId::DiaSource,
         &["diaSourceId", "diaObjectId", "ra", "dec"],
-        vec![vec![V::I(70), V::I(7), V::F(ra), V::F(dec)], vec![V::I(71), V::I(7), V::F(ra2), V::F(dec2)]],
+        vec![
+            vec![V::I(70), V::I(7), V::F(ra), V::F(dec)],
+            vec![V::I(71), V::I(7), V::F(ra2), V::F(dec2)],
+        ],
     );
-    let cat = Catalog::open_or_create(dir.path().to_str().unwrap(), 6).await.unwrap();
-    cat.ingest(&loc(&TestChunk::replica(1, vec![obj, src]).write(chunks.path()))).await.unwrap();
+    let cat = Catalog::open_or_create(dir.path().to_str().unwrap(), 6)
+        .await
+        .unwrap();
+    cat.ingest(&loc(
+        &TestChunk::replica(1, vec![obj, src]).write(chunks.path())
+    ))
+    .await
+    .unwrap();
 
     let state = cat.state().await.unwrap();
-    assert_eq!(cat.anchor_index(&state).await.unwrap().cell(6, 7), Some(home), "anchored at its first version");
+    assert_eq!(
+        cat.anchor_index(&state).await.unwrap().cell(6, 7),
+        Some(home),
+        "anchored at its first version"
+    );
     for table in [TableId::DiaObject, TableId::DiaSource] {
         let scan = cat.scan(&state, table, 1).unwrap();
-        assert_eq!(scan.files.len(), 1, "{table}: one partition holds the object's rows");
+        assert_eq!(
+            scan.files.len(),
+            1,
+            "{table}: one partition holds the object's rows"
+        );
         let f = &scan.files[0];
         assert_eq!(f.cell, Some(home));
-        assert!(f.path.starts_with(&format!("{table}/{}/", home.hats_path())), "{}", f.path);
+        assert!(
+            f.path
+                .starts_with(&format!("{table}/{}/", home.hats_path())),
+            "{}",
+            f.path
+        );
         assert!(home.hats_path().starts_with("Norder=6/Dir="));
-        assert_eq!(f.stats.spill_cells, vec![next_door.npix], "{table}: the row across the border is findable");
+        assert_eq!(
+            f.stats.spill_cells,
+            vec![next_door.npix],
+            "{table}: the row across the border is findable"
+        );
         let (lo, hi) = f.stats.healpix_29.unwrap();
         assert!(lo < hi);
     }
     // The file itself: `_healpix_29` stored, a page index, a bloom filter on the id.
     let scan = cat.scan(&state, TableId::DiaSource, 1).unwrap();
-    let bytes = cat.location().store.get(&cat.location().child(&scan.files[0].path)).await.unwrap().bytes().await.unwrap();
+    let bytes = cat
+        .location()
+        .store
+        .get(&cat.location().child(&scan.files[0].path))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let reader = SerializedFileReader::new(bytes).unwrap();
     let meta = reader.metadata();
     let schema = meta.file_metadata().schema_descr();
-    let col = |name: &str| (0..schema.num_columns()).find(|&i| schema.column(i).name() == name).unwrap();
+    let col = |name: &str| {
+        (0..schema.num_columns())
+            .find(|&i| schema.column(i).name() == name)
+            .unwrap()
+    };
     let rg = meta.row_group(0);
-    assert!(rg.column(col("diaSourceId")).bloom_filter_offset().is_some(), "bloom filter on diaSourceId");
-    assert!(rg.column(col("_healpix_29")).offset_index_offset().is_some(), "page index written");
+    assert!(
+        rg.column(col("diaSourceId"))
+            .bloom_filter_offset()
+            .is_some(),
+        "bloom filter on diaSourceId"
+    );
+    assert!(
+        rg.column(col("_healpix_29"))
+            .offset_index_offset()
+            .is_some(),
+        "page index written"
+    );
     assert!(rg.column(col("_healpix_29")).statistics().is_some());
 }

@@ -11,9 +11,30 @@ use tempfile::TempDir;
 
 fn chunk(id: i64, first_object: i64) -> TestChunk {
     let objs = (0..5)
-        .map(|i| vec![V::I(first_object + i), V::F(10.0 + id as f64), V::I(1), V::F(55.0 + 0.3 * i as f64), V::F(-30.0)])
+        .map(|i| {
+            vec![
+                V::I(first_object + i),
+                V::F(10.0 + id as f64),
+                V::I(1),
+                V::F(55.0 + 0.3 * i as f64),
+                V::F(-30.0),
+            ]
+        })
         .collect();
-    TestChunk::replica(id, vec![rows(TableId::DiaObject, &["diaObjectId", "validityStartMjdTai", "nDiaSources", "ra", "dec"], objs)])
+    TestChunk::replica(
+        id,
+        vec![rows(
+            TableId::DiaObject,
+            &[
+                "diaObjectId",
+                "validityStartMjdTai",
+                "nDiaSources",
+                "ra",
+                "dec",
+            ],
+            objs,
+        )],
+    )
 }
 
 async fn two_writers_one_version(url: &str) {
@@ -23,14 +44,21 @@ async fn two_writers_one_version(url: &str) {
         format: LOG_FORMAT.into(),
         version: 1,
         written_at: chrono::Utc::now(),
-        action: Action::Compact { removed: vec![], added: vec![] },
+        action: Action::Compact {
+            removed: vec![],
+            added: vec![],
+        },
     };
     let (la, lb) = (a.location().clone(), b.location().clone());
     let (ea, eb) = (entry.clone(), entry);
     let ta = tokio::spawn(async move { try_append(&la, &ea).await });
     let tb = tokio::spawn(async move { try_append(&lb, &eb).await });
     let wins = [ta.await.unwrap().unwrap(), tb.await.unwrap().unwrap()];
-    assert_eq!(wins.iter().filter(|w| **w).count(), 1, "exactly one writer wins entry 1");
+    assert_eq!(
+        wins.iter().filter(|w| **w).count(),
+        1,
+        "exactly one writer wins entry 1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,19 +80,40 @@ async fn racing_ingests(url: &str) {
     // Both writers send the same chunk at once: it is committed exactly once.
     let (x, y) = tokio::join!(a.ingest(&same), b.ingest(&same));
     let outcomes = [x.unwrap(), y.unwrap()];
-    assert_eq!(outcomes.iter().filter(|o| matches!(o, IngestOutcome::Committed(_))).count(), 1);
-    assert_eq!(outcomes.iter().filter(|o| matches!(o, IngestOutcome::AlreadyCommitted { .. })).count(), 1);
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, IngestOutcome::Committed(_)))
+            .count(),
+        1
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, IngestOutcome::AlreadyCommitted { .. }))
+            .count(),
+        1
+    );
     // Different chunks at once: both land, in some order, snapshots gap-free.
     let c2 = loc(&chunk(2, 200).write(chunks.path()));
     let c3 = loc(&chunk(3, 300).write(chunks.path()));
     let (x, y) = tokio::join!(a.ingest(&c2), b.ingest(&c3));
-    let committed = [x, y].into_iter().filter(|r| matches!(r, Ok(IngestOutcome::Committed(_)))).count();
+    let committed = [x, y]
+        .into_iter()
+        .filter(|r| matches!(r, Ok(IngestOutcome::Committed(_))))
+        .count();
     let snaps = a.snapshots().await.unwrap();
     assert_eq!(snaps.len(), 1 + committed);
     for (i, s) in snaps.iter().enumerate() {
         assert_eq!(s.snapshot, i as u64 + 1);
     }
-    assert_eq!(a.read_table(TableId::DiaObject, snaps.len() as u64).await.unwrap().num_rows(), 5 * snaps.len());
+    assert_eq!(
+        a.read_table(TableId::DiaObject, snaps.len() as u64)
+            .await
+            .unwrap()
+            .num_rows(),
+        5 * snaps.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +133,9 @@ async fn files_without_a_log_entry_are_invisible_and_the_next_ingest_succeeds() 
     let chunks = TempDir::new().unwrap();
     let url = dir.path().to_str().unwrap();
     let cat = Catalog::open_or_create(url, 6).await.unwrap();
-    cat.ingest(&loc(&chunk(1, 100).write(chunks.path()))).await.unwrap();
+    cat.ingest(&loc(&chunk(1, 100).write(chunks.path())))
+        .await
+        .unwrap();
     let c2 = chunk(2, 200).write(chunks.path());
     cat.ingest(&loc(&c2)).await.unwrap();
     // Simulate a crash after the data files were written but before the log entry:
@@ -92,14 +143,38 @@ async fn files_without_a_log_entry_are_invisible_and_the_next_ingest_succeeds() 
     std::fs::remove_file(dir.path().join("_log").join(format!("{:020}.json", 2))).unwrap();
     let cat = Catalog::open(url).await.unwrap();
     assert_eq!(cat.state().await.unwrap().latest(), 1);
-    assert_eq!(cat.read_table(TableId::DiaObject, 1).await.unwrap().num_rows(), 5);
+    assert_eq!(
+        cat.read_table(TableId::DiaObject, 1)
+            .await
+            .unwrap()
+            .num_rows(),
+        5
+    );
     // The chunk commits again as snapshot 2; the orphaned files never show.
-    assert!(matches!(cat.ingest(&loc(&c2)).await.unwrap(), IngestOutcome::Committed(_)));
-    assert_eq!(cat.read_table(TableId::DiaObject, 2).await.unwrap().num_rows(), 10);
+    assert!(matches!(
+        cat.ingest(&loc(&c2)).await.unwrap(),
+        IngestOutcome::Committed(_)
+    ));
+    assert_eq!(
+        cat.read_table(TableId::DiaObject, 2)
+            .await
+            .unwrap()
+            .num_rows(),
+        10
+    );
     // Vacuum removes the orphans and nothing a snapshot reads.
     let report = cat.vacuum(Duration::ZERO).await.unwrap();
-    assert!(!report.deleted.is_empty(), "the crashed commit's files are orphans");
-    assert_eq!(cat.read_table(TableId::DiaObject, 2).await.unwrap().num_rows(), 10);
+    assert!(
+        !report.deleted.is_empty(),
+        "the crashed commit's files are orphans"
+    );
+    assert_eq!(
+        cat.read_table(TableId::DiaObject, 2)
+            .await
+            .unwrap()
+            .num_rows(),
+        10
+    );
 }
 
 #[tokio::test]
@@ -108,13 +183,22 @@ async fn compaction_then_vacuum_keeps_every_snapshot() {
     let chunks = TempDir::new().unwrap();
     let out = chunks.path().join("sample");
     catalog::sample::generate(
-        &catalog::sample::SampleConfig { objects: 800, nights: 2, visits_per_night: Some(4), visits_per_chunk: 2, ..Default::default() },
+        &catalog::sample::SampleConfig {
+            objects: 800,
+            nights: 2,
+            visits_per_night: Some(4),
+            visits_per_chunk: 2,
+            ..Default::default()
+        },
         &out,
     )
     .unwrap();
     let url = dir.path().to_str().unwrap();
     let cat = Catalog::open_or_create(url, 6).await.unwrap();
-    let mut dirs: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     dirs.sort();
     for d in &dirs {
         cat.ingest(&loc(d)).await.unwrap();

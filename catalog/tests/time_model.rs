@@ -65,13 +65,21 @@ impl Model {
     }
 
     fn latest_mut(&mut self, id: i64) -> &mut Ver {
-        self.objects.get_mut(&id).unwrap().iter_mut().max_by(|a, b| a.start.total_cmp(&b.start)).unwrap()
+        self.objects
+            .get_mut(&id)
+            .unwrap()
+            .iter_mut()
+            .max_by(|a, b| a.start.total_cmp(&b.start))
+            .unwrap()
     }
 }
 
 fn pos(rng: &mut ChaCha8Rng) -> (f64, f64) {
     // A patch straddling several order-6 partitions.
-    (55.0 + rng.random_range(-1.2..1.2), -30.0 + rng.random_range(-1.2..1.2))
+    (
+        55.0 + rng.random_range(-1.2..1.2),
+        -30.0 + rng.random_range(-1.2..1.2),
+    )
 }
 
 /// Generates a valid chunk against `model`, applies it to the model, and returns it.
@@ -90,12 +98,20 @@ fn next_chunk(rng: &mut ChaCha8Rng, model: &mut Model, chunk_id: i64, ids: &mut 
         obj_pos.insert(id, p);
         for _ in 0..rng.random_range(1..3) {
             let start = rng.random_range(0..1000) as f64 + 0.5;
-            if model.objects.get(&id).is_some_and(|v| v.iter().any(|x| x.start == start)) {
+            if model
+                .objects
+                .get(&id)
+                .is_some_and(|v| v.iter().any(|x| x.start == start))
+            {
                 continue;
             }
             let n = rng.random_range(0..9);
             obj_rows.push(vec![V::I(id), V::F(start), V::I(n), V::F(p.0), V::F(p.1)]);
-            model.objects.entry(id).or_default().push(Ver { start, closure: None, n_dia: n });
+            model.objects.entry(id).or_default().push(Ver {
+                start,
+                closure: None,
+                n_dia: n,
+            });
         }
     }
     let known: Vec<i64> = model.objects.keys().copied().collect();
@@ -111,16 +127,32 @@ fn next_chunk(rng: &mut ChaCha8Rng, model: &mut Model, chunk_id: i64, ids: &mut 
         let n = rng.random_range(0..9);
         let p = pos(rng);
         obj_rows.push(vec![V::I(id), V::F(start), V::I(n), V::F(p.0), V::F(p.1)]);
-        model.objects.get_mut(&id).unwrap().push(Ver { start, closure: None, n_dia: n });
+        model.objects.get_mut(&id).unwrap().push(Ver {
+            start,
+            closure: None,
+            n_dia: n,
+        });
     }
     // New sources (most with an object, some orphans) and forced sources.
     let known: Vec<i64> = model.objects.keys().copied().collect();
     for _ in 0..rng.random_range(0..6) {
         *ids += 1;
-        let obj = (!known.is_empty() && rng.random_bool(0.85)).then(|| known[rng.random_range(0..known.len())]);
+        let obj = (!known.is_empty() && rng.random_bool(0.85))
+            .then(|| known[rng.random_range(0..known.len())]);
         let p = pos(rng);
-        src_rows.push(vec![V::I(*ids), obj.map_or(V::Null, V::I), V::F(p.0), V::F(p.1)]);
-        model.sources.insert(*ids, Src { obj, ..Default::default() });
+        src_rows.push(vec![
+            V::I(*ids),
+            obj.map_or(V::Null, V::I),
+            V::F(p.0),
+            V::F(p.1),
+        ]);
+        model.sources.insert(
+            *ids,
+            Src {
+                obj,
+                ..Default::default()
+            },
+        );
     }
     for _ in 0..rng.random_range(0..4) {
         if known.is_empty() {
@@ -133,7 +165,14 @@ fn next_chunk(rng: &mut ChaCha8Rng, model: &mut Model, chunk_id: i64, ids: &mut 
         }
         *ids += 1;
         let p = pos(rng);
-        forced_rows.push(vec![V::I(*ids), V::I(key.0), V::I(key.1), V::I(key.2), V::F(p.0), V::F(p.1)]);
+        forced_rows.push(vec![
+            V::I(*ids),
+            V::I(key.0),
+            V::I(key.1),
+            V::I(key.2),
+            V::F(p.0),
+            V::F(p.1),
+        ]);
         model.forced.insert(key, None);
     }
     // Update records, each valid against the state the ones before it left.
@@ -141,17 +180,32 @@ fn next_chunk(rng: &mut ChaCha8Rng, model: &mut Model, chunk_id: i64, ids: &mut 
         let t = rng.random_range(100..2000) as f64;
         match rng.random_range(0..5) {
             0 | 1 => {
-                let standing: Vec<i64> =
-                    model.sources.iter().filter(|(_, s)| s.withdrawn.is_none()).map(|(id, _)| *id).collect();
+                let standing: Vec<i64> = model
+                    .sources
+                    .iter()
+                    .filter(|(_, s)| s.withdrawn.is_none())
+                    .map(|(id, _)| *id)
+                    .collect();
                 if standing.is_empty() {
                     continue;
                 }
                 let id = standing[rng.random_range(0..standing.len())];
                 let s = model.sources.get_mut(&id).unwrap();
-                let hint = if rng.random_bool(0.5) { s.obj.map_or(V::Null, V::I) } else { V::Null };
+                let hint = if rng.random_bool(0.5) {
+                    s.obj.map_or(V::Null, V::I)
+                } else {
+                    V::Null
+                };
                 if rng.random_bool(0.5) {
                     s.withdrawn = Some(t);
-                    recs.push(("withdraw_diasource", vec![("diaSourceId", V::I(id)), ("timeWithdrawnMjdTai", V::F(t)), ("diaObjectId", hint)]));
+                    recs.push((
+                        "withdraw_diasource",
+                        vec![
+                            ("diaSourceId", V::I(id)),
+                            ("timeWithdrawnMjdTai", V::F(t)),
+                            ("diaObjectId", hint),
+                        ],
+                    ));
                 } else {
                     let ss = rng.random_range(1..50);
                     s.ss = Some(ss);
@@ -159,13 +213,22 @@ fn next_chunk(rng: &mut ChaCha8Rng, model: &mut Model, chunk_id: i64, ids: &mut 
                     s.obj = None;
                     recs.push((
                         "reassign_diasource",
-                        vec![("diaSourceId", V::I(id)), ("ssObjectId", V::I(ss)), ("ssObjectReassocTimeMjdTai", V::F(t)), ("diaObjectId", hint)],
+                        vec![
+                            ("diaSourceId", V::I(id)),
+                            ("ssObjectId", V::I(ss)),
+                            ("ssObjectReassocTimeMjdTai", V::F(t)),
+                            ("diaObjectId", hint),
+                        ],
                     ));
                 }
             }
             2 => {
-                let standing: Vec<(i64, i64, i64)> =
-                    model.forced.iter().filter(|(_, w)| w.is_none()).map(|(k, _)| *k).collect();
+                let standing: Vec<(i64, i64, i64)> = model
+                    .forced
+                    .iter()
+                    .filter(|(_, w)| w.is_none())
+                    .map(|(k, _)| *k)
+                    .collect();
                 if standing.is_empty() {
                     continue;
                 }
@@ -173,11 +236,21 @@ fn next_chunk(rng: &mut ChaCha8Rng, model: &mut Model, chunk_id: i64, ids: &mut 
                 model.forced.insert(k, Some(t));
                 recs.push((
                     "withdraw_diaforcedsource",
-                    vec![("diaObjectId", V::I(k.0)), ("visit", V::I(k.1)), ("detector", V::I(k.2)), ("timeWithdrawnMjdTai", V::F(t))],
+                    vec![
+                        ("diaObjectId", V::I(k.0)),
+                        ("visit", V::I(k.1)),
+                        ("detector", V::I(k.2)),
+                        ("timeWithdrawnMjdTai", V::F(t)),
+                    ],
                 ));
             }
             _ => {
-                let open: Vec<i64> = model.objects.keys().copied().filter(|id| model.latest_open(*id)).collect();
+                let open: Vec<i64> = model
+                    .objects
+                    .keys()
+                    .copied()
+                    .filter(|id| model.latest_open(*id))
+                    .collect();
                 if open.is_empty() {
                     continue;
                 }
@@ -193,24 +266,56 @@ fn next_chunk(rng: &mut ChaCha8Rng, model: &mut Model, chunk_id: i64, ids: &mut 
                     }
                     recs.push((
                         "close_diaobject_validity",
-                        vec![("diaObjectId", V::I(id)), ("validityEndMjdTai", V::F(end)), ("nDiaSources", if with_n { V::I(n) } else { V::Null })],
+                        vec![
+                            ("diaObjectId", V::I(id)),
+                            ("validityEndMjdTai", V::F(end)),
+                            ("nDiaSources", if with_n { V::I(n) } else { V::Null }),
+                        ],
                     ));
                 } else {
                     v.n_dia = n;
-                    recs.push(("update_n_dia_sources", vec![("diaObjectId", V::I(id)), ("nDiaSources", V::I(n))]));
+                    recs.push((
+                        "update_n_dia_sources",
+                        vec![("diaObjectId", V::I(id)), ("nDiaSources", V::I(n))],
+                    ));
                 }
             }
         }
     }
     let mut files = Vec::new();
     if !obj_rows.is_empty() {
-        files.push(rows(TableId::DiaObject, &["diaObjectId", "validityStartMjdTai", "nDiaSources", "ra", "dec"], obj_rows));
+        files.push(rows(
+            TableId::DiaObject,
+            &[
+                "diaObjectId",
+                "validityStartMjdTai",
+                "nDiaSources",
+                "ra",
+                "dec",
+            ],
+            obj_rows,
+        ));
     }
     if !src_rows.is_empty() {
-        files.push(rows(TableId::DiaSource, &["diaSourceId", "diaObjectId", "ra", "dec"], src_rows));
+        files.push(rows(
+            TableId::DiaSource,
+            &["diaSourceId", "diaObjectId", "ra", "dec"],
+            src_rows,
+        ));
     }
     if !forced_rows.is_empty() {
-        files.push(rows(TableId::DiaForcedSource, &["diaForcedSourceId", "diaObjectId", "visit", "detector", "ra", "dec"], forced_rows));
+        files.push(rows(
+            TableId::DiaForcedSource,
+            &[
+                "diaForcedSourceId",
+                "diaObjectId",
+                "visit",
+                "detector",
+                "ra",
+                "dec",
+            ],
+            forced_rows,
+        ));
     }
     if !recs.is_empty() {
         files.push(updates(recs));
@@ -232,12 +337,25 @@ async fn check_snapshot(cat: &Catalog, k: u64, model: &Model) {
     let b = cat.read_table(TableId::DiaObject, k).await.unwrap();
     let mut got: Vec<ObjRow> = (0..b.num_rows())
         .map(|r| {
-            let n = b.column_by_name("nDiaSources").unwrap().as_primitive::<Int32Type>().value(r) as i64;
-            (i64_opt(&b, "diaObjectId", r).unwrap(), f64_opt(&b, "validityStartMjdTai", r).unwrap(), f64_opt(&b, "validityEndMjdTai", r), n)
+            let n = b
+                .column_by_name("nDiaSources")
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .value(r) as i64;
+            (
+                i64_opt(&b, "diaObjectId", r).unwrap(),
+                f64_opt(&b, "validityStartMjdTai", r).unwrap(),
+                f64_opt(&b, "validityEndMjdTai", r),
+                n,
+            )
         })
         .collect();
     got.sort();
-    assert_eq!(got, model.object_rows(), "DiaObject history at snapshot {k}");
+    assert_eq!(
+        got,
+        model.object_rows(),
+        "DiaObject history at snapshot {k}"
+    );
 
     let b = cat.read_table(TableId::DiaSource, k).await.unwrap();
     let got: BTreeMap<i64, Src> = (0..b.num_rows())
@@ -253,15 +371,27 @@ async fn check_snapshot(cat: &Catalog, k: u64, model: &Model) {
             )
         })
         .collect();
-    assert_eq!(got.len(), b.num_rows(), "one visible row per diaSourceId at snapshot {k}");
+    assert_eq!(
+        got.len(),
+        b.num_rows(),
+        "one visible row per diaSourceId at snapshot {k}"
+    );
     assert_eq!(got, model.sources, "DiaSource at snapshot {k}");
 
     let b = cat.read_table(TableId::DiaForcedSource, k).await.unwrap();
     let got: BTreeMap<(i64, i64, i64), Option<f64>> = (0..b.num_rows())
         .map(|r| {
-            let det = b.column_by_name("detector").unwrap().as_primitive::<Int16Type>().value(r) as i64;
+            let det = b
+                .column_by_name("detector")
+                .unwrap()
+                .as_primitive::<Int16Type>()
+                .value(r) as i64;
             (
-                (i64_opt(&b, "diaObjectId", r).unwrap(), i64_opt(&b, "visit", r).unwrap(), det),
+                (
+                    i64_opt(&b, "diaObjectId", r).unwrap(),
+                    i64_opt(&b, "visit", r).unwrap(),
+                    det,
+                ),
                 f64_opt(&b, "timeWithdrawnMjdTai", r).map(f64::from_bits),
             )
         })
@@ -281,7 +411,9 @@ async fn run(seed: u64, chunks: usize) {
     for i in 0..chunks {
         let chunk = next_chunk(&mut rng, &mut model, 10 + i as i64, &mut ids);
         let path = chunk.write(dir.path());
-        cat.ingest(&loc(&path)).await.unwrap_or_else(|e| panic!("chunk {i} of seed {seed}: {e}"));
+        cat.ingest(&loc(&path))
+            .await
+            .unwrap_or_else(|e| panic!("chunk {i} of seed {seed}: {e}"));
         models.push(model.clone());
     }
     for (k, m) in models.iter().enumerate() {

@@ -15,7 +15,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 const SAMPLE_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
 
 #[derive(Parser)]
-#[command(name = "ppdb", version, about = "Rubin Prompt Products: a versioned, partitioned Parquet catalog with exact time travel")]
+#[command(
+    name = "ppdb",
+    version,
+    about = "Rubin Prompt Products: a versioned, partitioned Parquet catalog with exact time travel"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,7 +35,9 @@ struct CatalogArg {
 
 impl CatalogArg {
     fn read_url(&self) -> String {
-        self.catalog.clone().unwrap_or_else(|| SAMPLE_CATALOG.to_string())
+        self.catalog
+            .clone()
+            .unwrap_or_else(|| SAMPLE_CATALOG.to_string())
     }
 
     fn write_url(&self, what: &str) -> Result<String> {
@@ -113,7 +119,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -131,7 +140,17 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Sample { out, objects, nights, seed, density, visits_per_night, visits_per_chunk, detection_probability, no_src } => {
+        Command::Sample {
+            out,
+            objects,
+            nights,
+            seed,
+            density,
+            visits_per_night,
+            visits_per_chunk,
+            detection_probability,
+            no_src,
+        } => {
             let cfg = SampleConfig {
                 objects,
                 nights,
@@ -151,12 +170,19 @@ async fn run(cli: Cli) -> Result<()> {
             let (summary, bar) = summary;
             bar.finish_and_clear();
             let (r0, r1, d0, d1) = summary.footprint;
-            println!("wrote {} chunks; footprint RA {r0:.3}..{r1:.3}, Dec {d0:.3}..{d1:.3}", summary.chunks);
+            println!(
+                "wrote {} chunks; footprint RA {r0:.3}..{r1:.3}, Dec {d0:.3}..{d1:.3}",
+                summary.chunks
+            );
             for (t, n) in &summary.rows {
                 println!("  {t:<32} {n:>10} rows");
             }
         }
-        Command::Ingest { catalog, partition_order, chunks } => {
+        Command::Ingest {
+            catalog,
+            partition_order,
+            chunks,
+        } => {
             let url = catalog.write_url("ingest")?;
             let cat = Catalog::open_or_create(&url, partition_order).await?;
             let ordered = order_chunks(&chunks).await?;
@@ -165,8 +191,16 @@ async fn run(cli: Cli) -> Result<()> {
             let (mut committed, mut resent, mut rows) = (0, 0, 0u64);
             for (dir, _) in &ordered {
                 let loc = store::open_existing_local(dir)?;
-                bar.set_message(dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
-                match cat.ingest(&loc).await.with_context(|| format!("ingesting {}", dir.display()))? {
+                bar.set_message(
+                    dir.file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default(),
+                );
+                match cat
+                    .ingest(&loc)
+                    .await
+                    .with_context(|| format!("ingesting {}", dir.display()))?
+                {
                     IngestOutcome::Committed(info) => {
                         committed += 1;
                         rows += info.rows_added.values().sum::<u64>();
@@ -195,7 +229,16 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!(
                 "{:>8}  {:<27} {:<20} {:>12}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:>7}",
-                "snapshot", "committed_at (UTC)", "format", "chunk_id", "DiaObj", "DiaSrc", "Forced", "Visits", "Prompt", "updated"
+                "snapshot",
+                "committed_at (UTC)",
+                "format",
+                "chunk_id",
+                "DiaObj",
+                "DiaSrc",
+                "Forced",
+                "Visits",
+                "Prompt",
+                "updated"
             );
             for s in &snaps {
                 let n = |t: TableId| s.rows_added.get(&t).copied().unwrap_or(0);
@@ -225,10 +268,17 @@ async fn run(cli: Cli) -> Result<()> {
                 r.partitions, r.files_removed, r.files_added
             );
         }
-        Command::Vacuum { catalog, grace_seconds } => {
+        Command::Vacuum {
+            catalog,
+            grace_seconds,
+        } => {
             let cat = Catalog::open(&catalog.write_url("vacuum")?).await?;
             let r = cat.vacuum(Duration::from_secs(grace_seconds)).await?;
-            println!("deleted {} unreferenced files; kept {}", r.deleted.len(), r.kept);
+            println!(
+                "deleted {} unreferenced files; kept {}",
+                r.deleted.len(),
+                r.kept
+            );
         }
     }
     Ok(())
@@ -267,7 +317,10 @@ async fn order_chunks(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Manifest)>> {
             }
             dirs.extend(inner);
         } else {
-            bail!("{} is not a chunk folder or a folder of chunk folders", p.display());
+            bail!(
+                "{} is not a chunk folder or a folder of chunk folders",
+                p.display()
+            );
         }
     }
     let mut found: Vec<(PathBuf, Manifest)> = Vec::new();
@@ -277,7 +330,8 @@ async fn order_chunks(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Manifest)>> {
         found.push((d, m));
     }
     // chunk_id order within each format; the formats interleaved by time.
-    let mut by_format: std::collections::BTreeMap<String, Vec<(PathBuf, Manifest)>> = Default::default();
+    let mut by_format: std::collections::BTreeMap<String, Vec<(PathBuf, Manifest)>> =
+        Default::default();
     for (d, m) in found {
         by_format.entry(m.format.clone()).or_default().push((d, m));
     }

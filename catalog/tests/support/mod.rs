@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    ArrayRef, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array, RecordBatch,
+    StringArray,
 };
 use arrow_schema::{DataType, Field, Schema};
 use catalog::schema::TableSchema;
@@ -49,7 +50,9 @@ pub fn rows(table: TableId, given: &[&str], values: Vec<Vec<V>>) -> Rows {
     let mut columns: Vec<(String, DataType)> = Vec::new();
     for c in ts.required.iter().copied().chain(given.iter().copied()) {
         if !columns.iter().any(|(n, _)| n == c) {
-            let f = ts.arrow.field(ts.column_index(c).expect("column of the schema"));
+            let f = ts
+                .arrow
+                .field(ts.column_index(c).expect("column of the schema"));
             columns.push((c.to_string(), f.data_type().clone()));
         }
     }
@@ -65,7 +68,11 @@ pub fn rows(table: TableId, given: &[&str], values: Vec<Vec<V>>) -> Rows {
                 .collect()
         })
         .collect();
-    Rows { table: table.name().to_string(), columns, rows }
+    Rows {
+        table: table.name().to_string(),
+        columns,
+        rows,
+    }
 }
 
 /// Update records: (type, [(column, value)], ra, dec).
@@ -84,14 +91,30 @@ pub fn updates(records: Vec<(&str, Vec<(&str, V)>)>) -> Rows {
                     "update_time_ns" => V::I(1_000 + i as i64),
                     "update_order" => V::I(0),
                     "update_type" => V::S(Box::leak(kind.to_string().into_boxed_str())),
-                    "ra" => vals.iter().find(|v| v.0 == "ra").map(|v| v.1.clone()).unwrap_or(V::F(55.0)),
-                    "dec" => vals.iter().find(|v| v.0 == "dec").map(|v| v.1.clone()).unwrap_or(V::F(-30.0)),
-                    other => vals.iter().find(|v| v.0 == other).map(|v| v.1.clone()).unwrap_or(V::Null),
+                    "ra" => vals
+                        .iter()
+                        .find(|v| v.0 == "ra")
+                        .map(|v| v.1.clone())
+                        .unwrap_or(V::F(55.0)),
+                    "dec" => vals
+                        .iter()
+                        .find(|v| v.0 == "dec")
+                        .map(|v| v.1.clone())
+                        .unwrap_or(V::F(-30.0)),
+                    other => vals
+                        .iter()
+                        .find(|v| v.0 == other)
+                        .map(|v| v.1.clone())
+                        .unwrap_or(V::Null),
                 })
                 .collect()
         })
         .collect();
-    Rows { table: "updates".into(), columns: cols, rows }
+    Rows {
+        table: "updates".into(),
+        columns: cols,
+        rows,
+    }
 }
 
 impl Rows {
@@ -132,10 +155,16 @@ impl Rows {
             let vals = self.rows.iter().map(|r| r[i].clone());
             let a: ArrayRef = match dt {
                 DataType::Int64 => Arc::new(Int64Array::from_iter(vals.map(|v| as_i(&v)))),
-                DataType::Int32 => Arc::new(Int32Array::from_iter(vals.map(|v| as_i(&v).map(|x| x as i32)))),
-                DataType::Int16 => Arc::new(Int16Array::from_iter(vals.map(|v| as_i(&v).map(|x| x as i16)))),
+                DataType::Int32 => Arc::new(Int32Array::from_iter(
+                    vals.map(|v| as_i(&v).map(|x| x as i32)),
+                )),
+                DataType::Int16 => Arc::new(Int16Array::from_iter(
+                    vals.map(|v| as_i(&v).map(|x| x as i16)),
+                )),
                 DataType::Float64 => Arc::new(Float64Array::from_iter(vals.map(|v| as_f(&v)))),
-                DataType::Float32 => Arc::new(Float32Array::from_iter(vals.map(|v| as_f(&v).map(|x| x as f32)))),
+                DataType::Float32 => Arc::new(Float32Array::from_iter(
+                    vals.map(|v| as_f(&v).map(|x| x as f32)),
+                )),
                 DataType::Utf8 => Arc::new(StringArray::from_iter(vals.map(|v| match v {
                     V::S(s) => Some(s.to_string()),
                     V::Null => None,
@@ -206,7 +235,11 @@ impl TestChunk {
             "unique_id": self.unique_id,
             "files": files,
         });
-        std::fs::write(dir.join("chunk.json"), serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+        std::fs::write(
+            dir.join("chunk.json"),
+            serde_json::to_string_pretty(&manifest).unwrap(),
+        )
+        .unwrap();
         dir
     }
 }
