@@ -522,6 +522,83 @@ impl<'a> Ingest<'a> {
             })
             .unwrap_or_default();
 
+        // Locate every stored row the records target in one pass over the
+        // candidate files: near the record's position (or its object's
+        // partition), else wherever the row's id or visit range could hold it.
+        let mut src_near: HashSet<Cell> = HashSet::new();
+        let mut forced_near: HashSet<Cell> = HashSet::new();
+        let mut want_src: HashSet<Key> = HashSet::new();
+        let mut want_forced: HashSet<Key> = HashSet::new();
+        for rec in updates {
+            let near = Cell::of_position(order, rec.ra, rec.dec).with_neighbours();
+            match &rec.kind {
+                UpdateKind::WithdrawDiaSource {
+                    dia_source_id: id,
+                    dia_object_id,
+                    ..
+                }
+                | UpdateKind::ReassignDiaSource {
+                    dia_source_id: id,
+                    dia_object_id,
+                    ..
+                } if !new_sources.contains_key(id) => {
+                    want_src.insert([*id, 0, 0]);
+                    src_near.extend(near);
+                    src_near.extend(dia_object_id.and_then(cell_of_object));
+                }
+                UpdateKind::WithdrawDiaForcedSource {
+                    dia_object_id,
+                    visit,
+                    detector,
+                    ..
+                } => {
+                    let key: Key = [*dia_object_id, *visit, *detector as i64];
+                    if !new_forced.contains_key(&key) {
+                        want_forced.insert(key);
+                        forced_near.extend(near);
+                        forced_near.extend(cell_of_object(*dia_object_id));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let near = self.files_in_cells(TableId::DiaSource, &src_near);
+        let mut stored_src = self
+            .locate(&mut cache, &near, &src_cols, &src_cols[..1], &want_src)
+            .await?;
+        let missing: Vec<i64> = want_src
+            .iter()
+            .filter(|k| !stored_src.contains_key(*k))
+            .map(|k| k[0])
+            .collect();
+        if let (Some(&lo), Some(&hi)) = (missing.iter().min(), missing.iter().max()) {
+            let far = self.files_with_range(TableId::DiaSource, "diaSourceId", lo, hi);
+            let rest: HashSet<Key> = missing.iter().map(|id| [*id, 0, 0]).collect();
+            stored_src.extend(
+                self.locate(&mut cache, &far, &src_cols, &src_cols[..1], &rest)
+                    .await?,
+            );
+        }
+        let near = self.files_in_cells(TableId::DiaForcedSource, &forced_near);
+        let mut stored_forced = self
+            .locate(&mut cache, &near, &fsrc_cols, &fsrc_cols[..3], &want_forced)
+            .await?;
+        let missing: HashSet<Key> = want_forced
+            .iter()
+            .filter(|k| !stored_forced.contains_key(*k))
+            .copied()
+            .collect();
+        if let (Some(lo), Some(hi)) = (
+            missing.iter().map(|k| k[1]).min(),
+            missing.iter().map(|k| k[1]).max(),
+        ) {
+            let far = self.files_with_range(TableId::DiaForcedSource, "visit", lo, hi);
+            stored_forced.extend(
+                self.locate(&mut cache, &far, &fsrc_cols, &fsrc_cols[..3], &missing)
+                    .await?,
+            );
+        }
+
         for rec in updates {
             let at = |col: &str| Location::file(&upd_file).column(col).row(rec.row);
             match &rec.kind {
@@ -541,31 +618,10 @@ impl<'a> Ingest<'a> {
                                 .chunk
                                 .table(TableId::DiaSource)
                                 .expect("row came from it");
-                            Some(source_row(&t.batch, row, RowRef::New(row), &src_cols))
+                            Some(source_row(&t.batch, row, RowRef::New(row)))
                         } else {
-                            let mut cells: HashSet<Cell> =
-                                Cell::of_position(order, rec.ra, rec.dec)
-                                    .with_neighbours()
-                                    .into_iter()
-                                    .collect();
-                            cells.extend(dia_object_id.and_then(cell_of_object));
-                            let near = self.files_in_cells(TableId::DiaSource, &cells);
-                            let mut hit = self
-                                .find_stored(&mut cache, &near, &src_cols, 0, *id)
-                                .await?;
-                            if hit.is_none() {
-                                // Not where its position says: look wherever its id could be.
-                                let far = self.files_with_range(
-                                    TableId::DiaSource,
-                                    "diaSourceId",
-                                    *id,
-                                    *id,
-                                );
-                                hit = self
-                                    .find_stored(&mut cache, &far, &src_cols, 0, *id)
-                                    .await?;
-                            }
-                            hit.map(|(path, row)| {
+                            stored_src.get(&[*id, 0, 0]).map(|(path, row)| {
+                                let (path, row) = (path.clone(), *row);
                                 let p: Arc<str> = Arc::from(path.as_str());
                                 source_row(
                                     &cache[&path].batch,
@@ -574,7 +630,6 @@ impl<'a> Ingest<'a> {
                                         path: p,
                                         pos: row as u32,
                                     },
-                                    &src_cols,
                                 )
                             })
                         };
@@ -638,28 +693,8 @@ impl<'a> Ingest<'a> {
                                 .expect("row came from it");
                             Some(forced_row(&t.batch, row, RowRef::New(row)))
                         } else {
-                            let mut cells: HashSet<Cell> =
-                                Cell::of_position(order, rec.ra, rec.dec)
-                                    .with_neighbours()
-                                    .into_iter()
-                                    .collect();
-                            cells.extend(cell_of_object(*dia_object_id));
-                            let near = self.files_in_cells(TableId::DiaForcedSource, &cells);
-                            let mut hit = self
-                                .find_stored_key(&mut cache, &near, &fsrc_cols, key)
-                                .await?;
-                            if hit.is_none() {
-                                let far = self.files_with_range(
-                                    TableId::DiaForcedSource,
-                                    "visit",
-                                    *visit,
-                                    *visit,
-                                );
-                                hit = self
-                                    .find_stored_key(&mut cache, &far, &fsrc_cols, key)
-                                    .await?;
-                            }
-                            hit.map(|(path, row)| {
+                            stored_forced.get(&key).map(|(path, row)| {
+                                let (path, row) = (path.clone(), *row);
                                 let p: Arc<str> = Arc::from(path.as_str());
                                 forced_row(
                                     &cache[&path].batch,
@@ -897,44 +932,34 @@ impl<'a> Ingest<'a> {
         })
     }
 
-    async fn find_stored(
+    /// Where the live stored rows with the wanted keys are (first match per key).
+    async fn locate(
         &self,
         cache: &mut HashMap<String, StoredFile>,
         paths: &[String],
         cols: &[&str],
-        col: usize,
-        value: i64,
-    ) -> Result<Option<(String, usize)>> {
+        key_cols: &[&str],
+        wanted: &HashSet<Key>,
+    ) -> Result<HashMap<Key, (String, usize)>> {
+        let mut found: HashMap<Key, (String, usize)> = HashMap::new();
+        if wanted.is_empty() {
+            return Ok(found);
+        }
         for path in paths {
             self.read_stored(cache, path, cols).await?;
             let f = &cache[path];
-            let c = f.batch.column(col).as_primitive::<Int64Type>();
-            if let Some(row) =
-                (0..c.len()).find(|&r| f.live[r] && c.is_valid(r) && c.value(r) == value)
-            {
-                return Ok(Some((path.clone(), row)));
+            let c = columns(&f.batch, key_cols);
+            for row in (0..f.batch.num_rows()).filter(|&r| f.live[r]) {
+                let key = key_at(&c, row);
+                if wanted.contains(&key) {
+                    found.entry(key).or_insert_with(|| (path.clone(), row));
+                }
+            }
+            if found.len() == wanted.len() {
+                break;
             }
         }
-        Ok(None)
-    }
-
-    async fn find_stored_key(
-        &self,
-        cache: &mut HashMap<String, StoredFile>,
-        paths: &[String],
-        cols: &[&str],
-        key: Key,
-    ) -> Result<Option<(String, usize)>> {
-        for path in paths {
-            self.read_stored(cache, path, cols).await?;
-            let f = &cache[path];
-            let c = columns(&f.batch, &cols[..3]);
-            if let Some(row) = (0..f.batch.num_rows()).find(|&r| f.live[r] && key_at(&c, r) == key)
-            {
-                return Ok(Some((path.clone(), row)));
-            }
-        }
-        Ok(None)
+        Ok(found)
     }
 }
 
@@ -971,7 +996,7 @@ fn opt_i64(batch: &RecordBatch, col: &str, row: usize) -> Option<i64> {
     c.is_valid(row).then(|| c.value(row))
 }
 
-fn source_row(batch: &RecordBatch, row: usize, at: RowRef, _cols: &[&str]) -> SourceRow {
+fn source_row(batch: &RecordBatch, row: usize, at: RowRef) -> SourceRow {
     SourceRow {
         at,
         dia_object_id: opt_i64(batch, "diaObjectId", row),
