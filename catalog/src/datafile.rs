@@ -97,19 +97,8 @@ pub fn concat_served(ts: &TableSchema, batches: &[RecordBatch]) -> Result<Record
     let schema = Arc::new(arrow_schema::Schema::new(fields));
     let conformed: Vec<RecordBatch> = batches
         .iter()
-        .map(|b| {
-            let cols = schema
-                .fields()
-                .iter()
-                .map(|f| {
-                    b.column_by_name(f.name())
-                        .cloned()
-                        .unwrap_or_else(|| new_null_array(f.data_type(), b.num_rows()))
-                })
-                .collect();
-            RecordBatch::try_new(schema.clone(), cols)
-        })
-        .collect::<std::result::Result<_, _>>()?;
+        .map(|b| conform_to(&schema, b))
+        .collect::<Result<_>>()?;
     Ok(arrow_select::concat::concat_batches(&schema, &conformed)?)
 }
 
@@ -128,20 +117,24 @@ pub fn without_empty_columns(ts: &TableSchema, phys: &RecordBatch) -> Result<Rec
     Ok(phys.project(&keep)?)
 }
 
-/// A stored batch with every physical column of its table, absent ones as NULL.
-pub fn conform_physical(ts: &TableSchema, stored: &RecordBatch) -> Result<RecordBatch> {
-    let cols: Vec<ArrayRef> = ts
-        .physical
+/// The batch's columns by the names of `schema`, a column it lacks as NULL.
+pub fn conform_to(schema: &arrow_schema::SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+    let cols: Vec<ArrayRef> = schema
         .fields()
         .iter()
         .map(|f| {
-            stored
+            batch
                 .column_by_name(f.name())
                 .cloned()
-                .unwrap_or_else(|| new_null_array(f.data_type(), stored.num_rows()))
+                .unwrap_or_else(|| new_null_array(f.data_type(), batch.num_rows()))
         })
         .collect();
-    Ok(RecordBatch::try_new(ts.physical.clone(), cols)?)
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// A stored batch with every physical column of its table, absent ones as NULL.
+pub fn conform_physical(ts: &TableSchema, stored: &RecordBatch) -> Result<RecordBatch> {
+    conform_to(&ts.physical, stored)
 }
 
 fn healpix_column(served: &RecordBatch) -> Int64Array {
@@ -422,20 +415,9 @@ pub fn only_served(ts: &TableSchema, physical: &RecordBatch) -> Result<RecordBat
     Ok(physical.project(&keep)?)
 }
 
-/// The served columns of a physical batch.
+/// The served columns of a physical batch, absent ones as NULL.
 pub fn served(ts: &TableSchema, physical: &RecordBatch) -> Result<RecordBatch> {
-    let cols: Vec<ArrayRef> = ts
-        .arrow
-        .fields()
-        .iter()
-        .map(|f| {
-            physical
-                .column_by_name(f.name())
-                .cloned()
-                .unwrap_or_else(|| new_null_array(f.data_type(), physical.num_rows()))
-        })
-        .collect();
-    Ok(RecordBatch::try_new(ts.arrow.clone(), cols)?)
+    conform_to(&ts.arrow, physical)
 }
 
 /// `true` for rows visible at `snapshot` by the stored columns alone

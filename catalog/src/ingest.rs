@@ -300,16 +300,8 @@ impl<'a> Ingest<'a> {
                 .or_else(|| chunk_anchor.get(&id).copied())
         };
         if let Some(t) = self.chunk.table(TableId::DiaObject) {
-            let ids = t
-                .batch
-                .column_by_name("diaObjectId")
-                .unwrap()
-                .as_primitive::<Int64Type>();
-            let start = t
-                .batch
-                .column_by_name("validityStartMjdTai")
-                .unwrap()
-                .as_primitive::<Float64Type>();
+            let ids = i64s(&t.batch, "diaObjectId");
+            let start = f64s(&t.batch, "validityStartMjdTai");
             let (ra, dec) = radec(&t.batch);
             let mut first: HashMap<i64, (f64, usize)> = HashMap::new();
             for row in 0..t.batch.num_rows() {
@@ -331,11 +323,7 @@ impl<'a> Ingest<'a> {
         }
         for table in [TableId::DiaSource, TableId::DiaForcedSource] {
             if let Some(t) = self.chunk.table(table) {
-                let ids = t
-                    .batch
-                    .column_by_name("diaObjectId")
-                    .unwrap()
-                    .as_primitive::<Int64Type>();
+                let ids = i64s(&t.batch, "diaObjectId");
                 let (ra, dec) = radec(&t.batch);
                 for row in 0..t.batch.num_rows() {
                     if ids.is_valid(row) && anchor_of(ids.value(row), &chunk_anchor).is_none() {
@@ -362,11 +350,7 @@ impl<'a> Ingest<'a> {
         let mut objects: HashMap<i64, Vec<Version>> = HashMap::new();
         let mut touched: HashSet<i64> = HashSet::new();
         if let Some(t) = self.chunk.table(TableId::DiaObject) {
-            let ids = t
-                .batch
-                .column_by_name("diaObjectId")
-                .unwrap()
-                .as_primitive::<Int64Type>();
+            let ids = i64s(&t.batch, "diaObjectId");
             touched.extend(
                 ids.values()
                     .iter()
@@ -422,20 +406,12 @@ impl<'a> Ingest<'a> {
             v.sort_by(|a, b| a.start.total_cmp(&b.start));
         }
         if let Some(t) = self.chunk.table(TableId::DiaObject) {
-            let ids = t
-                .batch
-                .column_by_name("diaObjectId")
-                .unwrap()
-                .as_primitive::<Int64Type>();
-            let start = t
-                .batch
-                .column_by_name("validityStartMjdTai")
-                .unwrap()
-                .as_primitive::<Float64Type>();
+            let ids = i64s(&t.batch, "diaObjectId");
+            let start = f64s(&t.batch, "validityStartMjdTai");
             let ndia = t
                 .batch
                 .column_by_name("nDiaSources")
-                .unwrap()
+                .expect("required column, checked on load")
                 .as_primitive::<Int32Type>();
             let mut changed: HashSet<i64> = HashSet::new();
             for row in 0..t.batch.num_rows() {
@@ -499,11 +475,7 @@ impl<'a> Ingest<'a> {
             .chunk
             .table(TableId::DiaSource)
             .map(|t| {
-                let ids = t
-                    .batch
-                    .column_by_name("diaSourceId")
-                    .unwrap()
-                    .as_primitive::<Int64Type>();
+                let ids = i64s(&t.batch, "diaSourceId");
                 ids.values()
                     .iter()
                     .enumerate()
@@ -963,6 +935,22 @@ impl<'a> Ingest<'a> {
     }
 }
 
+/// A required Int64 column of a checked chunk file.
+fn i64s<'b>(batch: &'b RecordBatch, name: &str) -> &'b Int64Array {
+    batch
+        .column_by_name(name)
+        .expect("required column, checked on load")
+        .as_primitive::<Int64Type>()
+}
+
+/// A required Float64 column of a checked chunk file.
+fn f64s<'b>(batch: &'b RecordBatch, name: &str) -> &'b Float64Array {
+    batch
+        .column_by_name(name)
+        .expect("required column, checked on load")
+        .as_primitive::<Float64Type>()
+}
+
 fn kind_name(k: &UpdateKind) -> &'static str {
     match k {
         UpdateKind::WithdrawDiaSource { .. } => "withdraw_diasource",
@@ -1106,19 +1094,7 @@ fn with_columns(ts: &TableSchema, batch: &RecordBatch, names: &[&str]) -> Result
         .filter(|f| names.contains(&f.name().as_str()))
         .cloned()
         .collect();
-    let cols = fields
-        .iter()
-        .map(|f| {
-            batch
-                .column_by_name(f.name())
-                .cloned()
-                .unwrap_or_else(|| arrow_array::new_null_array(f.data_type(), batch.num_rows()))
-        })
-        .collect();
-    Ok(RecordBatch::try_new(
-        Arc::new(arrow_schema::Schema::new(fields)),
-        cols,
-    )?)
+    datafile::conform_to(&Arc::new(arrow_schema::Schema::new(fields)), batch)
 }
 
 /// Applies `f` to every item on every core, keeping the order of the items.
