@@ -422,7 +422,15 @@ fn fold_retirements(phys: &RecordBatch, retired: &[(u32, u64)]) -> Result<Record
         .iter()
         .collect();
     for (pos, snap) in retired {
-        let slot = &mut v[*pos as usize];
+        let Some(slot) = v.get_mut(*pos as usize) else {
+            return Err(Error::Log {
+                path: String::new(),
+                message: format!(
+                    "a retirement names row {pos}, past the end of its file ({} rows)",
+                    phys.num_rows()
+                ),
+            });
+        };
         let s = *snap as i64;
         *slot = Some(slot.map_or(s, |old| old.min(s)));
     }
