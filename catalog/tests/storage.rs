@@ -116,6 +116,53 @@ async fn racing_ingests(url: &str) {
     );
 }
 
+/// An S3-compatible store on loopback, started by `.ci/run` (moto); its URL
+/// comes from `PPDB_TEST_S3` (e.g. `s3://bucket/prefix`) with the `AWS_*`
+/// endpoint variables. Required under CI; elsewhere the test says it skipped.
+fn s3_url(name: &str) -> Option<String> {
+    match std::env::var("PPDB_TEST_S3") {
+        Ok(base) => Some(format!(
+            "{}/{name}-{}",
+            base.trim_end_matches('/'),
+            uuid_like()
+        )),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "PPDB_TEST_S3 must be set in CI (.ci/run starts an S3 server)"
+            );
+            eprintln!(
+                "skipped: set PPDB_TEST_S3=s3://bucket/prefix and AWS_ENDPOINT to run against S3"
+            );
+            None
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_put_lets_one_writer_win_on_s3() {
+    if let Some(url) = s3_url("put") {
+        two_writers_one_version(&url).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_never_both_win_on_s3() {
+    if let Some(url) = s3_url("race") {
+        racing_ingests(&url).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_writers_never_both_win_on_local_files() {
     let dir = TempDir::new().unwrap();
