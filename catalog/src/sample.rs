@@ -572,36 +572,23 @@ pub fn generate_with_progress(
             // Update records, as the APDB emits them after the rows.
             let t_ns = (mjd_to_unix(chunk_end_mjd) * 1e9) as i64;
             let mut order = 0;
-            let mut record =
-                |upd: &mut Cols, kind: &str, ra: f64, dec: f64, f: &mut dyn FnMut(&mut Cols)| {
-                    upd.i64("update_time_ns", Some(t_ns));
-                    upd.i32("update_order", Some(order));
-                    upd.str("update_type", Some(kind));
-                    f(upd);
-                    upd.f64("ra", Some(ra));
-                    upd.f64("dec", Some(dec));
-                    upd.end_row();
-                    order += 1;
-                };
-            let fill = |upd: &mut Cols,
-                        obj: Option<i64>,
-                        src: Option<i64>,
-                        visit: Option<i64>,
-                        det: Option<i16>,
-                        ss: Option<i64>,
-                        reassoc: Option<f64>,
-                        withdrawn: Option<f64>,
-                        vend: Option<f64>,
-                        ndia: Option<i32>| {
-                upd.i64("diaObjectId", obj);
-                upd.i64("diaSourceId", src);
-                upd.i64("visit", visit);
-                upd.i16("detector", det);
-                upd.i64("ssObjectId", ss);
-                upd.f64("ssObjectReassocTimeMjdTai", reassoc);
-                upd.f64("timeWithdrawnMjdTai", withdrawn);
-                upd.f64("validityEndMjdTai", vend);
-                upd.i32("nDiaSources", ndia);
+            let mut record = |upd: &mut Cols, kind: &str, ra: f64, dec: f64, r: Record| {
+                upd.i64("update_time_ns", Some(t_ns));
+                upd.i32("update_order", Some(order));
+                upd.str("update_type", Some(kind));
+                upd.i64("diaObjectId", r.dia_object_id);
+                upd.i64("diaSourceId", r.dia_source_id);
+                upd.i64("visit", r.visit);
+                upd.i16("detector", r.detector);
+                upd.i64("ssObjectId", r.ss_object_id);
+                upd.f64("ssObjectReassocTimeMjdTai", r.reassoc);
+                upd.f64("timeWithdrawnMjdTai", r.withdrawn);
+                upd.f64("validityEndMjdTai", r.validity_end);
+                upd.i32("nDiaSources", r.n_dia_sources);
+                upd.f64("ra", Some(ra));
+                upd.f64("dec", Some(dec));
+                upd.end_row();
+                order += 1;
             };
             let new_sources = sources.len() - chunk_first_source;
             let n_events = (new_sources / 150).max(if sources.is_empty() { 0 } else { 1 });
@@ -623,20 +610,18 @@ pub fn generate_with_progress(
                         }
                         let obj_hint = if rng.random_bool(0.5) { s.obj } else { None };
                         let (id, ra, dec) = (s.id, s.ra, s.dec);
-                        record(&mut upd, "withdraw_diasource", ra, dec, &mut |u| {
-                            fill(
-                                u,
-                                obj_hint,
-                                Some(id),
-                                None,
-                                None,
-                                None,
-                                None,
-                                Some(chunk_end_mjd),
-                                None,
-                                None,
-                            )
-                        });
+                        record(
+                            &mut upd,
+                            "withdraw_diasource",
+                            ra,
+                            dec,
+                            Record {
+                                dia_object_id: obj_hint,
+                                dia_source_id: Some(id),
+                                withdrawn: Some(chunk_end_mjd),
+                                ..Default::default()
+                            },
+                        );
                     }
                     2 => {
                         // Re-attribute a detection to a solar-system object.
@@ -654,20 +639,19 @@ pub fn generate_with_progress(
                         let obj_hint = sources[i].obj;
                         sources[i].obj = None;
                         let (id, ra, dec) = (sources[i].id, sources[i].ra, sources[i].dec);
-                        record(&mut upd, "reassign_diasource", ra, dec, &mut |u| {
-                            fill(
-                                u,
-                                obj_hint,
-                                Some(id),
-                                None,
-                                None,
-                                Some(ss),
-                                Some(chunk_end_mjd),
-                                None,
-                                None,
-                                None,
-                            )
-                        });
+                        record(
+                            &mut upd,
+                            "reassign_diasource",
+                            ra,
+                            dec,
+                            Record {
+                                dia_object_id: obj_hint,
+                                dia_source_id: Some(id),
+                                ss_object_id: Some(ss),
+                                reassoc: Some(chunk_end_mjd),
+                                ..Default::default()
+                            },
+                        );
                     }
                     3 => {
                         // Close an object's open version, or correct its count in place.
@@ -682,36 +666,31 @@ pub fn generate_with_progress(
                         if rng.random_bool(0.5) {
                             o.open = false;
                             let n = o.n_src - o.withdrawn;
-                            record(&mut upd, "close_diaobject_validity", ra, dec, &mut |u| {
-                                fill(
-                                    u,
-                                    Some(id),
-                                    None,
-                                    None,
-                                    None,
-                                    None,
-                                    None,
-                                    None,
-                                    Some(chunk_end_mjd),
-                                    Some(n),
-                                )
-                            });
+                            record(
+                                &mut upd,
+                                "close_diaobject_validity",
+                                ra,
+                                dec,
+                                Record {
+                                    dia_object_id: Some(id),
+                                    validity_end: Some(chunk_end_mjd),
+                                    n_dia_sources: Some(n),
+                                    ..Default::default()
+                                },
+                            );
                         } else {
                             let n = o.n_src - o.withdrawn;
-                            record(&mut upd, "update_n_dia_sources", ra, dec, &mut |u| {
-                                fill(
-                                    u,
-                                    Some(id),
-                                    None,
-                                    None,
-                                    None,
-                                    None,
-                                    None,
-                                    None,
-                                    None,
-                                    Some(n),
-                                )
-                            });
+                            record(
+                                &mut upd,
+                                "update_n_dia_sources",
+                                ra,
+                                dec,
+                                Record {
+                                    dia_object_id: Some(id),
+                                    n_dia_sources: Some(n),
+                                    ..Default::default()
+                                },
+                            );
                         }
                     }
                     4 => {
@@ -725,20 +704,19 @@ pub fn generate_with_progress(
                         forced[i].withdrawn = true;
                         let f = &forced[i];
                         let (o, v, d, ra, dec) = (f.obj, f.visit, f.detector, f.ra, f.dec);
-                        record(&mut upd, "withdraw_diaforcedsource", ra, dec, &mut |u| {
-                            fill(
-                                u,
-                                Some(o),
-                                None,
-                                Some(v),
-                                Some(d),
-                                None,
-                                None,
-                                Some(chunk_end_mjd),
-                                None,
-                                None,
-                            )
-                        });
+                        record(
+                            &mut upd,
+                            "withdraw_diaforcedsource",
+                            ra,
+                            dec,
+                            Record {
+                                dia_object_id: Some(o),
+                                visit: Some(v),
+                                detector: Some(d),
+                                withdrawn: Some(chunk_end_mjd),
+                                ..Default::default()
+                            },
+                        );
                     }
                     _ => {
                         // A late version: valid from before versions already sent.
@@ -814,6 +792,20 @@ pub fn generate_with_progress(
         progress(night + 1, cfg.nights);
     }
     Ok(summary)
+}
+
+/// The fields of one update record the generator fills (the rest stay NULL).
+#[derive(Default)]
+struct Record {
+    dia_object_id: Option<i64>,
+    dia_source_id: Option<i64>,
+    visit: Option<i64>,
+    detector: Option<i16>,
+    ss_object_id: Option<i64>,
+    reassoc: Option<f64>,
+    withdrawn: Option<f64>,
+    validity_end: Option<f64>,
+    n_dia_sources: Option<i32>,
 }
 
 fn object_row(c: &mut Cols, o: &Obj, start: f64) {
