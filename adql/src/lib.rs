@@ -1,5 +1,131 @@
 //! ADQL 2.1 text to a validated, rewritten query.
 //!
-//! This crate depends on `sqlparser` only. The dialect, the allow-list walk,
-//! identifier rules and time-travel clauses arrive with the ADQL engine work;
-//! until then it exposes nothing.
+//! [`parse`] reads one ADQL query with sqlparser and the [`AdqlDialect`],
+//! walks its syntax tree against an allow-list of ADQL constructs, resolves
+//! every name against a [`SchemaInfo`] (unquoted names case-insensitively,
+//! quoted ones exactly), takes out the time-travel clause, and rewrites what
+//! the planner does not speak natively: `TOP` into a row limit, hex literals
+//! into integers, ADQL functions into their engine names, and the geometry
+//! into the UDFs listed in [`udf`]. Anything else is refused with the line and
+//! column it starts at. This crate knows nothing of DataFusion.
+
+mod dialect;
+mod error;
+mod functions;
+mod walk;
+
+use sqlparser::ast::Statement;
+use sqlparser::parser::Parser;
+
+pub use dialect::AdqlDialect;
+pub use error::Error;
+pub use functions::{FUNCTIONS, FunctionDoc, udf};
+
+/// A column as the query's names resolve against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// The column name, in the schema's spelling.
+    pub name: String,
+    /// The unit (VOUnit), for `IN_UNIT`.
+    pub unit: Option<String>,
+}
+
+/// A table a query may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The schema name (`ppdb`, `src`, `TAP_SCHEMA`).
+    pub schema: String,
+    /// The table name, in the schema's spelling.
+    pub name: String,
+    /// Its columns.
+    pub columns: Vec<Column>,
+}
+
+/// What the parser needs to know of the served tables.
+pub trait SchemaInfo {
+    /// Every table a query may name.
+    fn tables(&self) -> &[Table];
+}
+
+impl SchemaInfo for [Table] {
+    fn tables(&self) -> &[Table] {
+        self
+    }
+}
+
+impl SchemaInfo for Vec<Table> {
+    fn tables(&self) -> &[Table] {
+        self
+    }
+}
+
+/// The snapshot a query asked for with `FOR SYSTEM_TIME AS OF`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AsOf {
+    /// A snapshot number.
+    Snapshot(u64),
+    /// A UTC time, as written (ISO 8601); the engine picks the last snapshot committed by then.
+    Time(String),
+}
+
+/// A validated ADQL query, rewritten for the planner.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// The ADQL as written.
+    pub adql: String,
+    /// The rewritten statement (a single `SELECT` query) for the planner.
+    pub statement: Statement,
+    /// The snapshot the query pinned with `FOR SYSTEM_TIME AS OF`, if any.
+    pub as_of: Option<AsOf>,
+    /// The tables it reads, as `(schema, table)` in the schema's spelling.
+    pub tables: Vec<(String, String)>,
+}
+
+/// Parses, checks and rewrites one ADQL query.
+pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
+    let mut statements = Parser::new(&AdqlDialect)
+        .with_recursion_limit(200)
+        .try_with_sql(adql)
+        .map_err(Error::from_parser)?
+        .parse_statements()
+        .map_err(Error::from_parser)?;
+    let statement = match statements.len() {
+        0 => {
+            return Err(Error {
+                message: "empty query: expected a SELECT".into(),
+                line: 1,
+                column: 1,
+                hint: None,
+            });
+        }
+        1 => statements.remove(0),
+        _ => {
+            let (line, column) = second_statement(adql);
+            return Err(Error {
+                message: "only one statement is allowed, found more than one".into(),
+                line,
+                column,
+                hint: None,
+            });
+        }
+    };
+    walk::check(adql, statement, schema)
+}
+
+/// Where the text after the first top-level `;` starts.
+fn second_statement(adql: &str) -> (u64, u64) {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&AdqlDialect, adql).tokenize_with_location() else {
+        return (0, 0);
+    };
+    let mut seen_semicolon = false;
+    for t in tokens {
+        match t.token {
+            Token::SemiColon => seen_semicolon = true,
+            Token::Whitespace(_) => {}
+            _ if seen_semicolon => return (t.span.start.line, t.span.start.column),
+            _ => {}
+        }
+    }
+    (0, 0)
+}
