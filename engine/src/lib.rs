@@ -1,7 +1,21 @@
-//! The DataFusion session over a pinned catalog snapshot.
+//! The query engine: ADQL over a catalog, pinned to one snapshot, on DataFusion.
 //!
-//! Table providers read the seam that `catalog` exposes
-//! ([`catalog::Catalog::scan`]). DataFusion arrives with the ADQL engine
-//! work; until then this crate only re-exports the catalog seam it builds on.
+//! [`Engine`] opens a catalog and holds one DataFusion session template (the
+//! ADQL functions, the configuration, the object store, the caches). Each
+//! query is parsed and checked by the `adql` crate, pinned to one snapshot,
+//! planned against table providers that read that snapshot only, and returned
+//! as a stream of Arrow record batches. This is the only crate that uses
+//! DataFusion.
+
+mod context;
+mod error;
+pub mod format;
+mod geometry;
+mod provider;
+mod prune;
+pub mod tables;
+mod udf;
 
 pub use catalog::{ScanFile, TableScan};
+pub use context::{Engine, EngineOptions, QueryOptions, QueryResult};
+pub use error::{Error, Result};

@@ -115,6 +115,22 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         grace_seconds: u64,
     },
+    /// Run one ADQL query; the result goes to stdout, errors to stderr.
+    Query {
+        #[command(flatten)]
+        catalog: CatalogArg,
+        /// Read this snapshot: a number, or an ISO-8601 UTC time (the last snapshot committed by then).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Return at most this many rows (a note says when more exist).
+        #[arg(long)]
+        maxrec: Option<u64>,
+        /// Output format: table, csv, tsv, json, votable or parquet.
+        #[arg(long, default_value = "table")]
+        format: engine::format::Format,
+        /// The ADQL query.
+        adql: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -267,6 +283,31 @@ async fn run(cli: Cli) -> Result<()> {
                 "compacted {} partitions: {} files replaced by {}",
                 r.partitions, r.files_removed, r.files_added
             );
+        }
+        Command::Query {
+            catalog,
+            as_of,
+            maxrec,
+            format,
+            adql,
+        } => {
+            let engine = engine::Engine::open(&catalog.read_url()).await?;
+            let as_of = as_of.map(|a| match a.trim().parse::<u64>() {
+                Ok(k) => adql::AsOf::Snapshot(k),
+                Err(_) => adql::AsOf::Time(a),
+            });
+            let options = engine::QueryOptions { as_of, maxrec };
+            let result = engine.query(&adql, &options).await?;
+            let schema = result.schema.clone();
+            let describe = engine.describe(&result);
+            let snapshot = result.snapshot.snapshot;
+            let (batches, overflow) = result.collect().await?;
+            let mut out = std::io::stdout().lock();
+            engine::format::write(format, &schema, &batches, &describe, overflow, &mut out)?;
+            use std::io::Write as _;
+            out.flush()?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            eprintln!("snapshot: {snapshot}, rows: {rows}{}", if overflow { " (cut by --maxrec)" } else { "" });
         }
         Command::Vacuum {
             catalog,

@@ -1,0 +1,216 @@
+//! Query latency against DuckDB on the same rows, in the same run.
+//!
+//! Builds (or reuses) a generated catalog of at least 10^6 DiaObject versions,
+//! compacts it so that the visible rows at the latest snapshot are exactly the
+//! rows with `_retired IS NULL` (DuckDB can then read the same Parquet files
+//! without our visibility rules), checks that both engines return the same
+//! answer to each query, then times each query on a warm process.
+//!
+//! `cargo run --profile bench-fast -p benches --bin query-bench -- --work /tmp/ppdb-q`
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float64Type, Int64Type};
+use catalog::sample::{SampleConfig, generate};
+use catalog::{Catalog, store};
+use clap::Parser;
+use engine::{Engine, QueryOptions};
+
+#[derive(Parser)]
+struct Args {
+    /// Distinct DiaObjects (versions are about twice as many).
+    #[arg(long, default_value_t = 400_000)]
+    objects: usize,
+    /// Nights of visits.
+    #[arg(long, default_value_t = 2)]
+    nights: usize,
+    /// Repetitions of each query per engine.
+    #[arg(long, default_value_t = 50)]
+    repeat: usize,
+    /// Where the chunks and the catalog live (reused when present).
+    #[arg(long, default_value = "/tmp/ppdb-query-bench")]
+    work: PathBuf,
+    /// Python with the duckdb package (the peer).
+    #[arg(long, env = "PPDB_BENCH_PYTHON", default_value = "python3")]
+    python: String,
+}
+
+struct Case {
+    name: &'static str,
+    adql: String,
+    duckdb: String,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let catalog_dir = args.work.join("catalog");
+    if !catalog_dir.join("_log").is_dir() {
+        build(&args, &catalog_dir).await?;
+    }
+    let url = catalog_dir.to_str().context("catalog path is not UTF-8")?;
+    let engine = Engine::open(url).await?;
+    let opts = QueryOptions::default();
+
+    let versions = scalar(&engine, "SELECT COUNT(*) FROM ppdb.DiaObjectHistory").await?;
+    let objects = scalar(&engine, "SELECT COUNT(*) FROM ppdb.DiaObject").await?;
+    let sources = scalar(&engine, "SELECT COUNT(*) FROM ppdb.DiaSource").await?;
+    println!("catalog: {versions} DiaObject versions, {objects} current objects, {sources} DiaSources");
+    if versions < 1_000_000 {
+        eprintln!("note: fewer than 10^6 DiaObject versions; raise --objects for the reference scale");
+    }
+
+    // A centre with objects around it, and an object with a long light curve.
+    let r = engine
+        .query("SELECT TOP 1 ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId", &opts)
+        .await?
+        .collect()
+        .await?
+        .0;
+    let ra = r[0].column(0).as_primitive::<Float64Type>().value(0);
+    let dec = r[0].column(1).as_primitive::<Float64Type>().value(0);
+    let r = engine
+        .query("SELECT TOP 1 diaObjectId FROM ppdb.DiaObject WHERE nDiaSources > 2 ORDER BY diaObjectId", &opts)
+        .await?
+        .collect()
+        .await?
+        .0;
+    let id = r[0].column(0).as_primitive::<Int64Type>().value(0);
+
+    let files = |t: &str| format!("read_parquet('{}/{t}/**/*.parquet', union_by_name=true)", catalog_dir.display());
+    let haversine = |r: f64| {
+        format!(
+            "2 * asin(sqrt(pow(sin(radians(dec - {dec}) / 2), 2) + cos(radians(dec)) * cos(radians({dec})) * pow(sin(radians(ra - {ra}) / 2), 2))) <= radians({r})"
+        )
+    };
+    let cases = vec![
+        Case {
+            name: "cone 5' (DiaObject)",
+            adql: format!("SELECT diaObjectId, ra, dec FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, {})) = 1", 5.0 / 60.0),
+            duckdb: format!("SELECT diaObjectId, ra, dec FROM {} WHERE _retired IS NULL AND validityEndMjdTai IS NULL AND {}", files("DiaObject"), haversine(5.0 / 60.0)),
+        },
+        Case {
+            name: "light curve (DiaSource by diaObjectId)",
+            adql: format!("SELECT diaSourceId, midpointMjdTai, band, psfFlux FROM ppdb.DiaSource WHERE diaObjectId = {id}"),
+            duckdb: format!("SELECT diaSourceId, midpointMjdTai, band, psfFlux FROM {} WHERE _retired IS NULL AND diaObjectId = {id}", files("DiaSource")),
+        },
+        Case {
+            name: "full-table aggregate (DiaSource by band)",
+            adql: "SELECT band, COUNT(*), AVG(psfFlux) FROM ppdb.DiaSource GROUP BY band".into(),
+            duckdb: format!("SELECT band, COUNT(*), AVG(psfFlux) FROM {} WHERE _retired IS NULL GROUP BY band", files("DiaSource")),
+        },
+    ];
+
+    // DuckDB runs in one Python process: open, check the row count, time the repeats.
+    let script = args.work.join("duckdb_bench.py");
+    std::fs::write(&script, DUCKDB_SCRIPT)?;
+    let mut report = Vec::new();
+    for c in &cases {
+        let mut ours = Vec::with_capacity(args.repeat);
+        let mut our_rows = 0usize;
+        for i in 0..args.repeat + 3 {
+            let t = Instant::now();
+            let (batches, _) = engine.query(&c.adql, &opts).await?.collect().await?;
+            let e = t.elapsed();
+            our_rows = batches.iter().map(|b| b.num_rows()).sum();
+            if i >= 3 {
+                ours.push(e);
+            }
+        }
+        ours.sort();
+        let out = Command::new(&args.python)
+            .arg(&script)
+            .arg(&c.duckdb)
+            .arg(args.repeat.to_string())
+            .output()
+            .with_context(|| format!("running {} (is duckdb installed?)", args.python))?;
+        if !out.status.success() {
+            bail!("duckdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut it = text.split_whitespace();
+        let duck_rows: usize = it.next().context("duckdb row count")?.parse()?;
+        let mut duck: Vec<Duration> = it
+            .map(|x| x.parse::<f64>().map(Duration::from_secs_f64))
+            .collect::<Result<_, _>>()?;
+        duck.sort();
+        if duck_rows != our_rows {
+            bail!("{}: DuckDB returned {duck_rows} rows, we returned {our_rows}", c.name);
+        }
+        let (p50, p95) = (percentile(&ours, 0.5), percentile(&ours, 0.95));
+        let (d50, d95) = (percentile(&duck, 0.5), percentile(&duck, 0.95));
+        println!(
+            "{:<42} rows {:>7}  ours p50 {:>8.2} ms p95 {:>8.2} ms   duckdb p50 {:>8.2} ms p95 {:>8.2} ms   ratio {:.3}",
+            c.name, our_rows, p50, p95, d50, d95, p50 / d50
+        );
+        report.push(format!(
+            "| {} | {our_rows} | {p50:.2} | {p95:.2} | {d50:.2} | {d95:.2} | {:.3} |",
+            c.name,
+            p50 / d50
+        ));
+    }
+    println!("\n| query | rows | ours p50 (ms) | ours p95 (ms) | DuckDB p50 (ms) | DuckDB p95 (ms) | ours / DuckDB (p50) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for l in report {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+async fn scalar(engine: &Engine, adql: &str) -> Result<i64> {
+    let (b, _) = engine.query(adql, &QueryOptions::default()).await?.collect().await?;
+    let c = b[0].column(0);
+    Ok(if c.is_null(0) { 0 } else { c.as_primitive::<Int64Type>().value(0) })
+}
+
+async fn build(args: &Args, catalog_dir: &Path) -> Result<()> {
+    let chunks = args.work.join("chunks");
+    let cfg = SampleConfig {
+        objects: args.objects,
+        nights: args.nights,
+        src: false,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    generate(&cfg, &chunks)?;
+    eprintln!("generated chunks in {:.1} s", t.elapsed().as_secs_f64());
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&chunks)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    dirs.sort();
+    let cat = Catalog::open_or_create(catalog_dir.to_str().context("path")?, 6).await?;
+    let t = Instant::now();
+    for d in &dirs {
+        cat.ingest(&store::open_existing_local(d)?).await?;
+    }
+    eprintln!("ingested {} chunks in {:.1} s", dirs.len(), t.elapsed().as_secs_f64());
+    // Fold retirements into `_retired` so DuckDB can see the same rows.
+    let r = cat.compact().await?;
+    cat.vacuum(Duration::ZERO).await?;
+    eprintln!("compacted {} partitions", r.partitions);
+    Ok(())
+}
+
+const DUCKDB_SCRIPT: &str = r#"
+import sys, time, duckdb
+sql, n = sys.argv[1], int(sys.argv[2])
+con = duckdb.connect()
+rows = len(con.execute(sql).fetchall())
+for _ in range(3):
+    con.execute(sql).fetchall()
+times = []
+for _ in range(n):
+    t = time.perf_counter()
+    con.execute(sql).fetchall()
+    times.append(time.perf_counter() - t)
+print(rows, *times)
+"#;

@@ -1,0 +1,50 @@
+//! The engine's errors.
+
+/// Why a query could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The ADQL was refused (with its line and column).
+    #[error(transparent)]
+    Adql(#[from] adql::Error),
+    /// The catalog could not be read.
+    #[error(transparent)]
+    Catalog(#[from] catalog::Error),
+    /// The query asked for a snapshot the catalog does not have.
+    #[error("{message}")]
+    Snapshot {
+        /// What is wrong, and what exists.
+        message: String,
+    },
+    /// Planning or execution failed.
+    #[error("query failed")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// Arrow could not encode or convert the result.
+    #[error("result encoding failed")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Parquet could not encode the result.
+    #[error("result encoding failed")]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
+    /// Writing the result failed.
+    #[error("writing the result failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// The engine's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The message with every cause after it (`what: why: why`), for users.
+    pub fn message(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !out.ends_with(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            cause = c.source();
+        }
+        out
+    }
+}

@@ -1,0 +1,268 @@
+//! Result encoders: a terminal table, CSV, TSV, JSON, VOTable (TABLEDATA) and Parquet.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, SchemaRef};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use crate::error::Result;
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A readable table for a terminal.
+    Table,
+    /// Comma-separated values with a header line.
+    Csv,
+    /// Tab-separated values with a header line.
+    Tsv,
+    /// A JSON array of objects.
+    Json,
+    /// A VOTable 1.4 document (TABLEDATA).
+    Votable,
+    /// A Parquet file.
+    Parquet,
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "table" | "text" => Format::Table,
+            "csv" | "text/csv" => Format::Csv,
+            "tsv" | "text/tab-separated-values" => Format::Tsv,
+            "json" | "application/json" => Format::Json,
+            "votable" | "xml" | "application/x-votable+xml" => Format::Votable,
+            "parquet" | "application/vnd.apache.parquet" => Format::Parquet,
+            other => {
+                return Err(format!(
+                    "unknown format '{other}': use table, csv, tsv, json, votable or parquet"
+                ));
+            }
+        })
+    }
+}
+
+/// Metadata of one result column, from the schema when the column comes from a table.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnInfo {
+    /// Unit (VOUnit).
+    pub unit: Option<String>,
+    /// UCD.
+    pub ucd: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+}
+
+/// What a result's columns mean, for formats that carry metadata.
+#[derive(Debug, Clone, Default)]
+pub struct Describe {
+    /// Per column, in order.
+    pub columns: Vec<ColumnInfo>,
+    /// `INFO` elements to write before the table (name, value).
+    pub infos: Vec<(String, String)>,
+}
+
+/// Writes a whole result in one format.
+pub fn write(
+    format: Format,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    describe: &Describe,
+    overflow: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    match format {
+        Format::Table => {
+            let shown = arrow::util::pretty::pretty_format_batches(batches)?;
+            if batches.is_empty() {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                writeln!(out, "{}", names.join(" | "))?;
+                writeln!(out, "(0 rows)")?;
+            } else {
+                writeln!(out, "{shown}")?;
+            }
+            if overflow {
+                writeln!(out, "(more rows exist: raise --maxrec to see them)")?;
+            }
+        }
+        Format::Csv | Format::Tsv => {
+            let mut w = arrow_csv::WriterBuilder::new()
+                .with_header(true)
+                .with_delimiter(if format == Format::Csv { b',' } else { b'\t' })
+                .build(out);
+            if batches.is_empty() {
+                w.write(&RecordBatch::new_empty(schema.clone()))?;
+            }
+            for b in batches {
+                w.write(&flatten_lists(b)?)?;
+            }
+        }
+        Format::Json => {
+            let mut w = arrow_json::ArrayWriter::new(out);
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            w.write_batches(&refs)?;
+            w.finish()?;
+            if batches.iter().all(|b| b.num_rows() == 0) {
+                // arrow-json writes nothing for no rows; an empty array is still JSON.
+                let inner = w.into_inner();
+                inner.write_all(b"[]")?;
+            }
+        }
+        Format::Votable => votable(schema, batches, describe, overflow, out)?,
+        Format::Parquet => {
+            let mut buf = Vec::new();
+            let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(&mut buf, schema.clone(), None)?;
+            for b in batches {
+                w.write(b)?;
+            }
+            w.close()?;
+            out.write_all(&buf)?;
+        }
+    }
+    Ok(())
+}
+
+/// Geometry columns (lists of doubles) as space-separated text, as DALI writes arrays.
+fn flatten_lists(b: &RecordBatch) -> Result<RecordBatch> {
+    if !b.schema().fields().iter().any(|f| matches!(f.data_type(), DataType::List(_))) {
+        return Ok(b.clone());
+    }
+    let mut fields = Vec::new();
+    let mut cols = Vec::new();
+    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+        if matches!(f.data_type(), DataType::List(_)) {
+            let texts: arrow::array::StringArray = (0..c.len())
+                .map(|r| (!c.is_null(r)).then(|| dali_array(c.as_ref(), r)))
+                .collect();
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+            cols.push(Arc::new(texts) as _);
+        } else {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols)?)
+}
+
+fn dali_array(c: &dyn Array, row: usize) -> String {
+    let l = c.as_list::<i32>();
+    let v = l.value(row);
+    let v = v.as_primitive::<arrow::datatypes::Float64Type>();
+    v.iter()
+        .map(|x| x.map_or("NaN".to_string(), |x| x.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '"' => o.push_str("&quot;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// The VOTable datatype, arraysize and xtype of an Arrow column.
+pub fn votable_field(t: &DataType, len: usize) -> (&'static str, Option<String>, Option<&'static str>) {
+    let _ = len;
+    match t {
+        DataType::Boolean => ("boolean", None, None),
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => ("short", None, None),
+        DataType::Int32 | DataType::UInt16 => ("int", None, None),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => ("long", None, None),
+        DataType::Float16 | DataType::Float32 => ("float", None, None),
+        DataType::Float64 => ("double", None, None),
+        DataType::List(_) => ("double", Some("*".into()), Some("polygon")),
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
+            ("char", Some("*".into()), Some("timestamp"))
+        }
+        _ => ("char", Some("*".into()), None),
+    }
+}
+
+fn votable(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    describe: &Describe,
+    overflow: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mut head = String::new();
+    head.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    head.push_str("<VOTABLE version=\"1.4\" xmlns=\"http://www.ivoa.net/xml/VOTable/v1.3\">\n");
+    head.push_str("<RESOURCE type=\"results\">\n<INFO name=\"QUERY_STATUS\" value=\"OK\"/>\n");
+    for (n, v) in &describe.infos {
+        let _ = writeln!(head, "<INFO name=\"{}\" value=\"{}\"/>", esc(n), esc(v));
+    }
+    head.push_str("<TABLE>\n");
+    for (i, f) in schema.fields().iter().enumerate() {
+        let (datatype, arraysize, xtype) = votable_field(f.data_type(), 0);
+        let info = describe.columns.get(i).cloned().unwrap_or_default();
+        let _ = write!(head, "<FIELD name=\"{}\" datatype=\"{datatype}\"", esc(f.name()));
+        if let Some(a) = arraysize {
+            let _ = write!(head, " arraysize=\"{a}\"");
+        }
+        if let Some(x) = xtype {
+            let _ = write!(head, " xtype=\"{x}\"");
+        }
+        if let Some(u) = &info.unit {
+            let _ = write!(head, " unit=\"{}\"", esc(u));
+        }
+        if let Some(u) = &info.ucd {
+            let _ = write!(head, " ucd=\"{}\"", esc(u));
+        }
+        match &info.description {
+            Some(d) => {
+                let _ = writeln!(head, "><DESCRIPTION>{}</DESCRIPTION></FIELD>", esc(d));
+            }
+            None => head.push_str("/>\n"),
+        }
+    }
+    head.push_str("<DATA><TABLEDATA>\n");
+    out.write_all(head.as_bytes())?;
+    let opts = FormatOptions::default().with_null("");
+    for b in batches {
+        let formatters: Vec<ArrayFormatter> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut row = String::new();
+        for r in 0..b.num_rows() {
+            row.clear();
+            row.push_str("<TR>");
+            for (c, fmt) in b.columns().iter().zip(&formatters) {
+                row.push_str("<TD>");
+                if c.is_valid(r) {
+                    let text = if matches!(c.data_type(), DataType::List(_)) {
+                        dali_array(c.as_ref(), r)
+                    } else {
+                        fmt.value(r).to_string()
+                    };
+                    row.push_str(&esc(&text));
+                }
+                row.push_str("</TD>");
+            }
+            row.push_str("</TR>\n");
+            out.write_all(row.as_bytes())?;
+        }
+    }
+    out.write_all(b"</TABLEDATA></DATA>\n</TABLE>\n")?;
+    if overflow {
+        out.write_all(b"<INFO name=\"QUERY_STATUS\" value=\"OVERFLOW\"/>\n")?;
+    }
+    out.write_all(b"</RESOURCE>\n</VOTABLE>\n")?;
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! A DataFusion table over one catalog table at one pinned snapshot.
+//!
+//! The scan asks the catalog which files hold the table at the snapshot, drops
+//! the files and row groups a cone or an id lookup cannot touch, skips the
+//! retired rows by position, and keeps the visibility rule of
+//! [`catalog::TableScan`] as a filter for the files that need it.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use catalog::{AnchorIndex, ScanFile, TableId, TableScan};
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, Result};
+use datafusion::datasource::TableType;
+use datafusion::datasource::physical_plan::parquet::{CachedParquetFileReaderFactory, ParquetRowSelection};
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::{TableProvider, listing::PartitionedFile};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, ident, lit};
+use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::FilterExecBuilder;
+
+use crate::prune::{self, Prune};
+
+/// Which rows of the stored table a served table shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    /// Every visible row (DiaObjectHistory and the tables that have no versions).
+    All,
+    /// Only the version of each object still open at the snapshot (`ppdb.DiaObject`).
+    Current,
+}
+
+/// One served table at one snapshot.
+pub(crate) struct PpdbTable {
+    pub(crate) view: View,
+    pub(crate) scan: Arc<TableScan>,
+    pub(crate) served: SchemaRef,
+    pub(crate) physical: SchemaRef,
+    pub(crate) index: Arc<AnchorIndex>,
+    pub(crate) store_url: ObjectStoreUrl,
+    pub(crate) prefix: object_store::path::Path,
+    pub(crate) reader: Arc<CachedParquetFileReaderFactory>,
+}
+
+impl fmt::Debug for PpdbTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PpdbTable")
+            .field("table", &self.scan.table)
+            .field("view", &self.view)
+            .field("snapshot", &self.scan.snapshot)
+            .field("files", &self.scan.files.len())
+            .finish()
+    }
+}
+
+impl PpdbTable {
+    /// The files a scan with these filters needs.
+    fn files(&self, prune: &Prune) -> Vec<&ScanFile> {
+        let table = self.scan.table;
+        let by_id = matches!(
+            table,
+            TableId::DiaObject | TableId::DiaSource | TableId::DiaForcedSource
+        );
+        let cells: Option<BTreeSet<u64>> = match (&prune.ids, by_id) {
+            (Some(ids), true) => Some(
+                ids.iter()
+                    .filter_map(|id| self.index.cell(self.scan.partition_order, *id))
+                    .map(|c| c.npix)
+                    .collect(),
+            ),
+            _ => None,
+        };
+        self.scan
+            .files
+            .iter()
+            .filter(|f| {
+                if let Some(cells) = &cells
+                    && !f.cell.is_some_and(|c| cells.contains(&c.npix))
+                {
+                    return false;
+                }
+                if let (Some(ids), true) = (&prune.ids, by_id)
+                    && let Some((lo, hi)) = f.stats.ints.get("diaObjectId")
+                    && !ids.iter().any(|id| lo <= id && id <= hi)
+                {
+                    return false;
+                }
+                if let Some(sky) = &prune.sky {
+                    if table.is_partitioned() && !sky.may_hold(f.cell, &f.stats.spill_cells) {
+                        return false;
+                    }
+                    if let Some((lo, hi)) = f.stats.healpix_29
+                        && !sky.overlaps(lo, hi)
+                    {
+                        return false;
+                    }
+                }
+                true
+            })
+            .collect()
+    }
+
+    fn partitioned_file(&self, f: &ScanFile) -> PartitionedFile {
+        let path = self.prefix.clone().join_rel(&f.path);
+        let pf = PartitionedFile::new(path.to_string(), f.bytes);
+        if f.hidden.is_empty() {
+            return pf;
+        }
+        pf.with_extension(ParquetRowSelection::new(skip_positions(&f.hidden, f.rows)))
+    }
+}
+
+/// A row selection that reads every row of a `rows`-row file except `hidden` (ascending).
+fn skip_positions(hidden: &[u32], rows: u64) -> RowSelection {
+    let mut sel = Vec::with_capacity(hidden.len() * 2 + 1);
+    let mut at = 0u64;
+    for &h in hidden {
+        let h = u64::from(h);
+        if h < at || h >= rows {
+            continue;
+        }
+        if h > at {
+            sel.push(RowSelector::select((h - at) as usize));
+        }
+        sel.push(RowSelector::skip(1));
+        at = h + 1;
+    }
+    if at < rows {
+        sel.push(RowSelector::select((rows - at) as usize));
+    }
+    RowSelection::from(sel)
+}
+
+trait JoinRel {
+    fn join_rel(self, rel: &str) -> object_store::path::Path;
+}
+
+impl JoinRel for object_store::path::Path {
+    fn join_rel(self, rel: &str) -> object_store::path::Path {
+        rel.split('/')
+            .filter(|p| !p.is_empty())
+            .fold(self, |p, part| p.clone().join(part))
+    }
+}
+
+#[async_trait]
+impl TableProvider for PpdbTable {
+    fn schema(&self) -> SchemaRef {
+        self.served.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Filters prune and pre-filter; DataFusion still applies them exactly above the scan.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let prune = prune::analyse(filters, self.scan.partition_order);
+        let files = self.files(&prune);
+        let k = self.scan.snapshot as i64;
+        let by_columns = files.iter().any(|f| f.filter_by_columns);
+
+        // Rows the view hides, beyond the positions skipped per file.
+        let mut visibility: Vec<Expr> = Vec::new();
+        if by_columns {
+            visibility.push(ident(catalog::schema::ADDED).lt_eq(lit(k)).and(
+                ident(catalog::schema::RETIRED)
+                    .is_null()
+                    .or(ident(catalog::schema::RETIRED).gt(lit(k))),
+            ));
+        }
+        if self.view == View::Current {
+            visibility.push(ident("validityEndMjdTai").is_null());
+        }
+
+        // Columns to read: what the query asked for, plus what the visibility rule needs.
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.served.fields().len()).collect(),
+        };
+        let mut read = wanted.clone();
+        if !visibility.is_empty() {
+            let mut extra = vec![];
+            if by_columns {
+                extra.push(catalog::schema::ADDED);
+                extra.push(catalog::schema::RETIRED);
+            }
+            if self.view == View::Current {
+                extra.push("validityEndMjdTai");
+            }
+            for name in extra {
+                let i = self.physical.index_of(name)?;
+                if !read.contains(&i) {
+                    read.push(i);
+                }
+            }
+        }
+
+        // The predicate handed to the Parquet reader: the query's filters, the
+        // visibility rule, and the sky region as `_healpix_29` ranges.
+        let mut pushed: Vec<Expr> = filters.to_vec();
+        pushed.extend(visibility.iter().cloned());
+        if let Some(sky) = &prune.sky
+            && self.physical.index_of(catalog::schema::HEALPIX_29).is_ok()
+        {
+            let h = || ident(catalog::schema::HEALPIX_29);
+            let any = sky
+                .ranges
+                .iter()
+                .map(|r| {
+                    h().gt_eq(lit(r.start as i64))
+                        .and(h().lt(lit(r.end as i64)))
+                })
+                .reduce(Expr::or);
+            if let Some(any) = any {
+                pushed.push(any);
+            }
+        }
+        let df_schema = DFSchema::try_from(self.physical.as_ref().clone())?;
+        let source = ParquetSource::new(self.physical.clone())
+            .with_table_parquet_options(state.table_options().parquet.clone())
+            .with_bloom_filter_on_read(false)
+            .with_parquet_file_reader_factory(self.reader.clone());
+        let source = match pushed.into_iter().reduce(Expr::and) {
+            Some(p) => source.with_predicate(state.create_physical_expr(p, &df_schema)?),
+            None => source,
+        };
+
+        let parts = state.config().target_partitions().max(1);
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parts.min(files.len()).max(1)];
+        let mut loads = vec![0u64; groups.len()];
+        let mut ordered = files.clone();
+        ordered.sort_by_key(|f| std::cmp::Reverse(f.bytes));
+        for f in ordered {
+            let i = (0..loads.len()).min_by_key(|&i| loads[i]).unwrap_or(0);
+            loads[i] += f.bytes;
+            groups[i].push(self.partitioned_file(f));
+        }
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+            .with_projection_indices(Some(read.clone()))?
+            .with_limit(if visibility.is_empty() && filters.is_empty() {
+                limit
+            } else {
+                None
+            })
+            .build();
+        let exec: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+        let Some(rule) = visibility.into_iter().reduce(Expr::and) else {
+            return Ok(exec);
+        };
+        let read_schema = exec.schema();
+        let read_df = DFSchema::try_from(read_schema.as_ref().clone())?;
+        let predicate = state.create_physical_expr(rule, &read_df)?;
+        let keep: Vec<usize> = (0..wanted.len()).collect();
+        Ok(Arc::new(
+            FilterExecBuilder::new(predicate, exec)
+                .apply_projection(Some(keep))?
+                .build()?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipping_positions_selects_the_rest() {
+        let s = skip_positions(&[0, 3, 4, 9], 10);
+        assert_eq!(s.row_count(), 6);
+        let s = skip_positions(&[], 5);
+        assert_eq!(s.row_count(), 5);
+    }
+}
