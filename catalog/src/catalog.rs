@@ -167,12 +167,18 @@ impl Catalog {
     /// The log state, brought up to date with the store.
     pub async fn state(&self) -> Result<Arc<LogState>> {
         let mut guard = self.state.lock().await;
-        let mut next = (**guard).clone();
-        let fresh = next.catalog_id.is_empty();
-        if fresh {
-            next = LogState::default();
+        let versions = log::versions(&self.loc).await?;
+        let fresh = guard.catalog_id.is_empty();
+        // Nothing new: skip copying the state (thousands of file entries on a large catalog).
+        if !fresh && versions.last() == Some(&guard.version) {
+            return Ok(guard.clone());
         }
-        log::refresh(&self.loc, &mut next, fresh).await?;
+        let mut next = if fresh {
+            LogState::default()
+        } else {
+            (**guard).clone()
+        };
+        log::refresh_from(&self.loc, &mut next, fresh, versions).await?;
         *guard = Arc::new(next);
         Ok(guard.clone())
     }

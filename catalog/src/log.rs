@@ -287,6 +287,12 @@ pub fn entry_path(version: u64) -> String {
 
 /// Reads every entry after `state.version` (all of them for a fresh state) and applies them.
 pub async fn refresh(loc: &Location, state: &mut LogState, fresh: bool) -> Result<bool> {
+    let versions = versions(loc).await?;
+    refresh_from(loc, state, fresh, versions).await
+}
+
+/// The versions of the log entries in the store, ascending.
+pub async fn versions(loc: &Location) -> Result<Vec<u64>> {
     let mut versions: Vec<u64> = loc
         .store
         .list(Some(&loc.child(LOG_DIR)))
@@ -297,6 +303,16 @@ pub async fn refresh(loc: &Location, state: &mut LogState, fresh: bool) -> Resul
         .try_collect()
         .await?;
     versions.sort_unstable();
+    Ok(versions)
+}
+
+/// Like [`refresh`], with the listing already done.
+pub async fn refresh_from(
+    loc: &Location,
+    state: &mut LogState,
+    fresh: bool,
+    versions: Vec<u64>,
+) -> Result<bool> {
     if versions.is_empty() {
         return Ok(false);
     }
