@@ -64,14 +64,21 @@ async fn main() -> Result<()> {
     let versions = scalar(&engine, "SELECT COUNT(*) FROM ppdb.DiaObjectHistory").await?;
     let objects = scalar(&engine, "SELECT COUNT(*) FROM ppdb.DiaObject").await?;
     let sources = scalar(&engine, "SELECT COUNT(*) FROM ppdb.DiaSource").await?;
-    println!("catalog: {versions} DiaObject versions, {objects} current objects, {sources} DiaSources");
+    println!(
+        "catalog: {versions} DiaObject versions, {objects} current objects, {sources} DiaSources"
+    );
     if versions < 1_000_000 {
-        eprintln!("note: fewer than 10^6 DiaObject versions; raise --objects for the reference scale");
+        eprintln!(
+            "note: fewer than 10^6 DiaObject versions; raise --objects for the reference scale"
+        );
     }
 
     // A centre with objects around it, and an object with a long light curve.
     let r = engine
-        .query("SELECT TOP 1 ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId", &opts)
+        .query(
+            "SELECT TOP 1 ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
+            &opts,
+        )
         .await?
         .collect()
         .await?
@@ -86,7 +93,12 @@ async fn main() -> Result<()> {
         .0;
     let id = r[0].column(0).as_primitive::<Int64Type>().value(0);
 
-    let files = |t: &str| format!("read_parquet('{}/{t}/**/*.parquet', union_by_name=true)", catalog_dir.display());
+    let files = |t: &str| {
+        format!(
+            "read_parquet('{}/{t}/**/*.parquet', union_by_name=true)",
+            catalog_dir.display()
+        )
+    };
     let haversine = |r: f64| {
         format!(
             "2 * asin(sqrt(pow(sin(radians(dec - {dec}) / 2), 2) + cos(radians(dec)) * cos(radians({dec})) * pow(sin(radians(ra - {ra}) / 2), 2))) <= radians({r})"
@@ -95,18 +107,33 @@ async fn main() -> Result<()> {
     let cases = vec![
         Case {
             name: "cone 5' (DiaObject)",
-            adql: format!("SELECT diaObjectId, ra, dec FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, {})) = 1", 5.0 / 60.0),
-            duckdb: format!("SELECT diaObjectId, ra, dec FROM {} WHERE _retired IS NULL AND validityEndMjdTai IS NULL AND {}", files("DiaObject"), haversine(5.0 / 60.0)),
+            adql: format!(
+                "SELECT diaObjectId, ra, dec FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, {})) = 1",
+                5.0 / 60.0
+            ),
+            duckdb: format!(
+                "SELECT diaObjectId, ra, dec FROM {} WHERE _retired IS NULL AND validityEndMjdTai IS NULL AND {}",
+                files("DiaObject"),
+                haversine(5.0 / 60.0)
+            ),
         },
         Case {
             name: "light curve (DiaSource by diaObjectId)",
-            adql: format!("SELECT diaSourceId, midpointMjdTai, band, psfFlux FROM ppdb.DiaSource WHERE diaObjectId = {id}"),
-            duckdb: format!("SELECT diaSourceId, midpointMjdTai, band, psfFlux FROM {} WHERE _retired IS NULL AND diaObjectId = {id}", files("DiaSource")),
+            adql: format!(
+                "SELECT diaSourceId, midpointMjdTai, band, psfFlux FROM ppdb.DiaSource WHERE diaObjectId = {id}"
+            ),
+            duckdb: format!(
+                "SELECT diaSourceId, midpointMjdTai, band, psfFlux FROM {} WHERE _retired IS NULL AND diaObjectId = {id}",
+                files("DiaSource")
+            ),
         },
         Case {
             name: "full-table aggregate (DiaSource by band)",
             adql: "SELECT band, COUNT(*), AVG(psfFlux) FROM ppdb.DiaSource GROUP BY band".into(),
-            duckdb: format!("SELECT band, COUNT(*), AVG(psfFlux) FROM {} WHERE _retired IS NULL GROUP BY band", files("DiaSource")),
+            duckdb: format!(
+                "SELECT band, COUNT(*), AVG(psfFlux) FROM {} WHERE _retired IS NULL GROUP BY band",
+                files("DiaSource")
+            ),
         },
     ];
 
@@ -117,15 +144,33 @@ async fn main() -> Result<()> {
     for c in &cases {
         let mut ours = Vec::with_capacity(args.repeat);
         let mut our_rows = 0usize;
+        let mut phases = [Duration::ZERO; 4];
         for i in 0..args.repeat + 3 {
             let t = Instant::now();
-            let (batches, _) = engine.query(&c.adql, &opts).await?.collect().await?;
+            let result = engine.query(&c.adql, &opts).await?;
+            let tm = result.timings;
+            let (batches, _) = result.collect().await?;
             let e = t.elapsed();
             our_rows = batches.iter().map(|b| b.num_rows()).sum();
             if i >= 3 {
                 ours.push(e);
+                for (p, d) in phases
+                    .iter_mut()
+                    .zip([tm.parse, tm.pin, tm.plan, tm.physical])
+                {
+                    *p += d;
+                }
             }
         }
+        let ms = |d: Duration| d.as_secs_f64() * 1e3 / args.repeat as f64;
+        eprintln!(
+            "{}: mean parse {:.2} ms, pin {:.2} ms, plan {:.2} ms, physical plan {:.2} ms; the rest is execution",
+            c.name,
+            ms(phases[0]),
+            ms(phases[1]),
+            ms(phases[2]),
+            ms(phases[3])
+        );
         ours.sort();
         let out = Command::new(&args.python)
             .arg(&script)
@@ -144,13 +189,22 @@ async fn main() -> Result<()> {
             .collect::<Result<_, _>>()?;
         duck.sort();
         if duck_rows != our_rows {
-            bail!("{}: DuckDB returned {duck_rows} rows, we returned {our_rows}", c.name);
+            bail!(
+                "{}: DuckDB returned {duck_rows} rows, we returned {our_rows}",
+                c.name
+            );
         }
         let (p50, p95) = (percentile(&ours, 0.5), percentile(&ours, 0.95));
         let (d50, d95) = (percentile(&duck, 0.5), percentile(&duck, 0.95));
         println!(
             "{:<42} rows {:>7}  ours p50 {:>8.2} ms p95 {:>8.2} ms   duckdb p50 {:>8.2} ms p95 {:>8.2} ms   ratio {:.3}",
-            c.name, our_rows, p50, p95, d50, d95, p50 / d50
+            c.name,
+            our_rows,
+            p50,
+            p95,
+            d50,
+            d95,
+            p50 / d50
         );
         report.push(format!(
             "| {} | {our_rows} | {p50:.2} | {p95:.2} | {d50:.2} | {d95:.2} | {:.3} |",
@@ -158,7 +212,9 @@ async fn main() -> Result<()> {
             p50 / d50
         ));
     }
-    println!("\n| query | rows | ours p50 (ms) | ours p95 (ms) | DuckDB p50 (ms) | DuckDB p95 (ms) | ours / DuckDB (p50) |");
+    println!(
+        "\n| query | rows | ours p50 (ms) | ours p95 (ms) | DuckDB p50 (ms) | DuckDB p95 (ms) | ours / DuckDB (p50) |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for l in report {
         println!("{l}");
@@ -167,9 +223,17 @@ async fn main() -> Result<()> {
 }
 
 async fn scalar(engine: &Engine, adql: &str) -> Result<i64> {
-    let (b, _) = engine.query(adql, &QueryOptions::default()).await?.collect().await?;
+    let (b, _) = engine
+        .query(adql, &QueryOptions::default())
+        .await?
+        .collect()
+        .await?;
     let c = b[0].column(0);
-    Ok(if c.is_null(0) { 0 } else { c.as_primitive::<Int64Type>().value(0) })
+    Ok(if c.is_null(0) {
+        0
+    } else {
+        c.as_primitive::<Int64Type>().value(0)
+    })
 }
 
 async fn build(args: &Args, catalog_dir: &Path) -> Result<()> {
@@ -192,7 +256,11 @@ async fn build(args: &Args, catalog_dir: &Path) -> Result<()> {
     for d in &dirs {
         cat.ingest(&store::open_existing_local(d)?).await?;
     }
-    eprintln!("ingested {} chunks in {:.1} s", dirs.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "ingested {} chunks in {:.1} s",
+        dirs.len(),
+        t.elapsed().as_secs_f64()
+    );
     // Fold retirements into `_retired` so DuckDB can see the same rows.
     let r = cat.compact().await?;
     cat.vacuum(Duration::ZERO).await?;

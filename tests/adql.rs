@@ -74,7 +74,11 @@ fn round(v: f64) -> String {
     let s = format!("{:.*e}", 8, v);
     let x: f64 = s.parse().unwrap_or(v);
     let t = format!("{x}");
-    if t.ends_with(".0") { t[..t.len() - 2].to_string() } else { t }
+    if t.ends_with(".0") {
+        t[..t.len() - 2].to_string()
+    } else {
+        t
+    }
 }
 
 #[async_trait::async_trait]
@@ -90,7 +94,11 @@ impl sqllogictest::AsyncDB for Adql {
             .map_err(|e| Failure(e.message()))?;
         let schema = result.schema.clone();
         let (batches, _) = result.collect().await.map_err(|e| Failure(e.message()))?;
-        let types = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+        let types = schema
+            .fields()
+            .iter()
+            .map(|f| column_type(f.data_type()))
+            .collect();
         let mut rows = Vec::new();
         let opts = FormatOptions::default();
         for b in &batches {
@@ -131,7 +139,11 @@ fn spec_files() -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adql_specification() {
-    let engine = Arc::new(engine::Engine::open(SAMPLE).await.expect("sample catalog opens"));
+    let engine = Arc::new(
+        engine::Engine::open(SAMPLE)
+            .await
+            .expect("sample catalog opens"),
+    );
     let files = spec_files();
     assert!(!files.is_empty(), "no .slt files in {SPEC}");
     let mut failures = Vec::new();
@@ -148,7 +160,10 @@ async fn adql_specification() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(records >= 300, "the specification has {records} records; it should have at least 300");
+    assert!(
+        records >= 300,
+        "the specification has {records} records; it should have at least 300"
+    );
 }
 
 fn count_records(file: &Path) -> usize {

@@ -193,7 +193,14 @@ fn a_missing_catalog_is_a_clear_error() {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in ["sample", "ingest", "snapshots", "compact", "vacuum", "query"] {
+    for cmd in [
+        "sample",
+        "ingest",
+        "snapshots",
+        "compact",
+        "vacuum",
+        "query",
+    ] {
         let out = ok(&[cmd, "--help"]);
         assert!(out.contains("Usage: ppdb"), "{cmd}: {out}");
     }
@@ -205,11 +212,22 @@ const CONE: &str = "SELECT TOP 5 diaObjectId, ra, dec FROM ppdb.DiaObject \
 #[test]
 fn query_prints_the_result_on_stdout_only() {
     let out = ppdb(&["query", CONE]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stdout.contains("diaObjectId") && stdout.contains("| ra "), "{stdout}");
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("| 1")).count(), 5, "{stdout}");
+    assert!(
+        stdout.contains("diaObjectId") && stdout.contains("| ra "),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("| 1")).count(),
+        5,
+        "{stdout}"
+    );
     assert!(stderr.contains("snapshot: 12"), "{stderr}");
 }
 
@@ -219,7 +237,10 @@ fn query_errors_go_to_stderr_with_a_position_and_fail() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("line 1, column 8: unknown column 'raa'"), "{stderr}");
+    assert!(
+        stderr.contains("line 1, column 8: unknown column 'raa'"),
+        "{stderr}"
+    );
     assert!(stderr.contains("did you mean ra"), "{stderr}");
     let out = ppdb(&["query", "DROP TABLE ppdb.DiaObject"]);
     assert!(!out.status.success());
@@ -236,12 +257,16 @@ fn query_writes_every_format() {
     assert_eq!(lines.count(), 5);
     let tsv = ok(&["query", "--format", "tsv", CONE]);
     assert!(tsv.starts_with("diaObjectId\tra\tdec\n"));
-    let json: serde_json::Value = serde_json::from_str(&ok(&["query", "--format", "json", CONE])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["query", "--format", "json", CONE])).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 5);
     assert!(json[0]["diaObjectId"].is_i64());
     let vot = ok(&["query", "--format", "votable", CONE]);
     assert!(vot.contains("<INFO name=\"QUERY_STATUS\" value=\"OK\"/>"));
-    assert!(vot.contains("<FIELD name=\"ra\" datatype=\"double\" unit=\"deg\""), "{vot}");
+    assert!(
+        vot.contains("<FIELD name=\"ra\" datatype=\"double\" unit=\"deg\""),
+        "{vot}"
+    );
     assert_eq!(vot.matches("<TR>").count(), 5);
     let out = ppdb(&["query", "--format", "parquet", CONE]);
     assert!(out.status.success());
@@ -255,13 +280,26 @@ fn query_reads_an_earlier_snapshot_and_cuts_at_maxrec() {
         csv.lines().nth(1).unwrap_or_default().to_string()
     };
     let q = "SELECT COUNT(*) AS n FROM ppdb.DiaSource";
-    assert_eq!(count(&["query", "--format", "csv", "--as-of", "1", q]), "761");
+    assert_eq!(
+        count(&["query", "--format", "csv", "--as-of", "1", q]),
+        "761"
+    );
     assert_eq!(count(&["query", "--format", "csv", q]), "14494");
-    let out = ppdb(&["query", "--maxrec", "3", "SELECT diaSourceId FROM ppdb.DiaSource"]);
+    let out = ppdb(&[
+        "query",
+        "--maxrec",
+        "3",
+        "SELECT diaSourceId FROM ppdb.DiaSource",
+    ]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("more rows exist"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("rows: 3 (cut by --maxrec)"));
-    let out = ppdb(&["query", "--as-of", "1", "SELECT COUNT(*) FROM ppdb.DiaSource FOR SYSTEM_TIME AS OF 2"]);
+    let out = ppdb(&[
+        "query",
+        "--as-of",
+        "1",
+        "SELECT COUNT(*) FROM ppdb.DiaSource FOR SYSTEM_TIME AS OF 2",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("request asks for snapshot"));
 }

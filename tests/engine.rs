@@ -18,7 +18,10 @@ async fn rows(engine: &Engine, adql: &str) -> Vec<RecordBatch> {
         .query(adql, &QueryOptions::default())
         .await
         .unwrap_or_else(|e| panic!("{adql}: {e}"));
-    r.collect().await.unwrap_or_else(|e| panic!("{adql}: {e}")).0
+    r.collect()
+        .await
+        .unwrap_or_else(|e| panic!("{adql}: {e}"))
+        .0
 }
 
 fn sorted_lines(batches: &[RecordBatch]) -> Vec<String> {
@@ -33,7 +36,12 @@ fn sorted_lines(batches: &[RecordBatch]) -> Vec<String> {
             })
             .collect();
         for r in 0..b.num_rows() {
-            out.push(fmts.iter().map(|f| f.value(r).to_string()).collect::<Vec<_>>().join(","));
+            out.push(
+                fmts.iter()
+                    .map(|f| f.value(r).to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
         }
     }
     out.sort();
@@ -51,11 +59,18 @@ async fn every_table_at_every_snapshot_equals_the_catalog_reader() {
             ("ppdb.DiaObjectHistory", TableId::DiaObject),
             ("ppdb.DiaSource", TableId::DiaSource),
             ("ppdb.DiaForcedSource", TableId::DiaForcedSource),
-            ("ppdb.DetectorVisitProcessingSummary", TableId::DetectorVisitProcessingSummary),
+            (
+                "ppdb.DetectorVisitProcessingSummary",
+                TableId::DetectorVisitProcessingSummary,
+            ),
             ("ppdb.SSObject", TableId::SSObject),
             ("src.PromptSource", TableId::PromptSource),
         ] {
-            let ours = rows(&engine, &format!("SELECT * FROM {table} FOR SYSTEM_TIME AS OF {k}")).await;
+            let ours = rows(
+                &engine,
+                &format!("SELECT * FROM {table} FOR SYSTEM_TIME AS OF {k}"),
+            )
+            .await;
             let reference = cat.read_table(id, k).await.unwrap();
             let a = sorted_lines(&ours);
             let b = sorted_lines(&[reference]);
@@ -64,13 +79,21 @@ async fn every_table_at_every_snapshot_equals_the_catalog_reader() {
             compared += a.len();
         }
         // The current view: the history rows whose validity has not ended.
-        let current = rows(&engine, &format!("SELECT * FROM ppdb.DiaObject FOR SYSTEM_TIME AS OF {k}")).await;
+        let current = rows(
+            &engine,
+            &format!("SELECT * FROM ppdb.DiaObject FOR SYSTEM_TIME AS OF {k}"),
+        )
+        .await;
         let open = rows(
             &engine,
             &format!("SELECT * FROM ppdb.DiaObjectHistory FOR SYSTEM_TIME AS OF {k} WHERE validityEndMjdTai IS NULL"),
         )
         .await;
-        assert_eq!(sorted_lines(&current), sorted_lines(&open), "DiaObject at {k}");
+        assert_eq!(
+            sorted_lines(&current),
+            sorted_lines(&open),
+            "DiaObject at {k}"
+        );
     }
     assert!(compared > 100_000, "compared {compared} rows");
 }
@@ -79,7 +102,11 @@ async fn every_table_at_every_snapshot_equals_the_catalog_reader() {
 async fn the_readme_cone_returns_exactly_the_rows_within_the_radius() {
     let engine = Engine::open(SAMPLE).await.unwrap();
     // Centre the cone on an object of the sample, so that it holds some rows.
-    let centre = rows(&engine, "SELECT TOP 1 ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId").await;
+    let centre = rows(
+        &engine,
+        "SELECT TOP 1 ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
+    )
+    .await;
     let ra0 = centre[0].column(0).as_primitive::<Float64Type>().value(0);
     let dec0 = centre[0].column(1).as_primitive::<Float64Type>().value(0);
     let got = rows(
@@ -100,9 +127,15 @@ async fn the_readme_cone_returns_exactly_the_rows_within_the_radius() {
     let k = cat.state().await.unwrap().latest();
     let all = cat.read_table(TableId::DiaObject, k).await.unwrap();
     let (id, ra, dec, end) = (
-        all.column_by_name("diaObjectId").unwrap().as_primitive::<Int64Type>(),
-        all.column_by_name("ra").unwrap().as_primitive::<Float64Type>(),
-        all.column_by_name("dec").unwrap().as_primitive::<Float64Type>(),
+        all.column_by_name("diaObjectId")
+            .unwrap()
+            .as_primitive::<Int64Type>(),
+        all.column_by_name("ra")
+            .unwrap()
+            .as_primitive::<Float64Type>(),
+        all.column_by_name("dec")
+            .unwrap()
+            .as_primitive::<Float64Type>(),
         all.column_by_name("validityEndMjdTai").unwrap(),
     );
     let mut want: Vec<i64> = (0..all.num_rows())
@@ -110,13 +143,18 @@ async fn the_readme_cone_returns_exactly_the_rows_within_the_radius() {
         .filter(|&r| {
             let (p1, p2) = (dec.value(r).to_radians(), dec0.to_radians());
             let dl = (ra.value(r) - ra0).to_radians();
-            let h = ((p2 - p1) / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+            let h =
+                ((p2 - p1) / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
             (2.0 * h.sqrt().asin()).to_degrees() <= 0.5
         })
         .map(|r| id.value(r))
         .collect();
     want.sort_unstable();
-    assert!(want.len() > 10, "the cone should hold several objects, holds {}", want.len());
+    assert!(
+        want.len() > 10,
+        "the cone should hold several objects, holds {}",
+        want.len()
+    );
     assert_eq!(ids, want);
 }
 
@@ -130,7 +168,12 @@ async fn result_columns_carry_the_schema_spelling() {
         )
         .await
         .unwrap();
-    let names: Vec<&str> = r.schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let names: Vec<&str> = r
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
     assert_eq!(names, ["diaObjectId", "ra", "dec", "count", "col5", "ra_2"]);
 }
 
@@ -150,11 +193,18 @@ async fn generated(objects: usize) -> (TempDir, Arc<Catalog>) {
     )
     .unwrap();
     let url = dir.path().join("catalog");
-    let cat = Catalog::open_or_create(url.to_str().unwrap(), 6).await.unwrap();
-    let mut dirs: Vec<_> = std::fs::read_dir(&chunks).unwrap().map(|e| e.unwrap().path()).collect();
+    let cat = Catalog::open_or_create(url.to_str().unwrap(), 6)
+        .await
+        .unwrap();
+    let mut dirs: Vec<_> = std::fs::read_dir(&chunks)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     dirs.sort();
     for d in &dirs {
-        cat.ingest(&catalog::store::open_existing_local(Path::new(d)).unwrap()).await.unwrap();
+        cat.ingest(&catalog::store::open_existing_local(Path::new(d)).unwrap())
+            .await
+            .unwrap();
     }
     (dir, Arc::new(cat))
 }
@@ -171,10 +221,21 @@ fn files_opened(plan: &str) -> usize {
 async fn small_cones_and_id_lookups_open_few_files() {
     let (_dir, cat) = generated(20_000).await;
     let k = cat.state().await.unwrap().latest();
-    let total = cat.scan(&cat.state().await.unwrap(), TableId::DiaSource, k).unwrap().files.len();
-    assert!(total >= 30, "the generated catalog should have many partitions, has {total}");
+    let total = cat
+        .scan(&cat.state().await.unwrap(), TableId::DiaSource, k)
+        .unwrap()
+        .files
+        .len();
+    assert!(
+        total >= 30,
+        "the generated catalog should have many partitions, has {total}"
+    );
     let engine = Engine::with_catalog(cat.clone(), Default::default()).unwrap();
-    let centre = rows(&engine, "SELECT TOP 1 diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId").await;
+    let centre = rows(
+        &engine,
+        "SELECT TOP 1 diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
+    )
+    .await;
     let id = centre[0].column(0).as_primitive::<Int64Type>().value(0);
     let ra = centre[0].column(1).as_primitive::<Float64Type>().value(0);
     let dec = centre[0].column(2).as_primitive::<Float64Type>().value(0);
@@ -185,19 +246,34 @@ async fn small_cones_and_id_lookups_open_few_files() {
     );
     let plan = engine.explain_analyze(&cone, &opts).await.unwrap();
     let opened = files_opened(&plan);
-    assert!(opened >= 1 && opened * 10 <= total, "a 5' cone opened {opened} of {total} files:\n{plan}");
+    assert!(
+        opened >= 1 && opened * 10 <= total,
+        "a 5' cone opened {opened} of {total} files:\n{plan}"
+    );
 
-    let distance = format!("SELECT * FROM ppdb.DiaSource WHERE DISTANCE(ra, dec, {ra}, {dec}) < 0.0833");
+    let distance =
+        format!("SELECT * FROM ppdb.DiaSource WHERE DISTANCE(ra, dec, {ra}, {dec}) < 0.0833");
     let plan = engine.explain_analyze(&distance, &opts).await.unwrap();
-    assert!(files_opened(&plan) * 10 <= total, "DISTANCE < r prunes too:\n{plan}");
+    assert!(
+        files_opened(&plan) * 10 <= total,
+        "DISTANCE < r prunes too:\n{plan}"
+    );
 
     let lightcurve = format!("SELECT * FROM ppdb.DiaSource WHERE diaObjectId = {id}");
     let plan = engine.explain_analyze(&lightcurve, &opts).await.unwrap();
-    assert_eq!(files_opened(&plan), 1, "a light curve opens one partition:\n{plan}");
+    assert_eq!(
+        files_opened(&plan),
+        1,
+        "a light curve opens one partition:\n{plan}"
+    );
 
     let history = format!("SELECT * FROM ppdb.DiaObjectHistory WHERE diaObjectId IN ({id}, {id})");
     let plan = engine.explain_analyze(&history, &opts).await.unwrap();
-    assert_eq!(files_opened(&plan), 1, "an object's history opens one partition:\n{plan}");
+    assert_eq!(
+        files_opened(&plan),
+        1,
+        "an object's history opens one partition:\n{plan}"
+    );
 
     // Pruning never changes an answer: the same cone without pruning-friendly form.
     let pruned = rows(&engine, &cone).await;

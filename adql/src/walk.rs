@@ -27,11 +27,52 @@ type Result<T> = std::result::Result<T, Error>;
 
 /// Words that cannot be used as an unquoted name (ADQL 2.1 §2.1.3 and SQL-92).
 const RESERVED: &[&str] = &[
-    "ALL", "AND", "ANY", "AS", "ASC", "BETWEEN", "BY", "CASE", "CAST", "DESC", "DISTINCT",
-    "ELSE", "END", "EXCEPT", "EXISTS", "FALSE", "FROM", "FULL", "GROUP", "HAVING", "IN",
-    "INNER", "INTERSECT", "IS", "JOIN", "LEFT", "LIKE", "ILIKE", "NATURAL", "NOT", "NULL",
-    "OFFSET", "ON", "OR", "ORDER", "OUTER", "RIGHT", "SELECT", "THEN", "TOP", "TRUE", "UNION",
-    "USING", "WHEN", "WHERE", "WITH",
+    "ALL",
+    "AND",
+    "ANY",
+    "AS",
+    "ASC",
+    "BETWEEN",
+    "BY",
+    "CASE",
+    "CAST",
+    "DESC",
+    "DISTINCT",
+    "ELSE",
+    "END",
+    "EXCEPT",
+    "EXISTS",
+    "FALSE",
+    "FROM",
+    "FULL",
+    "GROUP",
+    "HAVING",
+    "IN",
+    "INNER",
+    "INTERSECT",
+    "IS",
+    "JOIN",
+    "LEFT",
+    "LIKE",
+    "ILIKE",
+    "NATURAL",
+    "NOT",
+    "NULL",
+    "OFFSET",
+    "ON",
+    "OR",
+    "ORDER",
+    "OUTER",
+    "RIGHT",
+    "SELECT",
+    "THEN",
+    "TOP",
+    "TRUE",
+    "UNION",
+    "USING",
+    "WHEN",
+    "WHERE",
+    "WITH",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +206,10 @@ fn split_point(e: Expr) -> (Expr, Expr) {
     {
         return (a[0].clone(), a[1].clone());
     }
-    (call(udf::COORD1, vec![e.clone()]), call(udf::COORD2, vec![e]))
+    (
+        call(udf::COORD1, vec![e.clone()]),
+        call(udf::COORD2, vec![e]),
+    )
 }
 
 fn is_point(e: &Expr) -> bool {
@@ -201,7 +245,10 @@ impl Walker<'_> {
         if id.quote_style.is_none() && RESERVED.contains(&id.value.to_uppercase().as_str()) {
             return Err(Error::at(
                 id.span,
-                format!("{} is a reserved word and cannot be used as a name", id.value),
+                format!(
+                    "{} is a reserved word and cannot be used as a name",
+                    id.value
+                ),
             )
             .hint(format!("quote it (\"{}\") to use it as a name", id.value)));
         }
@@ -255,8 +302,10 @@ impl Walker<'_> {
                 }
                 self.table_alias(&cte.alias)?;
                 if self.collecting() {
-                    self.ctes
-                        .insert(cte.alias.name.value.to_lowercase(), cte.alias.name.value.clone());
+                    self.ctes.insert(
+                        cte.alias.name.value.to_lowercase(),
+                        cte.alias.name.value.clone(),
+                    );
                 }
                 self.query(&mut cte.query)?;
             }
@@ -289,13 +338,13 @@ impl Walker<'_> {
         }
         let offset = match q.limit_clause.take() {
             None => None,
-            Some(LimitClause::LimitOffset {
-                limit: Some(l), ..
-            }) => {
+            Some(LimitClause::LimitOffset { limit: Some(l), .. }) => {
                 return Err(not_adql(l.span(), "LIMIT").hint("ADQL limits rows with SELECT TOP n"));
             }
             Some(LimitClause::OffsetCommaLimit { limit, .. }) => {
-                return Err(not_adql(limit.span(), "LIMIT").hint("ADQL limits rows with SELECT TOP n"));
+                return Err(
+                    not_adql(limit.span(), "LIMIT").hint("ADQL limits rows with SELECT TOP n")
+                );
             }
             Some(LimitClause::LimitOffset {
                 limit: None,
@@ -314,10 +363,7 @@ impl Walker<'_> {
                                 ..
                             }) if n.parse::<u64>().is_ok() => Some(value),
                             _ => {
-                                return Err(Error::at(
-                                    span,
-                                    "OFFSET takes a non-negative integer",
-                                ));
+                                return Err(Error::at(span, "OFFSET takes a non-negative integer"));
                             }
                         }
                     }
@@ -358,11 +404,10 @@ impl Walker<'_> {
                 if *set_quantifier == SetQuantifier::All && *op != SetOperator::Union {
                     // DataFusion 55 plans these as semi/anti joins, which get the
                     // duplicate counts wrong; refusing beats a wrong answer.
-                    return Err(Error::at(
-                        right.span(),
-                        format!("{op} ALL is not supported yet"),
-                    )
-                    .hint(format!("{op} without ALL is; UNION ALL is too")));
+                    return Err(
+                        Error::at(right.span(), format!("{op} ALL is not supported yet"))
+                            .hint(format!("{op} without ALL is; UNION ALL is too")),
+                    );
                 }
                 if !matches!(
                     set_quantifier,
@@ -399,8 +444,10 @@ impl Walker<'_> {
                 }
                 Ok(None)
             }
-            other => Err(not_adql(other.span(), "this statement")
-                .hint("ADQL accepts a single SELECT query")),
+            other => {
+                Err(not_adql(other.span(), "this statement")
+                    .hint("ADQL accepts a single SELECT query"))
+            }
         }
     }
 
@@ -443,8 +490,10 @@ impl Walker<'_> {
             },
         };
         if s.from.is_empty() {
-            return Err(Error::at(span, "a FROM clause is required: ADQL selects from tables")
-                .hint("TAP_SCHEMA.schemas has one row per schema"));
+            return Err(
+                Error::at(span, "a FROM clause is required: ADQL selects from tables")
+                    .hint("TAP_SCHEMA.schemas has one row per schema"),
+            );
         }
         for twj in &mut s.from {
             self.table_with_joins(twj)?;
@@ -665,7 +714,9 @@ impl Walker<'_> {
                         self.read.push(i);
                     }
                     for (n, _) in [(&table.schema, 0), (&table.name, 1)] {
-                        self.names.entry(n.to_lowercase()).or_insert_with(|| n.clone());
+                        self.names
+                            .entry(n.to_lowercase())
+                            .or_insert_with(|| n.clone());
                     }
                     for c in &table.columns {
                         self.names
@@ -725,7 +776,10 @@ impl Walker<'_> {
             [name] => (None, name),
             [schema, name] => (Some(schema), name),
             _ => {
-                return Err(Error::at(span, "table names have at most two parts: schema.table"));
+                return Err(Error::at(
+                    span,
+                    "table names have at most two parts: schema.table",
+                ));
             }
         };
         let fits = |want: &Ident, have: &str, exact: bool| {
@@ -760,7 +814,11 @@ impl Walker<'_> {
                         span,
                         format!(
                             "quoted table name {} does not match the case of {}.{}",
-                            parts.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("."),
+                            parts
+                                .iter()
+                                .map(|p| p.to_string())
+                                .collect::<Vec<_>>()
+                                .join("."),
                             t.schema,
                             t.name
                         ),
@@ -772,7 +830,11 @@ impl Walker<'_> {
                     .iter()
                     .map(|t| format!("{}.{}", t.schema, t.name))
                     .collect();
-                let wanted = parts.iter().map(|p| p.value.as_str()).collect::<Vec<_>>().join(".");
+                let wanted = parts
+                    .iter()
+                    .map(|p| p.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(".");
                 let mut near = nearest(&wanted, full.iter().map(String::as_str));
                 if near.is_empty() {
                     near = nearest(&name.value, self.tables.iter().map(|t| t.name.as_str()));
@@ -784,23 +846,24 @@ impl Walker<'_> {
                     e.hint(format!("did you mean {}?", near.join(", ")))
                 })
             }
-            many => Err(Error::at(
-                span,
-                format!("table name '{}' is ambiguous", name.value),
-            )
-            .hint(format!(
-                "qualify it: {}",
-                many.iter()
-                    .map(|&i| format!("{}.{}", self.tables[i].schema, self.tables[i].name))
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ))),
+            many => Err(
+                Error::at(span, format!("table name '{}' is ambiguous", name.value)).hint(format!(
+                    "qualify it: {}",
+                    many.iter()
+                        .map(|&i| format!("{}.{}", self.tables[i].schema, self.tables[i].name))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )),
+            ),
         }
     }
 
     fn as_of(&mut self, v: TableVersion) -> Result<()> {
         let TableVersion::ForSystemTimeAsOf(e) = v else {
-            return Err(Error::at(Span::empty(), "only FOR SYSTEM_TIME AS OF is supported"));
+            return Err(Error::at(
+                Span::empty(),
+                "only FOR SYSTEM_TIME AS OF is supported",
+            ));
         };
         let span = e.span();
         let wanted = match &e {
@@ -808,7 +871,10 @@ impl Walker<'_> {
                 value: Value::Number(n, _),
                 ..
             }) => n.parse::<u64>().map(AsOf::Snapshot).map_err(|_| {
-                Error::at(span, format!("snapshot number {n} is not a non-negative integer"))
+                Error::at(
+                    span,
+                    format!("snapshot number {n} is not a non-negative integer"),
+                )
             })?,
             Expr::Value(ValueWithSpan {
                 value: Value::SingleQuotedString(s),
@@ -914,7 +980,9 @@ impl Walker<'_> {
                 Ok(())
             }
             Expr::Nested(inner) | Expr::IsNull(inner) | Expr::IsNotNull(inner) => self.expr(inner),
-            Expr::Between { expr, low, high, .. } => {
+            Expr::Between {
+                expr, low, high, ..
+            } => {
                 self.expr(expr)?;
                 self.expr(low)?;
                 self.expr(high)
@@ -932,16 +1000,10 @@ impl Walker<'_> {
             }
             Expr::Exists { subquery, .. } | Expr::Subquery(subquery) => self.query(subquery),
             Expr::Like {
-                any,
-                expr,
-                pattern,
-                ..
+                any, expr, pattern, ..
             }
             | Expr::ILike {
-                any,
-                expr,
-                pattern,
-                ..
+                any, expr, pattern, ..
             } => {
                 if *any {
                     return Err(not_adql(span, "LIKE ANY"));
@@ -981,7 +1043,10 @@ impl Walker<'_> {
                 self.expr(expr)
             }
             Expr::Ceil { expr, field } | Expr::Floor { expr, field } => {
-                if !matches!(field, CeilFloorKind::DateTimeField(DateTimeField::NoDateTime)) {
+                if !matches!(
+                    field,
+                    CeilFloorKind::DateTimeField(DateTimeField::NoDateTime)
+                ) {
                     return Err(not_adql(span, "CEILING/FLOOR with a second argument"));
                 }
                 self.expr(expr)
@@ -1066,7 +1131,10 @@ impl Walker<'_> {
                     name_span,
                     format!(
                         "{upper} takes {} argument{}, not {}",
-                        ok.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" or "),
+                        ok.iter()
+                            .map(|n| n.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" or "),
                         if ok == [1] { "" } else { "s" },
                         args.len()
                     ),
@@ -1106,7 +1174,8 @@ impl Walker<'_> {
             _ => None,
         };
         if let Some((engine, ok)) = simple {
-            if upper == "COUNT" && (star == args.is_empty()) == false && !(star || args.len() == 1) {
+            if upper == "COUNT" && (star == args.is_empty()) == false && !(star || args.len() == 1)
+            {
                 return Err(Error::at(name_span, "COUNT takes * or one argument"));
             }
             if upper != "COUNT" || !star {
@@ -1167,8 +1236,13 @@ impl Walker<'_> {
                 call(udf::BOX, flatten_points(a, 2))
             }
             "POLYGON" => {
-                let a = coordsys(args, &[3, 4, 5, 6, 7, 8], &upper, name_span)
-                    .or_else(|e| if e.message.contains("takes") { Ok(Vec::new()) } else { Err(e) })?;
+                let a = coordsys(args, &[3, 4, 5, 6, 7, 8], &upper, name_span).or_else(|e| {
+                    if e.message.contains("takes") {
+                        Ok(Vec::new())
+                    } else {
+                        Err(e)
+                    }
+                })?;
                 let a = if a.is_empty() {
                     // More than 8 arguments: strip the coordinate system by hand.
                     let mut all = list
@@ -1189,7 +1263,10 @@ impl Walker<'_> {
                 };
                 let vertices: Vec<Expr> = if a.iter().any(is_point) || a.len() < 6 {
                     if a.len() < 3 {
-                        return Err(Error::at(name_span, "POLYGON needs at least three vertices"));
+                        return Err(Error::at(
+                            name_span,
+                            "POLYGON needs at least three vertices",
+                        ));
                     }
                     a.into_iter()
                         .flat_map(|p| {
@@ -1215,14 +1292,26 @@ impl Walker<'_> {
             "CONTAINS" | "INTERSECTS" => {
                 arity(&[2])?;
                 let (a, b) = (args[0].clone(), args[1].clone());
-                let circle = |x: &Expr| call_args(x, udf::CIRCLE).filter(|c| c.len() == 3).map(|c| c.into_iter().cloned().collect::<Vec<_>>());
+                let circle = |x: &Expr| {
+                    call_args(x, udf::CIRCLE)
+                        .filter(|c| c.len() == 3)
+                        .map(|c| c.into_iter().cloned().collect::<Vec<_>>())
+                };
                 let cone = |p: Expr, c: Vec<Expr>| {
                     let (x, y) = split_point(p);
-                    call(udf::CONE, vec![x, y, c[0].clone(), c[1].clone(), c[2].clone()])
+                    call(
+                        udf::CONE,
+                        vec![x, y, c[0].clone(), c[1].clone(), c[2].clone()],
+                    )
                 };
-                if is_point(&a) && let Some(c) = circle(&b) {
+                if is_point(&a)
+                    && let Some(c) = circle(&b)
+                {
                     cone(a, c)
-                } else if upper == "INTERSECTS" && is_point(&b) && let Some(c) = circle(&a) {
+                } else if upper == "INTERSECTS"
+                    && is_point(&b)
+                    && let Some(c) = circle(&a)
+                {
                     cone(b, c)
                 } else if upper == "INTERSECTS" && is_point(&b) {
                     call(udf::CONTAINS, vec![b, a])
@@ -1293,13 +1382,19 @@ impl Walker<'_> {
     /// `IN_UNIT(column, 'unit')`: the column times the factor from its unit to the one asked for.
     fn in_unit(&self, value: &Expr, unit: &Expr, span: Span) -> Result<Expr> {
         let Some(to) = literal_string(unit) else {
-            return Err(Error::at(unit.span(), "IN_UNIT takes the unit as a string literal"));
+            return Err(Error::at(
+                unit.span(),
+                "IN_UNIT takes the unit as a string literal",
+            ));
         };
         let column = match value {
             Expr::Identifier(id) => id,
             Expr::CompoundIdentifier(ids) if !ids.is_empty() => &ids[ids.len() - 1],
             _ => {
-                return Err(Error::at(value.span(), "IN_UNIT converts a column; its unit must be known"));
+                return Err(Error::at(
+                    value.span(),
+                    "IN_UNIT converts a column; its unit must be known",
+                ));
             }
         };
         let units: HashSet<Option<&str>> = self
@@ -1312,13 +1407,25 @@ impl Walker<'_> {
         let from = match units.into_iter().collect::<Vec<_>>().as_slice() {
             [Some(u)] => u.to_string(),
             [None] => {
-                return Err(Error::at(span, format!("column {} has no unit", column.value)));
+                return Err(Error::at(
+                    span,
+                    format!("column {} has no unit", column.value),
+                ));
             }
             [] => {
-                return Err(Error::at(value.span(), "IN_UNIT converts a column; its unit must be known"));
+                return Err(Error::at(
+                    value.span(),
+                    "IN_UNIT converts a column; its unit must be known",
+                ));
             }
             _ => {
-                return Err(Error::at(span, format!("column {} has different units in different tables", column.value)));
+                return Err(Error::at(
+                    span,
+                    format!(
+                        "column {} has different units in different tables",
+                        column.value
+                    ),
+                ));
             }
         };
         let Some(factor) = unit_factor(&from, to) else {
@@ -1361,7 +1468,11 @@ fn coordsys(mut args: Vec<Expr>, counts: &[usize], name: &str, span: Span) -> Re
             span,
             format!(
                 "{name} takes {} arguments (after the optional coordinate system), not {}",
-                counts.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" or "),
+                counts
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
                 args.len()
             ),
         ));
@@ -1489,7 +1600,11 @@ mod tests {
             let e = err(q);
             assert!(e.line >= 1, "{q}: {e}");
         }
-        assert!(err("SELECT version() FROM ppdb.DiaObject").message.contains("unknown function"));
+        assert!(
+            err("SELECT version() FROM ppdb.DiaObject")
+                .message
+                .contains("unknown function")
+        );
     }
 
     #[test]
@@ -1508,26 +1623,40 @@ mod tests {
         let q = q.unwrap();
         assert_eq!(q.as_of, Some(AsOf::Snapshot(3)));
         assert!(!q.statement.to_string().contains("SYSTEM_TIME"));
-        let e = err("SELECT * FROM ppdb.DiaObject FOR SYSTEM_TIME AS OF 3 NATURAL JOIN ppdb.DiaSource FOR SYSTEM_TIME AS OF 4");
+        let e = err(
+            "SELECT * FROM ppdb.DiaObject FOR SYSTEM_TIME AS OF 3 NATURAL JOIN ppdb.DiaSource FOR SYSTEM_TIME AS OF 4",
+        );
         assert!(e.message.contains("one snapshot"), "{e}");
     }
 
     #[test]
     fn geometry_becomes_udfs() {
-        let s = ok("SELECT ra FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 10, 20, 0.5)) = 1");
+        let s = ok(
+            "SELECT ra FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 10, 20, 0.5)) = 1",
+        );
         assert!(s.contains("adql_cone(ra, dec, 10, 20, 0.5) = 1"), "{s}");
         let s = ok("SELECT DISTANCE(POINT(ra, dec), POINT(1, 2)) FROM ppdb.DiaObject");
         assert!(s.contains("adql_distance(ra, dec, 1, 2)"), "{s}");
-        let e = err("SELECT ra FROM ppdb.DiaObject WHERE CONTAINS(POINT('GALACTIC', ra, dec), CIRCLE(1, 2, 3)) = 1");
+        let e = err(
+            "SELECT ra FROM ppdb.DiaObject WHERE CONTAINS(POINT('GALACTIC', ra, dec), CIRCLE(1, 2, 3)) = 1",
+        );
         assert!(e.message.contains("GALACTIC"));
-        assert!(err("SELECT REGION('x') FROM ppdb.DiaObject").message.contains("REGION"));
+        assert!(
+            err("SELECT REGION('x') FROM ppdb.DiaObject")
+                .message
+                .contains("REGION")
+        );
     }
 
     #[test]
     fn in_unit_uses_the_column_unit() {
         let s = ok("SELECT IN_UNIT(ra, 'arcsec') FROM ppdb.DiaObject");
         assert!(s.contains("ra * 3.6e3"), "{s}");
-        assert!(err("SELECT IN_UNIT(ra, 'nJy') FROM ppdb.DiaObject").message.contains("cannot convert"));
+        assert!(
+            err("SELECT IN_UNIT(ra, 'nJy') FROM ppdb.DiaObject")
+                .message
+                .contains("cannot convert")
+        );
     }
 
     #[test]

@@ -15,8 +15,8 @@ use datafusion::catalog::{
 use datafusion::datasource::MemTable;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::execution::registry::FunctionRegistry;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::registry::FunctionRegistry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlanBuilder;
@@ -59,6 +59,19 @@ pub struct QueryOptions {
     pub maxrec: Option<u64>,
 }
 
+/// Where a query's time went before execution.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// ADQL parsing, checking and rewriting.
+    pub parse: Duration,
+    /// Choosing the snapshot and its tables.
+    pub pin: Duration,
+    /// Logical planning and optimisation.
+    pub plan: Duration,
+    /// Physical planning (file and row-group pruning happens here).
+    pub physical: Duration,
+}
+
 /// A running query: the snapshot it reads and a stream of its rows.
 pub struct QueryResult {
     /// The snapshot the query read.
@@ -67,6 +80,8 @@ pub struct QueryResult {
     pub schema: SchemaRef,
     /// The validated, rewritten query.
     pub query: adql::Query,
+    /// Time spent before the first row: parsing, pinning, planning.
+    pub timings: Timings,
     stream: SendableRecordBatchStream,
     maxrec: Option<u64>,
     sent: u64,
@@ -173,10 +188,12 @@ impl Engine {
         }
         let tap = tables::tap_schema(&schema)
             .into_iter()
-            .map(|(name, batch)| -> Result<(&'static str, Arc<dyn TableProvider>)> {
-                let t = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-                Ok((name, Arc::new(t) as Arc<dyn TableProvider>))
-            })
+            .map(
+                |(name, batch)| -> Result<(&'static str, Arc<dyn TableProvider>)> {
+                    let t = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+                    Ok((name, Arc::new(t) as Arc<dyn TableProvider>))
+                },
+            )
             .collect::<Result<Vec<_>>>()?;
         Ok(Engine {
             adql_tables: tables::adql_tables(&schema),
@@ -210,8 +227,11 @@ impl Engine {
 
     /// Runs one ADQL query.
     pub async fn query(&self, adql: &str, options: &QueryOptions) -> Result<QueryResult> {
+        let t0 = std::time::Instant::now();
         let query = self.parse(adql)?;
+        let t1 = std::time::Instant::now();
         let (state, snapshot) = self.pin(&query, options).await?;
+        let t2 = std::time::Instant::now();
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement.clone())))
             .await?;
@@ -223,12 +243,24 @@ impl Engine {
             None => plan,
         };
         let schema = plan.schema().inner().clone();
-        let physical = state.create_physical_plan(&plan).await?;
+        let plan = state.optimize(&plan)?;
+        let t3 = std::time::Instant::now();
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&plan, &state)
+            .await?;
+        let t4 = std::time::Instant::now();
         let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
         Ok(QueryResult {
             snapshot,
             schema,
             query,
+            timings: Timings {
+                parse: t1 - t0,
+                pin: t2 - t1,
+                plan: t3 - t2,
+                physical: t4 - t3,
+            },
             stream,
             maxrec: options.maxrec,
             sent: 0,
@@ -298,7 +330,11 @@ impl Engine {
         }
     }
 
-    async fn pin(&self, query: &adql::Query, options: &QueryOptions) -> Result<(SessionState, SnapshotInfo)> {
+    async fn pin(
+        &self,
+        query: &adql::Query,
+        options: &QueryOptions,
+    ) -> Result<(SessionState, SnapshotInfo)> {
         let as_of = match (&query.as_of, &options.as_of) {
             (Some(a), Some(b)) => {
                 let (sa, sb) = (
@@ -347,7 +383,11 @@ impl Engine {
             let ts = schema.table(t.stored);
             let scan = Arc::new(self.catalog.scan(&state, t.stored, k)?);
             let provider = PpdbTable {
-                view: if t.current_only { View::Current } else { View::All },
+                view: if t.current_only {
+                    View::Current
+                } else {
+                    View::All
+                },
                 scan,
                 served: ts.arrow.clone(),
                 physical: ts.physical.clone(),
@@ -379,7 +419,11 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t.and_utc());
         }
@@ -433,7 +477,10 @@ impl Engine {
             columns,
             infos: vec![
                 ("snapshot".into(), result.snapshot.snapshot.to_string()),
-                ("snapshot_time".into(), result.snapshot.committed_at.to_rfc3339()),
+                (
+                    "snapshot_time".into(),
+                    result.snapshot.committed_at.to_rfc3339(),
+                ),
             ],
         }
     }

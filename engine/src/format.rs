@@ -67,6 +67,9 @@ pub struct Describe {
     pub infos: Vec<(String, String)>,
 }
 
+/// Where output goes: any writer that may move between threads.
+pub type Out<'a> = &'a mut (dyn Write + Send);
+
 /// Writes a whole result in one format.
 pub fn write(
     format: Format,
@@ -74,62 +77,138 @@ pub fn write(
     batches: &[RecordBatch],
     describe: &Describe,
     overflow: bool,
-    out: &mut dyn Write,
+    out: Out<'_>,
 ) -> Result<()> {
-    match format {
-        Format::Table => {
-            let shown = arrow::util::pretty::pretty_format_batches(batches)?;
-            if batches.is_empty() {
-                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                writeln!(out, "{}", names.join(" | "))?;
-                writeln!(out, "(0 rows)")?;
-            } else {
-                writeln!(out, "{shown}")?;
-            }
-            if overflow {
-                writeln!(out, "(more rows exist: raise --maxrec to see them)")?;
-            }
-        }
-        Format::Csv | Format::Tsv => {
-            let mut w = arrow_csv::WriterBuilder::new()
-                .with_header(true)
-                .with_delimiter(if format == Format::Csv { b',' } else { b'\t' })
-                .build(out);
-            if batches.is_empty() {
-                w.write(&RecordBatch::new_empty(schema.clone()))?;
-            }
-            for b in batches {
-                w.write(&flatten_lists(b)?)?;
-            }
-        }
-        Format::Json => {
-            let mut w = arrow_json::ArrayWriter::new(out);
-            let refs: Vec<&RecordBatch> = batches.iter().collect();
-            w.write_batches(&refs)?;
-            w.finish()?;
-            if batches.iter().all(|b| b.num_rows() == 0) {
-                // arrow-json writes nothing for no rows; an empty array is still JSON.
-                let inner = w.into_inner();
-                inner.write_all(b"[]")?;
-            }
-        }
-        Format::Votable => votable(schema, batches, describe, overflow, out)?,
-        Format::Parquet => {
-            let mut buf = Vec::new();
-            let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(&mut buf, schema.clone(), None)?;
-            for b in batches {
-                w.write(b)?;
-            }
-            w.close()?;
-            out.write_all(&buf)?;
-        }
+    let mut w = ResultWriter::new(format, schema.clone(), describe, out)?;
+    for b in batches {
+        w.write(b)?;
     }
-    Ok(())
+    w.finish(overflow)
+}
+
+enum Sink<'a> {
+    Table(Out<'a>, Vec<RecordBatch>),
+    Csv(arrow_csv::Writer<Out<'a>>),
+    Json(arrow_json::ArrayWriter<Out<'a>>),
+    Parquet(datafusion::parquet::arrow::ArrowWriter<Out<'a>>),
+    Votable(Out<'a>),
+}
+
+/// Writes a result batch by batch, so that memory does not grow with its size
+/// (except for `table`, which needs every row to size its columns).
+pub struct ResultWriter<'a> {
+    schema: SchemaRef,
+    sink: Sink<'a>,
+    rows: usize,
+}
+
+impl<'a> ResultWriter<'a> {
+    /// Starts a result (a VOTable's header is written at once).
+    pub fn new(
+        format: Format,
+        schema: SchemaRef,
+        describe: &Describe,
+        out: Out<'a>,
+    ) -> Result<ResultWriter<'a>> {
+        let sink = match format {
+            Format::Table => Sink::Table(out, Vec::new()),
+            Format::Csv | Format::Tsv => Sink::Csv(
+                arrow_csv::WriterBuilder::new()
+                    .with_header(true)
+                    .with_delimiter(if format == Format::Csv { b',' } else { b'\t' })
+                    .build(out),
+            ),
+            Format::Json => Sink::Json(arrow_json::ArrayWriter::new(out)),
+            Format::Parquet => Sink::Parquet(datafusion::parquet::arrow::ArrowWriter::try_new(
+                out,
+                schema.clone(),
+                None,
+            )?),
+            Format::Votable => {
+                votable_head(&schema, describe, out)?;
+                Sink::Votable(out)
+            }
+        };
+        Ok(ResultWriter {
+            schema,
+            sink,
+            rows: 0,
+        })
+    }
+
+    /// Writes one batch.
+    pub fn write(&mut self, b: &RecordBatch) -> Result<()> {
+        self.rows += b.num_rows();
+        match &mut self.sink {
+            Sink::Table(_, held) => held.push(b.clone()),
+            Sink::Csv(w) => w.write(&flatten_lists(b)?)?,
+            Sink::Json(w) => w.write(b)?,
+            Sink::Parquet(w) => w.write(b)?,
+            Sink::Votable(out) => votable_rows(b, *out)?,
+        }
+        Ok(())
+    }
+
+    /// Ends the result; `overflow` says that MAXREC cut rows.
+    pub fn finish(self, overflow: bool) -> Result<()> {
+        match self.sink {
+            Sink::Table(out, held) => {
+                if held.is_empty() {
+                    let names: Vec<&str> = self
+                        .schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect();
+                    writeln!(out, "{}", names.join(" | "))?;
+                    writeln!(out, "(0 rows)")?;
+                } else {
+                    writeln!(
+                        out,
+                        "{}",
+                        arrow::util::pretty::pretty_format_batches(&held)?
+                    )?;
+                }
+                if overflow {
+                    writeln!(out, "(more rows exist: raise --maxrec to see them)")?;
+                }
+                out.flush()?;
+            }
+            Sink::Csv(mut w) => {
+                if self.rows == 0 {
+                    w.write(&RecordBatch::new_empty(self.schema.clone()))?;
+                }
+                w.into_inner().flush()?;
+            }
+            Sink::Json(mut w) => {
+                w.finish()?;
+                let out = w.into_inner();
+                if self.rows == 0 {
+                    // arrow-json writes nothing for no rows; an empty array is still JSON.
+                    out.write_all(b"[]")?;
+                }
+                out.flush()?;
+            }
+            Sink::Parquet(w) => {
+                w.into_inner()?.flush()?;
+            }
+            Sink::Votable(out) => {
+                votable_tail(overflow, out)?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Geometry columns (lists of doubles) as space-separated text, as DALI writes arrays.
 fn flatten_lists(b: &RecordBatch) -> Result<RecordBatch> {
-    if !b.schema().fields().iter().any(|f| matches!(f.data_type(), DataType::List(_))) {
+    if !b
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::List(_)))
+    {
         return Ok(b.clone());
     }
     let mut fields = Vec::new();
@@ -146,7 +225,10 @@ fn flatten_lists(b: &RecordBatch) -> Result<RecordBatch> {
             cols.push(c.clone());
         }
     }
-    Ok(RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        cols,
+    )?)
 }
 
 fn dali_array(c: &dyn Array, row: usize) -> String {
@@ -175,7 +257,10 @@ fn esc(s: &str) -> String {
 }
 
 /// The VOTable datatype, arraysize and xtype of an Arrow column.
-pub fn votable_field(t: &DataType, len: usize) -> (&'static str, Option<String>, Option<&'static str>) {
+pub fn votable_field(
+    t: &DataType,
+    len: usize,
+) -> (&'static str, Option<String>, Option<&'static str>) {
     let _ = len;
     match t {
         DataType::Boolean => ("boolean", None, None),
@@ -192,13 +277,7 @@ pub fn votable_field(t: &DataType, len: usize) -> (&'static str, Option<String>,
     }
 }
 
-fn votable(
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    describe: &Describe,
-    overflow: bool,
-    out: &mut dyn Write,
-) -> Result<()> {
+fn votable_head(schema: &SchemaRef, describe: &Describe, out: &mut dyn Write) -> Result<()> {
     let mut head = String::new();
     head.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     head.push_str("<VOTABLE version=\"1.4\" xmlns=\"http://www.ivoa.net/xml/VOTable/v1.3\">\n");
@@ -210,7 +289,11 @@ fn votable(
     for (i, f) in schema.fields().iter().enumerate() {
         let (datatype, arraysize, xtype) = votable_field(f.data_type(), 0);
         let info = describe.columns.get(i).cloned().unwrap_or_default();
-        let _ = write!(head, "<FIELD name=\"{}\" datatype=\"{datatype}\"", esc(f.name()));
+        let _ = write!(
+            head,
+            "<FIELD name=\"{}\" datatype=\"{datatype}\"",
+            esc(f.name())
+        );
         if let Some(a) = arraysize {
             let _ = write!(head, " arraysize=\"{a}\"");
         }
@@ -232,33 +315,39 @@ fn votable(
     }
     head.push_str("<DATA><TABLEDATA>\n");
     out.write_all(head.as_bytes())?;
+    Ok(())
+}
+
+fn votable_rows(b: &RecordBatch, out: &mut dyn Write) -> Result<()> {
     let opts = FormatOptions::default().with_null("");
-    for b in batches {
-        let formatters: Vec<ArrayFormatter> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
-            .collect::<std::result::Result<_, _>>()?;
-        let mut row = String::new();
-        for r in 0..b.num_rows() {
-            row.clear();
-            row.push_str("<TR>");
-            for (c, fmt) in b.columns().iter().zip(&formatters) {
-                row.push_str("<TD>");
-                if c.is_valid(r) {
-                    let text = if matches!(c.data_type(), DataType::List(_)) {
-                        dali_array(c.as_ref(), r)
-                    } else {
-                        fmt.value(r).to_string()
-                    };
-                    row.push_str(&esc(&text));
-                }
-                row.push_str("</TD>");
+    let formatters: Vec<ArrayFormatter> = b
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut row = String::new();
+    for r in 0..b.num_rows() {
+        row.clear();
+        row.push_str("<TR>");
+        for (c, fmt) in b.columns().iter().zip(&formatters) {
+            row.push_str("<TD>");
+            if c.is_valid(r) {
+                let text = if matches!(c.data_type(), DataType::List(_)) {
+                    dali_array(c.as_ref(), r)
+                } else {
+                    fmt.value(r).to_string()
+                };
+                row.push_str(&esc(&text));
             }
-            row.push_str("</TR>\n");
-            out.write_all(row.as_bytes())?;
+            row.push_str("</TD>");
         }
+        row.push_str("</TR>\n");
+        out.write_all(row.as_bytes())?;
     }
+    Ok(())
+}
+
+fn votable_tail(overflow: bool, out: &mut dyn Write) -> Result<()> {
     out.write_all(b"</TABLEDATA></DATA>\n</TABLE>\n")?;
     if overflow {
         out.write_all(b"<INFO name=\"QUERY_STATUS\" value=\"OVERFLOW\"/>\n")?;

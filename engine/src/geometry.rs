@@ -28,7 +28,11 @@ fn norm(a: V) -> f64 {
 
 fn unit(a: V) -> V {
     let n = norm(a);
-    if n == 0.0 { a } else { [a[0] / n, a[1] / n, a[2] / n] }
+    if n == 0.0 {
+        a
+    } else {
+        [a[0] / n, a[1] / n, a[2] / n]
+    }
 }
 
 /// The unit vector of a position in degrees.
@@ -94,7 +98,10 @@ impl Shape {
             3 => {
                 check_dec(v[1])?;
                 if v[2] < 0.0 || v[2] > 180.0 {
-                    return Err(BadShape(format!("circle radius {} is outside [0, 180]", v[2])));
+                    return Err(BadShape(format!(
+                        "circle radius {} is outside [0, 180]",
+                        v[2]
+                    )));
                 }
                 Ok(Shape::Circle(vector(v[0], v[1]), v[2].to_radians()))
             }
@@ -106,7 +113,9 @@ impl Shape {
                 }
                 Ok(Shape::Polygon(orient(vs)))
             }
-            n => Err(BadShape(format!("{n} values are not a point, circle or polygon"))),
+            n => Err(BadShape(format!(
+                "{n} values are not a point, circle or polygon"
+            ))),
         }
     }
 
@@ -193,7 +202,8 @@ impl Shape {
             (Shape::Point(_), _) => self.within(other),
             (_, Shape::Point(_)) => other.within(self),
             (Shape::Circle(c1, r1), Shape::Circle(c2, r2)) => angle(*c1, *c2) <= r1 + r2,
-            (Shape::Circle(c, r), Shape::Polygon(vs)) | (Shape::Polygon(vs), Shape::Circle(c, r)) => {
+            (Shape::Circle(c, r), Shape::Polygon(vs))
+            | (Shape::Polygon(vs), Shape::Circle(c, r)) => {
                 in_polygon(*c, vs) || edges(vs).any(|(a, b)| arc_distance(*c, a, b) <= *r)
             }
             (Shape::Polygon(a), Shape::Polygon(b)) => {
@@ -260,9 +270,10 @@ fn in_polygon(p: V, vs: &[V]) -> bool {
 impl Shape {
     fn centroid_rough(&self) -> V {
         match self {
-            Shape::Polygon(vs) => unit(vs.iter().fold([0.0; 3], |s, v| {
-                [s[0] + v[0], s[1] + v[1], s[2] + v[2]]
-            })),
+            Shape::Polygon(vs) => unit(
+                vs.iter()
+                    .fold([0.0; 3], |s, v| [s[0] + v[0], s[1] + v[1], s[2] + v[2]]),
+            ),
             other => other.centroid(),
         }
     }
@@ -311,15 +322,17 @@ fn arcs_cross(a: V, b: V, c: V, d: V) -> bool {
 /// whose sides are great circles at half-width and half-height from it.
 pub fn box_corners(ra: f64, dec: f64, width: f64, height: f64) -> Vec<f64> {
     let (a0, d0) = (ra.to_radians(), dec.to_radians());
-    let (x, y) = ((width / 2.0).to_radians().tan(), (height / 2.0).to_radians().tan());
+    let (x, y) = (
+        (width / 2.0).to_radians().tan(),
+        (height / 2.0).to_radians().tan(),
+    );
     let mut out = Vec::with_capacity(8);
     for (sx, sy) in [(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)] {
         let (px, py) = (sx * x, sy * y);
         let rho = (px * px + py * py).sqrt();
         let c = rho.atan();
         let dec = (c.cos() * d0.sin() + py * c.sin() * d0.cos() / rho).asin();
-        let ra = a0
-            + (px * c.sin()).atan2(rho * d0.cos() * c.cos() - py * d0.sin() * c.sin());
+        let ra = a0 + (px * c.sin()).atan2(rho * d0.cos() * c.cos() - py * d0.sin() * c.sin());
         out.push(ra.to_degrees().rem_euclid(360.0));
         out.push(dec.to_degrees());
     }
@@ -402,6 +415,9 @@ mod tests {
     fn polygon_centroid_is_inside() {
         let p = poly(&[10.0, 10.0, 12.0, 10.0, 12.0, 12.0, 10.0, 12.0]);
         let (ra, dec) = position(p.centroid());
-        assert!((ra - 11.0).abs() < 0.01 && (dec - 11.0).abs() < 0.02, "{ra} {dec}");
+        assert!(
+            (ra - 11.0).abs() < 0.01 && (dec - 11.0).abs() < 0.02,
+            "{ra} {dec}"
+        );
     }
 }

@@ -17,5 +17,5 @@ pub mod tables;
 mod udf;
 
 pub use catalog::{ScanFile, TableScan};
-pub use context::{Engine, EngineOptions, QueryOptions, QueryResult};
+pub use context::{Engine, EngineOptions, QueryOptions, QueryResult, Timings};
 pub use error::{Error, Result};

@@ -15,7 +15,9 @@ use catalog::{AnchorIndex, ScanFile, TableId, TableScan};
 use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, Result};
 use datafusion::datasource::TableType;
-use datafusion::datasource::physical_plan::parquet::{CachedParquetFileReaderFactory, ParquetRowSelection};
+use datafusion::datasource::physical_plan::parquet::{
+    CachedParquetFileReaderFactory, ParquetRowSelection,
+};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, listing::PartitionedFile};
@@ -182,11 +184,13 @@ impl TableProvider for PpdbTable {
         // Rows the view hides, beyond the positions skipped per file.
         let mut visibility: Vec<Expr> = Vec::new();
         if by_columns {
-            visibility.push(ident(catalog::schema::ADDED).lt_eq(lit(k)).and(
-                ident(catalog::schema::RETIRED)
-                    .is_null()
-                    .or(ident(catalog::schema::RETIRED).gt(lit(k))),
-            ));
+            visibility.push(
+                ident(catalog::schema::ADDED).lt_eq(lit(k)).and(
+                    ident(catalog::schema::RETIRED)
+                        .is_null()
+                        .or(ident(catalog::schema::RETIRED).gt(lit(k))),
+                ),
+            );
         }
         if self.view == View::Current {
             visibility.push(ident("validityEndMjdTai").is_null());

@@ -121,7 +121,10 @@ fn region(e: &Expr) -> Option<Region> {
     };
     let value = f64_of(v)?;
     if let Some(a) = call(f, adql::udf::CONE) {
-        let yes = matches!((op, value), (Operator::Eq, 1.0) | (Operator::Gt, 0.0) | (Operator::NotEq, 0.0));
+        let yes = matches!(
+            (op, value),
+            (Operator::Eq, 1.0) | (Operator::Gt, 0.0) | (Operator::NotEq, 0.0)
+        );
         if yes && a.len() == 5 && is_position(a) {
             return Some(Region::Cone {
                 ra: f64_of(&a[2])?,
@@ -149,7 +152,10 @@ fn region(e: &Expr) -> Option<Region> {
         });
     }
     if let Some(a) = call(f, adql::udf::CONTAINS) {
-        let yes = matches!((op, value), (Operator::Eq, 1.0) | (Operator::Gt, 0.0) | (Operator::NotEq, 0.0));
+        let yes = matches!(
+            (op, value),
+            (Operator::Eq, 1.0) | (Operator::Gt, 0.0) | (Operator::NotEq, 0.0)
+        );
         if !yes || a.len() != 2 {
             return None;
         }
@@ -233,7 +239,11 @@ fn sky(region: &Region, partition_order: u8) -> Option<Sky> {
             if *radius >= 90.0 {
                 return None;
             }
-            let (lon, lat, r) = (ra.to_radians(), dec.to_radians(), radius.to_radians().max(1e-9));
+            let (lon, lat, r) = (
+                ra.to_radians(),
+                dec.to_radians(),
+                radius.to_radians().max(1e-9),
+            );
             // A depth where the cone spans a few cells keeps the ranges to a handful.
             let depth = cdshealpix::best_starting_depth(r).min(29);
             let fine = nested::cone_coverage_approx(depth, lon, lat, r);

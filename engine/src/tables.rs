@@ -151,8 +151,18 @@ pub fn tap_schema(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
         ("description", Utf8),
         ("schema_index", Int32),
     ]);
-    schemas.row(vec![s("ppdb"), None, s(schema.ppdb.description.clone()), s("0")]);
-    schemas.row(vec![s("src"), None, s(schema.src.description.clone()), s("1")]);
+    schemas.row(vec![
+        s("ppdb"),
+        None,
+        s(schema.ppdb.description.clone()),
+        s("0"),
+    ]);
+    schemas.row(vec![
+        s("src"),
+        None,
+        s(schema.src.description.clone()),
+        s("1"),
+    ]);
     schemas.row(vec![
         s("TAP_SCHEMA"),
         None,
@@ -186,7 +196,14 @@ pub fn tap_schema(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
     ]);
     for (i, t) in served.iter().enumerate() {
         let full = format!("{}.{}", t.schema, t.name);
-        tables.row(vec![s(t.schema), s(full.clone()), s("table"), None, s(t.description.clone()), s(i.to_string())]);
+        tables.row(vec![
+            s(t.schema),
+            s(full.clone()),
+            s("table"),
+            None,
+            s(t.description.clone()),
+            s(i.to_string()),
+        ]);
         let ts = schema.table(t.stored);
         for (j, c) in ts.felis.columns.iter().enumerate() {
             let (datatype, arraysize) = votable_type(c);
@@ -201,7 +218,9 @@ pub fn tap_schema(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
                 s(c.description.clone()),
                 s(datatype),
                 arraysize,
-                c.xtype.clone().or_else(|| (c.datatype == Datatype::Timestamp).then(|| "timestamp".into())),
+                c.xtype
+                    .clone()
+                    .or_else(|| (c.datatype == Datatype::Timestamp).then(|| "timestamp".into())),
                 None,
                 s(if c.principal { "1" } else { "0" }),
                 s(if indexed { "1" } else { "0" }),
@@ -211,52 +230,87 @@ pub fn tap_schema(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
         }
     }
     let tap_tables: [(&str, &str, &[(&str, &str, &str)]); 5] = [
-        ("schemas", "The schemas this service serves.", &[
-            ("schema_name", "char", "schema name"),
-            ("utype", "char", "schema utype"),
-            ("description", "char", "what the schema holds"),
-            ("schema_index", "int", "order to list schemas in"),
-        ]),
-        ("tables", "The tables this service serves.", &[
-            ("schema_name", "char", "schema the table belongs to"),
-            ("table_name", "char", "table name, qualified by its schema"),
-            ("table_type", "char", "table or view"),
-            ("utype", "char", "table utype"),
-            ("description", "char", "what the table holds"),
-            ("table_index", "int", "order to list tables in"),
-        ]),
-        ("columns", "The columns of every table this service serves.", &[
-            ("table_name", "char", "table the column belongs to"),
-            ("column_name", "char", "column name"),
-            ("utype", "char", "column utype"),
-            ("ucd", "char", "unified content descriptor"),
-            ("unit", "char", "unit, in VOUnit syntax"),
-            ("description", "char", "what the column holds"),
-            ("datatype", "char", "VOTable datatype"),
-            ("arraysize", "char", "VOTable arraysize"),
-            ("xtype", "char", "VOTable xtype"),
-            ("size", "int", "deprecated: use arraysize"),
-            ("principal", "int", "1 if the column is among the most useful"),
-            ("indexed", "int", "1 if the service finds values of this column fast"),
-            ("std", "int", "1 if the column is defined by a standard"),
-            ("column_index", "int", "order to list columns in"),
-        ]),
-        ("keys", "Foreign keys between the tables.", &[
-            ("key_id", "char", "key identifier"),
-            ("from_table", "char", "table holding the foreign key"),
-            ("target_table", "char", "table the key refers to"),
-            ("utype", "char", "key utype"),
-            ("description", "char", "what the key means"),
-        ]),
-        ("key_columns", "The columns of each foreign key.", &[
-            ("key_id", "char", "key identifier"),
-            ("from_column", "char", "column in the from table"),
-            ("target_column", "char", "column in the target table"),
-        ]),
+        (
+            "schemas",
+            "The schemas this service serves.",
+            &[
+                ("schema_name", "char", "schema name"),
+                ("utype", "char", "schema utype"),
+                ("description", "char", "what the schema holds"),
+                ("schema_index", "int", "order to list schemas in"),
+            ],
+        ),
+        (
+            "tables",
+            "The tables this service serves.",
+            &[
+                ("schema_name", "char", "schema the table belongs to"),
+                ("table_name", "char", "table name, qualified by its schema"),
+                ("table_type", "char", "table or view"),
+                ("utype", "char", "table utype"),
+                ("description", "char", "what the table holds"),
+                ("table_index", "int", "order to list tables in"),
+            ],
+        ),
+        (
+            "columns",
+            "The columns of every table this service serves.",
+            &[
+                ("table_name", "char", "table the column belongs to"),
+                ("column_name", "char", "column name"),
+                ("utype", "char", "column utype"),
+                ("ucd", "char", "unified content descriptor"),
+                ("unit", "char", "unit, in VOUnit syntax"),
+                ("description", "char", "what the column holds"),
+                ("datatype", "char", "VOTable datatype"),
+                ("arraysize", "char", "VOTable arraysize"),
+                ("xtype", "char", "VOTable xtype"),
+                ("size", "int", "deprecated: use arraysize"),
+                (
+                    "principal",
+                    "int",
+                    "1 if the column is among the most useful",
+                ),
+                (
+                    "indexed",
+                    "int",
+                    "1 if the service finds values of this column fast",
+                ),
+                ("std", "int", "1 if the column is defined by a standard"),
+                ("column_index", "int", "order to list columns in"),
+            ],
+        ),
+        (
+            "keys",
+            "Foreign keys between the tables.",
+            &[
+                ("key_id", "char", "key identifier"),
+                ("from_table", "char", "table holding the foreign key"),
+                ("target_table", "char", "table the key refers to"),
+                ("utype", "char", "key utype"),
+                ("description", "char", "what the key means"),
+            ],
+        ),
+        (
+            "key_columns",
+            "The columns of each foreign key.",
+            &[
+                ("key_id", "char", "key identifier"),
+                ("from_column", "char", "column in the from table"),
+                ("target_column", "char", "column in the target table"),
+            ],
+        ),
     ];
     for (i, (name, desc, cols)) in tap_tables.iter().enumerate() {
         let full = format!("TAP_SCHEMA.{name}");
-        tables.row(vec![s("TAP_SCHEMA"), s(full.clone()), s("table"), None, s(*desc), s((served.len() + i).to_string())]);
+        tables.row(vec![
+            s("TAP_SCHEMA"),
+            s(full.clone()),
+            s("table"),
+            None,
+            s(*desc),
+            s((served.len() + i).to_string()),
+        ]);
         for (j, (c, t, d)) in cols.iter().enumerate() {
             columns.row(vec![
                 s(full.clone()),
@@ -290,9 +344,27 @@ pub fn tap_schema(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
         ("target_column", Utf8),
     ]);
     for (id, from, to, col, desc) in [
-        ("DiaSource_DiaObject", "ppdb.DiaSource", "ppdb.DiaObject", "diaObjectId", "the object a detection belongs to"),
-        ("DiaForcedSource_DiaObject", "ppdb.DiaForcedSource", "ppdb.DiaObject", "diaObjectId", "the object a forced measurement belongs to"),
-        ("DiaSource_SSObject", "ppdb.DiaSource", "ppdb.SSObject", "ssObjectId", "the solar-system object a detection was associated with"),
+        (
+            "DiaSource_DiaObject",
+            "ppdb.DiaSource",
+            "ppdb.DiaObject",
+            "diaObjectId",
+            "the object a detection belongs to",
+        ),
+        (
+            "DiaForcedSource_DiaObject",
+            "ppdb.DiaForcedSource",
+            "ppdb.DiaObject",
+            "diaObjectId",
+            "the object a forced measurement belongs to",
+        ),
+        (
+            "DiaSource_SSObject",
+            "ppdb.DiaSource",
+            "ppdb.SSObject",
+            "ssObjectId",
+            "the solar-system object a detection was associated with",
+        ),
     ] {
         keys.row(vec![s(id), s(from), s(to), None, s(desc)]);
         key_columns.row(vec![s(id), s(col), s(col)]);

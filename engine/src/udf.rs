@@ -52,7 +52,10 @@ pub fn all() -> Vec<ScalarUDF> {
         ),
         Geo::new(
             n::HEALPIX_CENTER,
-            Signature::exact(vec![DataType::Int64, DataType::Int64], Volatility::Immutable),
+            Signature::exact(
+                vec![DataType::Int64, DataType::Int64],
+                Volatility::Immutable,
+            ),
             Out::Shape,
             Kind::HealpixCenter,
         ),
@@ -181,7 +184,17 @@ impl ScalarUDFImpl for Geo {
         for a in arrays {
             casted.push(match a.data_type() {
                 DataType::List(_) | DataType::Int64 => a,
-                DataType::Null if matches!(self.kind, Kind::Contains | Kind::Intersects | Kind::Area | Kind::Centroid | Kind::Coord1 | Kind::Coord2) => {
+                DataType::Null
+                    if matches!(
+                        self.kind,
+                        Kind::Contains
+                            | Kind::Intersects
+                            | Kind::Area
+                            | Kind::Centroid
+                            | Kind::Coord1
+                            | Kind::Coord2
+                    ) =>
+                {
                     arrow::array::new_null_array(&shape_type(), a.len())
                 }
                 _ => arrow::compute::cast(&a, &DataType::Float64)?,
@@ -244,9 +257,13 @@ impl Geo {
     fn flag(&self, a: &[Arg], r: usize) -> Result<Option<i32>> {
         Ok(match self.kind {
             Kind::Cone => {
-                let (Some(ra), Some(dec), Some(ra0), Some(dec0), Some(rad)) =
-                    (a[0].f64(r), a[1].f64(r), a[2].f64(r), a[3].f64(r), a[4].f64(r))
-                else {
+                let (Some(ra), Some(dec), Some(ra0), Some(dec0), Some(rad)) = (
+                    a[0].f64(r),
+                    a[1].f64(r),
+                    a[2].f64(r),
+                    a[3].f64(r),
+                    a[4].f64(r),
+                ) else {
                     return Ok(None);
                 };
                 Some(i32::from(geometry::distance(ra, dec, ra0, dec0) <= rad))
@@ -294,11 +311,9 @@ impl Geo {
         if !(-90.0..=90.0).contains(&dec) {
             return exec_err!("ivo_healpix_index: declination {dec} is outside [-90, 90]");
         }
-        Ok(Some(cdshealpix::nested::hash(
-            order as u8,
-            ra.to_radians(),
-            dec.to_radians(),
-        ) as i64))
+        Ok(Some(
+            cdshealpix::nested::hash(order as u8, ra.to_radians(), dec.to_radians()) as i64,
+        ))
     }
 
     fn shape(&self, a: &[Arg], r: usize) -> Result<Option<Vec<f64>>> {
@@ -319,7 +334,10 @@ impl Geo {
                 }
             }),
             Kind::Box => nums(4).map(|v| {
-                if v[1].abs() > 90.0 || !(0.0..180.0).contains(&v[2]) || !(0.0..180.0).contains(&v[3]) {
+                if v[1].abs() > 90.0
+                    || !(0.0..180.0).contains(&v[2])
+                    || !(0.0..180.0).contains(&v[3])
+                {
                     Err("BOX: centre or size out of range".to_string())
                 } else {
                     Ok(geometry::box_corners(v[0], v[1], v[2], v[3]))
@@ -330,7 +348,9 @@ impl Geo {
                     .map(|_| v)
                     .map_err(|e| format!("POLYGON: {}", e.0))
             }),
-            Kind::Centroid => a[0].shape(r)?.map(|s| Ok(Shape::Point(s.centroid()).to_values())),
+            Kind::Centroid => a[0]
+                .shape(r)?
+                .map(|s| Ok(Shape::Point(s.centroid()).to_values())),
             Kind::HealpixCenter => match (a[0].i64(r), a[1].i64(r)) {
                 (Some(order), Some(index)) => Some(
                     if (0..=29).contains(&order)
@@ -340,7 +360,9 @@ impl Geo {
                         let (lon, lat) = cdshealpix::nested::center(order as u8, index as u64);
                         Ok(vec![lon.to_degrees(), lat.to_degrees()])
                     } else {
-                        Err(format!("ivo_healpix_center: no cell {index} at order {order}"))
+                        Err(format!(
+                            "ivo_healpix_center: no cell {index} at order {order}"
+                        ))
                     },
                 ),
                 _ => None,

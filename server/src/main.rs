@@ -297,17 +297,28 @@ async fn run(cli: Cli) -> Result<()> {
                 Err(_) => adql::AsOf::Time(a),
             });
             let options = engine::QueryOptions { as_of, maxrec };
-            let result = engine.query(&adql, &options).await?;
-            let schema = result.schema.clone();
+            let mut result = engine.query(&adql, &options).await?;
             let describe = engine.describe(&result);
             let snapshot = result.snapshot.snapshot;
-            let (batches, overflow) = result.collect().await?;
-            let mut out = std::io::stdout().lock();
-            engine::format::write(format, &schema, &batches, &describe, overflow, &mut out)?;
-            use std::io::Write as _;
-            out.flush()?;
-            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            eprintln!("snapshot: {snapshot}, rows: {rows}{}", if overflow { " (cut by --maxrec)" } else { "" });
+            let mut out = std::io::BufWriter::new(std::io::stdout());
+            let mut writer = engine::format::ResultWriter::new(
+                format,
+                result.schema.clone(),
+                &describe,
+                &mut out,
+            )?;
+            let mut rows = 0;
+            while let Some(batch) = result.next_batch().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                writer.write(&batch)?;
+            }
+            let overflow = result.overflowed();
+            writer.finish(overflow)?;
+            eprintln!(
+                "snapshot: {snapshot}, rows: {rows}{}",
+                if overflow { " (cut by --maxrec)" } else { "" }
+            );
         }
         Command::Vacuum {
             catalog,
