@@ -167,12 +167,19 @@ impl Catalog {
     /// The log state, brought up to date with the store.
     pub async fn state(&self) -> Result<Arc<LogState>> {
         let mut guard = self.state.lock().await;
-        let versions = log::versions(&self.loc).await?;
         let fresh = guard.catalog_id.is_empty();
-        // Nothing new: skip copying the state (thousands of file entries on a large catalog).
-        if !fresh && versions.last() == Some(&guard.version) {
-            return Ok(guard.clone());
+        if !fresh {
+            // Entries are written gap-free by conditional create, so the next entry's
+            // absence proves nothing was committed: one HEAD instead of a listing, and
+            // no copy of the state (thousands of file entries on a large catalog).
+            let next = self.loc.child(&log::entry_path(guard.version + 1));
+            match self.loc.store.head(&next).await {
+                Err(object_store::Error::NotFound { .. }) => return Ok(guard.clone()),
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
         }
+        let versions = log::versions(&self.loc).await?;
         let mut next = if fresh {
             LogState::default()
         } else {

@@ -167,6 +167,9 @@ impl Engine {
             o.execution.parquet.reorder_filters = true;
             o.execution.parquet.enable_page_index = true;
             o.execution.parquet.bloom_filter_on_read = false;
+            // Scans already spread their files over target_partitions groups; a round-robin
+            // shuffle on top only costs small queries time.
+            o.optimizer.enable_round_robin_repartition = false;
         }
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(options.memory_limit, 1.0)
