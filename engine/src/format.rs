@@ -257,11 +257,7 @@ fn esc(s: &str) -> String {
 }
 
 /// The VOTable datatype, arraysize and xtype of an Arrow column.
-pub fn votable_field(
-    t: &DataType,
-    len: usize,
-) -> (&'static str, Option<String>, Option<&'static str>) {
-    let _ = len;
+pub fn votable_field(t: &DataType) -> (&'static str, Option<String>, Option<&'static str>) {
     match t {
         DataType::Boolean => ("boolean", None, None),
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => ("short", None, None),
@@ -269,7 +265,8 @@ pub fn votable_field(
         DataType::Int64 | DataType::UInt32 | DataType::UInt64 => ("long", None, None),
         DataType::Float16 | DataType::Float32 => ("float", None, None),
         DataType::Float64 => ("double", None, None),
-        DataType::List(_) => ("double", Some("*".into()), Some("polygon")),
+        // A geometry (DALI array); which shape it is is not known from the type alone.
+        DataType::List(_) => ("double", Some("*".into()), None),
         DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
             ("char", Some("*".into()), Some("timestamp"))
         }
@@ -287,7 +284,7 @@ fn votable_head(schema: &SchemaRef, describe: &Describe, out: &mut dyn Write) ->
     }
     head.push_str("<TABLE>\n");
     for (i, f) in schema.fields().iter().enumerate() {
-        let (datatype, arraysize, xtype) = votable_field(f.data_type(), 0);
+        let (datatype, arraysize, xtype) = votable_field(f.data_type());
         let info = describe.columns.get(i).cloned().unwrap_or_default();
         let _ = write!(
             head,
