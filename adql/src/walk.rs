@@ -1174,15 +1174,13 @@ impl Walker<'_> {
             _ => None,
         };
         if let Some((engine, ok)) = simple {
-            if upper == "COUNT" && (star == args.is_empty()) == false && !(star || args.len() == 1)
-            {
-                return Err(Error::at(name_span, "COUNT takes * or one argument"));
-            }
-            if upper != "COUNT" || !star {
+            if upper == "COUNT" {
+                // COUNT(*) or COUNT(x), nothing else.
+                if star != args.is_empty() || args.len() > 1 {
+                    return Err(Error::at(name_span, "COUNT takes * or one argument"));
+                }
+            } else {
                 arity(ok)?;
-            }
-            if upper == "COUNT" && !star && args.is_empty() {
-                return Err(Error::at(name_span, "COUNT takes * or one argument"));
             }
             f.name = ObjectName::from(vec![Ident::new(engine)]);
             return Ok(());
@@ -1236,31 +1234,8 @@ impl Walker<'_> {
                 call(udf::BOX, flatten_points(a, 2))
             }
             "POLYGON" => {
-                let a = coordsys(args, &[3, 4, 5, 6, 7, 8], &upper, name_span).or_else(|e| {
-                    if e.message.contains("takes") {
-                        Ok(Vec::new())
-                    } else {
-                        Err(e)
-                    }
-                })?;
-                let a = if a.is_empty() {
-                    // More than 8 arguments: strip the coordinate system by hand.
-                    let mut all = list
-                        .args
-                        .iter()
-                        .filter_map(|x| match x {
-                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>();
-                    if all.first().and_then(literal_string).is_some() {
-                        let sys = all.remove(0);
-                        check_coordsys(&sys)?;
-                    }
-                    all
-                } else {
-                    a
-                };
+                let mut a = args;
+                strip_coordsys(&mut a)?;
                 let vertices: Vec<Expr> = if a.iter().any(is_point) || a.len() < 6 {
                     if a.len() < 3 {
                         return Err(Error::at(
@@ -1457,12 +1432,18 @@ fn check_coordsys(e: &Expr) -> Result<()> {
     Ok(())
 }
 
-/// Drops a leading coordinate-system string (checking it is ICRS) and checks the count.
-fn coordsys(mut args: Vec<Expr>, counts: &[usize], name: &str, span: Span) -> Result<Vec<Expr>> {
+/// Drops a leading coordinate-system string, checking that it is ICRS.
+fn strip_coordsys(args: &mut Vec<Expr>) -> Result<()> {
     if args.first().and_then(literal_string).is_some() {
         let sys = args.remove(0);
         check_coordsys(&sys)?;
     }
+    Ok(())
+}
+
+/// Drops a leading coordinate-system string and checks the count of what is left.
+fn coordsys(mut args: Vec<Expr>, counts: &[usize], name: &str, span: Span) -> Result<Vec<Expr>> {
+    strip_coordsys(&mut args)?;
     if !counts.contains(&args.len()) {
         return Err(Error::at(
             span,
