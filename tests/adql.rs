@@ -93,7 +93,19 @@ impl sqllogictest::AsyncDB for Adql {
             .await
             .map_err(|e| Failure(e.message()))?;
         let schema = result.schema.clone();
+        let token = result.token.clone().expect("every query has a token");
         let (batches, _) = result.collect().await.map_err(|e| Failure(e.message()))?;
+        // Every query of the specification must also replay to the same rows: the
+        // replay re-runs the pinned form (no cache) and checks the recorded checksum.
+        let replay = self
+            .engine
+            .replay(&token, &engine::ReplayOptions { use_cache: false })
+            .await
+            .map_err(|e| Failure(format!("replay: {}", e.message())))?;
+        replay
+            .collect()
+            .await
+            .map_err(|e| Failure(format!("replay: {}", e.message())))?;
         let types = schema
             .fields()
             .iter()
@@ -140,9 +152,16 @@ fn spec_files() -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adql_specification() {
     let engine = Arc::new(
-        engine::Engine::open(SAMPLE)
-            .await
-            .expect("sample catalog opens"),
+        engine::Engine::open_with(
+            SAMPLE,
+            engine::EngineOptions {
+                // Tokens go to memory: the bundled sample stays read-only.
+                state: Some("memory://adql-spec-state".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("sample catalog opens"),
     );
     let files = spec_files();
     assert!(!files.is_empty(), "no .slt files in {SPEC}");

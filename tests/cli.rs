@@ -9,6 +9,12 @@ fn ppdb(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ppdb"))
         .args(args)
         .env_remove("PPDB_CATALOG")
+        .env_remove("PPDB_STATE")
+        // Query tokens of the bundled sample go to the per-user folder: keep it in target/.
+        .env(
+            "XDG_STATE_HOME",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-state"),
+        )
         .output()
         .expect("ppdb runs")
 }
@@ -200,6 +206,8 @@ fn every_command_has_help() {
         "compact",
         "vacuum",
         "query",
+        "replay",
+        "token",
     ] {
         let out = ok(&[cmd, "--help"]);
         assert!(out.contains("Usage: ppdb"), "{cmd}: {out}");
@@ -268,6 +276,8 @@ fn query_writes_every_format() {
         "{vot}"
     );
     assert_eq!(vot.matches("<TR>").count(), 5);
+    assert!(vot.contains("<INFO name=\"query_token\""), "{vot}");
+    assert!(vot.contains("FOR SYSTEM_TIME AS OF 12"), "{vot}");
     let out = ppdb(&["query", "--format", "parquet", CONE]);
     assert!(out.status.success());
     assert!(out.stdout.starts_with(b"PAR1") && out.stdout.ends_with(b"PAR1"));

@@ -8,10 +8,23 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
 use catalog::{Catalog, TableId};
-use engine::{Engine, QueryOptions};
+use engine::{Engine, EngineOptions, QueryOptions};
 use tempfile::TempDir;
 
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
+
+/// The bundled sample, with tokens kept in memory so the sample stays read-only.
+async fn open_sample() -> Engine {
+    Engine::open_with(
+        SAMPLE,
+        EngineOptions {
+            state: Some("memory://engine-test-state".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
 
 async fn rows(engine: &Engine, adql: &str) -> Vec<RecordBatch> {
     let r = engine
@@ -50,7 +63,7 @@ fn sorted_lines(batches: &[RecordBatch]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_table_at_every_snapshot_equals_the_catalog_reader() {
-    let engine = Engine::open(SAMPLE).await.unwrap();
+    let engine = open_sample().await;
     let cat = engine.catalog().clone();
     let latest = cat.state().await.unwrap().latest();
     let mut compared = 0;
@@ -100,7 +113,7 @@ async fn every_table_at_every_snapshot_equals_the_catalog_reader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_cone_returns_exactly_the_rows_within_the_radius() {
-    let engine = Engine::open(SAMPLE).await.unwrap();
+    let engine = open_sample().await;
     // Centre the cone on an object of the sample, so that it holds some rows.
     let centre = rows(
         &engine,
@@ -160,7 +173,7 @@ async fn the_readme_cone_returns_exactly_the_rows_within_the_radius() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn result_columns_carry_the_schema_spelling() {
-    let engine = Engine::open(SAMPLE).await.unwrap();
+    let engine = open_sample().await;
     let r = engine
         .query(
             "select TOP 1 diaobjectid, RA, o.Dec, COUNT(*), ra * 2, ra from ppdb.diaobject as o group by diaobjectid, ra, o.dec",
@@ -230,7 +243,14 @@ async fn small_cones_and_id_lookups_open_few_files() {
         total >= 30,
         "the generated catalog should have many partitions, has {total}"
     );
-    let engine = Engine::with_catalog(cat.clone(), Default::default()).unwrap();
+    let engine = Engine::with_catalog(
+        cat.clone(),
+        EngineOptions {
+            state: Some("memory://engine-test-state".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let centre = rows(
         &engine,
         "SELECT TOP 1 diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",

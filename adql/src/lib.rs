@@ -12,6 +12,7 @@
 mod dialect;
 mod error;
 mod functions;
+mod pin;
 mod walk;
 
 use sqlparser::ast::Statement;
@@ -20,6 +21,7 @@ use sqlparser::parser::Parser;
 pub use dialect::AdqlDialect;
 pub use error::Error;
 pub use functions::{FUNCTIONS, FunctionDoc, udf};
+pub use pin::{Pinned, pin};
 
 /// A column as the query's names resolve against it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +81,8 @@ pub struct Query {
     pub as_of: Option<AsOf>,
     /// The tables it reads, as `(schema, table)` in the schema's spelling.
     pub tables: Vec<(String, String)>,
+    /// The statement as parsed, before rewriting (for [`pin`]).
+    source: Statement,
 }
 
 /// Parses, checks and rewrites one ADQL query.

@@ -125,6 +125,7 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
         read: Vec::new(),
         as_of: None,
     };
+    let source = Statement::Query(query.clone());
     let mut scratch = query.clone();
     w.query(&mut scratch)?;
     w.pass = Pass::Rewrite;
@@ -139,6 +140,7 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
         statement: Statement::Query(query),
         as_of: w.as_of.map(|(a, _)| a),
         tables,
+        source,
     })
 }
 

@@ -1,12 +1,12 @@
 //! The engine: one DataFusion session template per catalog, and queries pinned to a snapshot.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use catalog::Catalog;
-use catalog::log::SnapshotInfo;
+use catalog::log::{LogState, SnapshotInfo};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
@@ -25,9 +25,12 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use futures::StreamExt;
 
+use crate::checksum::Checksum;
 use crate::error::{Error, Result};
+use crate::format::Format;
 use crate::provider::{PpdbTable, View};
 use crate::tables;
+use crate::token::{Identity, StateStore, TokenRecord, check_token};
 
 /// How the engine runs queries.
 #[derive(Debug, Clone)]
@@ -36,6 +39,11 @@ pub struct EngineOptions {
     pub memory_limit: usize,
     /// Threads of parallelism per query.
     pub target_partitions: usize,
+    /// Where query tokens are kept (an object-store URL); by default the catalog's
+    /// own `_state/` when the catalog is writable, else the per-user state folder.
+    pub state: Option<String>,
+    /// Bytes of results kept in memory for replays (0 turns the cache off).
+    pub result_cache_bytes: u64,
 }
 
 impl Default for EngineOptions {
@@ -45,6 +53,8 @@ impl Default for EngineOptions {
             target_partitions: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            state: None,
+            result_cache_bytes: 256 << 20,
         }
     }
 }
@@ -57,6 +67,21 @@ pub struct QueryOptions {
     pub as_of: Option<adql::AsOf>,
     /// The most rows to return; more are cut and reported as an overflow.
     pub maxrec: Option<u64>,
+    /// The response format asked for; it is part of the request a token names.
+    pub format: Option<Format>,
+}
+
+/// How a token is replayed.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Serve the result from memory when this engine has it (it is checked all the same).
+    pub use_cache: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions { use_cache: true }
+    }
 }
 
 /// Where a query's time went before execution.
@@ -70,52 +95,203 @@ pub struct Timings {
     pub plan: Duration,
     /// Physical planning (file and row-group pruning happens here).
     pub physical: Duration,
+    /// Writing the token record, after the last row.
+    pub record: Duration,
 }
 
-/// A running query: the snapshot it reads and a stream of its rows.
+/// A running query: the snapshot it reads, its token, and a stream of its rows.
 pub struct QueryResult {
     /// The snapshot the query read.
     pub snapshot: SnapshotInfo,
     /// The result columns.
     pub schema: SchemaRef,
-    /// The validated, rewritten query.
+    /// The validated, rewritten query (the pinned form, for tokened queries).
     pub query: adql::Query,
-    /// Time spent before the first row: parsing, pinning, planning.
+    /// Time spent before the first row (and on the record after the last).
     pub timings: Timings,
-    stream: SendableRecordBatchStream,
+    /// The query token; `None` only for [`Engine::query_unpinned`].
+    pub token: Option<String>,
+    /// The pinned, reproducible ADQL that ran.
+    pub pinned_adql: Option<String>,
+    rows: Rows,
     maxrec: Option<u64>,
     sent: u64,
     overflow: bool,
+    checksum: Option<Checksum>,
+    end: End,
+    finished: Option<Finished>,
+    keep: Option<Keep>,
 }
+
+enum Rows {
+    Live(SendableRecordBatchStream),
+    Cached(std::vec::IntoIter<RecordBatch>),
+}
+
+/// What happens after the last row.
+enum End {
+    Nothing,
+    /// A first run: store the record (or check it against the one stored).
+    Record {
+        store: StateStore,
+        record: Box<TokenRecord>,
+    },
+    /// A replay: the rows must match the record.
+    Verify {
+        record: Box<TokenRecord>,
+        from_cache: bool,
+    },
+    Done,
+}
+
+/// Batches copied for the result cache, until they outgrow their share of it.
+struct Keep {
+    cache: ResultCache,
+    batches: Vec<RecordBatch>,
+    bytes: u64,
+    limit: u64,
+}
+
+/// What the end of a result established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// Rows returned.
+    pub rows: u64,
+    /// Their checksum (`None` for unpinned queries).
+    pub checksum: Option<String>,
+    /// Whether MAXREC cut the result.
+    pub overflow: bool,
+    /// For a replay: rows and checksum equal the token's record.
+    pub verified: bool,
+    /// For a replay: the rows came from the engine's result cache.
+    pub from_cache: bool,
+}
+
+struct Cached {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    bytes: u64,
+    overflow: bool,
+}
+
+type ResultCache = moka::sync::Cache<String, Arc<Cached>>;
 
 impl QueryResult {
     /// The next batch of rows, or `None` at the end (rows past MAXREC are cut).
+    ///
+    /// After the last row, a first run stores its token record and a replay checks
+    /// its rows against the record; a failure there is the last item of the stream.
     pub async fn next_batch(&mut self) -> Option<Result<RecordBatch>> {
-        loop {
-            let batch = match self.stream.next().await? {
-                Ok(b) => b,
-                Err(e) => return Some(Err(e.into())),
-            };
-            let Some(max) = self.maxrec else {
-                self.sent += batch.num_rows() as u64;
-                return Some(Ok(batch));
-            };
-            let room = max.saturating_sub(self.sent);
-            if batch.num_rows() as u64 > room {
-                self.overflow = true;
-            }
-            if room == 0 {
-                return None;
-            }
-            let take = (batch.num_rows() as u64).min(room) as usize;
-            self.sent += take as u64;
-            return Some(Ok(batch.slice(0, take)));
+        if matches!(self.end, End::Done) {
+            return None;
         }
+        let next = match &mut self.rows {
+            Rows::Live(s) => s.next().await.map(|r| r.map_err(Error::from)),
+            Rows::Cached(it) => it.next().map(Ok),
+        };
+        let batch = match next {
+            None => return self.end_of_rows().await,
+            Some(Err(e)) => {
+                self.end = End::Done;
+                return Some(Err(e));
+            }
+            Some(Ok(b)) => b,
+        };
+        let batch = match self.maxrec {
+            None => batch,
+            Some(max) => {
+                let room = max.saturating_sub(self.sent);
+                if batch.num_rows() as u64 > room {
+                    self.overflow = true;
+                }
+                if room == 0 {
+                    return self.end_of_rows().await;
+                }
+                let take = (batch.num_rows() as u64).min(room) as usize;
+                batch.slice(0, take)
+            }
+        };
+        self.sent += batch.num_rows() as u64;
+        if let Some(c) = &mut self.checksum {
+            c.update(&batch);
+        }
+        if let Some(k) = &mut self.keep {
+            k.bytes += batch.get_array_memory_size() as u64;
+            if k.bytes > k.limit {
+                self.keep = None;
+            } else {
+                k.batches.push(batch.clone());
+            }
+        }
+        Some(Ok(batch))
+    }
+
+    async fn end_of_rows(&mut self) -> Option<Result<RecordBatch>> {
+        let end = std::mem::replace(&mut self.end, End::Done);
+        match self.finish(end).await {
+            Ok(()) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    async fn finish(&mut self, end: End) -> Result<()> {
+        let checksum = self.checksum.as_ref().map(Checksum::finish);
+        let mut done = Finished {
+            rows: self.sent,
+            checksum: checksum.clone(),
+            overflow: self.overflow,
+            verified: false,
+            from_cache: false,
+        };
+        let token = self.token.clone().unwrap_or_default();
+        match end {
+            End::Nothing | End::Done => {}
+            End::Record { store, mut record } => {
+                let t = std::time::Instant::now();
+                record.rows = self.sent;
+                record.overflow = self.overflow;
+                record.checksum = checksum.clone().unwrap_or_default();
+                record.created_at = Utc::now();
+                if let Some(first) = store.put(&record).await? {
+                    // The same request, answered before: it must have had the same answer.
+                    check(&token, &first, self.sent, &record.checksum)?;
+                }
+                self.timings.record = t.elapsed();
+            }
+            End::Verify { record, from_cache } => {
+                check(
+                    &token,
+                    &record,
+                    self.sent,
+                    checksum.as_deref().unwrap_or(""),
+                )?;
+                done.verified = true;
+                done.from_cache = from_cache;
+            }
+        }
+        if let Some(k) = self.keep.take() {
+            k.cache.insert(
+                token,
+                Arc::new(Cached {
+                    schema: self.schema.clone(),
+                    batches: k.batches,
+                    bytes: k.bytes,
+                    overflow: self.overflow,
+                }),
+            );
+        }
+        self.finished = Some(done);
+        Ok(())
     }
 
     /// Whether MAXREC cut rows (known once the stream has ended).
     pub fn overflowed(&self) -> bool {
         self.overflow
+    }
+
+    /// Rows, checksum and verification, once the stream has ended.
+    pub fn finished(&self) -> Option<&Finished> {
+        self.finished.as_ref()
     }
 
     /// Reads the whole result.
@@ -128,6 +304,19 @@ impl QueryResult {
     }
 }
 
+fn check(token: &str, record: &TokenRecord, rows: u64, checksum: &str) -> Result<()> {
+    if record.rows == rows && record.checksum == checksum {
+        return Ok(());
+    }
+    Err(Error::Mismatch {
+        token: token.to_string(),
+        expected_rows: record.rows,
+        expected: record.checksum.clone(),
+        rows,
+        actual: checksum.to_string(),
+    })
+}
+
 /// Opens catalogs for queries.
 pub struct Engine {
     catalog: Arc<Catalog>,
@@ -138,6 +327,9 @@ pub struct Engine {
     store_url: ObjectStoreUrl,
     reader: Arc<CachedParquetFileReaderFactory>,
     pinned: moka::sync::Cache<u64, Arc<dyn CatalogProviderList>>,
+    state: StateStore,
+    results: ResultCache,
+    result_limit: u64,
 }
 
 impl Engine {
@@ -155,6 +347,15 @@ impl Engine {
     /// Serves an already opened catalog.
     pub fn with_catalog(catalog: Arc<Catalog>, options: EngineOptions) -> Result<Engine> {
         let schema = catalog.schema().clone();
+        let state = match &options.state {
+            Some(url) => StateStore::open(url)?,
+            None if writable(catalog.location()) => StateStore::in_catalog(catalog.location()),
+            None => StateStore::user_default()?,
+        };
+        let results = moka::sync::Cache::builder()
+            .max_capacity(options.result_cache_bytes)
+            .weigher(|_: &String, c: &Arc<Cached>| u32::try_from(c.bytes).unwrap_or(u32::MAX))
+            .build();
         let mut config = SessionConfig::new()
             .with_target_partitions(options.target_partitions.max(1))
             .with_information_schema(false)
@@ -210,6 +411,9 @@ impl Engine {
                 .max_capacity(64)
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
+            state,
+            results,
+            result_limit: options.result_cache_bytes / 8,
         })
     }
 
@@ -228,17 +432,210 @@ impl Engine {
         Ok(adql::parse(adql, &self.adql_tables)?)
     }
 
-    /// Runs one ADQL query.
+    /// Where this engine keeps query tokens.
+    pub fn state(&self) -> &StateStore {
+        &self.state
+    }
+
+    /// Runs one ADQL query in its pinned, reproducible form, and gives it a token.
+    ///
+    /// The query is pinned to one snapshot (the one it names, else the latest now)
+    /// and given a total order where its rows would otherwise depend on execution
+    /// order; that form is what runs, so this result and every replay agree. The
+    /// token record is stored after the last row, with the row count and checksum.
     pub async fn query(&self, adql: &str, options: &QueryOptions) -> Result<QueryResult> {
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
+        let original = self.parse(adql)?;
+        let t1 = Instant::now();
+        let (log, snapshot) = self.choose(original.as_of.as_ref(), options).await?;
+        let pinned = adql::pin(
+            &original,
+            &self.adql_tables,
+            snapshot.snapshot,
+            options.maxrec.is_some(),
+        )?;
+        let query = adql::parse(&pinned.adql, &self.adql_tables).map_err(|e| Error::Token {
+            message: format!(
+                "internal error: the pinned form of this query does not parse ({e}): {}",
+                pinned.adql
+            ),
+        })?;
+        let format = options.format.map(|f| f.name().to_string());
+        let schema_version = self.catalog.schema().version();
+        let token = Identity {
+            catalog_id: &log.catalog_id,
+            schema_version: &schema_version,
+            adql,
+            pinned_adql: &pinned.adql,
+            snapshot: snapshot.snapshot,
+            maxrec: options.maxrec,
+            response_format: format.as_deref(),
+        }
+        .token();
+        let record = TokenRecord {
+            format: crate::token::RECORD_FORMAT.into(),
+            token: token.clone(),
+            catalog_id: log.catalog_id.clone(),
+            catalog_url: self.catalog.url().to_string(),
+            schema_version,
+            adql: adql.to_string(),
+            pinned_adql: pinned.adql.clone(),
+            snapshot: snapshot.snapshot,
+            snapshot_time: snapshot.committed_at,
+            maxrec: options.maxrec,
+            response_format: format,
+            rows: 0,
+            overflow: false,
+            checksum: String::new(),
+            created_at: Utc::now(),
+        };
+        let t2 = Instant::now();
+        let mut result = self.execute(query, snapshot, options.maxrec).await?;
+        result.timings.parse = t1 - t0;
+        result.timings.pin = t2 - t1 + result.timings.pin;
+        result.token = Some(token);
+        result.pinned_adql = Some(pinned.adql);
+        result.checksum = Some(Checksum::new(pinned.ordered));
+        result.keep = self.keep();
+        result.end = End::Record {
+            store: self.state.clone(),
+            record: Box::new(record),
+        };
+        Ok(result)
+    }
+
+    /// Runs ADQL as written, with no token and no added order: what a query costs
+    /// without the reproducibility guarantees (for benchmarks and comparisons).
+    pub async fn query_unpinned(&self, adql: &str, options: &QueryOptions) -> Result<QueryResult> {
+        let t0 = Instant::now();
         let query = self.parse(adql)?;
-        let t1 = std::time::Instant::now();
-        let (state, snapshot) = self.pin(&query, options).await?;
-        let t2 = std::time::Instant::now();
+        let t1 = Instant::now();
+        let (_, snapshot) = self.choose(query.as_of.as_ref(), options).await?;
+        let mut result = self.execute(query, snapshot, options.maxrec).await?;
+        result.timings.parse = t1 - t0;
+        result.end = End::Nothing;
+        Ok(result)
+    }
+
+    /// Repeats the query a token names, and checks the rows against its record.
+    ///
+    /// The check happens after the last row: a mismatch is the stream's last item,
+    /// an error. Unknown and malformed tokens, and tokens of another catalog or
+    /// schema version, are refused before anything runs.
+    pub async fn replay(&self, token: &str, options: &ReplayOptions) -> Result<QueryResult> {
+        let record = self.record(token).await?;
+        if options.use_cache
+            && let Some(hit) = self.results.get(token)
+        {
+            let snapshot = self
+                .resolve_snapshot(Some(&adql::AsOf::Snapshot(record.snapshot)))
+                .await?;
+            return Ok(QueryResult {
+                snapshot,
+                schema: hit.schema.clone(),
+                query: self.parse(&record.pinned_adql)?,
+                timings: Timings::default(),
+                token: Some(record.token.clone()),
+                pinned_adql: Some(record.pinned_adql.clone()),
+                rows: Rows::Cached(hit.batches.clone().into_iter()),
+                maxrec: None,
+                sent: 0,
+                overflow: hit.overflow,
+                checksum: Some(Checksum::new(record.checksum.starts_with("ordered:"))),
+                end: End::Verify {
+                    record: Box::new(record),
+                    from_cache: true,
+                },
+                finished: None,
+                keep: None,
+            });
+        }
+        let t0 = Instant::now();
+        let query = self.parse(&record.pinned_adql)?;
+        let t1 = Instant::now();
+        let (_, snapshot) = self
+            .choose(query.as_of.as_ref(), &QueryOptions::default())
+            .await?;
+        if snapshot.snapshot != record.snapshot {
+            return Err(Error::Token {
+                message: format!(
+                    "the record of token {token} is inconsistent: it names snapshot {} but its ADQL reads {}",
+                    record.snapshot, snapshot.snapshot
+                ),
+            });
+        }
+        let mut result = self.execute(query, snapshot, record.maxrec).await?;
+        result.timings.parse = t1 - t0;
+        result.token = Some(record.token.clone());
+        result.pinned_adql = Some(record.pinned_adql.clone());
+        result.checksum = Some(Checksum::new(record.checksum.starts_with("ordered:")));
+        result.keep = if options.use_cache { self.keep() } else { None };
+        result.end = End::Verify {
+            record: Box::new(record),
+            from_cache: false,
+        };
+        Ok(result)
+    }
+
+    /// The record of a token, checked against this catalog.
+    pub async fn record(&self, token: &str) -> Result<TokenRecord> {
+        check_token(token)?;
+        let record = self.state.get(token).await?.ok_or_else(|| Error::Token {
+            message: format!(
+                "unknown token {token}: the state store {} has no record of it \
+                 (tokens live in the state store of the catalog or server that made them; \
+                 pass --state URL to look in another)",
+                self.state.url()
+            ),
+        })?;
+        let log = self.catalog.state().await?;
+        if record.catalog_id != log.catalog_id {
+            return Err(Error::Token {
+                message: format!(
+                    "token {token} was made on another catalog ({} at {}); this is {} at {}: \
+                     a token replays only on the catalog it was made on",
+                    record.catalog_id,
+                    record.catalog_url,
+                    log.catalog_id,
+                    self.catalog.url()
+                ),
+            });
+        }
+        let version = self.catalog.schema().version();
+        if record.schema_version != version {
+            return Err(Error::Token {
+                message: format!(
+                    "token {token} was made with schema version {}; this server serves {version}",
+                    record.schema_version
+                ),
+            });
+        }
+        Ok(record)
+    }
+
+    fn keep(&self) -> Option<Keep> {
+        (self.result_limit > 0).then(|| Keep {
+            cache: self.results.clone(),
+            batches: Vec::new(),
+            bytes: 0,
+            limit: self.result_limit,
+        })
+    }
+
+    /// Plans and starts a checked query at a snapshot.
+    async fn execute(
+        &self,
+        query: adql::Query,
+        snapshot: SnapshotInfo,
+        maxrec: Option<u64>,
+    ) -> Result<QueryResult> {
+        let t1 = Instant::now();
+        let state = self.session(snapshot.snapshot).await?;
+        let t2 = Instant::now();
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement.clone())))
             .await?;
-        let plan = match options.maxrec {
+        let plan = match maxrec {
             // One row past MAXREC tells an overflow from an exact fit.
             Some(m) => LogicalPlanBuilder::from(plan)
                 .limit(0, Some(m.saturating_add(1) as usize))?
@@ -247,35 +644,45 @@ impl Engine {
         };
         let schema = plan.schema().inner().clone();
         let plan = state.optimize(&plan)?;
-        let t3 = std::time::Instant::now();
+        let t3 = Instant::now();
         let physical = state
             .query_planner()
             .create_physical_plan(&plan, &state)
             .await?;
-        let t4 = std::time::Instant::now();
+        let t4 = Instant::now();
         let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
         Ok(QueryResult {
             snapshot,
             schema,
             query,
             timings: Timings {
-                parse: t1 - t0,
+                parse: Duration::ZERO,
                 pin: t2 - t1,
                 plan: t3 - t2,
                 physical: t4 - t3,
+                record: Duration::ZERO,
             },
-            stream,
-            maxrec: options.maxrec,
+            token: None,
+            pinned_adql: None,
+            rows: Rows::Live(stream),
+            maxrec,
             sent: 0,
             overflow: false,
+            checksum: None,
+            end: End::Nothing,
+            finished: None,
+            keep: None,
         })
     }
 
-    /// Runs a query and returns its physical plan with execution metrics
-    /// (what `EXPLAIN ANALYZE` shows): for operators and tests of pruning.
+    /// Runs a query (in its pinned form) and returns its physical plan with execution
+    /// metrics (what `EXPLAIN ANALYZE` shows): for operators and tests of pruning.
     pub async fn explain_analyze(&self, adql: &str, options: &QueryOptions) -> Result<String> {
-        let query = self.parse(adql)?;
-        let (state, _) = self.pin(&query, options).await?;
+        let original = self.parse(adql)?;
+        let (_, snapshot) = self.choose(original.as_of.as_ref(), options).await?;
+        let pinned = adql::pin(&original, &self.adql_tables, snapshot.snapshot, false)?;
+        let query = self.parse(&pinned.adql)?;
+        let state = self.session(snapshot.snapshot).await?;
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement)))
             .await?;
@@ -293,57 +700,19 @@ impl Engine {
     /// The snapshot a query reads: the one it asks for, else the latest now.
     pub async fn resolve_snapshot(&self, as_of: Option<&adql::AsOf>) -> Result<SnapshotInfo> {
         let state = self.catalog.state().await?;
-        let snapshots = &state.snapshots;
-        let none = || Error::Snapshot {
-            message: "the catalog has no snapshots yet: ingest a chunk first".into(),
-        };
-        match as_of {
-            None => snapshots.last().cloned().ok_or_else(none),
-            Some(adql::AsOf::Snapshot(k)) => snapshots
-                .iter()
-                .find(|s| s.snapshot == *k)
-                .cloned()
-                .ok_or_else(|| Error::Snapshot {
-                    message: format!(
-                        "no snapshot {k}: this catalog has snapshots {} to {}",
-                        snapshots.first().map_or(0, |s| s.snapshot),
-                        snapshots.last().map_or(0, |s| s.snapshot)
-                    ),
-                }),
-            Some(adql::AsOf::Time(text)) => {
-                let t = parse_time(text).ok_or_else(|| Error::Snapshot {
-                    message: format!(
-                        "'{text}' is not an ISO-8601 UTC time (e.g. 2025-06-01T12:00:00Z)"
-                    ),
-                })?;
-                snapshots
-                    .iter()
-                    .rev()
-                    .find(|s| s.committed_at <= t)
-                    .cloned()
-                    .ok_or_else(|| Error::Snapshot {
-                        message: format!(
-                            "no snapshot was committed by {text}; the first was committed at {}",
-                            snapshots
-                                .first()
-                                .map_or("(none)".to_string(), |s| s.committed_at.to_rfc3339())
-                        ),
-                    })
-            }
-        }
+        resolve(&state, as_of)
     }
 
-    async fn pin(
+    /// The snapshot for a query and its request, which must agree.
+    async fn choose(
         &self,
-        query: &adql::Query,
+        in_query: Option<&adql::AsOf>,
         options: &QueryOptions,
-    ) -> Result<(SessionState, SnapshotInfo)> {
-        let as_of = match (&query.as_of, &options.as_of) {
+    ) -> Result<(Arc<LogState>, SnapshotInfo)> {
+        let log = self.catalog.state().await?;
+        let snapshot = match (in_query, &options.as_of) {
             (Some(a), Some(b)) => {
-                let (sa, sb) = (
-                    self.resolve_snapshot(Some(a)).await?,
-                    self.resolve_snapshot(Some(b)).await?,
-                );
+                let (sa, sb) = (resolve(&log, Some(a))?, resolve(&log, Some(b))?);
                 if sa.snapshot != sb.snapshot {
                     return Err(Error::Snapshot {
                         message: format!(
@@ -352,16 +721,19 @@ impl Engine {
                         ),
                     });
                 }
-                Some(a.clone())
+                sa
             }
-            (a, b) => a.clone().or_else(|| b.clone()),
+            (a, b) => resolve(&log, a.or(b.as_ref()))?,
         };
-        let snapshot = self.resolve_snapshot(as_of.as_ref()).await?;
-        let list = self.catalog_list(snapshot.snapshot).await?;
-        let state = SessionStateBuilder::new_from_existing(self.base.clone())
+        Ok((log, snapshot))
+    }
+
+    /// A session whose catalog holds the tables at snapshot `k`.
+    async fn session(&self, k: u64) -> Result<SessionState> {
+        let list = self.catalog_list(k).await?;
+        Ok(SessionStateBuilder::new_from_existing(self.base.clone())
             .with_catalog_list(list)
-            .build();
-        Ok((state, snapshot))
+            .build())
     }
 
     /// The tables at one snapshot; built once per snapshot and kept.
@@ -416,6 +788,65 @@ impl Engine {
     }
 }
 
+/// Finds the snapshot `as_of` names in a log state (the latest when `None`).
+fn resolve(state: &LogState, as_of: Option<&adql::AsOf>) -> Result<SnapshotInfo> {
+    let snapshots = &state.snapshots;
+    let none = || Error::Snapshot {
+        message: "the catalog has no snapshots yet: ingest a chunk first".into(),
+    };
+    match as_of {
+        None => snapshots.last().cloned().ok_or_else(none),
+        Some(adql::AsOf::Snapshot(k)) => snapshots
+            .iter()
+            .find(|s| s.snapshot == *k)
+            .cloned()
+            .ok_or_else(|| Error::Snapshot {
+                message: format!(
+                    "no snapshot {k}: this catalog has snapshots {} to {}",
+                    snapshots.first().map_or(0, |s| s.snapshot),
+                    snapshots.last().map_or(0, |s| s.snapshot)
+                ),
+            }),
+        Some(adql::AsOf::Time(text)) => {
+            let t = parse_time(text).ok_or_else(|| Error::Snapshot {
+                message: format!(
+                    "'{text}' is not an ISO-8601 UTC time (e.g. 2025-06-01T12:00:00Z)"
+                ),
+            })?;
+            snapshots
+                .iter()
+                .rev()
+                .find(|s| s.committed_at <= t)
+                .cloned()
+                .ok_or_else(|| Error::Snapshot {
+                    message: format!(
+                        "no snapshot was committed by {text}; the first was committed at {}",
+                        snapshots
+                            .first()
+                            .map_or("(none)".to_string(), |s| s.committed_at.to_rfc3339())
+                    ),
+                })
+        }
+    }
+}
+
+/// Whether a catalog can hold its own state: object stores are taken to be;
+/// a local folder is if a `_state` folder can be made and written in it.
+fn writable(loc: &catalog::store::Location) -> bool {
+    if loc.url.contains("://") && !loc.url.starts_with("file://") {
+        return true;
+    }
+    let root = std::path::Path::new(loc.url.trim_start_matches("file://"));
+    let dir = root.join("_state");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return false;
+    }
+    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    let ok = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
 /// Reads an ISO-8601 time; without a zone it is UTC.
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
@@ -435,20 +866,6 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_time;
-
-    #[test]
-    fn times_without_zone_are_utc() {
-        let a = parse_time("2025-01-02T03:04:05Z").unwrap();
-        assert_eq!(parse_time("2025-01-02T03:04:05"), Some(a));
-        assert_eq!(parse_time("2025-01-02 03:04:05"), Some(a));
-        assert!(parse_time("yesterday").is_none());
-        assert!(parse_time("2025-01-02").is_some());
-    }
 }
 
 impl Engine {
@@ -476,15 +893,33 @@ impl Engine {
                     .unwrap_or_default()
             })
             .collect();
-        crate::format::Describe {
-            columns,
-            infos: vec![
-                ("snapshot".into(), result.snapshot.snapshot.to_string()),
-                (
-                    "snapshot_time".into(),
-                    result.snapshot.committed_at.to_rfc3339(),
-                ),
-            ],
+        let mut infos = vec![
+            ("snapshot".into(), result.snapshot.snapshot.to_string()),
+            (
+                "snapshot_time".into(),
+                result.snapshot.committed_at.to_rfc3339(),
+            ),
+        ];
+        if let Some(t) = &result.token {
+            infos.push(("query_token".into(), t.clone()));
         }
+        if let Some(p) = &result.pinned_adql {
+            infos.push(("pinned_adql".into(), p.clone()));
+        }
+        crate::format::Describe { columns, infos }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_without_zone_are_utc() {
+        let a = parse_time("2025-01-02T03:04:05Z").unwrap();
+        assert_eq!(parse_time("2025-01-02T03:04:05"), Some(a));
+        assert_eq!(parse_time("2025-01-02 03:04:05"), Some(a));
+        assert!(parse_time("yesterday").is_none());
+        assert!(parse_time("2025-01-02").is_some());
     }
 }

@@ -15,6 +15,29 @@ pub enum Error {
         /// What is wrong, and what exists.
         message: String,
     },
+    /// A query token is malformed, unknown here, or belongs to another catalog.
+    #[error("{message}")]
+    Token {
+        /// What is wrong, and what to do.
+        message: String,
+    },
+    /// A replay did not reproduce the result its token recorded.
+    #[error(
+        "replay of token {token} does NOT match its record: recorded {expected_rows} rows, \
+         checksum {expected}; this run gave {rows} rows, checksum {actual}"
+    )]
+    Mismatch {
+        /// The token replayed.
+        token: String,
+        /// Rows recorded.
+        expected_rows: u64,
+        /// Checksum recorded.
+        expected: String,
+        /// Rows now.
+        rows: u64,
+        /// Checksum now.
+        actual: String,
+    },
     /// Planning or execution failed.
     #[error("query failed")]
     DataFusion(#[from] datafusion::error::DataFusionError),

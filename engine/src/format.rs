@@ -28,6 +28,20 @@ pub enum Format {
     Parquet,
 }
 
+impl Format {
+    /// The format's short name, as `--format` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Csv => "csv",
+            Format::Tsv => "tsv",
+            Format::Json => "json",
+            Format::Votable => "votable",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
 impl FromStr for Format {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {

@@ -392,7 +392,7 @@ mod tests {
     #[test]
     fn circle_area_and_relations() {
         let c = Shape::Circle(vector(0.0, 0.0), 1f64.to_radians());
-        assert!((c.area() - 3.1415).abs() < 0.01);
+        assert!((c.area() - std::f64::consts::PI).abs() < 0.01);
         let small = Shape::Circle(vector(0.2, 0.0), 0.5f64.to_radians());
         assert!(small.within(&c));
         assert!(!c.within(&small));

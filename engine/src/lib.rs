@@ -7,6 +7,7 @@
 //! as a stream of Arrow record batches. This is the only crate that uses
 //! DataFusion.
 
+pub mod checksum;
 mod context;
 mod error;
 pub mod format;
@@ -14,8 +15,12 @@ mod geometry;
 mod provider;
 mod prune;
 pub mod tables;
+pub mod token;
 mod udf;
 
 pub use catalog::{ScanFile, TableScan};
-pub use context::{Engine, EngineOptions, QueryOptions, QueryResult, Timings};
+pub use context::{
+    Engine, EngineOptions, Finished, QueryOptions, QueryResult, ReplayOptions, Timings,
+};
 pub use error::{Error, Result};
+pub use token::{StateStore, TokenRecord};

@@ -181,7 +181,7 @@ fn region(e: &Expr) -> Option<Region> {
         } else {
             return None;
         };
-        if coords.len() < 6 || coords.len() % 2 != 0 {
+        if coords.len() < 6 || !coords.len().is_multiple_of(2) {
             return None;
         }
         return Some(Region::Polygon(

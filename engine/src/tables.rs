@@ -229,7 +229,9 @@ pub fn tap_schema(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
             ]);
         }
     }
-    let tap_tables: [(&str, &str, &[(&str, &str, &str)]); 5] = [
+    // (table, description, [(column, datatype, description)])
+    type TapTable<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str, &'a str)]);
+    let tap_tables: [TapTable; 5] = [
         (
             "schemas",
             "The schemas this service serves.",

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -128,9 +130,85 @@ enum Command {
         /// Output format: table, csv, tsv, json, votable or parquet.
         #[arg(long, default_value = "table")]
         format: engine::format::Format,
+        #[command(flatten)]
+        state: StateArg,
         /// The ADQL query.
         adql: String,
     },
+    /// Repeat the query a token names, exactly, and prove it: the rows must match
+    /// the row count and checksum recorded when the token was made.
+    Replay {
+        #[command(flatten)]
+        catalog: CatalogArg,
+        /// Output format (default: the format of the original request, else table).
+        #[arg(long)]
+        format: Option<engine::format::Format>,
+        #[command(flatten)]
+        state: StateArg,
+        /// The token, as `ppdb query` printed it.
+        token: String,
+    },
+    /// Show, list or expire query tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Print the record behind a token (JSON).
+    Show {
+        #[command(flatten)]
+        catalog: CatalogArg,
+        #[command(flatten)]
+        state: StateArg,
+        /// The token.
+        token: String,
+    },
+    /// List the live tokens of the state store, oldest first.
+    List {
+        #[command(flatten)]
+        catalog: CatalogArg,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Forget a token: it can no longer be replayed, and its snapshot is no longer
+    /// protected from retention.
+    Expire {
+        #[command(flatten)]
+        catalog: CatalogArg,
+        #[command(flatten)]
+        state: StateArg,
+        /// The token.
+        token: String,
+    },
+}
+
+#[derive(Args, Clone)]
+struct StateArg {
+    /// Where query tokens are kept (an object-store URL). Default: the catalog's own
+    /// _state/ folder when the catalog is writable; for the bundled sample, and
+    /// read-only catalogs, the per-user folder ($XDG_STATE_HOME/ppdb or ~/.local/state/ppdb).
+    #[arg(long, env = "PPDB_STATE")]
+    state: Option<String>,
+}
+
+impl StateArg {
+    /// Opens the engine on a catalog with this state store.
+    async fn engine(&self, catalog: &CatalogArg) -> Result<engine::Engine> {
+        let state = match (&self.state, &catalog.catalog) {
+            (Some(s), _) => Some(s.clone()),
+            // The bundled sample is part of the source tree: never write into it.
+            (None, None) => Some(engine::StateStore::user_default()?.url().to_string()),
+            (None, Some(_)) => None,
+        };
+        let options = engine::EngineOptions {
+            state,
+            ..Default::default()
+        };
+        Ok(engine::Engine::open_with(&catalog.read_url(), options).await?)
+    }
 }
 
 fn main() -> ExitCode {
@@ -289,37 +367,108 @@ async fn run(cli: Cli) -> Result<()> {
             as_of,
             maxrec,
             format,
+            state,
             adql,
         } => {
-            let engine = engine::Engine::open(&catalog.read_url()).await?;
+            let engine = state.engine(&catalog).await?;
             let as_of = as_of.map(|a| match a.trim().parse::<u64>() {
                 Ok(k) => adql::AsOf::Snapshot(k),
                 Err(_) => adql::AsOf::Time(a),
             });
-            let options = engine::QueryOptions { as_of, maxrec };
-            let mut result = engine.query(&adql, &options).await?;
-            let describe = engine.describe(&result);
+            let options = engine::QueryOptions {
+                as_of,
+                maxrec,
+                format: Some(format),
+            };
+            let result = engine.query(&adql, &options).await?;
+            let token = result.token.clone().unwrap_or_default();
             let snapshot = result.snapshot.snapshot;
-            let mut out = std::io::BufWriter::new(std::io::stdout());
-            let mut writer = engine::format::ResultWriter::new(
-                format,
-                result.schema.clone(),
-                &describe,
-                &mut out,
-            )?;
-            let mut rows = 0;
-            while let Some(batch) = result.next_batch().await {
-                let batch = batch?;
-                rows += batch.num_rows();
-                writer.write(&batch)?;
-            }
-            let overflow = result.overflowed();
-            writer.finish(overflow)?;
+            let Some(done) = write_result(&engine, result, format).await? else {
+                return Ok(());
+            };
             eprintln!(
-                "snapshot: {snapshot}, rows: {rows}{}",
-                if overflow { " (cut by --maxrec)" } else { "" }
+                "snapshot: {snapshot}, rows: {}{}",
+                done.rows,
+                if done.overflow {
+                    " (cut by --maxrec)"
+                } else {
+                    ""
+                }
+            );
+            eprintln!("token: {token}");
+        }
+        Command::Replay {
+            catalog,
+            format,
+            state,
+            token,
+        } => {
+            let engine = state.engine(&catalog).await?;
+            let record = engine.record(&token).await?;
+            let format = match format {
+                Some(f) => f,
+                None => record
+                    .response_format
+                    .as_deref()
+                    .and_then(|f| f.parse().ok())
+                    .unwrap_or(engine::format::Format::Table),
+            };
+            let result = engine
+                .replay(&token, &engine::ReplayOptions::default())
+                .await?;
+            let Some(done) = write_result(&engine, result, format).await? else {
+                return Ok(());
+            };
+            eprintln!(
+                "replayed token {token}: snapshot {} ({}), rows: {}, checksum {}: matches the record",
+                record.snapshot,
+                record.snapshot_time.to_rfc3339(),
+                done.rows,
+                done.checksum.unwrap_or_default()
             );
         }
+        Command::Token { action } => match action {
+            TokenAction::Show {
+                catalog,
+                state,
+                token,
+            } => {
+                let engine = state.engine(&catalog).await?;
+                let record = engine.record(&token).await?;
+                println!("{}", serde_json::to_string_pretty(&record)?);
+            }
+            TokenAction::List { catalog, state } => {
+                let engine = state.engine(&catalog).await?;
+                let records = engine.state().list().await?;
+                for r in &records {
+                    println!(
+                        "{}  snapshot {:>6}  rows {:>9}  {}",
+                        r.token,
+                        r.snapshot,
+                        r.rows,
+                        r.adql.split_whitespace().collect::<Vec<_>>().join(" ")
+                    );
+                }
+                if records.is_empty() {
+                    println!("(no tokens in {})", engine.state().url());
+                }
+            }
+            TokenAction::Expire {
+                catalog,
+                state,
+                token,
+            } => {
+                let engine = state.engine(&catalog).await?;
+                if engine.state().expire(&token).await? {
+                    println!("expired token {token}");
+                } else {
+                    bail!(
+                        "unknown token {token}: nothing to expire in {}",
+                        engine.state().url()
+                    );
+                }
+            }
+        },
         Command::Vacuum {
             catalog,
             grace_seconds,
@@ -334,6 +483,65 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Streams a result to stdout; `None` when the reader went away (a closed pipe).
+async fn write_result(
+    engine: &engine::Engine,
+    mut result: engine::QueryResult,
+    format: engine::format::Format,
+) -> Result<Option<engine::Finished>> {
+    let describe = engine.describe(&result);
+    let closed = Arc::new(AtomicBool::new(false));
+    let mut out = Stdout {
+        inner: std::io::BufWriter::new(std::io::stdout()),
+        closed: closed.clone(),
+    };
+    let mut writer =
+        engine::format::ResultWriter::new(format, result.schema.clone(), &describe, &mut out)?;
+    while let Some(batch) = result.next_batch().await {
+        writer.write(&batch?)?;
+        if closed.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+    }
+    writer.finish(result.overflowed())?;
+    drop(out);
+    Ok(result.finished().cloned())
+}
+
+/// Standard output that treats a closed pipe (`ppdb query ... | head`) as the end.
+struct Stdout {
+    inner: std::io::BufWriter<std::io::Stdout>,
+    closed: Arc<AtomicBool>,
+}
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed.store(true, Ordering::Relaxed);
+                Ok(buf.len())
+            }
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            r => r,
+        }
+    }
 }
 
 fn serde_json_line(s: &catalog::log::SnapshotInfo) -> String {

@@ -1,0 +1,554 @@
+//! The pinned, reproducible form of a query.
+//!
+//! A query token replays the ADQL in this form: every table read `FOR
+//! SYSTEM_TIME AS OF` one snapshot, and a total order wherever the rows chosen
+//! (or their order) would otherwise depend on how the engine happened to run
+//! it — under `TOP` or `OFFSET`, and at the top when the user sorts (ties) or
+//! a row limit cuts the result. The order is the user's own keys first, then
+//! every output column by position, so it refines what the user asked for and
+//! never contradicts it. Rows equal in every column are indistinguishable, so
+//! that order is total for everything a client can see.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    Expr, Ident, JoinConstraint, JoinOperator, LimitClause, ObjectNamePart, OrderBy, OrderByExpr,
+    OrderByKind, OrderByOptions, Query as SqlQuery, Select, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, TableWithJoins, Value,
+    VisitMut, VisitorMut,
+};
+
+use crate::{Error, Query, SchemaInfo, Table};
+
+/// A query rewritten so that running it again gives the same rows in the same order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    /// The reproducible ADQL.
+    pub adql: String,
+    /// Whether the result rows come in a defined order (so a checksum must follow it).
+    pub ordered: bool,
+}
+
+/// Pins `query` to `snapshot`; `cut` says that a row limit (MAXREC) applies to the result.
+pub fn pin(
+    query: &Query,
+    schema: &dyn SchemaInfo,
+    snapshot: u64,
+    cut: bool,
+) -> Result<Pinned, Error> {
+    let mut statement = query.source.clone();
+    let Statement::Query(q) = &mut statement else {
+        return Err(Error::at(
+            sqlparser::tokenizer::Span::empty(),
+            "only a SELECT can be pinned",
+        ));
+    };
+    let mut ctes = HashMap::new();
+    collect_ctes(q, &mut ctes);
+    let mut pinner = Pinner {
+        shape: Shape {
+            tables: schema.tables(),
+            ctes,
+            depth: 0,
+        },
+        snapshot,
+        cut,
+        top_level: true,
+        failed: None,
+    };
+    let _ = q.visit(&mut pinner);
+    if let Some(e) = pinner.failed {
+        return Err(e);
+    }
+    let ordered = q.order_by.is_some();
+    Ok(Pinned {
+        adql: statement.to_string(),
+        ordered,
+    })
+}
+
+fn collect_ctes(q: &SqlQuery, out: &mut HashMap<String, SqlQuery>) {
+    struct Ctes<'a>(&'a mut HashMap<String, SqlQuery>);
+    impl sqlparser::ast::Visitor for Ctes<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &SqlQuery) -> ControlFlow<()> {
+            if let Some(with) = &q.with {
+                for cte in &with.cte_tables {
+                    self.0
+                        .insert(cte.alias.name.value.to_lowercase(), (*cte.query).clone());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = sqlparser::ast::Visit::visit(q, &mut Ctes(out));
+}
+
+struct Pinner<'a> {
+    shape: Shape<'a>,
+    snapshot: u64,
+    cut: bool,
+    top_level: bool,
+    failed: Option<Error>,
+}
+
+impl VisitorMut for Pinner<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, q: &mut SqlQuery) -> ControlFlow<()> {
+        let top_level = std::mem::replace(&mut self.top_level, false);
+        if let SetExpr::SetOperation { left, right, .. } = &mut *q.body {
+            wrap_top_branches(left);
+            wrap_top_branches(right);
+        }
+        let has_top = matches!(&*q.body, SetExpr::Select(s) if s.top.is_some());
+        let has_offset = matches!(
+            &q.limit_clause,
+            Some(LimitClause::LimitOffset {
+                offset: Some(_),
+                ..
+            })
+        );
+        let needs = has_top || has_offset || (top_level && (q.order_by.is_some() || self.cut));
+        if !needs {
+            return ControlFlow::Continue(());
+        }
+        let Some(columns) = self.shape.set_expr(&q.body) else {
+            self.failed = Some(Error::at(
+                sqlparser::tokenizer::Span::empty(),
+                "cannot tell the output columns of this query, so it cannot be given a total order",
+            ));
+            return ControlFlow::Break(());
+        };
+        total_order(q, columns.len());
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table { name, version, .. } = t {
+            let cte = matches!(name.0.as_slice(), [ObjectNamePart::Identifier(id)]
+                if self.shape.ctes.contains_key(&id.value.to_lowercase()));
+            *version = None;
+            if !cte && let Some(ObjectNamePart::Identifier(last)) = name.0.last_mut() {
+                // sqlparser parses `t FOR SYSTEM_TIME AS OF k AS a` but prints the
+                // clause after the alias, which it cannot parse back; so the clause
+                // rides on the table name, where it prints in the right place.
+                *last = Ident::new(format!("{last} FOR SYSTEM_TIME AS OF {}", self.snapshot));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        // sqlparser prints hex literals as X'..', which is not ADQL; the value is what counts.
+        if let Expr::Value(v) = e
+            && let Value::HexStringLiteral(h) = &v.value
+            && let Ok(n) = u64::from_str_radix(h, 16)
+        {
+            v.value = Value::Number(n.to_string(), false);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `TOP` binds to its own SELECT; inside a set operation that SELECT needs
+/// parentheses to carry its own ORDER BY.
+fn wrap_top_branches(side: &mut SetExpr) {
+    match side {
+        SetExpr::Select(s) if s.top.is_some() => {
+            let placeholder = SetExpr::Values(sqlparser::ast::Values {
+                explicit_row: false,
+                value_keyword: false,
+                rows: vec![],
+            });
+            let inner = std::mem::replace(side, placeholder);
+            *side = SetExpr::Query(Box::new(SqlQuery {
+                with: None,
+                body: Box::new(inner),
+                order_by: None,
+                limit_clause: None,
+                fetch: None,
+                locks: vec![],
+                for_clause: None,
+                settings: None,
+                format_clause: None,
+                pipe_operators: vec![],
+            }));
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            wrap_top_branches(left);
+            wrap_top_branches(right);
+        }
+        _ => {}
+    }
+}
+
+/// Appends every output position the user's ORDER BY does not already name.
+fn total_order(q: &mut SqlQuery, columns: usize) {
+    let order = q.order_by.get_or_insert_with(|| OrderBy {
+        kind: OrderByKind::Expressions(vec![]),
+        interpolate: None,
+    });
+    let OrderByKind::Expressions(exprs) = &mut order.kind else {
+        return;
+    };
+    let named: Vec<String> = exprs
+        .iter()
+        .filter_map(|o| match &o.expr {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => Some(n.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    for i in 1..=columns {
+        let n = i.to_string();
+        if named.contains(&n) {
+            continue;
+        }
+        exprs.push(OrderByExpr {
+            expr: Expr::value(Value::Number(n, false)),
+            options: OrderByOptions {
+                asc: None,
+                nulls_first: None,
+            },
+            with_fill: None,
+        });
+    }
+}
+
+/// Output column names (lower-cased; empty for unnamed expressions) of query parts.
+struct Shape<'a> {
+    tables: &'a [Table],
+    ctes: HashMap<String, SqlQuery>,
+    depth: usize,
+}
+
+/// A relation in a FROM clause: its name for qualified wildcards, and its columns
+/// with whether `*` shows them (the right side of a USING or NATURAL join does not
+/// repeat the join columns).
+struct Rel {
+    name: String,
+    columns: Vec<(String, bool)>,
+}
+
+impl Shape<'_> {
+    fn query(&mut self, q: &SqlQuery) -> Option<Vec<String>> {
+        self.set_expr(&q.body)
+    }
+
+    fn set_expr(&mut self, body: &SetExpr) -> Option<Vec<String>> {
+        // CTEs referring to CTEs recurse; a bound keeps a malformed query from looping.
+        self.depth += 1;
+        let out = if self.depth > 64 {
+            None
+        } else {
+            match body {
+                SetExpr::Select(s) => self.select(s),
+                SetExpr::Query(q) => self.query(q),
+                SetExpr::SetOperation { left, .. } => self.set_expr(left),
+                _ => None,
+            }
+        };
+        self.depth -= 1;
+        out
+    }
+
+    fn select(&mut self, s: &Select) -> Option<Vec<String>> {
+        let mut rels = Vec::new();
+        for twj in &s.from {
+            self.from(twj, &mut rels)?;
+        }
+        let mut out = Vec::new();
+        for item in &s.projection {
+            match item {
+                SelectItem::UnnamedExpr(Expr::Identifier(id)) => out.push(lower(id)),
+                SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) => {
+                    out.push(ids.last().map(lower).unwrap_or_default());
+                }
+                SelectItem::UnnamedExpr(_) => out.push(String::new()),
+                SelectItem::ExprWithAlias { alias, .. } => out.push(lower(alias)),
+                SelectItem::Wildcard(_) => {
+                    for r in &rels {
+                        out.extend(
+                            r.columns
+                                .iter()
+                                .filter(|(_, shown)| *shown)
+                                .map(|(c, _)| c.clone()),
+                        );
+                    }
+                }
+                SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(n),
+                    _,
+                ) => {
+                    let want = match n.0.last()? {
+                        ObjectNamePart::Identifier(id) => lower(id),
+                        ObjectNamePart::Function(_) => return None,
+                    };
+                    let r = rels.iter().find(|r| r.name == want)?;
+                    out.extend(r.columns.iter().map(|(c, _)| c.clone()));
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    fn from(&mut self, twj: &TableWithJoins, rels: &mut Vec<Rel>) -> Option<()> {
+        self.factor(&twj.relation, rels)?;
+        for j in &twj.joins {
+            let start = rels.len();
+            self.factor(&j.relation, rels)?;
+            let constraint = match &j.join_operator {
+                JoinOperator::Join(c)
+                | JoinOperator::Inner(c)
+                | JoinOperator::Left(c)
+                | JoinOperator::LeftOuter(c)
+                | JoinOperator::Right(c)
+                | JoinOperator::RightOuter(c)
+                | JoinOperator::FullOuter(c)
+                | JoinOperator::CrossJoin(c) => c,
+                _ => return None,
+            };
+            let hidden: Vec<String> = match constraint {
+                JoinConstraint::Using(names) => names
+                    .iter()
+                    .filter_map(|n| match n.0.last() {
+                        Some(ObjectNamePart::Identifier(id)) => Some(lower(id)),
+                        _ => None,
+                    })
+                    .collect(),
+                JoinConstraint::Natural => rels[..start]
+                    .iter()
+                    .flat_map(|r| r.columns.iter().filter(|(_, s)| *s).map(|(c, _)| c.clone()))
+                    .filter(|c| {
+                        rels[start..]
+                            .iter()
+                            .any(|r| r.columns.iter().any(|(rc, _)| rc == c))
+                    })
+                    .collect(),
+                _ => vec![],
+            };
+            for r in &mut rels[start..] {
+                for (c, shown) in &mut r.columns {
+                    if hidden.contains(c) {
+                        *shown = false;
+                    }
+                }
+            }
+        }
+        Some(())
+    }
+
+    fn factor(&mut self, t: &TableFactor, rels: &mut Vec<Rel>) -> Option<()> {
+        match t {
+            TableFactor::Table { name, alias, .. } => {
+                let parts: Vec<String> = name
+                    .0
+                    .iter()
+                    .map(|p| match p {
+                        ObjectNamePart::Identifier(id) => Some(lower(id)),
+                        ObjectNamePart::Function(_) => None,
+                    })
+                    .collect::<Option<_>>()?;
+                let mut columns = match parts.as_slice() {
+                    [one] if self.ctes.contains_key(one) => {
+                        let cte = self.ctes.get(one)?.clone();
+                        self.query(&cte)?
+                    }
+                    _ => {
+                        let (schema, table) = match parts.as_slice() {
+                            [t] => (None, t),
+                            [s, t] => (Some(s), t),
+                            _ => return None,
+                        };
+                        let found = self.tables.iter().find(|x| {
+                            x.name.to_lowercase() == *table
+                                && schema.is_none_or(|s| x.schema.to_lowercase() == *s)
+                        })?;
+                        found
+                            .columns
+                            .iter()
+                            .map(|c| c.name.to_lowercase())
+                            .collect()
+                    }
+                };
+                let mut rel_name = parts.last()?.clone();
+                if let Some(a) = alias {
+                    rel_name = lower(&a.name);
+                    if !a.columns.is_empty() {
+                        columns = a.columns.iter().map(|c| lower(&c.name)).collect();
+                    }
+                }
+                rels.push(Rel {
+                    name: rel_name,
+                    columns: columns.into_iter().map(|c| (c, true)).collect(),
+                });
+                Some(())
+            }
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                let mut columns = self.query(subquery)?;
+                let mut rel_name = String::new();
+                if let Some(a) = alias {
+                    rel_name = lower(&a.name);
+                    if !a.columns.is_empty() {
+                        columns = a.columns.iter().map(|c| lower(&c.name)).collect();
+                    }
+                }
+                rels.push(Rel {
+                    name: rel_name,
+                    columns: columns.into_iter().map(|c| (c, true)).collect(),
+                });
+                Some(())
+            }
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => self.from(table_with_joins, rels),
+            _ => None,
+        }
+    }
+}
+
+fn lower(id: &Ident) -> String {
+    id.value.to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Column, parse};
+
+    fn schema() -> Vec<Table> {
+        let t = |name: &str, cols: &[&str]| Table {
+            schema: "ppdb".into(),
+            name: name.into(),
+            columns: cols
+                .iter()
+                .map(|c| Column {
+                    name: c.to_string(),
+                    unit: None,
+                })
+                .collect(),
+        };
+        vec![
+            t("DiaObject", &["diaObjectId", "ra", "dec"]),
+            t(
+                "DiaSource",
+                &["diaSourceId", "diaObjectId", "ra", "dec", "band"],
+            ),
+        ]
+    }
+
+    fn pinned(adql: &str, cut: bool) -> Pinned {
+        let s = schema();
+        let q = parse(adql, &s).unwrap();
+        let p = pin(&q, &s, 7, cut).unwrap();
+        // The pinned form is itself valid ADQL and reads the same snapshot.
+        let again = parse(&p.adql, &s).unwrap_or_else(|e| panic!("{}: {e}", p.adql));
+        assert_eq!(again.as_of, Some(crate::AsOf::Snapshot(7)), "{}", p.adql);
+        p
+    }
+
+    #[test]
+    fn every_table_reads_the_snapshot() {
+        let p = pinned(
+            "SELECT o.ra FROM ppdb.DiaObject AS o JOIN ppdb.DiaSource s ON s.diaObjectId = o.diaObjectId",
+            false,
+        );
+        assert_eq!(
+            p.adql.matches("FOR SYSTEM_TIME AS OF 7").count(),
+            2,
+            "{}",
+            p.adql
+        );
+        assert!(!p.ordered);
+    }
+
+    #[test]
+    fn an_explicit_snapshot_is_replaced_by_the_resolved_one() {
+        let p = pinned(
+            "SELECT ra FROM ppdb.DiaObject FOR SYSTEM_TIME AS OF '2025-01-01'",
+            false,
+        );
+        assert!(
+            p.adql.contains("AS OF 7") && !p.adql.contains("2025"),
+            "{}",
+            p.adql
+        );
+    }
+
+    #[test]
+    fn top_gets_a_total_order_over_every_column() {
+        let p = pinned("SELECT TOP 3 * FROM ppdb.DiaObject", false);
+        assert!(p.adql.ends_with("ORDER BY 1, 2, 3"), "{}", p.adql);
+        assert!(p.ordered);
+    }
+
+    #[test]
+    fn user_order_comes_first_and_ties_are_broken() {
+        let p = pinned(
+            "SELECT ra, dec FROM ppdb.DiaObject ORDER BY dec DESC",
+            false,
+        );
+        assert!(p.adql.ends_with("ORDER BY dec DESC, 1, 2"), "{}", p.adql);
+        let p = pinned("SELECT ra, dec FROM ppdb.DiaObject ORDER BY 2", false);
+        assert!(p.adql.ends_with("ORDER BY 2, 1"), "{}", p.adql);
+    }
+
+    #[test]
+    fn a_cut_orders_the_top_level_only_when_asked() {
+        assert!(!pinned("SELECT ra FROM ppdb.DiaObject", false).ordered);
+        let p = pinned("SELECT ra FROM ppdb.DiaObject", true);
+        assert!(p.ordered && p.adql.ends_with("ORDER BY 1"), "{}", p.adql);
+    }
+
+    #[test]
+    fn using_and_natural_joins_show_join_columns_once() {
+        let p = pinned(
+            "SELECT TOP 1 * FROM ppdb.DiaObject JOIN ppdb.DiaSource USING (diaObjectId)",
+            false,
+        );
+        assert!(
+            p.adql.ends_with("ORDER BY 1, 2, 3, 4, 5, 6, 7"),
+            "{}",
+            p.adql
+        );
+        let p = pinned(
+            "SELECT TOP 1 * FROM ppdb.DiaObject NATURAL JOIN ppdb.DiaSource",
+            false,
+        );
+        assert!(p.adql.ends_with("ORDER BY 1, 2, 3, 4, 5"), "{}", p.adql);
+        let p = pinned(
+            "SELECT TOP 1 s.* FROM ppdb.DiaObject o JOIN ppdb.DiaSource s USING (diaObjectId)",
+            false,
+        );
+        assert!(p.adql.ends_with("ORDER BY 1, 2, 3, 4, 5"), "{}", p.adql);
+    }
+
+    #[test]
+    fn nested_tops_are_ordered_where_they_are() {
+        let p = pinned(
+            "WITH c AS (SELECT TOP 2 ra FROM ppdb.DiaObject) \
+             SELECT * FROM c WHERE ra IN (SELECT TOP 1 ra FROM ppdb.DiaSource) \
+             UNION SELECT TOP 1 dec FROM ppdb.DiaObject",
+            false,
+        );
+        assert_eq!(p.adql.matches("ORDER BY 1").count(), 3, "{}", p.adql);
+        assert!(!p.adql.contains("c FOR SYSTEM_TIME"), "{}", p.adql);
+        assert!(!p.ordered);
+    }
+
+    #[test]
+    fn hex_literals_stay_adql() {
+        let p = pinned(
+            "SELECT ra FROM ppdb.DiaObject WHERE diaObjectId = 0xFF",
+            false,
+        );
+        assert!(p.adql.contains("= 255"), "{}", p.adql);
+    }
+}
