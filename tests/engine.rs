@@ -307,3 +307,84 @@ async fn small_cones_and_id_lookups_open_few_files() {
     assert_eq!(sorted_lines(&pruned), sorted_lines(&unpruned));
     assert!(!sorted_lines(&pruned).is_empty());
 }
+
+async fn run_all(mut r: engine::QueryResult) -> (Vec<RecordBatch>, engine::Finished) {
+    let mut out = Vec::new();
+    while let Some(b) = r.next_batch().await {
+        out.push(b.unwrap());
+    }
+    (
+        out,
+        r.finished().cloned().expect("finished after the last row"),
+    )
+}
+
+#[tokio::test]
+async fn replays_are_served_from_the_cache_and_still_checked() {
+    let engine = open_sample().await;
+    let adql = "SELECT diaSourceId, psfFlux FROM ppdb.DiaSource WHERE diaObjectId < 1000000100";
+    let first = engine.query(adql, &QueryOptions::default()).await.unwrap();
+    let token = first.token.clone().unwrap();
+    let (rows_first, done) = run_all(first).await;
+    assert!(done.rows > 0 && !done.verified && !done.from_cache);
+    let checksum = done.checksum.clone().unwrap();
+    assert!(checksum.starts_with("unordered:"), "{checksum}");
+
+    let cached = engine
+        .replay(&token, &engine::ReplayOptions::default())
+        .await
+        .unwrap();
+    let (rows_cached, again) = run_all(cached).await;
+    assert!(again.from_cache && again.verified, "{again:?}");
+    assert_eq!(again.checksum.as_deref(), Some(checksum.as_str()));
+    assert_eq!(sorted_lines(&rows_cached), sorted_lines(&rows_first));
+
+    let fresh = engine
+        .replay(&token, &engine::ReplayOptions { use_cache: false })
+        .await
+        .unwrap();
+    let (rows_fresh, fresh) = run_all(fresh).await;
+    assert!(!fresh.from_cache && fresh.verified, "{fresh:?}");
+    assert_eq!(sorted_lines(&rows_fresh), sorted_lines(&rows_first));
+
+    // A cache too small for the result keeps nothing, and the replay runs the query.
+    let small = Engine::open_with(
+        SAMPLE,
+        EngineOptions {
+            state: Some("memory://engine-test-state".into()),
+            result_cache_bytes: 1024,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (_, d) = run_all(small.query(adql, &QueryOptions::default()).await.unwrap()).await;
+    let (_, r) = run_all(
+        small
+            .replay(&token, &engine::ReplayOptions::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(d.checksum, r.checksum);
+    assert!(!r.from_cache && r.verified, "{r:?}");
+}
+
+#[tokio::test]
+async fn the_same_request_gets_the_same_token_and_a_different_snapshot_another() {
+    let engine = open_sample().await;
+    let q = "SELECT COUNT(*) AS n FROM ppdb.DiaSource";
+    let token = |r: &engine::QueryResult| r.token.clone().unwrap();
+    let a = engine.query(q, &QueryOptions::default()).await.unwrap();
+    let b = engine.query(q, &QueryOptions::default()).await.unwrap();
+    let at3 = QueryOptions {
+        as_of: Some(adql::AsOf::Snapshot(3)),
+        ..Default::default()
+    };
+    let c = engine.query(q, &at3).await.unwrap();
+    assert_eq!(token(&a), token(&b));
+    assert_ne!(token(&a), token(&c));
+    assert!(c.pinned_adql.as_deref().unwrap().contains("AS OF 3"));
+    let (rows, _) = c.collect().await.unwrap();
+    assert_eq!(rows[0].column(0).as_primitive::<Int64Type>().value(0), 2387);
+}

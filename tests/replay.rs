@@ -88,7 +88,11 @@ fn sorted(csv: &str) -> Vec<&str> {
 /// Same rows; byte-identical CSV when the query orders its rows.
 fn assert_same(first: &FirstRun, again: &str, ordered: bool, when: &str) {
     if ordered {
-        assert_eq!(first.csv, again, "{when}: ordered result changed for {}", first.adql);
+        assert_eq!(
+            first.csv, again,
+            "{when}: ordered result changed for {}",
+            first.adql
+        );
     } else {
         assert_eq!(
             sorted(&first.csv),
@@ -97,7 +101,11 @@ fn assert_same(first: &FirstRun, again: &str, ordered: bool, when: &str) {
             first.adql
         );
     }
-    assert!(first.csv.lines().count() > 1, "{} returned no rows", first.adql);
+    assert!(
+        first.csv.lines().count() > 1,
+        "{} returned no rows",
+        first.adql
+    );
 }
 
 fn chunk_dirs(root: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -220,7 +228,8 @@ fn replays_survive_new_chunks_compaction_vacuum_and_restarts() {
     // Tokens are kept in the catalog itself, which is writable.
     for r in &runs {
         assert!(
-            cat.join(format!("_state/tokens/{}.json", r.token)).is_file(),
+            cat.join(format!("_state/tokens/{}.json", r.token))
+                .is_file(),
             "no record for {}",
             r.token
         );
@@ -229,7 +238,12 @@ fn replays_survive_new_chunks_compaction_vacuum_and_restarts() {
     // Scenario 1: the rest of the chunks (re-sent ones are no-ops).
     ok(
         home,
-        &["ingest", "--catalog", cat.to_str().unwrap(), chunks.to_str().unwrap()],
+        &[
+            "ingest",
+            "--catalog",
+            cat.to_str().unwrap(),
+            chunks.to_str().unwrap(),
+        ],
     );
     let mut changed = 0;
     for ((first, (_, extra, ordered)), i) in runs.iter().zip(QUERIES).zip(0..) {
@@ -237,8 +251,16 @@ fn replays_survive_new_chunks_compaction_vacuum_and_restarts() {
         if now.csv != first.csv {
             changed += 1;
         }
-        assert_ne!(now.token, first.token, "query {i}: a new snapshot is a new token");
-        assert_same(first, &replay(home, &cat, &first.token), *ordered, "after new chunks");
+        assert_ne!(
+            now.token, first.token,
+            "query {i}: a new snapshot is a new token"
+        );
+        assert_same(
+            first,
+            &replay(home, &cat, &first.token),
+            *ordered,
+            "after new chunks",
+        );
     }
     assert!(
         changed >= 5,
@@ -255,10 +277,19 @@ fn replays_survive_new_chunks_compaction_vacuum_and_restarts() {
     );
     let out = ok(
         home,
-        &["vacuum", "--catalog", cat.to_str().unwrap(), "--grace-seconds", "0"],
+        &[
+            "vacuum",
+            "--catalog",
+            cat.to_str().unwrap(),
+            "--grace-seconds",
+            "0",
+        ],
     );
     let vacuumed = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(!vacuumed.starts_with("deleted 0 "), "vacuum deleted nothing: {vacuumed}");
+    assert!(
+        !vacuumed.starts_with("deleted 0 "),
+        "vacuum deleted nothing: {vacuumed}"
+    );
     for (first, (_, _, ordered)) in runs.iter().zip(QUERIES) {
         assert_same(
             first,
@@ -281,7 +312,12 @@ fn ingest(home: &Path, cat: &Path, chunk: TestChunk) {
     let dir = chunk.write(&home.join("chunks"));
     ok(
         home,
-        &["ingest", "--catalog", cat.to_str().unwrap(), dir.to_str().unwrap()],
+        &[
+            "ingest",
+            "--catalog",
+            cat.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
     );
 }
 
@@ -383,9 +419,17 @@ fn late_versions_and_updates_change_the_naive_answer_but_not_the_replay() {
         ),
     );
     let late = query(home, &cat, &naive_history, &[]);
-    assert_ne!(late.csv, runs[0].csv, "the naive rewrite should see the late version");
+    assert_ne!(
+        late.csv, runs[0].csv,
+        "the naive rewrite should see the late version"
+    );
     assert!(late.csv.contains("60005"), "{}", late.csv);
-    assert_same(&runs[0], &replay(home, &cat, &runs[0].token), true, "after a late version");
+    assert_same(
+        &runs[0],
+        &replay(home, &cat, &runs[0].token),
+        true,
+        "after a late version",
+    );
 
     // Scenario 3: withdraw a source, reassign another to a solar-system object,
     // close object 2, and update object 1's nDiaSources in place.
@@ -430,7 +474,11 @@ fn late_versions_and_updates_change_the_naive_answer_but_not_the_replay() {
         query(home, &cat, &naive_current, &[]),
     ];
     for (r, n) in runs.iter().zip(&naive_now) {
-        assert_ne!(n.csv, r.csv, "the naive rewrite should differ for {}", n.adql);
+        assert_ne!(
+            n.csv, r.csv,
+            "the naive rewrite should differ for {}",
+            n.adql
+        );
         assert_same(r, &replay(home, &cat, &r.token), true, "after updates");
     }
     assert!(naive_now[1].csv.contains("60020"), "{}", naive_now[1].csv);
@@ -457,19 +505,35 @@ fn replay_refuses_what_it_cannot_prove() {
         let d = chunk.write(&home.join("chunks"));
         ok(
             home,
-            &["ingest", "--catalog", cat.to_str().unwrap(), d.to_str().unwrap()],
+            &[
+                "ingest",
+                "--catalog",
+                cat.to_str().unwrap(),
+                d.to_str().unwrap(),
+            ],
         );
     }
-    let run = query(home, &one, "SELECT diaObjectId, ra FROM ppdb.DiaObject", &[]);
+    let run = query(
+        home,
+        &one,
+        "SELECT diaObjectId, ra FROM ppdb.DiaObject",
+        &[],
+    );
     let fail = |args: &[&str], want: &str| {
         let out = ppdb(home, args);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(!out.status.success(), "{args:?} should fail");
-        assert!(stderr.contains(want), "{args:?}: wanted {want:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(want),
+            "{args:?}: wanted {want:?} in:\n{stderr}"
+        );
     };
     let one_s = one.to_str().unwrap();
     let two_s = two.to_str().unwrap();
-    fail(&["replay", "--catalog", one_s, "not-a-token"], "not a query token");
+    fail(
+        &["replay", "--catalog", one_s, "not-a-token"],
+        "not a query token",
+    );
     fail(
         &["replay", "--catalog", one_s, "aaaaaaaaaaaaaaaaaaaa"],
         "unknown token",
@@ -493,7 +557,10 @@ fn replay_refuses_what_it_cannot_prove() {
     let mut record: serde_json::Value = serde_json::from_str(&text).unwrap();
     record["checksum"] = "unordered:00000000000000000000000000000000".into();
     std::fs::write(&path, serde_json::to_string(&record).unwrap()).unwrap();
-    fail(&["replay", "--catalog", one_s, &run.token], "does NOT match");
+    fail(
+        &["replay", "--catalog", one_s, &run.token],
+        "does NOT match",
+    );
     // Expiring a token is explicit, and then it is gone.
     ok(home, &["token", "expire", "--catalog", one_s, &run.token]);
     fail(&["replay", "--catalog", one_s, &run.token], "unknown token");
@@ -506,7 +573,12 @@ fn the_bundled_sample_stays_read_only() {
     let home = dir.path();
     let out = ok(
         home,
-        &["query", "--format", "csv", "SELECT TOP 2 diaObjectId FROM ppdb.DiaObject"],
+        &[
+            "query",
+            "--format",
+            "csv",
+            "SELECT TOP 2 diaObjectId FROM ppdb.DiaObject",
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let token = stderr
@@ -517,7 +589,11 @@ fn the_bundled_sample_stays_read_only() {
         .to_string();
     assert!(home.join(format!("xdg/ppdb/tokens/{token}.json")).is_file());
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample/_state");
-    assert!(!sample.exists(), "the query wrote into {}", sample.display());
+    assert!(
+        !sample.exists(),
+        "the query wrote into {}",
+        sample.display()
+    );
     let again = ok(home, &["replay", &token]);
     assert_eq!(again.stdout, out.stdout);
 }
