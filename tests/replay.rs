@@ -597,3 +597,106 @@ fn the_bundled_sample_stays_read_only() {
     let again = ok(home, &["replay", &token]);
     assert_eq!(again.stdout, out.stdout);
 }
+
+/// Retention respects tokens: expiring old snapshots keeps those live tokens
+/// read, drops rows no retained snapshot sees, and refuses expired snapshots
+/// clearly; expiring a token is an explicit act that releases its snapshot.
+#[test]
+fn retention_keeps_what_live_tokens_read() {
+    let dir = TempDir::new().unwrap();
+    let home = dir.path();
+    let chunks = home.join("chunks");
+    let cat = home.join("catalog");
+    let cat_s = cat.to_str().unwrap();
+    ok(
+        home,
+        &[
+            "sample",
+            "--out",
+            chunks.to_str().unwrap(),
+            "--objects",
+            "800",
+            "--nights",
+            "3",
+            "--visits-per-chunk",
+            "2",
+        ],
+    );
+    ok(
+        home,
+        &["ingest", "--catalog", cat_s, chunks.to_str().unwrap()],
+    );
+    let history = "SELECT diaObjectId, validityStartMjdTai, validityEndMjdTai, nDiaSources \
+                   FROM ppdb.DiaObjectHistory ORDER BY diaObjectId, validityStartMjdTai";
+    let kept = query(home, &cat, history, &["--as-of", "2"]);
+    let released = query(home, &cat, history, &["--as-of", "4"]);
+    let latest = query(
+        home,
+        &cat,
+        "SELECT diaSourceId, psfFlux FROM ppdb.DiaSource",
+        &[],
+    );
+    ok(
+        home,
+        &["token", "expire", "--catalog", cat_s, &released.token],
+    );
+
+    let out = ok(
+        home,
+        &[
+            "vacuum",
+            "--catalog",
+            cat_s,
+            "--grace-seconds",
+            "0",
+            "--expire-before",
+            "6",
+        ],
+    );
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        report.contains("[2]"),
+        "snapshot 2 should be kept:\n{report}"
+    );
+    let dropped: u64 = report
+        .split("dropped ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no dropped count in:\n{report}"));
+    assert!(dropped > 0, "{report}");
+
+    assert_same(
+        &kept,
+        &replay(home, &cat, &kept.token),
+        true,
+        "after retention",
+    );
+    assert_same(
+        &latest,
+        &replay(home, &cat, &latest.token),
+        false,
+        "after retention",
+    );
+    for k in ["1", "3", "4", "5"] {
+        let out = ppdb(home, &["query", "--catalog", cat_s, "--as-of", k, history]);
+        assert!(!out.status.success(), "snapshot {k} should be expired");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("snapshot {k} has expired")),
+            "{stderr}"
+        );
+    }
+    let listing = String::from_utf8(ok(home, &["snapshots", "--catalog", cat_s]).stdout).unwrap();
+    let state_of = |k: &str| {
+        listing
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(k))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(state_of("2"), "retained", "{listing}");
+    assert_eq!(state_of("4"), "expired", "{listing}");
+    assert_eq!(state_of("6"), "retained", "{listing}");
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{BooleanArray, Int64Array, RecordBatch};
+use arrow_array::{Array, BooleanArray, Int64Array, RecordBatch};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use tokio::sync::Mutex;
@@ -18,7 +18,7 @@ use crate::healpix::Cell;
 use crate::index::AnchorIndex;
 use crate::ingest::Ingest;
 use crate::log::{self, Action, Entry, FileStats, LOG_FORMAT, LogState, SnapshotInfo};
-use crate::schema::{CatalogSchema, RETIRED, TableId};
+use crate::schema::{ADDED, CatalogSchema, RETIRED, TableId};
 use crate::store::{self, Location};
 
 /// Default HEALPix order of partitions (cells of about 0.84 deg²).
@@ -94,6 +94,17 @@ pub struct CompactReport {
     pub files_added: usize,
     /// Partitions compacted.
     pub partitions: usize,
+    /// Rows left out because no retained snapshot sees them.
+    pub rows_dropped: u64,
+}
+
+/// What expiring snapshots did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExpireReport {
+    /// Snapshots newly expired.
+    pub expired: Vec<u64>,
+    /// Snapshots below the horizon kept readable.
+    pub kept: Vec<u64>,
 }
 
 /// What a vacuum did.
@@ -266,6 +277,12 @@ impl Catalog {
                 latest: state.latest(),
             });
         }
+        if state.is_expired(snapshot) {
+            return Err(Error::SnapshotExpired {
+                asked: snapshot,
+                before: state.expired_before,
+            });
+        }
         let files = state
             .files
             .values()
@@ -337,9 +354,19 @@ impl Catalog {
             let mut removed = Vec::new();
             let mut added = Vec::new();
             let mut report = CompactReport::default();
+            let horizon = (state.expired_before > 0).then_some(state.expired_before);
             for ((table, cell), files) in groups {
                 let dirty = files.iter().any(|f| !f.retired.is_empty());
-                if files.len() < 2 && !dirty {
+                // Rows retired before the horizon may be droppable, unless this
+                // file was already pruned at this horizon.
+                let prunable = horizon.is_some()
+                    && files.iter().any(|f| {
+                        f.entry
+                            .retired_min
+                            .is_some_and(|r| r <= state.expired_before)
+                            && f.entry.pruned_below != horizon
+                    });
+                if files.len() < 2 && !dirty && !prunable {
                     continue;
                 }
                 let ts = self.schema.table(table);
@@ -352,7 +379,16 @@ impl Catalog {
                     )?);
                     removed.push(f.entry.path.clone());
                 }
-                let all = arrow_select::concat::concat_batches(&ts.physical, &batches)?;
+                let mut all = arrow_select::concat::concat_batches(&ts.physical, &batches)?;
+                if horizon.is_some() {
+                    let before = all.num_rows();
+                    all = retained_rows(&state, &all)?;
+                    report.rows_dropped += (before - all.num_rows()) as u64;
+                }
+                report.partitions += 1;
+                if all.num_rows() == 0 {
+                    continue;
+                }
                 let index = self.anchor_index(&state).await?;
                 let anchor = crate::ingest::anchors(ts, &all, &|id| index.anchor(id));
                 let sorted = datafile::without_empty_columns(
@@ -362,8 +398,8 @@ impl Catalog {
                 let path = datafile::new_path(table, cell, state.latest(), "c");
                 let mut entry = datafile::write(&self.loc, ts, cell, path, &sorted).await?;
                 entry.retired_min = retired_min(&sorted);
+                entry.pruned_below = horizon;
                 added.push(entry);
-                report.partitions += 1;
             }
             report.files_removed = removed.len();
             report.files_added = added.len();
@@ -380,6 +416,57 @@ impl Catalog {
                 return Ok(report);
             }
             // A commit slipped in (it may retire rows of the files we merged): start over.
+        }
+        Err(Error::Contention {
+            attempts: COMMIT_ATTEMPTS,
+        })
+    }
+
+    /// Expires every snapshot below `before` except those in `keep` (the snapshots
+    /// live query tokens read). The latest snapshot is never expired. Compaction
+    /// then drops rows only expired snapshots could see, and vacuum deletes the
+    /// files it replaced. Expiring is never undone.
+    pub async fn expire(&self, before: u64, keep: &[u64]) -> Result<ExpireReport> {
+        for _ in 0..COMMIT_ATTEMPTS {
+            let state = self.state().await?;
+            let before = before.min(state.latest()).max(state.expired_before);
+            let keep: Vec<u64> = {
+                let mut k: Vec<u64> = keep
+                    .iter()
+                    .copied()
+                    .filter(|&s| s < before && !state.is_expired(s))
+                    .collect();
+                // Snapshots kept by an earlier expiry stay kept only if asked again.
+                k.sort_unstable();
+                k.dedup();
+                k
+            };
+            let expired: Vec<u64> = (1..before)
+                .filter(|s| !state.is_expired(*s) && !keep.contains(s))
+                .collect();
+            let unchanged = before == state.expired_before
+                && keep.iter().copied().eq(state.kept.iter().copied());
+            if unchanged {
+                return Ok(ExpireReport {
+                    expired,
+                    kept: keep,
+                });
+            }
+            let entry = Entry {
+                format: LOG_FORMAT.into(),
+                version: state.version + 1,
+                written_at: chrono::Utc::now(),
+                action: Action::Expire {
+                    before,
+                    keep: keep.clone(),
+                },
+            };
+            if log::try_append(&self.loc, &entry).await? {
+                return Ok(ExpireReport {
+                    expired,
+                    kept: keep,
+                });
+            }
         }
         Err(Error::Contention {
             attempts: COMMIT_ATTEMPTS,
@@ -450,6 +537,23 @@ fn fold_retirements(phys: &RecordBatch, retired: &[(u32, u64)]) -> Result<Record
     let mut cols = phys.columns().to_vec();
     cols[idx] = Arc::new(Int64Array::from(v));
     Ok(RecordBatch::try_new(phys.schema(), cols)?)
+}
+
+/// The rows some retained snapshot can see.
+fn retained_rows(state: &log::LogState, phys: &RecordBatch) -> Result<RecordBatch> {
+    let added = phys
+        .column(phys.schema().index_of(ADDED)?)
+        .as_primitive::<Int64Type>();
+    let retired = phys
+        .column(phys.schema().index_of(RETIRED)?)
+        .as_primitive::<Int64Type>();
+    let keep: BooleanArray = (0..phys.num_rows())
+        .map(|r| {
+            let retired = retired.is_valid(r).then(|| retired.value(r) as u64);
+            Some(state.retains(added.value(r) as u64, retired))
+        })
+        .collect();
+    Ok(arrow_select::filter::filter_record_batch(phys, &keep)?)
 }
 
 fn retired_min(phys: &RecordBatch) -> Option<u64> {

@@ -304,6 +304,7 @@ pub fn encode_file(
         added_min: arrow::compute::min(&added).unwrap_or(0) as u64,
         added_max: arrow::compute::max(&added).unwrap_or(0) as u64,
         retired_min: None,
+        pruned_below: None,
         stats: stats(batch, cell),
     };
     Ok((bytes, entry))

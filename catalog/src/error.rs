@@ -166,6 +166,17 @@ pub enum Error {
         /// The latest snapshot.
         latest: u64,
     },
+    /// Retention expired the snapshot asked for.
+    #[error(
+        "snapshot {asked} has expired: retention keeps snapshots from {before} on, \
+         and older ones only while a live query token reads them"
+    )]
+    SnapshotExpired {
+        /// The snapshot asked for.
+        asked: u64,
+        /// The first snapshot of the retained tail.
+        before: u64,
+    },
     /// Another writer kept winning the race to commit.
     #[error("could not commit after {attempts} attempts: other writers kept committing first")]
     Contention {

@@ -19,8 +19,8 @@ pub mod schema;
 pub mod store;
 
 pub use catalog::{
-    Catalog, CompactReport, DEFAULT_PARTITION_ORDER, IngestOutcome, ScanFile, TableScan,
-    VacuumReport,
+    Catalog, CompactReport, DEFAULT_PARTITION_ORDER, ExpireReport, IngestOutcome, ScanFile,
+    TableScan, VacuumReport,
 };
 pub use error::{Error, Refusal, Result};
 pub use index::AnchorIndex;

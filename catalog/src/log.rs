@@ -61,6 +61,10 @@ pub struct FileEntry {
     /// Smallest `_retired` in the file (set by compaction), if any row has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired_min: Option<u64>,
+    /// The retention horizon compaction applied when it wrote the file: rows no
+    /// retained snapshot could see were left out (see [`Action::Expire`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned_below: Option<u64>,
     /// Column ranges for pruning without opening the file.
     pub stats: FileStats,
 }
@@ -123,6 +127,15 @@ pub enum Action {
     },
     /// Commits one chunk.
     Commit(Commit),
+    /// Expires old snapshots: every snapshot below `before` except those in `keep`
+    /// (the ones live query tokens still read). Expired snapshots can no longer be
+    /// read, and compaction may drop rows only they could see. Never undone.
+    Expire {
+        /// The first snapshot of the retained tail.
+        before: u64,
+        /// Snapshots below `before` that stay readable.
+        keep: Vec<u64>,
+    },
     /// Replaces files by others holding the same rows with retirements folded in.
     Compact {
         /// Files no longer listed (relative paths).
@@ -189,12 +202,30 @@ pub struct LogState {
     pub index_files: Vec<(u64, String)>,
     /// Committed chunks per format: chunk id → unique id.
     pub chunks: HashMap<String, BTreeMap<i64, String>>,
+    /// Snapshots below this one are expired, except those in `kept`.
+    pub expired_before: u64,
+    /// Snapshots below `expired_before` that retention keeps.
+    pub kept: std::collections::BTreeSet<u64>,
 }
 
 impl LogState {
     /// The latest snapshot (0 for an empty catalog).
     pub fn latest(&self) -> u64 {
         self.snapshots.len() as u64
+    }
+
+    /// Whether retention has expired snapshot `k`.
+    pub fn is_expired(&self, k: u64) -> bool {
+        k < self.expired_before && !self.kept.contains(&k)
+    }
+
+    /// Whether a row added at `added` and retired at `retired` is visible at some
+    /// snapshot retention keeps (the current tail, or a kept snapshot).
+    pub fn retains(&self, added: u64, retired: Option<u64>) -> bool {
+        let Some(r) = retired else {
+            return true;
+        };
+        added.max(self.expired_before) < r || self.kept.range(added..r).next().is_some()
     }
 
     /// Applies one entry.
@@ -257,6 +288,25 @@ impl LogState {
                     rows_added: c.rows_added.clone(),
                     rows_updated: c.rows_updated.clone(),
                 });
+            }
+            Action::Expire { before, keep } => {
+                if *before > self.latest() {
+                    return Err(bad(format!(
+                        "expires snapshots below {before}, past the latest snapshot {}",
+                        self.latest()
+                    )));
+                }
+                if *before < self.expired_before {
+                    return Err(bad(format!(
+                        "expires below {before}, but snapshots below {} are already expired",
+                        self.expired_before
+                    )));
+                }
+                if let Some(k) = keep.iter().find(|&&k| self.is_expired(k)) {
+                    return Err(bad(format!("keeps snapshot {k}, which is already expired")));
+                }
+                self.expired_before = *before;
+                self.kept = keep.iter().copied().filter(|&k| k < *before).collect();
             }
             Action::Compact { removed, added } => {
                 for p in removed {

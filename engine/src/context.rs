@@ -790,6 +790,18 @@ impl Engine {
 
 /// Finds the snapshot `as_of` names in a log state (the latest when `None`).
 fn resolve(state: &LogState, as_of: Option<&adql::AsOf>) -> Result<SnapshotInfo> {
+    let info = find(state, as_of)?;
+    if state.is_expired(info.snapshot) {
+        return Err(catalog::Error::SnapshotExpired {
+            asked: info.snapshot,
+            before: state.expired_before,
+        }
+        .into());
+    }
+    Ok(info)
+}
+
+fn find(state: &LogState, as_of: Option<&adql::AsOf>) -> Result<SnapshotInfo> {
     let snapshots = &state.snapshots;
     let none = || Error::Snapshot {
         message: "the catalog has no snapshots yet: ingest a chunk first".into(),

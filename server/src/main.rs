@@ -109,13 +109,23 @@ enum Command {
         #[command(flatten)]
         catalog: CatalogArg,
     },
-    /// Delete files that no snapshot needs (replaced by compaction, or left by failed commits).
+    /// Delete files that no retained snapshot needs (replaced by compaction, or left
+    /// by failed commits). By default every snapshot is retained; --expire-before
+    /// expires old snapshots, except those live query tokens read.
     Vacuum {
         #[command(flatten)]
         catalog: CatalogArg,
         /// Keep unreferenced files younger than this many seconds (a commit may be under way).
         #[arg(long, default_value_t = 3600)]
         grace_seconds: u64,
+        /// Expire snapshots older than this one (a number, or an ISO-8601 UTC time:
+        /// those committed before it), except those the live tokens of the state store
+        /// read; then compact away rows only expired snapshots saw. The latest snapshot
+        /// is never expired, and expiring cannot be undone.
+        #[arg(long)]
+        expire_before: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Run one ADQL query; the result goes to stdout, errors to stderr.
     Query {
@@ -314,6 +324,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Snapshots { catalog, json } => {
             let cat = Catalog::open(&catalog.read_url()).await?;
+            let log = cat.state().await?;
             let snaps = cat.snapshots().await?;
             if json {
                 for s in &snaps {
@@ -322,7 +333,7 @@ async fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             println!(
-                "{:>8}  {:<27} {:<20} {:>12}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:>7}",
+                "{:>8}  {:<27} {:<20} {:>12}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:>7}  state",
                 "snapshot",
                 "committed_at (UTC)",
                 "format",
@@ -337,7 +348,7 @@ async fn run(cli: Cli) -> Result<()> {
             for s in &snaps {
                 let n = |t: TableId| s.rows_added.get(&t).copied().unwrap_or(0);
                 println!(
-                    "{:>8}  {:<27} {:<20} {:>12}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:>7}",
+                    "{:>8}  {:<27} {:<20} {:>12}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:>7}  {}",
                     s.snapshot,
                     s.committed_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
                     s.chunk.format,
@@ -348,6 +359,11 @@ async fn run(cli: Cli) -> Result<()> {
                     n(TableId::DetectorVisitProcessingSummary),
                     n(TableId::PromptSource),
                     s.rows_updated.values().sum::<u64>(),
+                    if log.is_expired(s.snapshot) {
+                        "expired"
+                    } else {
+                        "retained"
+                    },
                 );
             }
             if snaps.is_empty() {
@@ -358,8 +374,18 @@ async fn run(cli: Cli) -> Result<()> {
             let cat = Catalog::open(&catalog.write_url("compact")?).await?;
             let r = cat.compact().await?;
             println!(
-                "compacted {} partitions: {} files replaced by {}",
-                r.partitions, r.files_removed, r.files_added
+                "compacted {} partitions: {} files replaced by {}{}",
+                r.partitions,
+                r.files_removed,
+                r.files_added,
+                if r.rows_dropped > 0 {
+                    format!(
+                        "; dropped {} rows no retained snapshot sees",
+                        r.rows_dropped
+                    )
+                } else {
+                    String::new()
+                }
             );
         }
         Command::Query {
@@ -472,8 +498,59 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Vacuum {
             catalog,
             grace_seconds,
+            expire_before,
+            state,
         } => {
             let cat = Catalog::open(&catalog.write_url("vacuum")?).await?;
+            if let Some(when) = expire_before {
+                let log = cat.state().await?;
+                let before = match when.trim().parse::<u64>() {
+                    Ok(k) => k,
+                    Err(_) => {
+                        let t = chrono::DateTime::parse_from_rfc3339(when.trim())
+                            .with_context(|| {
+                                format!(
+                                    "--expire-before {when}: expected a snapshot number or an \
+                                     ISO-8601 time such as 2025-06-01T00:00:00Z"
+                                )
+                            })?
+                            .with_timezone(&chrono::Utc);
+                        1 + log.snapshots.iter().filter(|s| s.committed_at < t).count() as u64
+                    }
+                };
+                // Live tokens pin their snapshots: retention keeps what they read.
+                let engine = state.engine(&catalog).await?;
+                let tokens: Vec<engine::TokenRecord> = engine
+                    .state()
+                    .list()
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.catalog_id == log.catalog_id)
+                    .collect();
+                let keep: Vec<u64> = tokens.iter().map(|r| r.snapshot).collect();
+                let r = cat.expire(before, &keep).await?;
+                let latest = cat.state().await?;
+                println!(
+                    "retained snapshots {} to {}{}; expired {} snapshot(s) now",
+                    latest.expired_before,
+                    latest.latest(),
+                    if r.kept.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", and {:?} for the live tokens in {}",
+                            r.kept,
+                            engine.state().url()
+                        )
+                    },
+                    r.expired.len()
+                );
+                let c = cat.compact().await?;
+                println!(
+                    "compacted {} partitions: {} files replaced by {}; dropped {} rows no retained snapshot sees",
+                    c.partitions, c.files_removed, c.files_added, c.rows_dropped
+                );
+            }
             let r = cat.vacuum(Duration::from_secs(grace_seconds)).await?;
             println!(
                 "deleted {} unreferenced files; kept {}",
