@@ -137,6 +137,8 @@ async fn main() -> Result<()> {
         },
     ];
 
+    overhead(&engine, &cases, ra, dec, args.repeat).await?;
+
     // DuckDB runs in one Python process: open, check the row count, time the repeats.
     let script = args.work.join("duckdb_bench.py");
     std::fs::write(&script, DUCKDB_SCRIPT)?;
@@ -218,6 +220,64 @@ async fn main() -> Result<()> {
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for l in report {
         println!("{l}");
+    }
+    Ok(())
+}
+
+/// What reproducibility costs: each query unpinned (as written, no token) against
+/// pinned (snapshot on every table, total order where needed, checksum, token
+/// record written). Each pinned run carries a distinct trailing comment, so it
+/// gets a new token and writes a new record instead of finding the last one.
+async fn overhead(engine: &Engine, cases: &[Case], ra: f64, dec: f64, repeat: usize) -> Result<()> {
+    let opts = QueryOptions::default();
+    let mut queries: Vec<(String, String)> = cases
+        .iter()
+        .map(|c| (c.name.to_string(), c.adql.clone()))
+        .collect();
+    queries.push((
+        "cone 5' TOP 100 (pinned form adds ORDER BY)".into(),
+        format!(
+            "SELECT TOP 100 diaObjectId, ra, dec FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, {})) = 1",
+            5.0 / 60.0
+        ),
+    ));
+    println!(
+        "\n| query | unpinned p50 (ms) | pinned p50 (ms) | pinned / unpinned | token record write p50 (ms) | max (ms) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, adql) in &queries {
+        let mut plain = Vec::with_capacity(repeat);
+        let mut pinned = Vec::with_capacity(repeat);
+        let mut record = Vec::with_capacity(repeat);
+        // Interleaved, so that drift in the machine affects both alike.
+        for i in 0..repeat + 3 {
+            let t = Instant::now();
+            let r = engine.query_unpinned(adql, &opts).await?;
+            r.collect().await?;
+            let a = t.elapsed();
+            let text = format!("{adql} -- run {i} {}", std::process::id());
+            let t = Instant::now();
+            let mut r = engine.query(&text, &opts).await?;
+            while let Some(b) = r.next_batch().await {
+                b?;
+            }
+            let b = t.elapsed();
+            if i >= 3 {
+                plain.push(a);
+                pinned.push(b);
+                record.push(r.timings.record);
+            }
+        }
+        plain.sort();
+        pinned.sort();
+        record.sort();
+        let (u, p) = (percentile(&plain, 0.5), percentile(&pinned, 0.5));
+        println!(
+            "| {name} | {u:.2} | {p:.2} | {:.3} | {:.3} | {:.3} |",
+            p / u,
+            percentile(&record, 0.5),
+            percentile(&record, 1.0)
+        );
     }
     Ok(())
 }

@@ -390,6 +390,9 @@ impl Engine {
         for f in crate::udf::all() {
             base.register_udf(Arc::new(f))?;
         }
+        for f in crate::aggregate::all() {
+            base.register_udaf(Arc::new(f))?;
+        }
         let tap = tables::tap_schema(&schema)
             .into_iter()
             .map(

@@ -7,6 +7,7 @@
 //! as a stream of Arrow record batches. This is the only crate that uses
 //! DataFusion.
 
+mod aggregate;
 pub mod checksum;
 mod context;
 mod error;
