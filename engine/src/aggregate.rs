@@ -364,7 +364,7 @@ mod tests {
         let mut rev = xs.clone();
         rev.reverse();
         let mut shuffled = xs.clone();
-        shuffled.sort_by(|a, b| (a.to_bits() % 97).cmp(&(b.to_bits() % 97)));
+        shuffled.sort_by_key(|a| a.to_bits() % 97);
         assert_eq!(fsum(&xs).to_bits(), fsum(&rev).to_bits());
         assert_eq!(fsum(&xs).to_bits(), fsum(&shuffled).to_bits());
         // Naive left-to-right sums of the same values do differ in the last bits.
