@@ -700,3 +700,39 @@ fn retention_keeps_what_live_tokens_read() {
     assert_eq!(state_of("4"), "expired", "{listing}");
     assert_eq!(state_of("6"), "retained", "{listing}");
 }
+
+/// The README's round trip works as printed: the same query on the bundled
+/// sample gets the very token the README shows, and replays.
+#[test]
+fn the_readme_round_trip_gives_the_readme_token() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md");
+    let section = readme
+        .split("## Query tokens and exact replay")
+        .nth(1)
+        .expect("the README has a section on tokens");
+    let line = section
+        .lines()
+        .find(|l| l.starts_with("$P query --format csv"))
+        .expect("a query example");
+    let adql = line
+        .split('"')
+        .nth(1)
+        .expect("the example's ADQL in double quotes");
+    let shown = section
+        .lines()
+        .find_map(|l| l.strip_prefix("$P replay "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a replay example");
+    let dir = TempDir::new().unwrap();
+    let home = dir.path();
+    let out = ok(home, &["query", "--format", "csv", adql]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("token: {shown}")),
+        "README shows {shown}; the query printed:\n{stderr}"
+    );
+    let again = ok(home, &["replay", shown]);
+    assert_eq!(again.stdout, out.stdout);
+}
