@@ -412,6 +412,9 @@ async fn float_aggregates_do_not_depend_on_parallelism() {
         "SELECT SUM(ra * dec) AS s, AVG(midpointMjdTai) AS m, SUM(DISTINCT band_n) AS d \
          FROM (SELECT ra, dec, midpointMjdTai, CASE WHEN band = 'g' THEN 0.1 ELSE 0.7 END AS band_n \
                FROM ppdb.DiaSource) AS t",
+        // Many groups, with filters on the aggregate's input.
+        "SELECT diaObjectId, SUM(ra) AS s, AVG(dec) AS a FROM ppdb.DiaSource \
+         WHERE psfFlux > 0 GROUP BY diaObjectId HAVING COUNT(*) > 1",
     ];
     for q in queries {
         let mut seen = Vec::new();

@@ -13,14 +13,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, UInt64Array};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, UInt64Type};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::functions_aggregate::average::avg_udaf;
 use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, GroupsAccumulator, ReversedUDAF, Signature,
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, ReversedUDAF, Signature,
 };
 
 /// The two functions, under DataFusion's own names so they replace the built-ins.
@@ -140,14 +140,23 @@ impl AggregateUDFImpl for Exact {
     }
 
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
-        !is_float(args.return_field.data_type())
-            && self.inner().inner().groups_accumulator_supported(args)
+        if is_float(args.return_field.data_type()) {
+            return !args.is_distinct;
+        }
+        self.inner().inner().groups_accumulator_supported(args)
     }
 
     fn create_groups_accumulator(
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
+        if is_float(args.return_field.data_type()) {
+            return Ok(Box::new(ExactGroups {
+                kind: self.kind,
+                sums: Vec::new(),
+                counts: Vec::new(),
+            }));
+        }
         self.inner().inner().create_groups_accumulator(args)
     }
 }
@@ -341,6 +350,133 @@ impl Accumulator for ExactAccumulator {
             }
         }
         Ok(())
+    }
+}
+
+/// Exact sums for many groups at once (GROUP BY), so that grouped float
+/// aggregates keep DataFusion's vectorised hash aggregation.
+struct ExactGroups {
+    kind: Kind,
+    sums: Vec<FSum>,
+    counts: Vec<u64>,
+}
+
+impl ExactGroups {
+    fn grow(&mut self, total: usize) {
+        if self.sums.len() < total {
+            self.sums.resize_with(total, FSum::default);
+            self.counts.resize(total, 0);
+        }
+    }
+}
+
+/// State arrays: partials per group, the sum of non-finite values, the count.
+fn state_arrays(sums: &[FSum], counts: &[u64]) -> Vec<ArrayRef> {
+    let lists = ListArray::from_iter_primitive::<Float64Type, _, _>(
+        sums.iter()
+            .map(|s| Some(s.partials.iter().copied().map(Some))),
+    );
+    let special: Float64Array = sums.iter().map(|s| s.special).collect();
+    let counts: UInt64Array = counts.iter().copied().map(Some).collect();
+    vec![Arc::new(lists), Arc::new(special), Arc::new(counts)]
+}
+
+impl GroupsAccumulator for ExactGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.grow(total_num_groups);
+        let v = arrow::compute::cast(&values[0], &DataType::Float64)?;
+        let v = v.as_primitive::<Float64Type>();
+        for (row, &g) in group_indices.iter().enumerate() {
+            if v.is_null(row) || opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
+                continue;
+            }
+            self.sums[g].add(v.value(row));
+            self.counts[g] += 1;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let counts = emit_to.take_needed(&mut self.counts);
+        let out: Float64Array = sums
+            .iter()
+            .zip(&counts)
+            .map(|(s, &n)| {
+                (n > 0).then(|| match self.kind {
+                    Kind::Sum => s.value(),
+                    Kind::Avg => s.value() / n as f64,
+                })
+            })
+            .collect();
+        Ok(Arc::new(out))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let counts = emit_to.take_needed(&mut self.counts);
+        Ok(state_arrays(&sums, &counts))
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.grow(total_num_groups);
+        let lists = values[0].as_list::<i32>();
+        let special = values[1].as_primitive::<Float64Type>();
+        let counts = values[2].as_primitive::<UInt64Type>();
+        for (row, &g) in group_indices.iter().enumerate() {
+            if !lists.is_null(row) {
+                let partials = lists.value(row);
+                for x in partials.as_primitive::<Float64Type>().iter().flatten() {
+                    self.sums[g].add(x);
+                }
+            }
+            if special.is_valid(row) {
+                self.sums[g].add(special.value(row));
+            }
+            if counts.is_valid(row) {
+                self.counts[g] += counts.value(row);
+            }
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let v = arrow::compute::cast(&values[0], &DataType::Float64)?;
+        let v = v.as_primitive::<Float64Type>();
+        let mut sums = Vec::with_capacity(v.len());
+        let mut counts = Vec::with_capacity(v.len());
+        for row in 0..v.len() {
+            let mut s = FSum::default();
+            let take =
+                v.is_valid(row) && opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+            if take {
+                s.add(v.value(row));
+            }
+            sums.push(s);
+            counts.push(u64::from(take));
+        }
+        Ok(state_arrays(&sums, &counts))
+    }
+
+    fn size(&self) -> usize {
+        // Partials are few per group (a handful of doubles); counting them exactly
+        // would cost a pass over every group per batch.
+        self.sums.capacity() * (std::mem::size_of::<FSum>() + 4 * 8) + self.counts.capacity() * 8
     }
 }
 
