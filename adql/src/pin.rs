@@ -22,12 +22,15 @@ use sqlparser::ast::{
 use crate::{Error, Query, SchemaInfo, Table};
 
 /// A query rewritten so that running it again gives the same rows in the same order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Pinned {
     /// The reproducible ADQL.
     pub adql: String,
     /// Whether the result rows come in a defined order (so a checksum must follow it).
     pub ordered: bool,
+    /// The query, ready for the planner, with the same total order as `adql`
+    /// (what parsing `adql` would give, without parsing it again).
+    pub query: Query,
 }
 
 /// Pins `query` to `snapshot`; `cut` says that a row limit (MAXREC) applies to the result.
@@ -37,8 +40,34 @@ pub fn pin(
     snapshot: u64,
     cut: bool,
 ) -> Result<Pinned, Error> {
-    let mut statement = query.source.clone();
-    let Statement::Query(q) = &mut statement else {
+    let mut source = query.source.clone();
+    let ordered = add_order(&mut source, schema, Some(snapshot), cut)?;
+    // The planner's form gets the same order, so that the first run needs no second parse.
+    let mut statement = query.statement.clone();
+    add_order(&mut statement, schema, None, cut)?;
+    let adql = source.to_string();
+    Ok(Pinned {
+        query: Query {
+            adql: adql.clone(),
+            statement,
+            as_of: Some(crate::AsOf::Snapshot(snapshot)),
+            tables: query.tables.clone(),
+            source,
+        },
+        adql,
+        ordered,
+    })
+}
+
+/// Adds the total orders (and, given a snapshot, the time-travel clause of every
+/// table) to a statement; returns whether its top level is ordered.
+fn add_order(
+    statement: &mut Statement,
+    schema: &dyn SchemaInfo,
+    snapshot: Option<u64>,
+    cut: bool,
+) -> Result<bool, Error> {
+    let Statement::Query(q) = statement else {
         return Err(Error::at(
             sqlparser::tokenizer::Span::empty(),
             "only a SELECT can be pinned",
@@ -61,11 +90,7 @@ pub fn pin(
     if let Some(e) = pinner.failed {
         return Err(e);
     }
-    let ordered = q.order_by.is_some();
-    Ok(Pinned {
-        adql: statement.to_string(),
-        ordered,
-    })
+    Ok(q.order_by.is_some())
 }
 
 fn collect_ctes(q: &SqlQuery, out: &mut HashMap<String, SqlQuery>) {
@@ -87,7 +112,8 @@ fn collect_ctes(q: &SqlQuery, out: &mut HashMap<String, SqlQuery>) {
 
 struct Pinner<'a> {
     shape: Shape<'a>,
-    snapshot: u64,
+    /// `None` for the planner's form, where the engine pins the tables itself.
+    snapshot: Option<u64>,
     cut: bool,
     top_level: bool,
     failed: Option<Error>,
@@ -103,12 +129,13 @@ impl VisitorMut for Pinner<'_> {
             wrap_top_branches(right);
         }
         let has_top = matches!(&*q.body, SetExpr::Select(s) if s.top.is_some());
+        // In the planner's form TOP has become a LIMIT; ADQL has no LIMIT of its own.
         let has_offset = matches!(
             &q.limit_clause,
             Some(LimitClause::LimitOffset {
                 offset: Some(_),
                 ..
-            })
+            }) | Some(LimitClause::LimitOffset { limit: Some(_), .. })
         );
         let needs = has_top || has_offset || (top_level && (q.order_by.is_some() || self.cut));
         if !needs {
@@ -126,6 +153,9 @@ impl VisitorMut for Pinner<'_> {
     }
 
     fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
+        let Some(snapshot) = self.snapshot else {
+            return ControlFlow::Continue(());
+        };
         if let TableFactor::Table { name, version, .. } = t {
             let cte = matches!(name.0.as_slice(), [ObjectNamePart::Identifier(id)]
                 if self.shape.ctes.contains_key(&id.value.to_lowercase()));
@@ -134,7 +164,7 @@ impl VisitorMut for Pinner<'_> {
                 // sqlparser parses `t FOR SYSTEM_TIME AS OF k AS a` but prints the
                 // clause after the alias, which it cannot parse back; so the clause
                 // rides on the table name, where it prints in the right place.
-                *last = Ident::new(format!("{last} FOR SYSTEM_TIME AS OF {}", self.snapshot));
+                *last = Ident::new(format!("{last} FOR SYSTEM_TIME AS OF {snapshot}"));
             }
         }
         ControlFlow::Continue(())
@@ -451,6 +481,13 @@ mod tests {
         // The pinned form is itself valid ADQL and reads the same snapshot.
         let again = parse(&p.adql, &s).unwrap_or_else(|e| panic!("{}: {e}", p.adql));
         assert_eq!(again.as_of, Some(crate::AsOf::Snapshot(7)), "{}", p.adql);
+        // The planner's form the first run executes is what a replay parses.
+        assert_eq!(
+            p.query.statement.to_string(),
+            again.statement.to_string(),
+            "{}",
+            p.adql
+        );
         p
     }
 
