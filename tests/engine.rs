@@ -430,3 +430,70 @@ async fn float_aggregates_do_not_depend_on_parallelism() {
         );
     }
 }
+
+/// Tokens on S3 (moto on loopback under `.ci/run`): the records live in the
+/// catalog's own `_state/` on the bucket, and a new engine replays them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_live_beside_a_catalog_on_s3() {
+    let Ok(base) = std::env::var("PPDB_TEST_S3") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PPDB_TEST_S3 must be set in CI (.ci/run starts an S3 server)"
+        );
+        eprintln!(
+            "skipped: set PPDB_TEST_S3=s3://bucket/prefix and AWS_ENDPOINT to run against S3"
+        );
+        return;
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let url = format!("{}/tokens-{stamp:x}", base.trim_end_matches('/'));
+    let dir = TempDir::new().unwrap();
+    let chunks = dir.path().join("chunks");
+    catalog::sample::generate(
+        &catalog::sample::SampleConfig {
+            objects: 300,
+            nights: 1,
+            src: false,
+            ..Default::default()
+        },
+        &chunks,
+    )
+    .unwrap();
+    let cat = Catalog::open_or_create(&url, 6).await.unwrap();
+    let mut dirs: Vec<_> = std::fs::read_dir(&chunks)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    for d in &dirs {
+        cat.ingest(&catalog::store::open_existing_local(d).unwrap())
+            .await
+            .unwrap();
+    }
+    let adql = "SELECT TOP 10 diaSourceId, ra, dec FROM ppdb.DiaSource ORDER BY psfFlux DESC";
+    let first = Engine::open(&url).await.unwrap();
+    assert!(
+        first.state().url().ends_with("/_state"),
+        "{}",
+        first.state().url()
+    );
+    let r = first.query(adql, &QueryOptions::default()).await.unwrap();
+    let token = r.token.clone().unwrap();
+    let (rows, done) = run_all(r).await;
+    // Another engine (as another server would) finds the record on the bucket.
+    let second = Engine::open(&url).await.unwrap();
+    let record = second.record(&token).await.unwrap();
+    assert_eq!(Some(record.checksum.clone()), done.checksum);
+    let (again, replayed) = run_all(
+        second
+            .replay(&token, &engine::ReplayOptions::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(replayed.verified && !replayed.from_cache);
+    assert_eq!(sorted_lines(&again), sorted_lines(&rows));
+}
