@@ -192,34 +192,39 @@ async fn result_columns_carry_the_schema_spelling() {
 
 async fn generated(objects: usize) -> (TempDir, Arc<Catalog>) {
     let dir = TempDir::new().unwrap();
-    let chunks = dir.path().join("chunks");
-    catalog::sample::generate(
-        &catalog::sample::SampleConfig {
-            objects,
-            nights: 1,
-            density: 300.0,
-            visits_per_chunk: 8,
-            src: false,
-            ..Default::default()
-        },
-        &chunks,
-    )
-    .unwrap();
     let url = dir.path().join("catalog");
-    let cat = Catalog::open_or_create(url.to_str().unwrap(), 6)
-        .await
-        .unwrap();
+    let config = catalog::sample::SampleConfig {
+        objects,
+        nights: 1,
+        density: 300.0,
+        visits_per_chunk: 8,
+        src: false,
+        ..Default::default()
+    };
+    let cat = ingest_generated(dir.path(), url.to_str().unwrap(), &config).await;
+    (dir, Arc::new(cat))
+}
+
+/// Writes generated chunks under `scratch` and commits them to a catalog at `url`.
+async fn ingest_generated(
+    scratch: &Path,
+    url: &str,
+    config: &catalog::sample::SampleConfig,
+) -> Catalog {
+    let chunks = scratch.join("chunks");
+    catalog::sample::generate(config, &chunks).unwrap();
+    let cat = Catalog::open_or_create(url, 6).await.unwrap();
     let mut dirs: Vec<_> = std::fs::read_dir(&chunks)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     dirs.sort();
     for d in &dirs {
-        cat.ingest(&catalog::store::open_existing_local(Path::new(d)).unwrap())
+        cat.ingest(&catalog::store::open_existing_local(d).unwrap())
             .await
             .unwrap();
     }
-    (dir, Arc::new(cat))
+    cat
 }
 
 /// Files the scans of a plan list, from `EXPLAIN ANALYZE` (`file_groups={N groups: [[a, b], [c]]}`).
@@ -319,6 +324,16 @@ async fn run_all(mut r: engine::QueryResult) -> (Vec<RecordBatch>, engine::Finis
     )
 }
 
+async fn replay_all(engine: &Engine, token: &str) -> (Vec<RecordBatch>, engine::Finished) {
+    run_all(
+        engine
+            .replay(token, &engine::ReplayOptions::default())
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn replays_are_served_from_the_cache_and_still_checked() {
     let engine = open_sample().await;
@@ -330,11 +345,7 @@ async fn replays_are_served_from_the_cache_and_still_checked() {
     let checksum = done.checksum.clone().unwrap();
     assert!(checksum.starts_with("unordered:"), "{checksum}");
 
-    let cached = engine
-        .replay(&token, &engine::ReplayOptions::default())
-        .await
-        .unwrap();
-    let (rows_cached, again) = run_all(cached).await;
+    let (rows_cached, again) = replay_all(&engine, &token).await;
     assert!(again.from_cache && again.verified, "{again:?}");
     assert_eq!(again.checksum.as_deref(), Some(checksum.as_str()));
     assert_eq!(sorted_lines(&rows_cached), sorted_lines(&rows_first));
@@ -359,13 +370,7 @@ async fn replays_are_served_from_the_cache_and_still_checked() {
     .await
     .unwrap();
     let (_, d) = run_all(small.query(adql, &QueryOptions::default()).await.unwrap()).await;
-    let (_, r) = run_all(
-        small
-            .replay(&token, &engine::ReplayOptions::default())
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, r) = replay_all(&small, &token).await;
     assert_eq!(d.checksum, r.checksum);
     assert!(!r.from_cache && r.verified, "{r:?}");
 }
@@ -451,28 +456,13 @@ async fn tokens_live_beside_a_catalog_on_s3() {
         .as_nanos();
     let url = format!("{}/tokens-{stamp:x}", base.trim_end_matches('/'));
     let dir = TempDir::new().unwrap();
-    let chunks = dir.path().join("chunks");
-    catalog::sample::generate(
-        &catalog::sample::SampleConfig {
-            objects: 300,
-            nights: 1,
-            src: false,
-            ..Default::default()
-        },
-        &chunks,
-    )
-    .unwrap();
-    let cat = Catalog::open_or_create(&url, 6).await.unwrap();
-    let mut dirs: Vec<_> = std::fs::read_dir(&chunks)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    dirs.sort();
-    for d in &dirs {
-        cat.ingest(&catalog::store::open_existing_local(d).unwrap())
-            .await
-            .unwrap();
-    }
+    let config = catalog::sample::SampleConfig {
+        objects: 300,
+        nights: 1,
+        src: false,
+        ..Default::default()
+    };
+    ingest_generated(dir.path(), &url, &config).await;
     let adql = "SELECT TOP 10 diaSourceId, ra, dec FROM ppdb.DiaSource ORDER BY psfFlux DESC";
     let first = Engine::open(&url).await.unwrap();
     assert!(
@@ -487,13 +477,7 @@ async fn tokens_live_beside_a_catalog_on_s3() {
     let second = Engine::open(&url).await.unwrap();
     let record = second.record(&token).await.unwrap();
     assert_eq!(Some(record.checksum.clone()), done.checksum);
-    let (again, replayed) = run_all(
-        second
-            .replay(&token, &engine::ReplayOptions::default())
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (again, replayed) = replay_all(&second, &token).await;
     assert!(replayed.verified && !replayed.from_cache);
     assert_eq!(sorted_lines(&again), sorted_lines(&rows));
 }

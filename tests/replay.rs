@@ -502,16 +502,7 @@ fn replay_refuses_what_it_cannot_prove() {
                 vec![object(1, 60000.0, 1)],
             )],
         );
-        let d = chunk.write(&home.join("chunks"));
-        ok(
-            home,
-            &[
-                "ingest",
-                "--catalog",
-                cat.to_str().unwrap(),
-                d.to_str().unwrap(),
-            ],
-        );
+        ingest(home, cat, chunk);
     }
     let run = query(
         home,

@@ -15,8 +15,8 @@ use std::ops::ControlFlow;
 use sqlparser::ast::{
     Expr, Ident, JoinConstraint, JoinOperator, LimitClause, ObjectNamePart, OrderBy, OrderByExpr,
     OrderByKind, OrderByOptions, Query as SqlQuery, Select, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, TableWithJoins, Value,
-    VisitMut, VisitorMut,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor, TableWithJoins,
+    Value, VisitMut, VisitorMut,
 };
 
 use crate::{Error, Query, SchemaInfo, Table};
@@ -264,6 +264,24 @@ struct Rel {
     columns: Vec<(String, bool)>,
 }
 
+impl Rel {
+    /// A relation under its name, or under its alias (which may rename its columns).
+    fn new(name: String, columns: Vec<String>, alias: Option<&TableAlias>) -> Rel {
+        let (name, columns) = match alias {
+            Some(a) if !a.columns.is_empty() => (
+                lower(&a.name),
+                a.columns.iter().map(|c| lower(&c.name)).collect(),
+            ),
+            Some(a) => (lower(&a.name), columns),
+            None => (name, columns),
+        };
+        Rel {
+            name,
+            columns: columns.into_iter().map(|c| (c, true)).collect(),
+        }
+    }
+}
+
 impl Shape<'_> {
     fn query(&mut self, q: &SqlQuery) -> Option<Vec<String>> {
         self.set_expr(&q.body)
@@ -384,7 +402,7 @@ impl Shape<'_> {
                         ObjectNamePart::Function(_) => None,
                     })
                     .collect::<Option<_>>()?;
-                let mut columns = match parts.as_slice() {
+                let columns = match parts.as_slice() {
                     [one] if self.ctes.contains_key(one) => {
                         let cte = self.ctes.get(one)?.clone();
                         self.query(&cte)?
@@ -406,34 +424,14 @@ impl Shape<'_> {
                             .collect()
                     }
                 };
-                let mut rel_name = parts.last()?.clone();
-                if let Some(a) = alias {
-                    rel_name = lower(&a.name);
-                    if !a.columns.is_empty() {
-                        columns = a.columns.iter().map(|c| lower(&c.name)).collect();
-                    }
-                }
-                rels.push(Rel {
-                    name: rel_name,
-                    columns: columns.into_iter().map(|c| (c, true)).collect(),
-                });
+                rels.push(Rel::new(parts.last()?.clone(), columns, alias.as_ref()));
                 Some(())
             }
             TableFactor::Derived {
                 subquery, alias, ..
             } => {
-                let mut columns = self.query(subquery)?;
-                let mut rel_name = String::new();
-                if let Some(a) = alias {
-                    rel_name = lower(&a.name);
-                    if !a.columns.is_empty() {
-                        columns = a.columns.iter().map(|c| lower(&c.name)).collect();
-                    }
-                }
-                rels.push(Rel {
-                    name: rel_name,
-                    columns: columns.into_iter().map(|c| (c, true)).collect(),
-                });
+                let columns = self.query(subquery)?;
+                rels.push(Rel::new(String::new(), columns, alias.as_ref()));
                 Some(())
             }
             TableFactor::NestedJoin {
