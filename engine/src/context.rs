@@ -917,7 +917,11 @@ impl Engine {
         if let Some(p) = &result.pinned_adql {
             infos.push(("pinned_adql".into(), p.clone()));
         }
-        crate::format::Describe { columns, infos }
+        crate::format::Describe {
+            columns,
+            infos,
+            replay_url: None,
+        }
     }
 }
 

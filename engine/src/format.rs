@@ -79,6 +79,9 @@ pub struct Describe {
     pub columns: Vec<ColumnInfo>,
     /// `INFO` elements to write before the table (name, value).
     pub infos: Vec<(String, String)>,
+    /// Where the same result can be fetched again (a DataLink service descriptor
+    /// in a VOTable): the replay URL of the query's token.
+    pub replay_url: Option<String>,
 }
 
 /// Where output goes: any writer that may move between threads.
@@ -114,6 +117,7 @@ pub struct ResultWriter<'a> {
     schema: SchemaRef,
     sink: Sink<'a>,
     rows: usize,
+    replay_url: Option<String>,
 }
 
 impl<'a> ResultWriter<'a> {
@@ -147,6 +151,7 @@ impl<'a> ResultWriter<'a> {
             schema,
             sink,
             rows: 0,
+            replay_url: describe.replay_url.clone(),
         })
     }
 
@@ -159,6 +164,22 @@ impl<'a> ResultWriter<'a> {
             Sink::Json(w) => w.write(b)?,
             Sink::Parquet(w) => w.write(b)?,
             Sink::Votable(out) => votable_rows(b, *out)?,
+        }
+        Ok(())
+    }
+
+    /// Ends a result that failed after it started: a VOTable closes its table and
+    /// says `QUERY_STATUS` `ERROR` after it; other formats just stop.
+    pub fn fail(self, message: &str) -> Result<()> {
+        match self.sink {
+            Sink::Votable(out) => {
+                votable_tail(false, Some(message), None, out)?;
+                out.flush()?;
+            }
+            Sink::Table(out, _) => out.flush()?,
+            Sink::Csv(w) => w.into_inner().flush()?,
+            Sink::Json(w) => w.into_inner().flush()?,
+            Sink::Parquet(_) => {}
         }
         Ok(())
     }
@@ -207,7 +228,7 @@ impl<'a> ResultWriter<'a> {
                 w.into_inner()?.flush()?;
             }
             Sink::Votable(out) => {
-                votable_tail(overflow, out)?;
+                votable_tail(overflow, None, self.replay_url.as_deref(), out)?;
                 out.flush()?;
             }
         }
@@ -358,11 +379,50 @@ fn votable_rows(b: &RecordBatch, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-fn votable_tail(overflow: bool, out: &mut dyn Write) -> Result<()> {
+fn votable_tail(
+    overflow: bool,
+    error: Option<&str>,
+    replay_url: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<()> {
     out.write_all(b"</TABLEDATA></DATA>\n</TABLE>\n")?;
-    if overflow {
+    if let Some(message) = error {
+        writeln!(
+            out,
+            "<INFO name=\"QUERY_STATUS\" value=\"ERROR\">{}</INFO>",
+            esc(message)
+        )?;
+    } else if overflow {
         out.write_all(b"<INFO name=\"QUERY_STATUS\" value=\"OVERFLOW\"/>\n")?;
     }
-    out.write_all(b"</RESOURCE>\n</VOTABLE>\n")?;
+    out.write_all(b"</RESOURCE>\n")?;
+    if let Some(url) = replay_url {
+        // A DataLink service descriptor: how a client repeats this exact result.
+        writeln!(
+            out,
+            "<RESOURCE type=\"meta\" utype=\"adhoc:service\" name=\"replay\">\n\
+             <DESCRIPTION>Repeats this query exactly (same snapshot, same rows, same order) and checks the result against its recorded checksum.</DESCRIPTION>\n\
+             <PARAM name=\"accessURL\" datatype=\"char\" arraysize=\"*\" value=\"{}\"/>\n\
+             <GROUP name=\"inputParams\">\n\
+             <PARAM name=\"RESPONSEFORMAT\" datatype=\"char\" arraysize=\"*\" value=\"\"><DESCRIPTION>Output format (default: VOTable)</DESCRIPTION></PARAM>\n\
+             </GROUP>\n</RESOURCE>",
+            esc(url)
+        )?;
+    }
+    out.write_all(b"</VOTABLE>\n")?;
+    Ok(())
+}
+
+/// A whole VOTable that reports an error (TAP: `QUERY_STATUS` `ERROR`).
+pub fn votable_error(message: &str, out: &mut dyn Write) -> Result<()> {
+    write!(
+        out,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <VOTABLE version=\"1.4\" xmlns=\"http://www.ivoa.net/xml/VOTable/v1.3\">\n\
+         <RESOURCE type=\"results\">\n\
+         <INFO name=\"QUERY_STATUS\" value=\"ERROR\">{}</INFO>\n\
+         </RESOURCE>\n</VOTABLE>\n",
+        esc(message)
+    )?;
     Ok(())
 }

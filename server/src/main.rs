@@ -13,6 +13,8 @@ use catalog::{Catalog, IngestOutcome, TableId, store};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod tap;
+
 /// The bundled sample catalog, relative to the source tree this binary was built from.
 const SAMPLE_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
 
@@ -157,6 +159,26 @@ enum Command {
         state: StateArg,
         /// The token, as `ppdb query` printed it.
         token: String,
+    },
+    /// Serve the catalog over TAP 1.1 at http://LISTEN/tap (sync, VOSI, replay).
+    Serve {
+        #[command(flatten)]
+        catalog: CatalogArg,
+        /// Address to listen on (loopback by default; port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The URL clients reach this server at, for links in results
+        /// (default: http://LISTEN as bound).
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Rows returned when a request names no MAXREC.
+        #[arg(long, default_value_t = 100_000)]
+        maxrec_default: u64,
+        /// The most rows any request may ask for.
+        #[arg(long, default_value_t = 10_000_000)]
+        maxrec_limit: u64,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Show, list or expire query tokens.
     Token {
@@ -452,6 +474,37 @@ async fn run(cli: Cli) -> Result<()> {
                 done.rows,
                 done.checksum.unwrap_or_default()
             );
+        }
+        Command::Serve {
+            catalog,
+            listen,
+            public_url,
+            maxrec_default,
+            maxrec_limit,
+            state,
+        } => {
+            let engine = state.engine(&catalog).await?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let addr = listener.local_addr()?;
+            let base_url = public_url
+                .map(|u| u.trim_end_matches('/').to_string())
+                .unwrap_or_else(|| format!("http://{addr}"));
+            let app = std::sync::Arc::new(tap::App {
+                engine,
+                config: tap::Config {
+                    maxrec_default: maxrec_default.min(maxrec_limit),
+                    maxrec_limit,
+                    base_url: base_url.clone(),
+                },
+            });
+            println!("serving {} at {base_url}/tap", catalog.read_url());
+            use std::io::Write as _;
+            std::io::stdout().flush()?;
+            // Runs until the process is stopped; every request is independent and
+            // token records are written before a response ends, so nothing is lost.
+            axum::serve(listener, tap::router(app)).await?;
         }
         Command::Token { action } => match action {
             TokenAction::Show {

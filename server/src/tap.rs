@@ -1,0 +1,547 @@
+//! The TAP service: TAP 1.1 `sync`, VOSI `availability`, `capabilities` and
+//! `tables`, and `replay/{token}`, over the engine.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use engine::format::{Format, ResultWriter};
+use engine::{Engine, QueryOptions, QueryResult, ReplayOptions};
+
+/// How the service behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Rows returned when a request names no MAXREC.
+    pub maxrec_default: u64,
+    /// The most rows any request may ask for.
+    pub maxrec_limit: u64,
+    /// The URL clients reach the service at (for links in results), without `/tap`.
+    pub base_url: String,
+}
+
+/// What the handlers share.
+pub struct App {
+    /// The engine over the served catalog.
+    pub engine: Engine,
+    /// Limits and links.
+    pub config: Config,
+}
+
+type Shared = Arc<App>;
+
+/// The service's routes.
+pub fn router(app: Shared) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/tap", get(landing))
+        .route("/tap/", get(landing))
+        .route("/tap/sync", get(sync_get).post(sync_post))
+        .route("/tap/availability", get(availability))
+        .route("/tap/capabilities", get(capabilities))
+        .route("/tap/tables", get(tables))
+        .route("/tap/replay/{token}", get(replay))
+        .with_state(app)
+}
+
+/// Request parameters, names upper-cased (TAP parameter names ignore case).
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn new(pairs: Vec<(String, String)>) -> Params {
+        let mut map = HashMap::new();
+        for (k, v) in pairs {
+            map.entry(k.to_ascii_uppercase()).or_insert(v);
+        }
+        Params(map)
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+const VOTABLE_MIME: &str = "application/x-votable+xml";
+
+fn xml(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
+}
+
+/// A TAP error: an error VOTable (HTTP 200 for sync requests, as TAP asks).
+fn error(status: StatusCode, message: &str) -> Response {
+    let mut out = Vec::new();
+    let _ = engine::format::votable_error(message, &mut out);
+    (status, [(header::CONTENT_TYPE, VOTABLE_MIME)], out).into_response()
+}
+
+async fn home() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<!doctype html><title>ppdb</title><p>The TAP service is at <a href=\"/tap\">/tap</a>.</p>",
+    )
+        .into_response()
+}
+
+async fn landing(State(app): State<Shared>) -> Response {
+    let base = &app.config.base_url;
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        format!(
+            "<!doctype html><title>ppdb TAP</title><h1>ppdb TAP service</h1><ul>\
+             <li><a href=\"{base}/tap/capabilities\">capabilities</a></li>\
+             <li><a href=\"{base}/tap/tables\">tables</a></li>\
+             <li><a href=\"{base}/tap/availability\">availability</a></li>\
+             <li>sync: {base}/tap/sync?LANG=ADQL&amp;QUERY=...</li></ul>"
+        ),
+    )
+        .into_response()
+}
+
+async fn availability() -> Response {
+    xml("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <vosi:availability xmlns:vosi=\"http://www.ivoa.net/xml/VOSIAvailability/v1.0\">\
+         <vosi:available>true</vosi:available>\
+         <vosi:note>accepting queries</vosi:note></vosi:availability>\n"
+        .to_string())
+}
+
+async fn sync_get(
+    State(app): State<Shared>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    sync(app, Params::new(pairs)).await
+}
+
+async fn sync_post(State(app): State<Shared>, body: Bytes) -> Response {
+    match serde_urlencoded_pairs(&body) {
+        Ok(pairs) => sync(app, Params::new(pairs)).await,
+        Err(e) => error(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+fn serde_urlencoded_pairs(body: &[u8]) -> Result<Vec<(String, String)>, String> {
+    Ok(url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
+}
+
+/// The format a request names (`RESPONSEFORMAT`, or the older `FORMAT`).
+fn format_of(params: &Params) -> Result<Format, String> {
+    let Some(f) = params.get("RESPONSEFORMAT").or(params.get("FORMAT")) else {
+        return Ok(Format::Votable);
+    };
+    let f = f.trim();
+    let base = f.split(';').next().unwrap_or(f).trim();
+    match base.to_ascii_lowercase().as_str() {
+        "" | "votable" | "votable/td" | "application/x-votable+xml" | "text/xml" => {
+            Ok(Format::Votable)
+        }
+        other => other.parse().map_err(|e: String| e),
+    }
+}
+
+async fn sync(app: Shared, params: Params) -> Response {
+    if let Some(r) = params.get("REQUEST")
+        && !r.eq_ignore_ascii_case("doQuery")
+    {
+        return error(
+            StatusCode::OK,
+            &format!("REQUEST={r} is not supported: use REQUEST=doQuery (or leave it out)"),
+        );
+    }
+    if let Some(lang) = params.get("LANG")
+        && !lang.to_ascii_uppercase().starts_with("ADQL")
+    {
+        return error(
+            StatusCode::OK,
+            &format!("LANG={lang} is not supported: this service speaks ADQL"),
+        );
+    }
+    let Some(adql) = params.get("QUERY").filter(|q| !q.trim().is_empty()) else {
+        return error(
+            StatusCode::OK,
+            "QUERY is missing: send the ADQL as QUERY=...",
+        );
+    };
+    let format = match format_of(&params) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::OK, &e),
+    };
+    let maxrec = match params.get("MAXREC").map(|m| m.trim().parse::<u64>()) {
+        None => app.config.maxrec_default,
+        Some(Ok(m)) => m.min(app.config.maxrec_limit),
+        Some(Err(_)) => {
+            return error(StatusCode::OK, "MAXREC must be a non-negative integer");
+        }
+    };
+    let as_of = params.get("AS_OF").map(|a| match a.trim().parse::<u64>() {
+        Ok(k) => adql::AsOf::Snapshot(k),
+        Err(_) => adql::AsOf::Time(a.trim().to_string()),
+    });
+    let options = QueryOptions {
+        as_of,
+        maxrec: Some(maxrec),
+        format: Some(format),
+    };
+    match app.engine.query(adql, &options).await {
+        Ok(result) => stream(app, result, format),
+        Err(e) => error(StatusCode::OK, &e.message()),
+    }
+}
+
+async fn replay(
+    State(app): State<Shared>,
+    Path(token): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    let params = Params::new(pairs);
+    let record = match app.engine.record(&token).await {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::NOT_FOUND, &e.message()),
+    };
+    let format = match params.get("RESPONSEFORMAT").or(params.get("FORMAT")) {
+        Some(_) => match format_of(&params) {
+            Ok(f) => f,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+        },
+        None => record
+            .response_format
+            .as_deref()
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(Format::Votable),
+    };
+    match app.engine.replay(&token, &ReplayOptions::default()).await {
+        Ok(result) => stream(app, result, format),
+        Err(e) => error(StatusCode::OK, &e.message()),
+    }
+}
+
+fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Votable => VOTABLE_MIME,
+        Format::Csv => "text/csv; charset=utf-8",
+        Format::Tsv => "text/tab-separated-values; charset=utf-8",
+        Format::Json => "application/json",
+        Format::Parquet => "application/vnd.apache.parquet",
+        Format::Table => "text/plain; charset=utf-8",
+    }
+}
+
+/// Bytes written by a result writer, handed to the response in pieces.
+#[derive(Clone, Default)]
+struct Pending(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Pending {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("result buffer poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Pending {
+    fn take(&self) -> Bytes {
+        self.0
+            .lock()
+            .map(|mut v| Bytes::from(std::mem::take(&mut *v)))
+            .unwrap_or_default()
+    }
+}
+
+/// Streams a result: rows are encoded batch by batch and sent as they come, so
+/// the server's memory does not grow with the size of the result. An error
+/// after the first row ends the table and reports it after (VOTable).
+fn stream(app: Shared, mut result: QueryResult, format: Format) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let mut describe = app.engine.describe(&result);
+    describe.replay_url = result
+        .token
+        .as_ref()
+        .map(|t| format!("{}/tap/replay/{t}", app.config.base_url));
+    let token = result.token.clone();
+    tokio::spawn(async move {
+        let pending = Pending::default();
+        let mut out = pending.clone();
+        let mut writer = match ResultWriter::new(format, result.schema.clone(), &describe, &mut out)
+        {
+            Ok(w) => w,
+            Err(e) => {
+                let mut buf = Vec::new();
+                let _ = engine::format::votable_error(&e.message(), &mut buf);
+                let _ = tx.send(Bytes::from(buf)).await;
+                return;
+            }
+        };
+        loop {
+            match result.next_batch().await {
+                Some(Ok(batch)) => {
+                    if let Err(e) = writer.write(&batch) {
+                        let _ = writer.fail(&e.message());
+                        let _ = tx.send(pending.take()).await;
+                        return;
+                    }
+                    let chunk = pending.take();
+                    // A client that went away stops the query.
+                    if !chunk.is_empty() && tx.send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = writer.fail(&e.message());
+                    let _ = tx.send(pending.take()).await;
+                    return;
+                }
+                None => break,
+            }
+        }
+        let _ = writer.finish(result.overflowed());
+        let _ = tx.send(pending.take()).await;
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(format)),
+    );
+    if let Some(t) = token
+        && let Ok(v) = HeaderValue::from_str(&t)
+    {
+        response.headers_mut().insert("x-query-token", v);
+    }
+    response
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn capabilities(State(app): State<Shared>) -> Response {
+    let base = &app.config.base_url;
+    let mut udfs = String::new();
+    let mut geo = String::new();
+    for f in adql::FUNCTIONS {
+        if f.udf {
+            udfs.push_str(&format!(
+                "<feature><form>{}</form><description>{}</description></feature>",
+                esc(f.signature),
+                esc(f.description)
+            ));
+        }
+    }
+    for g in [
+        "POINT",
+        "CIRCLE",
+        "BOX",
+        "POLYGON",
+        "CONTAINS",
+        "INTERSECTS",
+        "DISTANCE",
+        "AREA",
+        "CENTROID",
+        "COORD1",
+        "COORD2",
+        "COORDSYS",
+    ] {
+        geo.push_str(&format!("<feature><form>{g}</form></feature>"));
+    }
+    let formats: &[(&str, &str, Option<&str>)] = &[
+        (
+            "application/x-votable+xml",
+            "votable",
+            Some("ivo://ivoa.net/std/TAPRegExt#output-votable-td"),
+        ),
+        ("text/csv", "csv", None),
+        ("text/tab-separated-values", "tsv", None),
+        ("application/json", "json", None),
+        ("application/vnd.apache.parquet", "parquet", None),
+    ];
+    let mut outputs = String::new();
+    for (mime, alias, id) in formats {
+        match id {
+            Some(id) => outputs.push_str(&format!("<outputFormat ivo-id=\"{id}\">")),
+            None => outputs.push_str("<outputFormat>"),
+        }
+        outputs.push_str(&format!(
+            "<mime>{mime}</mime><alias>{alias}</alias></outputFormat>"
+        ));
+    }
+    let vosi = |id: &str, path: &str| {
+        format!(
+            "<capability standardID=\"ivo://ivoa.net/std/VOSI#{id}\">\
+             <interface xsi:type=\"vs:ParamHTTP\"><accessURL use=\"full\">{base}/tap/{path}</accessURL></interface>\
+             </capability>"
+        )
+    };
+    xml(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <vosi:capabilities xmlns:vosi=\"http://www.ivoa.net/xml/VOSICapabilities/v1.0\" \
+         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
+         xmlns:vs=\"http://www.ivoa.net/xml/VODataService/v1.1\" \
+         xmlns:tr=\"http://www.ivoa.net/xml/TAPRegExt/v1.0\">\n\
+         <capability standardID=\"ivo://ivoa.net/std/TAP\" xsi:type=\"tr:TableAccess\">\
+         <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"1.1\"><accessURL use=\"base\">{base}/tap</accessURL></interface>\
+         <language><name>ADQL</name>\
+         <version ivo-id=\"ivo://ivoa.net/std/ADQL#v2.1\">2.1</version>\
+         <version ivo-id=\"ivo://ivoa.net/std/ADQL#v2.0\">2.0</version>\
+         <description>ADQL 2.1; FOR SYSTEM_TIME AS OF reads an earlier snapshot</description>\
+         <languageFeatures type=\"ivo://ivoa.net/std/TAPRegExt#features-udf\">{udfs}</languageFeatures>\
+         <languageFeatures type=\"ivo://ivoa.net/std/TAPRegExt#features-adqlgeo\">{geo}</languageFeatures>\
+         <languageFeatures type=\"ivo://ivoa.net/std/TAPRegExt#features-adql-string\">\
+         <feature><form>LOWER</form></feature><feature><form>UPPER</form></feature><feature><form>ILIKE</form></feature></languageFeatures>\
+         <languageFeatures type=\"ivo://ivoa.net/std/TAPRegExt#features-adql-sets\">\
+         <feature><form>UNION</form></feature><feature><form>EXCEPT</form></feature><feature><form>INTERSECT</form></feature></languageFeatures>\
+         <languageFeatures type=\"ivo://ivoa.net/std/TAPRegExt#features-adql-common-table\">\
+         <feature><form>WITH</form></feature></languageFeatures>\
+         <languageFeatures type=\"ivo://ivoa.net/std/TAPRegExt#features-adql-type\">\
+         <feature><form>CAST</form></feature></languageFeatures>\
+         <languageFeatures type=\"ivo://ivoa.net/std/TAPRegExt#features-adql-unit\">\
+         <feature><form>IN_UNIT</form></feature></languageFeatures>\
+         <languageFeatures type=\"ivo://ivoa.net/std/TAPRegExt#features-adql-offset\">\
+         <feature><form>OFFSET</form></feature></languageFeatures>\
+         </language>\
+         {outputs}\
+         <outputLimit><default unit=\"row\">{}</default><hard unit=\"row\">{}</hard></outputLimit>\
+         </capability>\n{}\n{}\n{}\n</vosi:capabilities>\n",
+        app.config.maxrec_default,
+        app.config.maxrec_limit,
+        vosi("capabilities", "capabilities"),
+        vosi("availability", "availability"),
+        vosi("tables", "tables"),
+    ))
+}
+
+/// Rows of a TAP_SCHEMA query as strings (empty for NULL).
+async fn rows(engine: &Engine, adql: &str) -> Result<Vec<Vec<String>>, engine::Error> {
+    let (batches, _) = engine
+        .query_unpinned(adql, &QueryOptions::default())
+        .await?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    let opts = arrow::util::display::FormatOptions::default();
+    for b in &batches {
+        let fmts: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &opts))
+            .collect::<Result<_, _>>()?;
+        for r in 0..b.num_rows() {
+            out.push(
+                b.columns()
+                    .iter()
+                    .zip(&fmts)
+                    .map(|(c, f)| {
+                        if c.is_null(r) {
+                            String::new()
+                        } else {
+                            f.value(r).to_string()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// VOSI tables, from TAP_SCHEMA itself so the two always agree.
+async fn tables(State(app): State<Shared>) -> Response {
+    let e = &app.engine;
+    let (schemas, tables, columns) = match (
+        rows(
+            e,
+            "SELECT schema_name, description FROM TAP_SCHEMA.schemas ORDER BY schema_index",
+        )
+        .await,
+        rows(
+            e,
+            "SELECT schema_name, table_name, description FROM TAP_SCHEMA.tables ORDER BY table_index",
+        )
+        .await,
+        rows(
+            e,
+            "SELECT table_name, column_name, description, unit, ucd, datatype, arraysize, xtype, principal, indexed, std \
+             FROM TAP_SCHEMA.columns ORDER BY table_name, column_index",
+        )
+        .await,
+    ) {
+        (Ok(s), Ok(t), Ok(c)) => (s, t, c),
+        (Err(x), _, _) | (_, Err(x), _) | (_, _, Err(x)) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, &x.message());
+        }
+    };
+    let mut out = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <vosi:tableset xmlns:vosi=\"http://www.ivoa.net/xml/VOSITables/v1.0\" \
+         xmlns:vs=\"http://www.ivoa.net/xml/VODataService/v1.1\" \
+         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n",
+    );
+    for s in &schemas {
+        out.push_str(&format!(
+            "<schema><name>{}</name><description>{}</description>\n",
+            esc(&s[0]),
+            esc(&s[1])
+        ));
+        for t in tables.iter().filter(|t| t[0] == s[0]) {
+            out.push_str(&format!(
+                "<table type=\"table\"><name>{}</name><description>{}</description>\n",
+                esc(&t[1]),
+                esc(&t[2])
+            ));
+            for c in columns.iter().filter(|c| c[0] == t[1]) {
+                out.push_str(&format!("<column><name>{}</name>", esc(&c[1])));
+                if !c[2].is_empty() {
+                    out.push_str(&format!("<description>{}</description>", esc(&c[2])));
+                }
+                if !c[3].is_empty() {
+                    out.push_str(&format!("<unit>{}</unit>", esc(&c[3])));
+                }
+                if !c[4].is_empty() {
+                    out.push_str(&format!("<ucd>{}</ucd>", esc(&c[4])));
+                }
+                out.push_str(&format!(
+                    "<dataType xsi:type=\"vs:VOTableType\"{}{}>{}</dataType>",
+                    if c[6].is_empty() {
+                        String::new()
+                    } else {
+                        format!(" arraysize=\"{}\"", esc(&c[6]))
+                    },
+                    if c[7].is_empty() {
+                        String::new()
+                    } else {
+                        format!(" extendedType=\"{}\"", esc(&c[7]))
+                    },
+                    esc(&c[5])
+                ));
+                for (flag, value) in [("indexed", &c[9]), ("principal", &c[8]), ("std", &c[10])] {
+                    if value == "1" {
+                        out.push_str(&format!("<flag>{flag}</flag>"));
+                    }
+                }
+                out.push_str("</column>\n");
+            }
+            out.push_str("</table>\n");
+        }
+        out.push_str("</schema>\n");
+    }
+    out.push_str("</vosi:tableset>\n");
+    xml(out)
+}

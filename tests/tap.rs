@@ -1,0 +1,240 @@
+//! The TAP service as clients see it: `ppdb serve` on 127.0.0.1 (a free port),
+//! spoken to over HTTP by a real client.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use tempfile::TempDir;
+
+/// A running `ppdb serve` on the bundled sample, stopped when dropped.
+struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT/tap`
+    tap: String,
+    _home: TempDir,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let home = TempDir::new().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ppdb"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("PPDB_CATALOG")
+            .env_remove("PPDB_STATE")
+            .env("XDG_STATE_HOME", home.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ppdb serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let tap = line
+            .split_whitespace()
+            .last()
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        assert!(tap.starts_with("http://127.0.0.1:"), "{tap}");
+        Server {
+            child,
+            tap,
+            _home: home,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn get(url: &str, params: &[(&str, &str)]) -> (u16, String, String) {
+    let r = reqwest::Client::new()
+        .get(url)
+        .query(params)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ct, r.text().await.unwrap())
+}
+
+/// The text of an attribute of the first element that has `marker` in it.
+fn attr(doc: &str, marker: &str, name: &str) -> String {
+    let at = doc
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in {doc}"));
+    let rest = &doc[at..];
+    let key = format!("{name}=\"");
+    let start = rest.find(&key).unwrap() + key.len();
+    rest[start..start + rest[start..].find('"').unwrap()]
+        .replace("&amp;", "&")
+        .to_string()
+}
+
+fn rows(votable: &str) -> Vec<&str> {
+    votable.lines().filter(|l| l.starts_with("<TR>")).collect()
+}
+
+const TOP3: &str = "SELECT TOP 3 diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId";
+
+#[tokio::test]
+async fn a_sync_query_carries_its_token_and_a_replay_descriptor() {
+    let s = Server::start(&[]);
+    let (status, ct, body) = get(
+        &format!("{}/sync", s.tap),
+        &[("REQUEST", "doQuery"), ("LANG", "ADQL"), ("QUERY", TOP3)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("application/x-votable+xml"), "{ct}");
+    assert!(
+        body.contains("<INFO name=\"QUERY_STATUS\" value=\"OK\"/>"),
+        "{body}"
+    );
+    assert_eq!(rows(&body).len(), 3, "{body}");
+    assert!(
+        body.contains("<FIELD name=\"diaObjectId\" datatype=\"long\""),
+        "{body}"
+    );
+    let token = attr(&body, "name=\"query_token\"", "value");
+    let pinned = attr(&body, "name=\"pinned_adql\"", "value");
+    assert!(pinned.contains("FOR SYSTEM_TIME AS OF 12"), "{pinned}");
+    assert!(body.contains("<RESOURCE type=\"meta\" utype=\"adhoc:service\""));
+    let url = attr(&body, "name=\"accessURL\"", "value");
+    assert_eq!(url, format!("{}/replay/{token}", s.tap));
+
+    // Following the descriptor gives the same rows, in any format.
+    let (status, _, again) = get(&url, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(rows(&again), rows(&body));
+    let (_, ct, csv) = get(&url, &[("RESPONSEFORMAT", "csv")]).await;
+    assert!(ct.starts_with("text/csv"), "{ct}");
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(csv.starts_with("diaObjectId,ra,dec\n"), "{csv}");
+}
+
+#[tokio::test]
+async fn post_parameters_ignore_case_and_maxrec_overflows() {
+    let s = Server::start(&[]);
+    let r = reqwest::Client::new()
+        .post(format!("{}/sync", s.tap))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("lang", "ADQL-2.1")
+                .append_pair("query", "SELECT diaSourceId FROM ppdb.DiaSource")
+                .append_pair("MaxRec", "5")
+                .append_pair("unknown", "ignored")
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body = r.text().await.unwrap();
+    assert_eq!(rows(&body).len(), 5, "{body}");
+    // OVERFLOW comes after the table.
+    let table_end = body.find("</TABLE>").unwrap();
+    let overflow = body
+        .find("<INFO name=\"QUERY_STATUS\" value=\"OVERFLOW\"/>")
+        .expect("an OVERFLOW status");
+    assert!(overflow > table_end);
+}
+
+#[tokio::test]
+async fn errors_come_back_as_error_votables_with_a_position() {
+    let s = Server::start(&[]);
+    let sync = format!("{}/sync", s.tap);
+    for (params, want) in [
+        (
+            vec![
+                ("LANG", "ADQL"),
+                ("QUERY", "SELECT raa FROM ppdb.DiaObject"),
+            ],
+            "line 1, column 8",
+        ),
+        (vec![("LANG", "ADQL")], "QUERY is missing"),
+        (
+            vec![("LANG", "SQL"), ("QUERY", TOP3)],
+            "LANG=SQL is not supported",
+        ),
+        (
+            vec![("QUERY", "DROP TABLE ppdb.DiaObject")],
+            "ADQL accepts a single SELECT",
+        ),
+        (
+            vec![("QUERY", TOP3), ("RESPONSEFORMAT", "xlsx")],
+            "unknown format",
+        ),
+    ] {
+        let (status, ct, body) = get(&sync, &params).await;
+        assert_eq!(status, 200, "{params:?}");
+        assert!(ct.starts_with("application/x-votable+xml"), "{ct}");
+        assert!(
+            body.contains("<INFO name=\"QUERY_STATUS\" value=\"ERROR\">"),
+            "{params:?}: {body}"
+        );
+        assert!(body.contains(want), "{params:?}: wanted {want:?} in {body}");
+    }
+    let (status, _, body) = get(&format!("{}/replay/aaaaaaaaaaaaaaaaaaaa", s.tap), &[]).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("unknown token"), "{body}");
+}
+
+#[tokio::test]
+async fn a_request_parameter_pins_a_snapshot() {
+    let s = Server::start(&[]);
+    let (_, _, body) = get(
+        &format!("{}/sync", s.tap),
+        &[
+            ("QUERY", "SELECT COUNT(*) AS n FROM ppdb.DiaSource"),
+            ("AS_OF", "1"),
+            ("RESPONSEFORMAT", "csv"),
+        ],
+    )
+    .await;
+    assert_eq!(body, "n\n761\n");
+}
+
+#[tokio::test]
+async fn vosi_describes_the_service() {
+    let s = Server::start(&["--maxrec-default", "1000", "--maxrec-limit", "50000"]);
+    let (status, ct, body) = get(&format!("{}/availability", s.tap), &[]).await;
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("text/xml"), "{ct}");
+    assert!(body.contains("<vosi:available>true</vosi:available>"));
+
+    let (_, _, caps) = get(&format!("{}/capabilities", s.tap), &[]).await;
+    assert!(
+        caps.contains("standardID=\"ivo://ivoa.net/std/TAP\""),
+        "{caps}"
+    );
+    assert!(caps.contains(&format!("<accessURL use=\"base\">{}</accessURL>", s.tap)));
+    assert!(caps.contains("<default unit=\"row\">1000</default><hard unit=\"row\">50000</hard>"));
+    assert!(caps.contains("ivo_healpix_index"), "the UDFs are declared");
+    assert!(caps.contains("<mime>text/csv</mime>"));
+
+    let (_, _, tables) = get(&format!("{}/tables", s.tap), &[]).await;
+    for t in [
+        "ppdb.DiaObject",
+        "ppdb.DiaObjectHistory",
+        "src.PromptSource",
+        "TAP_SCHEMA.columns",
+    ] {
+        assert!(tables.contains(&format!("<name>{t}</name>")), "{t} missing");
+    }
+    assert!(
+        tables.contains("<column><name>ra</name>") && tables.contains("<unit>deg</unit>"),
+        "columns carry names and units"
+    );
+}
