@@ -207,6 +207,11 @@ pub fn tap_schema(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
         let ts = schema.table(t.stored);
         for (j, c) in ts.felis.columns.iter().enumerate() {
             let (datatype, arraysize) = votable_type(c);
+            // The deprecated `size` must agree with a fixed or bounded arraysize.
+            let size = arraysize.as_deref().and_then(|a| {
+                let n = a.trim_end_matches('*');
+                n.parse::<u32>().ok().map(|n| n.to_string())
+            });
             let indexed = ts.key.contains(&c.name.as_str())
                 || matches!(c.name.as_str(), "diaObjectId" | "ra" | "dec");
             columns.row(vec![
@@ -221,7 +226,7 @@ pub fn tap_schema(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
                 c.xtype
                     .clone()
                     .or_else(|| (c.datatype == Datatype::Timestamp).then(|| "timestamp".into())),
-                None,
+                size,
                 s(if c.principal { "1" } else { "0" }),
                 s(if indexed { "1" } else { "0" }),
                 s("1"),
@@ -316,7 +321,12 @@ pub fn tap_schema(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
         for (j, (c, t, d)) in cols.iter().enumerate() {
             columns.row(vec![
                 s(full.clone()),
-                s(*c),
+                // TAP 1.1 names this column with a delimited identifier: SIZE is reserved in ADQL.
+                s(if *c == "size" {
+                    "\"size\"".to_string()
+                } else {
+                    c.to_string()
+                }),
                 None,
                 None,
                 None,
@@ -345,11 +355,52 @@ pub fn tap_schema(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
         ("from_column", Utf8),
         ("target_column", Utf8),
     ]);
-    for (id, from, to, col, desc) in [
+    for (id, from, to, from_col, to_col, desc) in [
+        (
+            "tables_schemas",
+            "TAP_SCHEMA.tables",
+            "TAP_SCHEMA.schemas",
+            "schema_name",
+            "schema_name",
+            "the schema a table belongs to",
+        ),
+        (
+            "columns_tables",
+            "TAP_SCHEMA.columns",
+            "TAP_SCHEMA.tables",
+            "table_name",
+            "table_name",
+            "the table a column belongs to",
+        ),
+        (
+            "keys_from_tables",
+            "TAP_SCHEMA.keys",
+            "TAP_SCHEMA.tables",
+            "from_table",
+            "table_name",
+            "the table holding a foreign key",
+        ),
+        (
+            "keys_target_tables",
+            "TAP_SCHEMA.keys",
+            "TAP_SCHEMA.tables",
+            "target_table",
+            "table_name",
+            "the table a foreign key refers to",
+        ),
+        (
+            "key_columns_keys",
+            "TAP_SCHEMA.key_columns",
+            "TAP_SCHEMA.keys",
+            "key_id",
+            "key_id",
+            "the key a column pair belongs to",
+        ),
         (
             "DiaSource_DiaObject",
             "ppdb.DiaSource",
             "ppdb.DiaObject",
+            "diaObjectId",
             "diaObjectId",
             "the object a detection belongs to",
         ),
@@ -358,6 +409,7 @@ pub fn tap_schema(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
             "ppdb.DiaForcedSource",
             "ppdb.DiaObject",
             "diaObjectId",
+            "diaObjectId",
             "the object a forced measurement belongs to",
         ),
         (
@@ -365,11 +417,12 @@ pub fn tap_schema(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
             "ppdb.DiaSource",
             "ppdb.SSObject",
             "ssObjectId",
+            "ssObjectId",
             "the solar-system object a detection was associated with",
         ),
     ] {
         keys.row(vec![s(id), s(from), s(to), None, s(desc)]);
-        key_columns.row(vec![s(id), s(col), s(col)]);
+        key_columns.row(vec![s(id), s(from_col), s(to_col)]);
     }
     vec![
         ("schemas", schemas.batch()),

@@ -488,6 +488,17 @@ async fn tables(State(app): State<Shared>) -> Response {
             return error(StatusCode::INTERNAL_SERVER_ERROR, &x.message());
         }
     };
+    let keys = match rows(
+        e,
+        "SELECT k.from_table, k.target_table, k.description, c.from_column, c.target_column \
+         FROM TAP_SCHEMA.keys AS k JOIN TAP_SCHEMA.key_columns AS c ON c.key_id = k.key_id \
+         ORDER BY k.key_id",
+    )
+    .await
+    {
+        Ok(k) => k,
+        Err(x) => return error(StatusCode::INTERNAL_SERVER_ERROR, &x.message()),
+    };
     let mut out = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <vosi:tableset xmlns:vosi=\"http://www.ivoa.net/xml/VOSITables/v1.0\" \
@@ -537,6 +548,16 @@ async fn tables(State(app): State<Shared>) -> Response {
                     }
                 }
                 out.push_str("</column>\n");
+            }
+            for k in keys.iter().filter(|k| k[0] == t[1]) {
+                out.push_str(&format!(
+                    "<foreignKey><targetTable>{}</targetTable><fkColumn><fromColumn>{}</fromColumn>\
+                     <targetColumn>{}</targetColumn></fkColumn><description>{}</description></foreignKey>\n",
+                    esc(&k[1]),
+                    esc(&k[3]),
+                    esc(&k[4]),
+                    esc(&k[2])
+                ));
             }
             out.push_str("</table>\n");
         }
