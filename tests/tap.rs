@@ -238,3 +238,34 @@ async fn vosi_describes_the_service() {
         "columns carry names and units"
     );
 }
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn every_example_runs_and_returns_rows() {
+    let s = Server::start(&[]);
+    let (status, ct, doc) = get(&format!("{}/examples", s.tap), &[]).await;
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("application/xhtml+xml"), "{ct}");
+    let queries: Vec<String> = doc
+        .split("<pre property=\"query\">")
+        .skip(1)
+        .map(|p| unescape(&p[..p.find("</pre>").unwrap()]))
+        .collect();
+    assert!(queries.len() >= 8, "{} examples", queries.len());
+    assert_eq!(doc.matches("typeof=\"example\"").count(), queries.len());
+    for q in &queries {
+        let (_, _, body) = get(&format!("{}/sync", s.tap), &[("QUERY", q.as_str())]).await;
+        assert!(
+            body.contains("<INFO name=\"QUERY_STATUS\" value=\"OK\"/>")
+                && !body.contains("value=\"ERROR\""),
+            "{q}: {body}"
+        );
+        assert!(!rows(&body).is_empty(), "{q} returned no rows");
+    }
+}

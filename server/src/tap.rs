@@ -46,7 +46,18 @@ pub fn router(app: Shared) -> Router {
         .route("/tap/capabilities", get(capabilities))
         .route("/tap/tables", get(tables))
         .route("/tap/replay/{token}", get(replay))
+        .route("/tap/examples", get(examples))
+        .layer(axum::middleware::map_response(server_header))
         .with_state(app)
+}
+
+/// Names the software in every response (VOSI clients like to know).
+async fn server_header(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::SERVER,
+        HeaderValue::from_static(concat!("ppdb/", env!("CARGO_PKG_VERSION"))),
+    );
+    response
 }
 
 /// Request parameters, names upper-cased (TAP parameter names ignore case).
@@ -393,6 +404,7 @@ async fn capabilities(State(app): State<Shared>) -> Response {
     xml(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <vosi:capabilities xmlns:vosi=\"http://www.ivoa.net/xml/VOSICapabilities/v1.0\" \
+         xmlns:vr=\"http://www.ivoa.net/xml/VOResource/v1.0\" \
          xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
          xmlns:vs=\"http://www.ivoa.net/xml/VODataService/v1.1\" \
          xmlns:tr=\"http://www.ivoa.net/xml/TAPRegExt/v1.0\">\n\
@@ -419,13 +431,106 @@ async fn capabilities(State(app): State<Shared>) -> Response {
          </language>\
          {outputs}\
          <outputLimit><default unit=\"row\">{}</default><hard unit=\"row\">{}</hard></outputLimit>\
-         </capability>\n{}\n{}\n{}\n</vosi:capabilities>\n",
+         </capability>\n{}\n{}\n{}\n\
+         <capability standardID=\"ivo://ivoa.net/std/DALI#examples\">\
+         <interface xsi:type=\"vr:WebBrowser\"><accessURL use=\"full\">{base}/tap/examples</accessURL></interface>\
+         </capability>\n</vosi:capabilities>\n",
         app.config.maxrec_default,
         app.config.maxrec_limit,
         vosi("capabilities", "capabilities"),
         vosi("availability", "availability"),
         vosi("tables", "tables"),
     ))
+}
+
+/// Runnable example queries: (id, name, what it shows, ADQL).
+pub const EXAMPLES: &[(&str, &str, &str, &str)] = &[
+    (
+        "cone",
+        "Cone search on current objects",
+        "DiaObjects within 0.1 degree of a position. The cone is turned into HEALPix ranges, so only the files near it are read.",
+        "SELECT diaObjectId, ra, dec, nDiaSources FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 55.0, -30.0, 0.1)) = 1",
+    ),
+    (
+        "lightcurve",
+        "Light curve of one object",
+        "Every detection of one DiaObject, in time order. The id index sends the query straight to the one partition that holds the object.",
+        "SELECT diaSourceId, midpointMjdTai, band, psfFlux, psfFluxErr FROM ppdb.DiaSource WHERE diaObjectId = 1000000014 ORDER BY midpointMjdTai",
+    ),
+    (
+        "forced",
+        "Forced photometry of one object",
+        "Forced measurements at the object's position on every visit, including those without a detection.",
+        "SELECT visit, band, midpointMjdTai, psfFlux, psfFluxErr FROM ppdb.DiaForcedSource WHERE diaObjectId = 1000000014 ORDER BY midpointMjdTai",
+    ),
+    (
+        "updated",
+        "Objects updated since a time",
+        "Current DiaObject versions whose validity started after an MJD (TAI): the objects that changed since then.",
+        "SELECT diaObjectId, validityStartMjdTai, nDiaSources, ra, dec FROM ppdb.DiaObject WHERE validityStartMjdTai > 60999.0",
+    ),
+    (
+        "history",
+        "Every version of an object",
+        "DiaObjectHistory keeps the versions the PPDB overwrites, each with its validity interval as known at the snapshot read.",
+        "SELECT validityStartMjdTai, validityEndMjdTai, nDiaSources, ra, dec FROM ppdb.DiaObjectHistory WHERE diaObjectId = 1000000014 ORDER BY validityStartMjdTai",
+    ),
+    (
+        "timetravel",
+        "Time travel: the catalog as it was",
+        "FOR SYSTEM_TIME AS OF reads an earlier snapshot (a number, or an ISO-8601 UTC time); the AS_OF request parameter does the same for clients that cannot edit the ADQL.",
+        "SELECT COUNT(*) AS n FROM ppdb.DiaSource FOR SYSTEM_TIME AS OF 3",
+    ),
+    (
+        "replay",
+        "Repeat a result exactly",
+        "Every result carries a query token and a service descriptor whose access URL, /tap/replay/{token}, returns the same rows in the same order, checked against a recorded checksum, whatever arrived since. TOP without ORDER BY is made deterministic by ordering on every output column.",
+        "SELECT TOP 10 diaObjectId, ra, dec, nDiaSources FROM ppdb.DiaObject ORDER BY nDiaSources DESC",
+    ),
+    (
+        "bands",
+        "Detections per band",
+        "An aggregate over the whole DiaSource table.",
+        "SELECT band, COUNT(*) AS n, AVG(psfFlux) AS mean_flux FROM ppdb.DiaSource GROUP BY band ORDER BY band",
+    ),
+    (
+        "withdrawn",
+        "Withdrawn detections",
+        "Withdrawn DiaSources stay in the table with timeWithdrawnMjdTai set, as in Rubin's PPDB; filter them out with timeWithdrawnMjdTai IS NULL.",
+        "SELECT diaSourceId, diaObjectId, timeWithdrawnMjdTai FROM ppdb.DiaSource WHERE timeWithdrawnMjdTai IS NOT NULL",
+    ),
+    (
+        "prompt",
+        "Detections beside the visit's sources",
+        "A DiaSource joined with its DiaObject and the Prompt Processing sources of the same visit and detector within 2 arcseconds.",
+        "SELECT TOP 20 o.diaObjectId, s.diaSourceId, p.sourceId, DISTANCE(POINT('ICRS', s.ra, s.dec), POINT('ICRS', p.ra, p.dec)) AS sep FROM ppdb.DiaObject AS o JOIN ppdb.DiaSource AS s ON s.diaObjectId = o.diaObjectId JOIN src.PromptSource AS p ON p.visit = s.visit AND p.detector = s.detector WHERE DISTANCE(POINT('ICRS', s.ra, s.dec), POINT('ICRS', p.ra, p.dec)) < 2.0 / 3600",
+    ),
+];
+
+/// DALI examples: XHTML with RDFa, one block per runnable query.
+async fn examples() -> Response {
+    let mut out = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <!DOCTYPE html>\n\
+         <html xmlns=\"http://www.w3.org/1999/xhtml\" vocab=\"http://www.ivoa.net/rdf/examples#\">\n\
+         <head><title>ppdb TAP examples</title></head>\n<body>\n<h1>Example queries</h1>\n",
+    );
+    for (id, name, what, query) in EXAMPLES {
+        out.push_str(&format!(
+            "<div typeof=\"example\" id=\"{id}\" resource=\"#{id}\">\n\
+             <h2 property=\"name\">{}</h2>\n<p>{}</p>\n\
+             <pre property=\"query\">{}</pre>\n</div>\n",
+            esc(name),
+            esc(what),
+            esc(query)
+        ));
+    }
+    out.push_str("</body>\n</html>\n");
+    (
+        [(header::CONTENT_TYPE, "application/xhtml+xml; charset=utf-8")],
+        out,
+    )
+        .into_response()
 }
 
 /// Rows of a TAP_SCHEMA query as strings (empty for NULL).
