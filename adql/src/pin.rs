@@ -13,10 +13,9 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, Ident, JoinConstraint, JoinOperator, LimitClause, ObjectNamePart, OrderBy, OrderByExpr,
-    OrderByKind, OrderByOptions, Query as SqlQuery, Select, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor, TableWithJoins,
-    Value, VisitMut, VisitorMut,
+    Expr, Ident, JoinConstraint, LimitClause, ObjectNamePart, OrderBy, OrderByExpr, OrderByKind,
+    OrderByOptions, Query as SqlQuery, Select, SelectItem, SelectItemQualifiedWildcardKind,
+    SetExpr, Statement, TableAlias, TableFactor, TableWithJoins, Value, VisitMut, VisitorMut,
 };
 
 use crate::{Error, Query, SchemaInfo, Table};
@@ -350,17 +349,7 @@ impl Shape<'_> {
         for j in &twj.joins {
             let start = rels.len();
             self.factor(&j.relation, rels)?;
-            let constraint = match &j.join_operator {
-                JoinOperator::Join(c)
-                | JoinOperator::Inner(c)
-                | JoinOperator::Left(c)
-                | JoinOperator::LeftOuter(c)
-                | JoinOperator::Right(c)
-                | JoinOperator::RightOuter(c)
-                | JoinOperator::FullOuter(c)
-                | JoinOperator::CrossJoin(c) => c,
-                _ => return None,
-            };
+            let constraint = crate::walk::adql_join_constraint!(&j.join_operator)?;
             let hidden: Vec<String> = match constraint {
                 JoinConstraint::Using(names) => names
                     .iter()

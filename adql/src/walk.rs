@@ -9,14 +9,33 @@
 
 use std::collections::{HashMap, HashSet};
 
+/// The constraint of a join ADQL has (inner, outer, cross), or `None` for the
+/// kinds it has not (semi, anti, ASOF, ...). A macro so that one list serves
+/// shared and mutable borrows alike.
+macro_rules! adql_join_constraint {
+    ($op:expr) => {
+        match $op {
+            sqlparser::ast::JoinOperator::Join(c)
+            | sqlparser::ast::JoinOperator::Inner(c)
+            | sqlparser::ast::JoinOperator::Left(c)
+            | sqlparser::ast::JoinOperator::LeftOuter(c)
+            | sqlparser::ast::JoinOperator::Right(c)
+            | sqlparser::ast::JoinOperator::RightOuter(c)
+            | sqlparser::ast::JoinOperator::FullOuter(c)
+            | sqlparser::ast::JoinOperator::CrossJoin(c) => Some(c),
+            _ => None,
+        }
+    };
+}
+pub(crate) use adql_join_constraint;
+
 use sqlparser::ast::{
     BinaryOperator, CastKind, CeilFloorKind, DataType, DateTimeField, Distinct, Expr, Function,
     FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, GroupByExpr, Ident,
-    Join, JoinConstraint, JoinOperator, LimitClause, ObjectName, ObjectNamePart, Offset,
-    OffsetRows, OrderByKind, Query as SqlQuery, Select, SelectFlavor, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, Spanned, Statement,
-    TableAlias, TableFactor, TableVersion, TableWithJoins, TopQuantity, UnaryOperator, Value,
-    ValueWithSpan, WildcardAdditionalOptions,
+    Join, JoinConstraint, LimitClause, ObjectName, ObjectNamePart, Offset, OffsetRows, OrderByKind,
+    Query as SqlQuery, Select, SelectFlavor, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+    SetOperator, SetQuantifier, Spanned, Statement, TableAlias, TableFactor, TableVersion,
+    TableWithJoins, TopQuantity, UnaryOperator, Value, ValueWithSpan, WildcardAdditionalOptions,
 };
 use sqlparser::tokenizer::Span;
 
@@ -632,16 +651,8 @@ impl Walker<'_> {
             return Err(not_adql(span, "GLOBAL JOIN"));
         }
         self.table_factor(&mut j.relation)?;
-        let constraint = match &mut j.join_operator {
-            JoinOperator::Join(c)
-            | JoinOperator::Inner(c)
-            | JoinOperator::Left(c)
-            | JoinOperator::LeftOuter(c)
-            | JoinOperator::Right(c)
-            | JoinOperator::RightOuter(c)
-            | JoinOperator::FullOuter(c)
-            | JoinOperator::CrossJoin(c) => c,
-            _ => return Err(not_adql(span, "this kind of join")),
+        let Some(constraint) = adql_join_constraint!(&mut j.join_operator) else {
+            return Err(not_adql(span, "this kind of join"));
         };
         match constraint {
             JoinConstraint::On(e) => self.expr(e),
