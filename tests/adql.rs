@@ -99,7 +99,13 @@ impl sqllogictest::AsyncDB for Adql {
         // replay re-runs the pinned form (no cache) and checks the recorded checksum.
         let replay = self
             .engine
-            .replay(&token, &engine::ReplayOptions { use_cache: false })
+            .replay(
+                &token,
+                &engine::ReplayOptions {
+                    use_cache: false,
+                    ..Default::default()
+                },
+            )
             .await
             .map_err(|e| Failure(format!("replay: {}", e.message())))?;
         replay

@@ -269,7 +269,9 @@ fn query_writes_every_format() {
         serde_json::from_str(&ok(&["query", "--format", "json", CONE])).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 5);
     assert!(json[0]["diaObjectId"].is_i64());
-    let vot = ok(&["query", "--format", "votable", CONE]);
+    let b2 = ok(&["query", "--format", "votable", CONE]);
+    assert!(b2.contains("<BINARY2><STREAM encoding=\"base64\">"), "{b2}");
+    let vot = ok(&["query", "--format", "votable-td", CONE]);
     assert!(vot.contains("<INFO name=\"QUERY_STATUS\" value=\"OK\"/>"));
     assert!(
         vot.contains("<FIELD name=\"ra\" datatype=\"double\" unit=\"deg\""),

@@ -351,7 +351,13 @@ async fn replays_are_served_from_the_cache_and_still_checked() {
     assert_eq!(sorted_lines(&rows_cached), sorted_lines(&rows_first));
 
     let fresh = engine
-        .replay(&token, &engine::ReplayOptions { use_cache: false })
+        .replay(
+            &token,
+            &engine::ReplayOptions {
+                use_cache: false,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let (rows_fresh, fresh) = run_all(fresh).await;

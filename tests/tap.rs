@@ -101,7 +101,11 @@ async fn a_sync_query_carries_its_token_and_a_replay_descriptor() {
         body.contains("<INFO name=\"QUERY_STATUS\" value=\"OK\"/>"),
         "{body}"
     );
-    assert_eq!(rows(&body).len(), 3, "{body}");
+    // BINARY2 unless TABLEDATA is asked for.
+    assert!(
+        body.contains("<BINARY2><STREAM encoding=\"base64\">"),
+        "{body}"
+    );
     assert!(
         body.contains("<FIELD name=\"diaObjectId\" datatype=\"long\""),
         "{body}"
@@ -113,10 +117,13 @@ async fn a_sync_query_carries_its_token_and_a_replay_descriptor() {
     let url = attr(&body, "name=\"accessURL\"", "value");
     assert_eq!(url, format!("{}/replay/{token}", s.tap));
 
-    // Following the descriptor gives the same rows, in any format.
+    // Following the descriptor gives the same document, and the same rows in any format.
     let (status, _, again) = get(&url, &[]).await;
     assert_eq!(status, 200);
-    assert_eq!(rows(&again), rows(&body));
+    assert_eq!(again, body);
+    let (_, ct, td) = get(&url, &[("RESPONSEFORMAT", "votable/td")]).await;
+    assert!(ct.contains("serialization=TABLEDATA"), "{ct}");
+    assert_eq!(rows(&td).len(), 3, "{td}");
     let (_, ct, csv) = get(&url, &[("RESPONSEFORMAT", "csv")]).await;
     assert!(ct.starts_with("text/csv"), "{ct}");
     assert_eq!(csv.lines().count(), 4, "{csv}");
@@ -134,6 +141,10 @@ async fn post_parameters_ignore_case_and_maxrec_overflows() {
                 .append_pair("lang", "ADQL-2.1")
                 .append_pair("query", "SELECT diaSourceId FROM ppdb.DiaSource")
                 .append_pair("MaxRec", "5")
+                .append_pair(
+                    "responseformat",
+                    "application/x-votable+xml;serialization=TABLEDATA",
+                )
                 .append_pair("unknown", "ignored")
                 .finish(),
         )
@@ -260,7 +271,11 @@ async fn every_example_runs_and_returns_rows() {
     assert!(queries.len() >= 8, "{} examples", queries.len());
     assert_eq!(doc.matches("typeof=\"example\"").count(), queries.len());
     for q in &queries {
-        let (_, _, body) = get(&format!("{}/sync", s.tap), &[("QUERY", q.as_str())]).await;
+        let (_, _, body) = get(
+            &format!("{}/sync", s.tap),
+            &[("QUERY", q.as_str()), ("RESPONSEFORMAT", "votable/td")],
+        )
+        .await;
         assert!(
             body.contains("<INFO name=\"QUERY_STATUS\" value=\"OK\"/>")
                 && !body.contains("value=\"ERROR\""),
@@ -268,4 +283,216 @@ async fn every_example_runs_and_returns_rows() {
         );
         assert!(!rows(&body).is_empty(), "{q} returned no rows");
     }
+}
+
+/// A client that shows redirects instead of following them (UWS answers 303).
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn post(url: &str, params: &[(&str, &str)]) -> reqwest::Response {
+    client().post(url).form(params).send().await.unwrap()
+}
+
+/// Creates an async job; returns its URL.
+async fn create_job(tap: &str, params: &[(&str, &str)]) -> String {
+    let r = post(&format!("{tap}/async"), params).await;
+    assert_eq!(r.status().as_u16(), 303, "{params:?}");
+    let at = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(at.starts_with(&format!("{tap}/async/")), "{at}");
+    at
+}
+
+fn element(doc: &str, name: &str) -> String {
+    let open = format!("<uws:{name}>");
+    let start = doc
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {name} in {doc}"))
+        + open.len();
+    doc[start..start + doc[start..].find('<').unwrap()].to_string()
+}
+
+#[tokio::test]
+async fn an_async_job_runs_waits_and_gives_the_sync_result() {
+    let s = Server::start(&[]);
+    let job = create_job(
+        &s.tap,
+        &[("LANG", "ADQL"), ("QUERY", TOP3), ("RUNID", "mine")],
+    )
+    .await;
+    let (_, ct, doc) = get(&job, &[]).await;
+    assert!(ct.starts_with("text/xml"), "{ct}");
+    assert_eq!(element(&doc, "phase"), "PENDING");
+    assert_eq!(element(&doc, "runId"), "mine");
+    assert!(doc.contains("<uws:parameter id=\"QUERY\">"), "{doc}");
+    let (_, _, phase) = get(&format!("{job}/phase"), &[]).await;
+    assert_eq!(phase, "PENDING");
+
+    // Parameters may change while PENDING; so may the execution duration.
+    let r = post(&job, &[("MAXREC", "2")]).await;
+    assert_eq!(r.status().as_u16(), 303);
+    let r = post(
+        &format!("{job}/executionduration"),
+        &[("EXECUTIONDURATION", "30")],
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let (_, _, d) = get(&format!("{job}/executionduration"), &[]).await;
+    assert_eq!(d, "30");
+
+    let r = post(&format!("{job}/phase"), &[("PHASE", "RUN")]).await;
+    assert_eq!(r.status().as_u16(), 303);
+    let (_, _, doc) = get(&job, &[("WAIT", "30")]).await;
+    let (_, _, doc) = if element(&doc, "phase") == "COMPLETED" {
+        (0, String::new(), doc)
+    } else {
+        get(&job, &[("WAIT", "30")]).await
+    };
+    assert_eq!(element(&doc, "phase"), "COMPLETED", "{doc}");
+    assert!(
+        doc.contains("<uws:startTime>") && doc.contains("<uws:endTime>"),
+        "{doc}"
+    );
+    let href = attr(&doc, "<uws:result ", "xlink:href");
+    assert_eq!(href, format!("{job}/results/result"));
+    let (status, ct, result) = get(&href, &[]).await;
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("application/x-votable+xml"), "{ct}");
+    let (_, _, sync) = get(
+        &format!("{}/sync", s.tap),
+        &[("LANG", "ADQL"), ("QUERY", TOP3), ("MAXREC", "2")],
+    )
+    .await;
+    assert_eq!(result, sync, "async and sync give the same document");
+    assert!(result.contains("value=\"OVERFLOW\""), "MAXREC=2 cut 3 rows");
+
+    // The listing filters by phase, creation time and count.
+    let (_, _, list) = get(&format!("{}/async", s.tap), &[("PHASE", "COMPLETED")]).await;
+    assert!(list.contains(job.rsplit('/').next().unwrap()), "{list}");
+    let (_, _, list) = get(&format!("{}/async", s.tap), &[("PHASE", "PENDING")]).await;
+    assert!(!list.contains("<uws:jobref"), "{list}");
+    let (_, _, list) = get(
+        &format!("{}/async", s.tap),
+        &[("AFTER", "2100-01-01T00:00:00Z")],
+    )
+    .await;
+    assert!(!list.contains("<uws:jobref"), "{list}");
+    let (_, _, list) = get(&format!("{}/async", s.tap), &[("LAST", "1")]).await;
+    assert_eq!(list.matches("<uws:jobref").count(), 1, "{list}");
+
+    // Parameters cannot change once the job has run.
+    let r = post(&job, &[("QUERY", "SELECT 1")]).await;
+    assert_eq!(r.status().as_u16(), 409);
+
+    // DELETE removes the job and its result.
+    let r = client().delete(&job).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(get(&job, &[]).await.0, 404);
+    assert_eq!(get(&href, &[]).await.0, 404);
+}
+
+#[tokio::test]
+async fn failed_aborted_and_destroyed_jobs() {
+    let s = Server::start(&[]);
+    // An error ends in ERROR with the message, as an error VOTable.
+    let job = create_job(
+        &s.tap,
+        &[
+            ("QUERY", "SELECT raa FROM ppdb.DiaObject"),
+            ("PHASE", "RUN"),
+        ],
+    )
+    .await;
+    let (_, _, doc) = get(&job, &[("WAIT", "30")]).await;
+    assert_eq!(element(&doc, "phase"), "ERROR", "{doc}");
+    let (_, _, error) = get(&format!("{job}/error"), &[]).await;
+    assert!(
+        error.contains("value=\"ERROR\"") && error.contains("line 1, column 8"),
+        "{error}"
+    );
+
+    // ABORT before running; then ACTION=DELETE.
+    let job = create_job(&s.tap, &[("QUERY", TOP3)]).await;
+    let r = post(&format!("{job}/phase"), &[("PHASE", "ABORT")]).await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(get(&format!("{job}/phase"), &[]).await.2, "ABORTED");
+    let r = post(&job, &[("ACTION", "DELETE")]).await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(get(&job, &[]).await.0, 404);
+
+    // A destruction time in the past is honoured: the job is gone.
+    let job = create_job(&s.tap, &[("QUERY", TOP3)]).await;
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(300)).to_rfc3339();
+    let r = post(&format!("{job}/destruction"), &[("DESTRUCTION", &soon)]).await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(get(&job, &[]).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(get(&job, &[]).await.0, 404);
+    let (_, _, list) = get(&format!("{}/async", s.tap), &[]).await;
+    assert!(!list.contains(job.rsplit('/').next().unwrap()), "{list}");
+
+    // Ids that are not job ids never reach the store.
+    for bad in ["..%2F..%2Fetc", "x", "00000000-0000-0000-0000-000000000000"] {
+        assert_eq!(
+            get(&format!("{}/async/{bad}", s.tap), &[]).await.0,
+            404,
+            "{bad}"
+        );
+    }
+}
+
+/// Three copies of DiaSource: far more rows than a second allows.
+const SLOW: &str =
+    "SELECT COUNT(*) AS n FROM ppdb.DiaSource AS a, ppdb.DiaSource AS b, ppdb.DiaSource AS c";
+
+#[tokio::test]
+async fn the_execution_duration_is_enforced() {
+    let s = Server::start(&["--max-duration", "1"]);
+    let started = std::time::Instant::now();
+    let (status, _, body) = get(&format!("{}/sync", s.tap), &[("QUERY", SLOW)]).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("value=\"ERROR\"") && body.contains("execution duration of 1 s"),
+        "{body}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+
+    let job = create_job(&s.tap, &[("QUERY", SLOW), ("PHASE", "RUN")]).await;
+    let (_, _, d) = get(&format!("{job}/executionduration"), &[]).await;
+    assert_eq!(d, "1", "a job cannot ask for more than the server allows");
+    let mut doc = String::new();
+    for _ in 0..10 {
+        doc = get(&job, &[("WAIT", "5")]).await.2;
+        if element(&doc, "phase") == "ERROR" {
+            break;
+        }
+    }
+    assert_eq!(element(&doc, "phase"), "ERROR", "{doc}");
+    assert!(doc.contains("execution duration"), "{doc}");
+}
+
+#[tokio::test]
+async fn jobs_live_in_the_state_store_and_survive_a_restart() {
+    let state = TempDir::new().unwrap();
+    let url = state.path().to_str().unwrap();
+    let first = Server::start(&["--state", url]);
+    let job = create_job(&first.tap, &[("QUERY", TOP3), ("PHASE", "RUN")]).await;
+    let (_, _, doc) = get(&job, &[("WAIT", "30")]).await;
+    assert_eq!(element(&doc, "phase"), "COMPLETED", "{doc}");
+    let (_, _, result) = get(&format!("{job}/results/result"), &[]).await;
+    let id = job.rsplit('/').next().unwrap().to_string();
+    drop(first);
+
+    let second = Server::start(&["--state", url]);
+    let job = format!("{}/async/{id}", second.tap);
+    let (status, _, doc) = get(&job, &[]).await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(element(&doc, "phase"), "COMPLETED");
+    let (_, _, again) = get(&format!("{job}/results/result"), &[]).await;
+    // The descriptor names the first server's address; the rows are the same.
+    let body = |d: &str| d[d.find("<DATA>").unwrap()..d.find("</DATA>").unwrap()].to_string();
+    assert_eq!(body(&again), body(&result));
 }

@@ -49,7 +49,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Later (in another process, on another server sharing the state store):
     let replay = engine
-        .replay(&token, &ReplayOptions { use_cache: false })
+        .replay(
+            &token,
+            &ReplayOptions {
+                use_cache: false,
+                ..Default::default()
+            },
+        )
         .await?;
     let (_, _) = replay.collect().await?; // a mismatch would be an error here
     let record = engine.record(&token).await?;

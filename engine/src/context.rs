@@ -15,9 +15,10 @@ use datafusion::catalog::{
 use datafusion::datasource::MemTable;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::registry::FunctionRegistry;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::physical_plan::{ExecutionPlan, displayable};
@@ -29,13 +30,15 @@ use crate::checksum::Checksum;
 use crate::error::{Error, Result};
 use crate::format::Format;
 use crate::provider::{PpdbTable, View};
+use crate::state::StateStore;
 use crate::tables;
-use crate::token::{Identity, StateStore, TokenRecord, check_token};
+use crate::token::{Identity, TokenRecord, check_token};
 
 /// How the engine runs queries.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// Memory the engine may use for query execution (sorts, joins, aggregates), in bytes.
+    /// Memory one query may use for execution (sorts, joins, aggregates), in bytes;
+    /// each query has its own pool, so one heavy query cannot starve the others.
     pub memory_limit: usize,
     /// Threads of parallelism per query.
     pub target_partitions: usize,
@@ -49,7 +52,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            memory_limit: 4 << 30,
+            memory_limit: 2 << 30,
             target_partitions: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
@@ -69,6 +72,8 @@ pub struct QueryOptions {
     pub maxrec: Option<u64>,
     /// The response format asked for; it is part of the request a token names.
     pub format: Option<Format>,
+    /// The longest the query may run, from when it is asked; past it, it fails.
+    pub time_limit: Option<Duration>,
 }
 
 /// How a token is replayed.
@@ -76,11 +81,16 @@ pub struct QueryOptions {
 pub struct ReplayOptions {
     /// Serve the result from memory when this engine has it (it is checked all the same).
     pub use_cache: bool,
+    /// The longest the replay may run; past it, it fails.
+    pub time_limit: Option<Duration>,
 }
 
 impl Default for ReplayOptions {
     fn default() -> Self {
-        ReplayOptions { use_cache: true }
+        ReplayOptions {
+            use_cache: true,
+            time_limit: None,
+        }
     }
 }
 
@@ -331,6 +341,7 @@ pub struct Engine {
     results: ResultCache,
     result_limit: u64,
     schema_version: String,
+    memory_limit: usize,
 }
 
 impl Engine {
@@ -438,6 +449,7 @@ impl Engine {
             state,
             results,
             result_limit: options.result_cache_bytes / 8,
+            memory_limit: options.memory_limit,
         })
     }
 
@@ -511,7 +523,8 @@ impl Engine {
             created_at: Utc::now(),
         };
         let t2 = Instant::now();
-        let mut result = self.execute(query, snapshot, options.maxrec).await?;
+        let limit = options.time_limit.map(|d| (t0 + d, d));
+        let mut result = self.execute(query, snapshot, options.maxrec, limit).await?;
         result.timings.parse = t1 - t0;
         result.timings.pin = t2 - t1 + result.timings.pin;
         result.token = Some(token);
@@ -532,7 +545,8 @@ impl Engine {
         let query = self.parse(adql)?;
         let t1 = Instant::now();
         let (_, snapshot) = self.choose(query.as_of.as_ref(), options).await?;
-        let mut result = self.execute(query, snapshot, options.maxrec).await?;
+        let limit = options.time_limit.map(|d| (t0 + d, d));
+        let mut result = self.execute(query, snapshot, options.maxrec, limit).await?;
         result.timings.parse = t1 - t0;
         result.end = End::Nothing;
         Ok(result)
@@ -585,7 +599,8 @@ impl Engine {
                 ),
             });
         }
-        let mut result = self.execute(query, snapshot, record.maxrec).await?;
+        let limit = options.time_limit.map(|d| (t0 + d, d));
+        let mut result = self.execute(query, snapshot, record.maxrec, limit).await?;
         result.timings.parse = t1 - t0;
         result.token = Some(record.token.clone());
         result.pinned_adql = Some(record.pinned_adql.clone());
@@ -643,12 +658,14 @@ impl Engine {
         })
     }
 
-    /// Plans and starts a checked query at a snapshot.
+    /// Plans and starts a checked query at a snapshot; `limit` is its deadline and
+    /// the time it was given.
     async fn execute(
         &self,
         query: adql::Query,
         snapshot: SnapshotInfo,
         maxrec: Option<u64>,
+        limit: Option<(Instant, Duration)>,
     ) -> Result<QueryResult> {
         let t1 = Instant::now();
         let state = self.session(snapshot.snapshot).await?;
@@ -670,6 +687,10 @@ impl Engine {
             .query_planner()
             .create_physical_plan(&plan, &state)
             .await?;
+        let physical = match limit {
+            Some((deadline, allowed)) => crate::deadline::limit(physical, deadline, allowed)?,
+            None => physical,
+        };
         let t4 = Instant::now();
         let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
         Ok(QueryResult {
@@ -751,8 +772,11 @@ impl Engine {
     /// A session whose catalog holds the tables at snapshot `k`.
     async fn session(&self, k: u64) -> Result<SessionState> {
         let list = self.catalog_list(k).await?;
+        let mut runtime = RuntimeEnv::clone(self.base.runtime_env());
+        runtime.memory_pool = Arc::new(GreedyMemoryPool::new(self.memory_limit));
         Ok(SessionStateBuilder::new_from_existing(self.base.clone())
             .with_catalog_list(list)
+            .with_runtime_env(Arc::new(runtime))
             .build())
     }
 

@@ -21,6 +21,12 @@ pub enum Error {
         /// What is wrong, and what to do.
         message: String,
     },
+    /// The state store refused a key, or holds something unreadable.
+    #[error("{message}")]
+    State {
+        /// What is wrong.
+        message: String,
+    },
     /// A replay did not reproduce the result its token recorded.
     #[error(
         "replay of token {token} does NOT match its record: recorded {expected_rows} rows, \

@@ -1,4 +1,5 @@
-//! Result encoders: a terminal table, CSV, TSV, JSON, VOTable (TABLEDATA) and Parquet.
+//! Result encoders: a terminal table, CSV, TSV, JSON, VOTable (BINARY2 or
+//! TABLEDATA) and Parquet (VOParquet: the VOTable header in its metadata).
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -8,6 +9,8 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use datafusion::parquet::file::metadata::KeyValue;
 
 use crate::error::Result;
 
@@ -22,9 +25,11 @@ pub enum Format {
     Tsv,
     /// A JSON array of objects.
     Json,
-    /// A VOTable 1.4 document (TABLEDATA).
+    /// A VOTable 1.4 document, rows in BINARY2 (compact and exact).
     Votable,
-    /// A Parquet file.
+    /// A VOTable 1.4 document, rows in TABLEDATA (readable XML).
+    VotableTd,
+    /// A Parquet file with the VOTable header in its key-value metadata (VOParquet).
     Parquet,
 }
 
@@ -37,6 +42,7 @@ impl Format {
             Format::Tsv => "tsv",
             Format::Json => "json",
             Format::Votable => "votable",
+            Format::VotableTd => "votable-td",
             Format::Parquet => "parquet",
         }
     }
@@ -50,11 +56,15 @@ impl FromStr for Format {
             "csv" | "text/csv" => Format::Csv,
             "tsv" | "text/tab-separated-values" => Format::Tsv,
             "json" | "application/json" => Format::Json,
-            "votable" | "xml" | "application/x-votable+xml" => Format::Votable,
-            "parquet" | "application/vnd.apache.parquet" => Format::Parquet,
+            "votable" | "xml" | "binary2" | "votable/b2" | "application/x-votable+xml" => {
+                Format::Votable
+            }
+            "votable-td" | "votable/td" | "tabledata" => Format::VotableTd,
+            "parquet" | "voparquet" | "application/vnd.apache.parquet" => Format::Parquet,
             other => {
                 return Err(format!(
-                    "unknown format '{other}': use table, csv, tsv, json, votable or parquet"
+                    "unknown format '{other}': use table, csv, tsv, json, votable (BINARY2), \
+                     votable-td (TABLEDATA) or parquet"
                 ));
             }
         })
@@ -107,8 +117,10 @@ enum Sink<'a> {
     Table(Out<'a>, Vec<RecordBatch>),
     Csv(arrow_csv::Writer<Out<'a>>),
     Json(arrow_json::ArrayWriter<Out<'a>>),
-    Parquet(datafusion::parquet::arrow::ArrowWriter<Out<'a>>),
-    Votable(Out<'a>),
+    /// The writer, and the VOTable header that goes into its metadata at the end.
+    Parquet(datafusion::parquet::arrow::ArrowWriter<Out<'a>>, String),
+    Votable(Out<'a>, crate::binary2::Binary2),
+    VotableTd(Out<'a>),
 }
 
 /// Writes a result batch by batch, so that memory does not grow with its size
@@ -137,14 +149,19 @@ impl<'a> ResultWriter<'a> {
                     .build(out),
             ),
             Format::Json => Sink::Json(arrow_json::ArrayWriter::new(out)),
-            Format::Parquet => Sink::Parquet(datafusion::parquet::arrow::ArrowWriter::try_new(
-                out,
-                schema.clone(),
-                None,
-            )?),
+            Format::Parquet => Sink::Parquet(
+                datafusion::parquet::arrow::ArrowWriter::try_new(out, schema.clone(), None)?,
+                votable_head(&schema, describe),
+            ),
             Format::Votable => {
-                votable_head(&schema, describe, out)?;
-                Sink::Votable(out)
+                out.write_all(votable_head(&schema, describe).as_bytes())?;
+                out.write_all(b"<DATA><BINARY2><STREAM encoding=\"base64\">\n")?;
+                Sink::Votable(out, crate::binary2::Binary2::new(&schema))
+            }
+            Format::VotableTd => {
+                out.write_all(votable_head(&schema, describe).as_bytes())?;
+                out.write_all(b"<DATA><TABLEDATA>\n")?;
+                Sink::VotableTd(out)
             }
         };
         Ok(ResultWriter {
@@ -162,8 +179,9 @@ impl<'a> ResultWriter<'a> {
             Sink::Table(_, held) => held.push(b.clone()),
             Sink::Csv(w) => w.write(&flatten_lists(b)?)?,
             Sink::Json(w) => w.write(b)?,
-            Sink::Parquet(w) => w.write(b)?,
-            Sink::Votable(out) => votable_rows(b, *out)?,
+            Sink::Parquet(w, _) => w.write(b)?,
+            Sink::Votable(out, enc) => enc.write(b, *out)?,
+            Sink::VotableTd(out) => votable_rows(b, *out)?,
         }
         Ok(())
     }
@@ -172,14 +190,21 @@ impl<'a> ResultWriter<'a> {
     /// says `QUERY_STATUS` `ERROR` after it; other formats just stop.
     pub fn fail(self, message: &str) -> Result<()> {
         match self.sink {
-            Sink::Votable(out) => {
-                votable_tail(false, Some(message), None, out)?;
+            Sink::Votable(out, enc) => {
+                enc.finish(out)?;
+                out.write_all(b"</STREAM></BINARY2></DATA>\n")?;
+                out.write_all(votable_close(false, Some(message), None).as_bytes())?;
+                out.flush()?;
+            }
+            Sink::VotableTd(out) => {
+                out.write_all(b"</TABLEDATA></DATA>\n")?;
+                out.write_all(votable_close(false, Some(message), None).as_bytes())?;
                 out.flush()?;
             }
             Sink::Table(out, _) => out.flush()?,
             Sink::Csv(w) => w.into_inner().flush()?,
             Sink::Json(w) => w.into_inner().flush()?,
-            Sink::Parquet(_) => {}
+            Sink::Parquet(..) => {}
         }
         Ok(())
     }
@@ -224,11 +249,32 @@ impl<'a> ResultWriter<'a> {
                 }
                 out.flush()?;
             }
-            Sink::Parquet(w) => {
+            Sink::Parquet(mut w, head) => {
+                let mut doc = head;
+                doc.push_str(&votable_close(overflow, None, self.replay_url.as_deref()));
+                w.append_key_value_metadata(KeyValue::new(
+                    "IVOA.VOTable-Parquet.version".into(),
+                    "1.0".to_string(),
+                ));
+                w.append_key_value_metadata(KeyValue::new(
+                    "IVOA.VOTable-Parquet.content".into(),
+                    doc,
+                ));
                 w.into_inner()?.flush()?;
             }
-            Sink::Votable(out) => {
-                votable_tail(overflow, None, self.replay_url.as_deref(), out)?;
+            Sink::Votable(out, enc) => {
+                enc.finish(out)?;
+                out.write_all(b"</STREAM></BINARY2></DATA>\n")?;
+                out.write_all(
+                    votable_close(overflow, None, self.replay_url.as_deref()).as_bytes(),
+                )?;
+                out.flush()?;
+            }
+            Sink::VotableTd(out) => {
+                out.write_all(b"</TABLEDATA></DATA>\n")?;
+                out.write_all(
+                    votable_close(overflow, None, self.replay_url.as_deref()).as_bytes(),
+                )?;
                 out.flush()?;
             }
         }
@@ -242,14 +288,14 @@ fn flatten_lists(b: &RecordBatch) -> Result<RecordBatch> {
         .schema()
         .fields()
         .iter()
-        .any(|f| matches!(f.data_type(), DataType::List(_)))
+        .any(|f| is_geometry(f.data_type()))
     {
         return Ok(b.clone());
     }
     let mut fields = Vec::new();
     let mut cols = Vec::new();
     for (f, c) in b.schema().fields().iter().zip(b.columns()) {
-        if matches!(f.data_type(), DataType::List(_)) {
+        if is_geometry(f.data_type()) {
             let texts: arrow::array::StringArray = (0..c.len())
                 .map(|r| (!c.is_null(r)).then(|| dali_array(c.as_ref(), r)))
                 .collect();
@@ -264,6 +310,11 @@ fn flatten_lists(b: &RecordBatch) -> Result<RecordBatch> {
         Arc::new(arrow::datatypes::Schema::new(fields)),
         cols,
     )?)
+}
+
+/// Geometry values (POINT, CIRCLE, ...) are lists of doubles.
+fn is_geometry(t: &DataType) -> bool {
+    matches!(t, DataType::List(f) if f.data_type() == &DataType::Float64)
 }
 
 fn dali_array(c: &dyn Array, row: usize) -> String {
@@ -301,7 +352,9 @@ pub fn votable_field(t: &DataType) -> (&'static str, Option<String>, Option<&'st
         DataType::Float16 | DataType::Float32 => ("float", None, None),
         DataType::Float64 => ("double", None, None),
         // A geometry (DALI array); which shape it is is not known from the type alone.
-        DataType::List(_) => ("double", Some("*".into()), None),
+        DataType::List(f) if f.data_type() == &DataType::Float64 => {
+            ("double", Some("*".into()), None)
+        }
         DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
             ("char", Some("*".into()), Some("timestamp"))
         }
@@ -309,7 +362,8 @@ pub fn votable_field(t: &DataType) -> (&'static str, Option<String>, Option<&'st
     }
 }
 
-fn votable_head(schema: &SchemaRef, describe: &Describe, out: &mut dyn Write) -> Result<()> {
+/// A VOTable up to its last FIELD (no DATA).
+fn votable_head(schema: &SchemaRef, describe: &Describe) -> String {
     let mut head = String::new();
     head.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     head.push_str("<VOTABLE version=\"1.4\" xmlns=\"http://www.ivoa.net/xml/VOTable/v1.3\">\n");
@@ -345,9 +399,7 @@ fn votable_head(schema: &SchemaRef, describe: &Describe, out: &mut dyn Write) ->
             None => head.push_str("/>\n"),
         }
     }
-    head.push_str("<DATA><TABLEDATA>\n");
-    out.write_all(head.as_bytes())?;
-    Ok(())
+    head
 }
 
 fn votable_rows(b: &RecordBatch, out: &mut dyn Write) -> Result<()> {
@@ -364,7 +416,7 @@ fn votable_rows(b: &RecordBatch, out: &mut dyn Write) -> Result<()> {
         for (c, fmt) in b.columns().iter().zip(&formatters) {
             row.push_str("<TD>");
             if c.is_valid(r) {
-                let text = if matches!(c.data_type(), DataType::List(_)) {
+                let text = if is_geometry(c.data_type()) {
                     dali_array(c.as_ref(), r)
                 } else {
                     fmt.value(r).to_string()
@@ -379,26 +431,23 @@ fn votable_rows(b: &RecordBatch, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-fn votable_tail(
-    overflow: bool,
-    error: Option<&str>,
-    replay_url: Option<&str>,
-    out: &mut dyn Write,
-) -> Result<()> {
-    out.write_all(b"</TABLEDATA></DATA>\n</TABLE>\n")?;
+/// A VOTable from the end of its DATA: the status after the table and the
+/// DataLink service descriptor that repeats the result.
+fn votable_close(overflow: bool, error: Option<&str>, replay_url: Option<&str>) -> String {
+    let mut out = String::from("</TABLE>\n");
     if let Some(message) = error {
-        writeln!(
+        let _ = writeln!(
             out,
             "<INFO name=\"QUERY_STATUS\" value=\"ERROR\">{}</INFO>",
             esc(message)
-        )?;
+        );
     } else if overflow {
-        out.write_all(b"<INFO name=\"QUERY_STATUS\" value=\"OVERFLOW\"/>\n")?;
+        out.push_str("<INFO name=\"QUERY_STATUS\" value=\"OVERFLOW\"/>\n");
     }
-    out.write_all(b"</RESOURCE>\n")?;
+    out.push_str("</RESOURCE>\n");
     if let Some(url) = replay_url {
         // A DataLink service descriptor: how a client repeats this exact result.
-        writeln!(
+        let _ = writeln!(
             out,
             "<RESOURCE type=\"meta\" utype=\"adhoc:service\" name=\"replay\">\n\
              <DESCRIPTION>Repeats this query exactly (same snapshot, same rows, same order) and checks the result against its recorded checksum.</DESCRIPTION>\n\
@@ -407,10 +456,10 @@ fn votable_tail(
              <PARAM name=\"RESPONSEFORMAT\" datatype=\"char\" arraysize=\"*\" value=\"\"><DESCRIPTION>Output format (default: VOTable)</DESCRIPTION></PARAM>\n\
              </GROUP>\n</RESOURCE>",
             esc(url)
-        )?;
+        );
     }
-    out.write_all(b"</VOTABLE>\n")?;
-    Ok(())
+    out.push_str("</VOTABLE>\n");
+    out
 }
 
 /// A whole VOTable that reports an error (TAP: `QUERY_STATUS` `ERROR`).

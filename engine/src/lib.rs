@@ -8,13 +8,16 @@
 //! DataFusion.
 
 mod aggregate;
+mod binary2;
 pub mod checksum;
 mod context;
+mod deadline;
 mod error;
 pub mod format;
 mod geometry;
 mod provider;
 mod prune;
+pub mod state;
 pub mod tables;
 pub mod token;
 mod udf;
@@ -23,5 +26,7 @@ pub use catalog::{ScanFile, TableScan};
 pub use context::{
     Engine, EngineOptions, Finished, QueryOptions, QueryResult, ReplayOptions, Timings,
 };
+pub use deadline::overdue;
 pub use error::{Error, Result};
-pub use token::{StateStore, TokenRecord};
+pub use state::StateStore;
+pub use token::TokenRecord;

@@ -7,12 +7,8 @@
 //! adds what the first run found: the row count and the checksum.
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
-
-use catalog::store::{self, Location};
 
 use crate::error::{Error, Result};
 
@@ -111,143 +107,6 @@ pub fn check_token(token: &str) -> Result<()> {
             ),
         })
     }
-}
-
-/// Where token records (and later, job state) live: any object-store URL.
-#[derive(Debug, Clone)]
-pub struct StateStore {
-    loc: Location,
-}
-
-impl StateStore {
-    /// Opens (creating a local folder if needed) the state store at `url`.
-    pub fn open(url: &str) -> Result<StateStore> {
-        Ok(StateStore {
-            loc: store::open(url, true)?,
-        })
-    }
-
-    /// The state store inside a catalog, at `_state/`.
-    pub fn in_catalog(catalog: &Location) -> StateStore {
-        StateStore {
-            loc: Location {
-                store: catalog.store.clone(),
-                prefix: catalog.child("_state"),
-                url: format!("{}/_state", catalog.url.trim_end_matches('/')),
-            },
-        }
-    }
-
-    /// The per-user state store: `$PPDB_STATE`, else `$XDG_STATE_HOME/ppdb`, else `~/.local/state/ppdb`.
-    pub fn user_default() -> Result<StateStore> {
-        let dir = user_dir().ok_or_else(|| Error::Token {
-            message: "no place for query tokens: set PPDB_STATE, XDG_STATE_HOME or HOME, \
-                      or pass --state URL"
-                .into(),
-        })?;
-        StateStore::open(&dir)
-    }
-
-    /// The URL records are kept under.
-    pub fn url(&self) -> &str {
-        &self.loc.url
-    }
-
-    fn path(&self, token: &str) -> object_store::path::Path {
-        self.loc.child(&format!("tokens/{token}.json"))
-    }
-
-    /// The record of a token, or `None` if this store has none.
-    pub async fn get(&self, token: &str) -> Result<Option<TokenRecord>> {
-        check_token(token)?;
-        let bytes = match self.loc.store.get(&self.path(token)).await {
-            Ok(r) => r.bytes().await.map_err(catalog::Error::from)?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(catalog::Error::from(e).into()),
-        };
-        let record: TokenRecord = serde_json::from_slice(&bytes).map_err(|e| Error::Token {
-            message: format!(
-                "the record of token {token} in {} is unreadable: {e}",
-                self.url()
-            ),
-        })?;
-        Ok(Some(record))
-    }
-
-    /// Stores a record unless one exists; returns the one that was there first.
-    pub async fn put(&self, record: &TokenRecord) -> Result<Option<TokenRecord>> {
-        let body = serde_json::to_vec_pretty(record).map_err(|e| Error::Token {
-            message: format!("cannot encode the record of token {}: {e}", record.token),
-        })?;
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .loc
-            .store
-            .put_opts(&self.path(&record.token), PutPayload::from(body), opts)
-            .await
-        {
-            Ok(_) => Ok(None),
-            Err(object_store::Error::AlreadyExists { .. }) => self.get(&record.token).await,
-            Err(e) => Err(catalog::Error::from(e).into()),
-        }
-    }
-
-    /// Forgets a token; returns whether it existed.
-    pub async fn expire(&self, token: &str) -> Result<bool> {
-        check_token(token)?;
-        if self.get(token).await?.is_none() {
-            return Ok(false);
-        }
-        self.loc
-            .store
-            .delete(&self.path(token))
-            .await
-            .map_err(catalog::Error::from)?;
-        Ok(true)
-    }
-
-    /// Every live token record.
-    pub async fn list(&self) -> Result<Vec<TokenRecord>> {
-        let prefix = self.loc.child("tokens");
-        let metas: Vec<_> = self
-            .loc
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(catalog::Error::from)?;
-        let mut out = Vec::new();
-        for m in metas {
-            let Some(name) = m.location.filename() else {
-                continue;
-            };
-            let Some(token) = name.strip_suffix(".json") else {
-                continue;
-            };
-            if check_token(token).is_err() {
-                continue;
-            }
-            if let Some(r) = self.get(token).await? {
-                out.push(r);
-            }
-        }
-        out.sort_by_key(|r| r.created_at);
-        Ok(out)
-    }
-}
-
-fn user_dir() -> Option<String> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let Some(s) = env("PPDB_STATE") {
-        return Some(s);
-    }
-    if let Some(x) = env("XDG_STATE_HOME") {
-        return Some(format!("{x}/ppdb"));
-    }
-    env("HOME").map(|h| format!("{h}/.local/state/ppdb"))
 }
 
 #[cfg(test)]

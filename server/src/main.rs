@@ -13,6 +13,8 @@ use catalog::{Catalog, IngestOutcome, TableId, store};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod jobs;
+mod limits;
 mod tap;
 
 /// The bundled sample catalog, relative to the source tree this binary was built from.
@@ -139,7 +141,7 @@ enum Command {
         /// Return at most this many rows (a note says when more exist).
         #[arg(long)]
         maxrec: Option<u64>,
-        /// Output format: table, csv, tsv, json, votable or parquet.
+        /// Output format: table, csv, tsv, json, votable (BINARY2), votable-td (TABLEDATA) or parquet (VOParquet).
         #[arg(long, default_value = "table")]
         format: engine::format::Format,
         #[command(flatten)]
@@ -177,6 +179,24 @@ enum Command {
         /// The most rows any request may ask for.
         #[arg(long, default_value_t = 10_000_000)]
         maxrec_limit: u64,
+        /// The longest a query may run, in seconds (async jobs may ask for less).
+        #[arg(long, default_value_t = 600)]
+        max_duration: u64,
+        /// Queries run at once (default: 4 per core); more wait in a queue.
+        #[arg(long)]
+        max_concurrent: Option<usize>,
+        /// Queries that may wait for a turn before the service answers "busy" (503).
+        #[arg(long, default_value_t = 256)]
+        queue: usize,
+        /// Memory one query may use for sorts, joins and aggregates, in MiB.
+        #[arg(long, default_value_t = 2048)]
+        query_memory_mb: usize,
+        /// The largest TAP upload accepted, in MiB.
+        #[arg(long, default_value_t = 16)]
+        upload_limit_mb: u64,
+        /// Hours an async job and its result are kept at most.
+        #[arg(long, default_value_t = 168)]
+        job_lifetime_hours: u64,
         #[command(flatten)]
         state: StateArg,
     },
@@ -229,6 +249,16 @@ struct StateArg {
 impl StateArg {
     /// Opens the engine on a catalog with this state store.
     async fn engine(&self, catalog: &CatalogArg) -> Result<engine::Engine> {
+        self.engine_with_memory(catalog, engine::EngineOptions::default().memory_limit)
+            .await
+    }
+
+    /// Opens the engine, giving each query `memory` bytes for execution.
+    async fn engine_with_memory(
+        &self,
+        catalog: &CatalogArg,
+        memory: usize,
+    ) -> Result<engine::Engine> {
         let state = match (&self.state, &catalog.catalog) {
             (Some(s), _) => Some(s.clone()),
             // The bundled sample is part of the source tree: never write into it.
@@ -237,6 +267,7 @@ impl StateArg {
         };
         let options = engine::EngineOptions {
             state,
+            memory_limit: memory,
             ..Default::default()
         };
         Ok(engine::Engine::open_with(&catalog.read_url(), options).await?)
@@ -427,6 +458,7 @@ async fn run(cli: Cli) -> Result<()> {
                 as_of,
                 maxrec,
                 format: Some(format),
+                time_limit: None,
             };
             let result = engine.query(&adql, &options).await?;
             let token = result.token.clone().unwrap_or_default();
@@ -481,9 +513,17 @@ async fn run(cli: Cli) -> Result<()> {
             public_url,
             maxrec_default,
             maxrec_limit,
+            max_duration,
+            max_concurrent,
+            queue,
+            query_memory_mb,
+            upload_limit_mb,
+            job_lifetime_hours,
             state,
         } => {
-            let engine = state.engine(&catalog).await?;
+            let engine = state
+                .engine_with_memory(&catalog, query_memory_mb.saturating_mul(1 << 20))
+                .await?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
@@ -491,13 +531,26 @@ async fn run(cli: Cli) -> Result<()> {
             let base_url = public_url
                 .map(|u| u.trim_end_matches('/').to_string())
                 .unwrap_or_else(|| format!("http://{addr}"));
-            let app = std::sync::Arc::new(tap::App {
-                engine,
-                config: tap::Config {
-                    maxrec_default: maxrec_default.min(maxrec_limit),
-                    maxrec_limit,
-                    base_url: base_url.clone(),
-                },
+            let mut config = tap::Config::new(base_url.clone());
+            config.maxrec_default = maxrec_default.min(maxrec_limit);
+            config.maxrec_limit = maxrec_limit;
+            config.max_duration = std::time::Duration::from_secs(max_duration.max(1));
+            config.upload_limit = upload_limit_mb.saturating_mul(1 << 20);
+            config.job_lifetime =
+                std::time::Duration::from_secs(job_lifetime_hours.saturating_mul(3600).max(60));
+            let concurrent = max_concurrent
+                .unwrap_or_else(|| 4 * std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let app = std::sync::Arc::new(tap::App::new(engine, config, concurrent, queue));
+            // Jobs past their destruction time are deleted, results and all.
+            let sweeper = app.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = jobs::sweep(&sweeper).await {
+                        eprintln!("warning: deleting expired jobs failed: {}", e.message());
+                    }
+                }
             });
             println!("serving {} at {base_url}/tap", catalog.read_url());
             use std::io::Write as _;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -14,6 +15,9 @@ use axum::routing::get;
 use engine::format::{Format, ResultWriter};
 use engine::{Engine, QueryOptions, QueryResult, ReplayOptions};
 
+use crate::jobs::Jobs;
+use crate::limits::{Limits, Permit};
+
 /// How the service behaves.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -23,6 +27,29 @@ pub struct Config {
     pub maxrec_limit: u64,
     /// The URL clients reach the service at (for links in results), without `/tap`.
     pub base_url: String,
+    /// The longest a query may run (sync), and the most an async job may ask for.
+    pub max_duration: Duration,
+    /// The longest a UWS `WAIT` blocks.
+    pub max_wait: Duration,
+    /// How long async jobs and their results are kept at most.
+    pub job_lifetime: Duration,
+    /// The largest upload accepted, in bytes.
+    pub upload_limit: u64,
+}
+
+impl Config {
+    /// Defaults for everything but the address.
+    pub fn new(base_url: String) -> Config {
+        Config {
+            maxrec_default: 100_000,
+            maxrec_limit: 10_000_000,
+            base_url,
+            max_duration: Duration::from_secs(600),
+            max_wait: Duration::from_secs(60),
+            job_lifetime: Duration::from_secs(7 * 24 * 3600),
+            upload_limit: 16 << 20,
+        }
+    }
 }
 
 /// What the handlers share.
@@ -31,9 +58,26 @@ pub struct App {
     pub engine: Engine,
     /// Limits and links.
     pub config: Config,
+    /// Running queries and the queue in front of them.
+    pub limits: Limits,
+    /// Async jobs running in this process.
+    pub jobs: Jobs,
 }
 
-type Shared = Arc<App>;
+impl App {
+    /// A service over an engine; `concurrent` queries run at once, `queue` more wait.
+    pub fn new(engine: Engine, config: Config, concurrent: usize, queue: usize) -> App {
+        App {
+            engine,
+            config,
+            limits: Limits::new(concurrent, queue),
+            jobs: Jobs::default(),
+        }
+    }
+}
+
+/// The state every handler shares.
+pub type Shared = Arc<App>;
 
 /// The service's routes.
 pub fn router(app: Shared) -> Router {
@@ -47,6 +91,12 @@ pub fn router(app: Shared) -> Router {
         .route("/tap/tables", get(tables))
         .route("/tap/replay/{token}", get(replay))
         .route("/tap/examples", get(examples))
+        .merge(crate::jobs::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(
+            usize::try_from(app.config.upload_limit)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1 << 20),
+        ))
         .layer(axum::middleware::map_response(server_header))
         .with_state(app)
 }
@@ -60,20 +110,36 @@ async fn server_header(mut response: Response) -> Response {
     response
 }
 
-/// Request parameters, names upper-cased (TAP parameter names ignore case).
-struct Params(HashMap<String, String>);
+/// Request parameters (TAP parameter names ignore case) and uploaded parts.
+pub(crate) struct Params {
+    pairs: Vec<(String, String)>,
+    map: HashMap<String, String>,
+    /// File parts of a multipart request: (part name, bytes).
+    pub parts: Vec<(String, Bytes)>,
+}
 
 impl Params {
-    fn new(pairs: Vec<(String, String)>) -> Params {
+    /// Parameters from name/value pairs; the first of a repeated name wins.
+    pub fn new(pairs: Vec<(String, String)>) -> Params {
         let mut map = HashMap::new();
-        for (k, v) in pairs {
-            map.entry(k.to_ascii_uppercase()).or_insert(v);
+        for (k, v) in &pairs {
+            map.entry(k.to_ascii_uppercase()).or_insert(v.clone());
         }
-        Params(map)
+        Params {
+            pairs,
+            map,
+            parts: Vec::new(),
+        }
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+    /// A parameter's value, by its upper-case name.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.map.get(name).map(String::as_str)
+    }
+
+    /// Every pair, names as sent.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.pairs.clone()
     }
 }
 
@@ -84,7 +150,7 @@ fn xml(body: String) -> Response {
 }
 
 /// A TAP error: an error VOTable (HTTP 200 for sync requests, as TAP asks).
-fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     let mut out = Vec::new();
     let _ = engine::format::votable_error(message, &mut out);
     (status, [(header::CONTENT_TYPE, VOTABLE_MIME)], out).into_response()
@@ -128,81 +194,189 @@ async fn sync_get(
     sync(app, Params::new(pairs)).await
 }
 
-async fn sync_post(State(app): State<Shared>, body: Bytes) -> Response {
-    match serde_urlencoded_pairs(&body) {
-        Ok(pairs) => sync(app, Params::new(pairs)).await,
+async fn sync_post(State(app): State<Shared>, request: axum::extract::Request) -> Response {
+    match params_of(request).await {
+        Ok(params) => sync(app, params).await,
         Err(e) => error(StatusCode::BAD_REQUEST, &e),
     }
 }
 
-fn serde_urlencoded_pairs(body: &[u8]) -> Result<Vec<(String, String)>, String> {
-    Ok(url::form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect())
+/// The parameters of a POST: the query string, then the body (form or multipart).
+pub(crate) async fn params_of(request: axum::extract::Request) -> Result<Params, String> {
+    let mut pairs: Vec<(String, String)> = request
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let mut parts = Vec::new();
+    if multipart {
+        use axum::extract::FromRequest;
+        let mut form = axum::extract::Multipart::from_request(request, &())
+            .await
+            .map_err(|e| format!("unreadable multipart body: {e}"))?;
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| format!("unreadable multipart body: {}", e.body_text()))?
+        {
+            let name = field.name().unwrap_or_default().to_string();
+            let is_file = field.file_name().is_some();
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| format!("unreadable multipart part '{name}': {}", e.body_text()))?;
+            if is_file {
+                parts.push((name, bytes));
+            } else {
+                pairs.push((name, String::from_utf8_lossy(&bytes).into_owned()));
+            }
+        }
+    } else {
+        let body = axum::body::to_bytes(request.into_body(), usize::MAX)
+            .await
+            .map_err(|e| format!("unreadable request body: {e}"))?;
+        pairs.extend(
+            url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())),
+        );
+    }
+    let mut params = Params::new(pairs);
+    params.parts = parts;
+    Ok(params)
 }
 
 /// The format a request names (`RESPONSEFORMAT`, or the older `FORMAT`).
-fn format_of(params: &Params) -> Result<Format, String> {
+pub(crate) fn format_of(params: &Params) -> Result<Format, String> {
     let Some(f) = params.get("RESPONSEFORMAT").or(params.get("FORMAT")) else {
         return Ok(Format::Votable);
     };
-    let f = f.trim();
-    let base = f.split(';').next().unwrap_or(f).trim();
-    match base.to_ascii_lowercase().as_str() {
-        "" | "votable" | "votable/td" | "application/x-votable+xml" | "text/xml" => {
+    let f = f.trim().to_ascii_lowercase();
+    let mut pieces = f.split(';').map(str::trim);
+    let base = pieces.next().unwrap_or("");
+    // `application/x-votable+xml;serialization=TABLEDATA` and friends.
+    let serialization = pieces
+        .filter_map(|p| p.strip_prefix("serialization="))
+        .map(|v| v.trim_matches('"').to_string())
+        .next();
+    match (base, serialization.as_deref()) {
+        ("" | "votable" | "application/x-votable+xml" | "text/xml", None | Some("binary2")) => {
             Ok(Format::Votable)
         }
-        other => other.parse().map_err(|e: String| e),
+        ("votable" | "application/x-votable+xml" | "text/xml", Some("tabledata")) => {
+            Ok(Format::VotableTd)
+        }
+        (_, Some(other)) => Err(format!(
+            "VOTable serialization {other} is not offered: use BINARY2 (the default) or TABLEDATA"
+        )),
+        (other, None) => other.parse().map_err(|e: String| e),
     }
 }
 
-async fn sync(app: Shared, params: Params) -> Response {
+/// A TAP query request, as `sync` and `async` take it.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    /// The ADQL.
+    pub adql: String,
+    /// Snapshot, MAXREC and format.
+    pub options: QueryOptions,
+    /// The response format.
+    pub format: Format,
+}
+
+/// Reads a query request from TAP parameters; the error is for the user.
+pub(crate) fn request_of(params: &Params, config: &Config) -> Result<Request, String> {
     if let Some(r) = params.get("REQUEST")
         && !r.eq_ignore_ascii_case("doQuery")
     {
-        return error(
-            StatusCode::OK,
-            &format!("REQUEST={r} is not supported: use REQUEST=doQuery (or leave it out)"),
-        );
+        return Err(format!(
+            "REQUEST={r} is not supported: use REQUEST=doQuery (or leave it out)"
+        ));
     }
     if let Some(lang) = params.get("LANG")
         && !lang.to_ascii_uppercase().starts_with("ADQL")
     {
-        return error(
-            StatusCode::OK,
-            &format!("LANG={lang} is not supported: this service speaks ADQL"),
-        );
+        return Err(format!(
+            "LANG={lang} is not supported: this service speaks ADQL"
+        ));
     }
     let Some(adql) = params.get("QUERY").filter(|q| !q.trim().is_empty()) else {
-        return error(
-            StatusCode::OK,
-            "QUERY is missing: send the ADQL as QUERY=...",
-        );
+        return Err("QUERY is missing: send the ADQL as QUERY=...".into());
     };
-    let format = match format_of(&params) {
-        Ok(f) => f,
-        Err(e) => return error(StatusCode::OK, &e),
-    };
+    let format = format_of(params)?;
     let maxrec = match params.get("MAXREC").map(|m| m.trim().parse::<u64>()) {
-        None => app.config.maxrec_default,
-        Some(Ok(m)) => m.min(app.config.maxrec_limit),
-        Some(Err(_)) => {
-            return error(StatusCode::OK, "MAXREC must be a non-negative integer");
-        }
+        None => config.maxrec_default,
+        Some(Ok(m)) => m.min(config.maxrec_limit),
+        Some(Err(_)) => return Err("MAXREC must be a non-negative integer".into()),
     };
     let as_of = params.get("AS_OF").map(|a| match a.trim().parse::<u64>() {
         Ok(k) => adql::AsOf::Snapshot(k),
         Err(_) => adql::AsOf::Time(a.trim().to_string()),
     });
-    let options = QueryOptions {
-        as_of,
-        maxrec: Some(maxrec),
-        format: Some(format),
+    Ok(Request {
+        adql: adql.to_string(),
+        options: QueryOptions {
+            as_of,
+            maxrec: Some(maxrec),
+            format: Some(format),
+            time_limit: Some(config.max_duration),
+        },
+        format,
+    })
+}
+
+async fn sync(app: Shared, params: Params) -> Response {
+    let request = match request_of(&params, &app.config) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::OK, &e),
     };
-    match app.engine.query(adql, &options).await {
-        Ok(result) => stream(app, result, format),
-        Err(e) => error(StatusCode::OK, &e.message()),
+    let permit = match app.limits.admit() {
+        Ok(p) => p.acquire().await,
+        Err(busy) => return busy_response(&busy),
+    };
+    let deadline = Instant::now() + app.config.max_duration;
+    match start(&app, &request, deadline).await {
+        Ok(result) => stream(app, result, request.format, deadline, permit),
+        Err(e) => error(StatusCode::OK, &e),
     }
+}
+
+/// A 503 that tells the client when to come back.
+fn busy_response(message: &str) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+/// Plans a query, within the request's time; the error is for the user.
+pub(crate) async fn start(
+    app: &Shared,
+    request: &Request,
+    deadline: Instant,
+) -> Result<QueryResult, String> {
+    match tokio::time::timeout_at(
+        deadline.into(),
+        app.engine.query(&request.adql, &request.options),
+    )
+    .await
+    {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(e)) => Err(e.message()),
+        Err(_) => Err(overdue(app)),
+    }
+}
+
+fn overdue(app: &Shared) -> String {
+    engine::overdue(app.config.max_duration)
 }
 
 async fn replay(
@@ -226,15 +400,29 @@ async fn replay(
             .and_then(|f| f.parse().ok())
             .unwrap_or(Format::Votable),
     };
-    match app.engine.replay(&token, &ReplayOptions::default()).await {
-        Ok(result) => stream(app, result, format),
-        Err(e) => error(StatusCode::OK, &e.message()),
+    let permit = match app.limits.admit() {
+        Ok(p) => p.acquire().await,
+        Err(busy) => return busy_response(&busy),
+    };
+    let deadline = Instant::now() + app.config.max_duration;
+    let options = ReplayOptions {
+        time_limit: Some(app.config.max_duration),
+        ..Default::default()
+    };
+    let replayed =
+        tokio::time::timeout_at(deadline.into(), app.engine.replay(&token, &options)).await;
+    match replayed {
+        Ok(Ok(result)) => stream(app, result, format, deadline, permit),
+        Ok(Err(e)) => error(StatusCode::OK, &e.message()),
+        Err(_) => error(StatusCode::OK, &overdue(&app)),
     }
 }
 
-fn content_type(format: Format) -> &'static str {
+/// The media type of a format's documents.
+pub(crate) fn content_type(format: Format) -> &'static str {
     match format {
-        Format::Votable => VOTABLE_MIME,
+        Format::Votable => "application/x-votable+xml; serialization=BINARY2",
+        Format::VotableTd => "application/x-votable+xml; serialization=TABLEDATA",
         Format::Csv => "text/csv; charset=utf-8",
         Format::Tsv => "text/tab-separated-values; charset=utf-8",
         Format::Json => "application/json",
@@ -243,7 +431,7 @@ fn content_type(format: Format) -> &'static str {
     }
 }
 
-/// Bytes written by a result writer, handed to the response in pieces.
+/// Bytes written by a result writer, handed on in pieces.
 #[derive(Clone, Default)]
 struct Pending(Arc<Mutex<Vec<u8>>>);
 
@@ -270,54 +458,94 @@ impl Pending {
     }
 }
 
-/// Streams a result: rows are encoded batch by batch and sent as they come, so
-/// the server's memory does not grow with the size of the result. An error
-/// after the first row ends the table and reports it after (VOTable).
-fn stream(app: Shared, mut result: QueryResult, format: Format) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+/// How encoding a result ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Every row was written.
+    Done {
+        /// Rows written.
+        rows: u64,
+    },
+    /// The query failed after it started; the document says so and ends cleanly.
+    Failed(String),
+    /// The reader went away.
+    Gone,
+}
+
+/// Encodes a result batch by batch into `tx`, so that memory does not grow with
+/// its size. An error after the first row (or the deadline passing) ends the
+/// table and reports the error after it (VOTable).
+pub(crate) async fn encode(
+    app: Shared,
+    mut result: QueryResult,
+    format: Format,
+    deadline: Instant,
+    allowed: Duration,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) -> Outcome {
     let mut describe = app.engine.describe(&result);
     describe.replay_url = result
         .token
         .as_ref()
         .map(|t| format!("{}/tap/replay/{t}", app.config.base_url));
-    let token = result.token.clone();
-    tokio::spawn(async move {
-        let pending = Pending::default();
-        let mut out = pending.clone();
-        let mut writer = match ResultWriter::new(format, result.schema.clone(), &describe, &mut out)
-        {
-            Ok(w) => w,
-            Err(e) => {
-                let mut buf = Vec::new();
-                let _ = engine::format::votable_error(&e.message(), &mut buf);
-                let _ = tx.send(Bytes::from(buf)).await;
-                return;
-            }
+    let pending = Pending::default();
+    let mut out = pending.clone();
+    let mut writer = match ResultWriter::new(format, result.schema.clone(), &describe, &mut out) {
+        Ok(w) => w,
+        Err(e) => {
+            let mut buf = Vec::new();
+            let _ = engine::format::votable_error(&e.message(), &mut buf);
+            let _ = tx.send(Bytes::from(buf)).await;
+            return Outcome::Failed(e.message());
+        }
+    };
+    let mut rows = 0u64;
+    loop {
+        let next = match tokio::time::timeout_at(deadline.into(), result.next_batch()).await {
+            Ok(next) => next.map(|r| r.map_err(|e| e.message())),
+            Err(_) => Some(Err(engine::overdue(allowed))),
         };
-        loop {
-            match result.next_batch().await {
-                Some(Ok(batch)) => {
-                    if let Err(e) = writer.write(&batch) {
-                        let _ = writer.fail(&e.message());
-                        let _ = tx.send(pending.take()).await;
-                        return;
-                    }
+        let failure = match next {
+            Some(Ok(batch)) => match writer.write(&batch) {
+                Ok(()) => {
+                    rows += batch.num_rows() as u64;
                     let chunk = pending.take();
                     // A client that went away stops the query.
                     if !chunk.is_empty() && tx.send(chunk).await.is_err() {
-                        return;
+                        return Outcome::Gone;
                     }
+                    continue;
                 }
-                Some(Err(e)) => {
-                    let _ = writer.fail(&e.message());
-                    let _ = tx.send(pending.take()).await;
-                    return;
-                }
-                None => break,
-            }
-        }
-        let _ = writer.finish(result.overflowed());
+                Err(e) => e.message(),
+            },
+            Some(Err(e)) => e,
+            None => break,
+        };
+        let _ = writer.fail(&failure);
         let _ = tx.send(pending.take()).await;
+        return Outcome::Failed(failure);
+    }
+    let _ = writer.finish(result.overflowed());
+    if tx.send(pending.take()).await.is_err() {
+        return Outcome::Gone;
+    }
+    Outcome::Done { rows }
+}
+
+/// Streams a result as the response; the permit is held until the last byte.
+fn stream(
+    app: Shared,
+    result: QueryResult,
+    format: Format,
+    deadline: Instant,
+    permit: Permit,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let token = result.token.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let allowed = app.config.max_duration;
+        encode(app, result, format, deadline, allowed, tx).await
     });
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
@@ -337,7 +565,8 @@ fn stream(app: Shared, mut result: QueryResult, format: Format) -> Response {
     response
 }
 
-fn esc(s: &str) -> String {
+/// Escapes text for XML.
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -377,6 +606,11 @@ async fn capabilities(State(app): State<Shared>) -> Response {
         (
             "application/x-votable+xml",
             "votable",
+            Some("ivo://ivoa.net/std/TAPRegExt#output-votable-binary2"),
+        ),
+        (
+            "application/x-votable+xml;serialization=TABLEDATA",
+            "votable/td",
             Some("ivo://ivoa.net/std/TAPRegExt#output-votable-td"),
         ),
         ("text/csv", "csv", None),

@@ -1,0 +1,140 @@
+//! Stopping a query at its deadline.
+//!
+//! A timer around the result stream is not enough: an operator such as a
+//! nested-loop join can compute for minutes inside one poll of the stream, so a
+//! timeout outside never gets to fire. Instead every operator of the physical
+//! plan is wrapped, and each batch any operator produces checks the clock: the
+//! first one after the deadline fails the query from the inside.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures::Stream;
+
+/// Wraps every operator of `plan` so that the query fails once `deadline` passes;
+/// `allowed` is how long the query was given (for the message).
+pub(crate) fn limit(
+    plan: Arc<dyn ExecutionPlan>,
+    deadline: Instant,
+    allowed: Duration,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        Ok(Transformed::yes(Arc::new(DeadlineExec {
+            input: node,
+            deadline,
+            allowed,
+        }) as Arc<dyn ExecutionPlan>))
+    })
+    .map(|t| t.data)
+}
+
+/// The message of a query stopped at its deadline.
+pub fn overdue(allowed: Duration) -> String {
+    format!(
+        "the query ran longer than the execution duration of {} s and was stopped; \
+         narrow it (a smaller cone, fewer columns, TOP) or, with async, ask for a longer \
+         EXECUTIONDURATION",
+        allowed.as_secs().max(1)
+    )
+}
+
+#[derive(Debug)]
+struct DeadlineExec {
+    input: Arc<dyn ExecutionPlan>,
+    deadline: Instant,
+    allowed: Duration,
+}
+
+impl DisplayAs for DeadlineExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeadlineExec")
+    }
+}
+
+impl ExecutionPlan for DeadlineExec {
+    fn name(&self) -> &str {
+        "DeadlineExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return Err(DataFusionError::Internal(
+                "DeadlineExec takes one child".into(),
+            ));
+        }
+        Ok(Arc::new(DeadlineExec {
+            input: children.swap_remove(0),
+            deadline: self.deadline,
+            allowed: self.allowed,
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        Ok(Box::pin(DeadlineStream {
+            input: self.input.execute(partition, context)?,
+            deadline: self.deadline,
+            allowed: self.allowed,
+        }))
+    }
+}
+
+struct DeadlineStream {
+    input: SendableRecordBatchStream,
+    deadline: Instant,
+    allowed: Duration,
+}
+
+impl Stream for DeadlineStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = self.input.as_mut().poll_next(cx);
+        if matches!(next, Poll::Ready(Some(Ok(_)))) && Instant::now() >= self.deadline {
+            return Poll::Ready(Some(Err(DataFusionError::ResourcesExhausted(overdue(
+                self.allowed,
+            )))));
+        }
+        next
+    }
+}
+
+impl RecordBatchStream for DeadlineStream {
+    fn schema(&self) -> SchemaRef {
+        self.input.schema()
+    }
+}

@@ -1,0 +1,285 @@
+//! The state store: what the service remembers besides the catalog — query
+//! token records (`tokens/{token}.json`) and TAP jobs (`jobs/{id}/...`).
+//!
+//! It is any object-store URL, so that several servers sharing one store can
+//! answer for each other's tokens and jobs.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use object_store::buffered::BufWriter;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use tokio::io::AsyncWriteExt;
+
+use catalog::store::{self, Location};
+
+use crate::error::{Error, Result};
+use crate::token::{TokenRecord, check_token};
+
+/// Where token records and TAP jobs live: any object-store URL.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    loc: Location,
+}
+
+impl StateStore {
+    /// Opens (creating a local folder if needed) the state store at `url`.
+    pub fn open(url: &str) -> Result<StateStore> {
+        Ok(StateStore {
+            loc: store::open(url, true)?,
+        })
+    }
+
+    /// The state store inside a catalog, at `_state/`.
+    pub fn in_catalog(catalog: &Location) -> StateStore {
+        StateStore {
+            loc: Location {
+                store: catalog.store.clone(),
+                prefix: catalog.child("_state"),
+                url: format!("{}/_state", catalog.url.trim_end_matches('/')),
+            },
+        }
+    }
+
+    /// The per-user state store: `$PPDB_STATE`, else `$XDG_STATE_HOME/ppdb`, else `~/.local/state/ppdb`.
+    pub fn user_default() -> Result<StateStore> {
+        let dir = user_dir().ok_or_else(|| Error::Token {
+            message: "no place for query tokens: set PPDB_STATE, XDG_STATE_HOME or HOME, \
+                      or pass --state URL"
+                .into(),
+        })?;
+        StateStore::open(&dir)
+    }
+
+    /// The URL records are kept under.
+    pub fn url(&self) -> &str {
+        &self.loc.url
+    }
+
+    fn path(&self, token: &str) -> object_store::path::Path {
+        self.loc.child(&format!("tokens/{token}.json"))
+    }
+
+    /// The record of a token, or `None` if this store has none.
+    pub async fn get(&self, token: &str) -> Result<Option<TokenRecord>> {
+        check_token(token)?;
+        let bytes = match self.loc.store.get(&self.path(token)).await {
+            Ok(r) => r.bytes().await.map_err(catalog::Error::from)?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(catalog::Error::from(e).into()),
+        };
+        let record: TokenRecord = serde_json::from_slice(&bytes).map_err(|e| Error::Token {
+            message: format!(
+                "the record of token {token} in {} is unreadable: {e}",
+                self.url()
+            ),
+        })?;
+        Ok(Some(record))
+    }
+
+    /// Stores a record unless one exists; returns the one that was there first.
+    pub async fn put(&self, record: &TokenRecord) -> Result<Option<TokenRecord>> {
+        let body = serde_json::to_vec_pretty(record).map_err(|e| Error::Token {
+            message: format!("cannot encode the record of token {}: {e}", record.token),
+        })?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .loc
+            .store
+            .put_opts(&self.path(&record.token), PutPayload::from(body), opts)
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(object_store::Error::AlreadyExists { .. }) => self.get(&record.token).await,
+            Err(e) => Err(catalog::Error::from(e).into()),
+        }
+    }
+
+    /// Forgets a token; returns whether it existed.
+    pub async fn expire(&self, token: &str) -> Result<bool> {
+        check_token(token)?;
+        if self.get(token).await?.is_none() {
+            return Ok(false);
+        }
+        self.loc
+            .store
+            .delete(&self.path(token))
+            .await
+            .map_err(catalog::Error::from)?;
+        Ok(true)
+    }
+
+    /// Every live token record.
+    pub async fn list(&self) -> Result<Vec<TokenRecord>> {
+        let prefix = self.loc.child("tokens");
+        let metas: Vec<_> = self
+            .loc
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(catalog::Error::from)?;
+        let mut out = Vec::new();
+        for m in metas {
+            let Some(name) = m.location.filename() else {
+                continue;
+            };
+            let Some(token) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if check_token(token).is_err() {
+                continue;
+            }
+            if let Some(r) = self.get(token).await? {
+                out.push(r);
+            }
+        }
+        out.sort_by_key(|r| r.created_at);
+        Ok(out)
+    }
+}
+
+fn user_dir() -> Option<String> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(s) = env("PPDB_STATE") {
+        return Some(s);
+    }
+    if let Some(x) = env("XDG_STATE_HOME") {
+        return Some(format!("{x}/ppdb"));
+    }
+    env("HOME").map(|h| format!("{h}/.local/state/ppdb"))
+}
+
+/// Checks that a key names something inside the state store: segments of
+/// letters, digits, `.`, `_` and `-`, never `.` or `..`.
+fn check_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.split('/').all(|s| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::State {
+            message: format!("'{key}' is not a valid state key"),
+        })
+    }
+}
+
+fn store_err(e: object_store::Error) -> Error {
+    catalog::Error::from(e).into()
+}
+
+impl StateStore {
+    /// The bytes at `key`, or `None` if there are none.
+    pub async fn read(&self, key: &str) -> Result<Option<Bytes>> {
+        check_key(key)?;
+        match self.loc.store.get(&self.loc.child(key)).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(store_err)?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    /// The bytes at `key` as a stream (for results too large to hold), or `None`.
+    pub async fn read_stream(
+        &self,
+        key: &str,
+    ) -> Result<Option<BoxStream<'static, std::result::Result<Bytes, std::io::Error>>>> {
+        check_key(key)?;
+        match self.loc.store.get(&self.loc.child(key)).await {
+            Ok(r) => Ok(Some(Box::pin(
+                r.into_stream().map_err(std::io::Error::other),
+            ))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    /// Replaces the bytes at `key`.
+    pub async fn write(&self, key: &str, bytes: Bytes) -> Result<()> {
+        check_key(key)?;
+        self.loc
+            .store
+            .put(&self.loc.child(key), PutPayload::from(bytes))
+            .await
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    /// Starts writing `key` piece by piece (a multipart upload for large objects).
+    pub fn writer(&self, key: &str) -> Result<StateWriter> {
+        check_key(key)?;
+        let store: Arc<dyn ObjectStore> = self.loc.store.clone();
+        Ok(StateWriter(BufWriter::new(store, self.loc.child(key))))
+    }
+
+    /// Deletes everything under `prefix` (a folder-like key).
+    pub async fn remove_all(&self, prefix: &str) -> Result<()> {
+        check_key(prefix)?;
+        let metas: Vec<_> = self
+            .loc
+            .store
+            .list(Some(&self.loc.child(prefix)))
+            .try_collect()
+            .await
+            .map_err(store_err)?;
+        for m in metas {
+            match self.loc.store.delete(&m.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The names directly under `prefix` (one level, like `ls`).
+    pub async fn children(&self, prefix: &str) -> Result<Vec<String>> {
+        check_key(prefix)?;
+        let listing = self
+            .loc
+            .store
+            .list_with_delimiter(Some(&self.loc.child(prefix)))
+            .await
+            .map_err(store_err)?;
+        let mut out: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .chain(listing.objects.iter().map(|m| &m.location))
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// An object being written to the state store piece by piece.
+pub struct StateWriter(BufWriter);
+
+impl StateWriter {
+    /// Appends bytes.
+    pub async fn put(&mut self, bytes: Bytes) -> Result<()> {
+        self.0.put(bytes).await.map_err(store_err)
+    }
+
+    /// Completes the object.
+    pub async fn finish(mut self) -> Result<()> {
+        self.0.shutdown().await.map_err(|e| Error::State {
+            message: format!("cannot complete a state object: {e}"),
+        })
+    }
+
+    /// Abandons the object, removing what was uploaded.
+    pub async fn abort(mut self) -> Result<()> {
+        self.0.abort().await.map_err(store_err)
+    }
+}
