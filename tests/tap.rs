@@ -496,3 +496,139 @@ async fn jobs_live_in_the_state_store_and_survive_a_restart() {
     let body = |d: &str| d[d.find("<DATA>").unwrap()..d.find("</DATA>").unwrap()].to_string();
     assert_eq!(body(&again), body(&result));
 }
+
+/// A multipart/form-data body: text fields, then file parts.
+fn multipart(fields: &[(&str, &str)], files: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let boundary = "ppdb-test-boundary-7f3a";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    for (k, v) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"; filename=\"{k}.xml\"\r\n\
+                 Content-Type: application/x-votable+xml\r\n\r\n{v}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Two targets on known objects of the sample and one far from everything.
+const TARGETS: &str = r#"<?xml version="1.0"?>
+<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3"><RESOURCE><TABLE>
+<FIELD name="tid" datatype="int"/><FIELD name="ra" datatype="double" unit="deg"/><FIELD name="dec" datatype="double" unit="deg"/>
+<DATA><TABLEDATA>
+<TR><TD>1</TD><TD>54.86209390302902</TD><TD>-30.513358405467326</TD></TR>
+<TR><TD>2</TD><TD>55.62459420059306</TD><TD>-29.58821261333668</TD></TR>
+<TR><TD>3</TD><TD>10.0</TD><TD>0.0</TD></TR>
+</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>"#;
+
+const CROSSMATCH: &str = "SELECT u.tid, o.diaObjectId FROM TAP_UPLOAD.targets AS u \
+     JOIN ppdb.DiaObject AS o \
+     ON 1 = CONTAINS(POINT('ICRS', o.ra, o.dec), CIRCLE('ICRS', u.ra, u.dec, 0.001)) \
+     ORDER BY u.tid";
+
+#[tokio::test]
+async fn uploads_join_the_catalog_inline_by_url_and_on_replay() {
+    let s = Server::start(&[]);
+    let (ct, body) = multipart(
+        &[
+            ("QUERY", CROSSMATCH),
+            ("UPLOAD", "targets,param:t"),
+            ("RESPONSEFORMAT", "csv"),
+        ],
+        &[("t", TARGETS)],
+    );
+    let r = client()
+        .post(format!("{}/sync", s.tap))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let token = r.headers()["x-query-token"].to_str().unwrap().to_string();
+    let csv = r.text().await.unwrap();
+    assert_eq!(csv, "tid,diaObjectId\n1,1000000006\n2,1000000008\n");
+
+    // The upload is kept with the token: the replay reads the same table.
+    let (status, _, again) = get(&format!("{}/replay/{token}", s.tap), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(again, csv);
+
+    // An http upload: here, another result of this same service (BINARY2).
+    let source = format!(
+        "{}/sync?QUERY={}",
+        s.tap,
+        url::form_urlencoded::byte_serialize(
+            b"SELECT TOP 2 diaObjectId AS tid, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId"
+        )
+        .collect::<String>()
+    );
+    let (_, _, by_url) = get(
+        &format!("{}/sync", s.tap),
+        &[
+            ("QUERY", "SELECT u.tid, o.diaObjectId FROM TAP_UPLOAD.targets AS u JOIN ppdb.DiaObject AS o ON o.diaObjectId = u.tid"),
+            ("UPLOAD", &format!("targets,{source}")),
+            ("RESPONSEFORMAT", "csv"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        by_url,
+        "tid,diaObjectId\n1000000006,1000000006\n1000000008,1000000008\n"
+    );
+
+    // Refusals say what is wrong.
+    for (upload, want) in [
+        ("targets,param:missing", "no such part"),
+        ("targets,file:///etc/passwd", "use param:"),
+        ("../x,param:t", "cannot name an upload"),
+    ] {
+        let (ct, body) = multipart(
+            &[("QUERY", CROSSMATCH), ("UPLOAD", upload)],
+            &[("t", TARGETS)],
+        );
+        let r = client()
+            .post(format!("{}/sync", s.tap))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let text = r.text().await.unwrap();
+        assert!(
+            text.contains("value=\"ERROR\"") && text.contains(want),
+            "{upload}: {text}"
+        );
+    }
+
+    // An async job keeps its parts and runs the same join.
+    let (ct, body) = multipart(
+        &[
+            ("QUERY", CROSSMATCH),
+            ("UPLOAD", "targets,param:t"),
+            ("RESPONSEFORMAT", "csv"),
+            ("PHASE", "RUN"),
+        ],
+        &[("t", TARGETS)],
+    );
+    let r = client()
+        .post(format!("{}/async", s.tap))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let job = r.headers()["location"].to_str().unwrap().to_string();
+    let (_, _, doc) = get(&job, &[("WAIT", "30")]).await;
+    assert_eq!(element(&doc, "phase"), "COMPLETED", "{doc}");
+    assert_eq!(get(&format!("{job}/results/result"), &[]).await.2, csv);
+}

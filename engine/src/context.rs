@@ -1,5 +1,6 @@
 //! The engine: one DataFusion session template per catalog, and queries pinned to a snapshot.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,8 @@ use crate::format::Format;
 use crate::provider::{PpdbTable, View};
 use crate::state::StateStore;
 use crate::tables;
-use crate::token::{Identity, TokenRecord, check_token};
+use crate::token::{Identity, TokenRecord, UploadRef, check_token};
+use crate::upload::Upload;
 
 /// How the engine runs queries.
 #[derive(Debug, Clone)]
@@ -74,6 +76,8 @@ pub struct QueryOptions {
     pub format: Option<Format>,
     /// The longest the query may run, from when it is asked; past it, it fails.
     pub time_limit: Option<Duration>,
+    /// Tables the query brings with it, read as `TAP_UPLOAD.<name>`.
+    pub uploads: Vec<Upload>,
 }
 
 /// How a token is replayed.
@@ -468,6 +472,92 @@ impl Engine {
         Ok(adql::parse(adql, &self.adql_tables)?)
     }
 
+    /// The tables a query may name: the served ones and its uploads.
+    fn tables_with<'a>(&'a self, uploads: &[Upload]) -> Cow<'a, Vec<adql::Table>> {
+        if uploads.is_empty() {
+            return Cow::Borrowed(&self.adql_tables);
+        }
+        let mut all = self.adql_tables.clone();
+        for u in uploads {
+            all.push(adql::Table {
+                schema: UPLOAD_SCHEMA.into(),
+                name: u.name.clone(),
+                columns: u
+                    .batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| adql::Column {
+                        name: f.name().clone(),
+                        unit: None,
+                    })
+                    .collect(),
+            });
+        }
+        Cow::Owned(all)
+    }
+
+    /// Keeps each upload in the state store (once per content), so that a token
+    /// that read it can be replayed; returns what the record names.
+    async fn keep_uploads(&self, uploads: &[Upload]) -> Result<Vec<UploadRef>> {
+        let mut refs = Vec::new();
+        for u in uploads {
+            let digest = upload_digest(u)?;
+            let key = format!("uploads/{digest}.parquet");
+            if self.state.read(&key).await?.is_none() {
+                let mut bytes = Vec::new();
+                let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
+                    &mut bytes,
+                    u.batch.schema(),
+                    None,
+                )?;
+                w.write(&u.batch)?;
+                w.close()?;
+                self.state.write(&key, bytes.into()).await?;
+            }
+            refs.push(UploadRef {
+                name: u.name.clone(),
+                digest,
+                rows: u.batch.num_rows() as u64,
+            });
+        }
+        Ok(refs)
+    }
+
+    /// The uploads a token's record names, from the state store.
+    async fn load_uploads(&self, refs: &[UploadRef]) -> Result<Vec<Upload>> {
+        let mut out = Vec::new();
+        for r in refs {
+            let key = format!("uploads/{}.parquet", r.digest);
+            let bytes = self.state.read(&key).await?.ok_or_else(|| Error::Token {
+                message: format!(
+                    "the upload '{}' this token read is gone from {} ({key})",
+                    r.name,
+                    self.state.url()
+                ),
+            })?;
+            let reader =
+                datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    bytes,
+                )?
+                .build()?;
+            let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+            let schema = match batches.first() {
+                Some(b) => b.schema(),
+                None => {
+                    return Err(Error::Token {
+                        message: format!("the stored upload '{}' ({key}) is empty", r.name),
+                    });
+                }
+            };
+            out.push(Upload {
+                name: r.name.clone(),
+                batch: arrow::compute::concat_batches(&schema, &batches)?,
+            });
+        }
+        Ok(out)
+    }
+
     /// Where this engine keeps query tokens.
     pub fn state(&self) -> &StateStore {
         &self.state
@@ -481,15 +571,17 @@ impl Engine {
     /// token record is stored after the last row, with the row count and checksum.
     pub async fn query(&self, adql: &str, options: &QueryOptions) -> Result<QueryResult> {
         let t0 = Instant::now();
-        let original = self.parse(adql)?;
+        let tables = self.tables_with(&options.uploads);
+        let original = adql::parse(adql, &*tables)?;
         let t1 = Instant::now();
         let (log, snapshot) = self.choose(original.as_of.as_ref(), options).await?;
-        let pinned = adql::pin(
-            &original,
-            &self.adql_tables,
-            snapshot.snapshot,
-            options.maxrec.is_some(),
-        )?;
+        let cut = options.maxrec.is_some() && !order_is_fixed(&original);
+        let pinned = adql::pin(&original, &*tables, snapshot.snapshot, cut)?;
+        let uploads = self.keep_uploads(&options.uploads).await?;
+        let upload_identity: String = uploads
+            .iter()
+            .map(|u| format!("{}={};", u.name, u.digest))
+            .collect();
         // The planner's form of the pinned ADQL (the ADQL crate derives both from the
         // same tree; the specification tests replay every query to prove they agree).
         let query = pinned.query;
@@ -503,6 +595,7 @@ impl Engine {
             snapshot: snapshot.snapshot,
             maxrec: options.maxrec,
             response_format: format.as_deref(),
+            uploads: &upload_identity,
         }
         .token();
         let record = TokenRecord {
@@ -521,10 +614,13 @@ impl Engine {
             overflow: false,
             checksum: String::new(),
             created_at: Utc::now(),
+            uploads,
         };
         let t2 = Instant::now();
         let limit = options.time_limit.map(|d| (t0 + d, d));
-        let mut result = self.execute(query, snapshot, options.maxrec, limit).await?;
+        let mut result = self
+            .execute(query, snapshot, options.maxrec, limit, &options.uploads)
+            .await?;
         result.timings.parse = t1 - t0;
         result.timings.pin = t2 - t1 + result.timings.pin;
         result.token = Some(token);
@@ -542,11 +638,13 @@ impl Engine {
     /// without the reproducibility guarantees (for benchmarks and comparisons).
     pub async fn query_unpinned(&self, adql: &str, options: &QueryOptions) -> Result<QueryResult> {
         let t0 = Instant::now();
-        let query = self.parse(adql)?;
+        let query = adql::parse(adql, &*self.tables_with(&options.uploads))?;
         let t1 = Instant::now();
         let (_, snapshot) = self.choose(query.as_of.as_ref(), options).await?;
         let limit = options.time_limit.map(|d| (t0 + d, d));
-        let mut result = self.execute(query, snapshot, options.maxrec, limit).await?;
+        let mut result = self
+            .execute(query, snapshot, options.maxrec, limit, &options.uploads)
+            .await?;
         result.timings.parse = t1 - t0;
         result.end = End::Nothing;
         Ok(result)
@@ -559,6 +657,7 @@ impl Engine {
     /// schema version, are refused before anything runs.
     pub async fn replay(&self, token: &str, options: &ReplayOptions) -> Result<QueryResult> {
         let record = self.record(token).await?;
+        let uploads = self.load_uploads(&record.uploads).await?;
         if options.use_cache
             && let Some(hit) = self.results.get(token)
         {
@@ -568,7 +667,7 @@ impl Engine {
             return Ok(QueryResult {
                 snapshot,
                 schema: hit.schema.clone(),
-                query: self.parse(&record.pinned_adql)?,
+                query: adql::parse(&record.pinned_adql, &*self.tables_with(&uploads))?,
                 timings: Timings::default(),
                 token: Some(record.token.clone()),
                 pinned_adql: Some(record.pinned_adql.clone()),
@@ -586,7 +685,7 @@ impl Engine {
             });
         }
         let t0 = Instant::now();
-        let query = self.parse(&record.pinned_adql)?;
+        let query = adql::parse(&record.pinned_adql, &*self.tables_with(&uploads))?;
         let t1 = Instant::now();
         let (_, snapshot) = self
             .choose(query.as_of.as_ref(), &QueryOptions::default())
@@ -600,7 +699,9 @@ impl Engine {
             });
         }
         let limit = options.time_limit.map(|d| (t0 + d, d));
-        let mut result = self.execute(query, snapshot, record.maxrec, limit).await?;
+        let mut result = self
+            .execute(query, snapshot, record.maxrec, limit, &uploads)
+            .await?;
         result.timings.parse = t1 - t0;
         result.token = Some(record.token.clone());
         result.pinned_adql = Some(record.pinned_adql.clone());
@@ -666,9 +767,10 @@ impl Engine {
         snapshot: SnapshotInfo,
         maxrec: Option<u64>,
         limit: Option<(Instant, Duration)>,
+        uploads: &[Upload],
     ) -> Result<QueryResult> {
         let t1 = Instant::now();
-        let state = self.session(snapshot.snapshot).await?;
+        let state = self.session(snapshot.snapshot, uploads).await?;
         let t2 = Instant::now();
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement.clone())))
@@ -723,7 +825,7 @@ impl Engine {
         let original = self.parse(adql)?;
         let (_, snapshot) = self.choose(original.as_of.as_ref(), options).await?;
         let query = adql::pin(&original, &self.adql_tables, snapshot.snapshot, false)?.query;
-        let state = self.session(snapshot.snapshot).await?;
+        let state = self.session(snapshot.snapshot, &[]).await?;
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement)))
             .await?;
@@ -769,9 +871,12 @@ impl Engine {
         Ok((log, snapshot))
     }
 
-    /// A session whose catalog holds the tables at snapshot `k`.
-    async fn session(&self, k: u64) -> Result<SessionState> {
-        let list = self.catalog_list(k).await?;
+    /// A session whose catalog holds the tables at snapshot `k`, and the uploads.
+    async fn session(&self, k: u64, uploads: &[Upload]) -> Result<SessionState> {
+        let mut list = self.catalog_list(k).await?;
+        if !uploads.is_empty() {
+            list = with_uploads(&list, uploads)?;
+        }
         let mut runtime = RuntimeEnv::clone(self.base.runtime_env());
         runtime.memory_pool = Arc::new(GreedyMemoryPool::new(self.memory_limit));
         Ok(SessionStateBuilder::new_from_existing(self.base.clone())
@@ -830,6 +935,92 @@ impl Engine {
         self.pinned.insert(k, list.clone());
         Ok(list)
     }
+}
+
+/// The schema uploaded tables are read from.
+const UPLOAD_SCHEMA: &str = "TAP_UPLOAD";
+
+/// A catalog list with the same schemas as `list`, plus `TAP_UPLOAD`.
+fn with_uploads(
+    list: &Arc<dyn CatalogProviderList>,
+    uploads: &[Upload],
+) -> Result<Arc<dyn CatalogProviderList>> {
+    let cat = MemoryCatalogProvider::new();
+    if let Some(base) = list.catalog("datafusion") {
+        for name in base.schema_names() {
+            if let Some(s) = base.schema(&name) {
+                cat.register_schema(&name, s)?;
+            }
+        }
+    }
+    let up = Arc::new(MemorySchemaProvider::new());
+    for u in uploads {
+        let t = MemTable::try_new(u.batch.schema(), vec![vec![u.batch.clone()]])?;
+        up.register_table(u.name.clone(), Arc::new(t))?;
+    }
+    cat.register_schema(UPLOAD_SCHEMA, up)?;
+    let out = Arc::new(MemoryCatalogProviderList::new());
+    out.register_catalog("datafusion".into(), Arc::new(cat));
+    Ok(out)
+}
+
+/// Whether a query's rows come out in one fixed order without an ORDER BY: a
+/// plain filter over one in-memory table (an upload or TAP_SCHEMA) reads it in
+/// its one partition, in order. Such a query needs no added order for MAXREC to
+/// cut the same rows every time, and keeps the order the table was given in
+/// (clients check that an upload comes back as sent).
+fn order_is_fixed(query: &adql::Query) -> bool {
+    use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
+    let in_memory =
+        |(schema, _): &(String, String)| schema == UPLOAD_SCHEMA || schema == "TAP_SCHEMA";
+    if query.tables.len() != 1 || !query.tables.iter().all(in_memory) {
+        return false;
+    }
+    let Statement::Query(q) = &query.statement else {
+        return false;
+    };
+    if q.with.is_some() {
+        return false;
+    }
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return false;
+    };
+    let no_grouping = match &select.group_by {
+        datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, m) => {
+            e.is_empty() && m.is_empty()
+        }
+        datafusion::sql::sqlparser::ast::GroupByExpr::All(_) => false,
+    };
+    select.from.len() == 1
+        && select.from[0].joins.is_empty()
+        && matches!(
+            select.from[0].relation,
+            datafusion::sql::sqlparser::ast::TableFactor::Table { .. }
+        )
+        && select.distinct.is_none()
+        && no_grouping
+}
+
+/// What identifies an upload's content: its name, columns and rows.
+fn upload_digest(u: &Upload) -> Result<String> {
+    let mut c = Checksum::new(true);
+    let names: Vec<String> = u
+        .batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{}:{}", f.name(), f.data_type()))
+        .collect();
+    c.update(&RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("columns", arrow::datatypes::DataType::Utf8, false),
+        ])),
+        vec![Arc::new(arrow::array::StringArray::from(names))],
+    )?);
+    c.update(&u.batch);
+    let text = c.finish();
+    // "ordered:" + 32 hex digits: the hex names the stored file.
+    Ok(text.rsplit(':').next().unwrap_or(&text).to_string())
 }
 
 /// Finds the snapshot `as_of` names in a log state (the latest when `None`).

@@ -21,6 +21,12 @@ pub enum Error {
         /// What is wrong, and what to do.
         message: String,
     },
+    /// An uploaded table could not be read.
+    #[error("{message}")]
+    Upload {
+        /// What is wrong, and where.
+        message: String,
+    },
     /// The state store refused a key, or holds something unreadable.
     #[error("{message}")]
     State {

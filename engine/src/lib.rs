@@ -21,6 +21,7 @@ pub mod state;
 pub mod tables;
 pub mod token;
 mod udf;
+pub mod upload;
 
 pub use catalog::{ScanFile, TableScan};
 pub use context::{
@@ -30,3 +31,4 @@ pub use deadline::overdue;
 pub use error::{Error, Result};
 pub use state::StateStore;
 pub use token::TokenRecord;
+pub use upload::Upload;

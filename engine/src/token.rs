@@ -50,6 +50,20 @@ pub struct TokenRecord {
     pub checksum: String,
     /// When the first run finished.
     pub created_at: DateTime<Utc>,
+    /// The tables uploaded with the query, kept in the state store for replays.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uploads: Vec<UploadRef>,
+}
+
+/// An uploaded table a token's query read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadRef {
+    /// Its name under `TAP_UPLOAD`.
+    pub name: String,
+    /// The digest of its columns and rows; it is kept at `uploads/{digest}.parquet`.
+    pub digest: String,
+    /// Its rows.
+    pub rows: u64,
 }
 
 /// What a token is derived from.
@@ -61,6 +75,9 @@ pub(crate) struct Identity<'a> {
     pub snapshot: u64,
     pub maxrec: Option<u64>,
     pub response_format: Option<&'a str>,
+    /// `name=digest;` per upload; empty (and left out of the hash) without uploads,
+    /// so tokens of queries without uploads are what they always were.
+    pub uploads: &'a str,
 }
 
 impl Identity<'_> {
@@ -84,6 +101,9 @@ impl Identity<'_> {
                 .as_bytes(),
         );
         field(self.response_format.unwrap_or("").as_bytes());
+        if !self.uploads.is_empty() {
+            field(self.uploads.as_bytes());
+        }
         let h = xxh3_128(&buf).to_be_bytes();
         let mut text = data_encoding::BASE32_NOPAD.encode(&h[..13]);
         text.truncate(TOKEN_LEN);
@@ -122,6 +142,7 @@ mod tests {
             snapshot: 3,
             maxrec: None,
             response_format: None,
+            uploads: "",
         }
         .token()
     }

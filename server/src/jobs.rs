@@ -338,6 +338,9 @@ async fn create(State(app): State<Shared>, request: axum::extract::Request) -> R
     {
         job.destruction = d.min(now + app.config.job_lifetime);
     }
+    if let Err(r) = keep_parts(&app, &id, &params).await {
+        return r;
+    }
     if let Err(e) = save(&app, &job).await {
         return store_failure(e);
     }
@@ -345,6 +348,33 @@ async fn create(State(app): State<Shared>, request: axum::extract::Request) -> R
         return r;
     }
     see_other(job_url(&app, &id))
+}
+
+/// Stores the parts of a multipart request with the job, for its `UPLOAD`.
+async fn keep_parts(app: &Shared, id: &str, params: &Params) -> Result<(), Response> {
+    let mut total = 0u64;
+    for (name, bytes) in &params.parts {
+        total += bytes.len() as u64;
+        if total > app.config.upload_limit {
+            return Err(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("{}\n", crate::uploads::too_big(app, name)),
+            ));
+        }
+        let source = format!("param:{name}");
+        let Some(part) = crate::uploads::part_name(&source) else {
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                format!("'{name}' cannot name an uploaded part: use letters, digits, _ - .\n"),
+            ));
+        };
+        app.engine
+            .state()
+            .write(&format!("jobs/{id}/parts/{part}"), bytes.clone())
+            .await
+            .map_err(store_failure)?;
+    }
+    Ok(())
 }
 
 /// The parameters a job keeps: not the UWS control parameters.
@@ -492,6 +522,12 @@ async fn execute(app: &Shared, id: &str) {
     };
     let allowed = Duration::from_secs(job.execution_duration);
     request.options.time_limit = Some(allowed);
+    if let Some(value) = job.params().get("UPLOAD") {
+        match crate::uploads::read(app, value, &crate::uploads::Parts::Job(id)).await {
+            Ok(tables) => request.options.uploads = tables,
+            Err(e) => return finish(Err(e)).await,
+        }
+    }
     let deadline = Instant::now() + allowed;
     let result = match tap::start(app, &request, deadline).await {
         Ok(r) => r,
@@ -832,6 +868,9 @@ async fn post_job(
                     job.phase.name()
                 ),
             );
+        }
+        if let Err(r) = keep_parts(&app, &id, &params).await {
+            return r;
         }
         if let Err(e) = update(&app, &id, |j| j.set_parameters(changes)).await {
             return store_failure(e);

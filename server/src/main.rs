@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod jobs;
 mod limits;
 mod tap;
+mod uploads;
 
 /// The bundled sample catalog, relative to the source tree this binary was built from.
 const SAMPLE_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
@@ -459,6 +460,7 @@ async fn run(cli: Cli) -> Result<()> {
                 maxrec,
                 format: Some(format),
                 time_limit: None,
+                uploads: Vec::new(),
             };
             let result = engine.query(&adql, &options).await?;
             let token = result.token.clone().unwrap_or_default();

@@ -234,11 +234,12 @@ pub(crate) async fn params_of(request: axum::extract::Request) -> Result<Params,
                 .bytes()
                 .await
                 .map_err(|e| format!("unreadable multipart part '{name}': {}", e.body_text()))?;
-            if is_file {
-                parts.push((name, bytes));
-            } else {
-                pairs.push((name, String::from_utf8_lossy(&bytes).into_owned()));
+            // Any part may be what an UPLOAD names; those without a file name are
+            // parameters as well.
+            if !is_file {
+                pairs.push((name.clone(), String::from_utf8_lossy(&bytes).into_owned()));
             }
+            parts.push((name, bytes));
         }
     } else {
         let body = axum::body::to_bytes(request.into_body(), usize::MAX)
@@ -327,16 +328,24 @@ pub(crate) fn request_of(params: &Params, config: &Config) -> Result<Request, St
             maxrec: Some(maxrec),
             format: Some(format),
             time_limit: Some(config.max_duration),
+            uploads: Vec::new(),
         },
         format,
     })
 }
 
 async fn sync(app: Shared, params: Params) -> Response {
-    let request = match request_of(&params, &app.config) {
+    let mut request = match request_of(&params, &app.config) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::OK, &e),
     };
+    if let Some(value) = params.get("UPLOAD") {
+        match crate::uploads::read(&app, value, &crate::uploads::Parts::Inline(&params.parts)).await
+        {
+            Ok(tables) => request.options.uploads = tables,
+            Err(e) => return error(StatusCode::OK, &e),
+        }
+    }
     let permit = match app.limits.admit() {
         Ok(p) => p.acquire().await,
         Err(busy) => return busy_response(&busy),
@@ -575,6 +584,9 @@ pub(crate) fn esc(s: &str) -> String {
 
 async fn capabilities(State(app): State<Shared>) -> Response {
     let base = &app.config.base_url;
+    let retention = app.config.job_lifetime.as_secs();
+    let duration = app.config.max_duration.as_secs();
+    let upload = app.config.upload_limit;
     let mut udfs = String::new();
     let mut geo = String::new();
     for f in adql::FUNCTIONS {
@@ -664,7 +676,13 @@ async fn capabilities(State(app): State<Shared>) -> Response {
          <feature><form>OFFSET</form></feature></languageFeatures>\
          </language>\
          {outputs}\
+         <uploadMethod ivo-id=\"ivo://ivoa.net/std/TAPRegExt#upload-inline\"/>\
+         <uploadMethod ivo-id=\"ivo://ivoa.net/std/TAPRegExt#upload-http\"/>\
+         <uploadMethod ivo-id=\"ivo://ivoa.net/std/TAPRegExt#upload-https\"/>\
+         <retentionPeriod><default>{retention}</default><hard>{retention}</hard></retentionPeriod>\
+         <executionDuration><default>{duration}</default><hard>{duration}</hard></executionDuration>\
          <outputLimit><default unit=\"row\">{}</default><hard unit=\"row\">{}</hard></outputLimit>\
+         <uploadLimit><hard unit=\"byte\">{upload}</hard></uploadLimit>\
          </capability>\n{}\n{}\n{}\n\
          <capability standardID=\"ivo://ivoa.net/std/DALI#examples\">\
          <interface xsi:type=\"vr:WebBrowser\"><accessURL use=\"full\">{base}/tap/examples</accessURL></interface>\
