@@ -449,7 +449,7 @@ fn votable_close(overflow: bool, error: Option<&str>, replay_url: Option<&str>) 
         // A DataLink service descriptor: how a client repeats this exact result.
         let _ = writeln!(
             out,
-            "<RESOURCE type=\"meta\" utype=\"adhoc:service\" name=\"replay\">\n\
+            "<RESOURCE type=\"meta\" utype=\"adhoc:service\" ID=\"replay\" name=\"replay\">\n\
              <DESCRIPTION>Repeats this query exactly (same snapshot, same rows, same order) and checks the result against its recorded checksum.</DESCRIPTION>\n\
              <PARAM name=\"accessURL\" datatype=\"char\" arraysize=\"*\" value=\"{}\"/>\n\
              <GROUP name=\"inputParams\">\n\

@@ -90,6 +90,7 @@ pub fn router(app: Shared) -> Router {
         .route("/tap/capabilities", get(capabilities))
         .route("/tap/tables", get(tables))
         .route("/tap/replay/{token}", get(replay))
+        .route("/tap/replay/{token}/record", get(record))
         .route("/tap/examples", get(examples))
         .merge(crate::jobs::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -156,12 +157,41 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, VOTABLE_MIME)], out).into_response()
 }
 
+/// The web page: an ADQL box, the result as a table and a sky plot, the token
+/// with its replay link, and the tables to browse.
 async fn home() -> Response {
+    let examples = serde_json::to_string(EXAMPLES).unwrap_or_else(|_| "[]".into());
+    // `</` inside a script would end it.
+    let examples = examples.replace("</", "<\\/");
+    let page = include_str!("page.html").replacen("/*EXAMPLES*/[]", &examples, 1);
     (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        "<!doctype html><title>ppdb</title><p>The TAP service is at <a href=\"/tap\">/tap</a>.</p>",
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        page,
     )
         .into_response()
+}
+
+/// The record behind a token, as JSON (the page shows the pinned ADQL and snapshot).
+async fn record(State(app): State<Shared>, Path(token): Path<String>) -> Response {
+    match app.engine.record(&token).await {
+        Ok(r) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string_pretty(&r).unwrap_or_default(),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            e.message(),
+        )
+            .into_response(),
+    }
 }
 
 async fn landing(State(app): State<Shared>) -> Response {

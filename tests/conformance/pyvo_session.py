@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""A pyvo session against `ppdb serve`, as a notebook user would run it.
+
+    python tests/conformance/pyvo_session.py http://127.0.0.1:PORT/tap
+
+Checks, each with pyvo itself (no hand-made HTTP): the tables, a sync query,
+an async query with wait, a cone crossmatch against an uploaded target list,
+MAXREC overflow, an error query, and replay through the result's DataLink
+service descriptor. Prints PASS/FAIL per step and exits 1 if any failed.
+"""
+import sys
+
+import pyvo
+from astropy.table import Table
+from pyvo.dal.exceptions import DALQueryError
+
+url = sys.argv[1]
+service = pyvo.dal.TAPService(url)
+failed = []
+
+
+def step(name, fn):
+    try:
+        detail = fn()
+        print(f"PASS {name}: {detail}")
+    except Exception as e:  # noqa: BLE001 - every failure is reported
+        failed.append(name)
+        print(f"FAIL {name}: {type(e).__name__}: {e}")
+
+
+def tables():
+    names = [t.name for t in service.tables]
+    for want in ("ppdb.DiaObject", "ppdb.DiaSource", "ppdb.DiaForcedSource"):
+        assert want in names, names
+    ra = service.tables["ppdb.DiaObject"].columns
+    assert any(c.name == "ra" and str(c.unit) == "deg" for c in ra)
+    return f"{len(names)} tables"
+
+
+TOP = "SELECT TOP 5 diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId"
+
+
+def sync():
+    t = service.search(TOP).to_table()
+    assert len(t) == 5 and t.colnames == ["diaObjectId", "ra", "dec"], t
+    assert str(t["ra"].unit) == "deg"
+    return f"{len(t)} rows"
+
+
+def run_async():
+    job = service.submit_job(TOP)
+    job.run()
+    job.wait(phases=["COMPLETED", "ERROR", "ABORTED"], timeout=60)
+    assert job.phase == "COMPLETED", job.phase
+    t = job.fetch_result().to_table()
+    same = service.search(TOP).to_table()
+    assert list(t["diaObjectId"]) == list(same["diaObjectId"])
+    job.delete()
+    return f"{len(t)} rows, as sync"
+
+
+def upload():
+    objects = service.search(TOP).to_table()
+    targets = Table(
+        {"tid": list(range(len(objects))), "ra": objects["ra"], "dec": objects["dec"]}
+    )
+    q = (
+        "SELECT u.tid, o.diaObjectId FROM TAP_UPLOAD.targets AS u "
+        "JOIN ppdb.DiaObject AS o ON 1 = CONTAINS(POINT('ICRS', o.ra, o.dec), "
+        "CIRCLE('ICRS', u.ra, u.dec, 1.0 / 3600)) ORDER BY u.tid"
+    )
+    t = service.search(q, uploads={"targets": targets}).to_table()
+    assert list(t["diaObjectId"]) == list(objects["diaObjectId"]), t
+    return f"{len(t)} of {len(targets)} targets matched"
+
+
+def overflow():
+    r = service.search("SELECT diaSourceId FROM ppdb.DiaSource", maxrec=7)
+    assert len(r) == 7, len(r)
+    assert r.query_status == "OVERFLOW", r.query_status
+    return "7 rows, OVERFLOW"
+
+
+def error():
+    try:
+        service.search("SELECT nosuchcolumn FROM ppdb.DiaObject")
+    except DALQueryError as e:
+        assert "line 1, column 8" in str(e), str(e)
+        return str(e)[:60]
+    raise AssertionError("no error")
+
+
+def replay():
+    r = service.search(TOP)
+    descriptor = r.get_adhocservice_by_id("replay")
+    access = next(p.value for p in descriptor.params if p.name == "accessURL")
+    replayed = pyvo.dal.DALResults.from_result_url(access)
+    first, again = r.to_table(), replayed.to_table()
+    for column in first.colnames:
+        assert list(again[column]) == list(first[column]), column
+    return f"{len(again)} identical rows from {access}"
+
+
+for name, fn in [
+    ("tables", tables),
+    ("sync", sync),
+    ("async with wait", run_async),
+    ("upload crossmatch", upload),
+    ("MAXREC overflow", overflow),
+    ("error query", error),
+    ("replay through the service descriptor", replay),
+]:
+    step(name, fn)
+print(f"pyvo-session: {7 - len(failed)} passed, {len(failed)} failed")
+sys.exit(1 if failed else 0)
