@@ -248,6 +248,17 @@ async fn vosi_describes_the_service() {
         tables.contains("<column><name>ra</name>") && tables.contains("<unit>deg</unit>"),
         "columns carry names and units"
     );
+    // VOSI 1.1: detail=min leaves out the columns; each table has its own document.
+    let (_, _, min) = get(&format!("{}/tables", s.tap), &[("detail", "min")]).await;
+    assert!(min.contains("<name>ppdb.DiaObject</name>") && !min.contains("<column>"));
+    let (status, _, one) = get(&format!("{}/tables/ppdb.DiaSource", s.tap), &[]).await;
+    assert_eq!(status, 200);
+    assert!(one.contains("<vosi:table ") && one.contains("<column><name>psfFlux</name>"));
+    assert!(!one.contains("ppdb.DiaObject</name>"), "one table only");
+    assert_eq!(
+        get(&format!("{}/tables/ppdb.Nope", s.tap), &[]).await.0,
+        404
+    );
 }
 
 fn unescape(s: &str) -> String {
@@ -631,4 +642,47 @@ async fn uploads_join_the_catalog_inline_by_url_and_on_replay() {
     let (_, _, doc) = get(&job, &[("WAIT", "30")]).await;
     assert_eq!(element(&doc, "phase"), "COMPLETED", "{doc}");
     assert_eq!(get(&format!("{job}/results/result"), &[]).await.2, csv);
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_busy_and_frees_its_place() {
+    let s = Server::start(&[
+        "--max-concurrent",
+        "1",
+        "--queue",
+        "0",
+        "--max-duration",
+        "3",
+    ]);
+    let sync = format!("{}/sync", s.tap);
+    let slow = {
+        let sync = sync.clone();
+        tokio::spawn(async move { get(&sync, &[("QUERY", SLOW)]).await })
+    };
+    // The slow query holds the only turn until its 3 s run out.
+    let mut busy = None;
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let r = client()
+            .get(&sync)
+            .query(&[("QUERY", TOP3)])
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 503 {
+            busy = Some((
+                r.headers().get("retry-after").is_some(),
+                r.text().await.unwrap(),
+            ));
+            break;
+        }
+    }
+    let (retry_after, body) = busy.expect("a second query while the first runs is refused");
+    assert!(retry_after, "503 says when to come back");
+    assert!(body.contains("busy"), "{body}");
+    let (_, _, first) = slow.await.unwrap();
+    assert!(first.contains("execution duration"), "{first}");
+    // Its place is free again.
+    let (_, _, after) = get(&sync, &[("QUERY", TOP3), ("RESPONSEFORMAT", "csv")]).await;
+    assert_eq!(after.lines().count(), 4, "{after}");
 }

@@ -89,6 +89,7 @@ pub fn router(app: Shared) -> Router {
         .route("/tap/availability", get(availability))
         .route("/tap/capabilities", get(capabilities))
         .route("/tap/tables", get(tables))
+        .route("/tap/tables/{name}", get(one_table))
         .route("/tap/replay/{token}", get(replay))
         .route("/tap/replay/{token}/record", get(record))
         .route("/tap/examples", get(examples))
@@ -849,8 +850,22 @@ async fn rows(engine: &Engine, adql: &str) -> Result<Vec<Vec<String>>, engine::E
     Ok(out)
 }
 
-/// VOSI tables, from TAP_SCHEMA itself so the two always agree.
-async fn tables(State(app): State<Shared>) -> Response {
+/// VOSI tables (all of them; `detail=min` leaves out the columns).
+async fn tables(State(app): State<Shared>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
+    let min = Params::new(pairs)
+        .get("DETAIL")
+        .is_some_and(|d| d.eq_ignore_ascii_case("min"));
+    tableset(&app, None, min).await
+}
+
+/// VOSI 1.1: one table, with its columns.
+async fn one_table(State(app): State<Shared>, Path(name): Path<String>) -> Response {
+    tableset(&app, Some(&name), false).await
+}
+
+/// VOSI tables, from TAP_SCHEMA itself so the two always agree; `only` gives one
+/// table as a `vosi:table` document.
+async fn tableset(app: &Shared, only: Option<&str>, min: bool) -> Response {
     let e = &app.engine;
     let (schemas, tables, columns) = match (
         rows(
@@ -886,25 +901,46 @@ async fn tables(State(app): State<Shared>) -> Response {
         Ok(k) => k,
         Err(x) => return error(StatusCode::INTERNAL_SERVER_ERROR, &x.message()),
     };
-    let mut out = String::from(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <vosi:tableset xmlns:vosi=\"http://www.ivoa.net/xml/VOSITables/v1.0\" \
+    let namespaces = "xmlns:vosi=\"http://www.ivoa.net/xml/VOSITables/v1.0\" \
          xmlns:vs=\"http://www.ivoa.net/xml/VODataService/v1.1\" \
-         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n",
-    );
+         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"";
+    if let Some(name) = only
+        && !tables.iter().any(|t| t[1] == name)
+    {
+        return (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("no table {name}: /tap/tables lists them"),
+        )
+            .into_response();
+    }
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    if only.is_none() {
+        out.push_str(&format!("<vosi:tableset {namespaces}>\n"));
+    }
     for s in &schemas {
-        out.push_str(&format!(
-            "<schema><name>{}</name><description>{}</description>\n",
-            esc(&s[0]),
-            esc(&s[1])
-        ));
-        for t in tables.iter().filter(|t| t[0] == s[0]) {
+        if only.is_none() {
             out.push_str(&format!(
-                "<table type=\"table\"><name>{}</name><description>{}</description>\n",
+                "<schema><name>{}</name><description>{}</description>\n",
+                esc(&s[0]),
+                esc(&s[1])
+            ));
+        }
+        for t in tables
+            .iter()
+            .filter(|t| t[0] == s[0] && only.is_none_or(|n| n == t[1]))
+        {
+            if only.is_some() {
+                out.push_str(&format!("<vosi:table {namespaces} type=\"table\">"));
+            } else {
+                out.push_str("<table type=\"table\">");
+            }
+            out.push_str(&format!(
+                "<name>{}</name><description>{}</description>\n",
                 esc(&t[1]),
                 esc(&t[2])
             ));
-            for c in columns.iter().filter(|c| c[0] == t[1]) {
+            for c in columns.iter().filter(|c| c[0] == t[1] && !min) {
                 out.push_str(&format!("<column><name>{}</name>", esc(&c[1])));
                 if !c[2].is_empty() {
                     out.push_str(&format!("<description>{}</description>", esc(&c[2])));
@@ -936,7 +972,7 @@ async fn tables(State(app): State<Shared>) -> Response {
                 }
                 out.push_str("</column>\n");
             }
-            for k in keys.iter().filter(|k| k[0] == t[1]) {
+            for k in keys.iter().filter(|k| k[0] == t[1] && !min) {
                 out.push_str(&format!(
                     "<foreignKey><targetTable>{}</targetTable><fkColumn><fromColumn>{}</fromColumn>\
                      <targetColumn>{}</targetColumn></fkColumn><description>{}</description></foreignKey>\n",
@@ -946,10 +982,18 @@ async fn tables(State(app): State<Shared>) -> Response {
                     esc(&k[2])
                 ));
             }
-            out.push_str("</table>\n");
+            out.push_str(if only.is_some() {
+                "</vosi:table>\n"
+            } else {
+                "</table>\n"
+            });
         }
-        out.push_str("</schema>\n");
+        if only.is_none() {
+            out.push_str("</schema>\n");
+        }
     }
-    out.push_str("</vosi:tableset>\n");
+    if only.is_none() {
+        out.push_str("</vosi:tableset>\n");
+    }
     xml(out)
 }
