@@ -317,6 +317,19 @@ async fn create_job(tap: &str, params: &[(&str, &str)]) -> String {
     at
 }
 
+/// Waits (UWS `WAIT`, which returns at each change of phase) until the job has
+/// ended; returns its document.
+async fn wait_done(job: &str) -> String {
+    let mut doc = String::new();
+    for _ in 0..20 {
+        doc = get(job, &[("WAIT", "30")]).await.2;
+        if !["PENDING", "QUEUED", "EXECUTING"].contains(&element(&doc, "phase").as_str()) {
+            break;
+        }
+    }
+    doc
+}
+
 fn element(doc: &str, name: &str) -> String {
     let open = format!("<uws:{name}>");
     let start = doc
@@ -356,12 +369,7 @@ async fn an_async_job_runs_waits_and_gives_the_sync_result() {
 
     let r = post(&format!("{job}/phase"), &[("PHASE", "RUN")]).await;
     assert_eq!(r.status().as_u16(), 303);
-    let (_, _, doc) = get(&job, &[("WAIT", "30")]).await;
-    let (_, _, doc) = if element(&doc, "phase") == "COMPLETED" {
-        (0, String::new(), doc)
-    } else {
-        get(&job, &[("WAIT", "30")]).await
-    };
+    let doc = wait_done(&job).await;
     assert_eq!(element(&doc, "phase"), "COMPLETED", "{doc}");
     assert!(
         doc.contains("<uws:startTime>") && doc.contains("<uws:endTime>"),
@@ -417,7 +425,7 @@ async fn failed_aborted_and_destroyed_jobs() {
         ],
     )
     .await;
-    let (_, _, doc) = get(&job, &[("WAIT", "30")]).await;
+    let doc = wait_done(&job).await;
     assert_eq!(element(&doc, "phase"), "ERROR", "{doc}");
     let (_, _, error) = get(&format!("{job}/error"), &[]).await;
     assert!(
@@ -491,7 +499,7 @@ async fn jobs_live_in_the_state_store_and_survive_a_restart() {
     let url = state.path().to_str().unwrap();
     let first = Server::start(&["--state", url]);
     let job = create_job(&first.tap, &[("QUERY", TOP3), ("PHASE", "RUN")]).await;
-    let (_, _, doc) = get(&job, &[("WAIT", "30")]).await;
+    let doc = wait_done(&job).await;
     assert_eq!(element(&doc, "phase"), "COMPLETED", "{doc}");
     let (_, _, result) = get(&format!("{job}/results/result"), &[]).await;
     let id = job.rsplit('/').next().unwrap().to_string();
@@ -639,7 +647,7 @@ async fn uploads_join_the_catalog_inline_by_url_and_on_replay() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 303);
     let job = r.headers()["location"].to_str().unwrap().to_string();
-    let (_, _, doc) = get(&job, &[("WAIT", "30")]).await;
+    let doc = wait_done(&job).await;
     assert_eq!(element(&doc, "phase"), "COMPLETED", "{doc}");
     assert_eq!(get(&format!("{job}/results/result"), &[]).await.2, csv);
 }
@@ -685,4 +693,26 @@ async fn a_full_queue_answers_busy_and_frees_its_place() {
     // Its place is free again.
     let (_, _, after) = get(&sync, &[("QUERY", TOP3), ("RESPONSEFORMAT", "csv")]).await;
     assert_eq!(after.lines().count(), 4, "{after}");
+}
+
+#[tokio::test]
+async fn geometry_fields_carry_their_dali_xtype() {
+    let s = Server::start(&[]);
+    let (_, _, body) = get(
+        &format!("{}/sync", s.tap),
+        &[(
+            "QUERY",
+            "SELECT TOP 1 diaObjectId, POINT('ICRS', ra, dec) AS p, CIRCLE('ICRS', ra, dec, 0.1) AS c, \
+             POLYGON('ICRS', 1, 1, 2, 1, 2, 2) AS g FROM ppdb.DiaObject ORDER BY diaObjectId",
+        )],
+    )
+    .await;
+    for want in [
+        "<FIELD name=\"p\" datatype=\"double\" arraysize=\"2\" xtype=\"point\"",
+        "<FIELD name=\"c\" datatype=\"double\" arraysize=\"3\" xtype=\"circle\"",
+        "<FIELD name=\"g\" datatype=\"double\" arraysize=\"*\" xtype=\"polygon\"",
+    ] {
+        assert!(body.contains(want), "{want} in {body}");
+    }
+    assert!(!body.contains("arraysize=\"1\""), "{body}");
 }

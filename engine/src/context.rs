@@ -1001,6 +1001,44 @@ fn order_is_fixed(query: &adql::Query) -> bool {
         && no_grouping
 }
 
+/// The DALI shape of each output column that a geometry function makes (`POINT`,
+/// `CIRCLE`, `BOX`, `POLYGON`, `CENTROID`, `ivo_healpix_center`), by position;
+/// empty when a wildcard makes positions unknown.
+fn geometry_columns(query: &adql::Query) -> Vec<Option<(&'static str, &'static str)>> {
+    use datafusion::sql::sqlparser::ast::{Expr, SelectItem, SetExpr, Statement};
+    let Statement::Query(q) = &query.statement else {
+        return Vec::new();
+    };
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in &select.projection {
+        let expr = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => return Vec::new(),
+        };
+        let shape = match expr {
+            Expr::Function(f) => {
+                let name = f.name.to_string().to_ascii_lowercase();
+                let u = adql::udf::POINT;
+                if name == u || name == adql::udf::CENTROID || name == adql::udf::HEALPIX_CENTER {
+                    Some(("point", "2"))
+                } else if name == adql::udf::CIRCLE {
+                    Some(("circle", "3"))
+                } else if name == adql::udf::BOX || name == adql::udf::POLYGON {
+                    Some(("polygon", "*"))
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        out.push(shape);
+    }
+    out
+}
+
 /// What identifies an upload's content: its name, columns and rows.
 fn upload_digest(u: &Upload) -> Result<String> {
     let mut c = Checksum::new(true);
@@ -1125,19 +1163,25 @@ impl Engine {
             .iter()
             .filter_map(|(s, n)| self.served.iter().find(|t| t.schema == s && t.name == n))
             .collect();
+        let shapes = geometry_columns(&result.query);
         let columns = result
             .schema
             .fields()
             .iter()
-            .map(|f| {
-                read.iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let mut info = read
+                    .iter()
                     .find_map(|t| schema.table(t.stored).felis.column(f.name()))
                     .map(|c| crate::format::ColumnInfo {
                         unit: c.unit.clone(),
                         ucd: c.ucd.clone(),
                         description: Some(c.description.clone()),
+                        geometry: None,
                     })
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                info.geometry = shapes.get(i).copied().flatten();
+                info
             })
             .collect();
         let mut infos = vec![

@@ -80,6 +80,9 @@ pub struct ColumnInfo {
     pub ucd: Option<String>,
     /// Description.
     pub description: Option<String>,
+    /// DALI xtype and arraysize of a geometry (`point` and `2`, `circle` and `3`,
+    /// `polygon` and `*`), when the column is one.
+    pub geometry: Option<(&'static str, &'static str)>,
 }
 
 /// What a result's columns mean, for formats that carry metadata.
@@ -373,8 +376,14 @@ fn votable_head(schema: &SchemaRef, describe: &Describe) -> String {
     }
     head.push_str("<TABLE>\n");
     for (i, f) in schema.fields().iter().enumerate() {
-        let (datatype, arraysize, xtype) = votable_field(f.data_type());
+        let (datatype, mut arraysize, mut xtype) = votable_field(f.data_type());
         let info = describe.columns.get(i).cloned().unwrap_or_default();
+        if let Some((x, a)) = info.geometry
+            && is_geometry(f.data_type())
+        {
+            xtype = Some(x);
+            arraysize = Some(a.to_string());
+        }
         let _ = write!(
             head,
             "<FIELD name=\"{}\" datatype=\"{datatype}\"",
