@@ -3,49 +3,10 @@
 //! session (`tests/conformance/pyvo_session.py`). `.ci/run` installs both; a
 //! machine without them skips these tests, except under CI, where they fail.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use tempfile::TempDir;
-
-struct Server {
-    child: Child,
-    tap: String,
-    _home: TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let home = TempDir::new().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ppdb"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env_remove("PPDB_CATALOG")
-            .env_remove("PPDB_STATE")
-            .env("XDG_STATE_HOME", home.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ppdb serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let tap = line.split_whitespace().last().unwrap().to_string();
-        assert!(tap.starts_with("http://127.0.0.1:"), "{tap}");
-        Server {
-            child,
-            tap,
-            _home: home,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod serve;
+use serve::Server;
 
 /// Whether a validator is missing: skipped locally, a failure under CI.
 fn missing(what: &str, how: &str) -> bool {
@@ -64,7 +25,7 @@ fn taplint_reports_no_errors() {
     {
         return;
     }
-    let s = Server::start();
+    let s = Server::start(&[]);
     let out = Command::new("stilts")
         .args([
             "taplint",
@@ -106,7 +67,7 @@ fn a_pyvo_session_uses_every_feature() {
         );
         return;
     };
-    let s = Server::start();
+    let s = Server::start(&[]);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/conformance/pyvo_session.py"

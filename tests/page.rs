@@ -3,50 +3,12 @@
 //! address runs, its rows and token appear, and the replay link shows the same
 //! rows, checked against the token's record.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 
-struct Server {
-    child: Child,
-    base: String,
-    _home: TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let home = TempDir::new().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ppdb"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env_remove("PPDB_CATALOG")
-            .env_remove("PPDB_STATE")
-            .env("XDG_STATE_HOME", home.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ppdb serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let tap = line.split_whitespace().last().unwrap().to_string();
-        let base = tap.trim_end_matches("/tap").to_string();
-        assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-        Server {
-            child,
-            base,
-            _home: home,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod serve;
+use serve::Server;
 
 /// The page's DOM after its script has run (chromium's virtual time lets the
 /// fetches finish before the DOM is printed).
@@ -80,11 +42,11 @@ fn between<'a>(doc: &'a str, start: &str, end: &str) -> &'a str {
 #[test]
 fn a_query_shows_rows_a_token_and_a_replay_link_that_repeats_it() {
     let profile = TempDir::new().unwrap();
-    let s = Server::start();
+    let s = Server::start(&[]);
     let query = "SELECT TOP 3 diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId";
     let url = format!(
         "{}/?query={}",
-        s.base,
+        s.base(),
         url::form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
     );
     let Some(page) = dom(&url, profile.path()) else {
@@ -118,7 +80,7 @@ fn a_query_shows_rows_a_token_and_a_replay_link_that_repeats_it() {
     assert!(page.contains("ra<span class=\"unit\"> [deg]</span>"));
 
     // Following the replay link shows the same rows and what they were checked against.
-    let again = dom(&format!("{}{replay}", s.base), profile.path()).unwrap();
+    let again = dom(&format!("{}{replay}", s.base()), profile.path()).unwrap();
     assert_eq!(between(&again, "<table id=\"result\">", "</table>"), table);
     let note = between(&again, "<span id=\"snapshot\">", "</span>");
     assert!(

@@ -1,56 +1,10 @@
 //! The TAP service as clients see it: `ppdb serve` on 127.0.0.1 (a free port),
 //! spoken to over HTTP by a real client.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use tempfile::TempDir;
 
-/// A running `ppdb serve` on the bundled sample, stopped when dropped.
-struct Server {
-    child: Child,
-    /// `http://127.0.0.1:PORT/tap`
-    tap: String,
-    _home: TempDir,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let home = TempDir::new().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ppdb"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env_remove("PPDB_CATALOG")
-            .env_remove("PPDB_STATE")
-            .env("XDG_STATE_HOME", home.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ppdb serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let tap = line
-            .split_whitespace()
-            .last()
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_string();
-        assert!(tap.starts_with("http://127.0.0.1:"), "{tap}");
-        Server {
-            child,
-            tap,
-            _home: home,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod serve;
+use serve::Server;
 
 async fn get(url: &str, params: &[(&str, &str)]) -> (u16, String, String) {
     let r = reqwest::Client::new()
@@ -539,6 +493,16 @@ fn multipart(fields: &[(&str, &str)], files: &[(&str, &str)]) -> (String, Vec<u8
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+async fn post_multipart(url: &str, content_type: String, body: Vec<u8>) -> reqwest::Response {
+    client()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Two targets on known objects of the sample and one far from everything.
 const TARGETS: &str = r#"<?xml version="1.0"?>
 <VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3"><RESOURCE><TABLE>
@@ -565,13 +529,7 @@ async fn uploads_join_the_catalog_inline_by_url_and_on_replay() {
         ],
         &[("t", TARGETS)],
     );
-    let r = client()
-        .post(format!("{}/sync", s.tap))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_multipart(&format!("{}/sync", s.tap), ct, body).await;
     let token = r.headers()["x-query-token"].to_str().unwrap().to_string();
     let csv = r.text().await.unwrap();
     assert_eq!(csv, "tid,diaObjectId\n1,1000000006\n2,1000000008\n");
@@ -614,13 +572,7 @@ async fn uploads_join_the_catalog_inline_by_url_and_on_replay() {
             &[("QUERY", CROSSMATCH), ("UPLOAD", upload)],
             &[("t", TARGETS)],
         );
-        let r = client()
-            .post(format!("{}/sync", s.tap))
-            .header("content-type", ct)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = post_multipart(&format!("{}/sync", s.tap), ct, body).await;
         let text = r.text().await.unwrap();
         assert!(
             text.contains("value=\"ERROR\"") && text.contains(want),
@@ -638,13 +590,7 @@ async fn uploads_join_the_catalog_inline_by_url_and_on_replay() {
         ],
         &[("t", TARGETS)],
     );
-    let r = client()
-        .post(format!("{}/async", s.tap))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_multipart(&format!("{}/async", s.tap), ct, body).await;
     assert_eq!(r.status().as_u16(), 303);
     let job = r.headers()["location"].to_str().unwrap().to_string();
     let doc = wait_done(&job).await;

@@ -473,26 +473,19 @@ impl Engine {
     }
 
     /// The tables a query may name: the served ones and its uploads.
+    // A Vec, not a slice: the parser takes `&dyn SchemaInfo`, which needs a sized type.
+    #[allow(clippy::owned_cow)]
     fn tables_with<'a>(&'a self, uploads: &[Upload]) -> Cow<'a, Vec<adql::Table>> {
         if uploads.is_empty() {
             return Cow::Borrowed(&self.adql_tables);
         }
         let mut all = self.adql_tables.clone();
         for u in uploads {
-            all.push(adql::Table {
-                schema: UPLOAD_SCHEMA.into(),
-                name: u.name.clone(),
-                columns: u
-                    .batch
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| adql::Column {
-                        name: f.name().clone(),
-                        unit: None,
-                    })
-                    .collect(),
-            });
+            all.push(tables::in_memory_table(
+                UPLOAD_SCHEMA,
+                &u.name,
+                &u.batch.schema(),
+            ));
         }
         Cow::Owned(all)
     }

@@ -453,19 +453,28 @@ pub fn adql_tables(schema: &CatalogSchema) -> Vec<adql::Table> {
         })
         .collect();
     for (name, batch) in tap_schema(schema) {
-        out.push(adql::Table {
-            schema: "TAP_SCHEMA".into(),
-            name: name.into(),
-            columns: batch
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| adql::Column {
-                    name: f.name().clone(),
-                    unit: None,
-                })
-                .collect(),
-        });
+        out.push(in_memory_table("TAP_SCHEMA", name, &batch.schema()));
     }
     out
+}
+
+/// An in-memory table (TAP_SCHEMA, an upload) as the parser sees it: its columns
+/// by name, without units.
+pub(crate) fn in_memory_table(
+    schema: &str,
+    name: &str,
+    columns: &arrow::datatypes::Schema,
+) -> adql::Table {
+    adql::Table {
+        schema: schema.into(),
+        name: name.into(),
+        columns: columns
+            .fields()
+            .iter()
+            .map(|f| adql::Column {
+                name: f.name().clone(),
+                unit: None,
+            })
+            .collect(),
+    }
 }

@@ -261,8 +261,11 @@ fn field_def(name: &str, e: &BytesStart<'_>, position: usize) -> Result<FieldDef
 #[derive(PartialEq)]
 enum Data {
     None,
-    TableData,
-    Binary { flags: bool },
+    /// TABLEDATA: rows as XML.
+    Xml,
+    Binary {
+        flags: bool,
+    },
 }
 
 fn parse(name: &str, doc: &[u8]) -> Result<Parsed> {
@@ -304,7 +307,7 @@ fn parse(name: &str, doc: &[u8]) -> Result<Parsed> {
                         }
                     }
                     b"TABLEDATA" => {
-                        data = Data::TableData;
+                        data = Data::Xml;
                         columns = fields.iter().map(Column::new).collect();
                     }
                     b"BINARY" | b"BINARY2" => {
@@ -337,8 +340,8 @@ fn parse(name: &str, doc: &[u8]) -> Result<Parsed> {
                         }
                         in_stream = !empty;
                     }
-                    b"TR" if data == Data::TableData => row.clear(),
-                    b"TD" if data == Data::TableData => {
+                    b"TR" if data == Data::Xml => row.clear(),
+                    b"TD" if data == Data::Xml => {
                         td.clear();
                         if empty {
                             row.push(None);
@@ -374,7 +377,7 @@ fn parse(name: &str, doc: &[u8]) -> Result<Parsed> {
                     in_td = false;
                     row.push(Some(std::mem::take(&mut td)));
                 }
-                b"TR" if data == Data::TableData => {
+                b"TR" if data == Data::Xml => {
                     let n = rows_of(&columns);
                     if row.len() != fields.len() {
                         return Err(bad(
@@ -462,7 +465,8 @@ fn push_text(
 ) -> Result<()> {
     let text = cell.filter(|c| {
         let t = c.trim();
-        !(t.is_empty() && !matches!(col, Column::Text(_))) && f.null.as_deref() != Some(t)
+        // An empty cell is a missing value, except for strings.
+        (matches!(col, Column::Text(_)) || !t.is_empty()) && f.null.as_deref() != Some(t)
     });
     let fail = || {
         bad(

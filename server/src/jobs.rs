@@ -633,10 +633,10 @@ async fn list(State(app): State<Shared>, Query(pairs): Query<Vec<(String, String
     });
     if let Some(n) = last {
         // LAST: the most recent n, newest first.
-        jobs.sort_by(|a, b| b.created.cmp(&a.created));
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.created));
         jobs.truncate(n);
     } else {
-        jobs.sort_by(|a, b| a.created.cmp(&b.created));
+        jobs.sort_by_key(|j| j.created);
     }
     let mut out = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
@@ -910,11 +910,16 @@ async fn delete_job(app: &Shared, id: &str) -> Response {
     see_other(format!("{}/tap/async", app.config.base_url))
 }
 
-async fn phase(State(app): State<Shared>, Path(id): Path<String>) -> Response {
-    match job_or(&app, &id).await {
-        Ok(j) => text(StatusCode::OK, j.phase.name().to_string()),
+/// A job's property as text/plain, the way UWS gives single values.
+async fn plain(app: &Shared, id: &str, value: impl FnOnce(Job) -> String) -> Response {
+    match job_or(app, id).await {
+        Ok(j) => text(StatusCode::OK, value(j)),
         Err(r) => r,
     }
+}
+
+async fn phase(State(app): State<Shared>, Path(id): Path<String>) -> Response {
+    plain(&app, &id, |j| j.phase.name().to_string()).await
 }
 
 async fn post_phase(
@@ -978,10 +983,7 @@ async fn change_phase(app: &Shared, id: &str, phase: &str) -> Result<(), Respons
 }
 
 async fn duration(State(app): State<Shared>, Path(id): Path<String>) -> Response {
-    match job_or(&app, &id).await {
-        Ok(j) => text(StatusCode::OK, j.execution_duration.to_string()),
-        Err(r) => r,
-    }
+    plain(&app, &id, |j| j.execution_duration.to_string()).await
 }
 
 async fn post_duration(
@@ -989,18 +991,40 @@ async fn post_duration(
     Path(id): Path<String>,
     request: axum::extract::Request,
 ) -> Response {
+    post_setting(&app, &id, request, Setting::Duration).await
+}
+
+/// A job setting that has its own UWS resource.
+#[derive(Clone, Copy)]
+enum Setting {
+    Duration,
+    Destruction,
+}
+
+/// `POST` to a setting's resource: change it, then 303 to the job.
+async fn post_setting(
+    app: &Shared,
+    id: &str,
+    request: axum::extract::Request,
+    setting: Setting,
+) -> Response {
     let params = match tap::params_of(request).await {
         Ok(p) => p,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
-    let Some(d) = params.get("EXECUTIONDURATION") else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "send EXECUTIONDURATION=<seconds>\n".into(),
-        );
+    let (name, form) = match setting {
+        Setting::Duration => ("EXECUTIONDURATION", "<seconds>"),
+        Setting::Destruction => ("DESTRUCTION", "<ISO-8601 time>"),
     };
-    match set_duration(&app, &id, d).await {
-        Ok(()) => see_other(job_url(&app, &id)),
+    let Some(value) = params.get(name) else {
+        return text(StatusCode::BAD_REQUEST, format!("send {name}={form}\n"));
+    };
+    let changed = match setting {
+        Setting::Duration => set_duration(app, id, value).await,
+        Setting::Destruction => set_destruction(app, id, value).await,
+    };
+    match changed {
+        Ok(()) => see_other(job_url(app, id)),
         Err(r) => r,
     }
 }
@@ -1030,10 +1054,7 @@ async fn set_duration(app: &Shared, id: &str, value: &str) -> Result<(), Respons
 }
 
 async fn destruction(State(app): State<Shared>, Path(id): Path<String>) -> Response {
-    match job_or(&app, &id).await {
-        Ok(j) => text(StatusCode::OK, time(&j.destruction)),
-        Err(r) => r,
-    }
+    plain(&app, &id, |j| time(&j.destruction)).await
 }
 
 async fn post_destruction(
@@ -1041,20 +1062,7 @@ async fn post_destruction(
     Path(id): Path<String>,
     request: axum::extract::Request,
 ) -> Response {
-    let params = match tap::params_of(request).await {
-        Ok(p) => p,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
-    };
-    let Some(d) = params.get("DESTRUCTION") else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "send DESTRUCTION=<ISO-8601 time>\n".into(),
-        );
-    };
-    match set_destruction(&app, &id, d).await {
-        Ok(()) => see_other(job_url(&app, &id)),
-        Err(r) => r,
-    }
+    post_setting(&app, &id, request, Setting::Destruction).await
 }
 
 async fn set_destruction(app: &Shared, id: &str, value: &str) -> Result<(), Response> {
@@ -1074,17 +1082,11 @@ async fn set_destruction(app: &Shared, id: &str, value: &str) -> Result<(), Resp
 }
 
 async fn quote(State(app): State<Shared>, Path(id): Path<String>) -> Response {
-    match job_or(&app, &id).await {
-        Ok(j) => text(StatusCode::OK, time(&quote_of(&j))),
-        Err(r) => r,
-    }
+    plain(&app, &id, |j| time(&quote_of(&j))).await
 }
 
 async fn owner(State(app): State<Shared>, Path(id): Path<String>) -> Response {
-    match job_or(&app, &id).await {
-        Ok(j) => text(StatusCode::OK, j.owner.unwrap_or_default()),
-        Err(r) => r,
-    }
+    plain(&app, &id, |j| j.owner.unwrap_or_default()).await
 }
 
 async fn error_doc(State(app): State<Shared>, Path(id): Path<String>) -> Response {

@@ -1,0 +1,60 @@
+//! `ppdb serve` on the bundled sample at a free port of 127.0.0.1, for the
+//! tests that speak to it over HTTP; stopped when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use tempfile::TempDir;
+
+/// A running server with its own state folder.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT/tap`
+    pub tap: String,
+    _home: TempDir,
+}
+
+impl Server {
+    /// Starts `ppdb serve` with extra arguments and waits for its address.
+    pub fn start(extra: &[&str]) -> Server {
+        let home = TempDir::new().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ppdb"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("PPDB_CATALOG")
+            .env_remove("PPDB_STATE")
+            .env("XDG_STATE_HOME", home.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ppdb serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let tap = line
+            .split_whitespace()
+            .last()
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        assert!(tap.starts_with("http://127.0.0.1:"), "{tap}");
+        Server {
+            child,
+            tap,
+            _home: home,
+        }
+    }
+
+    /// The server's root, where the web page is.
+    #[allow(dead_code)]
+    pub fn base(&self) -> &str {
+        self.tap.trim_end_matches("/tap")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
