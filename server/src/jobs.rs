@@ -21,7 +21,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::tap::{self, Outcome, Params, Shared};
+use crate::tap::{self, Outcome, Params, Posted, Shared};
 
 /// A job's phase (UWS 1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,11 +300,7 @@ pub async fn sweep(app: &Shared) -> Result<usize, engine::Error> {
 }
 
 /// `POST /tap/async`: a new job, PENDING (or started at once with `PHASE=RUN`).
-async fn create(State(app): State<Shared>, request: axum::extract::Request) -> Response {
-    let params = match tap::params_of(request).await {
-        Ok(p) => p,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
-    };
+async fn create(State(app): State<Shared>, Posted(params): Posted) -> Response {
     let now = Utc::now();
     let id = uuid::Uuid::new_v4().hyphenated().to_string();
     let run = params
@@ -842,12 +838,8 @@ async fn show(
 async fn post_job(
     State(app): State<Shared>,
     Path(id): Path<String>,
-    request: axum::extract::Request,
+    Posted(params): Posted,
 ) -> Response {
-    let params = match tap::params_of(request).await {
-        Ok(p) => p,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
-    };
     if params
         .get("ACTION")
         .is_some_and(|a| a.trim().eq_ignore_ascii_case("DELETE"))
@@ -925,12 +917,8 @@ async fn phase(State(app): State<Shared>, Path(id): Path<String>) -> Response {
 async fn post_phase(
     State(app): State<Shared>,
     Path(id): Path<String>,
-    request: axum::extract::Request,
+    Posted(params): Posted,
 ) -> Response {
-    let params = match tap::params_of(request).await {
-        Ok(p) => p,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
-    };
     let Some(p) = params.get("PHASE") else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -989,9 +977,9 @@ async fn duration(State(app): State<Shared>, Path(id): Path<String>) -> Response
 async fn post_duration(
     State(app): State<Shared>,
     Path(id): Path<String>,
-    request: axum::extract::Request,
+    Posted(params): Posted,
 ) -> Response {
-    post_setting(&app, &id, request, Setting::Duration).await
+    post_setting(&app, &id, params, Setting::Duration).await
 }
 
 /// A job setting that has its own UWS resource.
@@ -1002,16 +990,7 @@ enum Setting {
 }
 
 /// `POST` to a setting's resource: change it, then 303 to the job.
-async fn post_setting(
-    app: &Shared,
-    id: &str,
-    request: axum::extract::Request,
-    setting: Setting,
-) -> Response {
-    let params = match tap::params_of(request).await {
-        Ok(p) => p,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
-    };
+async fn post_setting(app: &Shared, id: &str, params: Params, setting: Setting) -> Response {
     let (name, form) = match setting {
         Setting::Duration => ("EXECUTIONDURATION", "<seconds>"),
         Setting::Destruction => ("DESTRUCTION", "<ISO-8601 time>"),
@@ -1060,9 +1039,9 @@ async fn destruction(State(app): State<Shared>, Path(id): Path<String>) -> Respo
 async fn post_destruction(
     State(app): State<Shared>,
     Path(id): Path<String>,
-    request: axum::extract::Request,
+    Posted(params): Posted,
 ) -> Response {
-    post_setting(&app, &id, request, Setting::Destruction).await
+    post_setting(&app, &id, params, Setting::Destruction).await
 }
 
 async fn set_destruction(app: &Shared, id: &str, value: &str) -> Result<(), Response> {
@@ -1159,7 +1138,7 @@ async fn parameters(State(app): State<Shared>, Path(id): Path<String>) -> Respon
 async fn post_parameters(
     State(app): State<Shared>,
     Path(id): Path<String>,
-    request: axum::extract::Request,
+    posted: Posted,
 ) -> Response {
-    post_job(State(app), Path(id), request).await
+    post_job(State(app), Path(id), posted).await
 }

@@ -225,15 +225,27 @@ async fn sync_get(
     sync(app, Params::new(pairs)).await
 }
 
-async fn sync_post(State(app): State<Shared>, request: axum::extract::Request) -> Response {
-    match params_of(request).await {
-        Ok(params) => sync(app, params).await,
-        Err(e) => error(StatusCode::BAD_REQUEST, &e),
+async fn sync_post(State(app): State<Shared>, Posted(params): Posted) -> Response {
+    sync(app, params).await
+}
+
+/// The parameters of a POST (query string, then form or multipart body); a
+/// body that cannot be read is refused with a 400 error VOTable.
+pub(crate) struct Posted(pub Params);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, _: &S) -> Result<Posted, Response> {
+        params_of(request)
+            .await
+            .map(Posted)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, &e))
     }
 }
 
 /// The parameters of a POST: the query string, then the body (form or multipart).
-pub(crate) async fn params_of(request: axum::extract::Request) -> Result<Params, String> {
+async fn params_of(request: axum::extract::Request) -> Result<Params, String> {
     let mut pairs: Vec<(String, String)> = request
         .uri()
         .query()
