@@ -227,12 +227,18 @@ async fn ingest_generated(
     cat
 }
 
-/// Files the scans of a plan list, from `EXPLAIN ANALYZE` (`file_groups={N groups: [[a, b], [c]]}`).
+/// Distinct files the scans of a plan list, from `EXPLAIN ANALYZE`
+/// (`file_groups={N groups: [[a:0..10, b:0..5], [a:10..20]]}`: one file may be split).
 fn files_opened(plan: &str) -> usize {
-    plan.lines()
-        .filter(|l| l.contains("DataSourceExec"))
-        .map(|l| l.matches(".parquet").count())
-        .sum()
+    let mut files = std::collections::BTreeSet::new();
+    for line in plan.lines().filter(|l| l.contains("DataSourceExec")) {
+        for part in line.split([' ', '[', ',']) {
+            if let Some(end) = part.find(".parquet") {
+                files.insert(part[..end].to_string());
+            }
+        }
+    }
+    files.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,4 +492,156 @@ async fn tokens_live_beside_a_catalog_on_s3() {
     let (again, replayed) = replay_all(&second, &token).await;
     assert!(replayed.verified && !replayed.from_cache);
     assert_eq!(sorted_lines(&again), sorted_lines(&rows));
+}
+
+async fn rows_with(engine: &Engine, adql: &str, opts: &QueryOptions) -> Vec<RecordBatch> {
+    let r = engine
+        .query(adql, opts)
+        .await
+        .unwrap_or_else(|e| panic!("{adql}: {e}"));
+    r.collect()
+        .await
+        .unwrap_or_else(|e| panic!("{adql}: {e}"))
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossmatches_against_an_upload_open_few_files_and_keep_their_answer() {
+    use arrow::array::{Float64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    let (_dir, cat) = generated(20_000).await;
+    let k = cat.state().await.unwrap().latest();
+    let total = cat
+        .scan(&cat.state().await.unwrap(), TableId::DiaSource, k)
+        .unwrap()
+        .files
+        .len();
+    let engine = Engine::with_catalog(
+        cat.clone(),
+        EngineOptions {
+            state: Some("memory://engine-crossmatch-state".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let objects = rows(
+        &engine,
+        "SELECT TOP 3 ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
+    )
+    .await;
+    let ra = objects[0].column(0).as_primitive::<Float64Type>().clone();
+    let dec = objects[0].column(1).as_primitive::<Float64Type>().clone();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("ra", DataType::Float64, false),
+        Field::new("dec", DataType::Float64, false),
+        Field::new("r", DataType::Float64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["a", "b", "c", "far"])),
+            Arc::new(Float64Array::from(vec![
+                ra.value(0),
+                ra.value(1),
+                ra.value(2),
+                // A target away from every object: matches nothing.
+                (ra.value(0) + 180.0) % 360.0,
+            ])),
+            Arc::new(Float64Array::from(vec![
+                dec.value(0),
+                dec.value(1),
+                dec.value(2),
+                -dec.value(0),
+            ])),
+            Arc::new(Float64Array::from(vec![Some(0.02), Some(0.02), None, Some(0.02)])),
+        ],
+    )
+    .unwrap();
+    let opts = QueryOptions {
+        uploads: vec![engine::Upload {
+            name: "targets".into(),
+            batch,
+        }],
+        ..Default::default()
+    };
+    let same_answer_unpruned = |pruned: &str, unpruned: &str| {
+        let (pruned, unpruned) = (pruned.to_string(), unpruned.to_string());
+        let (engine, opts) = (&engine, &opts);
+        async move {
+            let plan = engine.explain_analyze(&pruned, opts).await.unwrap();
+            let a = sorted_lines(&rows_with(engine, &pruned, opts).await);
+            let b = sorted_lines(&rows_with(engine, &unpruned, opts).await);
+            assert_eq!(a, b, "{pruned}");
+            (files_opened(&plan), a.len(), plan)
+        }
+    };
+
+    // Inner join, constant radius: only the files near the three targets are read.
+    let (opened, n, plan) = same_answer_unpruned(
+        "SELECT s.diaSourceId, t.name FROM ppdb.DiaSource AS s JOIN TAP_UPLOAD.targets AS t \
+         ON 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', t.ra, t.dec, 0.02))",
+        "SELECT s.diaSourceId, t.name FROM ppdb.DiaSource AS s JOIN TAP_UPLOAD.targets AS t \
+         ON 1 = CASE WHEN CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', t.ra, t.dec, 0.02)) = 1 THEN 1 ELSE 0 END",
+    )
+    .await;
+    assert!(n > 0, "the targets sit on objects, so sources match");
+    assert!(
+        opened >= 1 && opened * 10 <= total,
+        "a crossmatch of 4 targets opened {opened} of {total} files:\n{plan}"
+    );
+
+    // DISTANCE with the radius from the upload, written as a WHERE over two tables.
+    let (opened, n, plan) = same_answer_unpruned(
+        "SELECT s.diaSourceId, t.name FROM ppdb.DiaSource AS s, TAP_UPLOAD.targets AS t \
+         WHERE DISTANCE(POINT('ICRS', t.ra, t.dec), POINT('ICRS', s.ra, s.dec)) < t.r",
+        "SELECT s.diaSourceId, t.name FROM ppdb.DiaSource AS s, TAP_UPLOAD.targets AS t \
+         WHERE DISTANCE(POINT('ICRS', t.ra, t.dec), POINT('ICRS', s.ra, s.dec)) - t.r < 0",
+    )
+    .await;
+    assert!(n > 0);
+    assert!(opened * 10 <= total, "{opened} of {total}:\n{plan}");
+
+    // Targets LEFT JOIN the catalog: every target kept, the catalog side narrowed.
+    let (opened, n, plan) = same_answer_unpruned(
+        "SELECT t.name, s.diaSourceId FROM TAP_UPLOAD.targets AS t LEFT JOIN ppdb.DiaSource AS s \
+         ON DISTANCE(t.ra, t.dec, s.ra, s.dec) < 0.02",
+        "SELECT t.name, s.diaSourceId FROM TAP_UPLOAD.targets AS t LEFT JOIN ppdb.DiaSource AS s \
+         ON DISTANCE(t.ra, t.dec, s.ra, s.dec) + 0 < 0.02",
+    )
+    .await;
+    assert!(n > 0);
+    assert!(opened * 10 <= total, "{opened} of {total}:\n{plan}");
+
+    // EXISTS (a semi join) narrows the catalog too.
+    let (opened, _, plan) = same_answer_unpruned(
+        "SELECT o.diaObjectId FROM ppdb.DiaObject AS o WHERE EXISTS (SELECT 1 FROM TAP_UPLOAD.targets AS t \
+         WHERE 1 = CONTAINS(POINT('ICRS', o.ra, o.dec), CIRCLE('ICRS', t.ra, t.dec, 0.02)))",
+        "SELECT o.diaObjectId FROM ppdb.DiaObject AS o WHERE EXISTS (SELECT 1 FROM TAP_UPLOAD.targets AS t \
+         WHERE 1 = CONTAINS(POINT('ICRS', o.ra, o.dec), CIRCLE('ICRS', t.ra, t.dec, 0.02 + 0 * o.ra)))",
+    )
+    .await;
+    let objects_total = cat
+        .scan(&cat.state().await.unwrap(), TableId::DiaObject, k)
+        .unwrap()
+        .files
+        .len();
+    assert!(opened * 10 <= objects_total, "{opened} of {objects_total}:\n{plan}");
+
+    // The catalog LEFT JOIN targets keeps every catalog row, so nothing may be skipped.
+    let (opened, n, plan) = same_answer_unpruned(
+        "SELECT s.diaSourceId, t.name FROM ppdb.DiaSource AS s LEFT JOIN TAP_UPLOAD.targets AS t \
+         ON 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', t.ra, t.dec, 0.02))",
+        "SELECT s.diaSourceId, t.name FROM ppdb.DiaSource AS s LEFT JOIN TAP_UPLOAD.targets AS t \
+         ON 1 = CASE WHEN CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', t.ra, t.dec, 0.02)) = 1 THEN 1 ELSE 0 END",
+    )
+    .await;
+    let all = rows(&engine, "SELECT COUNT(*) FROM ppdb.DiaSource").await;
+    assert_eq!(
+        n as i64,
+        all[0].column(0).as_primitive::<Int64Type>().value(0),
+        "a preserved side keeps all its rows (no source is within 0.02° of two targets)"
+    );
+    assert_eq!(opened, total, "{plan}");
 }

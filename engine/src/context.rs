@@ -34,6 +34,7 @@ use crate::provider::{PpdbTable, View};
 use crate::state::StateStore;
 use crate::tables;
 use crate::token::{Identity, TokenRecord, UploadRef, check_token};
+use crate::crossmatch::UPLOAD_SCHEMA;
 use crate::upload::Upload;
 
 /// How the engine runs queries.
@@ -777,6 +778,11 @@ impl Engine {
         };
         let schema = plan.schema().inner().clone();
         let plan = state.optimize(&plan)?;
+        let plan = if uploads.is_empty() {
+            plan
+        } else {
+            crate::crossmatch::hint(plan, &state).await?
+        };
         let t3 = Instant::now();
         let physical = state
             .query_planner()
@@ -815,14 +821,19 @@ impl Engine {
     /// Runs a query (in its pinned form) and returns its physical plan with execution
     /// metrics (what `EXPLAIN ANALYZE` shows): for operators and tests of pruning.
     pub async fn explain_analyze(&self, adql: &str, options: &QueryOptions) -> Result<String> {
-        let original = self.parse(adql)?;
+        let tables = self.tables_with(&options.uploads);
+        let original = adql::parse(adql, &*tables)?;
         let (_, snapshot) = self.choose(original.as_of.as_ref(), options).await?;
-        let query = adql::pin(&original, &self.adql_tables, snapshot.snapshot, false)?.query;
-        let state = self.session(snapshot.snapshot, &[]).await?;
+        let query = adql::pin(&original, &*tables, snapshot.snapshot, false)?.query;
+        let state = self.session(snapshot.snapshot, &options.uploads).await?;
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement)))
             .await?;
-        let physical = state.create_physical_plan(&plan).await?;
+        let plan = crate::crossmatch::hint(state.optimize(&plan)?, &state).await?;
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&plan, &state)
+            .await?;
         let mut stream =
             datafusion::physical_plan::execute_stream(physical.clone(), state.task_ctx())?;
         while let Some(b) = stream.next().await {
@@ -912,6 +923,7 @@ impl Engine {
                 store_url: self.store_url.clone(),
                 prefix: self.catalog.location().prefix.clone(),
                 reader: self.reader.clone(),
+                hints: Vec::new(),
             };
             schema_of(t.schema).register_table(t.name.to_string(), Arc::new(provider))?;
         }
@@ -929,9 +941,6 @@ impl Engine {
         Ok(list)
     }
 }
-
-/// The schema uploaded tables are read from.
-const UPLOAD_SCHEMA: &str = "TAP_UPLOAD";
 
 /// A catalog list with the same schemas as `list`, plus `TAP_UPLOAD`.
 fn with_uploads(

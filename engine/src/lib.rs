@@ -11,6 +11,7 @@ mod aggregate;
 mod binary2;
 pub mod checksum;
 mod context;
+mod crossmatch;
 mod deadline;
 mod error;
 pub mod format;

@@ -27,7 +27,7 @@ use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExecBuilder;
 
-use crate::prune::{self, Prune};
+use crate::prune::{self, Prune, Sky};
 
 /// Which rows of the stored table a served table shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,7 @@ pub(crate) enum View {
 }
 
 /// One served table at one snapshot.
+#[derive(Clone)]
 pub(crate) struct PpdbTable {
     pub(crate) view: View,
     pub(crate) scan: Arc<TableScan>,
@@ -48,6 +49,9 @@ pub(crate) struct PpdbTable {
     pub(crate) store_url: ObjectStoreUrl,
     pub(crate) prefix: object_store::path::Path,
     pub(crate) reader: Arc<CachedParquetFileReaderFactory>,
+    /// Regions the rows a query needs lie in, known from outside the scan's own
+    /// filters (the circles of an upload this table is crossmatched against).
+    pub(crate) hints: Vec<Arc<Sky>>,
 }
 
 impl fmt::Debug for PpdbTable {
@@ -57,13 +61,26 @@ impl fmt::Debug for PpdbTable {
             .field("view", &self.view)
             .field("snapshot", &self.scan.snapshot)
             .field("files", &self.scan.files.len())
+            .field("hints", &self.hints.len())
             .finish()
     }
 }
 
 impl PpdbTable {
-    /// The files a scan with these filters needs.
-    fn files(&self, prune: &Prune) -> Vec<&ScanFile> {
+    /// The HEALPix order the table is partitioned at.
+    pub(crate) fn partition_order(&self) -> u8 {
+        self.scan.partition_order
+    }
+
+    /// The same table, for a scan whose rows must also lie in `sky`.
+    pub(crate) fn with_hint(&self, sky: Arc<Sky>) -> PpdbTable {
+        let mut t = self.clone();
+        t.hints.push(sky);
+        t
+    }
+
+    /// The files a scan with these ids and regions needs.
+    fn files(&self, prune: &Prune, skies: &[&Sky]) -> Vec<&ScanFile> {
         let table = self.scan.table;
         let by_id = matches!(
             table,
@@ -93,17 +110,12 @@ impl PpdbTable {
                 {
                     return false;
                 }
-                if let Some(sky) = &prune.sky {
+                skies.iter().all(|sky| {
                     if table.is_partitioned() && !sky.may_hold(f.cell, &f.stats.spill_cells) {
                         return false;
                     }
-                    if let Some((lo, hi)) = f.stats.healpix_29
-                        && !sky.overlaps(lo, hi)
-                    {
-                        return false;
-                    }
-                }
-                true
+                    f.stats.healpix_29.is_none_or(|(lo, hi)| sky.overlaps(lo, hi))
+                })
             })
             .collect()
     }
@@ -177,7 +189,12 @@ impl TableProvider for PpdbTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let prune = prune::analyse(filters, self.scan.partition_order);
-        let files = self.files(&prune);
+        let skies: Vec<&Sky> = prune
+            .sky
+            .iter()
+            .chain(self.hints.iter().map(|h| h.as_ref()))
+            .collect();
+        let files = self.files(&prune, &skies);
         let k = self.scan.snapshot as i64;
         let by_columns = files.iter().any(|f| f.filter_by_columns);
 
@@ -223,19 +240,19 @@ impl TableProvider for PpdbTable {
         // visibility rule, and the sky region as `_healpix_29` ranges.
         let mut pushed: Vec<Expr> = filters.to_vec();
         pushed.extend(visibility.iter().cloned());
-        if let Some(sky) = &prune.sky
-            && self.physical.index_of(catalog::schema::HEALPIX_29).is_ok()
-        {
-            let h = || ident(catalog::schema::HEALPIX_29);
-            let any = sky
-                .ranges
-                .iter()
-                .map(|r| {
-                    h().gt_eq(lit(r.start as i64))
-                        .and(h().lt(lit(r.end as i64)))
-                })
-                .reduce(Expr::or);
-            if let Some(any) = any {
+        if self.physical.index_of(catalog::schema::HEALPIX_29).is_ok() {
+            for sky in &skies {
+                let h = || ident(catalog::schema::HEALPIX_29);
+                let any = sky
+                    .ranges
+                    .iter()
+                    .map(|r| {
+                        h().gt_eq(lit(r.start as i64))
+                            .and(h().lt(lit(r.end as i64)))
+                    })
+                    .reduce(Expr::or)
+                    // No range at all: no row can be needed.
+                    .unwrap_or(lit(false));
                 pushed.push(any);
             }
         }

@@ -77,8 +77,8 @@ fn call<'e>(e: &'e Expr, name: &str) -> Option<&'e [Expr]> {
     }
 }
 
-fn is_position(args: &[Expr]) -> bool {
-    column_of(&args[0]) == Some("ra") && column_of(&args[1]) == Some("dec")
+fn is_position(point: [&Expr; 2]) -> bool {
+    column_of(point[0]) == Some("ra") && column_of(point[1]) == Some("dec")
 }
 
 fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
@@ -101,94 +101,130 @@ enum Region {
     Polygon(Vec<(f64, f64)>),
 }
 
-/// `adql_cone(ra, dec, ...) = 1`, `adql_distance(ra, dec, ...) < r`, point in polygon.
-fn region(e: &Expr) -> Option<Region> {
+/// "The point lies within `radius` of the centre", as one conjunct says it.
+pub(crate) struct Near<'e> {
+    /// The point's longitude and latitude.
+    pub point: [&'e Expr; 2],
+    /// The centre's longitude and latitude.
+    pub centre: [&'e Expr; 2],
+    /// The radius in degrees.
+    pub radius: &'e Expr,
+}
+
+/// A comparison with the function on the left, whichever way it was written.
+fn function_on_left(e: &Expr) -> Option<(&Expr, Operator, &Expr)> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
         return None;
     };
-    // Put the function on the left.
-    let (f, op, v) = if matches!(**left, Expr::ScalarFunction(_)) {
-        (&**left, *op, &**right)
-    } else {
-        let flipped = match op {
-            Operator::Lt => Operator::Gt,
-            Operator::LtEq => Operator::GtEq,
-            Operator::Gt => Operator::Lt,
-            Operator::GtEq => Operator::LtEq,
-            other => *other,
-        };
-        (&**right, flipped, &**left)
+    if matches!(**left, Expr::ScalarFunction(_)) {
+        return Some((left, *op, right));
+    }
+    let flipped = match op {
+        Operator::Lt => Operator::Gt,
+        Operator::LtEq => Operator::GtEq,
+        Operator::Gt => Operator::Lt,
+        Operator::GtEq => Operator::LtEq,
+        other => *other,
     };
-    let value = f64_of(v)?;
+    Some((right, flipped, left))
+}
+
+/// Whether `f op v` says a 0/1 geometry predicate holds.
+fn holds(op: Operator, v: &Expr) -> bool {
+    matches!(
+        (op, f64_of(v)),
+        (Operator::Eq, Some(1.0)) | (Operator::Gt, Some(0.0)) | (Operator::NotEq, Some(0.0))
+    )
+}
+
+/// The ways a conjunct bounds one point's distance from another:
+/// `adql_cone(..) = 1`, `CONTAINS(POINT, CIRCLE) = 1` and `adql_distance(..) < r`
+/// (either point may be the centre of a distance).
+pub(crate) fn near(e: &Expr) -> Vec<Near<'_>> {
+    let Some((f, op, v)) = function_on_left(e) else {
+        return vec![];
+    };
     if let Some(a) = call(f, adql::udf::CONE) {
-        let yes = matches!(
-            (op, value),
-            (Operator::Eq, 1.0) | (Operator::Gt, 0.0) | (Operator::NotEq, 0.0)
-        );
-        if yes && a.len() == 5 && is_position(a) {
-            return Some(Region::Cone {
-                ra: f64_of(&a[2])?,
-                dec: f64_of(&a[3])?,
-                radius: f64_of(&a[4])?,
-            });
+        if holds(op, v) && a.len() == 5 {
+            return vec![Near {
+                point: [&a[0], &a[1]],
+                centre: [&a[2], &a[3]],
+                radius: &a[4],
+            }];
         }
-        return None;
+        return vec![];
     }
     if let Some(a) = call(f, adql::udf::DISTANCE) {
         if !matches!(op, Operator::Lt | Operator::LtEq) || a.len() != 4 {
-            return None;
+            return vec![];
         }
-        let (ra, dec) = if is_position(a) {
-            (f64_of(&a[2])?, f64_of(&a[3])?)
-        } else if is_position(&a[2..]) {
-            (f64_of(&a[0])?, f64_of(&a[1])?)
-        } else {
-            return None;
-        };
-        return Some(Region::Cone {
-            ra,
-            dec,
-            radius: value,
-        });
+        return vec![
+            Near {
+                point: [&a[0], &a[1]],
+                centre: [&a[2], &a[3]],
+                radius: v,
+            },
+            Near {
+                point: [&a[2], &a[3]],
+                centre: [&a[0], &a[1]],
+                radius: v,
+            },
+        ];
     }
-    if let Some(a) = call(f, adql::udf::CONTAINS) {
-        let yes = matches!(
-            (op, value),
-            (Operator::Eq, 1.0) | (Operator::Gt, 0.0) | (Operator::NotEq, 0.0)
-        );
-        if !yes || a.len() != 2 {
-            return None;
-        }
-        let p = call(&a[0], adql::udf::POINT)?;
-        if p.len() != 2 || !is_position(p) {
-            return None;
-        }
-        let coords: Vec<f64> = if let Some(v) = call(&a[1], adql::udf::POLYGON) {
-            v.iter().map(f64_of).collect::<Option<_>>()?
-        } else if let Some(b) = call(&a[1], adql::udf::BOX) {
-            let b: Vec<f64> = b.iter().map(f64_of).collect::<Option<_>>()?;
-            if b.len() != 4 {
-                return None;
-            }
-            crate::geometry::box_corners(b[0], b[1], b[2], b[3])
-        } else if let Some(c) = call(&a[1], adql::udf::CIRCLE) {
-            let c: Vec<f64> = c.iter().map(f64_of).collect::<Option<_>>()?;
-            return (c.len() == 3).then(|| Region::Cone {
-                ra: c[0],
-                dec: c[1],
-                radius: c[2],
+    if let Some(a) = call(f, adql::udf::CONTAINS)
+        && holds(op, v)
+        && a.len() == 2
+        && let Some(p) = call(&a[0], adql::udf::POINT)
+        && let Some(c) = call(&a[1], adql::udf::CIRCLE)
+        && p.len() == 2
+        && c.len() == 3
+    {
+        return vec![Near {
+            point: [&p[0], &p[1]],
+            centre: [&c[0], &c[1]],
+            radius: &c[2],
+        }];
+    }
+    vec![]
+}
+
+/// A cone or polygon of constants that the rows' own positions must lie in.
+fn region(e: &Expr) -> Option<Region> {
+    for n in near(e) {
+        if is_position(n.point) {
+            return Some(Region::Cone {
+                ra: f64_of(n.centre[0])?,
+                dec: f64_of(n.centre[1])?,
+                radius: f64_of(n.radius)?,
             });
-        } else {
-            return None;
-        };
-        if coords.len() < 6 || !coords.len().is_multiple_of(2) {
+        }
+    }
+    let (f, op, v) = function_on_left(e)?;
+    let a = call(f, adql::udf::CONTAINS)?;
+    if !holds(op, v) || a.len() != 2 {
+        return None;
+    }
+    let p = call(&a[0], adql::udf::POINT)?;
+    if p.len() != 2 || !is_position([&p[0], &p[1]]) {
+        return None;
+    }
+    let coords: Vec<f64> = if let Some(v) = call(&a[1], adql::udf::POLYGON) {
+        v.iter().map(f64_of).collect::<Option<_>>()?
+    } else if let Some(b) = call(&a[1], adql::udf::BOX) {
+        let b: Vec<f64> = b.iter().map(f64_of).collect::<Option<_>>()?;
+        if b.len() != 4 {
             return None;
         }
-        return Some(Region::Polygon(
-            coords.chunks(2).map(|p| (p[0], p[1])).collect(),
-        ));
+        crate::geometry::box_corners(b[0], b[1], b[2], b[3])
+    } else {
+        return None;
+    };
+    if coords.len() < 6 || !coords.len().is_multiple_of(2) {
+        return None;
     }
-    None
+    Some(Region::Polygon(
+        coords.chunks(2).map(|p| (p[0], p[1])).collect(),
+    ))
 }
 
 fn ids(e: &Expr) -> Option<BTreeSet<i64>> {
@@ -233,26 +269,11 @@ fn sky(region: &Region, partition_order: u8) -> Option<Sky> {
     use cdshealpix::nested;
     match region {
         Region::Cone { ra, dec, radius } => {
-            if !(radius.is_finite() && *radius >= 0.0 && dec.abs() <= 90.0) {
-                return None;
-            }
-            if *radius >= 90.0 {
-                return None;
-            }
-            let (lon, lat, r) = (
-                ra.to_radians(),
-                dec.to_radians(),
-                radius.to_radians().max(1e-9),
-            );
-            // A depth where the cone spans a few cells keeps the ranges to a handful.
-            let depth = cdshealpix::best_starting_depth(r).min(29);
-            let fine = nested::cone_coverage_approx(depth, lon, lat, r);
-            let ranges = ranges_29(depth, fine.flat_iter());
-            let cells = Cell::cone(partition_order, *ra, *dec, *radius)
-                .into_iter()
-                .map(|c| c.npix)
-                .collect();
-            Some(Sky { ranges, cells })
+            let (ranges, cells) = cone(*ra, *dec, *radius, partition_order)?;
+            Some(Sky {
+                ranges,
+                cells: cells.into_iter().collect(),
+            })
         }
         Region::Polygon(vs) => {
             let rad: Vec<(f64, f64)> = vs
@@ -277,6 +298,71 @@ fn sky(region: &Region, partition_order: u8) -> Option<Sky> {
             })
         }
     }
+}
+
+/// The `_healpix_29` ranges and partition cells of one cone; `None` when the
+/// cone cannot be bounded (too large, or not a place on the sky).
+fn cone(ra: f64, dec: f64, radius: f64, partition_order: u8) -> Option<(Vec<Range<u64>>, Vec<u64>)> {
+    use cdshealpix::nested;
+    let valid = ra.is_finite() && dec.abs() <= 90.0 && radius.is_finite() && radius >= 0.0;
+    if !valid || radius >= 90.0 {
+        return None;
+    }
+    let (lon, lat, r) = (ra.to_radians(), dec.to_radians(), radius.to_radians().max(1e-9));
+    // A depth where the cone spans a few cells keeps the ranges to a handful.
+    let depth = cdshealpix::best_starting_depth(r).min(29);
+    let fine = nested::cone_coverage_approx(depth, lon, lat, r);
+    let ranges = ranges_29(depth, fine.flat_iter());
+    let cells = Cell::cone(partition_order, ra, dec, radius)
+        .into_iter()
+        .map(|c| c.npix)
+        .collect();
+    Some((ranges, cells))
+}
+
+/// Most `_healpix_29` ranges a union of cones is pushed to the Parquet reader as:
+/// beyond this the smallest gaps are closed, which keeps the predicate cheap.
+const MAX_RANGES: usize = 64;
+
+/// The sky a union of cones `(ra, dec, radius)` covers, for rows that must lie in
+/// at least one of them (a join against a list of targets). `None` when one of
+/// the cones cannot be bounded.
+pub(crate) fn cones(
+    cones: impl IntoIterator<Item = (f64, f64, f64)>,
+    partition_order: u8,
+) -> Option<Sky> {
+    let mut ranges = Vec::new();
+    let mut cells = BTreeSet::new();
+    for (ra, dec, radius) in cones {
+        let (r, c) = cone(ra, dec, radius, partition_order)?;
+        ranges.extend(r);
+        cells.extend(c);
+    }
+    ranges.sort_unstable_by_key(|r| r.start);
+    let mut merged: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    if merged.len() > MAX_RANGES {
+        let mut gaps: Vec<u64> = merged.windows(2).map(|w| w[1].start - w[0].end).collect();
+        gaps.sort_unstable();
+        let close = gaps[merged.len() - MAX_RANGES - 1];
+        let mut coarse: Vec<Range<u64>> = Vec::with_capacity(MAX_RANGES + 1);
+        for r in merged {
+            match coarse.last_mut() {
+                Some(last) if r.start - last.end <= close => last.end = r.end,
+                _ => coarse.push(r),
+            }
+        }
+        merged = coarse;
+    }
+    Some(Sky {
+        ranges: merged,
+        cells,
+    })
 }
 
 /// Reads what a scan's filters allow.
@@ -352,5 +438,23 @@ mod tests {
         let h = catalog::healpix::healpix_29(10.0, -20.0);
         assert!(s.overlaps(h, h));
         assert!(!s.cells.is_empty() && s.cells.len() <= 4);
+    }
+
+    #[test]
+    fn many_cones_coarsen_to_few_ranges_that_still_hold_every_centre() {
+        let centres: Vec<(f64, f64)> = (0..500)
+            .map(|i| (f64::from(i) * 0.7 % 360.0, f64::from(i % 120) - 60.0))
+            .collect();
+        let s = cones(centres.iter().map(|&(ra, dec)| (ra, dec, 0.001)), 6).unwrap();
+        assert!(s.ranges.len() <= MAX_RANGES, "{}", s.ranges.len());
+        assert!(s.ranges.windows(2).all(|w| w[0].end < w[1].start));
+        for (ra, dec) in centres {
+            let h = catalog::healpix::healpix_29(ra, dec);
+            assert!(s.overlaps(h, h), "({ra}, {dec})");
+            let cell = catalog::healpix::Cell::of_position(6, ra, dec);
+            assert!(s.cells.contains(&cell.npix));
+        }
+        assert!(cones([(1.0, 2.0, 90.0)], 6).is_none(), "a hemisphere is not bounded");
+        assert_eq!(cones([], 6).map(|s| s.ranges.len()), Some(0));
     }
 }
