@@ -16,6 +16,7 @@ mod deadline;
 mod error;
 pub mod format;
 mod geometry;
+mod memory;
 mod provider;
 mod prune;
 pub mod state;
