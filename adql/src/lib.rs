@@ -41,6 +41,9 @@ pub struct Table {
     pub name: String,
     /// Its columns.
     pub columns: Vec<Column>,
+    /// Columns whose values together are unique among the rows a query sees
+    /// (empty when none are); a total order needs only these.
+    pub key: Vec<String>,
 }
 
 /// What the parser needs to know of the served tables.

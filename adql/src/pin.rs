@@ -147,7 +147,10 @@ impl VisitorMut for Pinner<'_> {
             ));
             return ControlFlow::Break(());
         };
-        total_order(q, columns.len());
+        match self.shape.key_positions(&q.body) {
+            Some(key) => total_order(q, key),
+            None => total_order(q, 1..=columns.len()),
+        }
         ControlFlow::Continue(())
     }
 
@@ -213,8 +216,8 @@ fn wrap_top_branches(side: &mut SetExpr) {
     }
 }
 
-/// Appends every output position the user's ORDER BY does not already name.
-fn total_order(q: &mut SqlQuery, columns: usize) {
+/// Appends every given output position the user's ORDER BY does not already name.
+fn total_order(q: &mut SqlQuery, positions: impl IntoIterator<Item = usize>) {
     let order = q.order_by.get_or_insert_with(|| OrderBy {
         kind: OrderByKind::Expressions(vec![]),
         interpolate: None,
@@ -232,7 +235,7 @@ fn total_order(q: &mut SqlQuery, columns: usize) {
             _ => None,
         })
         .collect();
-    for i in 1..=columns {
+    for i in positions {
         let n = i.to_string();
         if named.contains(&n) {
             continue;
@@ -281,7 +284,105 @@ impl Rel {
     }
 }
 
+/// The aggregate functions, in ADQL's spelling and the planner's.
+const AGGREGATES: [&str; 5] = ["count", "sum", "avg", "min", "max"];
+
+fn has_aggregate(items: &[SelectItem]) -> bool {
+    struct Find(bool);
+    impl sqlparser::ast::Visitor for Find {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e
+                && let Some(ObjectNamePart::Identifier(id)) = f.name.0.last()
+                && AGGREGATES.contains(&id.value.to_lowercase().as_str())
+            {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut find = Find(false);
+    for item in items {
+        let _ = sqlparser::ast::Visit::visit(item, &mut find);
+    }
+    find.0
+}
+
 impl Shape<'_> {
+    /// The output positions (1-based) of the key of the one table a plain
+    /// `SELECT` reads, when it shows every key column as itself: its rows are then
+    /// unique by those alone, and ordering by them is total and far cheaper than
+    /// ordering by every column.
+    fn key_positions(&self, body: &SetExpr) -> Option<Vec<usize>> {
+        let SetExpr::Select(s) = body else {
+            return None;
+        };
+        let plain = matches!(&s.group_by, sqlparser::ast::GroupByExpr::Expressions(g, _) if g.is_empty())
+            && s.having.is_none()
+            && s.from.len() == 1
+            && s.from[0].joins.is_empty()
+            && !has_aggregate(&s.projection);
+        let TableFactor::Table { name, alias, .. } = &s.from[0].relation else {
+            return None;
+        };
+        if !plain || alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+            return None;
+        }
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .map(|p| match p {
+                ObjectNamePart::Identifier(id) => Some(lower(id)),
+                ObjectNamePart::Function(_) => None,
+            })
+            .collect::<Option<_>>()?;
+        let (schema, table) = match parts.as_slice() {
+            [t] if !self.ctes.contains_key(t) => (None, t),
+            [s, t] => (Some(s), t),
+            _ => return None,
+        };
+        let found = self.tables.iter().find(|x| {
+            x.name.to_lowercase() == *table && schema.is_none_or(|s| x.schema.to_lowercase() == *s)
+        })?;
+        if found.key.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = found.columns.iter().map(|c| c.name.to_lowercase()).collect();
+        let qualifier = alias.as_ref().map(|a| lower(&a.name)).unwrap_or(table.clone());
+        let is_self = |e: &Expr| -> Option<String> {
+            match e {
+                Expr::Identifier(id) => Some(lower(id)),
+                Expr::CompoundIdentifier(ids) => {
+                    let (last, rest) = ids.split_last()?;
+                    (rest.last().map(lower) == Some(qualifier.clone())).then(|| lower(last))
+                }
+                _ => None,
+            }
+        };
+        // Which column each output position shows as itself, if any.
+        let mut shown: Vec<Option<String>> = Vec::new();
+        for item in &s.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    shown.push(is_self(e));
+                }
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                    shown.extend(names.iter().cloned().map(Some));
+                }
+                _ => return None,
+            }
+        }
+        found
+            .key
+            .iter()
+            .map(|k| {
+                let k = k.to_lowercase();
+                shown.iter().position(|c| c.as_ref() == Some(&k)).map(|i| i + 1)
+            })
+            .collect()
+    }
+
     fn query(&mut self, q: &SqlQuery) -> Option<Vec<String>> {
         self.set_expr(&q.body)
     }
@@ -451,6 +552,11 @@ mod tests {
                     unit: None,
                 })
                 .collect(),
+            key: vec![],
+        };
+        let keyed = |mut table: Table, key: &[&str]| {
+            table.key = key.iter().map(|k| k.to_string()).collect();
+            table
         };
         vec![
             t("DiaObject", &["diaObjectId", "ra", "dec"]),
@@ -458,7 +564,42 @@ mod tests {
                 "DiaSource",
                 &["diaSourceId", "diaObjectId", "ra", "dec", "band"],
             ),
+            keyed(
+                t("DiaForcedSource", &["diaForcedSourceId", "diaObjectId", "visit", "detector", "psfFlux"]),
+                &["diaObjectId", "visit", "detector"],
+            ),
         ]
+    }
+
+    #[test]
+    fn a_table_key_shown_in_the_output_is_the_whole_tie_break() {
+        let p = pinned("SELECT * FROM ppdb.DiaForcedSource", true);
+        assert!(p.adql.ends_with("ORDER BY 2, 3, 4"), "{}", p.adql);
+        let p = pinned(
+            "SELECT psfFlux, f.detector, visit AS v, diaObjectId FROM ppdb.DiaForcedSource AS f ORDER BY psfFlux DESC",
+            true,
+        );
+        assert!(p.adql.ends_with("ORDER BY psfFlux DESC, 4, 3, 2"), "{}", p.adql);
+        // The key not shown, shown only inside an expression, or rows grouped or
+        // joined: every column is needed.
+        for (q, order) in [
+            ("SELECT TOP 5 visit, detector FROM ppdb.DiaForcedSource", "ORDER BY 1, 2"),
+            (
+                "SELECT TOP 5 visit + 0 AS visit, detector, diaObjectId FROM ppdb.DiaForcedSource",
+                "ORDER BY 1, 2, 3",
+            ),
+            (
+                "SELECT TOP 5 visit, detector, diaObjectId, COUNT(*) FROM ppdb.DiaForcedSource GROUP BY visit, detector, diaObjectId",
+                "ORDER BY 1, 2, 3, 4",
+            ),
+            (
+                "SELECT TOP 5 f.visit, f.detector, f.diaObjectId FROM ppdb.DiaForcedSource AS f JOIN ppdb.DiaObject AS o ON o.diaObjectId = f.diaObjectId",
+                "ORDER BY 1, 2, 3",
+            ),
+        ] {
+            let p = pinned(q, true);
+            assert!(p.adql.ends_with(order), "{q}: {}", p.adql);
+        }
     }
 
     fn pinned(adql: &str, cut: bool) -> Pinned {

@@ -1522,6 +1522,7 @@ mod tests {
                     col("dec", Some("deg")),
                     col("g_psfFluxMean", Some("nJy")),
                 ],
+                key: vec![],
             },
             Table {
                 schema: "ppdb".into(),
@@ -1533,6 +1534,7 @@ mod tests {
                     col("dec", Some("deg")),
                     col("midpointMjdTai", Some("d")),
                 ],
+                key: vec![],
             },
         ]
     }

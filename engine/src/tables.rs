@@ -450,6 +450,12 @@ pub fn adql_tables(schema: &CatalogSchema) -> Vec<adql::Table> {
                     unit: c.unit.clone(),
                 })
                 .collect(),
+            // The current view shows one version per object; the history, every one.
+            key: if t.current_only {
+                vec!["diaObjectId".into()]
+            } else {
+                schema.table(t.stored).key.iter().map(|k| k.to_string()).collect()
+            },
         })
         .collect();
     for (name, batch) in tap_schema(schema) {
@@ -476,5 +482,6 @@ pub(crate) fn in_memory_table(
                 unit: None,
             })
             .collect(),
+        key: Vec::new(),
     }
 }
