@@ -123,7 +123,15 @@ impl Stream for DeadlineStream {
     type Item = Result<RecordBatch>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Each batch spends tokio's cooperative budget, so that an operator that
+        // computes in memory without ever waiting (a cross join, a sort) still
+        // hands its thread back to the scheduler now and then: the server stays
+        // responsive to other requests while such a query runs.
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let next = self.input.as_mut().poll_next(cx);
+        if next.is_ready() {
+            coop.made_progress();
+        }
         if matches!(next, Poll::Ready(Some(Ok(_)))) && Instant::now() >= self.deadline {
             return Poll::Ready(Some(Err(DataFusionError::ResourcesExhausted(overdue(
                 self.allowed,
