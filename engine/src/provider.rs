@@ -13,7 +13,8 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use catalog::{AnchorIndex, ScanFile, TableId, TableScan};
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, Result};
+use datafusion::common::stats::Precision;
+use datafusion::common::{DFSchema, Result, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::physical_plan::parquet::{
     CachedParquetFileReaderFactory, ParquetRowSelection,
@@ -276,7 +277,13 @@ impl TableProvider for PpdbTable {
             loads[i] += f.bytes;
             groups[i].push(self.partitioned_file(f));
         }
+        // Row counts from the snapshot log (an upper bound once filters apply) let
+        // the planner put the small side of a join where it is built in memory.
+        let rows: u64 = files.iter().map(|f| f.rows).sum();
+        let statistics = Statistics::new_unknown(&self.physical)
+            .with_num_rows(Precision::Inexact(usize::try_from(rows).unwrap_or(usize::MAX)));
         let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+            .with_statistics(statistics)
             .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
             .with_projection_indices(Some(read.clone()))?
             .with_limit(if visibility.is_empty() && filters.is_empty() {
