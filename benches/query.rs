@@ -1,10 +1,13 @@
-//! Query latency against DuckDB on the same rows, in the same run.
+//! Query latency against DuckDB and PostgreSQL 15 + q3c on the same rows, in
+//! the same run.
 //!
 //! Builds (or reuses) a generated catalog of at least 10^6 DiaObject versions,
 //! compacts it so that the visible rows at the latest snapshot are exactly the
 //! rows with `_retired IS NULL` (DuckDB can then read the same Parquet files
-//! without our visibility rules), checks that both engines return the same
-//! answer to each query, then times each query on a warm process.
+//! without our visibility rules, and load them into Postgres), checks that
+//! every engine returns the same number of rows to each query, then times
+//! each query on a warm process. Postgres runs on 127.0.0.1 under the work
+//! folder, started and stopped by this program (`benches/peers.py`).
 //!
 //! `cargo run --profile bench-fast -p benches --bin query-bench -- --work /tmp/ppdb-q`
 
@@ -34,15 +37,97 @@ struct Args {
     /// Where the chunks and the catalog live (reused when present).
     #[arg(long, default_value = "/tmp/ppdb-query-bench")]
     work: PathBuf,
-    /// Python with the duckdb package (the peer).
+    /// Python with the duckdb and psycopg packages (the peers).
     #[arg(long, env = "PPDB_BENCH_PYTHON", default_value = "python3")]
     python: String,
+    /// Leave PostgreSQL out (it needs the Debian packages postgresql-15 and postgresql-15-q3c).
+    #[arg(long)]
+    no_postgres: bool,
+    /// The loopback port the Postgres peer listens on.
+    #[arg(long, default_value_t = 55432)]
+    pg_port: u16,
 }
 
 struct Case {
     name: &'static str,
     adql: String,
     duckdb: String,
+    postgres: String,
+}
+
+const PEERS_SCRIPT: &str = include_str!("peers.py");
+
+/// The Postgres peer's server, stopped when dropped.
+struct Postgres {
+    python: String,
+    script: PathBuf,
+    work: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    fn start(args: &Args, catalog_dir: &Path) -> Result<Postgres> {
+        let script = peers_script(args)?;
+        let pg = Postgres {
+            python: args.python.clone(),
+            script,
+            work: args.work.join("postgres"),
+            port: args.pg_port,
+        };
+        let port = pg.port.to_string();
+        pg.call(&["start", path(&pg.work)?, &port])?;
+        let t = Instant::now();
+        pg.call(&["load", path(&pg.work)?, &port, path(catalog_dir)?])?;
+        eprintln!("postgres ready in {:.1} s", t.elapsed().as_secs_f64());
+        Ok(pg)
+    }
+
+    fn call(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.python)
+            .arg(&self.script)
+            .args(args)
+            .output()
+            .with_context(|| format!("running {} (are psycopg and duckdb installed?)", self.python))?;
+        if !out.status.success() {
+            bail!("postgres peer {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn run(&self, sql: &str, repeat: usize) -> Result<(usize, Vec<Duration>)> {
+        parse_timings(&self.call(&["run", &self.port.to_string(), &repeat.to_string(), sql])?)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Ok(work) = path(&self.work) {
+            let _ = self.call(&["stop", work]);
+        }
+    }
+}
+
+/// The peers' script, written into the work folder.
+fn peers_script(args: &Args) -> Result<PathBuf> {
+    let script = args.work.join("peers.py");
+    std::fs::write(&script, PEERS_SCRIPT)?;
+    Ok(script)
+}
+
+fn path(p: &Path) -> Result<&str> {
+    p.to_str().context("work path is not UTF-8")
+}
+
+/// A peer's answer: the row count, then one time in seconds per run.
+fn parse_timings(text: &str) -> Result<(usize, Vec<Duration>)> {
+    let mut it = text.split_whitespace();
+    let rows: usize = it.next().context("peer row count")?.parse()?;
+    let mut times: Vec<Duration> = it
+        .map(|x| x.parse::<f64>().map(Duration::from_secs_f64))
+        .collect::<Result<_, _>>()?;
+    times.sort();
+    Ok((rows, times))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -116,6 +201,10 @@ async fn main() -> Result<()> {
                 files("DiaObject"),
                 haversine(5.0 / 60.0)
             ),
+            postgres: format!(
+                "SELECT \"diaObjectId\", ra, dec FROM diaobject WHERE q3c_radial_query(ra, dec, {ra}, {dec}, {})",
+                5.0 / 60.0
+            ),
         },
         Case {
             name: "light curve (DiaSource by diaObjectId)",
@@ -126,6 +215,9 @@ async fn main() -> Result<()> {
                 "SELECT diaSourceId, midpointMjdTai, band, psfFlux FROM {} WHERE _retired IS NULL AND diaObjectId = {id}",
                 files("DiaSource")
             ),
+            postgres: format!(
+                "SELECT \"diaSourceId\", \"midpointMjdTai\", band, \"psfFlux\" FROM diasource WHERE \"diaObjectId\" = {id}"
+            ),
         },
         Case {
             name: "full-table aggregate (DiaSource by band)",
@@ -134,14 +226,19 @@ async fn main() -> Result<()> {
                 "SELECT band, COUNT(*), AVG(psfFlux) FROM {} WHERE _retired IS NULL GROUP BY band",
                 files("DiaSource")
             ),
+            postgres: "SELECT band, COUNT(*), AVG(\"psfFlux\") FROM diasource GROUP BY band".into(),
         },
     ];
 
     overhead(&engine, &cases, ra, dec, args.repeat).await?;
+    let postgres = if args.no_postgres {
+        None
+    } else {
+        Some(Postgres::start(&args, &catalog_dir)?)
+    };
 
-    // DuckDB runs in one Python process: open, check the row count, time the repeats.
-    let script = args.work.join("duckdb_bench.py");
-    std::fs::write(&script, DUCKDB_SCRIPT)?;
+    // DuckDB runs in one Python process per query: open, count the rows, time the repeats.
+    let script = peers_script(&args)?;
     let mut report = Vec::new();
     for c in &cases {
         let mut ours = Vec::with_capacity(args.repeat);
@@ -176,48 +273,50 @@ async fn main() -> Result<()> {
         ours.sort();
         let out = Command::new(&args.python)
             .arg(&script)
-            .arg(&c.duckdb)
+            .arg("duckdb")
             .arg(args.repeat.to_string())
+            .arg(&c.duckdb)
             .output()
             .with_context(|| format!("running {} (is duckdb installed?)", args.python))?;
         if !out.status.success() {
             bail!("duckdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut it = text.split_whitespace();
-        let duck_rows: usize = it.next().context("duckdb row count")?.parse()?;
-        let mut duck: Vec<Duration> = it
-            .map(|x| x.parse::<f64>().map(Duration::from_secs_f64))
-            .collect::<Result<_, _>>()?;
-        duck.sort();
+        let (duck_rows, duck) = parse_timings(&String::from_utf8_lossy(&out.stdout))?;
         if duck_rows != our_rows {
             bail!(
                 "{}: DuckDB returned {duck_rows} rows, we returned {our_rows}",
                 c.name
             );
         }
+        let pg = match &postgres {
+            Some(pg) => {
+                let (rows, times) = pg.run(&c.postgres, args.repeat)?;
+                if rows != our_rows {
+                    bail!("{}: Postgres returned {rows} rows, we returned {our_rows}", c.name);
+                }
+                Some((percentile(&times, 0.5), percentile(&times, 0.95)))
+            }
+            None => None,
+        };
         let (p50, p95) = (percentile(&ours, 0.5), percentile(&ours, 0.95));
         let (d50, d95) = (percentile(&duck, 0.5), percentile(&duck, 0.95));
+        let (g50, g95) = pg.unwrap_or((f64::NAN, f64::NAN));
         println!(
-            "{:<42} rows {:>7}  ours p50 {:>8.2} ms p95 {:>8.2} ms   duckdb p50 {:>8.2} ms p95 {:>8.2} ms   ratio {:.3}",
-            c.name,
-            our_rows,
-            p50,
-            p95,
-            d50,
-            d95,
-            p50 / d50
+            "{:<42} rows {:>7}  ours p50 {:>8.2} ms p95 {:>8.2} ms   duckdb p50 {:>8.2} ms   postgres p50 {:>8.2} ms",
+            c.name, our_rows, p50, p95, d50, g50
         );
         report.push(format!(
-            "| {} | {our_rows} | {p50:.2} | {p95:.2} | {d50:.2} | {d95:.2} | {:.3} |",
+            "| {} | {our_rows} | {p50:.2} | {p95:.2} | {d50:.2} | {d95:.2} | {g50:.2} | {g95:.2} | **{:.3}** | **{:.3}** |",
             c.name,
-            p50 / d50
+            p50 / d50,
+            p50 / g50
         ));
     }
+    drop(postgres);
     println!(
-        "\n| query | rows | ours p50 (ms) | ours p95 (ms) | DuckDB p50 (ms) | DuckDB p95 (ms) | ours / DuckDB (p50) |"
+        "\n| query | rows | ours p50 (ms) | ours p95 (ms) | DuckDB p50 (ms) | DuckDB p95 (ms) | Postgres+q3c p50 (ms) | Postgres+q3c p95 (ms) | ours / DuckDB (p50) | ours / Postgres (p50) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for l in report {
         println!("{l}");
     }
@@ -342,18 +441,3 @@ async fn build(args: &Args, catalog_dir: &Path) -> Result<()> {
     eprintln!("compacted {} partitions", r.partitions);
     Ok(())
 }
-
-const DUCKDB_SCRIPT: &str = r#"
-import sys, time, duckdb
-sql, n = sys.argv[1], int(sys.argv[2])
-con = duckdb.connect()
-rows = len(con.execute(sql).fetchall())
-for _ in range(3):
-    con.execute(sql).fetchall()
-times = []
-for _ in range(n):
-    t = time.perf_counter()
-    con.execute(sql).fetchall()
-    times.append(time.perf_counter() - t)
-print(rows, *times)
-"#;

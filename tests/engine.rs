@@ -227,6 +227,24 @@ async fn ingest_generated(
     cat
 }
 
+/// Files of a table at the latest snapshot.
+async fn files_of(cat: &Catalog, table: TableId) -> usize {
+    let state = cat.state().await.unwrap();
+    cat.scan(&state, table, state.latest()).unwrap().files.len()
+}
+
+/// An engine over a catalog, keeping its tokens in memory.
+fn engine_over(cat: &Arc<Catalog>, state: &str) -> Engine {
+    Engine::with_catalog(
+        cat.clone(),
+        EngineOptions {
+            state: Some(state.into()),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 /// Distinct files the scans of a plan list, from `EXPLAIN ANALYZE`
 /// (`file_groups={N groups: [[a:0..10, b:0..5], [a:10..20]]}`: one file may be split).
 fn files_opened(plan: &str) -> usize {
@@ -244,24 +262,12 @@ fn files_opened(plan: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_cones_and_id_lookups_open_few_files() {
     let (_dir, cat) = generated(20_000).await;
-    let k = cat.state().await.unwrap().latest();
-    let total = cat
-        .scan(&cat.state().await.unwrap(), TableId::DiaSource, k)
-        .unwrap()
-        .files
-        .len();
+    let total = files_of(&cat, TableId::DiaSource).await;
     assert!(
         total >= 30,
         "the generated catalog should have many partitions, has {total}"
     );
-    let engine = Engine::with_catalog(
-        cat.clone(),
-        EngineOptions {
-            state: Some("memory://engine-test-state".into()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let engine = engine_over(&cat, "memory://engine-test-state");
     let centre = rows(
         &engine,
         "SELECT TOP 1 diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
@@ -511,20 +517,8 @@ async fn crossmatches_against_an_upload_open_few_files_and_keep_their_answer() {
     use arrow::datatypes::{DataType, Field, Schema};
 
     let (_dir, cat) = generated(20_000).await;
-    let k = cat.state().await.unwrap().latest();
-    let total = cat
-        .scan(&cat.state().await.unwrap(), TableId::DiaSource, k)
-        .unwrap()
-        .files
-        .len();
-    let engine = Engine::with_catalog(
-        cat.clone(),
-        EngineOptions {
-            state: Some("memory://engine-crossmatch-state".into()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let total = files_of(&cat, TableId::DiaSource).await;
+    let engine = engine_over(&cat, "memory://engine-crossmatch-state");
     let objects = rows(
         &engine,
         "SELECT TOP 3 ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
@@ -622,11 +616,7 @@ async fn crossmatches_against_an_upload_open_few_files_and_keep_their_answer() {
          WHERE 1 = CONTAINS(POINT('ICRS', o.ra, o.dec), CIRCLE('ICRS', t.ra, t.dec, 0.02 + 0 * o.ra)))",
     )
     .await;
-    let objects_total = cat
-        .scan(&cat.state().await.unwrap(), TableId::DiaObject, k)
-        .unwrap()
-        .files
-        .len();
+    let objects_total = files_of(&cat, TableId::DiaObject).await;
     assert!(opened * 10 <= objects_total, "{opened} of {objects_total}:\n{plan}");
 
     // The catalog LEFT JOIN targets keeps every catalog row, so nothing may be skipped.

@@ -309,7 +309,30 @@ fn has_aggregate(items: &[SelectItem]) -> bool {
     find.0
 }
 
+/// A table name's parts, lower-cased.
+fn name_parts(name: &sqlparser::ast::ObjectName) -> Option<Vec<String>> {
+    name.0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(id) => Some(lower(id)),
+            ObjectNamePart::Function(_) => None,
+        })
+        .collect()
+}
+
 impl Shape<'_> {
+    /// The served table `[schema.]table` (lower-cased parts) names.
+    fn table(&self, parts: &[String]) -> Option<&Table> {
+        let (schema, table) = match parts {
+            [t] => (None, t),
+            [s, t] => (Some(s), t),
+            _ => return None,
+        };
+        self.tables.iter().find(|x| {
+            x.name.to_lowercase() == *table && schema.is_none_or(|s| x.schema.to_lowercase() == *s)
+        })
+    }
+
     /// The output positions (1-based) of the key of the one table a plain
     /// `SELECT` reads, when it shows every key column as itself: its rows are then
     /// unique by those alone, and ordering by them is total and far cheaper than
@@ -329,22 +352,12 @@ impl Shape<'_> {
         if !plain || alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
             return None;
         }
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .map(|p| match p {
-                ObjectNamePart::Identifier(id) => Some(lower(id)),
-                ObjectNamePart::Function(_) => None,
-            })
-            .collect::<Option<_>>()?;
-        let (schema, table) = match parts.as_slice() {
-            [t] if !self.ctes.contains_key(t) => (None, t),
-            [s, t] => (Some(s), t),
-            _ => return None,
-        };
-        let found = self.tables.iter().find(|x| {
-            x.name.to_lowercase() == *table && schema.is_none_or(|s| x.schema.to_lowercase() == *s)
-        })?;
+        let parts = name_parts(name)?;
+        if matches!(parts.as_slice(), [one] if self.ctes.contains_key(one)) {
+            return None;
+        }
+        let found = self.table(&parts)?;
+        let table = parts.last()?;
         if found.key.is_empty() {
             return None;
         }
@@ -484,29 +497,14 @@ impl Shape<'_> {
     fn factor(&mut self, t: &TableFactor, rels: &mut Vec<Rel>) -> Option<()> {
         match t {
             TableFactor::Table { name, alias, .. } => {
-                let parts: Vec<String> = name
-                    .0
-                    .iter()
-                    .map(|p| match p {
-                        ObjectNamePart::Identifier(id) => Some(lower(id)),
-                        ObjectNamePart::Function(_) => None,
-                    })
-                    .collect::<Option<_>>()?;
+                let parts = name_parts(name)?;
                 let columns = match parts.as_slice() {
                     [one] if self.ctes.contains_key(one) => {
                         let cte = self.ctes.get(one)?.clone();
                         self.query(&cte)?
                     }
                     _ => {
-                        let (schema, table) = match parts.as_slice() {
-                            [t] => (None, t),
-                            [s, t] => (Some(s), t),
-                            _ => return None,
-                        };
-                        let found = self.tables.iter().find(|x| {
-                            x.name.to_lowercase() == *table
-                                && schema.is_none_or(|s| x.schema.to_lowercase() == *s)
-                        })?;
+                        let found = self.table(&parts)?;
                         found
                             .columns
                             .iter()
