@@ -96,7 +96,7 @@ fn join(j: &Join, path: &[usize], found: &mut Vec<Found>) {
         return;
     };
     let mut parts = Vec::new();
-    split_and(filter, &mut parts);
+    prune::conjuncts(filter, &mut parts);
     for part in parts {
         for near in prune::near(part) {
             let (Some(ra), Some(dec)) = (column(near.point[0]), column(near.point[1])) else {
@@ -126,16 +126,6 @@ fn join(j: &Join, path: &[usize], found: &mut Vec<Found>) {
                 });
             }
         }
-    }
-}
-
-fn split_and<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
-    match e {
-        Expr::BinaryExpr(b) if b.op == datafusion::logical_expr::Operator::And => {
-            split_and(&b.left, out);
-            split_and(&b.right, out);
-        }
-        other => out.push(other),
     }
 }
 

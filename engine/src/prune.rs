@@ -81,7 +81,8 @@ fn is_position(point: [&Expr; 2]) -> bool {
     column_of(point[0]) == Some("ra") && column_of(point[1]) == Some("dec")
 }
 
-fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+/// The parts of an `AND` chain.
+pub(crate) fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
     if let Expr::BinaryExpr(BinaryExpr {
         left,
         op: Operator::And,
