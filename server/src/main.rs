@@ -559,6 +559,14 @@ async fn run(cli: Cli) -> Result<()> {
             std::io::stdout().flush()?;
             // Runs until the process is stopped; every request is independent and
             // token records are written before a response ends, so nothing is lost.
+            // Without TCP_NODELAY a small response waits on the client's delayed ACK
+            // (about 40 ms on Linux): longer than the query itself.
+            use axum::serve::ListenerExt as _;
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    eprintln!("warning: cannot set TCP_NODELAY on a connection: {e}");
+                }
+            });
             axum::serve(listener, tap::router(app)).await?;
         }
         Command::Token { action } => match action {
