@@ -21,20 +21,21 @@ use datafusion::execution::registry::FunctionRegistry;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlanBuilder;
-use datafusion::physical_plan::{ExecutionPlan, displayable};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use futures::StreamExt;
 
 use crate::checksum::Checksum;
+use crate::crossmatch::UPLOAD_SCHEMA;
 use crate::error::{Error, Result};
 use crate::format::Format;
+use crate::memory::QueryPool;
 use crate::provider::{PpdbTable, View};
 use crate::state::StateStore;
 use crate::tables;
 use crate::token::{Identity, TokenRecord, UploadRef, check_token};
-use crate::crossmatch::UPLOAD_SCHEMA;
-use crate::memory::QueryPool;
 use crate::upload::Upload;
 
 /// The largest MAXREC planned as a limit (a top-k in memory under an ORDER BY);
@@ -857,9 +858,11 @@ impl Engine {
         while let Some(b) = stream.next().await {
             b?;
         }
-        Ok(displayable(physical.as_ref() as &dyn ExecutionPlan)
-            .indent(true)
-            .to_string())
+        Ok(
+            DisplayableExecutionPlan::with_metrics(physical.as_ref() as &dyn ExecutionPlan)
+                .indent(true)
+                .to_string(),
+        )
     }
 
     /// The snapshot a query reads: the one it asks for, else the latest now.

@@ -115,7 +115,9 @@ impl PpdbTable {
                     if table.is_partitioned() && !sky.may_hold(f.cell, &f.stats.spill_cells) {
                         return false;
                     }
-                    f.stats.healpix_29.is_none_or(|(lo, hi)| sky.overlaps(lo, hi))
+                    f.stats
+                        .healpix_29
+                        .is_none_or(|(lo, hi)| sky.overlaps(lo, hi))
                 })
             })
             .collect()
@@ -237,10 +239,12 @@ impl TableProvider for PpdbTable {
             }
         }
 
-        // The predicate handed to the Parquet reader: the query's filters, the
-        // visibility rule, and the sky region as `_healpix_29` ranges.
-        let mut pushed: Vec<Expr> = filters.to_vec();
-        pushed.extend(visibility.iter().cloned());
+        // The predicate handed to the Parquet reader: the sky region as
+        // `_healpix_29` ranges. The query's filters and the visibility rule reach
+        // the reader too: DataFusion's physical filter pushdown moves the filters
+        // above the scan into it (adding them here as well would have every file
+        // rewrite, simplify and evaluate each conjunct twice).
+        let mut pushed: Vec<Expr> = Vec::new();
         if self.physical.index_of(catalog::schema::HEALPIX_29).is_ok() {
             for sky in &skies {
                 let h = || ident(catalog::schema::HEALPIX_29);
@@ -280,8 +284,9 @@ impl TableProvider for PpdbTable {
         // Row counts from the snapshot log (an upper bound once filters apply) let
         // the planner put the small side of a join where it is built in memory.
         let rows: u64 = files.iter().map(|f| f.rows).sum();
-        let statistics = Statistics::new_unknown(&self.physical)
-            .with_num_rows(Precision::Inexact(usize::try_from(rows).unwrap_or(usize::MAX)));
+        let statistics = Statistics::new_unknown(&self.physical).with_num_rows(Precision::Inexact(
+            usize::try_from(rows).unwrap_or(usize::MAX),
+        ));
         let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
             .with_statistics(statistics)
             .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
