@@ -1,43 +1,48 @@
-//! Query latency against DuckDB and PostgreSQL 15 + q3c on the same rows, in
-//! the same run.
+//! `ppdb-bench`: the PPDB workloads at a chosen scale, side by side with
+//! PostgreSQL 15 + q3c and DuckDB on the same rows, in the same run.
 //!
-//! Builds (or reuses) a generated catalog of at least 10^6 DiaObject versions,
-//! compacts it so that the visible rows at the latest snapshot are exactly the
-//! rows with `_retired IS NULL` (DuckDB can then read the same Parquet files
-//! without our visibility rules, and load them into Postgres), checks that
-//! every engine returns the same number of rows to each query, then times
-//! each query on a warm process. Postgres runs on 127.0.0.1 under the work
-//! folder, started and stopped by this program (`benches/peers.py`).
+//! One run: generate a catalog (scale 1 = 10^6 DiaObjects over two nights)
+//! and ingest it, timing the ingest; compact it so that the visible rows are
+//! exactly those with `_retired IS NULL` (DuckDB then reads the very same
+//! Parquet files, and Postgres is loaded from them); time the query suite in
+//! each engine after checking that every engine's answer equals ours; run
+//! the cone + light-curve mix at 1, 20 and 100 clients through the engine
+//! API, through the TAP service over loopback HTTP and against Postgres;
+//! measure the server's memory while it streams a large result and while
+//! 100 clients run; write `results.json`, `report.md` and the plots.
 //!
-//! `cargo run --profile bench-fast -p benches --bin query-bench -- --work /tmp/ppdb-q`
+//! `benches/run` installs the peers, builds and runs this; see `benches/README.md`.
+
+mod load;
+mod peers;
+mod report;
+mod suite;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Float64Type, Int64Type};
+use anyhow::{Context, Result};
 use catalog::sample::{SampleConfig, generate};
-use catalog::{Catalog, store};
+use catalog::{Catalog, IngestOutcome, store};
 use clap::Parser;
-use engine::{Engine, QueryOptions};
+use serde::{Deserialize, Serialize};
 
-#[derive(Parser)]
-struct Args {
-    /// Distinct DiaObjects (versions are about twice as many).
-    #[arg(long, default_value_t = 400_000)]
-    objects: usize,
-    /// Nights of visits.
-    #[arg(long, default_value_t = 2)]
-    nights: usize,
-    /// Repetitions of each query per engine.
-    #[arg(long, default_value_t = 50)]
-    repeat: usize,
-    /// Where the chunks and the catalog live (reused when present).
-    #[arg(long, default_value = "/tmp/ppdb-query-bench")]
+#[derive(Parser, Clone)]
+#[command(about = "Benchmarks the PPDB workloads against PostgreSQL + q3c and DuckDB")]
+pub struct Args {
+    /// Catalog size: 1 is 10^6 DiaObjects with their DiaSources, DiaForcedSources and versions.
+    #[arg(long)]
+    scale: Option<f64>,
+    /// A short run for development: scale 0.1, few repeats, short load steps (about 3 minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Where chunks, catalogs and the Postgres data live (catalogs are reused per scale).
+    #[arg(long, default_value = "/tmp/ppdb-bench")]
     work: PathBuf,
-    /// Python with the duckdb and psycopg packages (the peers).
+    /// Where report.md, results.json and the plots are written.
+    #[arg(long, default_value = "benches/report")]
+    report: PathBuf,
+    /// Python with the duckdb, psycopg and matplotlib packages (the peers and the plots).
     #[arg(long, env = "PPDB_BENCH_PYTHON", default_value = "python3")]
     python: String,
     /// Leave PostgreSQL out (it needs the Debian packages postgresql-15 and postgresql-15-q3c).
@@ -46,398 +51,261 @@ struct Args {
     /// The loopback port the Postgres peer listens on.
     #[arg(long, default_value_t = 55432)]
     pg_port: u16,
+    /// Timed runs per query and engine (fewer when the time budget runs out first).
+    #[arg(long)]
+    repeat: Option<usize>,
+    /// Seconds each query may spend being timed, per engine and form.
+    #[arg(long)]
+    budget: Option<f64>,
+    /// Seconds each load step runs.
+    #[arg(long)]
+    load_seconds: Option<f64>,
+    /// Concurrent clients of the load steps.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 20, 100])]
+    clients: Vec<usize>,
+    /// Rows of the largest result streamed for the memory figure.
+    #[arg(long)]
+    stream_rows: Option<u64>,
+    /// The `ppdb` binary the TAP figures run (default: the one beside this program).
+    #[arg(long)]
+    ppdb: Option<PathBuf>,
+    /// Only run this ADQL query back to back on the scale's catalog for --load-seconds
+    /// and print its latency (for profiling one query).
+    #[arg(long)]
+    only: Option<String>,
+    /// With --only: the query's pinned form (with a token record) instead of as written.
+    #[arg(long)]
+    pinned: bool,
 }
 
-struct Case {
-    name: &'static str,
-    adql: String,
-    duckdb: String,
-    postgres: String,
+/// The settings a run uses, after `--quick` and the defaults.
+#[derive(Clone, Serialize)]
+pub struct Settings {
+    pub scale: f64,
+    pub objects: usize,
+    pub nights: usize,
+    pub repeat: usize,
+    pub budget: f64,
+    pub load_seconds: f64,
+    pub clients: Vec<usize>,
+    pub stream_rows: u64,
+    pub quick: bool,
 }
 
-const PEERS_SCRIPT: &str = include_str!("peers.py");
-
-/// The Postgres peer's server, stopped when dropped.
-struct Postgres {
-    python: String,
-    script: PathBuf,
-    work: PathBuf,
-    port: u16,
-}
-
-impl Postgres {
-    fn start(args: &Args, catalog_dir: &Path) -> Result<Postgres> {
-        let script = peers_script(args)?;
-        let pg = Postgres {
-            python: args.python.clone(),
-            script,
-            work: args.work.join("postgres"),
-            port: args.pg_port,
-        };
-        let port = pg.port.to_string();
-        pg.call(&["start", path(&pg.work)?, &port])?;
-        let t = Instant::now();
-        pg.call(&["load", path(&pg.work)?, &port, path(catalog_dir)?])?;
-        eprintln!("postgres ready in {:.1} s", t.elapsed().as_secs_f64());
-        Ok(pg)
-    }
-
-    fn call(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.python)
-            .arg(&self.script)
-            .args(args)
-            .output()
-            .with_context(|| format!("running {} (are psycopg and duckdb installed?)", self.python))?;
-        if !out.status.success() {
-            bail!("postgres peer {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+impl Settings {
+    fn from(args: &Args) -> Settings {
+        let q = args.quick;
+        let scale = args.scale.unwrap_or(if q { 0.1 } else { 1.0 });
+        Settings {
+            scale,
+            objects: (scale * 1e6).round() as usize,
+            nights: 2,
+            repeat: args.repeat.unwrap_or(if q { 10 } else { 30 }),
+            budget: args.budget.unwrap_or(if q { 1.5 } else { 15.0 }),
+            load_seconds: args.load_seconds.unwrap_or(if q { 3.0 } else { 15.0 }),
+            clients: args.clients.clone(),
+            stream_rows: args
+                .stream_rows
+                .unwrap_or(if q { 1_000_000 } else { 10_000_000 }),
+            quick: q,
         }
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn run(&self, sql: &str, repeat: usize) -> Result<(usize, Vec<Duration>)> {
-        parse_timings(&self.call(&["run", &self.port.to_string(), &repeat.to_string(), sql])?)
     }
 }
 
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        if let Ok(work) = path(&self.work) {
-            let _ = self.call(&["stop", work]);
+/// How the catalog was built: generation and ingest throughput.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Build {
+    pub chunks: usize,
+    pub rows: u64,
+    pub generate_s: f64,
+    pub ingest_s: f64,
+    pub rows_per_s: f64,
+    pub compact_s: f64,
+    /// Whether this run built it (else it was reused from an earlier run).
+    #[serde(default)]
+    pub this_run: bool,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let settings = Settings::from(&args);
+    let started = Instant::now();
+    let work = args.work.join(format!("scale-{}", settings.scale));
+    std::fs::create_dir_all(&work)?;
+    std::fs::create_dir_all(&args.report)?;
+    let catalog_dir = work.join("catalog");
+    let build = match read_build(&work) {
+        Some(b) if catalog_dir.join("_log").is_dir() => b,
+        _ => build(&settings, &work, &catalog_dir).await?,
+    };
+    eprintln!(
+        "catalog: {} rows ingested at {:.0} rows/s{}",
+        build.rows,
+        build.rows_per_s,
+        if build.this_run {
+            ""
+        } else {
+            " (reused; figure from its build)"
+        }
+    );
+    let engine = engine::Engine::open(path(&catalog_dir)?).await?;
+    if let Some(adql) = &args.only {
+        return suite::only(&engine, adql, args.pinned, &settings).await;
+    }
+    let python = peers::Python::new(&args.python, &work)?;
+    let setup = suite::Setup::choose(&engine, &work).await?;
+    eprintln!("catalog holds {:?}", setup.counts);
+    let postgres = if args.no_postgres {
+        None
+    } else {
+        Some(peers::Postgres::start(
+            &python,
+            &work,
+            args.pg_port,
+            &catalog_dir,
+        )?)
+    };
+    let versions = report::Versions::gather(&python, postgres.as_ref());
+
+    let queries = suite::run(
+        &engine,
+        &setup,
+        &settings,
+        &python,
+        postgres.as_ref(),
+        &catalog_dir,
+    )
+    .await?;
+    let ppdb = match &args.ppdb {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("ppdb"),
+    };
+    let (load, memory) = load::run(
+        &engine,
+        &setup,
+        &settings,
+        postgres.as_ref(),
+        &ppdb,
+        &catalog_dir,
+        &work,
+    )
+    .await?;
+    drop(postgres);
+
+    let results = report::Results {
+        date: chrono::Utc::now().to_rfc3339(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: report::Machine::this(),
+        versions,
+        settings: settings.clone(),
+        scale: settings.scale,
+        catalog: setup.counts.clone(),
+        build,
+        queries,
+        load,
+        memory,
+        seconds: 0.0,
+    };
+    report::write(&args.report, results, started.elapsed(), &python)?;
+    Ok(())
+}
+
+fn read_build(work: &Path) -> Option<Build> {
+    let text = std::fs::read_to_string(work.join("build.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Generates the chunks, ingests them into a fresh catalog and compacts it.
+async fn build(settings: &Settings, work: &Path, catalog_dir: &Path) -> Result<Build> {
+    let chunks = work.join("chunks");
+    for d in [&chunks, &catalog_dir.to_path_buf()] {
+        if d.exists() {
+            std::fs::remove_dir_all(d)?;
         }
     }
-}
-
-/// The peers' script, written into the work folder.
-fn peers_script(args: &Args) -> Result<PathBuf> {
-    let script = args.work.join("peers.py");
-    std::fs::write(&script, PEERS_SCRIPT)?;
-    Ok(script)
+    let cfg = SampleConfig {
+        objects: settings.objects,
+        nights: settings.nights,
+        src: false,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let summary = generate(&cfg, &chunks)?;
+    let generate_s = t.elapsed().as_secs_f64();
+    eprintln!("generated {} chunks in {generate_s:.1} s", summary.chunks);
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&chunks)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    dirs.sort();
+    let cat = Catalog::open_or_create(path(catalog_dir)?, catalog::DEFAULT_PARTITION_ORDER).await?;
+    let t = Instant::now();
+    let mut rows = 0u64;
+    for d in &dirs {
+        if let IngestOutcome::Committed(info) = cat.ingest(&store::open_existing_local(d)?).await? {
+            rows += info.rows_added.values().sum::<u64>();
+        }
+    }
+    let ingest_s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "ingested {} chunks, {rows} rows in {ingest_s:.1} s",
+        dirs.len()
+    );
+    // Fold retirements into `_retired` so the peers can see the same rows.
+    let t = Instant::now();
+    cat.compact().await?;
+    cat.vacuum(Duration::ZERO).await?;
+    let b = Build {
+        chunks: dirs.len(),
+        rows,
+        generate_s,
+        ingest_s,
+        rows_per_s: rows as f64 / ingest_s,
+        compact_s: t.elapsed().as_secs_f64(),
+        this_run: false,
+    };
+    std::fs::write(work.join("build.json"), serde_json::to_string_pretty(&b)?)?;
+    Ok(Build {
+        this_run: true,
+        ..b
+    })
 }
 
 fn path(p: &Path) -> Result<&str> {
     p.to_str().context("work path is not UTF-8")
 }
 
-/// A peer's answer: the row count, then one time in seconds per run.
-fn parse_timings(text: &str) -> Result<(usize, Vec<Duration>)> {
-    let mut it = text.split_whitespace();
-    let rows: usize = it.next().context("peer row count")?.parse()?;
-    let mut times: Vec<Duration> = it
-        .map(|x| x.parse::<f64>().map(Duration::from_secs_f64))
-        .collect::<Result<_, _>>()?;
-    times.sort();
-    Ok((rows, times))
+/// Latency figures of one query in one engine and form.
+#[derive(Clone, Serialize)]
+pub struct Stats {
+    pub runs: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    /// Result rows per second at the median.
+    pub rows_per_s: f64,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+impl Stats {
+    fn of(mut times: Vec<Duration>, rows: usize) -> Stats {
+        times.sort();
+        let p = |q: f64| percentile(&times, q);
+        let p50 = p(0.5);
+        Stats {
+            runs: times.len(),
+            p50_ms: p50,
+            p95_ms: p(0.95),
+            p99_ms: p(0.99),
+            rows_per_s: rows as f64 / (p50 / 1e3),
+        }
+    }
+}
+
+/// The `p` quantile of sorted durations, in milliseconds (nearest rank).
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1e3
-}
-
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args = Args::parse();
-    let catalog_dir = args.work.join("catalog");
-    if !catalog_dir.join("_log").is_dir() {
-        build(&args, &catalog_dir).await?;
-    }
-    let url = catalog_dir.to_str().context("catalog path is not UTF-8")?;
-    let engine = Engine::open(url).await?;
-    let opts = QueryOptions::default();
-
-    let versions = scalar(&engine, "SELECT COUNT(*) FROM ppdb.DiaObjectHistory").await?;
-    let objects = scalar(&engine, "SELECT COUNT(*) FROM ppdb.DiaObject").await?;
-    let sources = scalar(&engine, "SELECT COUNT(*) FROM ppdb.DiaSource").await?;
-    println!(
-        "catalog: {versions} DiaObject versions, {objects} current objects, {sources} DiaSources"
-    );
-    if versions < 1_000_000 {
-        eprintln!(
-            "note: fewer than 10^6 DiaObject versions; raise --objects for the reference scale"
-        );
-    }
-
-    // A centre with objects around it, and an object with a long light curve.
-    let r = engine
-        .query(
-            "SELECT TOP 1 ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
-            &opts,
-        )
-        .await?
-        .collect()
-        .await?
-        .0;
-    let ra = r[0].column(0).as_primitive::<Float64Type>().value(0);
-    let dec = r[0].column(1).as_primitive::<Float64Type>().value(0);
-    let r = engine
-        .query("SELECT TOP 1 diaObjectId FROM ppdb.DiaObject WHERE nDiaSources > 2 ORDER BY diaObjectId", &opts)
-        .await?
-        .collect()
-        .await?
-        .0;
-    let id = r[0].column(0).as_primitive::<Int64Type>().value(0);
-
-    let files = |t: &str| {
-        format!(
-            "read_parquet('{}/{t}/**/*.parquet', union_by_name=true)",
-            catalog_dir.display()
-        )
-    };
-    let haversine = |r: f64| {
-        format!(
-            "2 * asin(sqrt(pow(sin(radians(dec - {dec}) / 2), 2) + cos(radians(dec)) * cos(radians({dec})) * pow(sin(radians(ra - {ra}) / 2), 2))) <= radians({r})"
-        )
-    };
-    let cases = vec![
-        Case {
-            name: "cone 5' (DiaObject)",
-            adql: format!(
-                "SELECT diaObjectId, ra, dec FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, {})) = 1",
-                5.0 / 60.0
-            ),
-            duckdb: format!(
-                "SELECT diaObjectId, ra, dec FROM {} WHERE _retired IS NULL AND validityEndMjdTai IS NULL AND {}",
-                files("DiaObject"),
-                haversine(5.0 / 60.0)
-            ),
-            postgres: format!(
-                "SELECT \"diaObjectId\", ra, dec FROM diaobject WHERE q3c_radial_query(ra, dec, {ra}, {dec}, {})",
-                5.0 / 60.0
-            ),
-        },
-        Case {
-            name: "light curve (DiaSource by diaObjectId)",
-            adql: format!(
-                "SELECT diaSourceId, midpointMjdTai, band, psfFlux FROM ppdb.DiaSource WHERE diaObjectId = {id}"
-            ),
-            duckdb: format!(
-                "SELECT diaSourceId, midpointMjdTai, band, psfFlux FROM {} WHERE _retired IS NULL AND diaObjectId = {id}",
-                files("DiaSource")
-            ),
-            postgres: format!(
-                "SELECT \"diaSourceId\", \"midpointMjdTai\", band, \"psfFlux\" FROM diasource WHERE \"diaObjectId\" = {id}"
-            ),
-        },
-        Case {
-            name: "full-table aggregate (DiaSource by band)",
-            adql: "SELECT band, COUNT(*), AVG(psfFlux) FROM ppdb.DiaSource GROUP BY band".into(),
-            duckdb: format!(
-                "SELECT band, COUNT(*), AVG(psfFlux) FROM {} WHERE _retired IS NULL GROUP BY band",
-                files("DiaSource")
-            ),
-            postgres: "SELECT band, COUNT(*), AVG(\"psfFlux\") FROM diasource GROUP BY band".into(),
-        },
-    ];
-
-    overhead(&engine, &cases, ra, dec, args.repeat).await?;
-    let postgres = if args.no_postgres {
-        None
-    } else {
-        Some(Postgres::start(&args, &catalog_dir)?)
-    };
-
-    // DuckDB runs in one Python process per query: open, count the rows, time the repeats.
-    let script = peers_script(&args)?;
-    let mut report = Vec::new();
-    for c in &cases {
-        let mut ours = Vec::with_capacity(args.repeat);
-        let mut our_rows = 0usize;
-        let mut phases = [Duration::ZERO; 4];
-        for i in 0..args.repeat + 3 {
-            let t = Instant::now();
-            let result = engine.query(&c.adql, &opts).await?;
-            let tm = result.timings;
-            let (batches, _) = result.collect().await?;
-            let e = t.elapsed();
-            our_rows = batches.iter().map(|b| b.num_rows()).sum();
-            if i >= 3 {
-                ours.push(e);
-                for (p, d) in phases
-                    .iter_mut()
-                    .zip([tm.parse, tm.pin, tm.plan, tm.physical])
-                {
-                    *p += d;
-                }
-            }
-        }
-        let ms = |d: Duration| d.as_secs_f64() * 1e3 / args.repeat as f64;
-        eprintln!(
-            "{}: mean parse {:.2} ms, pin {:.2} ms, plan {:.2} ms, physical plan {:.2} ms; the rest is execution",
-            c.name,
-            ms(phases[0]),
-            ms(phases[1]),
-            ms(phases[2]),
-            ms(phases[3])
-        );
-        ours.sort();
-        let out = Command::new(&args.python)
-            .arg(&script)
-            .arg("duckdb")
-            .arg(args.repeat.to_string())
-            .arg(&c.duckdb)
-            .output()
-            .with_context(|| format!("running {} (is duckdb installed?)", args.python))?;
-        if !out.status.success() {
-            bail!("duckdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let (duck_rows, duck) = parse_timings(&String::from_utf8_lossy(&out.stdout))?;
-        if duck_rows != our_rows {
-            bail!(
-                "{}: DuckDB returned {duck_rows} rows, we returned {our_rows}",
-                c.name
-            );
-        }
-        let pg = match &postgres {
-            Some(pg) => {
-                let (rows, times) = pg.run(&c.postgres, args.repeat)?;
-                if rows != our_rows {
-                    bail!("{}: Postgres returned {rows} rows, we returned {our_rows}", c.name);
-                }
-                Some((percentile(&times, 0.5), percentile(&times, 0.95)))
-            }
-            None => None,
-        };
-        let (p50, p95) = (percentile(&ours, 0.5), percentile(&ours, 0.95));
-        let (d50, d95) = (percentile(&duck, 0.5), percentile(&duck, 0.95));
-        let (g50, g95) = pg.unwrap_or((f64::NAN, f64::NAN));
-        println!(
-            "{:<42} rows {:>7}  ours p50 {:>8.2} ms p95 {:>8.2} ms   duckdb p50 {:>8.2} ms   postgres p50 {:>8.2} ms",
-            c.name, our_rows, p50, p95, d50, g50
-        );
-        report.push(format!(
-            "| {} | {our_rows} | {p50:.2} | {p95:.2} | {d50:.2} | {d95:.2} | {g50:.2} | {g95:.2} | **{:.3}** | **{:.3}** |",
-            c.name,
-            p50 / d50,
-            p50 / g50
-        ));
-    }
-    drop(postgres);
-    println!(
-        "\n| query | rows | ours p50 (ms) | ours p95 (ms) | DuckDB p50 (ms) | DuckDB p95 (ms) | Postgres+q3c p50 (ms) | Postgres+q3c p95 (ms) | ours / DuckDB (p50) | ours / Postgres (p50) |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for l in report {
-        println!("{l}");
-    }
-    Ok(())
-}
-
-/// What reproducibility costs: each query unpinned (as written, no token) against
-/// pinned (snapshot on every table, total order where needed, checksum, token
-/// record written). Each pinned run carries a distinct trailing comment, so it
-/// gets a new token and writes a new record instead of finding the last one.
-async fn overhead(engine: &Engine, cases: &[Case], ra: f64, dec: f64, repeat: usize) -> Result<()> {
-    let opts = QueryOptions::default();
-    let mut queries: Vec<(String, String)> = cases
-        .iter()
-        .map(|c| (c.name.to_string(), c.adql.clone()))
-        .collect();
-    queries.push((
-        "cone 5' TOP 100 (pinned form adds ORDER BY)".into(),
-        format!(
-            "SELECT TOP 100 diaObjectId, ra, dec FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, {})) = 1",
-            5.0 / 60.0
-        ),
-    ));
-    queries.push((
-        "cone 5' TOP 100 ORDER BY diaObjectId (pinned adds tie-breakers)".into(),
-        format!(
-            "SELECT TOP 100 diaObjectId, ra, dec FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, {})) = 1 ORDER BY diaObjectId",
-            5.0 / 60.0
-        ),
-    ));
-    println!(
-        "\n| query | unpinned p50 (ms) | pinned p50 (ms) | pinned / unpinned | token record write p50 (ms) | max (ms) | before the first row, unpinned / pinned (mean ms) |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (name, adql) in &queries {
-        let mut plain = Vec::with_capacity(repeat);
-        let mut pinned = Vec::with_capacity(repeat);
-        let mut record = Vec::with_capacity(repeat);
-        let (mut plan_u, mut plan_p) = (Duration::ZERO, Duration::ZERO);
-        // Interleaved, so that drift in the machine affects both alike.
-        for i in 0..repeat + 3 {
-            let t = Instant::now();
-            let r = engine.query_unpinned(adql, &opts).await?;
-            let tu = r.timings;
-            r.collect().await?;
-            let a = t.elapsed();
-            let text = format!("{adql} -- run {i} {}", std::process::id());
-            let t = Instant::now();
-            let mut r = engine.query(&text, &opts).await?;
-            while let Some(b) = r.next_batch().await {
-                b?;
-            }
-            let b = t.elapsed();
-            if i >= 3 {
-                plain.push(a);
-                pinned.push(b);
-                record.push(r.timings.record);
-                let tp = r.timings;
-                plan_u += tu.parse + tu.pin + tu.plan + tu.physical;
-                plan_p += tp.parse + tp.pin + tp.plan + tp.physical;
-            }
-        }
-        plain.sort();
-        pinned.sort();
-        record.sort();
-        let (u, p) = (percentile(&plain, 0.5), percentile(&pinned, 0.5));
-        let mean = |d: Duration| d.as_secs_f64() * 1e3 / repeat as f64;
-        println!(
-            "| {name} | {u:.2} | {p:.2} | {:.3} | {:.3} | {:.3} | {:.2} / {:.2} |",
-            p / u,
-            percentile(&record, 0.5),
-            percentile(&record, 1.0),
-            mean(plan_u),
-            mean(plan_p)
-        );
-    }
-    Ok(())
-}
-
-async fn scalar(engine: &Engine, adql: &str) -> Result<i64> {
-    let (b, _) = engine
-        .query(adql, &QueryOptions::default())
-        .await?
-        .collect()
-        .await?;
-    let c = b[0].column(0);
-    Ok(if c.is_null(0) {
-        0
-    } else {
-        c.as_primitive::<Int64Type>().value(0)
-    })
-}
-
-async fn build(args: &Args, catalog_dir: &Path) -> Result<()> {
-    let chunks = args.work.join("chunks");
-    let cfg = SampleConfig {
-        objects: args.objects,
-        nights: args.nights,
-        src: false,
-        ..Default::default()
-    };
-    let t = Instant::now();
-    generate(&cfg, &chunks)?;
-    eprintln!("generated chunks in {:.1} s", t.elapsed().as_secs_f64());
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&chunks)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    dirs.sort();
-    let cat = Catalog::open_or_create(catalog_dir.to_str().context("path")?, 6).await?;
-    let t = Instant::now();
-    for d in &dirs {
-        cat.ingest(&store::open_existing_local(d)?).await?;
-    }
-    eprintln!(
-        "ingested {} chunks in {:.1} s",
-        dirs.len(),
-        t.elapsed().as_secs_f64()
-    );
-    // Fold retirements into `_retired` so DuckDB can see the same rows.
-    let r = cat.compact().await?;
-    cat.vacuum(Duration::ZERO).await?;
-    eprintln!("compacted {} partitions", r.partitions);
-    Ok(())
 }

@@ -34,3 +34,6 @@ pub use error::{Error, Result};
 pub use state::StateStore;
 pub use token::TokenRecord;
 pub use upload::Upload;
+
+/// The DataFusion release the engine runs on (for reports and the service's metadata).
+pub const DATAFUSION_VERSION: &str = datafusion::DATAFUSION_VERSION;
