@@ -549,7 +549,12 @@ async fn crossmatches_against_an_upload_open_few_files_and_keep_their_answer() {
                 dec.value(2),
                 -dec.value(0),
             ])),
-            Arc::new(Float64Array::from(vec![Some(0.02), Some(0.02), None, Some(0.02)])),
+            Arc::new(Float64Array::from(vec![
+                Some(0.02),
+                Some(0.02),
+                None,
+                Some(0.02),
+            ])),
         ],
     )
     .unwrap();
@@ -617,7 +622,10 @@ async fn crossmatches_against_an_upload_open_few_files_and_keep_their_answer() {
     )
     .await;
     let objects_total = files_of(&cat, TableId::DiaObject).await;
-    assert!(opened * 10 <= objects_total, "{opened} of {objects_total}:\n{plan}");
+    assert!(
+        opened * 10 <= objects_total,
+        "{opened} of {objects_total}:\n{plan}"
+    );
 
     // The catalog LEFT JOIN targets keeps every catalog row, so nothing may be skipped.
     let (opened, n, plan) = same_answer_unpruned(

@@ -361,8 +361,15 @@ impl Shape<'_> {
         if found.key.is_empty() {
             return None;
         }
-        let names: Vec<String> = found.columns.iter().map(|c| c.name.to_lowercase()).collect();
-        let qualifier = alias.as_ref().map(|a| lower(&a.name)).unwrap_or(table.clone());
+        let names: Vec<String> = found
+            .columns
+            .iter()
+            .map(|c| c.name.to_lowercase())
+            .collect();
+        let qualifier = alias
+            .as_ref()
+            .map(|a| lower(&a.name))
+            .unwrap_or(table.clone());
         let is_self = |e: &Expr| -> Option<String> {
             match e {
                 Expr::Identifier(id) => Some(lower(id)),
@@ -391,7 +398,10 @@ impl Shape<'_> {
             .iter()
             .map(|k| {
                 let k = k.to_lowercase();
-                shown.iter().position(|c| c.as_ref() == Some(&k)).map(|i| i + 1)
+                shown
+                    .iter()
+                    .position(|c| c.as_ref() == Some(&k))
+                    .map(|i| i + 1)
             })
             .collect()
     }
@@ -563,7 +573,16 @@ mod tests {
                 &["diaSourceId", "diaObjectId", "ra", "dec", "band"],
             ),
             keyed(
-                t("DiaForcedSource", &["diaForcedSourceId", "diaObjectId", "visit", "detector", "psfFlux"]),
+                t(
+                    "DiaForcedSource",
+                    &[
+                        "diaForcedSourceId",
+                        "diaObjectId",
+                        "visit",
+                        "detector",
+                        "psfFlux",
+                    ],
+                ),
                 &["diaObjectId", "visit", "detector"],
             ),
         ]
@@ -577,11 +596,18 @@ mod tests {
             "SELECT psfFlux, f.detector, visit AS v, diaObjectId FROM ppdb.DiaForcedSource AS f ORDER BY psfFlux DESC",
             true,
         );
-        assert!(p.adql.ends_with("ORDER BY psfFlux DESC, 4, 3, 2"), "{}", p.adql);
+        assert!(
+            p.adql.ends_with("ORDER BY psfFlux DESC, 4, 3, 2"),
+            "{}",
+            p.adql
+        );
         // The key not shown, shown only inside an expression, or rows grouped or
         // joined: every column is needed.
         for (q, order) in [
-            ("SELECT TOP 5 visit, detector FROM ppdb.DiaForcedSource", "ORDER BY 1, 2"),
+            (
+                "SELECT TOP 5 visit, detector FROM ppdb.DiaForcedSource",
+                "ORDER BY 1, 2",
+            ),
             (
                 "SELECT TOP 5 visit + 0 AS visit, detector, diaObjectId FROM ppdb.DiaForcedSource",
                 "ORDER BY 1, 2, 3",

@@ -104,10 +104,13 @@ fn join(j: &Join, path: &[usize], found: &mut Vec<Found>) {
             };
             let circle = [near.centre[0], near.centre[1], near.radius];
             for (catalog, targets, index) in [(&j.left, &j.right, 0usize), (&j.right, &j.left, 1)] {
-                let on_catalog = catalog.schema().has_column(ra) && catalog.schema().has_column(dec);
-                let on_targets = circle
-                    .iter()
-                    .all(|e| e.column_refs().iter().all(|c| targets.schema().has_column(c)));
+                let on_catalog =
+                    catalog.schema().has_column(ra) && catalog.schema().has_column(dec);
+                let on_targets = circle.iter().all(|e| {
+                    e.column_refs()
+                        .iter()
+                        .all(|c| targets.schema().has_column(c))
+                });
                 if !(on_catalog && on_targets && may_narrow(j, index == 0) && is_upload(targets)) {
                     continue;
                 }

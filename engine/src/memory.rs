@@ -112,7 +112,9 @@ mod tests {
     #[test]
     fn spillable_consumers_stop_at_their_share_and_others_do_not() {
         let pool: Arc<dyn MemoryPool> = Arc::new(QueryPool::new(1000, 100));
-        let sort = MemoryConsumer::new("sort").with_can_spill(true).register(&pool);
+        let sort = MemoryConsumer::new("sort")
+            .with_can_spill(true)
+            .register(&pool);
         let join = MemoryConsumer::new("join").register(&pool);
         sort.try_grow(80).unwrap();
         assert!(sort.try_grow(30).is_err(), "past the spill share");

@@ -303,13 +303,22 @@ fn sky(region: &Region, partition_order: u8) -> Option<Sky> {
 
 /// The `_healpix_29` ranges and partition cells of one cone; `None` when the
 /// cone cannot be bounded (too large, or not a place on the sky).
-fn cone(ra: f64, dec: f64, radius: f64, partition_order: u8) -> Option<(Vec<Range<u64>>, Vec<u64>)> {
+fn cone(
+    ra: f64,
+    dec: f64,
+    radius: f64,
+    partition_order: u8,
+) -> Option<(Vec<Range<u64>>, Vec<u64>)> {
     use cdshealpix::nested;
     let valid = ra.is_finite() && dec.abs() <= 90.0 && radius.is_finite() && radius >= 0.0;
     if !valid || radius >= 90.0 {
         return None;
     }
-    let (lon, lat, r) = (ra.to_radians(), dec.to_radians(), radius.to_radians().max(1e-9));
+    let (lon, lat, r) = (
+        ra.to_radians(),
+        dec.to_radians(),
+        radius.to_radians().max(1e-9),
+    );
     // A depth where the cone spans a few cells keeps the ranges to a handful.
     let depth = cdshealpix::best_starting_depth(r).min(29);
     let fine = nested::cone_coverage_approx(depth, lon, lat, r);
@@ -455,7 +464,10 @@ mod tests {
             let cell = catalog::healpix::Cell::of_position(6, ra, dec);
             assert!(s.cells.contains(&cell.npix));
         }
-        assert!(cones([(1.0, 2.0, 90.0)], 6).is_none(), "a hemisphere is not bounded");
+        assert!(
+            cones([(1.0, 2.0, 90.0)], 6).is_none(),
+            "a hemisphere is not bounded"
+        );
         assert_eq!(cones([], 6).map(|s| s.ranges.len()), Some(0));
     }
 }

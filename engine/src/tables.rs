@@ -454,7 +454,12 @@ pub fn adql_tables(schema: &CatalogSchema) -> Vec<adql::Table> {
             key: if t.current_only {
                 vec!["diaObjectId".into()]
             } else {
-                schema.table(t.stored).key.iter().map(|k| k.to_string()).collect()
+                schema
+                    .table(t.stored)
+                    .key
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect()
             },
         })
         .collect();
