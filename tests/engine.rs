@@ -590,6 +590,7 @@ async fn crossmatches_against_an_upload_open_few_files_and_keep_their_answer() {
         opened >= 1 && opened * 10 <= total,
         "a crossmatch of 4 targets opened {opened} of {total} files:\n{plan}"
     );
+    assert!(hashed_on_cells(&plan), "{plan}");
 
     // DISTANCE with the radius from the upload, written as a WHERE over two tables.
     let (opened, n, plan) = same_answer_unpruned(
@@ -601,6 +602,7 @@ async fn crossmatches_against_an_upload_open_few_files_and_keep_their_answer() {
     .await;
     assert!(n > 0);
     assert!(opened * 10 <= total, "{opened} of {total}:\n{plan}");
+    assert!(hashed_on_cells(&plan), "{plan}");
 
     // Targets LEFT JOIN the catalog: every target kept, the catalog side narrowed.
     let (opened, n, plan) = same_answer_unpruned(
@@ -612,6 +614,8 @@ async fn crossmatches_against_an_upload_open_few_files_and_keep_their_answer() {
     .await;
     assert!(n > 0);
     assert!(opened * 10 <= total, "{opened} of {total}:\n{plan}");
+    // Repeating a kept target once per cell would repeat its unmatched row.
+    assert!(!hashed_on_cells(&plan), "{plan}");
 
     // EXISTS (a semi join) narrows the catalog too.
     let (opened, _, plan) = same_answer_unpruned(
@@ -626,6 +630,7 @@ async fn crossmatches_against_an_upload_open_few_files_and_keep_their_answer() {
         opened * 10 <= objects_total,
         "{opened} of {objects_total}:\n{plan}"
     );
+    assert!(hashed_on_cells(&plan), "{plan}");
 
     // The catalog LEFT JOIN targets keeps every catalog row, so nothing may be skipped.
     let (opened, n, plan) = same_answer_unpruned(
@@ -642,4 +647,62 @@ async fn crossmatches_against_an_upload_open_few_files_and_keep_their_answer() {
         "a preserved side keeps all its rows (no source is within 0.02° of two targets)"
     );
     assert_eq!(opened, total, "{plan}");
+    assert!(hashed_on_cells(&plan), "{plan}");
+
+    // Many targets, some near each other so circles overlap and share cells:
+    // every pair found once, as the nested loop finds them.
+    let near = rows(
+        &engine,
+        "SELECT TOP 300 ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
+    )
+    .await;
+    let (mut ras, mut decs, mut radii) = (Vec::new(), Vec::new(), Vec::new());
+    for b in &near {
+        let ra = b.column(0).as_primitive::<Float64Type>();
+        let dec = b.column(1).as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            for (k, off) in [0.0, 0.004, -0.007].into_iter().enumerate() {
+                ras.push(ra.value(i) + off);
+                decs.push(dec.value(i) - off);
+                radii.push(0.003 + 0.004 * k as f64);
+            }
+        }
+    }
+    let n = ras.len();
+    let many = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("ra", DataType::Float64, false),
+            Field::new("dec", DataType::Float64, false),
+            Field::new("r", DataType::Float64, false),
+        ])),
+        vec![
+            Arc::new(Float64Array::from(ras)),
+            Arc::new(Float64Array::from(decs)),
+            Arc::new(Float64Array::from(radii)),
+        ],
+    )
+    .unwrap();
+    let opts = QueryOptions {
+        uploads: vec![engine::Upload {
+            name: "many".into(),
+            batch: many,
+        }],
+        ..Default::default()
+    };
+    let hashed = "SELECT o.diaObjectId, t.ra, t.dec FROM TAP_UPLOAD.many AS t JOIN ppdb.DiaObject AS o \
+                  ON CONTAINS(POINT('ICRS', o.ra, o.dec), CIRCLE('ICRS', t.ra, t.dec, t.r)) = 1";
+    let looped = "SELECT o.diaObjectId, t.ra, t.dec FROM TAP_UPLOAD.many AS t JOIN ppdb.DiaObject AS o \
+                  ON CONTAINS(POINT('ICRS', o.ra, o.dec), CIRCLE('ICRS', t.ra, t.dec, t.r + 0 * o.ra)) = 1";
+    let plan = engine.explain_analyze(hashed, &opts).await.unwrap();
+    assert!(hashed_on_cells(&plan), "{plan}");
+    let a = sorted_lines(&rows_with(&engine, hashed, &opts).await);
+    let b = sorted_lines(&rows_with(&engine, looped, &opts).await);
+    assert!(a.len() > n / 3, "{} pairs for {n} targets", a.len());
+    assert_eq!(a, b);
+}
+
+/// Whether a plan joins on the HEALPix cells of a crossmatch (a zone join).
+fn hashed_on_cells(plan: &str) -> bool {
+    plan.lines()
+        .any(|l| l.contains("HashJoinExec") && l.contains("__ppdb_crossmatch_cell"))
 }

@@ -10,16 +10,31 @@
 //! only given where dropping rows that match no circle cannot change the
 //! answer: the catalog side of an inner or semi join, or the side an outer or
 //! anti join does not preserve.
+//!
+//! Pruning alone leaves the join a nested loop: every target against every
+//! catalog row that survives, which for 1 000 targets spread over the sky is
+//! most of the table. So the join is also given an equality to hash on (a
+//! zone join, as q3c does): each target is repeated once per HEALPix cell its
+//! circle touches, at an order where a circle touches a handful, and each
+//! catalog row is keyed by the one cell its position lies in. A pair that
+//! satisfies the circle test always shares a cell, and shares exactly one, so
+//! the hash join followed by the exact test returns the same rows, each once.
 
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
+use arrow::array::{ArrayRef, Int64Builder, RecordBatch, UInt32Builder};
 use arrow::datatypes::{DataType, Float64Type};
+use arrow::datatypes::{Field, Schema};
 use datafusion::catalog::default_table_source::{provider_as_source, source_as_provider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, JoinType, Result};
+use datafusion::common::{Column, JoinType, Result, TableReference};
+use datafusion::datasource::MemTable;
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, Join, LogicalPlan, TableScan};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{
+    Expr, Join, LogicalPlan, LogicalPlanBuilder, Projection, TableScan, cast, lit,
+};
 use datafusion::physical_plan::collect;
 
 use crate::provider::PpdbTable;
@@ -41,11 +56,30 @@ struct Found {
     circle: [Expr; 3],
 }
 
+/// A join whose upload side can be exploded into HEALPix cells to hash on.
+struct Zone {
+    /// Child positions from the root of the plan down to the join.
+    path: Vec<usize>,
+    /// Whether the catalog (the side keyed by its position) is the left input.
+    catalog_left: bool,
+    /// The catalog side's longitude and latitude.
+    point: [Expr; 2],
+    /// Centre longitude, latitude and radius, over the upload side's columns.
+    circle: [Expr; 3],
+}
+
+/// The column an exploded upload carries its HEALPix cell in.
+const CELL: &str = "__ppdb_crossmatch_cell";
+/// The table name the exploded upload is scanned under.
+const EXPLODED: &str = "__ppdb_crossmatch_targets";
+
 /// Gives every catalog scan that is crossmatched against an upload the sky its
-/// circles cover. Plans without such a join come back unchanged.
+/// circles cover, and every such join an equality on HEALPix cells to hash on.
+/// Plans without such a join come back unchanged.
 pub(crate) async fn hint(plan: LogicalPlan, state: &SessionState) -> Result<LogicalPlan> {
     let mut found = Vec::new();
-    find(&plan, &mut Vec::new(), &mut found)?;
+    let mut zones = Vec::new();
+    find(&plan, &mut Vec::new(), &mut found, &mut zones)?;
     let mut plan = plan;
     for f in found {
         let Some(scan) = scan_at(&plan, &f.path) else {
@@ -59,17 +93,32 @@ pub(crate) async fn hint(plan: LogicalPlan, state: &SessionState) -> Result<Logi
         };
         plan = rewrite(plan, &f.path, &Arc::new(sky))?.data;
     }
+    // Deepest first: wrapping a join in a projection moves only the paths below it.
+    zones.sort_by_key(|z| std::cmp::Reverse(z.path.len()));
+    for z in zones {
+        let Some(node) = node_at(&plan, &z.path) else {
+            continue;
+        };
+        if let Some(new) = zone_join(node, &z, state).await? {
+            plan = replace_at(plan, &z.path, new)?.data;
+        }
+    }
     Ok(plan)
 }
 
-fn find(plan: &LogicalPlan, path: &mut Vec<usize>, found: &mut Vec<Found>) -> Result<()> {
+fn find(
+    plan: &LogicalPlan,
+    path: &mut Vec<usize>,
+    found: &mut Vec<Found>,
+    zones: &mut Vec<Zone>,
+) -> Result<()> {
     if let LogicalPlan::Join(j) = plan {
-        join(j, path, found);
+        join(j, path, found, zones);
     }
     let mut i = 0;
     plan.apply_children(|child| {
         path.push(i);
-        find(child, path, found)?;
+        find(child, path, found, zones)?;
         path.pop();
         i += 1;
         Ok(TreeNodeRecursion::Continue)
@@ -91,7 +140,22 @@ fn may_narrow(j: &Join, left: bool) -> bool {
     }
 }
 
-fn join(j: &Join, path: &[usize], found: &mut Vec<Found>) {
+/// Whether the upload side of a join may be repeated once per cell without
+/// repeating any output row: it must be neither returned alone (semi and anti
+/// joins) nor kept when it matches nothing (outer joins).
+fn may_explode(j: &Join, catalog_left: bool) -> bool {
+    if j.null_aware {
+        return false;
+    }
+    match j.join_type {
+        JoinType::Inner => true,
+        JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti => catalog_left,
+        JoinType::Right | JoinType::RightSemi | JoinType::RightAnti => !catalog_left,
+        _ => false,
+    }
+}
+
+fn join(j: &Join, path: &[usize], found: &mut Vec<Found>, zones: &mut Vec<Zone>) {
     let Some(filter) = &j.filter else {
         return;
     };
@@ -111,7 +175,19 @@ fn join(j: &Join, path: &[usize], found: &mut Vec<Found>) {
                         .iter()
                         .all(|c| targets.schema().has_column(c))
                 });
-                if !(on_catalog && on_targets && may_narrow(j, index == 0) && is_upload(targets)) {
+                if !(on_catalog && on_targets && is_upload(targets)) {
+                    continue;
+                }
+                let catalog_left = index == 0;
+                if may_explode(j, catalog_left) && !zones.iter().any(|z| z.path == path) {
+                    zones.push(Zone {
+                        path: path.to_vec(),
+                        catalog_left,
+                        point: near.point.map(Expr::clone),
+                        circle: circle.map(Expr::clone),
+                    });
+                }
+                if !may_narrow(j, catalog_left) {
                     continue;
                 }
                 let (Some((ra_name, to_scan)), Some((dec_name, to_dec))) =
@@ -263,4 +339,183 @@ async fn circles(found: &Found, state: &SessionState, partition_order: u8) -> Re
         }
     }
     Ok(prune::cones(cones, partition_order))
+}
+
+fn node_at<'p>(plan: &'p LogicalPlan, path: &[usize]) -> Option<&'p LogicalPlan> {
+    match path.split_first() {
+        None => Some(plan),
+        Some((i, rest)) => node_at(plan.inputs().get(*i)?, rest),
+    }
+}
+
+/// The plan with the node at `path` replaced by `new`.
+fn replace_at(
+    plan: LogicalPlan,
+    path: &[usize],
+    new: LogicalPlan,
+) -> Result<Transformed<LogicalPlan>> {
+    let Some((at, rest)) = path.split_first() else {
+        return Ok(Transformed::yes(new));
+    };
+    let mut i = 0;
+    let mut new = Some(new);
+    plan.map_children(|child| {
+        let here = i;
+        i += 1;
+        match (here == *at, new.take()) {
+            (true, Some(n)) => replace_at(child, rest, n),
+            (_, n) => {
+                new = n;
+                Ok(Transformed::no(child))
+            }
+        }
+    })
+}
+
+/// The join at `plan` hashed on HEALPix cells (see the module's notes), or
+/// `None` to leave it as it is (not the join expected, a circle that cannot be
+/// bounded, or too many targets).
+async fn zone_join(
+    plan: &LogicalPlan,
+    z: &Zone,
+    state: &SessionState,
+) -> Result<Option<LogicalPlan>> {
+    {
+        let LogicalPlan::Join(j) = plan else {
+            return Ok(None);
+        };
+        let targets = if z.catalog_left { &j.right } else { &j.left };
+        let physical = state
+            .query_planner()
+            .create_physical_plan(targets, state)
+            .await?;
+        let batches = collect(physical, state.task_ctx()).await?;
+        if batches.iter().map(|b| b.num_rows()).sum::<usize>() > MAX_TARGETS {
+            return Ok(None);
+        }
+        let schema = targets.schema();
+        // The circles, row by row; the order is chosen for the largest.
+        let mut circles = Vec::new();
+        for batch in &batches {
+            let mut columns = Vec::with_capacity(3);
+            for e in &z.circle {
+                let values = state
+                    .create_physical_expr(e.clone(), schema)?
+                    .evaluate(batch)?
+                    .into_array(batch.num_rows())?;
+                columns.push(arrow::compute::cast(&values, &DataType::Float64)?);
+            }
+            let [ra, dec, r] = [&columns[0], &columns[1], &columns[2]]
+                .map(|c| c.as_primitive::<Float64Type>().clone());
+            let mut rows = Vec::with_capacity(batch.num_rows());
+            for i in 0..batch.num_rows() {
+                rows.push(
+                    (!ra.is_null(i) && !dec.is_null(i) && !r.is_null(i))
+                        .then(|| (ra.value(i), dec.value(i), r.value(i))),
+                );
+            }
+            circles.push(rows);
+        }
+        let mut largest: f64 = 0.0;
+        for c in circles.iter().flatten().flatten() {
+            let valid = c.0.is_finite() && c.1.abs() <= 90.0 && c.2.is_finite();
+            if !valid || c.2 >= 90.0 {
+                // Not a bounded circle: leave the join to its nested loop.
+                return Ok(None);
+            }
+            largest = largest.max(c.2);
+        }
+        let order = cdshealpix::best_starting_depth(largest.to_radians().max(1e-9)).min(29);
+        let layer = cdshealpix::nested::get(order);
+
+        // The upload, each row repeated once per cell its circle touches.
+        let width = schema.fields().len();
+        let mut fields: Vec<Field> = (0..width)
+            .map(|i| Field::new(format!("c{i}"), schema.field(i).data_type().clone(), true))
+            .collect();
+        fields.push(Field::new(CELL, DataType::Int64, false));
+        let exploded_schema = Arc::new(Schema::new(fields));
+        let mut exploded = Vec::with_capacity(batches.len());
+        for (batch, rows) in batches.iter().zip(&circles) {
+            let mut take = UInt32Builder::new();
+            let mut cells = Int64Builder::new();
+            for (i, c) in rows.iter().enumerate() {
+                // A circle with a NULL, or a negative radius, matches nothing.
+                let Some((ra, dec, r)) = c else { continue };
+                if *r < 0.0 {
+                    continue;
+                }
+                let cover = layer.cone_coverage_approx(
+                    ra.to_radians(),
+                    dec.to_radians(),
+                    r.to_radians().max(1e-9),
+                );
+                for cell in cover.flat_iter() {
+                    take.append_value(i as u32);
+                    cells.append_value(cell as i64);
+                }
+            }
+            let take = take.finish();
+            let mut columns: Vec<ArrayRef> = batch
+                .columns()
+                .iter()
+                .map(|c| arrow::compute::take(c, &take, None))
+                .collect::<std::result::Result<_, _>>()?;
+            columns.push(Arc::new(cells.finish()));
+            exploded.push(RecordBatch::try_new(exploded_schema.clone(), columns)?);
+        }
+        let table = MemTable::try_new(exploded_schema, vec![exploded])?;
+        let mut names: Vec<Expr> = (0..width)
+            .map(|i| {
+                let (q, f) = schema.qualified_field(i);
+                Expr::Column(Column::new(Some(EXPLODED), format!("c{i}")))
+                    .alias_qualified(q.cloned(), f.name())
+            })
+            .collect();
+        names.push(Expr::Column(Column::new(Some(EXPLODED), CELL)).alias(CELL));
+        let exploded = LogicalPlanBuilder::scan(
+            TableReference::bare(EXPLODED),
+            provider_as_source(Arc::new(table)),
+            None,
+        )?
+        .project(names)?
+        .build()?;
+
+        // The catalog side's key: the cell its position lies in, at that order.
+        let Some(index) = state.scalar_functions().get(adql::udf::HEALPIX_INDEX) else {
+            return Ok(None);
+        };
+        let key = Expr::ScalarFunction(ScalarFunction::new_udf(
+            index.clone(),
+            vec![
+                lit(i64::from(order)),
+                cast(z.point[0].clone(), DataType::Float64),
+                cast(z.point[1].clone(), DataType::Float64),
+            ],
+        ));
+        let cell = Expr::Column(Column::new_unqualified(CELL));
+        let (left, right, pair) = if z.catalog_left {
+            (j.left.clone(), Arc::new(exploded), (key, cell))
+        } else {
+            (Arc::new(exploded), j.right.clone(), (cell, key))
+        };
+        let mut on = j.on.clone();
+        on.push(pair);
+        let joined = Join::try_new(
+            left,
+            right,
+            on,
+            j.filter.clone(),
+            j.join_type,
+            j.join_constraint,
+            j.null_equality,
+            j.null_aware,
+        )?;
+        // The join's own columns, without the cell.
+        let columns: Vec<Expr> = j.schema.columns().into_iter().map(Expr::Column).collect();
+        Ok(Some(LogicalPlan::Projection(Projection::try_new(
+            columns,
+            Arc::new(LogicalPlan::Join(joined)),
+        )?)))
+    }
 }

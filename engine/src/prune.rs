@@ -356,23 +356,29 @@ pub(crate) fn cones(
             _ => merged.push(r),
         }
     }
-    if merged.len() > MAX_RANGES {
-        let mut gaps: Vec<u64> = merged.windows(2).map(|w| w[1].start - w[0].end).collect();
-        gaps.sort_unstable();
-        let close = gaps[merged.len() - MAX_RANGES - 1];
-        let mut coarse: Vec<Range<u64>> = Vec::with_capacity(MAX_RANGES + 1);
-        for r in merged {
-            match coarse.last_mut() {
-                Some(last) if r.start - last.end <= close => last.end = r.end,
-                _ => coarse.push(r),
-            }
-        }
-        merged = coarse;
-    }
     Some(Sky {
-        ranges: merged,
+        ranges: coarsen(merged, MAX_RANGES),
         cells,
     })
+}
+
+/// Sorted, disjoint `ranges` with the smallest gaps between them closed until at
+/// most `most` remain (a superset of the original, as cheap to test as `most`).
+pub(crate) fn coarsen(ranges: Vec<Range<u64>>, most: usize) -> Vec<Range<u64>> {
+    if ranges.len() <= most.max(1) {
+        return ranges;
+    }
+    let mut gaps: Vec<u64> = ranges.windows(2).map(|w| w[1].start - w[0].end).collect();
+    gaps.sort_unstable();
+    let close = gaps[ranges.len() - most.max(1) - 1];
+    let mut coarse: Vec<Range<u64>> = Vec::with_capacity(most + 1);
+    for r in ranges {
+        match coarse.last_mut() {
+            Some(last) if r.start - last.end <= close => last.end = r.end,
+            _ => coarse.push(r),
+        }
+    }
+    coarse
 }
 
 /// Reads what a scan's filters allow.
