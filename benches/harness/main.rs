@@ -151,7 +151,13 @@ async fn main() -> Result<()> {
     );
     let engine = engine::Engine::open(path(&catalog_dir)?).await?;
     if let Some(adql) = &args.only {
-        return suite::only(&engine, adql, args.pinned, &settings).await;
+        // The suite's upload is there as TAP_UPLOAD.targets (id, ra, dec).
+        let upload = if adql.to_uppercase().contains("TAP_UPLOAD") {
+            Some(suite::Setup::choose(&engine, &work).await?.upload)
+        } else {
+            None
+        };
+        return suite::only(&engine, adql, upload, args.pinned, &settings).await;
     }
     let python = peers::Python::new(&args.python, &work)?;
     let setup = suite::Setup::choose(&engine, &work).await?;

@@ -41,7 +41,7 @@ pub struct Setup {
     /// Objects updated after this time are about 5 000.
     since: f64,
     /// The upload: id, ra, dec (as a batch and as a CSV file for the peers).
-    upload: Upload,
+    pub upload: Upload,
     upload_csv: PathBuf,
     /// Positions and ids the load mix picks from.
     pub centres: Vec<(f64, f64)>,
@@ -401,25 +401,29 @@ fn same(name: &str, peer: &str, ours: &[String], theirs: &[String]) -> Result<()
 }
 
 /// Runs one query back to back for the load step's time and prints its latency.
-pub async fn only(engine: &Engine, adql: &str, pinned: bool, s: &Settings) -> Result<()> {
+pub async fn only(
+    engine: &Engine,
+    adql: &str,
+    upload: Option<Upload>,
+    pinned: bool,
+    s: &Settings,
+) -> Result<()> {
     let s = Settings {
         repeat: usize::MAX,
         budget: s.load_seconds,
         ..s.clone()
     };
+    let uploads: Vec<Upload> = upload.into_iter().collect();
+    let opts = QueryOptions {
+        uploads: uploads.clone(),
+        ..Default::default()
+    };
     if std::env::var_os("PPDB_BENCH_PHASES").is_some() {
         // The second run is warm: footers and page indexes cached.
-        engine
-            .explain_analyze(adql, &QueryOptions::default())
-            .await?;
-        eprintln!(
-            "{}",
-            engine
-                .explain_analyze(adql, &QueryOptions::default())
-                .await?
-        );
+        engine.explain_analyze(adql, &opts).await?;
+        eprintln!("{}", engine.explain_analyze(adql, &opts).await?);
     }
-    let (rows, _, times) = time_ours(engine, adql, &[], pinned, &s).await?;
+    let (rows, _, times) = time_ours(engine, adql, &uploads, pinned, &s).await?;
     let st = Stats::of(times, rows);
     println!(
         "{rows} rows, {} runs: p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms",
