@@ -796,7 +796,7 @@ impl Engine {
             _ => plan,
         };
         let schema = plan.schema().inner().clone();
-        let plan = state.optimize(&plan)?;
+        let plan = crate::colocate::narrow(state.optimize(&plan)?)?;
         let plan = if uploads.is_empty() {
             plan
         } else {
@@ -848,7 +848,8 @@ impl Engine {
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement)))
             .await?;
-        let plan = crate::crossmatch::hint(state.optimize(&plan)?, &state).await?;
+        let plan = crate::colocate::narrow(state.optimize(&plan)?)?;
+        let plan = crate::crossmatch::hint(plan, &state).await?;
         let physical = state
             .query_planner()
             .create_physical_plan(&plan, &state)
@@ -945,6 +946,7 @@ impl Engine {
                 prefix: self.catalog.location().prefix.clone(),
                 reader: self.reader.clone(),
                 hints: Vec::new(),
+                partitions: None,
             };
             schema_of(t.schema).register_table(t.name.to_string(), Arc::new(provider))?;
         }

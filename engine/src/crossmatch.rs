@@ -91,7 +91,8 @@ pub(crate) async fn hint(plan: LogicalPlan, state: &SessionState) -> Result<Logi
         let Some(sky) = circles(&f, state, table.partition_order()).await? else {
             continue;
         };
-        plan = rewrite(plan, &f.path, &Arc::new(sky))?.data;
+        let sky = Arc::new(sky);
+        plan = rewrite(plan, &f.path, &|t| t.with_hint(sky.clone()))?.data;
     }
     // Deepest first: wrapping a join in a projection moves only the paths below it.
     zones.sort_by_key(|z| std::cmp::Reverse(z.path.len()));
@@ -128,7 +129,7 @@ fn find(
 
 /// Whether rows of one side (`left` or not) that match nothing may be dropped
 /// before the join without changing what it returns.
-fn may_narrow(j: &Join, left: bool) -> bool {
+pub(crate) fn may_narrow(j: &Join, left: bool) -> bool {
     if j.null_aware {
         return false;
     }
@@ -208,7 +209,7 @@ fn join(j: &Join, path: &[usize], found: &mut Vec<Found>, zones: &mut Vec<Zone>)
     }
 }
 
-fn column(e: &Expr) -> Option<&Column> {
+pub(crate) fn column(e: &Expr) -> Option<&Column> {
     match e {
         Expr::Column(c) => Some(c),
         Expr::Cast(c) => column(&c.expr),
@@ -233,7 +234,7 @@ fn is_upload(plan: &LogicalPlan) -> bool {
 
 /// Follows a column down through nodes that pass rows on one by one to the
 /// catalog scan that reads it: the stored column name and the path to the scan.
-fn trace(plan: &LogicalPlan, col: &Column) -> Option<(String, Vec<usize>)> {
+pub(crate) fn trace(plan: &LogicalPlan, col: &Column) -> Option<(String, Vec<usize>)> {
     let mut plan = plan;
     let mut index = plan.schema().maybe_index_of_column(col)?;
     let mut path = Vec::new();
@@ -263,12 +264,12 @@ fn trace(plan: &LogicalPlan, col: &Column) -> Option<(String, Vec<usize>)> {
     }
 }
 
-fn ppdb_table(scan: &TableScan) -> Option<PpdbTable> {
+pub(crate) fn ppdb_table(scan: &TableScan) -> Option<PpdbTable> {
     let provider = source_as_provider(&scan.source).ok()?;
     provider.downcast_ref::<PpdbTable>().cloned()
 }
 
-fn scan_at<'p>(plan: &'p LogicalPlan, path: &[usize]) -> Option<&'p TableScan> {
+pub(crate) fn scan_at<'p>(plan: &'p LogicalPlan, path: &[usize]) -> Option<&'p TableScan> {
     match path.split_first() {
         None => match plan {
             LogicalPlan::TableScan(s) => Some(s),
@@ -278,8 +279,12 @@ fn scan_at<'p>(plan: &'p LogicalPlan, path: &[usize]) -> Option<&'p TableScan> {
     }
 }
 
-/// The plan with the scan at `path` told that its rows must lie in `sky`.
-fn rewrite(plan: LogicalPlan, path: &[usize], sky: &Arc<Sky>) -> Result<Transformed<LogicalPlan>> {
+/// The plan with the catalog table scanned at `path` replaced by `f` of it.
+pub(crate) fn rewrite(
+    plan: LogicalPlan,
+    path: &[usize],
+    f: &dyn Fn(&PpdbTable) -> PpdbTable,
+) -> Result<Transformed<LogicalPlan>> {
     let Some((at, rest)) = path.split_first() else {
         let LogicalPlan::TableScan(scan) = plan else {
             return Ok(Transformed::no(plan));
@@ -287,7 +292,7 @@ fn rewrite(plan: LogicalPlan, path: &[usize], sky: &Arc<Sky>) -> Result<Transfor
         let Some(table) = ppdb_table(&scan) else {
             return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
         };
-        let source = provider_as_source(Arc::new(table.with_hint(sky.clone())));
+        let source = provider_as_source(Arc::new(f(&table)));
         return Ok(Transformed::yes(LogicalPlan::TableScan(TableScan {
             source,
             ..scan
@@ -298,7 +303,7 @@ fn rewrite(plan: LogicalPlan, path: &[usize], sky: &Arc<Sky>) -> Result<Transfor
         let here = i;
         i += 1;
         if here == *at {
-            rewrite(child, rest, sky)
+            rewrite(child, rest, f)
         } else {
             Ok(Transformed::no(child))
         }

@@ -10,6 +10,7 @@
 mod aggregate;
 mod binary2;
 pub mod checksum;
+mod colocate;
 mod context;
 mod crossmatch;
 mod deadline;

@@ -56,6 +56,10 @@ pub(crate) struct PpdbTable {
     /// Regions the rows a query needs lie in, known from outside the scan's own
     /// filters (the circles of an upload this table is crossmatched against).
     pub(crate) hints: Vec<Arc<Sky>>,
+    /// The partitions (cells at the partition order) the rows a query needs lie
+    /// in, known from a table stored beside this one that it is joined with on
+    /// `diaObjectId`; `None` for all.
+    pub(crate) partitions: Option<Arc<BTreeSet<u64>>>,
 }
 
 impl fmt::Debug for PpdbTable {
@@ -83,6 +87,53 @@ impl PpdbTable {
         t
     }
 
+    /// The same table, for a scan whose rows must also lie in these partitions.
+    pub(crate) fn within(&self, partitions: BTreeSet<u64>) -> PpdbTable {
+        let mut t = self.clone();
+        t.partitions = Some(Arc::new(match &self.partitions {
+            Some(p) => partitions.intersection(p).copied().collect(),
+            None => partitions,
+        }));
+        t
+    }
+
+    /// Whether rows of this table lie in the partition of their `diaObjectId`
+    /// (DiaObject versions, and the sources of each object beside them).
+    pub(crate) fn colocated(&self) -> bool {
+        matches!(
+            self.scan.table,
+            TableId::DiaObject | TableId::DiaSource | TableId::DiaForcedSource
+        )
+    }
+
+    /// The partitions a scan with these filters reads, or `None` when the filters
+    /// narrow nothing.
+    pub(crate) fn partitions_read(&self, filters: &[Expr]) -> Option<BTreeSet<u64>> {
+        let prune = prune::analyse(filters, self.scan.partition_order);
+        if prune.sky.is_none()
+            && prune.ids.is_none()
+            && self.hints.is_empty()
+            && self.partitions.is_none()
+        {
+            return None;
+        }
+        let skies: Vec<&Sky> = prune
+            .sky
+            .iter()
+            .chain(self.hints.iter().map(|h| h.as_ref()))
+            .collect();
+        let files = self.files(&prune, &skies);
+        if files.iter().any(|f| f.cell.is_none()) {
+            return None;
+        }
+        Some(
+            files
+                .iter()
+                .filter_map(|f| f.cell.map(|c| c.npix))
+                .collect(),
+        )
+    }
+
     /// The files a scan with these ids and regions needs.
     fn files(&self, prune: &Prune, skies: &[&Sky]) -> Vec<&ScanFile> {
         let table = self.scan.table;
@@ -103,6 +154,12 @@ impl PpdbTable {
             .files
             .iter()
             .filter(|f| {
+                if let Some(p) = &self.partitions
+                    && table.is_partitioned()
+                    && !f.cell.is_some_and(|c| p.contains(&c.npix))
+                {
+                    return false;
+                }
                 if let Some(cells) = &cells
                     && !f.cell.is_some_and(|c| cells.contains(&c.npix))
                 {
