@@ -313,37 +313,57 @@ pub(crate) fn rewrite(
 /// The union of the circles the upload side of a join describes, or `None`
 /// when it is too large to read or one circle cannot be bounded.
 async fn circles(found: &Found, state: &SessionState, partition_order: u8) -> Result<Option<Sky>> {
+    let Some((_, circles)) = read_circles(&found.targets, &found.circle, state).await? else {
+        return Ok(None);
+    };
+    // A circle with a NULL matches nothing.
+    Ok(prune::cones(
+        circles.into_iter().flatten().flatten(),
+        partition_order,
+    ))
+}
+
+/// Per batch and row, one circle of a row, as NULL-free `(ra, dec, radius)`.
+type Circles = Vec<Vec<Option<(f64, f64, f64)>>>;
+
+/// Runs the upload side of a join: its rows, and the circle each describes;
+/// `None` when it has too many rows to read.
+async fn read_circles(
+    targets: &LogicalPlan,
+    circle: &[Expr; 3],
+    state: &SessionState,
+) -> Result<Option<(Vec<RecordBatch>, Circles)>> {
     let physical = state
         .query_planner()
-        .create_physical_plan(&found.targets, state)
+        .create_physical_plan(targets, state)
         .await?;
     let batches = collect(physical, state.task_ctx()).await?;
     if batches.iter().map(|b| b.num_rows()).sum::<usize>() > MAX_TARGETS {
         return Ok(None);
     }
-    let schema = found.targets.schema();
-    let mut cones = Vec::new();
+    let schema = targets.schema();
+    let mut circles = Vec::with_capacity(batches.len());
     for batch in &batches {
         let mut columns = Vec::with_capacity(3);
-        for e in &found.circle {
+        for e in circle {
             let values = state
                 .create_physical_expr(e.clone(), schema)?
                 .evaluate(batch)?
                 .into_array(batch.num_rows())?;
-            let values = arrow::compute::cast(&values, &DataType::Float64)?;
-            columns.push(values);
+            columns.push(arrow::compute::cast(&values, &DataType::Float64)?);
         }
-        let [ra, dec, radius] = [&columns[0], &columns[1], &columns[2]]
+        let [ra, dec, r] = [&columns[0], &columns[1], &columns[2]]
             .map(|c| c.as_primitive::<Float64Type>().clone());
-        for row in 0..batch.num_rows() {
-            // A circle with a NULL matches nothing.
-            if ra.is_null(row) || dec.is_null(row) || radius.is_null(row) {
-                continue;
-            }
-            cones.push((ra.value(row), dec.value(row), radius.value(row)));
-        }
+        circles.push(
+            (0..batch.num_rows())
+                .map(|i| {
+                    (!ra.is_null(i) && !dec.is_null(i) && !r.is_null(i))
+                        .then(|| (ra.value(i), dec.value(i), r.value(i)))
+                })
+                .collect(),
+        );
     }
-    Ok(prune::cones(cones, partition_order))
+    Ok(Some((batches, circles)))
 }
 
 fn node_at<'p>(plan: &'p LogicalPlan, path: &[usize]) -> Option<&'p LogicalPlan> {
@@ -390,37 +410,11 @@ async fn zone_join(
             return Ok(None);
         };
         let targets = if z.catalog_left { &j.right } else { &j.left };
-        let physical = state
-            .query_planner()
-            .create_physical_plan(targets, state)
-            .await?;
-        let batches = collect(physical, state.task_ctx()).await?;
-        if batches.iter().map(|b| b.num_rows()).sum::<usize>() > MAX_TARGETS {
+        let Some((batches, circles)) = read_circles(targets, &z.circle, state).await? else {
             return Ok(None);
-        }
+        };
         let schema = targets.schema();
-        // The circles, row by row; the order is chosen for the largest.
-        let mut circles = Vec::new();
-        for batch in &batches {
-            let mut columns = Vec::with_capacity(3);
-            for e in &z.circle {
-                let values = state
-                    .create_physical_expr(e.clone(), schema)?
-                    .evaluate(batch)?
-                    .into_array(batch.num_rows())?;
-                columns.push(arrow::compute::cast(&values, &DataType::Float64)?);
-            }
-            let [ra, dec, r] = [&columns[0], &columns[1], &columns[2]]
-                .map(|c| c.as_primitive::<Float64Type>().clone());
-            let mut rows = Vec::with_capacity(batch.num_rows());
-            for i in 0..batch.num_rows() {
-                rows.push(
-                    (!ra.is_null(i) && !dec.is_null(i) && !r.is_null(i))
-                        .then(|| (ra.value(i), dec.value(i), r.value(i))),
-                );
-            }
-            circles.push(rows);
-        }
+        // The order is chosen for the largest circle.
         let mut largest: f64 = 0.0;
         for c in circles.iter().flatten().flatten() {
             let valid = c.0.is_finite() && c.1.abs() <= 90.0 && c.2.is_finite();

@@ -117,11 +117,7 @@ impl PpdbTable {
         {
             return None;
         }
-        let skies: Vec<&Sky> = prune
-            .sky
-            .iter()
-            .chain(self.hints.iter().map(|h| h.as_ref()))
-            .collect();
+        let skies = self.skies(&prune);
         let files = self.files(&prune, &skies);
         if files.iter().any(|f| f.cell.is_none()) {
             return None;
@@ -132,6 +128,15 @@ impl PpdbTable {
                 .filter_map(|f| f.cell.map(|c| c.npix))
                 .collect(),
         )
+    }
+
+    /// The regions a scan's rows must lie in: its filters' cone and the hints.
+    fn skies<'a>(&'a self, prune: &'a Prune) -> Vec<&'a Sky> {
+        prune
+            .sky
+            .iter()
+            .chain(self.hints.iter().map(|h| h.as_ref()))
+            .collect()
     }
 
     /// The files a scan with these ids and regions needs.
@@ -252,11 +257,7 @@ impl TableProvider for PpdbTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let prune = prune::analyse(filters, self.scan.partition_order);
-        let skies: Vec<&Sky> = prune
-            .sky
-            .iter()
-            .chain(self.hints.iter().map(|h| h.as_ref()))
-            .collect();
+        let skies = self.skies(&prune);
         let files = self.files(&prune, &skies);
         let k = self.scan.snapshot as i64;
         let by_columns = files.iter().any(|f| f.filter_by_columns);
