@@ -13,6 +13,8 @@
 //!
 //! `benches/run` installs the peers, builds and runs this; see `benches/README.md`.
 
+#[path = "../chunks.rs"]
+mod chunks;
 mod load;
 mod peers;
 mod report;
@@ -22,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use catalog::Catalog;
 use catalog::sample::{SampleConfig, generate};
-use catalog::{Catalog, IngestOutcome, store};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
@@ -240,29 +242,20 @@ async fn build(settings: &Settings, work: &Path, catalog_dir: &Path) -> Result<B
     let summary = generate(&cfg, &chunks)?;
     let generate_s = t.elapsed().as_secs_f64();
     eprintln!("generated {} chunks in {generate_s:.1} s", summary.chunks);
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&chunks)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    dirs.sort();
     let cat = Catalog::open_or_create(path(catalog_dir)?, catalog::DEFAULT_PARTITION_ORDER).await?;
     let t = Instant::now();
-    let mut rows = 0u64;
-    for d in &dirs {
-        if let IngestOutcome::Committed(info) = cat.ingest(&store::open_existing_local(d)?).await? {
-            rows += info.rows_added.values().sum::<u64>();
-        }
-    }
+    let (committed, rows) = chunks::ingest_all(&cat, &chunks).await?;
     let ingest_s = t.elapsed().as_secs_f64();
     eprintln!(
         "ingested {} chunks, {rows} rows in {ingest_s:.1} s",
-        dirs.len()
+        committed
     );
     // Fold retirements into `_retired` so the peers can see the same rows.
     let t = Instant::now();
     cat.compact().await?;
     cat.vacuum(Duration::ZERO).await?;
     let b = Build {
-        chunks: dirs.len(),
+        chunks: committed,
         rows,
         generate_s,
         ingest_s,
