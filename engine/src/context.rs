@@ -29,6 +29,7 @@ use futures::StreamExt;
 
 use crate::checksum::Checksum;
 use crate::crossmatch::UPLOAD_SCHEMA;
+use crate::embargo::{self, Access, Embargo, Timing};
 use crate::error::{Error, Result};
 use crate::format::Format;
 use crate::memory::QueryPool;
@@ -58,6 +59,8 @@ pub struct EngineOptions {
     pub state: Option<String>,
     /// Bytes of results kept in memory for replays (0 turns the cache off).
     pub result_cache_bytes: u64,
+    /// Which rows only privileged callers see.
+    pub embargo: Embargo,
 }
 
 impl Default for EngineOptions {
@@ -70,6 +73,7 @@ impl Default for EngineOptions {
                 .unwrap_or(2),
             state: None,
             result_cache_bytes: 256 << 20,
+            embargo: Embargo::default(),
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct QueryOptions {
     pub time_limit: Option<Duration>,
     /// Tables the query brings with it, read as `TAP_UPLOAD.<name>`.
     pub uploads: Vec<Upload>,
+    /// Whether the caller may see embargoed rows.
+    pub privileged: bool,
 }
 
 /// How a token is replayed.
@@ -97,6 +103,8 @@ pub struct ReplayOptions {
     pub use_cache: bool,
     /// The longest the replay may run; past it, it fails.
     pub time_limit: Option<Duration>,
+    /// Whether the caller may see embargoed rows (needed to replay a result that holds some).
+    pub privileged: bool,
 }
 
 impl Default for ReplayOptions {
@@ -104,6 +112,7 @@ impl Default for ReplayOptions {
         ReplayOptions {
             use_cache: true,
             time_limit: None,
+            privileged: false,
         }
     }
 }
@@ -350,7 +359,9 @@ pub struct Engine {
     tap: Vec<(&'static str, Arc<dyn TableProvider>)>,
     store_url: ObjectStoreUrl,
     reader: Arc<CachedParquetFileReaderFactory>,
-    pinned: moka::sync::Cache<u64, Arc<dyn CatalogProviderList>>,
+    /// The tables per snapshot and embargo cutoff (as bits).
+    pinned: moka::sync::Cache<(u64, Option<u64>), Arc<dyn CatalogProviderList>>,
+    embargo: Embargo,
     state: StateStore,
     results: ResultCache,
     result_limit: u64,
@@ -472,6 +483,7 @@ impl Engine {
             result_limit: options.result_cache_bytes / 8,
             memory_limit: options.memory_limit,
             spill_memory: options.spill_memory,
+            embargo: options.embargo,
         })
     }
 
@@ -586,6 +598,7 @@ impl Engine {
         let original = adql::parse(adql, &*tables)?;
         let t1 = Instant::now();
         let (log, snapshot) = self.choose(original.as_of.as_ref(), options).await?;
+        let access = self.access(&log, snapshot.snapshot, &original, options.privileged);
         let cut = options.maxrec.is_some() && !order_is_fixed(&original);
         let pinned = adql::pin(&original, &*tables, snapshot.snapshot, cut)?;
         let uploads = self.keep_uploads(&options.uploads).await?;
@@ -607,6 +620,7 @@ impl Engine {
             maxrec: options.maxrec,
             response_format: format.as_deref(),
             uploads: &upload_identity,
+            embargo: access.cutoff,
         }
         .token();
         let record = TokenRecord {
@@ -626,11 +640,20 @@ impl Engine {
             checksum: String::new(),
             created_at: Utc::now(),
             uploads,
+            embargo_cutoff: access.cutoff,
+            embargoed_until: access.until,
         };
         let t2 = Instant::now();
         let limit = options.time_limit.map(|d| (t0 + d, d));
         let mut result = self
-            .execute(query, snapshot, options.maxrec, limit, &options.uploads)
+            .execute(
+                query,
+                snapshot,
+                access.cutoff,
+                options.maxrec,
+                limit,
+                &options.uploads,
+            )
             .await?;
         result.timings.parse = t1 - t0;
         result.timings.pin = t2 - t1 + result.timings.pin;
@@ -651,10 +674,18 @@ impl Engine {
         let t0 = Instant::now();
         let query = adql::parse(adql, &*self.tables_with(&options.uploads))?;
         let t1 = Instant::now();
-        let (_, snapshot) = self.choose(query.as_of.as_ref(), options).await?;
+        let (log, snapshot) = self.choose(query.as_of.as_ref(), options).await?;
+        let access = self.access(&log, snapshot.snapshot, &query, options.privileged);
         let limit = options.time_limit.map(|d| (t0 + d, d));
         let mut result = self
-            .execute(query, snapshot, options.maxrec, limit, &options.uploads)
+            .execute(
+                query,
+                snapshot,
+                access.cutoff,
+                options.maxrec,
+                limit,
+                &options.uploads,
+            )
             .await?;
         result.timings.parse = t1 - t0;
         result.end = End::Nothing;
@@ -668,6 +699,7 @@ impl Engine {
     /// schema version, are refused before anything runs.
     pub async fn replay(&self, token: &str, options: &ReplayOptions) -> Result<QueryResult> {
         let record = self.record(token).await?;
+        self.may_replay(&record, options.privileged)?;
         let uploads = self.load_uploads(&record.uploads).await?;
         if options.use_cache
             && let Some(hit) = self.results.get(token)
@@ -711,7 +743,14 @@ impl Engine {
         }
         let limit = options.time_limit.map(|d| (t0 + d, d));
         let mut result = self
-            .execute(query, snapshot, record.maxrec, limit, &uploads)
+            .execute(
+                query,
+                snapshot,
+                record.embargo_cutoff,
+                record.maxrec,
+                limit,
+                &uploads,
+            )
             .await?;
         result.timings.parse = t1 - t0;
         result.token = Some(record.token.clone());
@@ -761,6 +800,31 @@ impl Engine {
         Ok(record)
     }
 
+    /// What the embargo does to a query at snapshot `k`.
+    fn access(&self, log: &LogState, k: u64, query: &adql::Query, privileged: bool) -> Access {
+        let stored = query.tables.iter().filter_map(|(schema, name)| {
+            self.served
+                .iter()
+                .find(|t| t.schema == schema && t.name == name)
+                .map(|t| t.stored)
+        });
+        embargo::access(&self.embargo, log, k, stored, privileged)
+    }
+
+    /// Refuses a caller without privilege a token whose result holds rows still embargoed.
+    pub fn may_replay(&self, record: &TokenRecord, privileged: bool) -> Result<()> {
+        match (record.embargoed_until, self.embargo.cutoff()) {
+            (Some(until), Some(cutoff)) if !privileged && until > cutoff => Err(Error::Embargoed {
+                message: format!(
+                    "token {} names a result that holds embargoed rows: replaying it needs \
+                         a privileged bearer token until the embargo passes MJD {until:.5} (TAI)",
+                    record.token
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn keep(&self) -> Option<Keep> {
         (self.result_limit > 0).then(|| Keep {
             cache: self.results.clone(),
@@ -776,12 +840,13 @@ impl Engine {
         &self,
         query: adql::Query,
         snapshot: SnapshotInfo,
+        cutoff: Option<f64>,
         maxrec: Option<u64>,
         limit: Option<(Instant, Duration)>,
         uploads: &[Upload],
     ) -> Result<QueryResult> {
         let t1 = Instant::now();
-        let state = self.session(snapshot.snapshot, uploads).await?;
+        let state = self.session(snapshot.snapshot, cutoff, uploads).await?;
         let t2 = Instant::now();
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement.clone())))
@@ -842,9 +907,12 @@ impl Engine {
     pub async fn explain_analyze(&self, adql: &str, options: &QueryOptions) -> Result<String> {
         let tables = self.tables_with(&options.uploads);
         let original = adql::parse(adql, &*tables)?;
-        let (_, snapshot) = self.choose(original.as_of.as_ref(), options).await?;
+        let (log, snapshot) = self.choose(original.as_of.as_ref(), options).await?;
+        let access = self.access(&log, snapshot.snapshot, &original, options.privileged);
         let query = adql::pin(&original, &*tables, snapshot.snapshot, false)?.query;
-        let state = self.session(snapshot.snapshot, &options.uploads).await?;
+        let state = self
+            .session(snapshot.snapshot, access.cutoff, &options.uploads)
+            .await?;
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement)))
             .await?;
@@ -898,8 +966,13 @@ impl Engine {
     }
 
     /// A session whose catalog holds the tables at snapshot `k`, and the uploads.
-    async fn session(&self, k: u64, uploads: &[Upload]) -> Result<SessionState> {
-        let mut list = self.catalog_list(k).await?;
+    async fn session(
+        &self,
+        k: u64,
+        cutoff: Option<f64>,
+        uploads: &[Upload],
+    ) -> Result<SessionState> {
+        let mut list = self.catalog_list(k, cutoff).await?;
         if !uploads.is_empty() {
             list = with_uploads(&list, uploads)?;
         }
@@ -911,9 +984,15 @@ impl Engine {
             .build())
     }
 
-    /// The tables at one snapshot; built once per snapshot and kept.
-    async fn catalog_list(&self, k: u64) -> Result<Arc<dyn CatalogProviderList>> {
-        if let Some(list) = self.pinned.get(&k) {
+    /// The tables at one snapshot, as a caller subject to `cutoff` sees them;
+    /// built once per snapshot and cutoff, and kept.
+    async fn catalog_list(
+        &self,
+        k: u64,
+        cutoff: Option<f64>,
+    ) -> Result<Arc<dyn CatalogProviderList>> {
+        let key = (k, cutoff.map(f64::to_bits));
+        if let Some(list) = self.pinned.get(&key) {
             return Ok(list);
         }
         let state = self.catalog.state().await?;
@@ -931,7 +1010,28 @@ impl Engine {
         };
         for t in &self.served {
             let ts = schema.table(t.stored);
-            let scan = Arc::new(self.catalog.scan(&state, t.stored, k)?);
+            let (scan, embargo) = match (cutoff, embargo::timing(t.stored)) {
+                (None, _) => (self.catalog.scan(&state, t.stored, k)?, None),
+                (Some(c), Timing::Column(column)) => {
+                    (self.catalog.scan(&state, t.stored, k)?, Some((column, c)))
+                }
+                (Some(c), Timing::Chunk) => {
+                    let public = embargo::public_snapshot(&state, c, k);
+                    let mut scan = self.catalog.scan(&state, t.stored, k)?;
+                    if public < k {
+                        match self.catalog.scan(&state, t.stored, public) {
+                            Ok(s) => scan = s,
+                            // Nothing public yet, or that snapshot is expired: show nothing.
+                            Err(_) => {
+                                scan.snapshot = public;
+                                scan.files.clear();
+                            }
+                        }
+                    }
+                    (scan, None)
+                }
+            };
+            let scan = Arc::new(scan);
             let provider = PpdbTable {
                 view: if t.current_only {
                     View::Current
@@ -947,6 +1047,7 @@ impl Engine {
                 reader: self.reader.clone(),
                 hints: Vec::new(),
                 partitions: None,
+                embargo,
             };
             schema_of(t.schema).register_table(t.name.to_string(), Arc::new(provider))?;
         }
@@ -960,7 +1061,7 @@ impl Engine {
         let list = Arc::new(MemoryCatalogProviderList::new());
         list.register_catalog("datafusion".into(), Arc::new(cat));
         let list: Arc<dyn CatalogProviderList> = list;
-        self.pinned.insert(k, list.clone());
+        self.pinned.insert(key, list.clone());
         Ok(list)
     }
 }

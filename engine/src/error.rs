@@ -21,6 +21,12 @@ pub enum Error {
         /// What is wrong, and what to do.
         message: String,
     },
+    /// The caller may not see what it asked for until the embargo passes.
+    #[error("{message}")]
+    Embargoed {
+        /// What is embargoed, and what would allow it.
+        message: String,
+    },
     /// An uploaded table could not be read.
     #[error("{message}")]
     Upload {

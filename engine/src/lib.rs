@@ -14,6 +14,7 @@ mod colocate;
 mod context;
 mod crossmatch;
 mod deadline;
+pub mod embargo;
 mod error;
 pub mod format;
 mod geometry;
@@ -31,6 +32,7 @@ pub use context::{
     Engine, EngineOptions, Finished, QueryOptions, QueryResult, ReplayOptions, Timings,
 };
 pub use deadline::overdue;
+pub use embargo::Embargo;
 pub use error::{Error, Result};
 pub use state::StateStore;
 pub use token::TokenRecord;

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use catalog::{AnchorIndex, ScanFile, TableId, TableScan};
 use datafusion::catalog::Session;
 use datafusion::common::stats::Precision;
-use datafusion::common::{DFSchema, Result, Statistics};
+use datafusion::common::{DFSchema, Result, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::physical_plan::parquet::{
     CachedParquetFileReaderFactory, ParquetRowSelection,
@@ -23,12 +23,16 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, listing::PartitionedFile};
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, ident, lit};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, ident, lit, when};
 use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExecBuilder;
+use datafusion::physical_plan::projection::ProjectionExec;
 
 use crate::prune::{self, Prune, Sky};
+
+/// The column that closes a DiaObject version.
+const VALIDITY_END: &str = "validityEndMjdTai";
 
 /// Most `_healpix_29` ranges per region handed to the Parquet reader.
 const PUSHED_RANGES: usize = 4;
@@ -60,6 +64,9 @@ pub(crate) struct PpdbTable {
     /// in, known from a table stored beside this one that it is joined with on
     /// `diaObjectId`; `None` for all.
     pub(crate) partitions: Option<Arc<BTreeSet<u64>>>,
+    /// For a caller without privilege: the column that times each row and the
+    /// cutoff (MJD, TAI) after which rows are embargoed (see [`crate::embargo`]).
+    pub(crate) embargo: Option<(&'static str, f64)>,
 }
 
 impl fmt::Debug for PpdbTable {
@@ -70,6 +77,7 @@ impl fmt::Debug for PpdbTable {
             .field("snapshot", &self.scan.snapshot)
             .field("files", &self.scan.files.len())
             .field("hints", &self.hints.len())
+            .field("embargo", &self.embargo)
             .finish()
     }
 }
@@ -170,6 +178,14 @@ impl PpdbTable {
                 {
                     return false;
                 }
+                if let Some((column, cutoff)) = self.embargo
+                    && f.stats
+                        .times
+                        .get(column)
+                        .is_some_and(|(lo, _)| *lo > cutoff)
+                {
+                    return false;
+                }
                 if let (Some(ids), true) = (&prune.ids, by_id)
                     && let Some((lo, hi)) = f.stats.ints.get("diaObjectId")
                     && !ids.iter().any(|id| lo <= id && id <= hi)
@@ -196,6 +212,36 @@ impl PpdbTable {
         }
         pf.with_extension(ParquetRowSelection::new(skip_positions(&f.hidden, f.rows)))
     }
+}
+
+/// Shows a DiaObject version's `validityEndMjdTai` as known at the cutoff: an end
+/// set by a later, embargoed version reads NULL.
+fn hide_later_ends(
+    state: &dyn Session,
+    input: Arc<dyn ExecutionPlan>,
+    cutoff: f64,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = input.schema();
+    let df = DFSchema::try_from(schema.as_ref().clone())?;
+    let exprs = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let e = if f.name() == VALIDITY_END {
+                when(
+                    ident(VALIDITY_END).gt(lit(cutoff)),
+                    lit(ScalarValue::Float64(None)),
+                )
+                .otherwise(ident(VALIDITY_END))?
+            } else {
+                ident(f.name())
+            };
+            Ok((state.create_physical_expr(e, &df)?, f.name().clone()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(ProjectionExec::try_new_with_schema_metadata(
+        exprs, input, &schema,
+    )?))
 }
 
 /// A row selection that reads every row of a `rows`-row file except `hidden` (ascending).
@@ -273,8 +319,17 @@ impl TableProvider for PpdbTable {
                 ),
             );
         }
-        if self.view == View::Current {
-            visibility.push(ident("validityEndMjdTai").is_null());
+        let end = || ident(VALIDITY_END);
+        match (self.view, self.embargo) {
+            (View::Current, None) => visibility.push(end().is_null()),
+            // The version current at the cutoff: a later one may have closed it since.
+            (View::Current, Some((_, cutoff))) => {
+                visibility.push(end().is_null().or(end().gt(lit(cutoff))))
+            }
+            (View::All, _) => {}
+        }
+        if let Some((column, cutoff)) = self.embargo {
+            visibility.push(ident(column).lt_eq(lit(cutoff)));
         }
 
         // Columns to read: what the query asked for, plus what the visibility rule needs.
@@ -290,7 +345,10 @@ impl TableProvider for PpdbTable {
                 extra.push(catalog::schema::RETIRED);
             }
             if self.view == View::Current {
-                extra.push("validityEndMjdTai");
+                extra.push(VALIDITY_END);
+            }
+            if let Some((column, _)) = self.embargo {
+                extra.push(column);
             }
             for name in extra {
                 let i = self.physical.index_of(name)?;
@@ -369,11 +427,17 @@ impl TableProvider for PpdbTable {
         let read_df = DFSchema::try_from(read_schema.as_ref().clone())?;
         let predicate = state.create_physical_expr(rule, &read_df)?;
         let keep: Vec<usize> = (0..wanted.len()).collect();
-        Ok(Arc::new(
+        let filtered: Arc<dyn ExecutionPlan> = Arc::new(
             FilterExecBuilder::new(predicate, exec)
                 .apply_projection(Some(keep))?
                 .build()?,
-        ))
+        );
+        match self.embargo {
+            Some((_, cutoff)) if self.scan.table == TableId::DiaObject => {
+                hide_later_ends(state, filtered, cutoff)
+            }
+            _ => Ok(filtered),
+        }
     }
 }
 

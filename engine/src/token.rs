@@ -53,6 +53,13 @@ pub struct TokenRecord {
     /// The tables uploaded with the query, kept in the state store for replays.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uploads: Vec<UploadRef>,
+    /// Rows after this time (MJD, TAI) were embargoed and left out; replays leave them out too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embargo_cutoff: Option<f64>,
+    /// The result may hold rows up to this time (MJD, TAI) that were embargoed when
+    /// it was made: replaying it needs privilege until the embargo passes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embargoed_until: Option<f64>,
 }
 
 /// An uploaded table a token's query read.
@@ -78,6 +85,8 @@ pub(crate) struct Identity<'a> {
     /// `name=digest;` per upload; empty (and left out of the hash) without uploads,
     /// so tokens of queries without uploads are what they always were.
     pub uploads: &'a str,
+    /// The embargo cutoff applied, if any (left out of the hash when none, as above).
+    pub embargo: Option<f64>,
 }
 
 impl Identity<'_> {
@@ -103,6 +112,10 @@ impl Identity<'_> {
         field(self.response_format.unwrap_or("").as_bytes());
         if !self.uploads.is_empty() {
             field(self.uploads.as_bytes());
+        }
+        if let Some(cutoff) = self.embargo {
+            field(b"embargo");
+            field(&cutoff.to_bits().to_le_bytes());
         }
         let h = xxh3_128(&buf).to_be_bytes();
         let mut text = data_encoding::BASE32_NOPAD.encode(&h[..13]);
@@ -143,6 +156,7 @@ mod tests {
             maxrec: None,
             response_format: None,
             uploads: "",
+            embargo: None,
         }
         .token()
     }

@@ -11,16 +11,18 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::access::Caller;
 use crate::tap::{self, Outcome, Params, Posted, Shared};
 
 /// A job's phase (UWS 1.1).
@@ -130,9 +132,8 @@ pub struct Jobs {
 }
 
 /// The routes under `/tap/async`.
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/tap/async", get(list).post(create))
+pub fn routes(app: Shared) -> Router<Shared> {
+    let one_job = Router::new()
         .route("/tap/async/{id}", get(show).post(post_job).delete(delete))
         .route("/tap/async/{id}/phase", get(phase).post(post_phase))
         .route(
@@ -152,6 +153,42 @@ pub fn routes() -> Router<Shared> {
             get(parameters).post(post_parameters),
         )
         .route("/tap/async/{id}/owner", get(owner))
+        .route_layer(axum::middleware::from_fn_with_state(app, owner_only));
+    Router::new()
+        .route("/tap/async", get(list).post(create))
+        .merge(one_job)
+}
+
+/// Lets only a job's owner reach it (a job without an owner is anyone's: it
+/// was made anonymously, and its result holds no embargoed row).
+async fn owner_only(
+    State(app): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let id = request
+        .uri()
+        .path()
+        .trim_start_matches("/tap/async/")
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    if valid_id(&id)
+        && let Ok(Some(job)) = load(&app, &id).await
+        && job.owner.is_some()
+        && job.owner != caller.owner()
+    {
+        return text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "job {id} belongs to another user: send its owner's bearer token \
+                 (Authorization: Bearer ...)\n"
+            ),
+        );
+    }
+    next.run(request).await
 }
 
 fn key(id: &str) -> String {
@@ -300,7 +337,11 @@ pub async fn sweep(app: &Shared) -> Result<usize, engine::Error> {
 }
 
 /// `POST /tap/async`: a new job, PENDING (or started at once with `PHASE=RUN`).
-async fn create(State(app): State<Shared>, Posted(params): Posted) -> Response {
+async fn create(
+    State(app): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Posted(params): Posted,
+) -> Response {
     let now = Utc::now();
     let id = uuid::Uuid::new_v4().hyphenated().to_string();
     let run = params
@@ -309,7 +350,7 @@ async fn create(State(app): State<Shared>, Posted(params): Posted) -> Response {
     let mut job = Job {
         id: id.clone(),
         run_id: params.get("RUNID").map(str::to_string),
-        owner: None,
+        owner: caller.owner(),
         phase: Phase::Pending,
         created: now,
         started: None,
@@ -518,6 +559,8 @@ async fn execute(app: &Shared, id: &str) {
     };
     let allowed = Duration::from_secs(job.execution_duration);
     request.options.time_limit = Some(allowed);
+    // A job runs with its owner's privilege, as long as the owner is still known.
+    request.options.privileged = job.owner.as_deref().is_some_and(|o| app.users.knows(o));
     if let Some(value) = job.params().get("UPLOAD") {
         match crate::uploads::read(app, value, &crate::uploads::Parts::Job(id)).await {
             Ok(tables) => request.options.uploads = tables,
@@ -570,7 +613,11 @@ async fn execute(app: &Shared, id: &str) {
 }
 
 /// `GET /tap/async`: the job list, with UWS 1.1 `PHASE`, `AFTER` and `LAST` filters.
-async fn list(State(app): State<Shared>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
+async fn list(
+    State(app): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
     let mut phases = Vec::new();
     let mut after = None;
     let mut last = None;
@@ -618,6 +665,8 @@ async fn list(State(app): State<Shared>, Query(pairs): Query<Vec<(String, String
             Err(e) => return store_failure(e),
         }
     }
+    // Each caller lists its own jobs (anonymous callers, the anonymous ones).
+    jobs.retain(|j| j.owner == caller.owner());
     jobs.retain(|j| {
         let phase_ok = if phases.is_empty() {
             // UWS 1.1: archived jobs are listed only when asked for.

@@ -13,6 +13,7 @@ use catalog::{Catalog, IngestOutcome, TableId, store};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod access;
 mod jobs;
 mod limits;
 mod tap;
@@ -198,6 +199,17 @@ enum Command {
         /// Hours an async job and its result are kept at most.
         #[arg(long, default_value_t = 168)]
         job_lifetime_hours: u64,
+        /// A file of bearer tokens, one `user=secret` per line: those users see
+        /// embargoed rows. More may come in the PPDB_TOKENS variable, same format.
+        #[arg(long, env = "PPDB_TOKENS_FILE")]
+        tokens: Option<PathBuf>,
+        /// Rows younger than this many hours (by observation time) are shown only to
+        /// users with a bearer token; 0 turns the embargo off.
+        #[arg(long, default_value_t = 80.0)]
+        embargo_hours: f64,
+        /// Embargo the rows after this time instead (MJD, TAI), whatever the time now.
+        #[arg(long, conflicts_with = "embargo_hours")]
+        embargo_until: Option<f64>,
         #[command(flatten)]
         state: StateArg,
     },
@@ -250,15 +262,17 @@ struct StateArg {
 impl StateArg {
     /// Opens the engine on a catalog with this state store.
     async fn engine(&self, catalog: &CatalogArg) -> Result<engine::Engine> {
-        self.engine_with_memory(catalog, engine::EngineOptions::default().memory_limit)
+        let defaults = engine::EngineOptions::default();
+        self.engine_with(catalog, defaults.memory_limit, defaults.embargo)
             .await
     }
 
     /// Opens the engine, giving each query `memory` bytes for execution.
-    async fn engine_with_memory(
+    async fn engine_with(
         &self,
         catalog: &CatalogArg,
         memory: usize,
+        embargo: engine::Embargo,
     ) -> Result<engine::Engine> {
         let state = match (&self.state, &catalog.catalog) {
             (Some(s), _) => Some(s.clone()),
@@ -269,6 +283,7 @@ impl StateArg {
         let options = engine::EngineOptions {
             state,
             memory_limit: memory,
+            embargo,
             ..Default::default()
         };
         Ok(engine::Engine::open_with(&catalog.read_url(), options).await?)
@@ -461,6 +476,9 @@ async fn run(cli: Cli) -> Result<()> {
                 format: Some(format),
                 time_limit: None,
                 uploads: Vec::new(),
+                // Whoever can run this command can read the catalog's files: the
+                // embargo guards the service, not the storage.
+                privileged: true,
             };
             let result = engine.query(&adql, &options).await?;
             let token = result.token.clone().unwrap_or_default();
@@ -496,7 +514,13 @@ async fn run(cli: Cli) -> Result<()> {
                     .unwrap_or(engine::format::Format::Table),
             };
             let result = engine
-                .replay(&token, &engine::ReplayOptions::default())
+                .replay(
+                    &token,
+                    &engine::ReplayOptions {
+                        privileged: true,
+                        ..Default::default()
+                    },
+                )
                 .await?;
             let Some(done) = write_result(&engine, result, format).await? else {
                 return Ok(());
@@ -521,10 +545,26 @@ async fn run(cli: Cli) -> Result<()> {
             query_memory_mb,
             upload_limit_mb,
             job_lifetime_hours,
+            tokens,
+            embargo_hours,
+            embargo_until,
             state,
         } => {
+            let embargo = match embargo_until {
+                Some(t) => engine::Embargo::Until(t),
+                None if embargo_hours > 0.0 && embargo_hours.is_finite() => {
+                    engine::Embargo::Window(std::time::Duration::from_secs_f64(
+                        embargo_hours * 3600.0,
+                    ))
+                }
+                None if embargo_hours == 0.0 => engine::Embargo::Off,
+                None => {
+                    bail!("--embargo-hours {embargo_hours}: expected a number of hours, 0 or more")
+                }
+            };
+            let users = read_users(tokens.as_deref())?;
             let engine = state
-                .engine_with_memory(&catalog, query_memory_mb.saturating_mul(1 << 20))
+                .engine_with(&catalog, query_memory_mb.saturating_mul(1 << 20), embargo)
                 .await?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
@@ -542,7 +582,8 @@ async fn run(cli: Cli) -> Result<()> {
                 std::time::Duration::from_secs(job_lifetime_hours.saturating_mul(3600).max(60));
             let concurrent = max_concurrent
                 .unwrap_or_else(|| 4 * std::thread::available_parallelism().map_or(2, |n| n.get()));
-            let app = std::sync::Arc::new(tap::App::new(engine, config, concurrent, queue));
+            let known = users.len();
+            let app = std::sync::Arc::new(tap::App::new(engine, config, concurrent, queue, users));
             // Jobs past their destruction time are deleted, results and all.
             let sweeper = app.clone();
             tokio::spawn(async move {
@@ -555,6 +596,16 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             });
             println!("serving {} at {base_url}/tap", catalog.read_url());
+            // On stderr: the first line of stdout is the address, which scripts read.
+            eprintln!(
+                "embargo: {}; {known} privileged bearer token(s)",
+                match embargo {
+                    engine::Embargo::Off => "off".to_string(),
+                    engine::Embargo::Window(w) =>
+                        format!("rows younger than {} h", w.as_secs_f64() / 3600.0),
+                    engine::Embargo::Until(t) => format!("rows after MJD {t} (TAI)"),
+                }
+            );
             use std::io::Write as _;
             std::io::stdout().flush()?;
             // Runs until the process is stopped; every request is independent and
@@ -735,6 +786,22 @@ impl std::io::Write for Stdout {
             r => r,
         }
     }
+}
+
+/// The privileged users of `ppdb serve`: the `--tokens` file and `PPDB_TOKENS`.
+fn read_users(file: Option<&std::path::Path>) -> Result<access::Users> {
+    let mut users = access::Users::default();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the tokens file {}", path.display()))?;
+        users =
+            access::Users::parse(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
+    }
+    if let Ok(text) = std::env::var("PPDB_TOKENS") {
+        users =
+            users.merge(access::Users::parse(&text, "PPDB_TOKENS").map_err(anyhow::Error::msg)?);
+    }
+    Ok(users)
 }
 
 fn serde_json_line(s: &catalog::log::SnapshotInfo) -> String {

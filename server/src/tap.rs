@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -15,6 +16,7 @@ use axum::routing::get;
 use engine::format::{Format, ResultWriter};
 use engine::{Engine, QueryOptions, QueryResult, ReplayOptions};
 
+use crate::access::{Caller, Users};
 use crate::jobs::Jobs;
 use crate::limits::{Limits, Permit};
 
@@ -62,16 +64,25 @@ pub struct App {
     pub limits: Limits,
     /// Async jobs running in this process.
     pub jobs: Jobs,
+    /// The bearer tokens of privileged users.
+    pub users: Users,
 }
 
 impl App {
     /// A service over an engine; `concurrent` queries run at once, `queue` more wait.
-    pub fn new(engine: Engine, config: Config, concurrent: usize, queue: usize) -> App {
+    pub fn new(
+        engine: Engine,
+        config: Config,
+        concurrent: usize,
+        queue: usize,
+        users: Users,
+    ) -> App {
         App {
             engine,
             config,
             limits: Limits::new(concurrent, queue),
             jobs: Jobs::default(),
+            users,
         }
     }
 }
@@ -93,11 +104,15 @@ pub fn router(app: Shared) -> Router {
         .route("/tap/replay/{token}", get(replay))
         .route("/tap/replay/{token}/record", get(record))
         .route("/tap/examples", get(examples))
-        .merge(crate::jobs::routes())
+        .merge(crate::jobs::routes(app.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(
             usize::try_from(app.config.upload_limit)
                 .unwrap_or(usize::MAX)
                 .saturating_add(1 << 20),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::access::authenticate,
         ))
         .layer(axum::middleware::map_response(server_header))
         .with_state(app)
@@ -179,15 +194,23 @@ async fn home() -> Response {
 }
 
 /// The record behind a token, as JSON (the page shows the pinned ADQL and snapshot).
-async fn record(State(app): State<Shared>, Path(token): Path<String>) -> Response {
-    match app.engine.record(&token).await {
+async fn record(
+    State(app): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(token): Path<String>,
+) -> Response {
+    let record = app.engine.record(&token).await.and_then(|r| {
+        app.engine.may_replay(&r, caller.privileged())?;
+        Ok(r)
+    });
+    match record {
         Ok(r) => (
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::to_string_pretty(&r).unwrap_or_default(),
         )
             .into_response(),
         Err(e) => (
-            StatusCode::NOT_FOUND,
+            status_of(&e),
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             e.message(),
         )
@@ -220,13 +243,18 @@ async fn availability() -> Response {
 
 async fn sync_get(
     State(app): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
-    sync(app, Params::new(pairs)).await
+    sync(app, caller, Params::new(pairs)).await
 }
 
-async fn sync_post(State(app): State<Shared>, Posted(params): Posted) -> Response {
-    sync(app, params).await
+async fn sync_post(
+    State(app): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Posted(params): Posted,
+) -> Response {
+    sync(app, caller, params).await
 }
 
 /// The parameters of a POST (query string, then form or multipart body); a
@@ -372,16 +400,18 @@ pub(crate) fn request_of(params: &Params, config: &Config) -> Result<Request, St
             format: Some(format),
             time_limit: Some(config.max_duration),
             uploads: Vec::new(),
+            privileged: false,
         },
         format,
     })
 }
 
-async fn sync(app: Shared, params: Params) -> Response {
+async fn sync(app: Shared, caller: Caller, params: Params) -> Response {
     let mut request = match request_of(&params, &app.config) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::OK, &e),
     };
+    request.options.privileged = caller.privileged();
     if let Some(value) = params.get("UPLOAD") {
         match crate::uploads::read(&app, value, &crate::uploads::Parts::Inline(&params.parts)).await
         {
@@ -433,6 +463,7 @@ fn overdue(app: &Shared) -> String {
 
 async fn replay(
     State(app): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(token): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
@@ -441,6 +472,9 @@ async fn replay(
         Ok(r) => r,
         Err(e) => return error(StatusCode::NOT_FOUND, &e.message()),
     };
+    if let Err(e) = app.engine.may_replay(&record, caller.privileged()) {
+        return error(status_of(&e), &e.message());
+    }
     let format = match params.get("RESPONSEFORMAT").or(params.get("FORMAT")) {
         Some(_) => match format_of(&params) {
             Ok(f) => f,
@@ -459,6 +493,7 @@ async fn replay(
     let deadline = Instant::now() + app.config.max_duration;
     let options = ReplayOptions {
         time_limit: Some(app.config.max_duration),
+        privileged: caller.privileged(),
         ..Default::default()
     };
     let replayed =
@@ -467,6 +502,14 @@ async fn replay(
         Ok(Ok(result)) => stream(app, result, format, deadline, permit),
         Ok(Err(e)) => error(StatusCode::OK, &e.message()),
         Err(_) => error(StatusCode::OK, &overdue(&app)),
+    }
+}
+
+/// The HTTP status for an engine error outside a query (a token's record or replay).
+fn status_of(e: &engine::Error) -> StatusCode {
+    match e {
+        engine::Error::Embargoed { .. } => StatusCode::FORBIDDEN,
+        _ => StatusCode::NOT_FOUND,
     }
 }
 

@@ -16,13 +16,22 @@ pub struct Server {
 
 impl Server {
     /// Starts `ppdb serve` with extra arguments and waits for its address.
+    #[allow(dead_code)]
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_with(extra, &[])
+    }
+
+    /// Starts `ppdb serve` with extra arguments and environment variables.
+    pub fn start_with(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let home = TempDir::new().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ppdb"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .env_remove("PPDB_CATALOG")
             .env_remove("PPDB_STATE")
+            .env_remove("PPDB_TOKENS")
+            .env_remove("PPDB_TOKENS_FILE")
+            .envs(env.iter().copied())
             .env("XDG_STATE_HOME", home.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

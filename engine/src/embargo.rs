@@ -1,0 +1,204 @@
+//! The embargo: rows younger than a window are shown only to privileged callers.
+//!
+//! Every row has a time. DiaSource and DiaForcedSource rows have their
+//! `midpointMjdTai`, DiaObject versions their `validityStartMjdTai`. The
+//! tables whose rows carry no time of their own (DetectorVisitProcessingSummary,
+//! PromptSource, SSObject) take the time of the chunk that brought them, its
+//! `last_update_time`: Prompt Processing writes a visit's rows after the visit,
+//! so that time is never earlier than the visit's, and the rule never shows a
+//! row too early.
+//!
+//! A caller without privilege reads each table as it stood at the cutoff: rows
+//! with a time after it are left out, a DiaObject version that was current at
+//! the cutoff is current (its `validityEndMjdTai`, set by a later version, reads
+//! NULL), and the tables timed by their chunks are read at the last snapshot
+//! whose chunks all came before the cutoff. The table providers apply this, so
+//! no query, join, upload, job or replay can get around it.
+
+use std::time::Duration;
+
+use catalog::TableId;
+use catalog::log::{LogState, SnapshotInfo};
+use chrono::{DateTime, Utc};
+
+/// Seconds TAI is ahead of UTC (since 2017; no leap second has been announced since).
+const TAI_MINUS_UTC: f64 = 37.0;
+/// The MJD of the Unix epoch.
+const MJD_UNIX_EPOCH: f64 = 40587.0;
+
+/// Which rows are embargoed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Embargo {
+    /// No row is embargoed.
+    Off,
+    /// Rows younger than this are embargoed (Rubin's is 80 hours).
+    Window(Duration),
+    /// Rows after this time (MJD, TAI) are embargoed, whatever the time now.
+    Until(f64),
+}
+
+impl Default for Embargo {
+    fn default() -> Self {
+        Embargo::Window(Duration::from_secs(80 * 3600))
+    }
+}
+
+impl Embargo {
+    /// The cutoff now (MJD, TAI): rows with a later time are embargoed.
+    ///
+    /// A moving cutoff is taken down to the whole minute, so the same request
+    /// made twice within a minute gets the same token.
+    pub fn cutoff(&self) -> Option<f64> {
+        match *self {
+            Embargo::Off => None,
+            Embargo::Until(t) => Some(t),
+            Embargo::Window(w) => {
+                let now = mjd_tai(Utc::now()) - w.as_secs_f64() / 86400.0;
+                Some((now * 1440.0).floor() / 1440.0)
+            }
+        }
+    }
+}
+
+/// The MJD (TAI) of a UTC time.
+pub fn mjd_tai(t: DateTime<Utc>) -> f64 {
+    let unix = t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) * 1e-9;
+    (unix + TAI_MINUS_UTC) / 86400.0 + MJD_UNIX_EPOCH
+}
+
+/// How the rows of a stored table are timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timing {
+    /// By a column of the row (MJD, TAI).
+    Column(&'static str),
+    /// By the chunk that brought the row.
+    Chunk,
+}
+
+/// How rows of `table` are timed.
+pub(crate) fn timing(table: TableId) -> Timing {
+    match table {
+        TableId::DiaObject => Timing::Column("validityStartMjdTai"),
+        TableId::DiaSource | TableId::DiaForcedSource => Timing::Column("midpointMjdTai"),
+        TableId::DetectorVisitProcessingSummary | TableId::SSObject | TableId::PromptSource => {
+            Timing::Chunk
+        }
+    }
+}
+
+/// The time of a snapshot's chunk (MJD, TAI); unreadable times count as the far future.
+fn chunk_time(s: &SnapshotInfo) -> f64 {
+    DateTime::parse_from_rfc3339(&s.chunk.last_update_time)
+        .map(|t| mjd_tai(t.with_timezone(&Utc)))
+        .unwrap_or(f64::INFINITY)
+}
+
+/// The last snapshot at or before `k` whose chunk, and every chunk before it,
+/// came before `cutoff` (0 when the first already came after).
+pub(crate) fn public_snapshot(log: &LogState, cutoff: f64, k: u64) -> u64 {
+    let mut last = 0;
+    for s in log.snapshots.iter().take_while(|s| s.snapshot <= k) {
+        if chunk_time(s) > cutoff {
+            break;
+        }
+        last = s.snapshot;
+    }
+    last
+}
+
+/// The latest time of a row of `table` at snapshot `k` (an upper bound, from the
+/// log's statistics), or `None` when the table has no rows.
+pub(crate) fn latest(log: &LogState, table: TableId, k: u64) -> Option<f64> {
+    match timing(table) {
+        Timing::Column(column) => log
+            .files
+            .values()
+            .filter(|f| f.entry.table == table && f.entry.added_min <= k)
+            .map(|f| {
+                f.entry
+                    .stats
+                    .times
+                    .get(column)
+                    .map_or(f64::INFINITY, |(_, hi)| *hi)
+            })
+            .reduce(f64::max),
+        Timing::Chunk => log
+            .snapshots
+            .iter()
+            .filter(|s| s.snapshot <= k)
+            .filter(|s| {
+                s.rows_added.get(&table).is_some_and(|n| *n > 0)
+                    || s.rows_updated.get(&table).is_some_and(|n| *n > 0)
+            })
+            .map(chunk_time)
+            .reduce(f64::max),
+    }
+}
+
+/// What the embargo does to one query.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Access {
+    /// Rows after this time are left out (`None`: nothing is left out).
+    pub cutoff: Option<f64>,
+    /// The result may hold rows up to this time that are still embargoed: only
+    /// privileged callers may replay it until the embargo passes it.
+    pub until: Option<f64>,
+}
+
+/// What the embargo does to a query reading `tables` at snapshot `k`.
+///
+/// A cutoff the log's statistics show to hide nothing in those tables is dropped,
+/// so that most time-travel queries to snapshots before the embargo keep one
+/// token whoever asks (a compacted file's statistics also cover rows added after
+/// the snapshot, so this is an upper bound, and a cutoff may be kept needlessly).
+pub(crate) fn access(
+    embargo: &Embargo,
+    log: &LogState,
+    k: u64,
+    tables: impl IntoIterator<Item = TableId>,
+    privileged: bool,
+) -> Access {
+    let Some(cutoff) = embargo.cutoff() else {
+        return Access::default();
+    };
+    let hidden = tables
+        .into_iter()
+        .filter_map(|t| latest(log, t, k))
+        .filter(|&t| t > cutoff)
+        .reduce(f64::max);
+    match (hidden, privileged) {
+        (None, _) => Access::default(),
+        (Some(until), true) => Access {
+            cutoff: None,
+            until: Some(until),
+        },
+        (Some(_), false) => Access {
+            cutoff: Some(cutoff),
+            until: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mjd_of_a_known_time() {
+        let t = DateTime::parse_from_rfc3339("2025-11-21T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mjd = mjd_tai(t);
+        assert!((mjd - (61000.0 + 37.0 / 86400.0)).abs() < 1e-9, "{mjd}");
+    }
+
+    #[test]
+    fn a_moving_cutoff_is_whole_minutes_in_the_past() {
+        let c = Embargo::Window(Duration::from_secs(3600)).cutoff().unwrap();
+        let now = mjd_tai(Utc::now());
+        assert!(c <= now - 1.0 / 24.0 && c > now - 1.0 / 24.0 - 2.0 / 1440.0);
+        assert!((c * 1440.0 - (c * 1440.0).round()).abs() < 1e-6);
+        assert_eq!(Embargo::Off.cutoff(), None);
+        assert_eq!(Embargo::Until(61000.5).cutoff(), Some(61000.5));
+    }
+}

@@ -1,0 +1,502 @@
+//! The embargo, through the engine's public API: a caller without privilege
+//! never sees, counts or infers a row younger than the cutoff, through any
+//! table, join, subquery, set operation, aggregate, upload or replay.
+//!
+//! The bundled sample has three nights (DiaSource midpoints at MJD 61000.05,
+//! 61001.05 and 61002.05, in TAI); the cutoff used here, MJD 61001.6, embargoes
+//! the third night. Each hostile query is run twice: without privilege, and
+//! with privilege on a reference form that spells the embargo out in ADQL
+//! (each table replaced by a derived table of its public rows). The two must
+//! agree, and the privileged run of the hostile query itself must differ, so
+//! that every query really reaches for embargoed rows.
+
+use std::sync::Arc;
+
+use arrow::array::{Float64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use engine::{Embargo, Engine, EngineOptions, QueryOptions, ReplayOptions, Upload};
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
+/// Between the second night's last src chunk (MJD 61001.55) and the third night.
+const CUTOFF: f64 = 61001.6;
+/// The last snapshot whose chunks all came before the cutoff.
+const PUBLIC_SNAPSHOT: u64 = 8;
+
+async fn open(cutoff: f64, state: &str) -> Engine {
+    Engine::open_with(
+        SAMPLE,
+        EngineOptions {
+            state: Some(format!("memory://{state}")),
+            embargo: Embargo::Until(cutoff),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn options(privileged: bool) -> QueryOptions {
+    QueryOptions {
+        privileged,
+        ..Default::default()
+    }
+}
+
+async fn lines_with(engine: &Engine, adql: &str, opts: &QueryOptions) -> Vec<String> {
+    let r = engine
+        .query(adql, opts)
+        .await
+        .unwrap_or_else(|e| panic!("{adql}: {}", e.message()));
+    let (batches, _) = r
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{adql}: {}", e.message()));
+    sorted_lines(&batches)
+}
+
+async fn lines(engine: &Engine, adql: &str, privileged: bool) -> Vec<String> {
+    lines_with(engine, adql, &options(privileged)).await
+}
+
+fn sorted_lines(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let fmts: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| {
+                arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
+                    .unwrap()
+            })
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(
+                fmts.iter()
+                    .map(|f| f.value(r).to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The public rows of a DiaObject table spelled out in ADQL: versions that began
+/// by the cutoff, with an end set after it read as NULL.
+fn public_objects(engine: &Engine, current: bool) -> String {
+    let t = engine
+        .tables()
+        .iter()
+        .find(|t| t.name == "DiaObjectHistory")
+        .unwrap();
+    let cols: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| {
+            if c.name == "validityEndMjdTai" {
+                format!(
+                    "CASE WHEN validityEndMjdTai > {CUTOFF} THEN NULL ELSE validityEndMjdTai END \
+                     AS validityEndMjdTai"
+                )
+            } else {
+                c.name.clone()
+            }
+        })
+        .collect();
+    let mut filter = format!("validityStartMjdTai <= {CUTOFF}");
+    if current {
+        filter.push_str(&format!(
+            " AND (validityEndMjdTai IS NULL OR validityEndMjdTai > {CUTOFF})"
+        ));
+    }
+    format!(
+        "(SELECT {} FROM ppdb.DiaObjectHistory WHERE {filter})",
+        cols.join(", ")
+    )
+}
+
+/// The hostile form (`public` false) or the reference form of a query template.
+fn form(engine: &Engine, template: &str, public: bool) -> String {
+    let c = CUTOFF.to_string();
+    let tables: [(&str, String, String); 4] = [
+        (
+            "{DiaSource}",
+            "ppdb.DiaSource".into(),
+            format!("(SELECT * FROM ppdb.DiaSource WHERE midpointMjdTai <= {c})"),
+        ),
+        (
+            "{DiaForcedSource}",
+            "ppdb.DiaForcedSource".into(),
+            format!("(SELECT * FROM ppdb.DiaForcedSource WHERE midpointMjdTai <= {c})"),
+        ),
+        (
+            "{DiaObject}",
+            "ppdb.DiaObject".into(),
+            public_objects(engine, true),
+        ),
+        (
+            "{History}",
+            "ppdb.DiaObjectHistory".into(),
+            public_objects(engine, false),
+        ),
+    ];
+    let mut out = template.replace("{C}", &c);
+    for (name, hostile, reference) in tables {
+        out = out.replace(name, if public { &reference } else { &hostile });
+    }
+    out
+}
+
+/// Queries that try to read, count or infer the third night.
+const HOSTILE: &[&str] = &[
+    // Reading and counting the embargoed rows directly.
+    "SELECT COUNT(*) FROM {DiaSource} AS s",
+    "SELECT MAX(midpointMjdTai) FROM {DiaSource} AS s",
+    "SELECT TOP 5 diaSourceId, midpointMjdTai FROM {DiaSource} AS s ORDER BY midpointMjdTai DESC, diaSourceId",
+    "SELECT COUNT(*) FROM {DiaSource} AS s WHERE s.midpointMjdTai > {C}",
+    "SELECT * FROM {DiaSource} AS s WHERE s.midpointMjdTai > 61002",
+    "SELECT band, COUNT(*) AS n FROM {DiaSource} AS s GROUP BY band",
+    "SELECT COUNT(*) FROM {DiaForcedSource} AS f",
+    "SELECT MAX(midpointMjdTai) FROM {DiaForcedSource} AS f",
+    "SELECT COUNT(*) FROM {DiaForcedSource} AS f WHERE f.midpointMjdTai BETWEEN {C} AND {C} + 10",
+    "SELECT COUNT(*) FROM {DiaObject} AS o",
+    "SELECT COUNT(*) FROM {History} AS h",
+    "SELECT MAX(validityStartMjdTai) FROM {History} AS h",
+    "SELECT SUM(nDiaSources) FROM {DiaObject} AS o",
+    "SELECT MAX(nDiaSources) FROM {History} AS h",
+    "SELECT MAX(lastDiaSourceMjdTai) FROM {DiaObject} AS o",
+    "SELECT COUNT(*) FROM {DiaObject} AS o WHERE o.firstDiaSourceMjdTai > 61002",
+    // Inferring later versions from the ends of earlier ones.
+    "SELECT MAX(validityEndMjdTai) FROM {History} AS h",
+    "SELECT COUNT(*) FROM {History} AS h WHERE h.validityEndMjdTai > {C}",
+    "SELECT COUNT(*) FROM {History} AS h WHERE h.validityEndMjdTai IS NULL",
+    "SELECT COUNT(*) FROM {History} AS a JOIN {History} AS b ON a.diaObjectId = b.diaObjectId AND a.validityEndMjdTai = b.validityStartMjdTai",
+    // Joins, subqueries and set operations.
+    "SELECT COUNT(*) FROM {DiaObject} AS o JOIN {DiaSource} AS s ON o.diaObjectId = s.diaObjectId",
+    "SELECT COUNT(s.diaSourceId) FROM {DiaObject} AS o LEFT JOIN {DiaSource} AS s ON s.diaObjectId = o.diaObjectId",
+    "SELECT COUNT(*) FROM {DiaObject} AS o JOIN {DiaForcedSource} AS f USING (diaObjectId)",
+    "SELECT COUNT(*) FROM {DiaSource} AS s WHERE s.diaObjectId IN (SELECT diaObjectId FROM {DiaObject} AS o WHERE o.nDiaSources > 3)",
+    "SELECT COUNT(*) FROM {DiaObject} AS o WHERE EXISTS (SELECT 1 FROM {DiaSource} AS s WHERE s.diaObjectId = o.diaObjectId AND s.midpointMjdTai > 61002)",
+    "SELECT COUNT(*) FROM {DiaObject} AS o WHERE NOT EXISTS (SELECT 1 FROM {DiaSource} AS s WHERE s.diaObjectId = o.diaObjectId AND s.midpointMjdTai < 61001)",
+    "SELECT (SELECT COUNT(*) FROM {DiaSource} AS s) AS n FROM {DiaObject} AS o WHERE o.diaObjectId = (SELECT MIN(diaObjectId) FROM {DiaObject} AS o2)",
+    "SELECT diaSourceId FROM {DiaSource} AS s WHERE midpointMjdTai > 61002 UNION SELECT diaForcedSourceId FROM {DiaForcedSource} AS f WHERE midpointMjdTai > 61002",
+    "SELECT diaObjectId FROM {DiaSource} AS s INTERSECT SELECT diaObjectId FROM {DiaForcedSource} AS f",
+    "SELECT diaObjectId FROM {DiaSource} AS s WHERE midpointMjdTai > 61001.9 EXCEPT SELECT diaObjectId FROM {DiaForcedSource} AS f WHERE midpointMjdTai < 61001",
+    "SELECT COUNT(*) FROM (SELECT diaObjectId FROM {DiaSource} AS s UNION ALL SELECT diaObjectId FROM {DiaForcedSource} AS f) AS u",
+    "WITH late AS (SELECT * FROM {DiaSource} AS s WHERE s.midpointMjdTai > {C}) SELECT COUNT(*) FROM late",
+    "SELECT MAX(n) FROM (SELECT diaObjectId, COUNT(*) AS n FROM {DiaSource} AS s GROUP BY diaObjectId) AS t",
+    "SELECT diaObjectId FROM {DiaSource} AS s GROUP BY diaObjectId HAVING MAX(midpointMjdTai) > 61002",
+    "SELECT TOP 3 diaObjectId, COUNT(*) AS n FROM {DiaForcedSource} AS f GROUP BY diaObjectId ORDER BY n DESC, diaObjectId",
+    // Aggregates and functions that would move if a hidden row counted.
+    "SELECT SUM(CASE WHEN midpointMjdTai > {C} THEN 1 ELSE 0 END) FROM {DiaSource} AS s",
+    "SELECT COUNT(DISTINCT visit) FROM {DiaSource} AS s",
+    "SELECT MAX(visit) FROM {DiaForcedSource} AS f",
+    "SELECT MAX(diaSourceId) FROM {DiaSource} AS s",
+    "SELECT MAX(timeProcessedMjdTai) FROM {DiaSource} AS s",
+    "SELECT AVG(psfFlux) FROM {DiaSource} AS s",
+    "SELECT MIN(midpointMjdTai) FROM {DiaSource} AS s WHERE midpointMjdTai > {C}",
+    "SELECT COUNT(*) FROM {DiaSource} AS s WHERE band LIKE 'r%'",
+    "SELECT COUNT(*) FROM {DiaSource} AS s WHERE COALESCE(s.ssObjectId, 0) >= 0",
+    "SELECT DISTINCT FLOOR(midpointMjdTai) FROM {DiaForcedSource} AS f",
+    "SELECT ivo_healpix_index(5, ra, dec) AS cell, COUNT(*) AS n FROM {DiaSource} AS s GROUP BY ivo_healpix_index(5, ra, dec)",
+    // Through the sky: cones, distances, cone joins.
+    "SELECT COUNT(*) FROM {DiaSource} AS s WHERE 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', 55, -30, 5))",
+    "SELECT COUNT(*) FROM {DiaForcedSource} AS f WHERE DISTANCE(POINT('ICRS', f.ra, f.dec), POINT('ICRS', 55, -30)) < 3",
+    "SELECT COUNT(*) FROM {DiaObject} AS o JOIN {DiaSource} AS s ON o.diaObjectId = s.diaObjectId WHERE 1 = CONTAINS(POINT('ICRS', o.ra, o.dec), CIRCLE('ICRS', 55, -30, 1))",
+    "SELECT COUNT(*) FROM {DiaObject} AS o WHERE 1 = CONTAINS(POINT('ICRS', o.ra, o.dec), BOX('ICRS', 55, -30, 4, 4))",
+    // Paging.
+    "SELECT TOP 10 diaSourceId FROM {DiaSource} AS s ORDER BY midpointMjdTai DESC, diaSourceId OFFSET 5",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_hostile_query_sees_an_embargoed_row() {
+    let engine = open(CUTOFF, "embargo-hostile").await;
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for template in HOSTILE {
+        let hostile = form(&engine, template, false);
+        let reference = form(&engine, template, true);
+        let public = lines(&engine, &hostile, false).await;
+        let expected = lines(&engine, &reference, true).await;
+        if public != expected {
+            failures.push(format!(
+                "without privilege, {hostile}\n  gave {:?}\nbut with privilege, {reference}\n  gave {:?}",
+                &public[..public.len().min(3)],
+                &expected[..expected.len().min(3)]
+            ));
+        }
+        let privileged = lines(&engine, &hostile, true).await;
+        if public == privileged {
+            failures.push(format!(
+                "{hostile} reaches no embargoed row: it tests nothing"
+            ));
+        }
+        checked += 1;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(checked >= 50, "only {checked} hostile queries");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_object_light_curve_and_history_stop_at_the_cutoff() {
+    let engine = open(CUTOFF, "embargo-object").await;
+    // An object seen on the third night and before.
+    let id = lines(
+        &engine,
+        "SELECT TOP 1 diaObjectId FROM ppdb.DiaSource WHERE midpointMjdTai > 61002 \
+         AND diaObjectId IN (SELECT diaObjectId FROM ppdb.DiaSource WHERE midpointMjdTai < 61001.5) \
+         ORDER BY diaObjectId",
+        true,
+    )
+    .await
+    .remove(0);
+    for template in [
+        "SELECT midpointMjdTai, psfFlux FROM {DiaSource} AS s WHERE s.diaObjectId = ID",
+        "SELECT midpointMjdTai, psfFlux FROM {DiaForcedSource} AS f WHERE f.diaObjectId = ID",
+        "SELECT validityStartMjdTai, validityEndMjdTai, nDiaSources FROM {History} AS h WHERE h.diaObjectId = ID",
+        "SELECT * FROM {DiaObject} AS o WHERE o.diaObjectId = ID",
+    ] {
+        let template = template.replace("ID", &id);
+        let hostile = form(&engine, &template, false);
+        let public = lines(&engine, &hostile, false).await;
+        assert_eq!(
+            public,
+            lines(&engine, &form(&engine, &template, true), true).await,
+            "{hostile}"
+        );
+        assert!(
+            !public.is_empty(),
+            "{hostile}: the object's public past is shown"
+        );
+        assert_ne!(public, lines(&engine, &hostile, true).await, "{hostile}");
+    }
+    // The current version shown is the one open at the cutoff, with no end.
+    let current = lines(
+        &engine,
+        &format!("SELECT validityStartMjdTai, validityEndMjdTai FROM ppdb.DiaObject WHERE diaObjectId = {id}"),
+        false,
+    )
+    .await;
+    assert_eq!(current.len(), 1, "{current:?}");
+    let (start, end) = current[0].split_once(',').unwrap();
+    assert!(
+        start.parse::<f64>().unwrap() <= CUTOFF && end.is_empty(),
+        "{current:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_timed_by_their_chunks_show_the_last_public_snapshot() {
+    let engine = open(CUTOFF, "embargo-chunks").await;
+    for table in [
+        "ppdb.DetectorVisitProcessingSummary",
+        "src.PromptSource",
+        "ppdb.SSObject",
+    ] {
+        for q in [
+            format!("SELECT * FROM {table}"),
+            format!("SELECT COUNT(*) FROM {table}"),
+        ] {
+            let public = lines(&engine, &q, false).await;
+            let at_public = lines(
+                &engine,
+                &q.replace(
+                    &format!("FROM {table}"),
+                    &format!("FROM {table} FOR SYSTEM_TIME AS OF {PUBLIC_SNAPSHOT}"),
+                ),
+                true,
+            )
+            .await;
+            assert_eq!(public, at_public, "{q}");
+        }
+    }
+    let later = |t: &str| {
+        format!(
+            "SELECT COUNT(*) FROM {t} WHERE visit > (SELECT MAX(visit) FROM ppdb.DiaSource WHERE midpointMjdTai < 61001.5)"
+        )
+    };
+    for t in ["ppdb.DetectorVisitProcessingSummary", "src.PromptSource"] {
+        assert_eq!(lines(&engine, &later(t), false).await, vec!["0"], "{t}");
+        assert_ne!(lines(&engine, &later(t), true).await, vec!["0"], "{t}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_cannot_fish_for_embargoed_positions() {
+    let engine = open(CUTOFF, "embargo-upload").await;
+    // The positions of third-night sources, as an astronomer who knew them would send.
+    let r = engine
+        .query(
+            "SELECT TOP 200 ra, dec FROM ppdb.DiaSource WHERE midpointMjdTai > 61002 ORDER BY diaSourceId",
+            &options(true),
+        )
+        .await
+        .unwrap();
+    let (batches, _) = r.collect().await.unwrap();
+    let b = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let col = |i: usize| -> Float64Array {
+        b.column(i)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .clone()
+    };
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("ra", DataType::Float64, true),
+            Field::new("dec", DataType::Float64, true),
+        ])),
+        vec![Arc::new(col(0)), Arc::new(col(1))],
+    )
+    .unwrap();
+    let with_upload = |privileged| QueryOptions {
+        privileged,
+        uploads: vec![Upload {
+            name: "targets".into(),
+            batch: batch.clone(),
+        }],
+        ..Default::default()
+    };
+    let template = "SELECT COUNT(*) FROM TAP_UPLOAD.targets AS t JOIN {DiaSource} AS s \
+         ON 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', t.ra, t.dec, 1.0/3600))";
+    let hostile = form(&engine, template, false);
+    let public = lines_with(&engine, &hostile, &with_upload(false)).await;
+    let reference = lines_with(&engine, &form(&engine, template, true), &with_upload(true)).await;
+    assert_eq!(public, reference);
+    assert_ne!(
+        public,
+        lines_with(&engine, &hostile, &with_upload(true)).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_record_the_cutoff_and_replays_keep_the_embargo() {
+    let engine = open(CUTOFF, "embargo-tokens").await;
+    let q = "SELECT COUNT(*) AS n FROM ppdb.DiaSource";
+
+    // Without privilege: the cutoff is part of the token and of its record.
+    let r = engine.query(q, &options(false)).await.unwrap();
+    let public_token = r.token.clone().unwrap();
+    let (public, _) = r.collect().await.unwrap();
+    let record = engine.record(&public_token).await.unwrap();
+    assert_eq!(record.embargo_cutoff, Some(CUTOFF));
+    assert_eq!(record.embargoed_until, None);
+
+    // With privilege: another token, whose record says it holds embargoed rows.
+    let r = engine.query(q, &options(true)).await.unwrap();
+    let staff_token = r.token.clone().unwrap();
+    let (staff, _) = r.collect().await.unwrap();
+    assert_ne!(public_token, staff_token);
+    assert_ne!(sorted_lines(&public), sorted_lines(&staff));
+    let record = engine.record(&staff_token).await.unwrap();
+    assert_eq!(record.embargo_cutoff, None);
+    assert!(record.embargoed_until.is_some_and(|t| t > 61002.0));
+
+    // Anyone replays the public token, and gets the public rows (checked), even a
+    // privileged caller; the privileged token replays only with privilege.
+    for privileged in [false, true] {
+        let replay = ReplayOptions {
+            privileged,
+            use_cache: false,
+            ..Default::default()
+        };
+        let r = engine.replay(&public_token, &replay).await.unwrap();
+        let (rows, _) = r.collect().await.unwrap();
+        assert_eq!(sorted_lines(&rows), sorted_lines(&public));
+    }
+    for use_cache in [true, false] {
+        let refused = engine
+            .replay(
+                &staff_token,
+                &ReplayOptions {
+                    use_cache,
+                    ..Default::default()
+                },
+            )
+            .await;
+        let Err(e) = refused else {
+            panic!("a privileged result was replayed without privilege (cache: {use_cache})")
+        };
+        assert!(matches!(e, engine::Error::Embargoed { .. }), "{e}");
+        assert!(
+            e.message().contains("privileged bearer token"),
+            "{}",
+            e.message()
+        );
+    }
+    let r = engine
+        .replay(
+            &staff_token,
+            &ReplayOptions {
+                privileged: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (rows, _) = r.collect().await.unwrap();
+    assert_eq!(sorted_lines(&rows), sorted_lines(&staff));
+
+    // Once the embargo has passed those rows, anyone may replay it.
+    let later = open(61003.0, "embargo-tokens").await;
+    let r = later
+        .replay(&staff_token, &ReplayOptions::default())
+        .await
+        .unwrap();
+    let (rows, _) = r.collect().await.unwrap();
+    assert_eq!(sorted_lines(&rows), sorted_lines(&staff));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_travel_before_the_cutoff_shows_everyone_the_same_rows() {
+    let engine = open(CUTOFF, "embargo-travel").await;
+    let q = format!(
+        "SELECT COUNT(*) AS n, MAX(midpointMjdTai) AS last FROM ppdb.DiaSource \
+         FOR SYSTEM_TIME AS OF {PUBLIC_SNAPSHOT}"
+    );
+    let a = engine.query(&q, &options(false)).await.unwrap();
+    let b = engine.query(&q, &options(true)).await.unwrap();
+    let (a, _) = a.collect().await.unwrap();
+    let (b, _) = b.collect().await.unwrap();
+    assert_eq!(sorted_lines(&a), sorted_lines(&b));
+    // TAP_SCHEMA holds no rows of the catalog: it is the same for everyone.
+    let q = "SELECT table_name, column_name FROM TAP_SCHEMA.columns";
+    assert_eq!(
+        lines(&engine, q, false).await,
+        lines(&engine, q, true).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_embargo_everyone_sees_everything() {
+    let engine = Engine::open_with(
+        SAMPLE,
+        EngineOptions {
+            state: Some("memory://embargo-off".into()),
+            embargo: Embargo::Off,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let q = "SELECT COUNT(*) FROM ppdb.DiaSource";
+    assert_eq!(
+        lines(&engine, q, false).await,
+        lines(&engine, q, true).await
+    );
+    // The default window (80 hours) is far behind the sample's 2025 nights.
+    let engine = Engine::open_with(
+        SAMPLE,
+        EngineOptions {
+            state: Some("memory://embargo-default".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        lines(&engine, q, false).await,
+        lines(&engine, q, true).await
+    );
+}
