@@ -756,3 +756,19 @@ fn hashed_on_cells(plan: &str) -> bool {
     plan.lines()
         .any(|l| l.contains("HashJoinExec") && l.contains("__ppdb_crossmatch_cell"))
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_longest_operator_chain_allowed_runs_on_a_tokio_worker() {
+    let engine = open_sample().await;
+    // 250 comparisons joined by 249 ORs: adql::MAX_OPERATORS, all but one.
+    let chain = (0..250)
+        .map(|i| format!("diaObjectId = {i}"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let q = format!("SELECT COUNT(*) AS n FROM ppdb.DiaObject WHERE {chain}");
+    // Spawned: on a worker thread, with tokio's default 2 MiB stack.
+    let out = tokio::spawn(async move { sorted_lines(&rows(&engine, &q).await) })
+        .await
+        .unwrap();
+    assert_eq!(out, vec!["0"]);
+}

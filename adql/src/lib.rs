@@ -88,8 +88,19 @@ pub struct Query {
     source: Statement,
 }
 
+/// The most operators one query may have.
+///
+/// A chain `a OR b OR c ...` parses into a tree as deep as the chain is long,
+/// and every later pass over it (checking, pinning, cloning, planning) recurses
+/// that deep: 1 000 operators overflowed tokio's 2 MiB worker stack in a debug
+/// build, 500 did not (with the ADQL passes on a grown stack, as the engine
+/// runs them). Long lists of values belong in `IN (...)` or an upload, which
+/// stay flat.
+pub const MAX_OPERATORS: usize = 500;
+
 /// Parses, checks and rewrites one ADQL query.
 pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
+    check_operators(adql)?;
     let mut statements = Parser::new(&AdqlDialect)
         .with_recursion_limit(200)
         .try_with_sql(adql)
@@ -117,6 +128,58 @@ pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
         }
     };
     walk::check(adql, statement, schema)
+}
+
+/// Refuses a query with more than [`MAX_OPERATORS`] operators, at the first one too many.
+fn check_operators(adql: &str) -> Result<(), Error> {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    // A text that does not tokenize is refused by the parser, with its position.
+    let Ok(tokens) = Tokenizer::new(&AdqlDialect, adql).tokenize_with_location() else {
+        return Ok(());
+    };
+    let mut count = 0;
+    for t in tokens {
+        let operator = match &t.token {
+            Token::Word(w) => matches!(w.keyword, Keyword::AND | Keyword::OR),
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Ampersand
+            | Token::Pipe
+            | Token::Caret
+            | Token::ShiftLeft
+            | Token::ShiftRight => true,
+            _ => false,
+        };
+        if operator {
+            count += 1;
+            if count > MAX_OPERATORS {
+                return Err(Error {
+                    message: format!(
+                        "the query has more than {MAX_OPERATORS} operators; this one is one too many"
+                    ),
+                    line: t.span.start.line,
+                    column: t.span.start.column,
+                    hint: Some(
+                        "write a long list of values as `column IN (v1, v2, ...)`, or upload \
+                         it as a table and join it"
+                            .into(),
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where the text after the first top-level `;` starts.

@@ -102,6 +102,8 @@ enum Pass {
 
 struct Walker<'a> {
     tables: &'a [Table],
+    /// The query text, to place errors whose syntax node has no position.
+    text: &'a str,
     pass: Pass,
     /// Names the query may use, lower-cased → spelling.
     names: HashMap<String, String>,
@@ -137,6 +139,7 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
     };
     let mut w = Walker {
         tables: schema.tables(),
+        text: adql,
         pass: Pass::Collect,
         names: HashMap::new(),
         columns: Vec::new(),
@@ -161,6 +164,15 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
         tables,
         source,
     })
+}
+
+/// Where `needle` first appears in `text`, as a span of line and column (from 1).
+fn locate(text: &str, needle: &str) -> Option<Span> {
+    let at = text.find(needle)?;
+    let before = &text[..at];
+    let line = before.matches('\n').count() as u64 + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() as u64 + 1;
+    Some(Span::new((line, column).into(), (line, column).into()))
 }
 
 fn not_adql(span: Span, what: &str) -> Error {
@@ -852,6 +864,12 @@ impl Walker<'_> {
                 if near.is_empty() {
                     near = nearest(&name.value, self.tables.iter().map(|t| t.name.as_str()));
                 }
+                // sqlparser gives names in single quotes no position.
+                let span = if span.start.line == 0 {
+                    locate(self.text, &wanted).unwrap_or(span)
+                } else {
+                    span
+                };
                 let e = Error::at(span, format!("unknown table '{wanted}'"));
                 Err(if near.is_empty() {
                     e.hint("the tables are listed in TAP_SCHEMA.tables")
@@ -1537,6 +1555,38 @@ mod tests {
                 key: vec![],
             },
         ]
+    }
+
+    #[test]
+    fn operator_chains_stop_at_the_limit_with_the_place_of_the_one_too_many() {
+        let chain = |n: usize| {
+            let terms: Vec<String> = (0..n).map(|i| format!("ra = {i}")).collect();
+            format!("SELECT ra FROM ppdb.DiaObject WHERE {}", terms.join(" OR "))
+        };
+        // n comparisons and n - 1 ORs.
+        let at_limit = crate::MAX_OPERATORS.div_ceil(2);
+        // The checking passes recurse as deep as the chain; the engine gives them
+        // a grown stack, as this test does (a debug build needs more than 2 MiB).
+        let long = chain(at_limit);
+        std::thread::Builder::new()
+            .stack_size(32 << 20)
+            .spawn(move || assert!(parse(&long, &schema()).is_ok()))
+            .unwrap()
+            .join()
+            .unwrap();
+        let e = parse(&chain(at_limit + 1), &schema()).unwrap_err();
+        assert!(e.message.contains("more than 500 operators"), "{e}");
+        assert_eq!(e.line, 1);
+        let text = chain(at_limit + 1);
+        let col = usize::try_from(e.column).unwrap();
+        assert_eq!(&text[col - 1..col], "=", "{e}");
+        assert!(e.hint.unwrap().contains("IN ("));
+    }
+
+    #[test]
+    fn a_table_named_in_single_quotes_is_refused_at_its_place() {
+        let e = parse("SELECT *\nFROM  '/etc/passwd'", &schema()).unwrap_err();
+        assert_eq!((e.line, e.column), (2, 8), "{e}");
     }
 
     fn ok(q: &str) -> String {

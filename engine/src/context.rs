@@ -499,7 +499,7 @@ impl Engine {
 
     /// Checks ADQL without running it.
     pub fn parse(&self, adql: &str) -> Result<adql::Query> {
-        Ok(adql::parse(adql, &self.adql_tables)?)
+        Ok(deep(|| adql::parse(adql, &self.adql_tables))?)
     }
 
     /// The tables a query may name: the served ones and its uploads.
@@ -595,12 +595,12 @@ impl Engine {
     pub async fn query(&self, adql: &str, options: &QueryOptions) -> Result<QueryResult> {
         let t0 = Instant::now();
         let tables = self.tables_with(&options.uploads);
-        let original = adql::parse(adql, &*tables)?;
+        let original = deep(|| adql::parse(adql, &*tables))?;
         let t1 = Instant::now();
         let (log, snapshot) = self.choose(original.as_of.as_ref(), options).await?;
         let access = self.access(&log, snapshot.snapshot, &original, options.privileged);
         let cut = options.maxrec.is_some() && !order_is_fixed(&original);
-        let pinned = adql::pin(&original, &*tables, snapshot.snapshot, cut)?;
+        let pinned = deep(|| adql::pin(&original, &*tables, snapshot.snapshot, cut))?;
         let uploads = self.keep_uploads(&options.uploads).await?;
         let upload_identity: String = uploads
             .iter()
@@ -672,7 +672,7 @@ impl Engine {
     /// without the reproducibility guarantees (for benchmarks and comparisons).
     pub async fn query_unpinned(&self, adql: &str, options: &QueryOptions) -> Result<QueryResult> {
         let t0 = Instant::now();
-        let query = adql::parse(adql, &*self.tables_with(&options.uploads))?;
+        let query = deep(|| adql::parse(adql, &*self.tables_with(&options.uploads)))?;
         let t1 = Instant::now();
         let (log, snapshot) = self.choose(query.as_of.as_ref(), options).await?;
         let access = self.access(&log, snapshot.snapshot, &query, options.privileged);
@@ -710,7 +710,7 @@ impl Engine {
             return Ok(QueryResult {
                 snapshot,
                 schema: hit.schema.clone(),
-                query: adql::parse(&record.pinned_adql, &*self.tables_with(&uploads))?,
+                query: deep(|| adql::parse(&record.pinned_adql, &*self.tables_with(&uploads)))?,
                 timings: Timings::default(),
                 token: Some(record.token.clone()),
                 pinned_adql: Some(record.pinned_adql.clone()),
@@ -728,7 +728,7 @@ impl Engine {
             });
         }
         let t0 = Instant::now();
-        let query = adql::parse(&record.pinned_adql, &*self.tables_with(&uploads))?;
+        let query = deep(|| adql::parse(&record.pinned_adql, &*self.tables_with(&uploads)))?;
         let t1 = Instant::now();
         let (_, snapshot) = self
             .choose(query.as_of.as_ref(), &QueryOptions::default())
@@ -906,10 +906,10 @@ impl Engine {
     /// metrics (what `EXPLAIN ANALYZE` shows): for operators and tests of pruning.
     pub async fn explain_analyze(&self, adql: &str, options: &QueryOptions) -> Result<String> {
         let tables = self.tables_with(&options.uploads);
-        let original = adql::parse(adql, &*tables)?;
+        let original = deep(|| adql::parse(adql, &*tables))?;
         let (log, snapshot) = self.choose(original.as_of.as_ref(), options).await?;
         let access = self.access(&log, snapshot.snapshot, &original, options.privileged);
-        let query = adql::pin(&original, &*tables, snapshot.snapshot, false)?.query;
+        let query = deep(|| adql::pin(&original, &*tables, snapshot.snapshot, false))?.query;
         let state = self
             .session(snapshot.snapshot, access.cutoff, &options.uploads)
             .await?;
@@ -1185,6 +1185,16 @@ fn upload_digest(u: &Upload) -> Result<String> {
     let text = c.finish();
     // "ordered:" + 32 hex digits: the hex names the stored file.
     Ok(text.rsplit(':').next().unwrap_or(&text).to_string())
+}
+
+/// Stack the ADQL passes may use: they recurse as deep as a query nests (a chain
+/// of up to `adql::MAX_OPERATORS` operators), deeper than the 2 MiB of a tokio
+/// worker allows. The memory is reserved, and only touched by deep queries.
+const ADQL_STACK: usize = 64 << 20;
+
+/// Runs an ADQL pass with at least half of [`ADQL_STACK`] free.
+fn deep<T>(pass: impl FnOnce() -> T) -> T {
+    stacker::maybe_grow(ADQL_STACK / 2, ADQL_STACK, pass)
 }
 
 /// Finds the snapshot `as_of` names in a log state (the latest when `None`).

@@ -290,10 +290,16 @@ impl StateArg {
     }
 }
 
+/// Stack per runtime thread (reserved; touched only by deep queries).
+const THREAD_STACK: usize = 32 << 20;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Planning recurses as deep as a query's expressions nest (ADQL allows chains of
+    // up to adql::MAX_OPERATORS): give every thread room for that, not tokio's 2 MiB.
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(THREAD_STACK)
         .build()
     {
         Ok(rt) => rt,
@@ -302,7 +308,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    // block_on polls on the calling thread: make that one as deep as the workers.
+    let outcome = std::thread::Builder::new()
+        .name("ppdb".into())
+        .stack_size(THREAD_STACK)
+        .spawn(move || rt.block_on(run(cli)))
+        .map_err(anyhow::Error::from)
+        .and_then(|t| {
+            t.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the command stopped unexpectedly")))
+        });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
