@@ -333,3 +333,40 @@ async fn hostile_queries_are_refused_or_bounded_and_the_server_stays_up() {
         failures.join("\n")
     );
 }
+
+#[tokio::test]
+async fn paths_and_names_cannot_leave_their_prefix() {
+    let s = Server::start(&[]);
+    let client = reqwest::Client::new();
+    // Encoded so that neither the client nor the router resolves them first.
+    for path in [
+        "/async/..%2F..%2Fetc%2Fpasswd",
+        "/async/%2e%2e/results/result",
+        "/async/..%2F_log/phase",
+        "/async/%2Fetc%2Fpasswd/parameters",
+        "/async/..%5C..%5Cetc/owner",
+        "/replay/..%2F..%2Fetc%2Fpasswd",
+        "/replay/%2Fetc%2Fpasswd/record",
+        "/replay/..%2Ftokens%2Fx",
+        "/replay/aaaaaaaaaaaaaaaaaaaa%00",
+        "/tables/..%2F..%2Fetc",
+        "/tables/ppdb.%2E%2E",
+    ] {
+        let r = client.get(format!("{}{path}", s.tap)).send().await.unwrap();
+        let code = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert!(
+            (400..500).contains(&code) && !body.contains("root:"),
+            "{path}: HTTP {code}: {body}"
+        );
+    }
+    let r = client
+        .delete(format!("{}/async/..%2F..%2Fjobs", s.tap))
+        .send()
+        .await
+        .unwrap();
+    assert!((400..500).contains(&r.status().as_u16()));
+    // And the jobs that exist are all still there.
+    let r = client.get(format!("{}/async", s.tap)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

@@ -703,6 +703,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn file_paths_cannot_leave_the_chunk_folder() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for path in [
+            "../DiaObject.parquet",
+            "a/../../DiaObject.parquet",
+            "/etc/passwd",
+            "a//b.parquet",
+            "",
+        ] {
+            let dir = tempfile::TempDir::new().unwrap();
+            let manifest = serde_json::json!({"format": REPLICA_FORMAT, "chunk_id": 1,
+                "last_update_time": "2025-11-26T03:20:00.000000Z", "unique_id": "u",
+                "files": [{"table": "DiaObject", "path": path, "rows": 1}]});
+            std::fs::write(dir.path().join(MANIFEST), manifest.to_string()).unwrap();
+            let loc = store::open_existing_local(dir.path()).unwrap();
+            let e = match rt.block_on(load(&loc, &CatalogSchema::builtin())) {
+                Ok(_) => panic!("{path:?} was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                e.contains("files[0].path") && e.contains("stay inside the chunk folder"),
+                "{path:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn manifest_errors_name_the_key() {
         let v: Value = serde_json::json!({"format": REPLICA_FORMAT, "chunk_id": "x"});
         let (key, msg) = parse_manifest(&v).unwrap_err();

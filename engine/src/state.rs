@@ -283,3 +283,46 @@ impl StateWriter {
         self.0.abort().await.map_err(store_err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_never_leave_the_store() {
+        for bad in [
+            "",
+            "..",
+            "../x",
+            "jobs/../../x",
+            "/etc/passwd",
+            "jobs//x",
+            "jobs/./x",
+            "jobs/%2e%2e/x",
+            "jobs\\..\\x",
+            "tokens/a b.json",
+            "jobs/x\u{0}",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?} was accepted");
+        }
+        for good in [
+            "jobs/5f0c/job.json",
+            "tokens/abc.json",
+            "uploads/0a1b.parquet",
+        ] {
+            assert!(check_key(good).is_ok(), "{good:?} was refused");
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_and_writes_of_bad_keys_are_refused() {
+        let s = StateStore::open("memory://state-keys").unwrap();
+        assert!(
+            s.write("../escape", Bytes::from_static(b"x"))
+                .await
+                .is_err()
+        );
+        assert!(s.read("../../etc/passwd").await.is_err());
+        assert!(s.children("..").await.is_err());
+    }
+}
