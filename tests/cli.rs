@@ -315,3 +315,70 @@ fn query_reads_an_earlier_snapshot_and_cuts_at_maxrec() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("request asks for snapshot"));
 }
+
+/// What a catalog holds, as `ppdb query` sees it: per table, the row count and
+/// a sum over an id (so a lost or doubled row shows).
+fn contents(cat: &str) -> String {
+    [
+        "SELECT COUNT(*), SUM(diaObjectId) FROM ppdb.DiaObjectHistory",
+        "SELECT COUNT(*), SUM(diaSourceId), COUNT(timeWithdrawnMjdTai) FROM ppdb.DiaSource",
+        "SELECT COUNT(*), SUM(diaForcedSourceId) FROM ppdb.DiaForcedSource",
+        "SELECT COUNT(*), SUM(visit) FROM ppdb.DetectorVisitProcessingSummary",
+        "SELECT COUNT(*), SUM(sourceId) FROM src.PromptSource",
+    ]
+    .iter()
+    .map(|q| ok(&["query", "--catalog", cat, "--format", "csv", q]))
+    .collect::<Vec<_>>()
+    .join("")
+}
+
+#[test]
+fn racing_ingest_processes_commit_every_chunk_exactly_once() {
+    let dir = TempDir::new().unwrap();
+    let chunks = sample(dir.path());
+    let alone = dir.path().join("alone");
+    let alone = alone.to_str().unwrap();
+    ok(&["ingest", "--catalog", alone, &chunks]);
+    let expected_snapshots = snapshot_lines(&ok(&["snapshots", "--catalog", alone, "--json"]));
+    let expected = contents(alone);
+    for writers in [2, 4] {
+        let cat = dir.path().join(format!("raced-{writers}"));
+        let cat = cat.to_str().unwrap().to_string();
+        // Every process is given every chunk, as redundant feeders would be.
+        let children: Vec<_> = (0..writers)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_ppdb"))
+                    .args(["ingest", "--catalog", &cat, &chunks])
+                    .env_remove("PPDB_CATALOG")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("ppdb ingest starts")
+            })
+            .collect();
+        let mut committed = 0;
+        for c in children {
+            let out = c.wait_with_output().expect("ppdb ingest runs");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{writers} writers: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            committed += text
+                .split("committed ")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("no count in {text}"));
+        }
+        let snaps = snapshot_lines(&ok(&["snapshots", "--catalog", &cat, "--json"]));
+        assert_eq!(committed, snaps.len(), "{writers} writers: each chunk once");
+        assert_eq!(snaps.len(), expected_snapshots.len());
+        for (i, (s, e)) in snaps.iter().zip(&expected_snapshots).enumerate() {
+            assert_eq!(s["snapshot"], i as u64 + 1, "gap-free");
+            assert_eq!(s["chunk"], e["chunk"], "in chunk order");
+        }
+        assert_eq!(contents(&cat), expected, "{writers} writers");
+    }
+}
