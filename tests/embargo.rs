@@ -16,6 +16,10 @@ use arrow::array::{Float64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use engine::{Embargo, Engine, EngineOptions, QueryOptions, ReplayOptions, Upload};
 
+#[path = "support/lines.rs"]
+mod lines;
+use lines::sorted_lines;
+
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
 /// Between the second night's last src chunk (MJD 61001.55) and the third night.
 const CUTOFF: f64 = 61001.6;
@@ -56,30 +60,6 @@ async fn lines_with(engine: &Engine, adql: &str, opts: &QueryOptions) -> Vec<Str
 
 async fn lines(engine: &Engine, adql: &str, privileged: bool) -> Vec<String> {
     lines_with(engine, adql, &options(privileged)).await
-}
-
-fn sorted_lines(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = Vec::new();
-    for b in batches {
-        let fmts: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| {
-                arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
-                    .unwrap()
-            })
-            .collect();
-        for r in 0..b.num_rows() {
-            out.push(
-                fmts.iter()
-                    .map(|f| f.value(r).to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The public rows of a DiaObject table spelled out in ADQL: versions that began

@@ -11,6 +11,10 @@ use catalog::{Catalog, TableId};
 use engine::{Engine, EngineOptions, QueryOptions};
 use tempfile::TempDir;
 
+#[path = "support/lines.rs"]
+mod lines;
+use lines::sorted_lines;
+
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
 
 /// The bundled sample, with tokens kept in memory so the sample stays read-only.
@@ -35,30 +39,6 @@ async fn rows(engine: &Engine, adql: &str) -> Vec<RecordBatch> {
         .await
         .unwrap_or_else(|e| panic!("{adql}: {e}"))
         .0
-}
-
-fn sorted_lines(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = Vec::new();
-    for b in batches {
-        let fmts: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| {
-                arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
-                    .unwrap()
-            })
-            .collect();
-        for r in 0..b.num_rows() {
-            out.push(
-                fmts.iter()
-                    .map(|f| f.value(r).to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-        }
-    }
-    out.sort();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
