@@ -7,7 +7,13 @@ pub const FINE_ORDER: u8 = 29;
 
 /// The nested index at order 29 of a position given in degrees.
 pub fn healpix_29(ra_deg: f64, dec_deg: f64) -> i64 {
-    cdshealpix::nested::hash(FINE_ORDER, ra_deg.to_radians(), dec_deg.to_radians()) as i64
+    cdshealpix::nested::hash(FINE_ORDER, longitude(ra_deg), dec_deg.to_radians()) as i64
+}
+
+/// A right ascension in degrees as the longitude cdshealpix expects: radians in
+/// [0, 2π). Any finite RA names one (cdshealpix asserts on others).
+pub fn longitude(ra_deg: f64) -> f64 {
+    ra_deg.rem_euclid(360.0).to_radians()
 }
 
 /// A HEALPix cell at some order: the unit a partition covers.
@@ -68,7 +74,7 @@ impl Cell {
     pub fn cone(order: u8, ra_deg: f64, dec_deg: f64, radius_deg: f64) -> Vec<Cell> {
         cdshealpix::nested::cone_coverage_approx(
             order,
-            ra_deg.to_radians(),
+            longitude(ra_deg),
             dec_deg.to_radians(),
             radius_deg.to_radians(),
         )

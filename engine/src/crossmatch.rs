@@ -445,7 +445,7 @@ async fn zone_join(
                     continue;
                 }
                 let cover = layer.cone_coverage_approx(
-                    ra.to_radians(),
+                    catalog::healpix::longitude(*ra),
                     dec.to_radians(),
                     r.to_radians().max(1e-9),
                 );

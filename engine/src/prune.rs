@@ -279,7 +279,7 @@ fn sky(region: &Region, partition_order: u8) -> Option<Sky> {
         Region::Polygon(vs) => {
             let rad: Vec<(f64, f64)> = vs
                 .iter()
-                .map(|(a, d)| (a.to_radians(), d.to_radians()))
+                .map(|(a, d)| (catalog::healpix::longitude(*a), d.to_radians()))
                 .collect();
             if vs.iter().any(|(a, d)| !a.is_finite() || d.abs() > 90.0) {
                 return None;
@@ -315,7 +315,7 @@ fn cone(
         return None;
     }
     let (lon, lat, r) = (
-        ra.to_radians(),
+        catalog::healpix::longitude(ra),
         dec.to_radians(),
         radius.to_radians().max(1e-9),
     );

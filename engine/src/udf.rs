@@ -311,8 +311,12 @@ impl Geo {
         if !(-90.0..=90.0).contains(&dec) {
             return exec_err!("ivo_healpix_index: declination {dec} is outside [-90, 90]");
         }
+        if !ra.is_finite() {
+            return exec_err!("ivo_healpix_index: right ascension {ra} is not a number");
+        }
+        let lon = catalog::healpix::longitude(ra);
         Ok(Some(
-            cdshealpix::nested::hash(order as u8, ra.to_radians(), dec.to_radians()) as i64,
+            cdshealpix::nested::hash(order as u8, lon, dec.to_radians()) as i64,
         ))
     }
 
