@@ -42,7 +42,9 @@ type Snapshot = (catalog::log::ChunkRef, BTreeMap<TableId, Vec<String>>);
 
 /// All visible snapshots of a catalog, read by a fresh process-local handle.
 async fn read_all(url: &str) -> Vec<Snapshot> {
-    let cat = Catalog::open(url).await.expect("the catalog opens after a kill");
+    let cat = Catalog::open(url)
+        .await
+        .expect("the catalog opens after a kill");
     let snaps = cat.snapshots().await.expect("the log reads after a kill");
     let mut out = Vec::new();
     for (i, s) in snaps.iter().enumerate() {
@@ -158,7 +160,11 @@ async fn ingest_killed_at_random_moments_loses_nothing_and_shows_no_partial_snap
     let url = catalog_url(generation);
     let url = url.to_str().unwrap();
     ok(&["ingest", "--catalog", url, chunks]);
-    assert_eq!(read_all(url).await, model, "resumed ingest equals the model");
+    assert_eq!(
+        read_all(url).await,
+        model,
+        "resumed ingest equals the model"
+    );
     // What killed writers left behind is unreferenced, and vacuum removes it
     // without touching a snapshot.
     let mut orphans = 0;

@@ -19,7 +19,7 @@ use sqlparser::ast::Statement;
 use sqlparser::parser::Parser;
 
 pub use dialect::AdqlDialect;
-pub use error::Error;
+pub use error::{Error, locate_word};
 pub use functions::{FUNCTIONS, FunctionDoc, udf};
 pub use pin::{Pinned, pin};
 
@@ -104,9 +104,9 @@ pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
     let mut statements = Parser::new(&AdqlDialect)
         .with_recursion_limit(200)
         .try_with_sql(adql)
-        .map_err(Error::from_parser)?
+        .map_err(|e| Error::from_parser(e, adql))?
         .parse_statements()
-        .map_err(Error::from_parser)?;
+        .map_err(|e| Error::from_parser(e, adql))?;
     let statement = match statements.len() {
         0 => {
             return Err(Error {
@@ -127,7 +127,7 @@ pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
             });
         }
     };
-    walk::check(adql, statement, schema)
+    walk::check(adql, statement, schema).map_err(|e| e.within(adql))
 }
 
 /// Refuses a query with more than [`MAX_OPERATORS`] operators, at the first one too many.

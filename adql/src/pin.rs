@@ -40,10 +40,11 @@ pub fn pin(
     cut: bool,
 ) -> Result<Pinned, Error> {
     let mut source = query.source.clone();
-    let ordered = add_order(&mut source, schema, Some(snapshot), cut)?;
+    let ordered =
+        add_order(&mut source, schema, Some(snapshot), cut).map_err(|e| e.within(&query.adql))?;
     // The planner's form gets the same order, so that the first run needs no second parse.
     let mut statement = query.statement.clone();
-    add_order(&mut statement, schema, None, cut)?;
+    add_order(&mut statement, schema, None, cut).map_err(|e| e.within(&query.adql))?;
     let adql = source.to_string();
     Ok(Pinned {
         query: Query {

@@ -168,10 +168,7 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
 
 /// Where `needle` first appears in `text`, as a span of line and column (from 1).
 fn locate(text: &str, needle: &str) -> Option<Span> {
-    let at = text.find(needle)?;
-    let before = &text[..at];
-    let line = before.matches('\n').count() as u64 + 1;
-    let column = before.rsplit('\n').next().unwrap_or("").chars().count() as u64 + 1;
+    let (line, column) = crate::error::line_column(text, text.find(needle)?);
     Some(Span::new((line, column).into(), (line, column).into()))
 }
 
@@ -1214,6 +1211,19 @@ impl Walker<'_> {
                 arity(ok)?;
             }
             f.name = ObjectName::from(vec![Ident::new(engine)]);
+            if matches!(upper.as_str(), "ROUND" | "TRUNCATE")
+                && let FunctionArguments::List(l) = &mut f.args
+                && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(n))) = l.args.get_mut(1)
+            {
+                // ADQL's n is an integer; the engine has no signature for a real one.
+                *n = Expr::Cast {
+                    kind: CastKind::Cast,
+                    expr: Box::new(n.clone()),
+                    data_type: sqlparser::ast::DataType::BigInt(None),
+                    array: false,
+                    format: None,
+                };
+            }
             return Ok(());
         }
         if self.collecting() {

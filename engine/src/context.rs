@@ -30,7 +30,7 @@ use futures::StreamExt;
 use crate::checksum::Checksum;
 use crate::crossmatch::UPLOAD_SCHEMA;
 use crate::embargo::{self, Access, Embargo, Timing};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, planner_refusal};
 use crate::format::Format;
 use crate::memory::QueryPool;
 use crate::provider::{PpdbTable, View};
@@ -402,6 +402,8 @@ impl Engine {
             let o = config.options_mut();
             // Names arrive resolved to their exact spelling from the adql crate.
             o.sql_parser.enable_ident_normalization = false;
+            // Planner errors then carry the line and column of what they are about.
+            o.sql_parser.collect_spans = true;
             o.execution.parquet.pushdown_filters = true;
             o.execution.parquet.reorder_filters = true;
             o.execution.parquet.enable_page_index = true;
@@ -597,7 +599,7 @@ impl Engine {
         let tables = self.tables_with(&options.uploads);
         let original = deep(|| adql::parse(adql, &*tables))?;
         let t1 = Instant::now();
-        let (log, snapshot) = self.choose(original.as_of.as_ref(), options).await?;
+        let (log, snapshot) = self.choose(adql, original.as_of.as_ref(), options).await?;
         let access = self.access(&log, snapshot.snapshot, &original, options.privileged);
         let cut = options.maxrec.is_some() && !order_is_fixed(&original);
         let pinned = deep(|| adql::pin(&original, &*tables, snapshot.snapshot, cut))?;
@@ -647,6 +649,7 @@ impl Engine {
         let limit = options.time_limit.map(|d| (t0 + d, d));
         let mut result = self
             .execute(
+                adql,
                 query,
                 snapshot,
                 access.cutoff,
@@ -674,11 +677,12 @@ impl Engine {
         let t0 = Instant::now();
         let query = deep(|| adql::parse(adql, &*self.tables_with(&options.uploads)))?;
         let t1 = Instant::now();
-        let (log, snapshot) = self.choose(query.as_of.as_ref(), options).await?;
+        let (log, snapshot) = self.choose(adql, query.as_of.as_ref(), options).await?;
         let access = self.access(&log, snapshot.snapshot, &query, options.privileged);
         let limit = options.time_limit.map(|d| (t0 + d, d));
         let mut result = self
             .execute(
+                adql,
                 query,
                 snapshot,
                 access.cutoff,
@@ -731,7 +735,11 @@ impl Engine {
         let query = deep(|| adql::parse(&record.pinned_adql, &*self.tables_with(&uploads)))?;
         let t1 = Instant::now();
         let (_, snapshot) = self
-            .choose(query.as_of.as_ref(), &QueryOptions::default())
+            .choose(
+                &record.pinned_adql,
+                query.as_of.as_ref(),
+                &QueryOptions::default(),
+            )
             .await?;
         if snapshot.snapshot != record.snapshot {
             return Err(Error::Token {
@@ -744,6 +752,7 @@ impl Engine {
         let limit = options.time_limit.map(|d| (t0 + d, d));
         let mut result = self
             .execute(
+                &record.pinned_adql,
                 query,
                 snapshot,
                 record.embargo_cutoff,
@@ -836,8 +845,11 @@ impl Engine {
 
     /// Plans and starts a checked query at a snapshot; `limit` is its deadline and
     /// the time it was given.
+    // Each argument is one independent setting of a run; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     async fn execute(
         &self,
+        text: &str,
         query: adql::Query,
         snapshot: SnapshotInfo,
         cutoff: Option<f64>,
@@ -850,7 +862,8 @@ impl Engine {
         let t2 = Instant::now();
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement.clone())))
-            .await?;
+            .await
+            .map_err(|e| planner_refusal(text, e))?;
         let plan = match maxrec {
             // Above TOPK_ROWS the cut is left to the stream: the planner would turn
             // ORDER BY + LIMIT into a top-k that holds every row it keeps in
@@ -861,7 +874,10 @@ impl Engine {
             _ => plan,
         };
         let schema = plan.schema().inner().clone();
-        let plan = crate::colocate::narrow(state.optimize(&plan)?)?;
+        let plan = state
+            .optimize(&plan)
+            .map_err(|e| planner_refusal(text, e))?;
+        let plan = crate::colocate::narrow(plan)?;
         let plan = if uploads.is_empty() {
             plan
         } else {
@@ -907,7 +923,7 @@ impl Engine {
     pub async fn explain_analyze(&self, adql: &str, options: &QueryOptions) -> Result<String> {
         let tables = self.tables_with(&options.uploads);
         let original = deep(|| adql::parse(adql, &*tables))?;
-        let (log, snapshot) = self.choose(original.as_of.as_ref(), options).await?;
+        let (log, snapshot) = self.choose(adql, original.as_of.as_ref(), options).await?;
         let access = self.access(&log, snapshot.snapshot, &original, options.privileged);
         let query = deep(|| adql::pin(&original, &*tables, snapshot.snapshot, false))?.query;
         let state = self
@@ -915,7 +931,8 @@ impl Engine {
             .await?;
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement)))
-            .await?;
+            .await
+            .map_err(|e| planner_refusal(adql, e))?;
         let plan = crate::colocate::narrow(state.optimize(&plan)?)?;
         let plan = crate::crossmatch::hint(plan, &state).await?;
         let physical = state
@@ -942,6 +959,27 @@ impl Engine {
 
     /// The snapshot for a query and its request, which must agree.
     async fn choose(
+        &self,
+        text: &str,
+        in_query: Option<&adql::AsOf>,
+        options: &QueryOptions,
+    ) -> Result<(Arc<LogState>, SnapshotInfo)> {
+        self.choose_snapshot(in_query, options)
+            .await
+            .map_err(|e| match e {
+                // The query's own FOR SYSTEM_TIME AS OF is what names the snapshot.
+                Error::Snapshot { message } if in_query.is_some() => {
+                    let mut refusal = adql::Error::whole(text, message);
+                    if let Some((line, column)) = adql::locate_word(text, "SYSTEM_TIME") {
+                        (refusal.line, refusal.column) = (line, column);
+                    }
+                    Error::Adql(refusal)
+                }
+                e => e,
+            })
+    }
+
+    async fn choose_snapshot(
         &self,
         in_query: Option<&adql::AsOf>,
         options: &QueryOptions,

@@ -89,3 +89,60 @@ impl Error {
         out
     }
 }
+
+/// A planner error about the query's text (a refusal: an unknown or ambiguous
+/// name, a type that does not fit, a column missing from `GROUP BY`), as an
+/// ADQL error with the place it is about: the planner's own span when it
+/// gives one, else the first name its message quotes, else the query's start.
+pub(crate) fn planner_refusal(text: &str, e: datafusion::error::DataFusionError) -> Error {
+    use datafusion::error::DataFusionError as D;
+    // Nothing has run yet: short of reading the catalog and running out of
+    // memory, what fails here is the query (constant folding included).
+    if matches!(
+        e.find_root(),
+        D::ObjectStore(_) | D::IoError(_) | D::External(_) | D::ResourcesExhausted(_)
+    ) {
+        return e.into();
+    }
+    let root = match e.find_root() {
+        // Its text otherwise asks users to report a bug in DataFusion.
+        D::Internal(desc) => desc.clone(),
+        root => root.strip_backtrace(),
+    };
+    let message = root
+        .replace("Error during planning: ", "")
+        .replace("Internal error: ", "")
+        .replace(
+            ".\nThis issue was likely caused by a bug in DataFusion's code. Please help us to \
+             resolve this by filing a bug report in our issue tracker: \
+             https://github.com/apache/datafusion/issues",
+            "",
+        )
+        .replace("Schema error: ", "")
+        .replace("Arrow error: ", "")
+        .replace("This feature is not implemented: ", "not supported: ")
+        // The pinned form wraps the query in a SELECT *; the user wrote no wildcard.
+        .replace("While expanding wildcard, column", "column");
+    let spanned = e
+        .diagnostic()
+        .and_then(|d| d.span)
+        .filter(|s| s.start.line > 0)
+        .map(|s| (s.start.line, s.start.column));
+    let named = || {
+        let quoted = message.split(['"', '\'']).skip(1).step_by(2);
+        let fields = message
+            .split("field ")
+            .skip(1)
+            .filter_map(|t| t.split_whitespace().next());
+        quoted
+            .chain(fields)
+            .filter_map(|name| adql::locate_word(text, name.rsplit('.').next()?))
+            .next()
+    };
+    let mut refusal = adql::Error::whole(text, message.trim().to_string());
+    if let Some((line, column)) = spanned.or_else(named) {
+        refusal.line = line;
+        refusal.column = column;
+    }
+    Error::Adql(refusal)
+}
