@@ -24,7 +24,9 @@ impl Server {
     /// Starts `ppdb serve` with extra arguments and environment variables.
     pub fn start_with(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let home = TempDir::new().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ppdb"))
+        // PPDB_BIN runs another build (an optimised one, for the long load run).
+        let bin = std::env::var("PPDB_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ppdb").into());
+        let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .env_remove("PPDB_CATALOG")
@@ -52,6 +54,12 @@ impl Server {
             tap,
             _home: home,
         }
+    }
+
+    /// The server's process id.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The server's root, where the web page is.
