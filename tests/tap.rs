@@ -520,7 +520,8 @@ const CROSSMATCH: &str = "SELECT u.tid, o.diaObjectId FROM TAP_UPLOAD.targets AS
 
 #[tokio::test]
 async fn uploads_join_the_catalog_inline_by_url_and_on_replay() {
-    let s = Server::start(&[]);
+    // The URL upload below is this same service, on loopback.
+    let s = Server::start(&["--allow-private-uploads"]);
     let (ct, body) = multipart(
         &[
             ("QUERY", CROSSMATCH),
@@ -661,4 +662,34 @@ async fn geometry_fields_carry_their_dali_xtype() {
         assert!(body.contains(want), "{want} in {body}");
     }
     assert!(!body.contains("arraysize=\"1\""), "{body}");
+}
+
+#[tokio::test]
+async fn upload_urls_at_private_addresses_are_refused_by_default() {
+    let s = Server::start(&[]);
+    let own = format!(
+        "{}/sync?QUERY=SELECT%20TOP%201%20ra%20FROM%20ppdb.DiaObject",
+        s.tap
+    );
+    let localhost = own.replace("127.0.0.1", "localhost");
+    for url in [
+        own.as_str(),
+        localhost.as_str(),
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/x",
+        "http://10.0.0.1/x",
+    ] {
+        let (_, _, text) = get(
+            &format!("{}/sync", s.tap),
+            &[
+                ("QUERY", "SELECT * FROM TAP_UPLOAD.t"),
+                ("UPLOAD", &format!("t,{url}")),
+            ],
+        )
+        .await;
+        assert!(
+            text.contains("value=\"ERROR\"") && text.contains("private or local address"),
+            "{url}: {text}"
+        );
+    }
 }

@@ -196,6 +196,11 @@ enum Command {
         /// The largest TAP upload accepted, in MiB.
         #[arg(long, default_value_t = 16)]
         upload_limit_mb: u64,
+        /// Fetch upload URLs that point at loopback or private addresses (by
+        /// default only public ones, so clients cannot make the service read
+        /// what only it can reach).
+        #[arg(long, env = "PPDB_ALLOW_PRIVATE_UPLOADS")]
+        allow_private_uploads: bool,
         /// Hours an async job and its result are kept at most.
         #[arg(long, default_value_t = 168)]
         job_lifetime_hours: u64,
@@ -560,6 +565,7 @@ async fn run(cli: Cli) -> Result<()> {
             queue,
             query_memory_mb,
             upload_limit_mb,
+            allow_private_uploads,
             job_lifetime_hours,
             tokens,
             embargo_hours,
@@ -594,6 +600,7 @@ async fn run(cli: Cli) -> Result<()> {
             config.maxrec_limit = maxrec_limit;
             config.max_duration = std::time::Duration::from_secs(max_duration.max(1));
             config.upload_limit = upload_limit_mb.saturating_mul(1 << 20);
+            config.private_uploads = allow_private_uploads;
             config.job_lifetime =
                 std::time::Duration::from_secs(job_lifetime_hours.saturating_mul(3600).max(60));
             let concurrent = max_concurrent

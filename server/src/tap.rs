@@ -37,6 +37,8 @@ pub struct Config {
     pub job_lifetime: Duration,
     /// The largest upload accepted, in bytes.
     pub upload_limit: u64,
+    /// Whether uploads may be fetched from loopback and private addresses.
+    pub private_uploads: bool,
 }
 
 impl Config {
@@ -50,6 +52,7 @@ impl Config {
             max_wait: Duration::from_secs(60),
             job_lifetime: Duration::from_secs(7 * 24 * 3600),
             upload_limit: 16 << 20,
+            private_uploads: false,
         }
     }
 }

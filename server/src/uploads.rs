@@ -63,18 +63,43 @@ pub fn part_name(source: &str) -> Option<&str> {
     ok.then_some(part)
 }
 
-/// Fetches an http(s) upload, refusing more than the upload limit.
+/// Fetches an http(s) upload, refusing more than the upload limit, and (unless
+/// the service allows private uploads) any address that is not public.
 pub async fn fetch(app: &Shared, url: &str) -> Result<Bytes, String> {
     let limit = app.config.upload_limit;
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
+    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
+    if !app.config.private_uploads {
+        // Otherwise any client could make the service read what only it can reach:
+        // its own endpoints, the cluster's, a cloud metadata address. Names are
+        // checked when they resolve, address literals here and at every redirect;
+        // a proxy would resolve names where this cannot see them.
+        public_host(url)?;
+        builder = builder
+            .no_proxy()
+            .dns_resolver(std::sync::Arc::new(PublicOnly))
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.previous().len() >= 5 {
+                    attempt.error("too many redirects")
+                } else if let Err(e) = public_host(attempt.url().as_str()) {
+                    attempt.error(e)
+                } else {
+                    attempt.follow()
+                }
+            }));
+    }
+    let client = builder
         .build()
         .map_err(|e| format!("cannot fetch uploads: {e}"))?;
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("fetching the upload {url} failed: {e}"))?;
+    let response = client.get(url).send().await.map_err(|e| {
+        // reqwest says only "error sending request"; the why is in its causes.
+        let mut why = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            why = format!("{why}: {c}");
+            cause = c.source();
+        }
+        format!("fetching the upload {url} failed: {why}")
+    })?;
     if !response.status().is_success() {
         return Err(format!(
             "fetching the upload {url} failed: HTTP {}",
@@ -91,6 +116,84 @@ pub async fn fetch(app: &Shared, url: &str) -> Result<Bytes, String> {
         }
     }
     Ok(Bytes::from(body))
+}
+
+/// Refuses a URL whose host is an address literal that is not public.
+fn public_host(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("the upload URL {url}: {e}"))?;
+    let ip = match parsed.host() {
+        Some(url::Host::Ipv4(a)) => std::net::IpAddr::V4(a),
+        Some(url::Host::Ipv6(a)) => std::net::IpAddr::V6(a),
+        Some(url::Host::Domain(_)) => return Ok(()),
+        None => return Err(format!("the upload URL {url} names no host")),
+    };
+    if is_public(ip) {
+        Ok(())
+    } else {
+        Err(private(url))
+    }
+}
+
+fn private(what: &str) -> String {
+    format!(
+        "the upload {what} is at a private or local address, which this service does not \
+         fetch from (its operator can allow it with --allow-private-uploads)"
+    )
+}
+
+/// Resolves names as the system does, keeping only public addresses.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let public: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| is_public(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(private(&host).into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Whether an address is on the public internet: not loopback, private, link-local
+/// (cloud metadata lives there), shared, reserved, documentation or multicast.
+fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(a) => {
+            let [b0, b1, ..] = a.octets();
+            !(a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_multicast()
+                || a.is_documentation()
+                || b0 == 0
+                || (b0 == 100 && (64..128).contains(&b1))
+                || (b0 == 192 && b1 == 0)
+                || (b0 == 198 && (18..20).contains(&b1))
+                || b0 >= 240)
+        }
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            None => {
+                let first = a.segments()[0];
+                !(a.is_loopback()
+                    || a.is_unspecified()
+                    || a.is_multicast()
+                    || a.is_unique_local()
+                    || a.is_unicast_link_local()
+                    || first == 0x2001 && a.segments()[1] == 0x0db8
+                    || first == 0x0064 && a.segments()[1] == 0xff9b)
+            }
+        },
+    }
 }
 
 /// The message for an upload over the limit.
@@ -154,6 +257,35 @@ pub async fn read(app: &Shared, value: &str, parts: &Parts<'_>) -> Result<Vec<Up
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_public_addresses_are_fetched_from() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            let ip: std::net::IpAddr = private.parse().unwrap();
+            assert!(!is_public(ip), "{private}");
+        }
+        for public in ["8.8.8.8", "134.79.1.1", "2001:4860:4860::8888"] {
+            let ip: std::net::IpAddr = public.parse().unwrap();
+            assert!(is_public(ip), "{public}");
+        }
+        assert!(public_host("http://[::1]:8080/x").is_err());
+        assert!(public_host("http://169.254.169.254/latest/meta-data/").is_err());
+        assert!(public_host("https://8.8.8.8/x.xml").is_ok());
+        // Names are checked when they resolve.
+        assert!(public_host("https://example.org/x.xml").is_ok());
+    }
+
     use super::*;
 
     #[test]
