@@ -90,6 +90,17 @@ pub fn open(url: &str, create: bool) -> Result<Location> {
     }
 }
 
+/// Forgets a `memory://` store: a later open of its URL starts empty. (Processes
+/// that open many, such as fuzzers, would otherwise keep every one.)
+pub fn forget_memory(url: &str) {
+    if let Ok(parsed) = Url::parse(url)
+        && parsed.scheme() == "memory"
+        && let Ok(mut stores) = MEMORY.lock()
+    {
+        stores.remove(parsed.host_str().unwrap_or(""));
+    }
+}
+
 fn open_local(path: &str, url: &str, create: bool) -> Result<Location> {
     if create {
         std::fs::create_dir_all(path).map_err(|source| Error::Io {

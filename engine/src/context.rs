@@ -918,9 +918,36 @@ impl Engine {
         })
     }
 
+    /// Plans a query (in its pinned form) without running it, and returns its
+    /// physical plan (what `EXPLAIN` shows): refusals come out as from [`Engine::query`].
+    pub async fn explain(&self, adql: &str, options: &QueryOptions) -> Result<String> {
+        let (physical, _) = self.physical_plan(adql, options).await?;
+        Ok(DisplayableExecutionPlan::new(physical.as_ref())
+            .indent(true)
+            .to_string())
+    }
+
     /// Runs a query (in its pinned form) and returns its physical plan with execution
     /// metrics (what `EXPLAIN ANALYZE` shows): for operators and tests of pruning.
     pub async fn explain_analyze(&self, adql: &str, options: &QueryOptions) -> Result<String> {
+        let (physical, state) = self.physical_plan(adql, options).await?;
+        let mut stream =
+            datafusion::physical_plan::execute_stream(physical.clone(), state.task_ctx())?;
+        while let Some(b) = stream.next().await {
+            b?;
+        }
+        Ok(
+            DisplayableExecutionPlan::with_metrics(physical.as_ref() as &dyn ExecutionPlan)
+                .indent(true)
+                .to_string(),
+        )
+    }
+
+    async fn physical_plan(
+        &self,
+        adql: &str,
+        options: &QueryOptions,
+    ) -> Result<(Arc<dyn ExecutionPlan>, SessionState)> {
         let tables = self.tables_with(&options.uploads);
         let original = deep(|| adql::parse(adql, &*tables))?;
         let (log, snapshot) = self.choose(adql, original.as_of.as_ref(), options).await?;
@@ -933,22 +960,16 @@ impl Engine {
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement)))
             .await
             .map_err(|e| planner_refusal(adql, e))?;
-        let plan = crate::colocate::narrow(state.optimize(&plan)?)?;
+        let plan = state
+            .optimize(&plan)
+            .map_err(|e| planner_refusal(adql, e))?;
+        let plan = crate::colocate::narrow(plan)?;
         let plan = crate::crossmatch::hint(plan, &state).await?;
         let physical = state
             .query_planner()
             .create_physical_plan(&plan, &state)
             .await?;
-        let mut stream =
-            datafusion::physical_plan::execute_stream(physical.clone(), state.task_ctx())?;
-        while let Some(b) = stream.next().await {
-            b?;
-        }
-        Ok(
-            DisplayableExecutionPlan::with_metrics(physical.as_ref() as &dyn ExecutionPlan)
-                .indent(true)
-                .to_string(),
-        )
+        Ok((physical, state))
     }
 
     /// The snapshot a query reads: the one it asks for, else the latest now.
