@@ -887,7 +887,8 @@ impl Engine {
         let physical = state
             .query_planner()
             .create_physical_plan(&plan, &state)
-            .await?;
+            .await
+            .map_err(|e| planner_refusal(text, e))?;
         let physical = match limit {
             Some((deadline, allowed)) => crate::deadline::limit(physical, deadline, allowed)?,
             None => physical,
@@ -968,7 +969,8 @@ impl Engine {
         let physical = state
             .query_planner()
             .create_physical_plan(&plan, &state)
-            .await?;
+            .await
+            .map_err(|e| planner_refusal(adql, e))?;
         Ok((physical, state))
     }
 
