@@ -1,32 +1,16 @@
 //! The `ppdb` program as a user runs it: sample, ingest, snapshots, compact, vacuum.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use tempfile::TempDir;
 
-fn ppdb(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ppdb"))
-        .args(args)
-        .env_remove("PPDB_CATALOG")
-        .env_remove("PPDB_STATE")
-        // Query tokens of the bundled sample go to the per-user folder: keep it in target/.
-        .env(
-            "XDG_STATE_HOME",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-state"),
-        )
-        .output()
-        .expect("ppdb runs")
-}
+#[path = "support/ppdb.rs"]
+mod support;
+use support::ok;
 
-fn ok(args: &[&str]) -> String {
-    let out = ppdb(args);
-    assert!(
-        out.status.success(),
-        "ppdb {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+fn ppdb(args: &[&str]) -> Output {
+    support::command().args(args).output().expect("ppdb runs")
 }
 
 fn sample(dir: &Path) -> String {
@@ -347,9 +331,8 @@ fn racing_ingest_processes_commit_every_chunk_exactly_once() {
         // Every process is given every chunk, as redundant feeders would be.
         let children: Vec<_> = (0..writers)
             .map(|_| {
-                Command::new(env!("CARGO_BIN_EXE_ppdb"))
+                support::command()
                     .args(["ingest", "--catalog", &cat, &chunks])
-                    .env_remove("PPDB_CATALOG")
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
                     .spawn()

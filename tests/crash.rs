@@ -11,31 +11,18 @@
 
 #[path = "support/lines.rs"]
 mod lines;
+#[path = "support/ppdb.rs"]
+mod support;
+use support::ok;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use catalog::{Catalog, TableId};
 use rand::{Rng, SeedableRng};
 use tempfile::TempDir;
-
-fn ppdb() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ppdb"));
-    c.env_remove("PPDB_CATALOG").env_remove("PPDB_STATE");
-    c
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = ppdb().args(args).output().expect("ppdb runs");
-    assert!(
-        out.status.success(),
-        "ppdb {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
 
 /// Every table's rows at one snapshot, sorted, with the chunk it came from.
 type Snapshot = (catalog::log::ChunkRef, BTreeMap<TableId, Vec<String>>);
@@ -107,7 +94,7 @@ async fn ingest_killed_at_random_moments_loses_nothing_and_shows_no_partial_snap
     for _ in 0..iterations {
         let url = catalog_url(generation);
         let url = url.to_str().unwrap();
-        let mut child = ppdb()
+        let mut child = support::command()
             .args(["ingest", "--catalog", url, chunks])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
