@@ -100,7 +100,7 @@ pub const MAX_OPERATORS: usize = 500;
 
 /// Parses, checks and rewrites one ADQL query.
 pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
-    check_operators(adql)?;
+    check_tokens(adql)?;
     let mut statements = Parser::new(&AdqlDialect)
         .with_recursion_limit(200)
         .try_with_sql(adql)
@@ -130,8 +130,14 @@ pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
     walk::check(adql, statement, schema).map_err(|e| e.within(adql))
 }
 
-/// Refuses a query with more than [`MAX_OPERATORS`] operators, at the first one too many.
-fn check_operators(adql: &str) -> Result<(), Error> {
+/// Refuses, before parsing, tokens that ADQL does not have and queries with
+/// more than [`MAX_OPERATORS`] operators.
+///
+/// sqlparser parses some non-ADQL syntax speculatively and, on failure, parses
+/// the same tokens again another way, at every level of nesting: a few hundred
+/// bytes of unfinished `[`, `INTERVAL` or `POSITION(` kept a core busy for
+/// seconds to hours (found by the fuzzer). Refusing them here keeps parsing linear.
+fn check_tokens(adql: &str) -> Result<(), Error> {
     use sqlparser::keywords::Keyword;
     use sqlparser::tokenizer::{Token, Tokenizer};
     // A text that does not tokenize is refused by the parser, with its position.
@@ -140,8 +146,19 @@ fn check_operators(adql: &str) -> Result<(), Error> {
     };
     let mut count = 0;
     for t in tokens {
+        let at = |message: String, hint: Option<&str>| Error {
+            message,
+            line: t.span.start.line,
+            column: t.span.start.column,
+            hint: hint.map(str::to_owned),
+        };
         let operator = match &t.token {
-            Token::Word(w) => matches!(w.keyword, Keyword::AND | Keyword::OR),
+            Token::Word(w) if w.quote_style.is_none() => {
+                if let Some(refusal) = not_adql_keyword(w.keyword) {
+                    return Err(at(refusal.into(), None));
+                }
+                matches!(w.keyword, Keyword::AND | Keyword::OR)
+            }
             Token::Plus
             | Token::Minus
             | Token::Mul
@@ -159,27 +176,73 @@ fn check_operators(adql: &str) -> Result<(), Error> {
             | Token::Caret
             | Token::ShiftLeft
             | Token::ShiftRight => true,
-            _ => false,
+            Token::EOF
+            | Token::Word(_)
+            | Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::HexStringLiteral(_)
+            | Token::Whitespace(_)
+            | Token::Comma
+            | Token::Period
+            | Token::LParen
+            | Token::RParen
+            | Token::SemiColon
+            | Token::Tilde => false,
+            Token::Placeholder(p) => {
+                return Err(at(format!("parameter {p} is not part of ADQL"), None));
+            }
+            Token::DoubleColon => {
+                return Err(at(
+                    "`::` is not part of ADQL".into(),
+                    Some("use CAST(x AS type)"),
+                ));
+            }
+            Token::DoubleEq => {
+                return Err(at("`==` is not part of ADQL".into(), Some("use =")));
+            }
+            Token::NationalStringLiteral(_) => {
+                return Err(at(
+                    "national string literals (N'...') are not part of ADQL".into(),
+                    Some("write '...'"),
+                ));
+            }
+            Token::Char('`') => {
+                return Err(at(
+                    "backquotes are not part of ADQL".into(),
+                    Some("quote a name with double quotes: \"ra\""),
+                ));
+            }
+            Token::Char(c) => {
+                return Err(at(format!("the character {c:?} is not part of ADQL"), None));
+            }
+            other => return Err(at(format!("`{other}` is not part of ADQL"), None)),
         };
         if operator {
             count += 1;
             if count > MAX_OPERATORS {
-                return Err(Error {
-                    message: format!(
+                return Err(at(
+                    format!(
                         "the query has more than {MAX_OPERATORS} operators; this one is one too many"
                     ),
-                    line: t.span.start.line,
-                    column: t.span.start.column,
-                    hint: Some(
+                    Some(
                         "write a long list of values as `column IN (v1, v2, ...)`, or upload \
-                         it as a table and join it"
-                            .into(),
+                         it as a table and join it",
                     ),
-                });
+                ));
             }
         }
     }
     Ok(())
+}
+
+/// Why a keyword that starts syntax ADQL does not have is refused, if it is one.
+fn not_adql_keyword(keyword: sqlparser::keywords::Keyword) -> Option<&'static str> {
+    use sqlparser::keywords::Keyword;
+    Some(match keyword {
+        Keyword::INTERVAL => "this date/time syntax is not part of ADQL",
+        Keyword::POSITION => "POSITION is not part of ADQL",
+        _ => return None,
+    })
 }
 
 /// Where the text after the first top-level `;` starts.
