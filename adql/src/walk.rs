@@ -528,7 +528,25 @@ impl Walker<'_> {
         for twj in &mut s.from {
             self.table_with_joins(twj)?;
         }
+        // A name may appear once in a result: DataFusion refuses a projection
+        // with two. Columns a wildcard brings in come first, so an explicit
+        // column of the same name is renamed (`SELECT *, ra` gives `ra_2`).
         let mut used: HashSet<String> = HashSet::new();
+        {
+            for item in &s.projection {
+                let qualifier = match item {
+                    SelectItem::Wildcard(_) => None,
+                    SelectItem::QualifiedWildcard(
+                        SelectItemQualifiedWildcardKind::ObjectName(name),
+                        _,
+                    ) => name.0.last().and_then(|p| p.as_ident()),
+                    _ => continue,
+                };
+                for table in self.from_tables(&s.from, qualifier) {
+                    used.extend(table.columns.iter().map(|c| c.name.to_lowercase()));
+                }
+            }
+        }
         for (i, item) in s.projection.iter_mut().enumerate() {
             match item {
                 SelectItem::UnnamedExpr(e) => {
@@ -542,21 +560,32 @@ impl Walker<'_> {
                         _ => format!("col{}", i + 1),
                     };
                     self.expr(e)?;
-                    if self.collecting() {
-                        continue;
-                    }
-                    // Re-read the name after resolution so that it carries the schema's spelling.
+                    // Re-read the name after resolution so that it carries the
+                    // schema's spelling (collecting, the names known so far give it).
                     let resolved = match e {
                         Expr::Identifier(id) => Some(id.value.clone()),
                         Expr::CompoundIdentifier(ids) => ids.last().map(|id| id.value.clone()),
                         _ => None,
                     };
-                    let base = resolved.or(name).unwrap_or(auto);
+                    let base = match resolved.or(name) {
+                        Some(n) if self.collecting() => {
+                            self.names.get(&n.to_lowercase()).cloned().unwrap_or(n)
+                        }
+                        Some(n) => n,
+                        None => auto,
+                    };
                     let mut alias = base.clone();
                     let mut n = 2;
                     while !used.insert(alias.to_lowercase()) {
                         alias = format!("{base}_{n}");
                         n += 1;
+                    }
+                    if self.collecting() {
+                        // An outer query may name a renamed column (`t.ra_2`).
+                        if alias != base {
+                            self.define(&Ident::new(alias));
+                        }
+                        continue;
                     }
                     let plain = matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
                     if !plain || alias != base {
@@ -571,7 +600,13 @@ impl Walker<'_> {
                     self.check_alias(alias)?;
                     self.define(alias);
                     self.expr(expr)?;
-                    used.insert(alias.value.to_lowercase());
+                    if !used.insert(alias.value.to_lowercase()) && !self.collecting() {
+                        return Err(Error::at(
+                            alias.span,
+                            format!("the result already has a column named {}", alias.value),
+                        )
+                        .hint("give this column another alias"));
+                    }
                 }
                 SelectItem::ExprWithAliases { expr, .. } => {
                     return Err(not_adql(expr.span(), "a multi-column alias"));
@@ -644,6 +679,50 @@ impl Walker<'_> {
             self.define(&c.name);
         }
         Ok(())
+    }
+
+    /// The catalog tables of a FROM clause a wildcard (qualified by an alias or
+    /// table name, or not) selects from, after the clause was rewritten.
+    /// Derived tables and common table expressions are left out: their columns
+    /// are the planner's to know.
+    fn from_tables(&self, from: &[TableWithJoins], qualifier: Option<&Ident>) -> Vec<&Table> {
+        fn factors<'f>(twj: &'f TableWithJoins, out: &mut Vec<&'f TableFactor>) {
+            for f in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
+                match f {
+                    TableFactor::NestedJoin {
+                        table_with_joins,
+                        alias: None,
+                    } => factors(table_with_joins, out),
+                    other => out.push(other),
+                }
+            }
+        }
+        let mut all = Vec::new();
+        for twj in from {
+            factors(twj, &mut all);
+        }
+        all.into_iter()
+            .filter_map(|f| {
+                let TableFactor::Table { name, alias, .. } = f else {
+                    return None;
+                };
+                let [schema, table] = name.0.as_slice() else {
+                    return None;
+                };
+                let (schema, table) = (schema.as_ident()?, table.as_ident()?);
+                let found = self
+                    .tables
+                    .iter()
+                    .find(|t| t.schema == schema.value && t.name == table.value)?;
+                match qualifier {
+                    None => Some(found),
+                    Some(q) => {
+                        let own = alias.as_ref().map_or(table, |a| &a.name);
+                        own.value.eq_ignore_ascii_case(&q.value).then_some(found)
+                    }
+                }
+            })
+            .collect()
     }
 
     fn table_with_joins(&mut self, twj: &mut TableWithJoins) -> Result<()> {
@@ -1611,6 +1690,29 @@ mod tests {
             Ok(x) => panic!("{q} was accepted as {}", x.statement),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn a_result_never_has_two_columns_of_one_name() {
+        let s = ok("SELECT ra, RA FROM ppdb.DiaObject");
+        assert!(s.contains("ra, ra AS \"ra_2\""), "{s}");
+        // Columns a wildcard brings in keep their names; the explicit one moves.
+        let s = ok("SELECT ra, * FROM ppdb.DiaObject");
+        assert!(s.starts_with("SELECT ra AS \"ra_2\", *"), "{s}");
+        let s = ok("SELECT o.*, s.ra FROM ppdb.DiaObject AS o, ppdb.DiaSource AS s");
+        assert!(s.contains("s.ra AS \"ra_2\""), "{s}");
+        let s = ok(
+            "SELECT DiaSource.*, o.ra FROM ppdb.DiaObject AS o JOIN ppdb.DiaSource USING (diaObjectId)",
+        );
+        assert!(s.contains("o.ra AS \"ra_2\""), "{s}");
+        // Not when the wildcard is of another table.
+        let s = ok("SELECT s.*, o.g_psfFluxMean FROM ppdb.DiaObject AS o, ppdb.DiaSource AS s");
+        assert!(!s.contains("_2"), "{s}");
+        let e = err("SELECT ra AS x, dec AS X FROM ppdb.DiaObject");
+        assert_eq!((e.line, e.column), (1, 24), "{e}");
+        assert!(e.message.contains("already has a column named X"), "{e}");
+        let e = err("SELECT *, dec AS ra FROM ppdb.DiaObject");
+        assert_eq!((e.line, e.column), (1, 18), "{e}");
     }
 
     #[test]
