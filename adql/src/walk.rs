@@ -542,7 +542,7 @@ impl Walker<'_> {
                     ) => name.0.last().and_then(|p| p.as_ident()),
                     _ => continue,
                 };
-                for table in self.from_tables(&s.from, qualifier) {
+                for table in self.tables_of(&s.from, qualifier) {
                     used.extend(table.columns.iter().map(|c| c.name.to_lowercase()));
                 }
             }
@@ -685,7 +685,7 @@ impl Walker<'_> {
     /// table name, or not) selects from, after the clause was rewritten.
     /// Derived tables and common table expressions are left out: their columns
     /// are the planner's to know.
-    fn from_tables(&self, from: &[TableWithJoins], qualifier: Option<&Ident>) -> Vec<&Table> {
+    fn tables_of(&self, from: &[TableWithJoins], qualifier: Option<&Ident>) -> Vec<&Table> {
         fn factors<'f>(twj: &'f TableWithJoins, out: &mut Vec<&'f TableFactor>) {
             for f in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
                 match f {
