@@ -116,7 +116,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 fn tokens(text: &str) -> Option<Vec<TokenWithSpan>> {
-    let tokens = Tokenizer::new(&crate::AdqlDialect, text)
+    let tokens = Tokenizer::new(&crate::AdqlDialect::default(), text)
         .tokenize_with_location()
         .ok()?;
     Some(

@@ -98,15 +98,38 @@ pub struct Query {
 /// stay flat.
 pub const MAX_OPERATORS: usize = 500;
 
+/// How many parser steps (expressions started, operators looked for) a query
+/// may take per token before its parse is stopped.
+pub(crate) const STEPS_PER_TOKEN: u64 = 50;
+
 /// Parses, checks and rewrites one ADQL query.
 pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
-    check_tokens(adql)?;
-    let mut statements = Parser::new(&AdqlDialect)
+    let tokens = check_tokens(adql)?;
+    // Ordinary queries take a few parser steps per token; exponential
+    // backtracking takes millions.
+    let dialect = AdqlDialect::with_budget(STEPS_PER_TOKEN * tokens + 10_000);
+    let parsed = Parser::new(&dialect)
         .with_recursion_limit(200)
         .try_with_sql(adql)
-        .map_err(|e| Error::from_parser(e, adql))?
-        .parse_statements()
-        .map_err(|e| Error::from_parser(e, adql))?;
+        .and_then(|mut p| p.parse_statements());
+    let mut statements = match (parsed, dialect.exhausted_at()) {
+        (Ok(statements), _) => statements,
+        (Err(_), Some(at)) => {
+            return Err(Error {
+                message: "the query is too complex to parse: the parser would try this part \
+                          too many ways"
+                    .into(),
+                line: at.line,
+                column: at.column,
+                hint: Some(
+                    "check the parentheses and keywords around here; ADQL has no [ ], \
+                     and nested constructs left unfinished multiply the work"
+                        .into(),
+                ),
+            });
+        }
+        (Err(e), None) => return Err(Error::from_parser(e, adql)),
+    };
     let statement = match statements.len() {
         0 => {
             return Err(Error {
@@ -137,13 +160,16 @@ pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
 /// the same tokens again another way, at every level of nesting: a few hundred
 /// bytes of unfinished `[`, `INTERVAL` or `POSITION(` kept a core busy for
 /// seconds to hours (found by the fuzzer). Refusing them here keeps parsing linear.
-fn check_tokens(adql: &str) -> Result<(), Error> {
+///
+/// Returns how many tokens the query has (whitespace and comments included).
+fn check_tokens(adql: &str) -> Result<u64, Error> {
     use sqlparser::keywords::Keyword;
     use sqlparser::tokenizer::{Token, Tokenizer};
     // A text that does not tokenize is refused by the parser, with its position.
-    let Ok(tokens) = Tokenizer::new(&AdqlDialect, adql).tokenize_with_location() else {
-        return Ok(());
+    let Ok(tokens) = Tokenizer::new(&AdqlDialect::default(), adql).tokenize_with_location() else {
+        return Ok(0);
     };
+    let length = tokens.len() as u64;
     let mut count = 0;
     for t in tokens {
         let at = |message: String, hint: Option<&str>| Error {
@@ -232,7 +258,7 @@ fn check_tokens(adql: &str) -> Result<(), Error> {
             }
         }
     }
-    Ok(())
+    Ok(length)
 }
 
 /// Why a keyword that starts syntax ADQL does not have is refused, if it is one.
@@ -248,7 +274,7 @@ fn not_adql_keyword(keyword: sqlparser::keywords::Keyword) -> Option<&'static st
 /// Where the text after the first top-level `;` starts.
 fn second_statement(adql: &str) -> (u64, u64) {
     use sqlparser::tokenizer::{Token, Tokenizer};
-    let Ok(tokens) = Tokenizer::new(&AdqlDialect, adql).tokenize_with_location() else {
+    let Ok(tokens) = Tokenizer::new(&AdqlDialect::default(), adql).tokenize_with_location() else {
         return (0, 0);
     };
     let mut seen_semicolon = false;
