@@ -142,7 +142,7 @@ pub fn locate_word(text: &str, word: &str) -> Option<(u64, u64)> {
 }
 
 /// The line and column just after the last character of `text`.
-fn end(text: &str) -> (u64, u64) {
+pub(crate) fn end(text: &str) -> (u64, u64) {
     line_column(text, text.len())
 }
 

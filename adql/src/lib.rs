@@ -115,12 +115,18 @@ pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
     let mut statements = match (parsed, dialect.exhausted_at()) {
         (Ok(statements), _) => statements,
         (Err(_), Some(at)) => {
+            // At the end of the text sqlparser's token has no position.
+            let (line, column) = if at.line > 0 {
+                (at.line, at.column)
+            } else {
+                error::end(adql)
+            };
             return Err(Error {
                 message: "the query is too complex to parse: the parser would try this part \
                           too many ways"
                     .into(),
-                line: at.line,
-                column: at.column,
+                line,
+                column,
                 hint: Some(
                     "check the parentheses and keywords around here; ADQL has no [ ], \
                      and nested constructs left unfinished multiply the work"
