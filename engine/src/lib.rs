@@ -18,6 +18,8 @@ pub mod embargo;
 mod error;
 pub mod format;
 mod geometry;
+#[doc(hidden)]
+pub mod kernels;
 mod memory;
 mod provider;
 mod prune;

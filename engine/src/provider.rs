@@ -244,8 +244,17 @@ fn hide_later_ends(
     )?))
 }
 
+/// The rows snapshot `k` sees by their `_added` and `_retired` columns.
+pub(crate) fn visibility_rule(k: i64) -> Expr {
+    ident(catalog::schema::ADDED).lt_eq(lit(k)).and(
+        ident(catalog::schema::RETIRED)
+            .is_null()
+            .or(ident(catalog::schema::RETIRED).gt(lit(k))),
+    )
+}
+
 /// A row selection that reads every row of a `rows`-row file except `hidden` (ascending).
-fn skip_positions(hidden: &[u32], rows: u64) -> RowSelection {
+pub(crate) fn skip_positions(hidden: &[u32], rows: u64) -> RowSelection {
     let mut sel = Vec::with_capacity(hidden.len() * 2 + 1);
     let mut at = 0u64;
     for &h in hidden {
@@ -311,13 +320,7 @@ impl TableProvider for PpdbTable {
         // Rows the view hides, beyond the positions skipped per file.
         let mut visibility: Vec<Expr> = Vec::new();
         if by_columns {
-            visibility.push(
-                ident(catalog::schema::ADDED).lt_eq(lit(k)).and(
-                    ident(catalog::schema::RETIRED)
-                        .is_null()
-                        .or(ident(catalog::schema::RETIRED).gt(lit(k))),
-                ),
-            );
+            visibility.push(visibility_rule(k));
         }
         let end = || ident(VALIDITY_END);
         match (self.view, self.embargo) {
