@@ -59,7 +59,12 @@ fn angle(a: V, b: V) -> f64 {
 
 /// Great-circle distance in degrees.
 pub fn distance(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
-    angle(vector(ra1, dec1), vector(ra2, dec2)).to_degrees()
+    distance_from(vector(ra1, dec1), vector(ra2, dec2))
+}
+
+/// [`distance`] between positions already in vector form (`a` is the first).
+pub fn distance_from(a: V, b: V) -> f64 {
+    angle(a, b).to_degrees()
 }
 
 /// A geometry in vector form.

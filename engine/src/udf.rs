@@ -175,6 +175,9 @@ impl ScalarUDFImpl for Geo {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
+        if let Some(out) = self.about_fixed_point(&args.args, rows)? {
+            return Ok(ColumnarValue::Array(out));
+        }
         let scalar = args
             .args
             .iter()
@@ -254,6 +257,55 @@ impl ScalarUDFImpl for Geo {
 }
 
 impl Geo {
+    /// A cone or distance from a column of positions to one constant position
+    /// (the shape of nearly every cone query): the constant's vector is
+    /// computed once, not per row. The arithmetic per row is that of
+    /// [`geometry::distance`], so the answers are the same to the bit.
+    fn about_fixed_point(&self, args: &[ColumnarValue], rows: usize) -> Result<Option<ArrayRef>> {
+        let constants = match self.kind {
+            Kind::Cone => 3,
+            Kind::Distance => 2,
+            _ => return Ok(None),
+        };
+        let (ColumnarValue::Array(ra), ColumnarValue::Array(dec)) = (&args[0], &args[1]) else {
+            return Ok(None);
+        };
+        let mut fixed = Vec::with_capacity(constants);
+        for a in &args[2..] {
+            let ColumnarValue::Scalar(v) = a else {
+                return Ok(None);
+            };
+            // A NULL constant (or one not a number) takes the general path.
+            match v.cast_to(&DataType::Float64)? {
+                datafusion::common::ScalarValue::Float64(Some(x)) => fixed.push(x),
+                _ => return Ok(None),
+            }
+        }
+        let ra = arrow::compute::cast(ra, &DataType::Float64)?;
+        let dec = arrow::compute::cast(dec, &DataType::Float64)?;
+        let (ra, dec) = (
+            ra.as_primitive::<Float64Type>(),
+            dec.as_primitive::<Float64Type>(),
+        );
+        let centre = geometry::vector(fixed[0], fixed[1]);
+        let at = |r: usize| {
+            (ra.is_valid(r) && dec.is_valid(r)).then(|| {
+                geometry::distance_from(geometry::vector(ra.value(r), dec.value(r)), centre)
+            })
+        };
+        Ok(Some(match self.kind {
+            Kind::Cone => {
+                let radius = fixed[2];
+                Arc::new(
+                    (0..rows)
+                        .map(|r| at(r).map(|d| i32::from(d <= radius)))
+                        .collect::<Int32Array>(),
+                )
+            }
+            _ => Arc::new((0..rows).map(at).collect::<Float64Array>()),
+        }))
+    }
+
     fn flag(&self, a: &[Arg], r: usize) -> Result<Option<i32>> {
         Ok(match self.kind {
             Kind::Cone => {
@@ -374,5 +426,63 @@ impl Geo {
             _ => None,
         };
         v.transpose().map_err(DataFusionError::Execution)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, ArrayRef, Float64Array};
+
+    use crate::kernels::geometry;
+
+    fn column(v: Vec<Option<f64>>) -> ArrayRef {
+        Arc::new(Float64Array::from(v))
+    }
+
+    #[test]
+    fn a_constant_centre_gives_the_same_answers_to_the_bit_as_a_column_of_it() {
+        use adql::udf as n;
+        // Positions around the centre, on the circle's edge, at the poles, and NULL.
+        let mut ra = vec![
+            Some(10.0),
+            Some(10.5),
+            None,
+            Some(370.0),
+            Some(0.0),
+            Some(190.0),
+        ];
+        let mut dec = vec![
+            Some(20.0),
+            Some(20.0),
+            Some(1.0),
+            Some(20.0),
+            Some(90.0),
+            Some(-20.0),
+        ];
+        for i in 0..500 {
+            let f = f64::from(i);
+            ra.push(Some(10.0 + (f * 0.37).sin() * 0.6));
+            dec.push(Some(20.0 + (f * 0.23).cos() * 0.6));
+        }
+        let rows = ra.len();
+        let (ra, dec) = (column(ra), column(dec));
+        let one = |v: f64| column(vec![Some(v)]);
+        let all = |v: f64| column(vec![Some(v); rows]);
+        for (name, constants) in [
+            (n::CONE, vec![10.0, 20.0, 0.5]),
+            (n::DISTANCE, vec![10.0, 20.0]),
+        ] {
+            let mut fixed = vec![ra.clone(), dec.clone()];
+            fixed.extend(constants.iter().map(|v| one(*v)));
+            let mut general = vec![ra.clone(), dec.clone()];
+            general.extend(constants.iter().map(|v| all(*v)));
+            let a = geometry(name, &fixed).expect("constant centre");
+            let b = geometry(name, &general).expect("column centre");
+            assert_eq!(a.len(), rows);
+            assert_eq!(a.null_count(), 1, "{name}: the NULL position gives NULL");
+            assert_eq!(&a, &b, "{name}");
+        }
     }
 }
