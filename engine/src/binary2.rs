@@ -7,10 +7,14 @@
 
 use std::io::Write;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{
+    Array, AsArray, BooleanArray, LargeStringArray, ListArray, RecordBatch, StringArray,
+    StringViewArray,
+};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
-    DataType, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
-    SchemaRef, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    ArrowPrimitiveType, DataType, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type,
+    Int32Type, Int64Type, SchemaRef, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use data_encoding::BASE64;
@@ -39,30 +43,25 @@ impl Binary2 {
     /// Encodes one batch; the base64 of whole lines goes to `out`.
     pub fn write(&mut self, b: &RecordBatch, out: &mut dyn Write) -> Result<()> {
         let opts = FormatOptions::default();
-        let formatters: Vec<Option<ArrayFormatter>> = b
+        // Each column's type is resolved once per batch, not once per value: the
+        // row loop below then reads typed arrays and their null bitmaps directly.
+        let columns: Vec<(Option<&NullBuffer>, Column)> = b
             .columns()
             .iter()
-            .map(|c| {
-                if is_text(c.data_type()) {
-                    ArrayFormatter::try_new(c.as_ref(), &opts).map(Some)
-                } else {
-                    Ok(None)
-                }
-            })
-            .collect::<std::result::Result<_, _>>()?;
+            .map(|c| Ok((c.nulls(), Column::of(c.as_ref(), &opts)?)))
+            .collect::<Result<_>>()?;
         let mut buf = std::mem::take(&mut self.carry);
         let flags = self.columns.div_ceil(8);
         let mut text = String::new();
         for r in 0..b.num_rows() {
             let at = buf.len();
             buf.resize(at + flags, 0);
-            for (i, c) in b.columns().iter().enumerate() {
-                if c.is_null(r) {
+            for (i, (nulls, c)) in columns.iter().enumerate() {
+                let valid = nulls.is_none_or(|n| n.is_valid(r));
+                if !valid {
                     buf[at + i / 8] |= 0x80 >> (i % 8);
                 }
-            }
-            for (c, f) in b.columns().iter().zip(&formatters) {
-                value(c.as_ref(), r, f.as_ref(), &mut text, &mut buf);
+                c.put(r, valid, &mut text, &mut buf);
             }
         }
         let whole = buf.len() / LINE * LINE;
@@ -84,164 +83,123 @@ impl Binary2 {
     }
 }
 
-/// Whether values of this type are written as text (through a formatter).
-fn is_text(t: &DataType) -> bool {
-    match t {
-        DataType::Boolean
-        | DataType::Int8
-        | DataType::Int16
-        | DataType::UInt8
-        | DataType::Int32
-        | DataType::UInt16
-        | DataType::Int64
-        | DataType::UInt32
-        | DataType::UInt64
-        | DataType::Float16
-        | DataType::Float32
-        | DataType::Float64 => false,
-        DataType::List(f) => f.data_type() != &DataType::Float64,
-        _ => true,
+/// One column of a batch, by how BINARY2 lays out its values.
+enum Column<'a> {
+    Boolean(&'a BooleanArray),
+    /// `short`: Int8 and UInt8 widen to it.
+    Short(Vec<i16>),
+    Int16(&'a [i16]),
+    /// `int`: UInt16 widens to it.
+    Int(Vec<i32>),
+    Int32(&'a [i32]),
+    Int64(&'a [i64]),
+    /// `long`: UInt32 widens to it; UInt64 keeps its bits (VOTable has no unsigned long).
+    Long(Vec<i64>),
+    /// `float`: Float16 widens to it.
+    Float(Vec<f32>),
+    Float32(&'a [f32]),
+    Float64(&'a [f64]),
+    /// A DALI geometry array: a count, then the values.
+    Doubles(&'a ListArray),
+    /// Text: a count, then UTF-8 bytes.
+    Utf8(&'a StringArray),
+    LargeUtf8(&'a LargeStringArray),
+    Utf8View(&'a StringViewArray),
+    Formatted(ArrayFormatter<'a>),
+}
+
+impl<'a> Column<'a> {
+    fn of(c: &'a dyn Array, opts: &'a FormatOptions<'a>) -> Result<Column<'a>> {
+        fn widen<T: ArrowPrimitiveType, U>(c: &dyn Array, f: impl Fn(T::Native) -> U) -> Vec<U> {
+            c.as_primitive::<T>()
+                .values()
+                .iter()
+                .map(|v| f(*v))
+                .collect()
+        }
+        Ok(match c.data_type() {
+            DataType::Boolean => Column::Boolean(c.as_boolean()),
+            DataType::Int8 => Column::Short(widen::<Int8Type, _>(c, i16::from)),
+            DataType::UInt8 => Column::Short(widen::<UInt8Type, _>(c, i16::from)),
+            DataType::Int16 => Column::Int16(c.as_primitive::<Int16Type>().values()),
+            DataType::UInt16 => Column::Int(widen::<UInt16Type, _>(c, i32::from)),
+            DataType::Int32 => Column::Int32(c.as_primitive::<Int32Type>().values()),
+            DataType::UInt32 => Column::Long(widen::<UInt32Type, _>(c, i64::from)),
+            DataType::Int64 => Column::Int64(c.as_primitive::<Int64Type>().values()),
+            DataType::UInt64 => Column::Long(widen::<UInt64Type, _>(c, |v| v as i64)),
+            DataType::Float16 => Column::Float(widen::<Float16Type, _>(c, |v| v.to_f32())),
+            DataType::Float32 => Column::Float32(c.as_primitive::<Float32Type>().values()),
+            DataType::Float64 => Column::Float64(c.as_primitive::<Float64Type>().values()),
+            DataType::List(f) if f.data_type() == &DataType::Float64 => {
+                Column::Doubles(c.as_list::<i32>())
+            }
+            DataType::Utf8 => Column::Utf8(c.as_string::<i32>()),
+            DataType::LargeUtf8 => Column::LargeUtf8(c.as_string::<i64>()),
+            DataType::Utf8View => Column::Utf8View(c.as_string_view()),
+            _ => Column::Formatted(ArrayFormatter::try_new(c, opts)?),
+        })
+    }
+
+    /// Appends row `r`'s value (its bytes are written even when null, as BINARY2
+    /// asks: zero for integers, NaN for floats, an empty array or string).
+    fn put(&self, r: usize, valid: bool, text: &mut String, buf: &mut Vec<u8>) {
+        fn number<T: Copy>(v: &[T], r: usize, valid: bool, null: T) -> T {
+            if valid { v[r] } else { null }
+        }
+        match self {
+            Column::Boolean(a) => buf.push(if !valid {
+                b'?'
+            } else if a.value(r) {
+                b'T'
+            } else {
+                b'F'
+            }),
+            Column::Short(v) => buf.extend_from_slice(&number(v, r, valid, 0).to_be_bytes()),
+            Column::Int16(v) => buf.extend_from_slice(&number(v, r, valid, 0).to_be_bytes()),
+            Column::Int(v) => buf.extend_from_slice(&number(v, r, valid, 0).to_be_bytes()),
+            Column::Int32(v) => buf.extend_from_slice(&number(v, r, valid, 0).to_be_bytes()),
+            Column::Int64(v) => buf.extend_from_slice(&number(v, r, valid, 0).to_be_bytes()),
+            Column::Long(v) => buf.extend_from_slice(&number(v, r, valid, 0).to_be_bytes()),
+            Column::Float(v) => buf.extend_from_slice(&number(v, r, valid, f32::NAN).to_be_bytes()),
+            Column::Float32(v) => {
+                buf.extend_from_slice(&number(v, r, valid, f32::NAN).to_be_bytes())
+            }
+            Column::Float64(v) => {
+                buf.extend_from_slice(&number(v, r, valid, f64::NAN).to_be_bytes())
+            }
+            Column::Doubles(a) => {
+                if !valid {
+                    buf.extend_from_slice(&0u32.to_be_bytes());
+                    return;
+                }
+                let l = a.value(r);
+                let v = l.as_primitive::<Float64Type>();
+                buf.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                for i in 0..v.len() {
+                    let x = if v.is_valid(i) { v.value(i) } else { f64::NAN };
+                    buf.extend_from_slice(&x.to_be_bytes());
+                }
+            }
+            Column::Utf8(a) => put_text(valid.then(|| a.value(r)), buf),
+            Column::LargeUtf8(a) => put_text(valid.then(|| a.value(r)), buf),
+            Column::Utf8View(a) => put_text(valid.then(|| a.value(r)), buf),
+            Column::Formatted(f) => {
+                text.clear();
+                if valid {
+                    use std::fmt::Write as _;
+                    let _ = write!(text, "{}", f.value(r));
+                }
+                put_text(Some(text.as_str()), buf)
+            }
+        }
     }
 }
 
-/// Appends one value (its bytes are written even when null, as BINARY2 asks).
-fn value(
-    c: &dyn Array,
-    r: usize,
-    formatter: Option<&ArrayFormatter>,
-    text: &mut String,
-    buf: &mut Vec<u8>,
-) {
-    let valid = c.is_valid(r);
-    match c.data_type() {
-        DataType::Boolean => buf.push(if !valid {
-            b'?'
-        } else if c.as_boolean().value(r) {
-            b'T'
-        } else {
-            b'F'
-        }),
-        DataType::Int8 => {
-            let v = if valid {
-                c.as_primitive::<Int8Type>().value(r) as i16
-            } else {
-                0
-            };
-            buf.extend_from_slice(&v.to_be_bytes());
-        }
-        DataType::Int16 => {
-            let v = if valid {
-                c.as_primitive::<Int16Type>().value(r)
-            } else {
-                0
-            };
-            buf.extend_from_slice(&v.to_be_bytes());
-        }
-        DataType::UInt8 => {
-            let v = if valid {
-                c.as_primitive::<UInt8Type>().value(r) as i16
-            } else {
-                0
-            };
-            buf.extend_from_slice(&v.to_be_bytes());
-        }
-        DataType::Int32 => {
-            let v = if valid {
-                c.as_primitive::<Int32Type>().value(r)
-            } else {
-                0
-            };
-            buf.extend_from_slice(&v.to_be_bytes());
-        }
-        DataType::UInt16 => {
-            let v = if valid {
-                c.as_primitive::<UInt16Type>().value(r) as i32
-            } else {
-                0
-            };
-            buf.extend_from_slice(&v.to_be_bytes());
-        }
-        DataType::Int64 => {
-            let v = if valid {
-                c.as_primitive::<Int64Type>().value(r)
-            } else {
-                0
-            };
-            buf.extend_from_slice(&v.to_be_bytes());
-        }
-        DataType::UInt32 => {
-            let v = if valid {
-                c.as_primitive::<UInt32Type>().value(r) as i64
-            } else {
-                0
-            };
-            buf.extend_from_slice(&v.to_be_bytes());
-        }
-        DataType::UInt64 => {
-            // VOTable has no unsigned long; values above i64::MAX keep their bits.
-            let v = if valid {
-                c.as_primitive::<UInt64Type>().value(r) as i64
-            } else {
-                0
-            };
-            buf.extend_from_slice(&v.to_be_bytes());
-        }
-        DataType::Float16 => {
-            let v = if valid {
-                c.as_primitive::<Float16Type>().value(r).to_f32()
-            } else {
-                f32::NAN
-            };
-            buf.extend_from_slice(&v.to_be_bytes());
-        }
-        DataType::Float32 => {
-            let v = if valid {
-                c.as_primitive::<Float32Type>().value(r)
-            } else {
-                f32::NAN
-            };
-            buf.extend_from_slice(&v.to_be_bytes());
-        }
-        DataType::Float64 => {
-            let v = if valid {
-                c.as_primitive::<Float64Type>().value(r)
-            } else {
-                f64::NAN
-            };
-            buf.extend_from_slice(&v.to_be_bytes());
-        }
-        DataType::List(f) if f.data_type() == &DataType::Float64 => {
-            if !valid {
-                buf.extend_from_slice(&0u32.to_be_bytes());
-                return;
-            }
-            let l = c.as_list::<i32>().value(r);
-            let v = l.as_primitive::<Float64Type>();
-            buf.extend_from_slice(&(v.len() as u32).to_be_bytes());
-            for i in 0..v.len() {
-                let x = if v.is_valid(i) { v.value(i) } else { f64::NAN };
-                buf.extend_from_slice(&x.to_be_bytes());
-            }
-        }
-        _ => {
-            text.clear();
-            if valid {
-                match c.data_type() {
-                    DataType::Utf8 => text.push_str(c.as_string::<i32>().value(r)),
-                    DataType::LargeUtf8 => text.push_str(c.as_string::<i64>().value(r)),
-                    DataType::Utf8View => text.push_str(c.as_string_view().value(r)),
-                    _ => {
-                        if let Some(f) = formatter {
-                            use std::fmt::Write as _;
-                            let _ = write!(text, "{}", f.value(r));
-                        }
-                    }
-                }
-            }
-            buf.extend_from_slice(&(text.len() as u32).to_be_bytes());
-            buf.extend_from_slice(text.as_bytes());
-        }
-    }
+/// A string as BINARY2 writes it: its byte count, then its bytes (none when null).
+fn put_text(s: Option<&str>, buf: &mut Vec<u8>) {
+    let s = s.unwrap_or("");
+    buf.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    buf.extend_from_slice(s.as_bytes());
 }
 
 #[cfg(test)]
@@ -287,6 +245,71 @@ mod tests {
         want.push(0b1110_0000);
         want.extend_from_slice(&0i64.to_be_bytes());
         want.extend_from_slice(&f64::NAN.to_be_bytes());
+        want.extend_from_slice(&0u32.to_be_bytes());
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn every_type_widens_as_its_field_says_and_nulls_keep_their_width() {
+        use arrow::array::{
+            BooleanArray, Float32Array, Int8Array, ListArray, TimestampSecondArray, UInt16Array,
+            UInt32Array, UInt64Array,
+        };
+        use arrow::datatypes::TimeUnit;
+        let list = ListArray::from_iter_primitive::<Float64Type, _, _>(vec![
+            Some(vec![Some(1.0), Some(2.0)]),
+            None,
+        ]);
+        let columns: Vec<Arc<dyn Array>> = vec![
+            Arc::new(BooleanArray::from(vec![Some(true), None])),
+            Arc::new(Int8Array::from(vec![Some(-2), None])),
+            Arc::new(UInt16Array::from(vec![Some(65535), None])),
+            Arc::new(UInt32Array::from(vec![Some(4_000_000_000), None])),
+            Arc::new(UInt64Array::from(vec![Some(u64::MAX), None])),
+            Arc::new(Float32Array::from(vec![Some(0.5), None])),
+            Arc::new(list),
+            Arc::new(TimestampSecondArray::from(vec![Some(0), None])),
+        ];
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        assert_eq!(
+            schema.field(7).data_type(),
+            &DataType::Timestamp(TimeUnit::Second, None)
+        );
+        let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let mut enc = Binary2::new(&schema);
+        let mut out = Vec::new();
+        enc.write(&batch, &mut out).unwrap();
+        enc.finish(&mut out).unwrap();
+        let text: String = String::from_utf8(out).unwrap().split_whitespace().collect();
+        let bytes = BASE64.decode(text.as_bytes()).unwrap();
+        let mut want = vec![0u8];
+        want.push(b'T');
+        want.extend_from_slice(&(-2i16).to_be_bytes());
+        want.extend_from_slice(&65535i32.to_be_bytes());
+        want.extend_from_slice(&4_000_000_000i64.to_be_bytes());
+        want.extend_from_slice(&(-1i64).to_be_bytes());
+        want.extend_from_slice(&0.5f32.to_be_bytes());
+        want.extend_from_slice(&2u32.to_be_bytes());
+        want.extend_from_slice(&1.0f64.to_be_bytes());
+        want.extend_from_slice(&2.0f64.to_be_bytes());
+        let time = "1970-01-01T00:00:00";
+        want.extend_from_slice(&(time.len() as u32).to_be_bytes());
+        want.extend_from_slice(time.as_bytes());
+        // Second row: every column NULL.
+        want.push(0xff);
+        want.push(b'?');
+        want.extend_from_slice(&0i16.to_be_bytes());
+        want.extend_from_slice(&0i32.to_be_bytes());
+        want.extend_from_slice(&0i64.to_be_bytes());
+        want.extend_from_slice(&0i64.to_be_bytes());
+        want.extend_from_slice(&f32::NAN.to_be_bytes());
+        want.extend_from_slice(&0u32.to_be_bytes());
         want.extend_from_slice(&0u32.to_be_bytes());
         assert_eq!(bytes, want);
     }
