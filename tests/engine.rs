@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
@@ -751,4 +752,167 @@ async fn the_longest_operator_chain_allowed_runs_on_a_tokio_worker() {
         .await
         .unwrap();
     assert_eq!(out, vec!["0"]);
+}
+
+/// Id lookups skip DataFusion's planner and read the object's partition
+/// directly; at every snapshot, for objects with withdrawn, reassigned and
+/// superseded rows among them, they must give the planner's schema, rows,
+/// checksum and MAXREC cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_lookups_read_directly_give_what_the_planner_gives() {
+    let engine = open_sample().await;
+    let latest = engine.catalog().state().await.unwrap().latest();
+    // Objects with several versions or with sources that moved or were withdrawn
+    // (their rows are skipped by position or by `_retired`), and ordinary ones.
+    let mut ids: Vec<i64> = Vec::new();
+    for adql in [
+        "SELECT TOP 6 diaObjectId FROM ppdb.DiaObjectHistory GROUP BY diaObjectId \
+         HAVING COUNT(*) > 2 ORDER BY diaObjectId",
+        "SELECT TOP 6 diaObjectId FROM ppdb.DiaSource WHERE timeWithdrawnMjdTai IS NOT NULL \
+         ORDER BY diaObjectId",
+        "SELECT TOP 6 diaObjectId FROM ppdb.DiaSource AS s WHERE s.diaObjectId IN \
+         (SELECT diaObjectId FROM ppdb.DiaSource FOR SYSTEM_TIME AS OF 2) ORDER BY diaObjectId DESC",
+        "SELECT TOP 4 diaObjectId FROM ppdb.DiaForcedSource ORDER BY diaObjectId",
+    ] {
+        for b in rows(&engine, adql).await {
+            ids.extend(b.column(0).as_primitive::<Int64Type>().values().iter());
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    assert!(ids.len() >= 12, "{ids:?}");
+    let list = |ids: &[i64]| {
+        ids.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut compared = 0;
+    let mut nonempty = 0;
+    for k in 1..=latest {
+        // A third of the ids at each snapshot, each id at every third snapshot;
+        // the long IN lists once per snapshot.
+        for (n, id) in ids
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| (n + k as usize).is_multiple_of(3))
+        {
+            let other = ids[(n + 1) % ids.len()];
+            let mut queries = vec![
+                format!(
+                    "SELECT * FROM ppdb.DiaSource FOR SYSTEM_TIME AS OF {k} WHERE diaObjectId = {id}"
+                ),
+                format!(
+                    "SELECT diaSourceId, psfFlux AS flux, s.band, s.diaObjectId FROM ppdb.DiaSource \
+                     FOR SYSTEM_TIME AS OF {k} AS s WHERE ({id} = s.diaObjectId)"
+                ),
+                format!(
+                    "SELECT * FROM ppdb.DiaForcedSource FOR SYSTEM_TIME AS OF {k} \
+                     WHERE diaObjectId IN ({id}, {other})"
+                ),
+                format!(
+                    "SELECT * FROM ppdb.DiaObject FOR SYSTEM_TIME AS OF {k} WHERE diaObjectId = {id}"
+                ),
+                format!(
+                    "SELECT * FROM ppdb.DiaSource FOR SYSTEM_TIME AS OF {k} WHERE diaObjectId = {id} \
+                     ORDER BY 4, 1 DESC"
+                ),
+            ];
+            if n < 3 {
+                queries.extend([
+                    format!(
+                        "SELECT diaObjectId, validityStartMjdTai, validityEndMjdTai, ra \
+                         FROM ppdb.DiaObjectHistory FOR SYSTEM_TIME AS OF {k} WHERE diaobjectid IN ({})",
+                        list(&ids)
+                    ),
+                    // Orders the pinned form writes, and orders as users write them,
+                    // over columns with NULLs.
+                    format!(
+                        "SELECT TOP 3 validityEndMjdTai AS e, diaObjectId FROM ppdb.DiaObjectHistory \
+                         FOR SYSTEM_TIME AS OF {k} WHERE diaObjectId IN ({}) ORDER BY e DESC, 2",
+                        list(&ids)
+                    ),
+                    format!(
+                        "SELECT validityEndMjdTai, diaObjectId, validityStartMjdTai FROM ppdb.DiaObjectHistory \
+                         FOR SYSTEM_TIME AS OF {k} WHERE diaObjectId IN ({}) ORDER BY 1 NULLS FIRST, 2 DESC, 3",
+                        list(&ids)
+                    ),
+                ]);
+            }
+            for adql in &queries {
+                for maxrec in [None, Some(1)] {
+                    let direct = QueryOptions {
+                        maxrec,
+                        ..Default::default()
+                    };
+                    let planned = QueryOptions {
+                        always_plan: true,
+                        ..direct.clone()
+                    };
+                    let d = engine.query_unpinned(adql, &direct).await.unwrap();
+                    let p = engine.query_unpinned(adql, &planned).await.unwrap();
+                    assert_eq!(d.timings.plan, Duration::ZERO, "{adql}: not direct");
+                    assert!(p.timings.plan > Duration::ZERO, "{adql}: not planned");
+                    assert_eq!(d.schema, p.schema, "{adql}");
+                    let (d_rows, d_end) = run_all(d).await;
+                    let (p_rows, p_end) = run_all(p).await;
+                    let ordered = adql.contains("ORDER BY");
+                    if ordered {
+                        // The same rows in the same order.
+                        assert_eq!(lines(&d_rows), lines(&p_rows), "{adql} {maxrec:?}");
+                    } else if maxrec.is_none() {
+                        // Which row a cut keeps of an unordered result is arbitrary.
+                        assert_eq!(sorted_lines(&d_rows), sorted_lines(&p_rows), "{adql}");
+                    }
+                    assert_eq!(d_end.rows, p_end.rows, "{adql} {maxrec:?}");
+                    assert_eq!(d_end.overflow, p_end.overflow, "{adql} {maxrec:?}");
+                    // The pinned form: both get the same token, and the second run
+                    // is checked against the record the first one left.
+                    let p = engine.query(adql, &planned).await.unwrap();
+                    let (_, p_end) = run_all(p).await;
+                    let mut d = engine.query(adql, &direct).await.unwrap();
+                    while let Some(b) = d.next_batch().await {
+                        b.unwrap_or_else(|e| panic!("{adql} {maxrec:?}: {e}"));
+                    }
+                    assert_eq!(d.finished().unwrap().checksum, p_end.checksum, "{adql}");
+                    compared += 1;
+                    nonempty += usize::from(d_end.rows > 0);
+                }
+            }
+        }
+    }
+    assert!(
+        nonempty > compared / 3,
+        "{nonempty} of {compared} lookups found rows"
+    );
+}
+
+/// Each row as its values joined by commas, in the result's order.
+fn lines(batches: &[RecordBatch]) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| (0..b.num_rows()).map(move |r| sorted_lines(&[b.slice(r, 1)]).concat()))
+        .collect()
+}
+
+/// Queries that are not plain id lookups are planned as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_that_only_resemble_id_lookups_are_planned() {
+    let engine = open_sample().await;
+    for adql in [
+        "SELECT * FROM ppdb.DiaSource WHERE diaObjectId = 1 ORDER BY diaSourceId",
+        "SELECT band FROM ppdb.DiaSource WHERE diaObjectId = 1 ORDER BY psfFlux",
+        "SELECT * FROM ppdb.DiaSource WHERE diaObjectId = 1 OFFSET 2",
+        "SELECT DISTINCT band FROM ppdb.DiaSource WHERE diaObjectId = 1",
+        "SELECT psfFlux * 2 FROM ppdb.DiaSource WHERE diaObjectId = 1",
+        "SELECT * FROM ppdb.DiaSource WHERE diaObjectId = 1.5",
+        "SELECT * FROM ppdb.DiaSource WHERE diaObjectId = 1 AND band = 'g'",
+        "SELECT * FROM ppdb.DiaSource WHERE diaSourceId = 1",
+        "SELECT * FROM ppdb.DiaSource WHERE diaObjectId NOT IN (1, 2)",
+        "SELECT * FROM ppdb.DetectorVisitProcessingSummary WHERE visit = 1",
+        "SELECT COUNT(*) FROM ppdb.DiaSource WHERE diaObjectId = 1",
+    ] {
+        let r = engine.query(adql, &QueryOptions::default()).await.unwrap();
+        assert!(r.timings.plan > Duration::ZERO, "{adql}");
+    }
 }

@@ -20,6 +20,7 @@ pub mod format;
 mod geometry;
 #[doc(hidden)]
 pub mod kernels;
+mod lookup;
 mod memory;
 mod provider;
 mod prune;

@@ -32,7 +32,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use crate::prune::{self, Prune, Sky};
 
 /// The column that closes a DiaObject version.
-const VALIDITY_END: &str = "validityEndMjdTai";
+pub(crate) const VALIDITY_END: &str = "validityEndMjdTai";
 
 /// Most `_healpix_29` ranges per region handed to the Parquet reader.
 const PUSHED_RANGES: usize = 4;
@@ -148,7 +148,7 @@ impl PpdbTable {
     }
 
     /// The files a scan with these ids and regions needs.
-    fn files(&self, prune: &Prune, skies: &[&Sky]) -> Vec<&ScanFile> {
+    pub(crate) fn files(&self, prune: &Prune, skies: &[&Sky]) -> Vec<&ScanFile> {
         let table = self.scan.table;
         let by_id = matches!(
             table,
@@ -204,7 +204,7 @@ impl PpdbTable {
             .collect()
     }
 
-    fn partitioned_file(&self, f: &ScanFile) -> PartitionedFile {
+    pub(crate) fn partitioned_file(&self, f: &ScanFile) -> PartitionedFile {
         let path = self.prefix.clone().join_rel(&f.path);
         let pf = PartitionedFile::new(path.to_string(), f.bytes);
         if f.hidden.is_empty() {

@@ -500,6 +500,7 @@ async fn run(cli: Cli) -> Result<()> {
                 // Whoever can run this command can read the catalog's files: the
                 // embargo guards the service, not the storage.
                 privileged: true,
+                always_plan: false,
             };
             let result = engine.query(&adql, &options).await?;
             let token = result.token.clone().unwrap_or_default();

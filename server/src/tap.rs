@@ -404,6 +404,7 @@ pub(crate) fn request_of(params: &Params, config: &Config) -> Result<Request, St
             time_limit: Some(config.max_duration),
             uploads: Vec::new(),
             privileged: false,
+            always_plan: false,
         },
         format,
     })
