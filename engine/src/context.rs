@@ -865,35 +865,71 @@ impl Engine {
         always_plan: bool,
     ) -> Result<QueryResult> {
         let t1 = Instant::now();
-        if !always_plan
+        let direct = if !always_plan
             && cutoff.is_none()
             && uploads.is_empty()
             && let Some(lookup) = crate::lookup::recognise(&query.statement)
             && let Some(table) = self.served_table(snapshot.snapshot, &lookup.table).await?
-            && let Some(read) = crate::lookup::run(&table, &lookup).await
         {
-            let (schema, stream) = read?;
-            return Ok(QueryResult {
-                snapshot,
-                schema,
-                query,
-                timings: Timings {
+            crate::lookup::run(&table, &lookup).await
+        } else {
+            None
+        };
+        let (schema, stream, timings) = match direct {
+            Some(read) => {
+                let (schema, stream) = read?;
+                let timings = Timings {
                     pin: t1.elapsed(),
                     ..Timings::default()
-                },
-                token: None,
-                pinned_adql: None,
-                rows: Rows::Live(stream),
-                maxrec,
-                sent: 0,
-                overflow: false,
-                checksum: None,
-                end: End::Nothing,
-                finished: None,
-                keep: None,
-            });
-        }
-        let state = self.session(snapshot.snapshot, cutoff, uploads).await?;
+                };
+                (schema, stream, timings)
+            }
+            None => {
+                self.start(
+                    text,
+                    &query,
+                    snapshot.snapshot,
+                    cutoff,
+                    maxrec,
+                    limit,
+                    uploads,
+                )
+                .await?
+            }
+        };
+        Ok(QueryResult {
+            snapshot,
+            schema,
+            query,
+            timings,
+            token: None,
+            pinned_adql: None,
+            rows: Rows::Live(stream),
+            maxrec,
+            sent: 0,
+            overflow: false,
+            checksum: None,
+            end: End::Nothing,
+            finished: None,
+            keep: None,
+        })
+    }
+
+    /// Plans a query with DataFusion and starts it: its schema, its rows, and
+    /// the time each planning step took.
+    #[allow(clippy::too_many_arguments)]
+    async fn start(
+        &self,
+        text: &str,
+        query: &adql::Query,
+        k: u64,
+        cutoff: Option<f64>,
+        maxrec: Option<u64>,
+        limit: Option<(Instant, Duration)>,
+        uploads: &[Upload],
+    ) -> Result<(SchemaRef, SendableRecordBatchStream, Timings)> {
+        let t1 = Instant::now();
+        let state = self.session(k, cutoff, uploads).await?;
         let t2 = Instant::now();
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement.clone())))
@@ -930,28 +966,14 @@ impl Engine {
         };
         let t4 = Instant::now();
         let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
-        Ok(QueryResult {
-            snapshot,
-            schema,
-            query,
-            timings: Timings {
-                parse: Duration::ZERO,
-                pin: t2 - t1,
-                plan: t3 - t2,
-                physical: t4 - t3,
-                record: Duration::ZERO,
-            },
-            token: None,
-            pinned_adql: None,
-            rows: Rows::Live(stream),
-            maxrec,
-            sent: 0,
-            overflow: false,
-            checksum: None,
-            end: End::Nothing,
-            finished: None,
-            keep: None,
-        })
+        let timings = Timings {
+            parse: Duration::ZERO,
+            pin: t2 - t1,
+            plan: t3 - t2,
+            physical: t4 - t3,
+            record: Duration::ZERO,
+        };
+        Ok((schema, stream, timings))
     }
 
     /// Plans a query (in its pinned form) without running it, and returns its
