@@ -840,44 +840,9 @@ async fn id_lookups_read_directly_give_what_the_planner_gives() {
                 ]);
             }
             for adql in &queries {
-                for maxrec in [None, Some(1)] {
-                    let direct = QueryOptions {
-                        maxrec,
-                        ..Default::default()
-                    };
-                    let planned = QueryOptions {
-                        always_plan: true,
-                        ..direct.clone()
-                    };
-                    let d = engine.query_unpinned(adql, &direct).await.unwrap();
-                    let p = engine.query_unpinned(adql, &planned).await.unwrap();
-                    assert_eq!(d.timings.plan, Duration::ZERO, "{adql}: not direct");
-                    assert!(p.timings.plan > Duration::ZERO, "{adql}: not planned");
-                    assert_eq!(d.schema, p.schema, "{adql}");
-                    let (d_rows, d_end) = run_all(d).await;
-                    let (p_rows, p_end) = run_all(p).await;
-                    let ordered = adql.contains("ORDER BY");
-                    if ordered {
-                        // The same rows in the same order.
-                        assert_eq!(lines(&d_rows), lines(&p_rows), "{adql} {maxrec:?}");
-                    } else if maxrec.is_none() {
-                        // Which row a cut keeps of an unordered result is arbitrary.
-                        assert_eq!(sorted_lines(&d_rows), sorted_lines(&p_rows), "{adql}");
-                    }
-                    assert_eq!(d_end.rows, p_end.rows, "{adql} {maxrec:?}");
-                    assert_eq!(d_end.overflow, p_end.overflow, "{adql} {maxrec:?}");
-                    // The pinned form: both get the same token, and the second run
-                    // is checked against the record the first one left.
-                    let p = engine.query(adql, &planned).await.unwrap();
-                    let (_, p_end) = run_all(p).await;
-                    let mut d = engine.query(adql, &direct).await.unwrap();
-                    while let Some(b) = d.next_batch().await {
-                        b.unwrap_or_else(|e| panic!("{adql} {maxrec:?}: {e}"));
-                    }
-                    assert_eq!(d.finished().unwrap().checksum, p_end.checksum, "{adql}");
-                    compared += 1;
-                    nonempty += usize::from(d_end.rows > 0);
-                }
+                let (c, n) = direct_and_planned_agree(&engine, adql).await;
+                compared += c;
+                nonempty += n;
             }
         }
     }
@@ -885,6 +850,133 @@ async fn id_lookups_read_directly_give_what_the_planner_gives() {
         nonempty > compared / 3,
         "{nonempty} of {compared} lookups found rows"
     );
+}
+
+/// Cones on a table's own position (`CONTAINS(POINT, CIRCLE) = 1` and nothing
+/// else) skip DataFusion's planner as id lookups do; at every snapshot, on
+/// every table with positions, from a minute of arc to wider than the sample's
+/// field, they must give the planner's schema, rows, checksum and MAXREC cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cones_read_directly_give_what_the_planner_gives() {
+    let engine = open_sample().await;
+    let latest = engine.catalog().state().await.unwrap().latest();
+    // The field's centre and a few objects (a cone centred on a row holds it).
+    let mut centres: Vec<(f64, f64)> = vec![(55.0, -30.0)];
+    for b in rows(
+        &engine,
+        "SELECT TOP 5 ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId DESC",
+    )
+    .await
+    {
+        let (ra, dec) = (
+            b.column(0).as_primitive::<Float64Type>(),
+            b.column(1).as_primitive::<Float64Type>(),
+        );
+        centres.extend((0..b.num_rows()).map(|r| (ra.value(r), dec.value(r))));
+    }
+    assert_eq!(centres.len(), 6);
+    let radii = [0.02, 5.0 / 60.0, 0.3, 1.0];
+    let shapes: [&dyn Fn(u64, f64, f64, f64) -> String; 6] = [
+        &|k, a, d, r| {
+            format!(
+                "SELECT * FROM ppdb.DiaObject FOR SYSTEM_TIME AS OF {k} \
+                 WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {a}, {d}, {r})) = 1"
+            )
+        },
+        &|k, a, d, r| {
+            format!(
+                "SELECT diaSourceId, ra AS a, s.dec, band FROM ppdb.DiaSource FOR SYSTEM_TIME AS OF {k} AS s \
+                 WHERE (1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', {a}, {d}, {r})))"
+            )
+        },
+        &|k, a, d, r| {
+            format!(
+                "SELECT TOP 7 * FROM ppdb.DiaForcedSource FOR SYSTEM_TIME AS OF {k} \
+                 WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {a}, {d}, {r})) = 1 ORDER BY 1 DESC"
+            )
+        },
+        &|k, a, d, r| {
+            format!(
+                "SELECT diaObjectId, validityEndMjdTai FROM ppdb.DiaObjectHistory FOR SYSTEM_TIME AS OF {k} \
+                 WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {a}, {d}, {r})) = 1 ORDER BY 2, 1"
+            )
+        },
+        &|k, a, d, r| {
+            format!(
+                "SELECT ra, dec, band FROM src.PromptSource FOR SYSTEM_TIME AS OF {k} \
+                 WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {a}, {d}, {r})) = 1"
+            )
+        },
+        &|k, a, d, r| {
+            format!(
+                "SELECT visit, detector, ra FROM ppdb.DetectorVisitProcessingSummary FOR SYSTEM_TIME AS OF {k} \
+                 WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {a}, {d}, {r})) = 1 ORDER BY visit, detector"
+            )
+        },
+    ];
+    let (mut compared, mut nonempty, mut n) = (0, 0, 0usize);
+    for k in 1..=latest {
+        // Each snapshot gets every shape, with centres and radii in turn.
+        for shape in &shapes {
+            let (a, d) = centres[n % centres.len()];
+            let r = radii[(n / centres.len() + n) % radii.len()];
+            n += 1;
+            let (c, found) = direct_and_planned_agree(&engine, &shape(k, a, d, r)).await;
+            compared += c;
+            nonempty += found;
+        }
+    }
+    assert!(
+        nonempty > compared / 2,
+        "{nonempty} of {compared} cones found rows"
+    );
+}
+
+/// Runs `adql` read directly and planned, with and without MAXREC 1, and
+/// asserts that both give the same schema, rows, order (when ordered), MAXREC
+/// cut and pinned checksum. Returns how many runs it compared and how many of
+/// them found rows.
+async fn direct_and_planned_agree(engine: &Engine, adql: &str) -> (usize, usize) {
+    let (mut compared, mut nonempty) = (0, 0);
+    for maxrec in [None, Some(1)] {
+        let direct = QueryOptions {
+            maxrec,
+            ..Default::default()
+        };
+        let planned = QueryOptions {
+            always_plan: true,
+            ..direct.clone()
+        };
+        let d = engine.query_unpinned(adql, &direct).await.unwrap();
+        let p = engine.query_unpinned(adql, &planned).await.unwrap();
+        assert_eq!(d.timings.plan, Duration::ZERO, "{adql}: not direct");
+        assert!(p.timings.plan > Duration::ZERO, "{adql}: not planned");
+        assert_eq!(d.schema, p.schema, "{adql}");
+        let (d_rows, d_end) = run_all(d).await;
+        let (p_rows, p_end) = run_all(p).await;
+        let ordered = adql.contains("ORDER BY");
+        if ordered {
+            // The same rows in the same order.
+            assert_eq!(lines(&d_rows), lines(&p_rows), "{adql} {maxrec:?}");
+        } else if maxrec.is_none() {
+            // Which row a cut keeps of an unordered result is arbitrary.
+            assert_eq!(sorted_lines(&d_rows), sorted_lines(&p_rows), "{adql}");
+        }
+        assert_eq!(d_end.rows, p_end.rows, "{adql} {maxrec:?}");
+        assert_eq!(d_end.overflow, p_end.overflow, "{adql} {maxrec:?}");
+        // The pinned form: both get the same token, and the second run is
+        // checked against the record the first one left.
+        let p = engine.query(adql, &planned).await.unwrap();
+        let (_, p_end) = run_all(p).await;
+        let mut d = engine.query(adql, &direct).await.unwrap();
+        while let Some(b) = d.next_batch().await {
+            b.unwrap_or_else(|e| panic!("{adql} {maxrec:?}: {e}"));
+        }
+        assert_eq!(d.finished().unwrap().checksum, p_end.checksum, "{adql}");
+        compared += 1;
+        nonempty += usize::from(d_end.rows > 0);
+    }
+    (compared, nonempty)
 }
 
 /// Each row as its values joined by commas, in the result's order.
@@ -895,9 +987,9 @@ fn lines(batches: &[RecordBatch]) -> Vec<String> {
         .collect()
 }
 
-/// Queries that are not plain id lookups are planned as before.
+/// Queries that are not plain id or cone lookups are planned as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queries_that_only_resemble_id_lookups_are_planned() {
+async fn queries_that_only_resemble_lookups_are_planned() {
     let engine = open_sample().await;
     for adql in [
         "SELECT * FROM ppdb.DiaSource WHERE diaObjectId = 1 ORDER BY diaSourceId",
@@ -911,6 +1003,14 @@ async fn queries_that_only_resemble_id_lookups_are_planned() {
         "SELECT * FROM ppdb.DiaSource WHERE diaObjectId NOT IN (1, 2)",
         "SELECT * FROM ppdb.DetectorVisitProcessingSummary WHERE visit = 1",
         "SELECT COUNT(*) FROM ppdb.DiaSource WHERE diaObjectId = 1",
+        // Cones the direct read does not take: not the row's own position, not
+        // constants, not `= 1`, with another condition, or too large to bound.
+        "SELECT * FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', dec, ra), CIRCLE('ICRS', 55, -30, 0.1)) = 1",
+        "SELECT * FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', ra, -30, 0.1)) = 1",
+        "SELECT * FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 55, -30, 0.1)) = 0",
+        "SELECT * FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 55, -30, 0.1)) = 1 AND nDiaSources > 2",
+        "SELECT * FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 55, -30, 120)) = 1",
+        "SELECT * FROM ppdb.DiaObject WHERE DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 55, -30)) < 0.1",
     ] {
         let r = engine.query(adql, &QueryOptions::default()).await.unwrap();
         assert!(r.timings.plan > Duration::ZERO, "{adql}");

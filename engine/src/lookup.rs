@@ -1,24 +1,30 @@
-//! Lookups by object id, read straight from the object's partition.
+//! Lookups by object id or by cone, read straight from the partitions that
+//! hold them.
 //!
-//! A light curve (`SELECT cols FROM ppdb.DiaSource WHERE diaObjectId = X`) and
-//! an object's versions are the PPDB's most frequent queries. Through
-//! DataFusion one costs about 2 ms of SQL and physical planning before a row
-//! is read, where the catalog's id index already names the one partition that
-//! holds the rows. Queries of exactly that shape (plain columns of one
-//! co-located table, `diaObjectId` equal to or in a list of integers, nothing
-//! else) are read here instead: the same files, the same visibility rule, the
-//! same schema and rows. Any other query, and any caller an embargo applies
-//! to, goes through DataFusion; a test compares both paths.
+//! A light curve (`SELECT cols FROM ppdb.DiaSource WHERE diaObjectId = X`), an
+//! object's versions and a small cone search are the PPDB's most frequent
+//! queries. Through DataFusion one costs 2–3 ms of SQL and physical planning
+//! before a row is read, where the catalog's id index (or the cone's HEALPix
+//! cells) already names the one or two partitions that hold the rows. Queries
+//! of exactly these shapes (plain columns of one table, and as the whole
+//! condition either `diaObjectId` equal to or in a list of integers, or
+//! `CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', a, d, r)) = 1` on the
+//! table's own position) are read here instead: the same files, the same
+//! visibility rule, the same exact test, the same schema and rows. Any other
+//! query, and any caller an embargo applies to, goes through DataFusion; a test
+//! compares both paths.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, new_null_array,
+};
 use arrow::compute::kernels::cmp::{eq, gt, lt_eq};
 use arrow::compute::{
     SortColumn, SortOptions, and, cast, concat_batches, is_null, lexsort_to_indices, or, or_kleene,
     prep_null_mask_filter, take_record_batch,
 };
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::logical_expr::{Expr, ident, lit};
 use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
@@ -30,30 +36,46 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr as Sql, GroupByExpr, Ident, LimitClause, OrderBy, OrderByKind, SelectItem,
-    SetExpr, Statement, TableFactor, Value, WildcardAdditionalOptions,
+    BinaryOperator, Expr as Sql, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    Ident, LimitClause, OrderBy, OrderByKind, SelectItem, SetExpr, Statement, TableFactor,
+    UnaryOperator, Value, WildcardAdditionalOptions,
 };
 use futures::TryStreamExt;
 
 use crate::error::Result;
+use crate::geometry;
 use crate::provider::{PpdbTable, View};
+use crate::prune::{self, Prune, Sky};
 
-/// The column a lookup matches.
+/// The column an id lookup matches.
 const ID: &str = "diaObjectId";
 
-/// A query of the lookup shape: which table, which columns, which ids.
+/// The position columns a cone tests.
+const POSITION: [&str; 2] = ["ra", "dec"];
+
+/// A query of the lookup shape: which table, which columns, which rows.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Lookup {
     /// The served table, as `(schema, table)`.
     pub(crate) table: (String, String),
     /// The result's columns: `(column, name in the result)`; `None` for `*`.
     columns: Option<Vec<(String, String)>>,
-    /// The ids asked for.
-    ids: Vec<i64>,
+    /// The rows asked for.
+    rows: Rows,
     /// The order of the result: `(result column, descending, nulls first)`.
     order: Vec<(usize, bool, bool)>,
     /// The most rows (`TOP`, which ADQL's rewriting turns into `LIMIT`).
     limit: Option<usize>,
+}
+
+/// The one condition a lookup's rows meet.
+#[derive(Debug, Clone, PartialEq)]
+enum Rows {
+    /// `diaObjectId` is one of these.
+    Ids(Vec<i64>),
+    /// The row's own `ra`, `dec` lie within `radius` degrees of `(ra, dec)`, as
+    /// `adql_cone` decides it (what ADQL's `CONTAINS(POINT, CIRCLE) = 1` becomes).
+    Cone { ra: f64, dec: f64, radius: f64 },
 }
 
 /// The lookup a rewritten statement is, if it has exactly the lookup shape.
@@ -123,7 +145,8 @@ pub(crate) fn recognise(statement: &Statement) -> Option<Lookup> {
     };
     let (schema, table) = (schema.as_ident()?, table.as_ident()?);
     let columns = columns(&s.projection)?;
-    let ids = ids(s.selection.as_ref()?)?;
+    let selection = s.selection.as_ref()?;
+    let rows = ids(selection).map(Rows::Ids).or_else(|| cone(selection))?;
     let order = match &q.order_by {
         None => Vec::new(),
         Some(o) => order(o, columns.as_deref())?,
@@ -140,7 +163,7 @@ pub(crate) fn recognise(statement: &Statement) -> Option<Lookup> {
     Some(Lookup {
         table: (schema.value.clone(), table.value.clone()),
         columns,
-        ids,
+        rows,
         order,
         limit,
     })
@@ -248,6 +271,82 @@ fn ids(selection: &Sql) -> Option<Vec<i64>> {
     }
 }
 
+/// The cone of `adql_cone(ra, dec, a, d, r) = 1` (either way round) with
+/// number literals for the centre and radius.
+fn cone(selection: &Sql) -> Option<Rows> {
+    let (left, right) = match selection {
+        Sql::Nested(e) => return cone(e),
+        Sql::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => (left.as_ref(), right.as_ref()),
+        _ => return None,
+    };
+    let (call, one) = match (left, right) {
+        (Sql::Function(f), one) | (one, Sql::Function(f)) => (f, one),
+        _ => return None,
+    };
+    let plain = call.name.0.len() == 1
+        && call.name.0[0].as_ident()?.value == adql::udf::CONE
+        && call.filter.is_none()
+        && call.null_treatment.is_none()
+        && call.over.is_none()
+        && call.within_group.is_empty()
+        && matches!(call.parameters, FunctionArguments::None);
+    let FunctionArguments::List(list) = &call.args else {
+        return None;
+    };
+    if !plain
+        || integer(one)? != 1
+        || list.duplicate_treatment.is_some()
+        || !list.clauses.is_empty()
+    {
+        return None;
+    }
+    let args: Vec<&Sql> = list
+        .args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let [ra, dec, a, d, r] = args.as_slice() else {
+        return None;
+    };
+    let own = |e: &Sql, name: &str| column(e).is_some_and(|c| c.value == name);
+    if !own(ra, POSITION[0]) || !own(dec, POSITION[1]) {
+        return None;
+    }
+    Some(Rows::Cone {
+        ra: number(a)?,
+        dec: number(d)?,
+        radius: number(r)?,
+    })
+}
+
+/// A number literal, possibly signed, as DataFusion reads it for a `Float64`
+/// argument.
+fn number(e: &Sql) -> Option<f64> {
+    match e {
+        Sql::Value(v) => match &v.value {
+            Value::Number(n, false) => n.parse().ok().filter(|x: &f64| x.is_finite()),
+            _ => None,
+        },
+        Sql::Nested(e) => number(e),
+        Sql::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => number(expr).map(|x| -x),
+        Sql::UnaryOp {
+            op: UnaryOperator::Plus,
+            expr,
+        } => number(expr),
+        _ => None,
+    }
+}
+
 /// An integer literal that fits `diaObjectId`'s type, so the comparison is exact.
 fn integer(e: &Sql) -> Option<i64> {
     match e {
@@ -262,16 +361,44 @@ fn integer(e: &Sql) -> Option<i64> {
 
 /// Reads a lookup's rows from `table` (its scan pinned at the query's snapshot).
 ///
-/// `None` when the table is not one whose rows sit in their object's partition
-/// or when an embargo applies: the caller then plans the query as usual.
+/// `None` when the direct read does not apply: an id lookup on a table whose
+/// rows do not sit in their object's partition, a cone on a table without
+/// positions or one too large to bound, or a caller an embargo applies to.
+/// The caller then plans the query as usual.
 pub(crate) async fn run(
     table: &PpdbTable,
     lookup: &Lookup,
 ) -> Option<Result<(SchemaRef, SendableRecordBatchStream)>> {
-    if !table.colocated() || table.embargo.is_some() || !table.hints.is_empty() {
+    if table.embargo.is_some() || !table.hints.is_empty() || table.partitions.is_some() {
         return None;
     }
     let served = table.served.clone();
+    let prune = match &lookup.rows {
+        Rows::Ids(ids) => {
+            if !table.colocated() {
+                return None;
+            }
+            served.index_of(ID).ok()?;
+            let filter: Expr = match ids.as_slice() {
+                [one] => ident(ID).eq(lit(*one)),
+                many => ident(ID).in_list(many.iter().map(|i| lit(*i)).collect(), false),
+            };
+            prune::analyse(&[filter], table.partition_order())
+        }
+        Rows::Cone { ra, dec, radius } => {
+            table.physical.index_of(catalog::schema::HEALPIX_29).ok()?;
+            for c in POSITION {
+                served.index_of(c).ok()?;
+            }
+            Prune {
+                sky: Some(prune::cones(
+                    [(*ra, *dec, *radius)],
+                    table.partition_order(),
+                )?),
+                ids: None,
+            }
+        }
+    };
     let wanted: Vec<(usize, String)> = match &lookup.columns {
         None => (0..served.fields().len())
             .map(|i| (i, served.field(i).name().clone()))
@@ -281,7 +408,6 @@ pub(crate) async fn run(
             .map(|(c, out)| Some((served.index_of(c).ok()?, out.clone())))
             .collect::<Option<_>>()?,
     };
-    served.index_of(ID).ok()?;
     if lookup.order.iter().any(|(at, _, _)| *at >= wanted.len()) {
         return None;
     }
@@ -291,7 +417,7 @@ pub(crate) async fn run(
             .map(|(i, out)| Field::clone(served.field(*i)).with_name(out.clone()))
             .collect::<Vec<_>>(),
     ));
-    let read = read(table, lookup, &wanted, schema.clone())
+    let read = read(table, lookup, &prune, &wanted, schema.clone())
         .await
         .and_then(|batches| arrange(batches, lookup, &schema));
     Some(read.map(|batches| {
@@ -303,20 +429,37 @@ pub(crate) async fn run(
     }))
 }
 
+/// Whether a row group with these statistics may hold rows of the lookup:
+/// for ids, by `diaObjectId`'s range; for a cone, by `_healpix_29`'s.
+fn may_hold(rows: &Rows, sky: Option<&Sky>, stats: Option<&ParquetStatistics>) -> bool {
+    let Some(ParquetStatistics::Int64(s)) = stats else {
+        return true;
+    };
+    let (Some(lo), Some(hi)) = (s.min_opt(), s.max_opt()) else {
+        return true;
+    };
+    match (rows, sky) {
+        (Rows::Ids(ids), _) => ids.iter().any(|i| lo <= i && i <= hi),
+        (Rows::Cone { .. }, Some(sky)) => sky.overlaps(*lo, *hi),
+        (Rows::Cone { .. }, None) => true,
+    }
+}
+
 async fn read(
     table: &PpdbTable,
     lookup: &Lookup,
+    prune: &Prune,
     wanted: &[(usize, String)],
     schema: SchemaRef,
 ) -> Result<Vec<RecordBatch>> {
-    let filter: Expr = match lookup.ids.as_slice() {
-        [one] => ident(ID).eq(lit(*one)),
-        many => ident(ID).in_list(many.iter().map(|i| lit(*i)).collect(), false),
-    };
-    let prune = crate::prune::analyse(&[filter], table.partition_order());
-    let files = table.files(&prune, &[]);
+    let sky = prune.sky.as_ref();
+    let files = table.files(prune, &sky.into_iter().collect::<Vec<_>>());
     let k = table.scan.snapshot as i64;
     let current = table.view == View::Current;
+    let (matched, pruned_by): (&[&str], &str) = match lookup.rows {
+        Rows::Ids(_) => (&[ID], ID),
+        Rows::Cone { .. } => (&POSITION, catalog::schema::HEALPIX_29),
+    };
     let metrics = ExecutionPlanMetricsSet::new();
     let mut out = Vec::new();
     for f in files {
@@ -328,29 +471,28 @@ async fn read(
         let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options).await?;
         let file_schema = builder.schema().clone();
         let parquet_schema = builder.parquet_schema();
-        let Ok(id_at) = file_schema.index_of(ID) else {
+        // Without the columns the condition tests, no row of the file matches.
+        if matched.iter().any(|c| file_schema.index_of(c).is_err()) {
             continue;
-        };
-        // Row groups whose id range holds one of the ids (all when rows are
-        // skipped by position: that selection spans the whole file).
+        }
+        // Row groups whose statistics allow a match (all when rows are skipped
+        // by position: that selection spans the whole file).
+        let stats_at = file_schema.index_of(pruned_by).ok();
         let groups: Vec<usize> = (0..builder.metadata().num_row_groups())
             .filter(|&g| {
                 !f.hidden.is_empty()
-                    || match builder.metadata().row_group(g).column(id_at).statistics() {
-                        Some(ParquetStatistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
-                            (Some(lo), Some(hi)) => lookup.ids.iter().any(|i| lo <= i && i <= hi),
-                            _ => true,
-                        },
-                        _ => true,
-                    }
+                    || stats_at.is_none_or(|at| {
+                        let stats = builder.metadata().row_group(g).column(at).statistics();
+                        may_hold(&lookup.rows, sky, stats)
+                    })
             })
             .collect();
         if groups.is_empty() {
             continue;
         }
-        // The predicate reads the id and the visibility columns the file has; a
-        // column the file lacks is NULL in every row.
-        let mut tests = vec![ID];
+        // The predicate reads the tested columns and the visibility columns the
+        // file has; a visibility column the file lacks is NULL in every row.
+        let mut tests = matched.to_vec();
         if f.filter_by_columns {
             tests.extend([catalog::schema::ADDED, catalog::schema::RETIRED]);
         }
@@ -363,10 +505,10 @@ async fn read(
             .filter(|c| file_schema.index_of(c).is_ok())
             .collect();
         let mask = ProjectionMask::columns(parquet_schema, present.iter().copied());
-        let ids = lookup.ids.clone();
+        let rows = lookup.rows.clone();
         let by_columns = f.filter_by_columns;
         let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-            keep(&batch, &ids, by_columns, current, k)
+            keep(&batch, &rows, by_columns, current, k)
         });
         let read: Vec<&str> = wanted
             .iter()
@@ -428,28 +570,50 @@ fn arrange(
 /// Which rows of a batch of the predicate's columns the lookup returns.
 fn keep(
     batch: &RecordBatch,
-    ids: &[i64],
+    rows: &Rows,
     by_columns: bool,
     current: bool,
     k: i64,
 ) -> std::result::Result<BooleanArray, arrow::error::ArrowError> {
-    let rows = batch.num_rows();
+    let count = batch.num_rows();
     let nulls = |name: &str| -> ArrayRef {
         batch
             .column_by_name(name)
             .cloned()
-            .unwrap_or_else(|| new_null_array(&arrow::datatypes::DataType::Int64, rows))
+            .unwrap_or_else(|| new_null_array(&DataType::Int64, count))
     };
-    let id = nulls(ID);
-    let mut mask: Option<BooleanArray> = None;
-    for i in ids {
-        let m = eq(&id, &Int64Array::new_scalar(*i))?;
-        mask = Some(match mask {
-            None => m,
-            Some(prev) => or(&prev, &m)?,
-        });
-    }
-    let mut mask = mask.unwrap_or_else(|| BooleanArray::from(vec![false; rows]));
+    let mut mask = match rows {
+        Rows::Ids(ids) => {
+            let id = nulls(ID);
+            let mut mask: Option<BooleanArray> = None;
+            for i in ids {
+                let m = eq(&id, &Int64Array::new_scalar(*i))?;
+                mask = Some(match mask {
+                    None => m,
+                    Some(prev) => or(&prev, &m)?,
+                });
+            }
+            mask.unwrap_or_else(|| BooleanArray::from(vec![false; count]))
+        }
+        Rows::Cone { ra, dec, radius } => {
+            // The same arithmetic as `adql_cone`, so the rows are the same.
+            let centre = geometry::vector(*ra, *dec);
+            let ras = cast(&nulls(POSITION[0]), &DataType::Float64)?;
+            let decs = cast(&nulls(POSITION[1]), &DataType::Float64)?;
+            let (ras, decs) = (
+                ras.as_primitive::<Float64Type>(),
+                decs.as_primitive::<Float64Type>(),
+            );
+            (0..count)
+                .map(|r| {
+                    (ras.is_valid(r) && decs.is_valid(r)).then(|| {
+                        let here = geometry::vector(ras.value(r), decs.value(r));
+                        geometry::distance_from(here, centre) <= *radius
+                    })
+                })
+                .collect()
+        }
+    };
     if by_columns {
         let added = lt_eq(&nulls(catalog::schema::ADDED), &Int64Array::new_scalar(k))?;
         let retired = nulls(catalog::schema::RETIRED);
@@ -466,7 +630,7 @@ fn keep(
             mask = and(&mask, &is_null(end)?)?;
         }
     }
-    // NULL (an unknown id or end) does not match.
+    // NULL (an unknown id, position or end) does not match.
     Ok(if mask.null_count() > 0 {
         prep_null_mask_filter(&mask)
     } else {
