@@ -14,22 +14,26 @@
 //! query, and any caller an embargo applies to, goes through DataFusion; a test
 //! compares both paths.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, new_null_array,
 };
+use arrow::buffer::BooleanBuffer;
 use arrow::compute::kernels::cmp::{eq, gt, lt_eq};
 use arrow::compute::{
     SortColumn, SortOptions, and, cast, concat_batches, is_null, lexsort_to_indices, or, or_kleene,
     prep_null_mask_filter, take_record_batch,
 };
-use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::logical_expr::{Expr, ident, lit};
 use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use datafusion::parquet::arrow::ProjectionMask;
-use datafusion::parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderOptions, RowFilter};
+use datafusion::parquet::arrow::arrow_reader::{
+    ArrowPredicate, ArrowPredicateFn, ArrowReaderOptions, RowFilter,
+};
 use datafusion::parquet::arrow::async_reader::AsyncFileReader;
 use datafusion::parquet::file::statistics::Statistics as ParquetStatistics;
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -373,6 +377,7 @@ pub(crate) async fn run(
         return None;
     }
     let served = table.served.clone();
+    let mut near = None;
     let prune = match &lookup.rows {
         Rows::Ids(ids) => {
             if !table.colocated() {
@@ -390,6 +395,7 @@ pub(crate) async fn run(
             for c in POSITION {
                 served.index_of(c).ok()?;
             }
+            near = Some(Arc::new(prune::cone_rows(*ra, *dec, *radius)?));
             Prune {
                 sky: Some(prune::cones(
                     [(*ra, *dec, *radius)],
@@ -417,7 +423,7 @@ pub(crate) async fn run(
             .map(|(i, out)| Field::clone(served.field(*i)).with_name(out.clone()))
             .collect::<Vec<_>>(),
     ));
-    let read = read(table, lookup, &prune, &wanted, schema.clone())
+    let read = read(table, lookup, &prune, near, &wanted, schema.clone())
         .await
         .and_then(|batches| arrange(batches, lookup, &schema));
     Some(read.map(|batches| {
@@ -445,10 +451,13 @@ fn may_hold(rows: &Rows, sky: Option<&Sky>, stats: Option<&ParquetStatistics>) -
     }
 }
 
+/// Reads the rows of `files` the lookup returns; `near` are a cone's fine
+/// `_healpix_29` ranges, tested before the exact distance.
 async fn read(
     table: &PpdbTable,
     lookup: &Lookup,
     prune: &Prune,
+    near: Option<Arc<Vec<Range<u64>>>>,
     wanted: &[(usize, String)],
     schema: SchemaRef,
 ) -> Result<Vec<RecordBatch>> {
@@ -507,9 +516,32 @@ async fn read(
         let mask = ProjectionMask::columns(parquet_schema, present.iter().copied());
         let rows = lookup.rows.clone();
         let by_columns = f.filter_by_columns;
-        let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-            keep(&batch, &rows, by_columns, current, k)
-        });
+        let mut predicates: Vec<Box<dyn ArrowPredicate>> = Vec::new();
+        // A cone's rows are first narrowed by `_healpix_29` (an integer
+        // comparison), so the trigonometry runs on a few times the cone's rows,
+        // not on the whole file's.
+        let healpix = catalog::schema::HEALPIX_29;
+        if let Some(near) = near.clone()
+            && file_schema.index_of(healpix).is_ok()
+        {
+            let mask = ProjectionMask::columns(parquet_schema, [healpix]);
+            predicates.push(Box::new(ArrowPredicateFn::new(
+                mask,
+                move |batch: RecordBatch| {
+                    let h = batch.column(0).as_primitive::<Int64Type>();
+                    let values = h.values();
+                    // A NULL `_healpix_29` (no position) is left to the exact test.
+                    let inside = BooleanBuffer::collect_bool(h.len(), |r| {
+                        h.is_null(r) || prune::within(&near, values[r] as u64)
+                    });
+                    Ok(BooleanArray::new(inside, None))
+                },
+            )));
+        }
+        predicates.push(Box::new(ArrowPredicateFn::new(
+            mask,
+            move |batch: RecordBatch| keep(&batch, &rows, by_columns, current, k),
+        )));
         let read: Vec<&str> = wanted
             .iter()
             .map(|(i, _)| table.served.field(*i).name().as_str())
@@ -519,7 +551,7 @@ async fn read(
         let mut builder = builder
             .with_row_groups(groups)
             .with_projection(projection)
-            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+            .with_row_filter(RowFilter::new(predicates));
         if !f.hidden.is_empty() {
             builder =
                 builder.with_row_selection(crate::provider::skip_positions(&f.hidden, f.rows));

@@ -330,6 +330,32 @@ fn cone(
     Some((ranges, cells))
 }
 
+/// Sorted `_healpix_29` ranges that hold every point of a cone, fine enough to
+/// test rows against before the exact distance (they cover about twice the
+/// cone's area, where the ranges that pick files cover up to twenty times it).
+/// `None` when the cone cannot be bounded.
+pub(crate) fn cone_rows(ra: f64, dec: f64, radius: f64) -> Option<Vec<Range<u64>>> {
+    let valid = ra.is_finite() && dec.abs() <= 90.0 && radius.is_finite() && radius >= 0.0;
+    if !valid || radius >= 90.0 {
+        return None;
+    }
+    let r = radius.to_radians().max(1e-9);
+    let depth = (cdshealpix::best_starting_depth(r) + 3).min(29);
+    let cells = cdshealpix::nested::cone_coverage_approx(
+        depth,
+        catalog::healpix::longitude(ra),
+        dec.to_radians(),
+        r,
+    );
+    Some(coarsen(ranges_29(depth, cells.flat_iter()), 4 * MAX_RANGES))
+}
+
+/// Whether `_healpix_29` value `h` lies in one of sorted, disjoint `ranges`.
+pub(crate) fn within(ranges: &[Range<u64>], h: u64) -> bool {
+    let i = ranges.partition_point(|r| r.end <= h);
+    ranges.get(i).is_some_and(|r| r.start <= h)
+}
+
 /// Most `_healpix_29` ranges a union of cones is pushed to the Parquet reader as:
 /// beyond this the smallest gaps are closed, which keeps the predicate cheap.
 const MAX_RANGES: usize = 64;
@@ -424,6 +450,31 @@ impl Sky {
 mod tests {
     use super::*;
     use datafusion::logical_expr::{ident as col, lit};
+
+    #[test]
+    fn row_ranges_hold_the_cone_and_little_else() {
+        let (ra, dec, r) = (55.0, -30.0, 5.0 / 60.0);
+        let fine = cone_rows(ra, dec, r).unwrap();
+        let coarse = cone(ra, dec, r, 6).unwrap().0;
+        let area = |rs: &[Range<u64>]| rs.iter().map(|r| r.end - r.start).sum::<u64>();
+        assert!(area(&fine) * 4 < area(&coarse), "{fine:?} {coarse:?}");
+        // Points on a ring just inside the cone, and the centre.
+        for step in 0..36 {
+            let a = f64::from(step) * 10f64.to_radians();
+            let (p_ra, p_dec) = (
+                ra + 0.99 * r * a.cos() / dec.to_radians().cos(),
+                dec + 0.99 * r * a.sin(),
+            );
+            assert!(crate::geometry::distance(ra, dec, p_ra, p_dec) <= r);
+            let h = catalog::healpix::healpix_29(p_ra, p_dec) as u64;
+            assert!(within(&fine, h), "{p_ra} {p_dec}");
+        }
+        assert!(!within(
+            &fine,
+            catalog::healpix::healpix_29(ra + 1.0, dec) as u64
+        ));
+        assert!(cone_rows(ra, dec, 90.0).is_none());
+    }
 
     #[test]
     fn ranges_merge_neighbours() {
