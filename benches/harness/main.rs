@@ -128,9 +128,23 @@ pub struct Build {
     pub this_run: bool,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let args = Args::parse();
+    // Threads with the stack the engine asks for run its ADQL passes in place, as
+    // the `ppdb` server's do; tokio's default would time a stack allocation too.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(engine::THREAD_STACK)
+        .build()?;
+    std::thread::Builder::new()
+        .name("ppdb-bench".into())
+        .stack_size(engine::THREAD_STACK)
+        .spawn(move || rt.block_on(run(args)))?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the benchmark thread panicked"))?
+}
+
+async fn run(args: Args) -> Result<()> {
     let settings = Settings::from(&args);
     let started = Instant::now();
     let work = args.work.join(format!("scale-{}", settings.scale));

@@ -32,7 +32,8 @@ pub mod upload;
 
 pub use catalog::{ScanFile, TableScan};
 pub use context::{
-    Engine, EngineOptions, Finished, QueryOptions, QueryResult, ReplayOptions, Timings,
+    Engine, EngineOptions, Finished, QueryOptions, QueryResult, ReplayOptions, THREAD_STACK,
+    Timings,
 };
 pub use deadline::overdue;
 pub use embargo::Embargo;

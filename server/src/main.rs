@@ -296,7 +296,7 @@ impl StateArg {
 }
 
 /// Stack per runtime thread (reserved; touched only by deep queries).
-const THREAD_STACK: usize = 32 << 20;
+const THREAD_STACK: usize = engine::THREAD_STACK;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
