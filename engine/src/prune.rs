@@ -301,6 +301,11 @@ fn sky(region: &Region, partition_order: u8) -> Option<Sky> {
     }
 }
 
+/// Whether a cone is a place on the sky small enough to cover with cells.
+fn bounded(ra: f64, dec: f64, radius: f64) -> bool {
+    ra.is_finite() && dec.abs() <= 90.0 && radius.is_finite() && (0.0..90.0).contains(&radius)
+}
+
 /// The `_healpix_29` ranges and partition cells of one cone; `None` when the
 /// cone cannot be bounded (too large, or not a place on the sky).
 fn cone(
@@ -310,8 +315,7 @@ fn cone(
     partition_order: u8,
 ) -> Option<(Vec<Range<u64>>, Vec<u64>)> {
     use cdshealpix::nested;
-    let valid = ra.is_finite() && dec.abs() <= 90.0 && radius.is_finite() && radius >= 0.0;
-    if !valid || radius >= 90.0 {
+    if !bounded(ra, dec, radius) {
         return None;
     }
     let (lon, lat, r) = (
@@ -335,8 +339,7 @@ fn cone(
 /// cone's area, where the ranges that pick files cover up to twenty times it).
 /// `None` when the cone cannot be bounded.
 pub(crate) fn cone_rows(ra: f64, dec: f64, radius: f64) -> Option<Vec<Range<u64>>> {
-    let valid = ra.is_finite() && dec.abs() <= 90.0 && radius.is_finite() && radius >= 0.0;
-    if !valid || radius >= 90.0 {
+    if !bounded(ra, dec, radius) {
         return None;
     }
     let r = radius.to_radians().max(1e-9);
