@@ -26,6 +26,9 @@ pub const DEFAULT_PARTITION_ORDER: u8 = 6;
 const COMMIT_ATTEMPTS: usize = 32;
 /// Key columns of stored files kept in memory between commits (ingest re-reads them).
 const COLUMN_CACHE_BYTES: u64 = 512 << 20;
+/// DiaObject files this process wrote, kept whole: the next chunks copy the
+/// versions they close from them and look up objects in them.
+const WRITTEN_CACHE_BYTES: u64 = 1 << 30;
 
 /// A catalog: a snapshot log and the partitioned Parquet files it lists.
 pub struct Catalog {
@@ -156,7 +159,7 @@ impl Catalog {
             schema,
             state: Mutex::new(Arc::new(LogState::default())),
             index: Mutex::new(Arc::new(AnchorIndex::default())),
-            columns: datafile::ColumnCache::new(COLUMN_CACHE_BYTES),
+            columns: datafile::ColumnCache::new(COLUMN_CACHE_BYTES, WRITTEN_CACHE_BYTES),
         }
     }
 

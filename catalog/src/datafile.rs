@@ -74,9 +74,9 @@ pub fn physical(ts: &TableSchema, served: &RecordBatch, snapshot: u64) -> Result
     )?)
 }
 
-/// Concatenates batches holding different subsets of a table's served columns:
-/// the result has the union of their columns, in schema order, NULL where absent.
-pub fn concat_served(ts: &TableSchema, batches: &[RecordBatch]) -> Result<RecordBatch> {
+/// Batches holding different subsets of a table's physical columns, each
+/// with the union of their columns, in schema order, NULL where absent.
+pub fn conform_all(ts: &TableSchema, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
     let present: std::collections::HashSet<&str> = batches
         .iter()
         .flat_map(|b| {
@@ -88,18 +88,14 @@ pub fn concat_served(ts: &TableSchema, batches: &[RecordBatch]) -> Result<Record
         })
         .collect();
     let fields: Vec<arrow_schema::FieldRef> = ts
-        .arrow
+        .physical
         .fields()
         .iter()
         .filter(|f| present.contains(f.name().as_str()))
         .cloned()
         .collect();
     let schema = Arc::new(arrow_schema::Schema::new(fields));
-    let conformed: Vec<RecordBatch> = batches
-        .iter()
-        .map(|b| conform_to(&schema, b))
-        .collect::<Result<_>>()?;
-    Ok(arrow_select::concat::concat_batches(&schema, &conformed)?)
+    batches.iter().map(|b| conform_to(&schema, b)).collect()
 }
 
 /// Drops served columns that hold no value: a file stores only what it has,
@@ -166,14 +162,7 @@ pub fn sort(
     anchor: Option<&Int64Array>,
 ) -> Result<RecordBatch> {
     let by = |n: &str| batch.column_by_name(n).cloned();
-    let names: &[&str] = match ts.id {
-        TableId::DiaObject => &["diaObjectId", "validityStartMjdTai", ADDED],
-        TableId::DiaSource => &["diaObjectId", "midpointMjdTai", "diaSourceId", ADDED],
-        TableId::DiaForcedSource => &["diaObjectId", "midpointMjdTai", "diaForcedSourceId", ADDED],
-        TableId::PromptSource => &["sourceId", ADDED],
-        TableId::DetectorVisitProcessingSummary => &["visit", "detector", ADDED],
-        TableId::SSObject => &["ssObjectId", ADDED],
-    };
+    let names = sort_keys(ts.id);
     let mut keys: Vec<SortColumn> = Vec::new();
     if let Some(a) = anchor {
         keys.push(SortColumn {
@@ -192,6 +181,18 @@ pub fn sort(
     }));
     let idx = lexsort_to_indices(&keys, None)?;
     Ok(arrow_select::take::take_record_batch(batch, &idx)?)
+}
+
+/// The columns that order a table's rows after the anchor (or position).
+pub fn sort_keys(table: TableId) -> &'static [&'static str] {
+    match table {
+        TableId::DiaObject => &["diaObjectId", "validityStartMjdTai", ADDED],
+        TableId::DiaSource => &["diaObjectId", "midpointMjdTai", "diaSourceId", ADDED],
+        TableId::DiaForcedSource => &["diaObjectId", "midpointMjdTai", "diaForcedSourceId", ADDED],
+        TableId::PromptSource => &["sourceId", ADDED],
+        TableId::DetectorVisitProcessingSummary => &["visit", "detector", ADDED],
+        TableId::SSObject => &["ssObjectId", ADDED],
+    }
 }
 
 fn props(ts: &TableSchema, rows: usize) -> WriterProperties {
@@ -361,6 +362,11 @@ pub async fn read_columns(
     columns: &[&str],
 ) -> Result<RecordBatch> {
     let stored = read(loc, path, Some(columns)).await?;
+    project(ts, &stored, columns)
+}
+
+/// Some columns of a stored batch, in the order asked, absent ones NULL.
+fn project(ts: &TableSchema, stored: &RecordBatch, columns: &[&str]) -> Result<RecordBatch> {
     let n = stored.num_rows();
     let mut fields = Vec::with_capacity(columns.len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
@@ -434,22 +440,43 @@ pub fn visible_by_columns(physical: &RecordBatch, snapshot: u64, row: usize) -> 
     added.is_some_and(|a| a <= k) && retired.is_none_or(|r| r.is_null(row) || r.value(row) > k)
 }
 
-/// Columns already read from stored files. Files never change once written,
-/// so an entry never goes stale; the cache is bounded by bytes.
+/// Columns already read from stored files, and whole files this process
+/// wrote. Files never change once written, so an entry never goes stale;
+/// each cache is bounded by bytes.
 pub struct ColumnCache {
     inner: moka::sync::Cache<(String, String), RecordBatch>,
+    written: moka::sync::Cache<String, RecordBatch>,
 }
 
 impl ColumnCache {
-    /// A cache holding at most `bytes` of Arrow data.
-    pub fn new(bytes: u64) -> Self {
+    /// A cache holding at most `bytes` of columns read and `written` bytes of
+    /// files written.
+    pub fn new(bytes: u64, written: u64) -> Self {
+        let weigh = |v: &RecordBatch| v.get_array_memory_size().try_into().unwrap_or(u32::MAX);
         let inner = moka::sync::Cache::builder()
-            .weigher(|_k: &(String, String), v: &RecordBatch| {
-                v.get_array_memory_size().try_into().unwrap_or(u32::MAX)
-            })
+            .weigher(move |_k: &(String, String), v: &RecordBatch| weigh(v))
             .max_capacity(bytes)
             .build();
-        ColumnCache { inner }
+        let written = moka::sync::Cache::builder()
+            .weigher(move |_k: &String, v: &RecordBatch| weigh(v))
+            .max_capacity(written)
+            .build();
+        ColumnCache { inner, written }
+    }
+
+    /// Keeps a file just written (its physical rows, in file order), so that
+    /// the next commits read and copy its rows without decoding it.
+    pub fn wrote(&self, path: &str, batch: RecordBatch) {
+        self.written.insert(path.to_string(), batch);
+    }
+
+    /// The rows at `positions` of a file this process wrote, if still kept.
+    pub fn written_rows(&self, path: &str, positions: &[u32]) -> Result<Option<RecordBatch>> {
+        let Some(b) = self.written.get(path) else {
+            return Ok(None);
+        };
+        let idx = arrow_array::UInt32Array::from(positions.to_vec());
+        Ok(Some(arrow_select::take::take_record_batch(&b, &idx)?))
     }
 
     /// Some columns of a stored file, all rows in file order (absent ones NULL).
@@ -460,6 +487,9 @@ impl ColumnCache {
         path: &str,
         columns: &[&str],
     ) -> Result<RecordBatch> {
+        if let Some(b) = self.written.get(path) {
+            return project(ts, &b, columns);
+        }
         let key = (path.to_string(), columns.join(","));
         if let Some(b) = self.inner.get(&key) {
             return Ok(b);

@@ -5,8 +5,9 @@
 //! the partition holding that anchor, so a light curve reads one partition.
 //! Each commit writes the anchors it creates as one small Parquet file.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;

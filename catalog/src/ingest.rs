@@ -7,15 +7,16 @@
 //! are `_added <= k` minus those retired at or before `k`, and every column
 //! value is the one known at `k`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int16Type, Int32Type, Int64Type};
-use arrow_array::{
-    Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, UInt32Array,
-};
+use arrow_array::{Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch};
 use arrow_schema::DataType;
+use futures::future::Either;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -45,8 +46,16 @@ enum Val {
 
 type Patch = Vec<(&'static str, Val)>;
 
-/// The rows one partition of one table receives: new rows and patched copies.
-type PartitionRows = ((TableId, Option<Cell>), Vec<RecordBatch>);
+/// One table's rows for this commit: new rows and patched copies as source
+/// batches sharing one schema, the sort anchor of every row, and the rows
+/// (source, row) each partition receives. Each partition's file is gathered
+/// from the sources in its sorted order, so rows are copied once.
+struct TableRows {
+    table: TableId,
+    sources: Vec<RecordBatch>,
+    anchors: Option<Vec<Int64Array>>,
+    partitions: BTreeMap<Option<Cell>, Vec<(usize, usize)>>,
+}
 
 /// Stored rows to copy with new values, by file.
 type StoredPatches = (Arc<str>, Vec<(u32, Patch)>);
@@ -71,10 +80,22 @@ struct SourceRow {
     dirty: bool,
 }
 
-/// Stored rows read for this chunk: projected columns plus liveness.
+/// Stored rows read for this chunk: projected columns plus what retired rows.
 struct StoredFile {
     batch: RecordBatch,
-    live: Vec<bool>,
+    /// `_retired` as stored (set by compaction), if the file has it.
+    retired_col: Option<Int64Array>,
+    /// Positions the log retires.
+    retired_pos: HashSet<u32>,
+}
+
+impl StoredFile {
+    /// Whether the row is live in the current state. Asked only of rows whose
+    /// key matched, so liveness is never worked out for a whole file.
+    fn live(&self, row: usize) -> bool {
+        self.retired_col.as_ref().is_none_or(|r| r.is_null(row))
+            && !self.retired_pos.contains(&(row as u32))
+    }
 }
 
 /// What one commit will write, ready to be appended to the log.
@@ -104,6 +125,51 @@ fn int_at(col: &ArrayRef, row: usize) -> Option<i64> {
         DataType::Float64 => col.as_primitive::<Float64Type>().value(row).to_bits() as i64,
         _ => return None,
     })
+}
+
+/// The keys of every row, built a column at a time (NULL as `i64::MIN`).
+fn keys_of(cols: &[ArrayRef], rows: usize) -> Vec<Key> {
+    let mut keys = vec![[0i64; 3]; rows];
+    for (i, c) in cols.iter().enumerate() {
+        let mut fill = |v: &mut dyn Iterator<Item = i64>| {
+            for (k, v) in keys.iter_mut().zip(v) {
+                k[i] = v;
+            }
+        };
+        match c.data_type() {
+            DataType::Int64 => fill(&mut c.as_primitive::<Int64Type>().values().iter().copied()),
+            DataType::Int32 => fill(
+                &mut c
+                    .as_primitive::<Int32Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| v as i64),
+            ),
+            DataType::Int16 => fill(
+                &mut c
+                    .as_primitive::<Int16Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| v as i64),
+            ),
+            DataType::Float64 => fill(
+                &mut c
+                    .as_primitive::<Float64Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| v.to_bits() as i64),
+            ),
+            _ => fill(&mut std::iter::repeat(i64::MIN)),
+        }
+        if c.null_count() > 0 {
+            for (row, k) in keys.iter_mut().enumerate() {
+                if c.is_null(row) {
+                    k[i] = i64::MIN;
+                }
+            }
+        }
+    }
+    keys
 }
 
 fn key_at(cols: &[ArrayRef], row: usize) -> Key {
@@ -176,18 +242,19 @@ impl<'a> Ingest<'a> {
         want.push(RETIRED);
         let ts = self.schema.table(live_file.entry.table);
         let batch = self.files.read(self.loc, ts, path, &want).await?;
-        let retired = batch
+        let retired_col = batch
             .column_by_name(RETIRED)
-            .map(|c| c.as_primitive::<Int64Type>().clone());
-        let mut live: Vec<bool> = (0..batch.num_rows())
-            .map(|i| retired.as_ref().is_none_or(|r| r.is_null(i)))
-            .collect();
-        for (pos, _) in &live_file.retired {
-            if let Some(l) = live.get_mut(*pos as usize) {
-                *l = false;
-            }
-        }
-        cache.insert(path.to_string(), StoredFile { batch, live });
+            .map(|c| c.as_primitive::<Int64Type>().clone())
+            .filter(|c| c.null_count() < c.len());
+        let retired_pos = live_file.retired.iter().map(|(pos, _)| *pos).collect();
+        cache.insert(
+            path.to_string(),
+            StoredFile {
+                batch,
+                retired_col,
+                retired_pos,
+            },
+        );
         Ok(())
     }
 
@@ -229,8 +296,8 @@ impl<'a> Ingest<'a> {
     ) -> Result<()> {
         let cols = columns(batch, key);
         let mut seen: HashMap<Key, usize> = HashMap::with_capacity(batch.num_rows());
-        for row in 0..batch.num_rows() {
-            if let Some(first) = seen.insert(key_at(&cols, row), row) {
+        for (row, k) in keys_of(&cols, batch.num_rows()).into_iter().enumerate() {
+            if let Some(first) = seen.insert(k, row) {
                 return Err(self.refuse(
                     Refusal::Value,
                     Location::file(file).column(key.join(", ")).row(row),
@@ -254,8 +321,8 @@ impl<'a> Ingest<'a> {
         for path in self.files_with_range(ts.id, range_col, lo, hi) {
             let stored = self.files.read(self.loc, ts, &path, key).await?;
             let scols = columns(&stored, key);
-            for srow in 0..stored.num_rows() {
-                if let Some(&row) = seen.get(&key_at(&scols, srow)) {
+            for k in keys_of(&scols, stored.num_rows()) {
+                if let Some(&row) = seen.get(&k) {
                     return Err(self.refuse(
                         Refusal::Value,
                         Location::file(file).column(key.join(", ")).row(row),
@@ -384,11 +451,11 @@ impl<'a> Ingest<'a> {
                 c[3].as_primitive::<Int32Type>(),
             );
             let p: Arc<str> = Arc::from(path.as_str());
-            for row in 0..f.batch.num_rows() {
-                if f.live[row] && touched.contains(&ids.value(row)) {
+            for (row, id) in ids.values().iter().enumerate() {
+                if touched.contains(id) && f.live(row) {
                     let e = end.is_valid(row).then(|| end.value(row));
                     let n = ndia.is_valid(row).then(|| ndia.value(row));
-                    objects.entry(ids.value(row)).or_default().push(Version {
+                    objects.entry(*id).or_default().push(Version {
                         start: start.value(row),
                         end: e,
                         n_dia: n,
@@ -494,15 +561,19 @@ impl<'a> Ingest<'a> {
             })
             .unwrap_or_default();
 
-        // Locate every stored row the records target in one pass over the
-        // candidate files: near the record's position (or its object's
-        // partition), else wherever the row's id or visit range could hold it.
-        let mut src_near: HashSet<Cell> = HashSet::new();
-        let mut forced_near: HashSet<Cell> = HashSet::new();
-        let mut want_src: HashSet<Key> = HashSet::new();
-        let mut want_forced: HashSet<Key> = HashSet::new();
+        // Locate every stored row the records target, reading each candidate
+        // file once: a file is a candidate for a key when it lies near the
+        // record's position (or in its object's partition) and its id and
+        // visit ranges hold the key's; failing that, any file whose ranges do.
+        let mut want_src: HashMap<Key, Vec<Cell>> = HashMap::new();
+        let mut want_forced: HashMap<Key, Vec<Cell>> = HashMap::new();
         for rec in updates {
-            let near = Cell::of_position(order, rec.ra, rec.dec).with_neighbours();
+            // A row is stored in its object's partition; one without an object
+            // in its own position's, which the record's position is near.
+            let near = |object: Option<i64>| match object.and_then(cell_of_object) {
+                Some(cell) => vec![cell],
+                None => Cell::of_position(order, rec.ra, rec.dec).with_neighbours(),
+            };
             match &rec.kind {
                 UpdateKind::WithdrawDiaSource {
                     dia_source_id: id,
@@ -514,9 +585,10 @@ impl<'a> Ingest<'a> {
                     dia_object_id,
                     ..
                 } if !new_sources.contains_key(id) => {
-                    want_src.insert([*id, 0, 0]);
-                    src_near.extend(near);
-                    src_near.extend(dia_object_id.and_then(cell_of_object));
+                    want_src
+                        .entry([*id, 0, 0])
+                        .or_default()
+                        .extend(near(*dia_object_id));
                 }
                 UpdateKind::WithdrawDiaForcedSource {
                     dia_object_id,
@@ -526,50 +598,37 @@ impl<'a> Ingest<'a> {
                 } => {
                     let key: Key = [*dia_object_id, *visit, *detector as i64];
                     if !new_forced.contains_key(&key) {
-                        want_forced.insert(key);
-                        forced_near.extend(near);
-                        forced_near.extend(cell_of_object(*dia_object_id));
+                        want_forced
+                            .entry(key)
+                            .or_default()
+                            .extend(near(Some(*dia_object_id)));
                     }
                 }
                 _ => {}
             }
         }
-        let near = self.files_in_cells(TableId::DiaSource, &src_near);
+        let src_ranges = |k: &Key| [("diaSourceId", k[0])];
+        let forced_ranges = |k: &Key| [("diaObjectId", k[0]), ("visit", k[1])];
+        let near = self.candidates(TableId::DiaSource, &want_src, true, src_ranges);
         let mut stored_src = self
-            .locate(&mut cache, &near, &src_cols, &src_cols[..1], &want_src)
+            .locate(&mut cache, &near, &src_cols, &src_cols[..1])
             .await?;
-        let missing: Vec<i64> = want_src
-            .iter()
-            .filter(|k| !stored_src.contains_key(*k))
-            .map(|k| k[0])
-            .collect();
-        if let (Some(&lo), Some(&hi)) = (missing.iter().min(), missing.iter().max()) {
-            let far = self.files_with_range(TableId::DiaSource, "diaSourceId", lo, hi);
-            let rest: HashSet<Key> = missing.iter().map(|id| [*id, 0, 0]).collect();
-            stored_src.extend(
-                self.locate(&mut cache, &far, &src_cols, &src_cols[..1], &rest)
-                    .await?,
-            );
-        }
-        let near = self.files_in_cells(TableId::DiaForcedSource, &forced_near);
+        want_src.retain(|k, _| !stored_src.contains_key(k));
+        let far = self.candidates(TableId::DiaSource, &want_src, false, src_ranges);
+        stored_src.extend(
+            self.locate(&mut cache, &far, &src_cols, &src_cols[..1])
+                .await?,
+        );
+        let near = self.candidates(TableId::DiaForcedSource, &want_forced, true, forced_ranges);
         let mut stored_forced = self
-            .locate(&mut cache, &near, &fsrc_cols, &fsrc_cols[..3], &want_forced)
+            .locate(&mut cache, &near, &fsrc_cols, &fsrc_cols[..3])
             .await?;
-        let missing: HashSet<Key> = want_forced
-            .iter()
-            .filter(|k| !stored_forced.contains_key(*k))
-            .copied()
-            .collect();
-        if let (Some(lo), Some(hi)) = (
-            missing.iter().map(|k| k[1]).min(),
-            missing.iter().map(|k| k[1]).max(),
-        ) {
-            let far = self.files_with_range(TableId::DiaForcedSource, "visit", lo, hi);
-            stored_forced.extend(
-                self.locate(&mut cache, &far, &fsrc_cols, &fsrc_cols[..3], &missing)
-                    .await?,
-            );
-        }
+        want_forced.retain(|k, _| !stored_forced.contains_key(k));
+        let far = self.candidates(TableId::DiaForcedSource, &want_forced, false, forced_ranges);
+        stored_forced.extend(
+            self.locate(&mut cache, &far, &fsrc_cols, &fsrc_cols[..3])
+                .await?,
+        );
 
         for rec in updates {
             let at = |col: &str| Location::file(&upd_file).column(col).row(rec.row);
@@ -788,7 +847,14 @@ impl<'a> Ingest<'a> {
         }
 
         // Assemble what each partition gets: new rows (patched) and patched copies.
-        let mut out: BTreeMap<(TableId, Option<Cell>), Vec<RecordBatch>> = BTreeMap::new();
+        let mut out: Vec<TableRows> = Vec::new();
+        // Each row's object anchor is looked up once, here, and decides both
+        // the row's partition and its place in the file.
+        let anchor_of_id = |id: i64| {
+            self.index
+                .anchor(id)
+                .or_else(|| chunk_anchor.get(&id).copied())
+        };
         let mut retired: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         let mut rows_added = BTreeMap::new();
         let mut rows_updated = BTreeMap::new();
@@ -806,14 +872,15 @@ impl<'a> Ingest<'a> {
                     RowRef::Stored { path, pos } => stored.entry(path).or_default().push((pos, p)),
                 }
             }
+            // Sources, and for copies the partition of the file they come from.
+            let mut sources: Vec<(RecordBatch, Option<Option<Cell>>)> = Vec::new();
             if let Some(t) = self.chunk.table(table) {
                 rows_added.insert(table, t.batch.num_rows() as u64);
                 let batch = apply_patches(ts, &t.batch, &new_patches)?;
-                for (cell, b) in split_by_cell(ts, &batch, order, &cell_of_object)? {
-                    out.entry((table, cell)).or_default().push(b);
-                }
+                sources.push((datafile::physical(ts, &batch, snapshot)?, None));
             }
-            // Fetch the files holding changed rows at once, then decode on every core.
+            // Rows of files this process wrote are taken from memory; the other
+            // files are fetched at once, then decoded on every core.
             let stored: Vec<StoredPatches> = stored
                 .into_iter()
                 .map(|(path, mut rows)| {
@@ -821,52 +888,56 @@ impl<'a> Ingest<'a> {
                     (path, rows)
                 })
                 .collect();
-            let fetched: Vec<bytes::Bytes> = futures::stream::iter(stored.iter())
-                .map(|(path, _)| async move {
-                    Ok::<_, Error>(
-                        self.loc
-                            .store
-                            .get(&self.loc.child(path))
-                            .await?
-                            .bytes()
-                            .await?,
-                    )
-                })
-                .buffered(8)
-                .try_collect()
-                .await?;
+            let origins: Vec<Either<RecordBatch, bytes::Bytes>> =
+                futures::stream::iter(stored.iter())
+                    .map(|(path, rows)| async move {
+                        let positions: Vec<u32> = rows.iter().map(|r| r.0).collect();
+                        if let Some(kept) = self.files.written_rows(path, &positions)? {
+                            return Ok(Either::Left(kept));
+                        }
+                        let got = self.loc.store.get(&self.loc.child(path)).await?;
+                        Ok::<_, Error>(Either::Right(got.bytes().await?))
+                    })
+                    .buffered(8)
+                    .try_collect()
+                    .await?;
             let copies = parallel_map(
-                &stored.iter().zip(&fetched).collect::<Vec<_>>(),
-                |((path, rows), bytes)| {
-                    let positions: Vec<u32> = rows.iter().map(|r| r.0).collect();
-                    let taken = datafile::decode_rows((*bytes).clone(), path, &positions)?;
+                &stored.iter().zip(origins).collect::<Vec<_>>(),
+                |((path, rows), origin)| {
+                    let taken = match origin {
+                        Either::Left(kept) => kept.clone(),
+                        Either::Right(bytes) => {
+                            let positions: Vec<u32> = rows.iter().map(|r| r.0).collect();
+                            datafile::decode_rows(bytes.clone(), path, &positions)?
+                        }
+                    };
                     let served = datafile::only_served(ts, &taken)?;
                     let local: Vec<(usize, Patch)> = rows
                         .iter()
                         .enumerate()
                         .map(|(i, (_, p))| (i, p.clone()))
                         .collect();
-                    apply_patches(ts, &served, &local)
+                    datafile::physical(ts, &apply_patches(ts, &served, &local)?, snapshot)
                 },
             )?;
             for ((path, rows), patched) in stored.iter().zip(copies) {
                 let cell = self.state.files[&**path].entry.cell;
-                out.entry((table, cell)).or_default().push(patched);
+                sources.push((patched, Some(cell)));
                 retired.insert(path.to_string(), rows.iter().map(|r| r.0).collect());
+            }
+            if !sources.is_empty() {
+                out.push(table_rows(ts, order, sources, &anchor_of_id)?);
             }
         }
 
         // Write one file per partition touched.
-        let anchor_of_id = |id: i64| {
-            self.index
-                .anchor(id)
-                .or_else(|| chunk_anchor.get(&id).copied())
-        };
         // Encoding is CPU-bound and partitions are independent: use every core.
-        let jobs: Vec<PartitionRows> = out.into_iter().collect();
-        let encoded = encode_partitions(self.schema, &anchor_of_id, snapshot, &jobs)?;
+        let encoded = encode_partitions(self.schema, snapshot, &out)?;
         let added: Vec<FileEntry> = futures::stream::iter(encoded)
-            .map(|(bytes, entry)| async move {
+            .map(|(bytes, entry, sorted)| async move {
+                if entry.table == TableId::DiaObject {
+                    self.files.wrote(&entry.path, sorted);
+                }
                 self.loc
                     .store
                     .put(&self.loc.child(&entry.path), PutPayload::from(bytes))
@@ -904,31 +975,85 @@ impl<'a> Ingest<'a> {
         })
     }
 
-    /// Where the live stored rows with the wanted keys are (first match per key).
+    /// The files of `table` that could hold each wanted key, with the keys
+    /// to look for in each: files whose ranges of the named columns hold the
+    /// key's values, and (when `near`) that lie in one of the key's cells.
+    fn candidates<const N: usize>(
+        &self,
+        table: TableId,
+        wanted: &HashMap<Key, Vec<Cell>>,
+        near: bool,
+        ranges: impl Fn(&Key) -> [(&'static str, i64); N],
+    ) -> BTreeMap<String, HashSet<Key>> {
+        let mut out: BTreeMap<String, HashSet<Key>> = BTreeMap::new();
+        if wanted.is_empty() {
+            return out;
+        }
+        let mut by_cell: HashMap<Option<Cell>, Vec<&crate::log::LiveFile>> = HashMap::new();
+        for f in self.files_of(table) {
+            by_cell.entry(f.entry.cell).or_default().push(f);
+        }
+        let holds = |f: &crate::log::LiveFile, key: &Key| {
+            ranges(key).iter().all(|(col, v)| {
+                f.entry
+                    .stats
+                    .ints
+                    .get(*col)
+                    .is_some_and(|&(lo, hi)| lo <= *v && *v <= hi)
+            })
+        };
+        for (key, cells) in wanted {
+            let mut add = |files: &[&crate::log::LiveFile]| {
+                for f in files.iter().filter(|f| holds(f, key)) {
+                    out.entry(f.entry.path.clone()).or_default().insert(*key);
+                }
+            };
+            if near {
+                let cells: HashSet<Option<Cell>> =
+                    cells.iter().map(|c| Some(*c)).chain([None]).collect();
+                for c in cells {
+                    add(by_cell.get(&c).map_or(&[], |v| v.as_slice()));
+                }
+            } else {
+                for files in by_cell.values() {
+                    add(files);
+                }
+            }
+        }
+        out
+    }
+
+    /// Where the live stored rows with the wanted keys are (first match per
+    /// key), reading each file once.
     async fn locate(
         &self,
         cache: &mut HashMap<String, StoredFile>,
-        paths: &[String],
+        files: &BTreeMap<String, HashSet<Key>>,
         cols: &[&str],
         key_cols: &[&str],
-        wanted: &HashSet<Key>,
     ) -> Result<HashMap<Key, (String, usize)>> {
         let mut found: HashMap<Key, (String, usize)> = HashMap::new();
-        if wanted.is_empty() {
-            return Ok(found);
-        }
-        for path in paths {
+        for (path, wanted) in files {
+            if wanted.iter().all(|k| found.contains_key(k)) {
+                continue;
+            }
             self.read_stored(cache, path, cols).await?;
             let f = &cache[path];
             let c = columns(&f.batch, key_cols);
-            for row in (0..f.batch.num_rows()).filter(|&r| f.live[r]) {
+            // The first key column is an Int64 id: a set of its wanted values
+            // rejects almost every row before the whole key is built.
+            let first: HashSet<i64> = wanted.iter().map(|k| k[0]).collect();
+            let Some(ids) = c.first().and_then(|c| c.as_primitive_opt::<Int64Type>()) else {
+                continue;
+            };
+            for (row, id) in ids.values().iter().enumerate() {
+                if !first.contains(id) {
+                    continue;
+                }
                 let key = key_at(&c, row);
-                if wanted.contains(&key) {
+                if wanted.contains(&key) && f.live(row) {
                     found.entry(key).or_insert_with(|| (path.clone(), row));
                 }
-            }
-            if found.len() == wanted.len() {
-                break;
             }
         }
         Ok(found)
@@ -1137,63 +1262,124 @@ fn parallel_map<T: Sync, R: Send>(
     all.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Builds, sorts and encodes each partition's new file, on every core.
+/// Sorts and encodes each partition's new file, on every core.
 fn encode_partitions(
     schema: &CatalogSchema,
-    anchor_of: &(dyn Fn(i64) -> Option<i64> + Sync),
     snapshot: u64,
-    jobs: &[PartitionRows],
-) -> Result<Vec<(bytes::Bytes, FileEntry)>> {
-    let encoded = parallel_map(jobs, |((table, cell), batches)| {
-        let ts = schema.table(*table);
-        let served = datafile::concat_served(ts, batches)?;
-        if served.num_rows() == 0 {
+    tables: &[TableRows],
+) -> Result<Vec<(bytes::Bytes, FileEntry, RecordBatch)>> {
+    let jobs: Vec<(&TableRows, Option<Cell>, &[(usize, usize)])> = tables
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |(c, rows)| (t, *c, rows.as_slice()))
+        })
+        .collect();
+    let encoded = parallel_map(&jobs, |(rows, cell, picked)| {
+        if picked.is_empty() {
             return Ok(None);
         }
-        let phys = datafile::physical(ts, &served, snapshot)?;
-        let anchor = anchors(ts, &phys, anchor_of);
-        let sorted =
-            datafile::without_empty_columns(ts, &datafile::sort(ts, &phys, anchor.as_ref())?)?;
-        let path = datafile::new_path(*table, *cell, snapshot, "s");
-        datafile::encode_file(ts, *cell, path, &sorted).map(Some)
+        let ts = schema.table(rows.table);
+        // Only the sources this partition draws from (a table has one per
+        // file it copies rows from), renumbered.
+        let used: BTreeMap<usize, usize> = picked
+            .iter()
+            .map(|(src, _)| *src)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .enumerate()
+            .map(|(local, src)| (src, local))
+            .collect();
+        let picked: Vec<(usize, usize)> =
+            picked.iter().map(|(src, row)| (used[src], *row)).collect();
+        let picked = picked.as_slice();
+        let sources: Vec<&RecordBatch> = used.keys().map(|&src| &rows.sources[src]).collect();
+        let gather =
+            |arrays: Vec<&dyn Array>| arrow_select::interleave::interleave(&arrays, picked);
+        let column = |name: &str| -> Result<Option<ArrayRef>> {
+            let arrays: Option<Vec<&dyn Array>> = sources
+                .iter()
+                .map(|b| b.column_by_name(name).map(|c| c.as_ref()))
+                .collect();
+            Ok(arrays.map(gather).transpose()?)
+        };
+        let mut keys: Vec<ArrayRef> = Vec::new();
+        if let Some(anchors) = &rows.anchors {
+            keys.push(gather(
+                used.keys()
+                    .map(|&src| &anchors[src] as &dyn Array)
+                    .collect(),
+            )?);
+        } else if ts.id.has_position() {
+            keys.extend(column(crate::schema::HEALPIX_29)?);
+        }
+        for name in datafile::sort_keys(ts.id) {
+            keys.extend(column(name)?);
+        }
+        let keys: Vec<arrow_ord::sort::SortColumn> = keys
+            .into_iter()
+            .map(|values| arrow_ord::sort::SortColumn {
+                values,
+                options: None,
+            })
+            .collect();
+        let perm = arrow_ord::sort::lexsort_to_indices(&keys, None)?;
+        let sorted: Vec<(usize, usize)> =
+            perm.values().iter().map(|&i| picked[i as usize]).collect();
+        let batch = arrow_select::interleave::interleave_record_batch(&sources, &sorted)?;
+        let sorted = datafile::without_empty_columns(ts, &batch)?;
+        let path = datafile::new_path(ts.id, *cell, snapshot, "s");
+        let (bytes, entry) = datafile::encode_file(ts, *cell, path, &sorted)?;
+        Ok(Some((bytes, entry, sorted)))
     })?;
     Ok(encoded.into_iter().flatten().collect())
 }
 
-/// Splits new rows by the partition they belong to.
-fn split_by_cell(
+/// Gathers one table's sources: conforms them to one schema, finds each
+/// row's sort anchor and partition (a copy stays in its file's partition; a
+/// new row goes to its object's, else its own position's).
+fn table_rows(
     ts: &TableSchema,
-    batch: &RecordBatch,
     order: u8,
-    cell_of_object: &dyn Fn(i64) -> Option<Cell>,
-) -> Result<Vec<(Option<Cell>, RecordBatch)>> {
-    if !ts.id.is_partitioned() {
-        return Ok(vec![(None, batch.clone())]);
+    sources: Vec<(RecordBatch, Option<Option<Cell>>)>,
+    anchor_of: &(dyn Fn(i64) -> Option<i64> + Sync),
+) -> Result<TableRows> {
+    let (batches, fixed): (Vec<RecordBatch>, Vec<Option<Option<Cell>>>) =
+        sources.into_iter().unzip();
+    let batches = datafile::conform_all(ts, &batches)?;
+    let anchors: Option<Vec<Int64Array>> =
+        batches.iter().map(|b| anchors(ts, b, anchor_of)).collect();
+    let mut partitions: BTreeMap<Option<Cell>, Vec<(usize, usize)>> = BTreeMap::new();
+    for (i, (b, fixed)) in batches.iter().zip(fixed).enumerate() {
+        let all = || (0..b.num_rows()).map(move |r| (i, r));
+        match fixed {
+            Some(cell) => partitions.entry(cell).or_default().extend(all()),
+            None if !ts.id.is_partitioned() => partitions.entry(None).or_default().extend(all()),
+            None => {
+                let (ra, dec) = radec(b);
+                let own = b
+                    .column_by_name(crate::schema::HEALPIX_29)
+                    .map(|c| c.as_primitive::<Int64Type>());
+                let anchor = anchors.as_ref().map(|a| &a[i]).or(own);
+                for row in 0..b.num_rows() {
+                    // The anchor is the object's order-29 index, else the row's
+                    // own: its cell is the one `Cell::of_position` gives.
+                    let cell = match anchor.filter(|a| a.is_valid(row)) {
+                        Some(a) => Cell::of_healpix_29(order, a.value(row)),
+                        None => Cell::of_position(order, ra.value(row), dec.value(row)),
+                    };
+                    partitions.entry(Some(cell)).or_default().push((i, row));
+                }
+            }
+        }
     }
-    let (ra, dec) = radec(batch);
-    let obj = batch
-        .column_by_name("diaObjectId")
-        .map(|c| c.as_primitive::<Int64Type>().clone());
-    let mut groups: BTreeMap<Cell, Vec<u32>> = BTreeMap::new();
-    for row in 0..batch.num_rows() {
-        let by_object = obj
-            .as_ref()
-            .filter(|o| o.is_valid(row))
-            .and_then(|o| cell_of_object(o.value(row)));
-        let cell =
-            by_object.unwrap_or_else(|| Cell::of_position(order, ra.value(row), dec.value(row)));
-        groups.entry(cell).or_default().push(row as u32);
-    }
-    groups
-        .into_iter()
-        .map(|(cell, rows)| {
-            let idx = UInt32Array::from(rows);
-            Ok((
-                Some(cell),
-                arrow_select::take::take_record_batch(batch, &idx)?,
-            ))
-        })
-        .collect()
+    Ok(TableRows {
+        table: ts.id,
+        sources: batches,
+        anchors,
+        partitions,
+    })
 }
 
 /// The sort anchor of each row: its object's anchor, else its own position.
