@@ -127,49 +127,30 @@ fn int_at(col: &ArrayRef, row: usize) -> Option<i64> {
     })
 }
 
-/// The keys of every row, built a column at a time (NULL as `i64::MIN`).
-fn keys_of(cols: &[ArrayRef], rows: usize) -> Vec<Key> {
+/// The keys of every row, built a column at a time, as `key_at` builds them.
+fn keys_of(cols: &[ArrayRef], rows: usize) -> Result<Vec<Key>> {
     let mut keys = vec![[0i64; 3]; rows];
     for (i, c) in cols.iter().enumerate() {
-        let mut fill = |v: &mut dyn Iterator<Item = i64>| {
-            for (k, v) in keys.iter_mut().zip(v) {
-                k[i] = v;
+        let values: Vec<i64> = match c.data_type() {
+            DataType::Float64 => c
+                .as_primitive::<Float64Type>()
+                .values()
+                .iter()
+                .map(|v| v.to_bits() as i64)
+                .collect(),
+            DataType::Int64 | DataType::Int32 | DataType::Int16 => {
+                arrow::compute::cast(c, &DataType::Int64)?
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
             }
+            _ => vec![i64::MIN; rows],
         };
-        match c.data_type() {
-            DataType::Int64 => fill(&mut c.as_primitive::<Int64Type>().values().iter().copied()),
-            DataType::Int32 => fill(
-                &mut c
-                    .as_primitive::<Int32Type>()
-                    .values()
-                    .iter()
-                    .map(|&v| v as i64),
-            ),
-            DataType::Int16 => fill(
-                &mut c
-                    .as_primitive::<Int16Type>()
-                    .values()
-                    .iter()
-                    .map(|&v| v as i64),
-            ),
-            DataType::Float64 => fill(
-                &mut c
-                    .as_primitive::<Float64Type>()
-                    .values()
-                    .iter()
-                    .map(|&v| v.to_bits() as i64),
-            ),
-            _ => fill(&mut std::iter::repeat(i64::MIN)),
-        }
-        if c.null_count() > 0 {
-            for (row, k) in keys.iter_mut().enumerate() {
-                if c.is_null(row) {
-                    k[i] = i64::MIN;
-                }
-            }
+        for (row, (k, v)) in keys.iter_mut().zip(values).enumerate() {
+            k[i] = if c.is_null(row) { i64::MIN } else { v };
         }
     }
-    keys
+    Ok(keys)
 }
 
 fn key_at(cols: &[ArrayRef], row: usize) -> Key {
@@ -296,7 +277,7 @@ impl<'a> Ingest<'a> {
     ) -> Result<()> {
         let cols = columns(batch, key);
         let mut seen: HashMap<Key, usize> = HashMap::with_capacity(batch.num_rows());
-        for (row, k) in keys_of(&cols, batch.num_rows()).into_iter().enumerate() {
+        for (row, k) in keys_of(&cols, batch.num_rows())?.into_iter().enumerate() {
             if let Some(first) = seen.insert(k, row) {
                 return Err(self.refuse(
                     Refusal::Value,
@@ -321,7 +302,7 @@ impl<'a> Ingest<'a> {
         for path in self.files_with_range(ts.id, range_col, lo, hi) {
             let stored = self.files.read(self.loc, ts, &path, key).await?;
             let scols = columns(&stored, key);
-            for k in keys_of(&scols, stored.num_rows()) {
+            for k in keys_of(&scols, stored.num_rows())? {
                 if let Some(&row) = seen.get(&k) {
                     return Err(self.refuse(
                         Refusal::Value,

@@ -227,26 +227,9 @@ async fn files_without_a_log_entry_are_invisible_and_the_next_ingest_succeeds() 
 #[tokio::test]
 async fn compaction_then_vacuum_keeps_every_snapshot() {
     let dir = TempDir::new().unwrap();
-    let chunks = TempDir::new().unwrap();
-    let out = chunks.path().join("sample");
-    catalog::sample::generate(
-        &catalog::sample::SampleConfig {
-            objects: 800,
-            nights: 2,
-            visits_per_night: Some(4),
-            visits_per_chunk: 2,
-            ..Default::default()
-        },
-        &out,
-    )
-    .unwrap();
+    let (_chunks, dirs) = sample_chunks(800, 4);
     let url = dir.path().to_str().unwrap();
     let cat = Catalog::open_or_create(url, 6).await.unwrap();
-    let mut dirs: Vec<_> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    dirs.sort();
     for d in &dirs {
         cat.ingest(&loc(d)).await.unwrap();
     }
@@ -271,6 +254,30 @@ async fn compaction_then_vacuum_keeps_every_snapshot() {
     assert_eq!(before, after, "compaction and vacuum change no snapshot");
 }
 
+/// Two generated nights of `visits` visits, two per chunk: the folder that
+/// holds them, and the chunk folders in commit order.
+fn sample_chunks(objects: usize, visits: usize) -> (TempDir, Vec<std::path::PathBuf>) {
+    let chunks = TempDir::new().unwrap();
+    let out = chunks.path().join("sample");
+    catalog::sample::generate(
+        &catalog::sample::SampleConfig {
+            objects,
+            nights: 2,
+            visits_per_night: Some(visits),
+            visits_per_chunk: 2,
+            ..Default::default()
+        },
+        &out,
+    )
+    .unwrap();
+    let mut dirs: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    (chunks, dirs)
+}
+
 fn sorted_csv(b: &arrow_array::RecordBatch) -> Vec<String> {
     let mut lines: Vec<String> = (0..b.num_rows())
         .map(|r| {
@@ -291,24 +298,7 @@ fn sorted_csv(b: &arrow_array::RecordBatch) -> Vec<String> {
 /// for row and in the same storage order.
 #[tokio::test]
 async fn rows_copied_from_memory_equal_rows_decoded_from_files() {
-    let chunks = TempDir::new().unwrap();
-    let out = chunks.path().join("sample");
-    catalog::sample::generate(
-        &catalog::sample::SampleConfig {
-            objects: 600,
-            nights: 2,
-            visits_per_night: Some(6),
-            visits_per_chunk: 2,
-            ..Default::default()
-        },
-        &out,
-    )
-    .unwrap();
-    let mut dirs: Vec<_> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    dirs.sort();
+    let (_chunks, dirs) = sample_chunks(600, 6);
     let kept = TempDir::new().unwrap();
     let fresh = TempDir::new().unwrap();
     let (kept_url, fresh_url) = (
