@@ -9,12 +9,18 @@ use catalog::{Catalog, IngestOutcome, store};
 /// committed and the rows they added.
 pub async fn ingest_all(cat: &Catalog, chunks: &Path) -> Result<(usize, u64)> {
     let dirs = chunk_dirs(chunks)?;
+    let locs = dirs
+        .iter()
+        .map(|d| store::open_existing_local(d))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut rows = 0u64;
-    for d in &dirs {
-        if let IngestOutcome::Committed(info) = cat.ingest(&store::open_existing_local(d)?).await? {
+    cat.ingest_sequence(&locs, |_, outcome| {
+        if let IngestOutcome::Committed(info) = outcome {
             rows += info.rows_added.values().sum::<u64>();
         }
-    }
+    })
+    .await
+    .map_err(|(i, e)| anyhow::Error::new(e).context(format!("ingesting {}", dirs[i].display())))?;
     Ok((dirs.len(), rows))
 }
 

@@ -171,7 +171,15 @@ async fn result_columns_carry_the_schema_spelling() {
     assert_eq!(names, ["diaObjectId", "ra", "dec", "count", "col5", "ra_2"]);
 }
 
+/// A generated night in its query layout: ingested, then compacted into partitions.
 async fn generated(objects: usize) -> (TempDir, Arc<Catalog>) {
+    let (dir, cat) = generated_fresh(objects).await;
+    cat.compact().await.unwrap();
+    (dir, cat)
+}
+
+/// A generated night as ingest leaves it: fresh files, each covering 16 partitions.
+async fn generated_fresh(objects: usize) -> (TempDir, Arc<Catalog>) {
     let dir = TempDir::new().unwrap();
     let url = dir.path().join("catalog");
     let config = catalog::sample::SampleConfig {
@@ -354,6 +362,74 @@ async fn small_cones_and_id_lookups_open_few_files() {
     .await;
     assert_eq!(sorted_lines(&pruned), sorted_lines(&unpruned));
     assert!(!sorted_lines(&pruned).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_files_covering_several_partitions_are_pruned_and_answer_as_partitions_do() {
+    let (_dir, cat) = generated_fresh(20_000).await;
+    let fresh_total = files_of(&cat, TableId::DiaSource).await;
+    let engine = engine_over(&cat, "memory://engine-fresh-state");
+    let centre = rows(
+        &engine,
+        "SELECT TOP 1 diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
+    )
+    .await;
+    let id = centre[0].column(0).as_primitive::<Int64Type>().value(0);
+    let ra = centre[0].column(1).as_primitive::<Float64Type>().value(0);
+    let dec = centre[0].column(2).as_primitive::<Float64Type>().value(0);
+    let opts = QueryOptions::default();
+    let cone = format!("CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, 0.5)) = 1");
+    let queries = [
+        format!("SELECT * FROM ppdb.DiaSource WHERE {cone}"),
+        format!("SELECT * FROM ppdb.DiaSource WHERE diaObjectId = {id}"),
+        format!(
+            "SELECT * FROM ppdb.DiaObjectHistory WHERE diaObjectId IN ({id}, {})",
+            id + 1
+        ),
+        format!(
+            "SELECT o.diaObjectId, s.diaSourceId FROM ppdb.DiaObject AS o JOIN ppdb.DiaSource AS s ON s.diaObjectId = o.diaObjectId WHERE {}",
+            cone.replace("ra, dec", "o.ra, o.dec")
+        ),
+    ];
+    // The same questions in forms the engine cannot prune.
+    let unpruned = [
+        format!("SELECT * FROM ppdb.DiaSource WHERE 1 = CASE WHEN {cone} THEN 1 ELSE 0 END"),
+        format!("SELECT * FROM ppdb.DiaSource WHERE diaObjectId + 0 = {id}"),
+        format!(
+            "SELECT * FROM ppdb.DiaObjectHistory WHERE diaObjectId + 0 IN ({id}, {})",
+            id + 1
+        ),
+        format!(
+            "SELECT o.diaObjectId, s.diaSourceId FROM ppdb.DiaObject AS o JOIN ppdb.DiaSource AS s ON s.diaObjectId + 0 = o.diaObjectId WHERE {}",
+            cone.replace("ra, dec", "o.ra, o.dec")
+        ),
+    ];
+    let mut fresh = Vec::new();
+    for (q, u) in queries.iter().zip(&unpruned) {
+        let a = sorted_lines(&rows_with(&engine, q, &opts).await);
+        assert!(!a.is_empty(), "{q}");
+        assert_eq!(a, sorted_lines(&rows_with(&engine, u, &opts).await), "{q}");
+        fresh.push(a);
+    }
+    let plan = engine.explain_analyze(&queries[1], &opts).await.unwrap();
+    assert!(
+        files_opened(&plan) * 3 <= fresh_total,
+        "a light curve reads only the fresh files covering its partition:\n{plan}"
+    );
+
+    // Compaction splits the fresh files into partitions: more, smaller files,
+    // and every answer the same.
+    cat.compact().await.unwrap();
+    let compacted_total = files_of(&cat, TableId::DiaSource).await;
+    assert!(
+        compacted_total > fresh_total,
+        "{compacted_total} partitions from {fresh_total} fresh files"
+    );
+    let engine = engine_over(&cat, "memory://engine-compacted-state");
+    for (q, before) in queries.iter().zip(&fresh) {
+        let after = sorted_lines(&rows_with(&engine, q, &opts).await);
+        assert_eq!(&after, before, "{q}");
+    }
 }
 
 async fn run_all(mut r: engine::QueryResult) -> (Vec<RecordBatch>, engine::Finished) {

@@ -227,6 +227,40 @@ impl Catalog {
         self.ingest_loaded(&chunk).await
     }
 
+    /// Ingests chunks in the order given, reading and checking each next chunk
+    /// while the one before it commits. Stops at the first error, returning
+    /// the position of the chunk that failed with it; `done` hears each outcome.
+    pub async fn ingest_sequence(
+        &self,
+        chunks: &[Location],
+        mut done: impl FnMut(usize, &IngestOutcome),
+    ) -> std::result::Result<(), (usize, Error)> {
+        let load = |loc: &Location| {
+            let (loc, schema) = (loc.clone(), self.schema.clone());
+            tokio::spawn(async move { chunk::load(&loc, &schema).await })
+        };
+        let mut next = chunks.first().map(load);
+        for i in 0..chunks.len() {
+            let Some(loading) = next.take() else { break };
+            let chunk = match loading.await {
+                Ok(loaded) => loaded.map_err(|e| (i, e))?,
+                Err(join) => {
+                    return Err((
+                        i,
+                        Error::Log {
+                            path: chunks[i].url.clone(),
+                            message: format!("reading the chunk failed: {join}"),
+                        },
+                    ));
+                }
+            };
+            next = chunks.get(i + 1).map(load);
+            let outcome = self.ingest_loaded(&chunk).await.map_err(|e| (i, e))?;
+            done(i, &outcome);
+        }
+        Ok(())
+    }
+
     /// Ingests a chunk that was already read and checked.
     pub async fn ingest_loaded(&self, chunk: &LoadedChunk) -> Result<IngestOutcome> {
         for _ in 0..COMMIT_ATTEMPTS {
@@ -346,63 +380,98 @@ impl Catalog {
     pub async fn compact(&self) -> Result<CompactReport> {
         for _ in 0..COMMIT_ATTEMPTS {
             let state = self.state().await?;
+            let order = state.partition_order;
+            // Files are grouped by the ingest-order cell that holds them: fresh
+            // files cover such a cell, compacted ones one of its partitions.
             let mut groups: BTreeMap<(TableId, Option<Cell>), Vec<&log::LiveFile>> =
                 BTreeMap::new();
             for f in state.files.values() {
-                groups
-                    .entry((f.entry.table, f.entry.cell))
-                    .or_default()
-                    .push(f);
+                let key = f.entry.cell.map(|c| c.ancestor(state.ingest_order()));
+                groups.entry((f.entry.table, key)).or_default().push(f);
             }
             let mut removed = Vec::new();
             let mut added = Vec::new();
             let mut report = CompactReport::default();
             let horizon = (state.expired_before > 0).then_some(state.expired_before);
-            for ((table, cell), files) in groups {
-                let dirty = files.iter().any(|f| !f.retired.is_empty());
+            let index = self.anchor_index(&state).await?;
+            for ((table, _), files) in groups {
+                let ts = self.schema.table(table);
                 // Rows retired before the horizon may be droppable, unless this
                 // file was already pruned at this horizon.
-                let prunable = horizon.is_some()
-                    && files.iter().any(|f| {
-                        f.entry
+                let prunable = |f: &log::LiveFile| {
+                    horizon.is_some()
+                        && f.entry
                             .retired_min
                             .is_some_and(|r| r <= state.expired_before)
-                            && f.entry.pruned_below != horizon
-                    });
-                if files.len() < 2 && !dirty && !prunable {
-                    continue;
+                        && f.entry.pruned_below != horizon
+                };
+                let mut by_cell: BTreeMap<Option<Cell>, Vec<&log::LiveFile>> = BTreeMap::new();
+                let mut coarse = Vec::new();
+                for f in files {
+                    match f.entry.cell {
+                        Some(c) if c.order < order => coarse.push(f),
+                        cell => by_cell.entry(cell).or_default().push(f),
+                    }
                 }
-                let ts = self.schema.table(table);
-                let mut batches = Vec::new();
-                for f in &files {
-                    let phys = datafile::read(&self.loc, &f.entry.path, None).await?;
-                    batches.push(fold_retirements(
-                        &datafile::conform_physical(ts, &phys)?,
-                        &f.retired,
-                    )?);
+                // A coarse file's rows go to the partitions their anchors name.
+                let mut pieces: BTreeMap<Option<Cell>, Vec<RecordBatch>> = BTreeMap::new();
+                for f in coarse {
+                    let phys = self.folded(ts, f).await?;
+                    let anchor = crate::ingest::anchors(ts, &phys, &|id| index.anchor(id));
+                    let cell_of = |row: usize| {
+                        let c = f.entry.cell.expect("coarse files have a cell");
+                        match anchor.as_ref().filter(|a| a.is_valid(row)) {
+                            Some(a) => Cell::of_healpix_29(order, a.value(row)),
+                            None => c,
+                        }
+                    };
+                    let mut rows: BTreeMap<Cell, Vec<u32>> = BTreeMap::new();
+                    for row in 0..phys.num_rows() {
+                        rows.entry(cell_of(row)).or_default().push(row as u32);
+                    }
+                    for (cell, rows) in rows {
+                        let taken = arrow_select::take::take_record_batch(
+                            &phys,
+                            &arrow_array::UInt32Array::from(rows),
+                        )?;
+                        pieces.entry(Some(cell)).or_default().push(taken);
+                    }
                     removed.push(f.entry.path.clone());
                 }
-                let mut all = arrow_select::concat::concat_batches(&ts.physical, &batches)?;
-                if horizon.is_some() {
-                    let before = all.num_rows();
-                    all = retained_rows(&state, &all)?;
-                    report.rows_dropped += (before - all.num_rows()) as u64;
+                for (cell, files) in by_cell {
+                    let dirty = files.iter().any(|f| !f.retired.is_empty());
+                    let joined = pieces.contains_key(&cell);
+                    if files.len() < 2 && !dirty && !joined && !files.iter().any(|f| prunable(f)) {
+                        continue;
+                    }
+                    let piece = pieces.entry(cell).or_default();
+                    for f in files {
+                        piece.push(self.folded(ts, f).await?);
+                        removed.push(f.entry.path.clone());
+                    }
                 }
-                report.partitions += 1;
-                if all.num_rows() == 0 {
-                    continue;
+                for (cell, batches) in pieces {
+                    let mut all = arrow_select::concat::concat_batches(&ts.physical, &batches)?;
+                    if horizon.is_some() {
+                        let before = all.num_rows();
+                        all = retained_rows(&state, &all)?;
+                        report.rows_dropped += (before - all.num_rows()) as u64;
+                    }
+                    report.partitions += 1;
+                    if all.num_rows() == 0 {
+                        continue;
+                    }
+                    let anchor = crate::ingest::anchors(ts, &all, &|id| index.anchor(id));
+                    let sorted = datafile::without_empty_columns(
+                        ts,
+                        &datafile::sort(ts, &all, anchor.as_ref())?,
+                    )?;
+                    let path = datafile::new_path(table, cell, state.latest(), "c");
+                    let mut entry = datafile::write(&self.loc, ts, cell, path, &sorted).await?;
+                    entry.retired_min = retired_min(&sorted);
+                    entry.pruned_below = horizon;
+                    added.push(entry);
                 }
-                let index = self.anchor_index(&state).await?;
-                let anchor = crate::ingest::anchors(ts, &all, &|id| index.anchor(id));
-                let sorted = datafile::without_empty_columns(
-                    ts,
-                    &datafile::sort(ts, &all, anchor.as_ref())?,
-                )?;
-                let path = datafile::new_path(table, cell, state.latest(), "c");
-                let mut entry = datafile::write(&self.loc, ts, cell, path, &sorted).await?;
-                entry.retired_min = retired_min(&sorted);
-                entry.pruned_below = horizon;
-                added.push(entry);
             }
             report.files_removed = removed.len();
             report.files_added = added.len();
@@ -423,6 +492,16 @@ impl Catalog {
         Err(Error::Contention {
             attempts: COMMIT_ATTEMPTS,
         })
+    }
+
+    /// A stored file's rows with its retirements folded into `_retired`.
+    async fn folded(
+        &self,
+        ts: &crate::schema::TableSchema,
+        f: &log::LiveFile,
+    ) -> Result<RecordBatch> {
+        let phys = datafile::read(&self.loc, &f.entry.path, None).await?;
+        fold_retirements(&datafile::conform_physical(ts, &phys)?, &f.retired)
     }
 
     /// Expires every snapshot below `before` except those in `keep` (the snapshots

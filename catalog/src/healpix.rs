@@ -39,6 +39,38 @@ impl Cell {
         Cell::of_healpix_29(order, healpix_29(ra_deg, dec_deg))
     }
 
+    /// The cell at a coarser (or the same) order that holds this one.
+    pub fn ancestor(self, order: u8) -> Cell {
+        let order = order.min(self.order);
+        Cell {
+            order,
+            npix: self.npix >> (2 * (self.order - order) as u64),
+        }
+    }
+
+    /// The half-open range of nested indexes at a finer (or the same) order
+    /// inside this cell.
+    pub fn descendants(self, order: u8) -> std::ops::Range<u64> {
+        let shift = 2 * order.saturating_sub(self.order) as u64;
+        (self.npix << shift)..((self.npix + 1) << shift)
+    }
+
+    /// The nested indexes at `order` of the cells that overlap this one: its
+    /// descendants, or the one ancestor when `order` is coarser.
+    pub fn span(self, order: u8) -> std::ops::Range<u64> {
+        if order >= self.order {
+            self.descendants(order)
+        } else {
+            let a = self.ancestor(order).npix;
+            a..a + 1
+        }
+    }
+
+    /// Whether this cell holds `other` (a cell at the same or a finer order).
+    pub fn holds(self, other: Cell) -> bool {
+        other.order >= self.order && other.ancestor(self.order) == self
+    }
+
     /// The half-open range of order-29 indexes inside this cell.
     pub fn range_29(self) -> (i64, i64) {
         let shift = 2 * (FINE_ORDER - self.order) as u64;
@@ -96,6 +128,24 @@ mod tests {
             let (lo, hi) = c.range_29();
             assert!(lo <= h && h < hi);
         }
+    }
+
+    #[test]
+    fn a_cell_holds_its_descendants_and_is_held_by_its_ancestors() {
+        let fine = Cell::of_position(6, 55.0, -30.0);
+        let coarse = fine.ancestor(4);
+        assert_eq!(coarse, Cell::of_position(4, 55.0, -30.0));
+        assert!(coarse.holds(fine) && fine.holds(fine) && !fine.holds(coarse));
+        assert!(coarse.descendants(6).contains(&fine.npix));
+        assert_eq!(coarse.descendants(6).count(), 16);
+        let other = Cell {
+            order: 6,
+            npix: coarse.descendants(6).end,
+        };
+        assert!(!coarse.holds(other));
+        assert_eq!(fine.ancestor(9), fine, "never finer than itself");
+        assert_eq!(coarse.span(6), coarse.descendants(6));
+        assert_eq!(fine.span(4), coarse.npix..coarse.npix + 1);
     }
 
     #[test]

@@ -246,7 +246,10 @@ impl<'a> Ingest<'a> {
             .filter(move |f| f.entry.table == table)
     }
 
+    /// Files of `table` that may hold rows of these partitions: theirs, and
+    /// the coarser files of fresh ingests that cover them.
     fn files_in_cells(&self, table: TableId, cells: &HashSet<Cell>) -> Vec<String> {
+        let cells = with_ancestors(cells.iter().copied());
         self.files_of(table)
             .filter(|f| f.entry.cell.is_none_or(|c| cells.contains(&c)))
             .map(|f| f.entry.path.clone())
@@ -266,15 +269,8 @@ impl<'a> Ingest<'a> {
             .collect()
     }
 
-    /// Refuses keys that repeat inside the chunk file or exist in committed data.
-    async fn check_keys(
-        &self,
-        ts: &TableSchema,
-        file: &str,
-        batch: &RecordBatch,
-        key: &[&str],
-        range_col: &str,
-    ) -> Result<()> {
+    /// Refuses keys that repeat inside the chunk file.
+    fn repeats(&self, file: &str, batch: &RecordBatch, key: &[&str]) -> Result<()> {
         let cols = columns(batch, key);
         let mut seen: HashMap<Key, usize> = HashMap::with_capacity(batch.num_rows());
         for (row, k) in keys_of(&cols, batch.num_rows())?.into_iter().enumerate() {
@@ -289,6 +285,18 @@ impl<'a> Ingest<'a> {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Refuses keys of the chunk file that exist in committed data.
+    async fn check_keys(
+        &self,
+        ts: &TableSchema,
+        file: &str,
+        batch: &RecordBatch,
+        key: &[&str],
+        range_col: &str,
+    ) -> Result<()> {
         if ts.id == TableId::DiaObject {
             return Ok(()); // checked against the object's stored versions in `objects`
         }
@@ -299,7 +307,18 @@ impl<'a> Ingest<'a> {
         let (Some(lo), Some(hi)) = (arrow::compute::min(rc), arrow::compute::max(rc)) else {
             return Ok(());
         };
-        for path in self.files_with_range(ts.id, range_col, lo, hi) {
+        // Usually none: the range column grows with time.
+        let overlapping = self.files_with_range(ts.id, range_col, lo, hi);
+        if overlapping.is_empty() {
+            return Ok(());
+        }
+        let cols = columns(batch, key);
+        let seen: HashMap<Key, usize> = keys_of(&cols, batch.num_rows())?
+            .into_iter()
+            .enumerate()
+            .map(|(row, k)| (k, row))
+            .collect();
+        for path in overlapping {
             let stored = self.files.read(self.loc, ts, &path, key).await?;
             let scols = columns(&stored, key);
             for k in keys_of(&scols, stored.num_rows())? {
@@ -317,7 +336,17 @@ impl<'a> Ingest<'a> {
 
     pub async fn prepare(&self, snapshot: u64) -> Result<Prepared> {
         let order = self.order();
-        // Key checks (§4.4).
+        // Key checks (§4.4): repeats inside the chunk, every table on every core...
+        let mut in_chunk: Vec<(&crate::chunk::TableFile, Vec<&str>)> = Vec::new();
+        for t in &self.chunk.tables {
+            let ts = self.schema.table(t.table);
+            in_chunk.push((t, ts.key.to_vec()));
+            if t.table == TableId::DiaForcedSource {
+                in_chunk.push((t, vec!["diaForcedSourceId"]));
+            }
+        }
+        parallel_map(&in_chunk, |(t, key)| self.repeats(&t.path, &t.batch, key))?;
+        // ...then against committed rows.
         for t in &self.chunk.tables {
             let ts = self.schema.table(t.table);
             // Prune by a column that grows with time, so new rows rarely overlap old files.
@@ -853,12 +882,11 @@ impl<'a> Ingest<'a> {
                     RowRef::Stored { path, pos } => stored.entry(path).or_default().push((pos, p)),
                 }
             }
-            // Sources, and for copies the partition of the file they come from.
-            let mut sources: Vec<(RecordBatch, Option<Option<Cell>>)> = Vec::new();
+            let mut sources: Vec<RecordBatch> = Vec::new();
             if let Some(t) = self.chunk.table(table) {
                 rows_added.insert(table, t.batch.num_rows() as u64);
                 let batch = apply_patches(ts, &t.batch, &new_patches)?;
-                sources.push((datafile::physical(ts, &batch, snapshot)?, None));
+                sources.push(datafile::physical(ts, &batch, snapshot)?);
             }
             // Rows of files this process wrote are taken from memory; the other
             // files are fetched at once, then decoded on every core.
@@ -902,12 +930,16 @@ impl<'a> Ingest<'a> {
                 },
             )?;
             for ((path, rows), patched) in stored.iter().zip(copies) {
-                let cell = self.state.files[&**path].entry.cell;
-                sources.push((patched, Some(cell)));
+                sources.push(patched);
                 retired.insert(path.to_string(), rows.iter().map(|r| r.0).collect());
             }
             if !sources.is_empty() {
-                out.push(table_rows(ts, order, sources, &anchor_of_id)?);
+                out.push(table_rows(
+                    ts,
+                    self.state.ingest_order(),
+                    sources,
+                    &anchor_of_id,
+                )?);
             }
         }
 
@@ -990,8 +1022,11 @@ impl<'a> Ingest<'a> {
                 }
             };
             if near {
-                let cells: HashSet<Option<Cell>> =
-                    cells.iter().map(|c| Some(*c)).chain([None]).collect();
+                let cells: HashSet<Option<Cell>> = with_ancestors(cells.iter().copied())
+                    .into_iter()
+                    .map(Some)
+                    .chain([None])
+                    .collect();
                 for c in cells {
                     add(by_cell.get(&c).map_or(&[], |v| v.as_slice()));
                 }
@@ -1039,6 +1074,17 @@ impl<'a> Ingest<'a> {
         }
         Ok(found)
     }
+}
+
+/// The cells and every cell at a coarser order that holds one of them.
+fn with_ancestors(cells: impl Iterator<Item = Cell>) -> HashSet<Cell> {
+    let mut out = HashSet::new();
+    for c in cells {
+        for order in 0..=c.order {
+            out.insert(c.ancestor(order));
+        }
+    }
+    out
 }
 
 /// A required Int64 column of a checked chunk file.
@@ -1249,7 +1295,7 @@ fn encode_partitions(
     snapshot: u64,
     tables: &[TableRows],
 ) -> Result<Vec<(bytes::Bytes, FileEntry, RecordBatch)>> {
-    let jobs: Vec<(&TableRows, Option<Cell>, &[(usize, usize)])> = tables
+    let mut jobs: Vec<(&TableRows, Option<Cell>, &[(usize, usize)])> = tables
         .iter()
         .flat_map(|t| {
             t.partitions
@@ -1257,6 +1303,12 @@ fn encode_partitions(
                 .map(move |(c, rows)| (t, *c, rows.as_slice()))
         })
         .collect();
+    // Largest files first, so that no core is left encoding a big one alone
+    // at the end (a wide DiaObject row costs several narrow ones).
+    let cost = |(t, _, rows): &(&TableRows, Option<Cell>, &[(usize, usize)])| {
+        rows.len() * t.sources.first().map_or(1, |b| b.num_columns())
+    };
+    jobs.sort_by_key(|j| std::cmp::Reverse(cost(j)));
     let encoded = parallel_map(&jobs, |(rows, cell, picked)| {
         if picked.is_empty() {
             return Ok(None);
@@ -1318,41 +1370,40 @@ fn encode_partitions(
 }
 
 /// Gathers one table's sources: conforms them to one schema, finds each
-/// row's sort anchor and partition (a copy stays in its file's partition; a
-/// new row goes to its object's, else its own position's).
+/// row's sort anchor and the cell at `order` of the file it goes to: its
+/// object's, else its own position's. (A copy lands where it was, unless a
+/// reassignment took its object away: then beside its own position.)
 fn table_rows(
     ts: &TableSchema,
     order: u8,
-    sources: Vec<(RecordBatch, Option<Option<Cell>>)>,
+    sources: Vec<RecordBatch>,
     anchor_of: &(dyn Fn(i64) -> Option<i64> + Sync),
 ) -> Result<TableRows> {
-    let (batches, fixed): (Vec<RecordBatch>, Vec<Option<Option<Cell>>>) =
-        sources.into_iter().unzip();
-    let batches = datafile::conform_all(ts, &batches)?;
+    let batches = datafile::conform_all(ts, &sources)?;
     let anchors: Option<Vec<Int64Array>> =
         batches.iter().map(|b| anchors(ts, b, anchor_of)).collect();
     let mut partitions: BTreeMap<Option<Cell>, Vec<(usize, usize)>> = BTreeMap::new();
-    for (i, (b, fixed)) in batches.iter().zip(fixed).enumerate() {
-        let all = || (0..b.num_rows()).map(move |r| (i, r));
-        match fixed {
-            Some(cell) => partitions.entry(cell).or_default().extend(all()),
-            None if !ts.id.is_partitioned() => partitions.entry(None).or_default().extend(all()),
-            None => {
-                let (ra, dec) = radec(b);
-                let own = b
-                    .column_by_name(crate::schema::HEALPIX_29)
-                    .map(|c| c.as_primitive::<Int64Type>());
-                let anchor = anchors.as_ref().map(|a| &a[i]).or(own);
-                for row in 0..b.num_rows() {
-                    // The anchor is the object's order-29 index, else the row's
-                    // own: its cell is the one `Cell::of_position` gives.
-                    let cell = match anchor.filter(|a| a.is_valid(row)) {
-                        Some(a) => Cell::of_healpix_29(order, a.value(row)),
-                        None => Cell::of_position(order, ra.value(row), dec.value(row)),
-                    };
-                    partitions.entry(Some(cell)).or_default().push((i, row));
-                }
-            }
+    for (i, b) in batches.iter().enumerate() {
+        if !ts.id.is_partitioned() {
+            partitions
+                .entry(None)
+                .or_default()
+                .extend((0..b.num_rows()).map(|r| (i, r)));
+            continue;
+        }
+        let (ra, dec) = radec(b);
+        let own = b
+            .column_by_name(crate::schema::HEALPIX_29)
+            .map(|c| c.as_primitive::<Int64Type>());
+        let anchor = anchors.as_ref().map(|a| &a[i]).or(own);
+        for row in 0..b.num_rows() {
+            // The anchor is the object's order-29 index, else the row's
+            // own: its cell is the one `Cell::of_position` gives.
+            let cell = match anchor.filter(|a| a.is_valid(row)) {
+                Some(a) => Cell::of_healpix_29(order, a.value(row)),
+                None => Cell::of_position(order, ra.value(row), dec.value(row)),
+            };
+            partitions.entry(Some(cell)).or_default().push((i, row));
         }
     }
     Ok(TableRows {

@@ -208,7 +208,21 @@ pub struct LogState {
     pub kept: std::collections::BTreeSet<u64>,
 }
 
+/// How many orders coarser than the partitions an ingest writes its files.
+///
+/// A chunk's rows spread over hundreds of partitions, a few hundred rows in
+/// each: one file per partition would spend more on per-file and per-column
+/// overhead than on the rows. So ingest writes one file per cell two orders
+/// up (16 partitions), and `compact` splits them into partitions. Readers
+/// only ever ask whether a file's cell holds the partition they want.
+pub const INGEST_COARSENING: u8 = 2;
+
 impl LogState {
+    /// The HEALPix order of the cells new files cover (see [`INGEST_COARSENING`]).
+    pub fn ingest_order(&self) -> u8 {
+        self.partition_order.saturating_sub(INGEST_COARSENING)
+    }
+
     /// The latest snapshot (0 for an empty catalog).
     pub fn latest(&self) -> u64 {
         self.snapshots.len() as u64

@@ -1,10 +1,12 @@
-//! How rows are laid out: HATS paths, one partition per object (its versions
-//! and its sources), `_healpix_29`, page indexes, bloom filters, and the
+//! How rows are laid out: HATS paths, fresh files two orders coarser than the
+//! partitions compaction splits them into, one partition per object (its
+//! versions and its sources), `_healpix_29`, page indexes, bloom filters, and the
 //! statistics that let a cone find a source across a partition border.
 
 mod support;
 
 use catalog::healpix::Cell;
+use catalog::log::INGEST_COARSENING;
 use catalog::{Catalog, TableId};
 use object_store::ObjectStoreExt;
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -55,12 +57,37 @@ async fn an_objects_rows_share_its_partition_and_border_sources_are_in_the_stats
         Some(home),
         "anchored at its first version"
     );
+    // A fresh ingest writes one file per cell two orders up, holding 16 partitions.
+    let fresh = home.ancestor(6 - INGEST_COARSENING);
+    for table in [TableId::DiaObject, TableId::DiaSource] {
+        let scan = cat.scan(&state, table, 1).unwrap();
+        assert_eq!(scan.files.len(), 1, "{table}: one fresh file");
+        let f = &scan.files[0];
+        assert_eq!(f.cell, Some(fresh));
+        assert!(
+            f.path
+                .starts_with(&format!("{table}/{}/", fresh.hats_path())),
+            "{}",
+            f.path
+        );
+        // Spill is counted at the file's own order.
+        let spill: Vec<u64> = [next_door.ancestor(fresh.order)]
+            .into_iter()
+            .filter(|c| *c != fresh)
+            .map(|c| c.npix)
+            .collect();
+        assert_eq!(f.stats.spill_cells, spill, "{table}");
+    }
+    // Compaction splits it into the partitions, the object's rows in its own.
+    let report = cat.compact().await.unwrap();
+    assert_eq!(report.files_removed, 2);
+    let state = cat.state().await.unwrap();
     for table in [TableId::DiaObject, TableId::DiaSource] {
         let scan = cat.scan(&state, table, 1).unwrap();
         assert_eq!(
             scan.files.len(),
             1,
-            "{table}: one partition holds the object's rows"
+            "{table}: one partition holds the object's rows after compaction"
         );
         let f = &scan.files[0];
         assert_eq!(f.cell, Some(home));

@@ -130,10 +130,12 @@ impl PpdbTable {
         if files.iter().any(|f| f.cell.is_none()) {
             return None;
         }
+        let order = self.scan.partition_order;
         Some(
             files
                 .iter()
-                .filter_map(|f| f.cell.map(|c| c.npix))
+                .filter_map(|f| f.cell)
+                .flat_map(|c| c.span(order))
                 .collect(),
         )
     }
@@ -167,14 +169,22 @@ impl PpdbTable {
             .files
             .iter()
             .filter(|f| {
+                // A fresh file may cover several partitions (a coarser cell).
+                let meets = |set: &BTreeSet<u64>| {
+                    f.cell.is_some_and(|c| {
+                        set.range(c.span(self.scan.partition_order))
+                            .next()
+                            .is_some()
+                    })
+                };
                 if let Some(p) = &self.partitions
                     && table.is_partitioned()
-                    && !f.cell.is_some_and(|c| p.contains(&c.npix))
+                    && !meets(p)
                 {
                     return false;
                 }
                 if let Some(cells) = &cells
-                    && !f.cell.is_some_and(|c| cells.contains(&c.npix))
+                    && !meets(cells)
                 {
                     return false;
                 }

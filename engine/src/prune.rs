@@ -18,6 +18,8 @@ pub(crate) struct Sky {
     pub ranges: Vec<Range<u64>>,
     /// Cells at the partition order.
     pub cells: BTreeSet<u64>,
+    /// The partition order.
+    pub order: u8,
 }
 
 /// What the filters of one scan allow.
@@ -274,6 +276,7 @@ fn sky(region: &Region, partition_order: u8) -> Option<Sky> {
             Some(Sky {
                 ranges,
                 cells: cells.into_iter().collect(),
+                order: partition_order,
             })
         }
         Region::Polygon(vs) => {
@@ -296,6 +299,7 @@ fn sky(region: &Region, partition_order: u8) -> Option<Sky> {
             Some(Sky {
                 ranges: ranges_29(fine_depth, fine_cells.into_iter()),
                 cells,
+                order: partition_order,
             })
         }
     }
@@ -388,6 +392,7 @@ pub(crate) fn cones(
     Some(Sky {
         ranges: coarsen(merged, MAX_RANGES),
         cells,
+        order: partition_order,
     })
 }
 
@@ -440,12 +445,20 @@ impl Sky {
         self.ranges.iter().any(|r| r.start <= hi && lo < r.end)
     }
 
-    /// Whether a file of partition `cell` holding rows in `spill` cells may meet the region.
+    /// Whether a file of `cell` holding rows in `spill` cells (at the file's
+    /// order, which a fresh file has coarser than the partitions') may meet the region.
     pub fn may_hold(&self, cell: Option<Cell>, spill: &[u64]) -> bool {
-        match cell {
-            Some(c) => self.cells.contains(&c.npix) || spill.iter().any(|s| self.cells.contains(s)),
-            None => true,
-        }
+        let Some(c) = cell else {
+            return true;
+        };
+        let meets = |npix: u64| {
+            let c = Cell {
+                order: c.order,
+                npix,
+            };
+            self.cells.range(c.span(self.order)).next().is_some()
+        };
+        meets(c.npix) || spill.iter().any(|s| meets(*s))
     }
 }
 

@@ -383,18 +383,22 @@ async fn run(cli: Cli) -> Result<()> {
             let bar = bar(ordered.len() as u64, "chunks");
             let started = Instant::now();
             let (mut committed, mut resent, mut rows) = (0, 0, 0u64);
-            for (dir, _) in &ordered {
-                let loc = store::open_existing_local(dir)?;
-                bar.set_message(
-                    dir.file_name()
-                        .map(|n| n.to_string_lossy().to_string())
-                        .unwrap_or_default(),
-                );
-                match cat
-                    .ingest(&loc)
-                    .await
-                    .with_context(|| format!("ingesting {}", dir.display()))?
-                {
+            let locs = ordered
+                .iter()
+                .map(|(dir, _)| store::open_existing_local(dir))
+                .collect::<Result<Vec<_>, _>>()?;
+            let name = |i: usize| {
+                ordered[i]
+                    .0
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default()
+            };
+            if !ordered.is_empty() {
+                bar.set_message(name(0));
+            }
+            cat.ingest_sequence(&locs, |i, outcome| {
+                match outcome {
                     IngestOutcome::Committed(info) => {
                         committed += 1;
                         rows += info.rows_added.values().sum::<u64>();
@@ -402,7 +406,14 @@ async fn run(cli: Cli) -> Result<()> {
                     IngestOutcome::AlreadyCommitted { .. } => resent += 1,
                 }
                 bar.inc(1);
-            }
+                if i + 1 < ordered.len() {
+                    bar.set_message(name(i + 1));
+                }
+            })
+            .await
+            .map_err(|(i, e)| {
+                anyhow::Error::new(e).context(format!("ingesting {}", ordered[i].0.display()))
+            })?;
             bar.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();
             let latest = cat.state().await?.latest();
