@@ -409,21 +409,19 @@ impl Catalog {
                 let mut coarse = Vec::new();
                 for f in files {
                     match f.entry.cell {
-                        Some(c) if c.order < order => coarse.push(f),
+                        Some(c) if c.order < order => coarse.push((f, c)),
                         cell => by_cell.entry(cell).or_default().push(f),
                     }
                 }
                 // A coarse file's rows go to the partitions their anchors name.
                 let mut pieces: BTreeMap<Option<Cell>, Vec<RecordBatch>> = BTreeMap::new();
-                for f in coarse {
+                for (f, fresh) in coarse {
                     let phys = self.folded(ts, f).await?;
                     let anchor = crate::ingest::anchors(ts, &phys, &|id| index.anchor(id));
-                    let cell_of = |row: usize| {
-                        let c = f.entry.cell.expect("coarse files have a cell");
-                        match anchor.as_ref().filter(|a| a.is_valid(row)) {
-                            Some(a) => Cell::of_healpix_29(order, a.value(row)),
-                            None => c,
-                        }
+                    // A row without an anchor (none in practice) keeps its file's cell.
+                    let cell_of = |row: usize| match anchor.as_ref().filter(|a| a.is_valid(row)) {
+                        Some(a) => Cell::of_healpix_29(order, a.value(row)),
+                        None => fresh,
                     };
                     let mut rows: BTreeMap<Cell, Vec<u32>> = BTreeMap::new();
                     for row in 0..phys.num_rows() {
