@@ -217,6 +217,20 @@ async fn ingest_generated(
 }
 
 /// Files of a table at the latest snapshot.
+/// The id and position of the object with the smallest id.
+async fn first_object(engine: &Engine) -> (i64, f64, f64) {
+    let b = rows(
+        engine,
+        "SELECT TOP 1 diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
+    )
+    .await;
+    (
+        b[0].column(0).as_primitive::<Int64Type>().value(0),
+        b[0].column(1).as_primitive::<Float64Type>().value(0),
+        b[0].column(2).as_primitive::<Float64Type>().value(0),
+    )
+}
+
 async fn files_of(cat: &Catalog, table: TableId) -> usize {
     let state = cat.state().await.unwrap();
     cat.scan(&state, table, state.latest()).unwrap().files.len()
@@ -307,14 +321,7 @@ async fn small_cones_and_id_lookups_open_few_files() {
         "the generated catalog should have many partitions, has {total}"
     );
     let engine = engine_over(&cat, "memory://engine-test-state");
-    let centre = rows(
-        &engine,
-        "SELECT TOP 1 diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
-    )
-    .await;
-    let id = centre[0].column(0).as_primitive::<Int64Type>().value(0);
-    let ra = centre[0].column(1).as_primitive::<Float64Type>().value(0);
-    let dec = centre[0].column(2).as_primitive::<Float64Type>().value(0);
+    let (id, ra, dec) = first_object(&engine).await;
     let opts = QueryOptions::default();
 
     let cone = format!(
@@ -369,14 +376,7 @@ async fn fresh_files_covering_several_partitions_are_pruned_and_answer_as_partit
     let (_dir, cat) = generated_fresh(20_000).await;
     let fresh_total = files_of(&cat, TableId::DiaSource).await;
     let engine = engine_over(&cat, "memory://engine-fresh-state");
-    let centre = rows(
-        &engine,
-        "SELECT TOP 1 diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
-    )
-    .await;
-    let id = centre[0].column(0).as_primitive::<Int64Type>().value(0);
-    let ra = centre[0].column(1).as_primitive::<Float64Type>().value(0);
-    let dec = centre[0].column(2).as_primitive::<Float64Type>().value(0);
+    let (id, ra, dec) = first_object(&engine).await;
     let opts = QueryOptions::default();
     let cone = format!("CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, 0.5)) = 1");
     let queries = [
