@@ -288,6 +288,9 @@ impl Catalog {
                 action: Action::Commit(prepared.commit.clone()),
             };
             if log::try_append(&self.loc, &entry).await? {
+                drop(state);
+                drop(index);
+                self.appended(&entry, prepared.new_anchors).await;
                 let c = prepared.commit;
                 return Ok(IngestOutcome::Committed(SnapshotInfo {
                     snapshot: c.snapshot,
@@ -304,6 +307,27 @@ impl Catalog {
         Err(Error::Contention {
             attempts: COMMIT_ATTEMPTS,
         })
+    }
+
+    /// Brings the cached state and index forward by the entry this process
+    /// just appended, so the next commit neither lists nor re-reads the log
+    /// and copies neither (both are updated in place unless a reader holds them).
+    async fn appended(&self, entry: &Entry, new_anchors: Vec<(i64, i64)>) {
+        let mut state = self.state.lock().await;
+        if state.version + 1 != entry.version {
+            return; // someone else already caught up: `state()` does the rest
+        }
+        let index_files = state.index_files.len();
+        let path = log::entry_path(entry.version);
+        if Arc::make_mut(&mut state).apply(entry, &path).is_err() {
+            // A half-applied state must not be used: read the log afresh.
+            *state = Arc::new(LogState::default());
+            return;
+        }
+        let mut index = self.index.lock().await;
+        if index.files_read() == index_files && state.index_files.len() == index_files + 1 {
+            Arc::make_mut(&mut index).extend(&new_anchors);
+        }
     }
 
     /// The files and visibility rule of `table` at `snapshot`.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int16Type, Int32Type, Int64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch, new_null_array};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, new_null_array};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef};
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
@@ -128,6 +128,9 @@ pub struct TableFile {
     pub path: String,
     /// The file's rows: the served columns it has, in schema order.
     pub batch: RecordBatch,
+    /// Each row's position as an order-29 HEALPix index, for tables with
+    /// positions (worked out while the chunk is read, off the commit's path).
+    pub healpix: Option<Int64Array>,
 }
 
 /// A chunk read and checked file by file (key and update checks need the catalog).
@@ -341,10 +344,14 @@ pub async fn load(loc: &store::Location, schema: &CatalogSchema) -> Result<Loade
             let ts = schema.table(id);
             let conformed = conform(&batch, ts, &f.path, &src)?;
             check_values(&conformed, ts, &f.path, &src)?;
+            let healpix = id
+                .has_position()
+                .then(|| crate::datafile::healpix_column(&conformed));
             tables.push(TableFile {
                 table: id,
                 path: f.path.clone(),
                 batch: conformed,
+                healpix,
             });
         }
     }
@@ -530,6 +537,70 @@ fn check_values(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) ->
                 row,
                 format!("{name} must be NULL in a chunk: only the engine or update records set it"),
             ));
+        }
+    }
+    unique_keys(batch, ts, file, src)
+}
+
+/// A table key's values in one row, unused trailing places `i64::MIN`.
+pub(crate) type Key = [i64; 3];
+
+/// The keys of every row, built a column at a time (floats by their bits, NULL
+/// as `i64::MIN`).
+pub(crate) fn keys_of(cols: &[ArrayRef], rows: usize) -> Result<Vec<Key>> {
+    let mut keys = vec![[0i64; 3]; rows];
+    for (i, c) in cols.iter().enumerate() {
+        let values: Vec<i64> = match c.data_type() {
+            DataType::Float64 => c
+                .as_primitive::<Float64Type>()
+                .values()
+                .iter()
+                .map(|v| v.to_bits() as i64)
+                .collect(),
+            DataType::Int64 | DataType::Int32 | DataType::Int16 => {
+                arrow::compute::cast(c, &DataType::Int64)?
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            }
+            _ => vec![i64::MIN; rows],
+        };
+        for (row, (k, v)) in keys.iter_mut().zip(values).enumerate() {
+            k[i] = if c.is_null(row) { i64::MIN } else { v };
+        }
+    }
+    Ok(keys)
+}
+
+/// Refuses keys that repeat inside the file (§4.4): the table's key, and for
+/// DiaForcedSource its own id too. Part of reading the chunk, so it runs
+/// while the chunk before commits.
+fn unique_keys(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) -> Result<()> {
+    let mut keys: Vec<&[&str]> = vec![&ts.key];
+    if ts.id == TableId::DiaForcedSource {
+        keys.push(&["diaForcedSourceId"]);
+    }
+    for key in keys {
+        let cols: Vec<ArrayRef> = key
+            .iter()
+            .filter_map(|n| batch.column_by_name(n).cloned())
+            .collect();
+        let mut seen = foldhash::HashMap::with_capacity_and_hasher(
+            batch.num_rows(),
+            foldhash::fast::RandomState::default(),
+        );
+        for (row, k) in keys_of(&cols, batch.num_rows())?.into_iter().enumerate() {
+            if let Some(first) = seen.insert(k, row) {
+                return Err(Error::refused(
+                    src,
+                    Refusal::Value,
+                    Location::file(file).column(key.join(", ")).row(row),
+                    format!(
+                        "duplicate key ({}) in the chunk: same as row {first}",
+                        key.join(", ")
+                    ),
+                ));
+            }
         }
     }
     Ok(())

@@ -51,6 +51,16 @@ pub const PAGE_ROWS: usize = 4 * 1024;
 /// The physical batch of served rows (some or all served columns): adds
 /// `_healpix_29`, `_added` = `snapshot` and `_retired`.
 pub fn physical(ts: &TableSchema, served: &RecordBatch, snapshot: u64) -> Result<RecordBatch> {
+    physical_at(ts, served, snapshot, None)
+}
+
+/// As `physical`, with the rows' order-29 indices when already known.
+pub fn physical_at(
+    ts: &TableSchema,
+    served: &RecordBatch,
+    snapshot: u64,
+    healpix: Option<&Int64Array>,
+) -> Result<RecordBatch> {
     let n = served.num_rows();
     let mut fields: Vec<arrow_schema::FieldRef> =
         served.schema().fields().iter().cloned().collect();
@@ -62,7 +72,10 @@ pub fn physical(ts: &TableSchema, served: &RecordBatch, snapshot: u64) -> Result
     };
     if ts.id.has_position() {
         fields.push(hidden(HEALPIX_29)?);
-        cols.push(Arc::new(healpix_column(served)));
+        cols.push(Arc::new(match healpix {
+            Some(h) => h.clone(),
+            None => healpix_column(served),
+        }));
     }
     fields.push(hidden(ADDED)?);
     cols.push(Arc::new(Int64Array::from(vec![snapshot as i64; n])));
@@ -133,7 +146,8 @@ pub fn conform_physical(ts: &TableSchema, stored: &RecordBatch) -> Result<Record
     conform_to(&ts.physical, stored)
 }
 
-fn healpix_column(served: &RecordBatch) -> Int64Array {
+/// The order-29 index of each row's position (NULL where it has none).
+pub(crate) fn healpix_column(served: &RecordBatch) -> Int64Array {
     let ra = served
         .column_by_name("ra")
         .map(|c| c.as_primitive::<Float64Type>().clone());
@@ -470,13 +484,9 @@ impl ColumnCache {
         self.written.insert(path.to_string(), batch);
     }
 
-    /// The rows at `positions` of a file this process wrote, if still kept.
-    pub fn written_rows(&self, path: &str, positions: &[u32]) -> Result<Option<RecordBatch>> {
-        let Some(b) = self.written.get(path) else {
-            return Ok(None);
-        };
-        let idx = arrow_array::UInt32Array::from(positions.to_vec());
-        Ok(Some(arrow_select::take::take_record_batch(&b, &idx)?))
+    /// A file this process wrote, whole, if still kept.
+    pub fn written(&self, path: &str) -> Option<RecordBatch> {
+        self.written.get(path)
     }
 
     /// Some columns of a stored file, all rows in file order (absent ones NULL).

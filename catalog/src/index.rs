@@ -55,6 +55,12 @@ impl AnchorIndex {
         self.loaded
     }
 
+    /// Adds the anchors of one more index file, as just written.
+    pub(crate) fn extend(&mut self, anchors: &[(i64, i64)]) {
+        self.anchors.extend(anchors.iter().copied());
+        self.loaded += 1;
+    }
+
     /// Reads the index files not read yet (they only ever grow).
     pub(crate) async fn catch_up(&mut self, loc: &Location, files: &[(u64, String)]) -> Result<()> {
         for (_, path) in &files[self.loaded.min(files.len())..] {

@@ -20,7 +20,7 @@ use futures::future::Either;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
 
-use crate::chunk::{LoadedChunk, UpdateKind, UpdateRecord};
+use crate::chunk::{Key, LoadedChunk, UpdateKind, UpdateRecord, keys_of};
 use crate::datafile;
 use crate::error::{Error, Location, Refusal, Result};
 use crate::healpix::{self, Cell};
@@ -59,6 +59,15 @@ struct TableRows {
 
 /// Stored rows to copy with new values, by file.
 type StoredPatches = (Arc<str>, Vec<(u32, Patch)>);
+
+/// What one table receives: the chunk's rows with the patches that fall on
+/// them, and stored rows to copy with theirs.
+struct TablePlan<'c> {
+    ts: &'c TableSchema,
+    new: Option<&'c crate::chunk::TableFile>,
+    new_patches: Vec<(usize, Patch)>,
+    stored: Vec<StoredPatches>,
+}
 
 #[derive(Debug, Clone)]
 struct Version {
@@ -101,6 +110,8 @@ impl StoredFile {
 /// What one commit will write, ready to be appended to the log.
 pub(crate) struct Prepared {
     pub commit: Commit,
+    /// The anchors the commit's index file holds.
+    pub new_anchors: Vec<(i64, i64)>,
 }
 
 pub(crate) struct Ingest<'a> {
@@ -111,8 +122,6 @@ pub(crate) struct Ingest<'a> {
     pub index: &'a AnchorIndex,
     pub chunk: &'a LoadedChunk,
 }
-
-type Key = [i64; 3];
 
 fn int_at(col: &ArrayRef, row: usize) -> Option<i64> {
     if col.is_null(row) {
@@ -125,32 +134,6 @@ fn int_at(col: &ArrayRef, row: usize) -> Option<i64> {
         DataType::Float64 => col.as_primitive::<Float64Type>().value(row).to_bits() as i64,
         _ => return None,
     })
-}
-
-/// The keys of every row, built a column at a time, as `key_at` builds them.
-fn keys_of(cols: &[ArrayRef], rows: usize) -> Result<Vec<Key>> {
-    let mut keys = vec![[0i64; 3]; rows];
-    for (i, c) in cols.iter().enumerate() {
-        let values: Vec<i64> = match c.data_type() {
-            DataType::Float64 => c
-                .as_primitive::<Float64Type>()
-                .values()
-                .iter()
-                .map(|v| v.to_bits() as i64)
-                .collect(),
-            DataType::Int64 | DataType::Int32 | DataType::Int16 => {
-                arrow::compute::cast(c, &DataType::Int64)?
-                    .as_primitive::<Int64Type>()
-                    .values()
-                    .to_vec()
-            }
-            _ => vec![i64::MIN; rows],
-        };
-        for (row, (k, v)) in keys.iter_mut().zip(values).enumerate() {
-            k[i] = if c.is_null(row) { i64::MIN } else { v };
-        }
-    }
-    Ok(keys)
 }
 
 fn key_at(cols: &[ArrayRef], row: usize) -> Key {
@@ -269,25 +252,6 @@ impl<'a> Ingest<'a> {
             .collect()
     }
 
-    /// Refuses keys that repeat inside the chunk file.
-    fn repeats(&self, file: &str, batch: &RecordBatch, key: &[&str]) -> Result<()> {
-        let cols = columns(batch, key);
-        let mut seen: HashMap<Key, usize> = HashMap::with_capacity(batch.num_rows());
-        for (row, k) in keys_of(&cols, batch.num_rows())?.into_iter().enumerate() {
-            if let Some(first) = seen.insert(k, row) {
-                return Err(self.refuse(
-                    Refusal::Value,
-                    Location::file(file).column(key.join(", ")).row(row),
-                    format!(
-                        "duplicate key ({}) in the chunk: same as row {first}",
-                        key.join(", ")
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// Refuses keys of the chunk file that exist in committed data.
     async fn check_keys(
         &self,
@@ -336,17 +300,8 @@ impl<'a> Ingest<'a> {
 
     pub async fn prepare(&self, snapshot: u64) -> Result<Prepared> {
         let order = self.order();
-        // Key checks (§4.4): repeats inside the chunk, every table on every core...
-        let mut in_chunk: Vec<(&crate::chunk::TableFile, Vec<&str>)> = Vec::new();
-        for t in &self.chunk.tables {
-            let ts = self.schema.table(t.table);
-            in_chunk.push((t, ts.key.to_vec()));
-            if t.table == TableId::DiaForcedSource {
-                in_chunk.push((t, vec!["diaForcedSourceId"]));
-            }
-        }
-        parallel_map(&in_chunk, |(t, key)| self.repeats(&t.path, &t.batch, key))?;
-        // ...then against committed rows.
+        // Key checks (§4.4) against committed rows; repeats inside the chunk
+        // were refused when it was read.
         for t in &self.chunk.tables {
             let ts = self.schema.table(t.table);
             // Prune by a column that grows with time, so new rows rarely overlap old files.
@@ -379,7 +334,7 @@ impl<'a> Ingest<'a> {
         if let Some(t) = self.chunk.table(TableId::DiaObject) {
             let ids = i64s(&t.batch, "diaObjectId");
             let start = f64s(&t.batch, "validityStartMjdTai");
-            let (ra, dec) = radec(&t.batch);
+            let healpix = position_index(t);
             let mut first: HashMap<i64, (f64, usize)> = HashMap::new();
             for row in 0..t.batch.num_rows() {
                 let id = ids.value(row);
@@ -393,7 +348,7 @@ impl<'a> Ingest<'a> {
             let mut firsts: Vec<_> = first.into_iter().collect();
             firsts.sort_unstable_by_key(|(id, _)| *id);
             for (id, (_, row)) in firsts {
-                let a = healpix::healpix_29(ra.value(row), dec.value(row));
+                let a = healpix(row);
                 chunk_anchor.insert(id, a);
                 new_anchors.push((id, a));
             }
@@ -401,10 +356,10 @@ impl<'a> Ingest<'a> {
         for table in [TableId::DiaSource, TableId::DiaForcedSource] {
             if let Some(t) = self.chunk.table(table) {
                 let ids = i64s(&t.batch, "diaObjectId");
-                let (ra, dec) = radec(&t.batch);
+                let healpix = position_index(t);
                 for row in 0..t.batch.num_rows() {
                     if ids.is_valid(row) && anchor_of(ids.value(row), &chunk_anchor).is_none() {
-                        let a = healpix::healpix_29(ra.value(row), dec.value(row));
+                        let a = healpix(row);
                         chunk_anchor.insert(ids.value(row), a);
                         new_anchors.push((ids.value(row), a));
                     }
@@ -857,19 +812,11 @@ impl<'a> Ingest<'a> {
         }
 
         // Assemble what each partition gets: new rows (patched) and patched copies.
-        let mut out: Vec<TableRows> = Vec::new();
-        // Each row's object anchor is looked up once, here, and decides both
-        // the row's partition and its place in the file.
-        let anchor_of_id = |id: i64| {
-            self.index
-                .anchor(id)
-                .or_else(|| chunk_anchor.get(&id).copied())
-        };
         let mut retired: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         let mut rows_added = BTreeMap::new();
         let mut rows_updated = BTreeMap::new();
+        let mut plans: Vec<TablePlan> = Vec::new();
         for table in TableId::ALL {
-            let ts = self.schema.table(table);
             let table_patches = patches.remove(&table).unwrap_or_default();
             if !table_patches.is_empty() {
                 rows_updated.insert(table, table_patches.len() as u64);
@@ -882,41 +829,83 @@ impl<'a> Ingest<'a> {
                     RowRef::Stored { path, pos } => stored.entry(path).or_default().push((pos, p)),
                 }
             }
-            let mut sources: Vec<RecordBatch> = Vec::new();
-            if let Some(t) = self.chunk.table(table) {
+            let new = self.chunk.table(table);
+            if let Some(t) = new {
                 rows_added.insert(table, t.batch.num_rows() as u64);
-                let batch = apply_patches(ts, &t.batch, &new_patches)?;
-                sources.push(datafile::physical(ts, &batch, snapshot)?);
             }
-            // Rows of files this process wrote are taken from memory; the other
-            // files are fetched at once, then decoded on every core.
             let stored: Vec<StoredPatches> = stored
                 .into_iter()
                 .map(|(path, mut rows)| {
                     rows.sort_by_key(|r| r.0);
+                    retired.insert(path.to_string(), rows.iter().map(|r| r.0).collect());
                     (path, rows)
                 })
                 .collect();
-            let origins: Vec<Either<RecordBatch, bytes::Bytes>> =
-                futures::stream::iter(stored.iter())
-                    .map(|(path, rows)| async move {
-                        let positions: Vec<u32> = rows.iter().map(|r| r.0).collect();
-                        if let Some(kept) = self.files.written_rows(path, &positions)? {
-                            return Ok(Either::Left(kept));
-                        }
-                        let got = self.loc.store.get(&self.loc.child(path)).await?;
-                        Ok::<_, Error>(Either::Right(got.bytes().await?))
-                    })
-                    .buffered(8)
-                    .try_collect()
-                    .await?;
+            if new.is_some() || !stored.is_empty() {
+                plans.push(TablePlan {
+                    ts: self.schema.table(table),
+                    new,
+                    new_patches,
+                    stored,
+                });
+            }
+        }
+        // Files this process wrote are at hand; the others are fetched at once.
+        let origins: Vec<Either<RecordBatch, bytes::Bytes>> = futures::stream::iter(
+            plans
+                .iter()
+                .flat_map(|p| p.stored.iter().map(|(path, _)| path)),
+        )
+        .map(|path| async move {
+            if let Some(kept) = self.files.written(path) {
+                return Ok(Either::Left(kept));
+            }
+            let got = self.loc.store.get(&self.loc.child(path)).await?;
+            Ok::<_, Error>(Either::Right(got.bytes().await?))
+        })
+        .buffered(8)
+        .try_collect()
+        .await?;
+        // Tables are independent: each is gathered on a core of its own, its
+        // copies on every core.
+        let mut origins = origins.into_iter();
+        let jobs: Vec<(TablePlan, Vec<Either<RecordBatch, bytes::Bytes>>)> = plans
+            .into_iter()
+            .map(|p| {
+                let o = origins.by_ref().take(p.stored.len()).collect();
+                (p, o)
+            })
+            .collect();
+        // Each row's object anchor is looked up once, here, and decides both
+        // the row's partition and its place in the file.
+        let anchor_of_id = |id: i64| {
+            self.index
+                .anchor(id)
+                .or_else(|| chunk_anchor.get(&id).copied())
+        };
+        let order = self.state.ingest_order();
+        let out: Vec<TableRows> = parallel_map(&jobs, |(plan, origins)| {
+            let ts = plan.ts;
+            let mut sources: Vec<RecordBatch> = Vec::new();
+            if let Some(t) = plan.new {
+                let batch = apply_patches(ts, &t.batch, &plan.new_patches)?;
+                sources.push(datafile::physical_at(
+                    ts,
+                    &batch,
+                    snapshot,
+                    t.healpix.as_ref(),
+                )?);
+            }
             let copies = parallel_map(
-                &stored.iter().zip(origins).collect::<Vec<_>>(),
+                &plan.stored.iter().zip(origins).collect::<Vec<_>>(),
                 |((path, rows), origin)| {
+                    let positions: Vec<u32> = rows.iter().map(|r| r.0).collect();
                     let taken = match origin {
-                        Either::Left(kept) => kept.clone(),
+                        Either::Left(kept) => arrow_select::take::take_record_batch(
+                            kept,
+                            &arrow_array::UInt32Array::from(positions),
+                        )?,
                         Either::Right(bytes) => {
-                            let positions: Vec<u32> = rows.iter().map(|r| r.0).collect();
                             datafile::decode_rows(bytes.clone(), path, &positions)?
                         }
                     };
@@ -929,19 +918,9 @@ impl<'a> Ingest<'a> {
                     datafile::physical(ts, &apply_patches(ts, &served, &local)?, snapshot)
                 },
             )?;
-            for ((path, rows), patched) in stored.iter().zip(copies) {
-                sources.push(patched);
-                retired.insert(path.to_string(), rows.iter().map(|r| r.0).collect());
-            }
-            if !sources.is_empty() {
-                out.push(table_rows(
-                    ts,
-                    self.state.ingest_order(),
-                    sources,
-                    &anchor_of_id,
-                )?);
-            }
-        }
+            sources.extend(copies);
+            table_rows(ts, order, sources, &anchor_of_id)
+        })?;
 
         // Write one file per partition touched.
         // Encoding is CPU-bound and partitions are independent: use every core.
@@ -985,6 +964,7 @@ impl<'a> Ingest<'a> {
                 rows_added,
                 rows_updated,
             },
+            new_anchors,
         })
     }
 
@@ -1085,6 +1065,16 @@ fn with_ancestors(cells: impl Iterator<Item = Cell>) -> HashSet<Cell> {
         }
     }
     out
+}
+
+/// The order-29 index of a row's position in a chunk file of a table with
+/// positions (required and checked finite when the chunk was read).
+fn position_index(t: &crate::chunk::TableFile) -> impl Fn(usize) -> i64 + '_ {
+    let (ra, dec) = radec(&t.batch);
+    move |row| match &t.healpix {
+        Some(h) if h.is_valid(row) => h.value(row),
+        _ => healpix::healpix_29(ra.value(row), dec.value(row)),
+    }
 }
 
 /// A required Int64 column of a checked chunk file.
@@ -1295,7 +1285,8 @@ fn encode_partitions(
     snapshot: u64,
     tables: &[TableRows],
 ) -> Result<Vec<(bytes::Bytes, FileEntry, RecordBatch)>> {
-    let mut jobs: Vec<(&TableRows, Option<Cell>, &[(usize, usize)])> = tables
+    type Job<'t> = (&'t TableRows, Option<Cell>, &'t [(usize, usize)]);
+    let mut jobs: Vec<Job> = tables
         .iter()
         .flat_map(|t| {
             t.partitions
@@ -1305,7 +1296,7 @@ fn encode_partitions(
         .collect();
     // Largest files first, so that no core is left encoding a big one alone
     // at the end (a wide DiaObject row costs several narrow ones).
-    let cost = |(t, _, rows): &(&TableRows, Option<Cell>, &[(usize, usize)])| {
+    let cost = |(t, _, rows): &Job| {
         rows.len() * t.sources.first().map_or(1, |b| b.num_columns())
     };
     jobs.sort_by_key(|j| std::cmp::Reverse(cost(j)));

@@ -1,7 +1,9 @@
 //! Random chunk sequences (new versions, late versions, withdrawals,
 //! reassignments, closures, in-place updates) checked at every snapshot
 //! against a plain in-memory model of CHUNKS.md §4 — before and after
-//! compaction, and from a freshly opened handle.
+//! compaction, and from a freshly opened handle. Some chunks are committed
+//! through a second handle, so rows are found both in the memory of the
+//! handle that wrote them and in the store.
 
 mod support;
 
@@ -412,7 +414,17 @@ async fn run(seed: u64, chunks: usize) -> u64 {
     for i in 0..chunks {
         let chunk = next_chunk(&mut rng, &mut model, 10 + i as i64, &mut ids);
         let path = chunk.write(dir.path());
-        cat.ingest(&loc(&path))
+        // Every third chunk goes through a handle of its own, as another
+        // process would: it has no rows in memory and reads what `cat` wrote
+        // from the store, and `cat` must then see its commit.
+        let other = match i % 3 {
+            2 => Some(Catalog::open(&url).await.unwrap()),
+            _ => None,
+        };
+        other
+            .as_ref()
+            .unwrap_or(&cat)
+            .ingest(&loc(&path))
             .await
             .unwrap_or_else(|e| panic!("chunk {i} of seed {seed}: {e}"));
         models.push(model.clone());
