@@ -26,9 +26,11 @@ pub const DEFAULT_PARTITION_ORDER: u8 = 6;
 const COMMIT_ATTEMPTS: usize = 32;
 /// Key columns of stored files kept in memory between commits (ingest re-reads them).
 const COLUMN_CACHE_BYTES: u64 = 512 << 20;
-/// DiaObject files this process wrote, kept whole: the next chunks copy the
-/// versions they close from them and look up objects in them.
-const WRITTEN_CACHE_BYTES: u64 = 1 << 30;
+/// DiaObject, DiaSource and DiaForcedSource files this process wrote, kept
+/// whole: the next chunks look up the rows they update in them and copy those
+/// rows from them. About a night's worth (a night of 10^6 DiaSources takes
+/// ~1 GiB); older files are decoded from the store as before.
+const WRITTEN_CACHE_BYTES: u64 = 2 << 30;
 
 /// A catalog: a snapshot log and the partitioned Parquet files it lists.
 pub struct Catalog {

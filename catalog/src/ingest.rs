@@ -927,7 +927,12 @@ impl<'a> Ingest<'a> {
         let encoded = encode_partitions(self.schema, snapshot, &out)?;
         let added: Vec<FileEntry> = futures::stream::iter(encoded)
             .map(|(bytes, entry, sorted)| async move {
-                if entry.table == TableId::DiaObject {
+                // Later chunks of a night revisit these rows (versions closed,
+                // sources withdrawn or reassigned): from memory, not decoded.
+                if matches!(
+                    entry.table,
+                    TableId::DiaObject | TableId::DiaSource | TableId::DiaForcedSource
+                ) {
                     self.files.wrote(&entry.path, sorted);
                 }
                 self.loc
