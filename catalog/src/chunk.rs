@@ -131,6 +131,8 @@ pub struct TableFile {
     /// Each row's position as an order-29 HEALPix index, for tables with
     /// positions (worked out while the chunk is read, off the commit's path).
     pub healpix: Option<Int64Array>,
+    /// The row of each value of the table's key (unique, checked when read).
+    pub rows_by_key: foldhash::HashMap<Key, usize>,
 }
 
 /// A chunk read and checked file by file (key and update checks need the catalog).
@@ -344,6 +346,7 @@ pub async fn load(loc: &store::Location, schema: &CatalogSchema) -> Result<Loade
             let ts = schema.table(id);
             let conformed = conform(&batch, ts, &f.path, &src)?;
             check_values(&conformed, ts, &f.path, &src)?;
+            let rows_by_key = unique_keys(&conformed, ts, &f.path, &src)?;
             let healpix = id
                 .has_position()
                 .then(|| crate::datafile::healpix_column(&conformed));
@@ -352,6 +355,7 @@ pub async fn load(loc: &store::Location, schema: &CatalogSchema) -> Result<Loade
                 path: f.path.clone(),
                 batch: conformed,
                 healpix,
+                rows_by_key,
             });
         }
     }
@@ -539,14 +543,14 @@ fn check_values(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) ->
             ));
         }
     }
-    unique_keys(batch, ts, file, src)
+    Ok(())
 }
 
-/// A table key's values in one row, unused trailing places `i64::MIN`.
+/// A table key's values in one row: floats by their bits, NULL as
+/// `i64::MIN`, unused trailing places 0.
 pub(crate) type Key = [i64; 3];
 
-/// The keys of every row, built a column at a time (floats by their bits, NULL
-/// as `i64::MIN`).
+/// The keys of every row, built a column at a time.
 pub(crate) fn keys_of(cols: &[ArrayRef], rows: usize) -> Result<Vec<Key>> {
     let mut keys = vec![[0i64; 3]; rows];
     for (i, c) in cols.iter().enumerate() {
@@ -574,13 +578,14 @@ pub(crate) fn keys_of(cols: &[ArrayRef], rows: usize) -> Result<Vec<Key>> {
 
 /// Refuses keys that repeat inside the file (§4.4): the table's key, and for
 /// DiaForcedSource its own id too. Part of reading the chunk, so it runs
-/// while the chunk before commits.
-fn unique_keys(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) -> Result<()> {
-    let mut keys: Vec<&[&str]> = vec![&ts.key];
-    if ts.id == TableId::DiaForcedSource {
-        keys.push(&["diaForcedSourceId"]);
-    }
-    for key in keys {
+/// while the chunk before commits. Returns the row of each value of the key.
+fn unique_keys(
+    batch: &RecordBatch,
+    ts: &TableSchema,
+    file: &str,
+    src: &str,
+) -> Result<foldhash::HashMap<Key, usize>> {
+    let rows = |key: &[&str]| -> Result<foldhash::HashMap<Key, usize>> {
         let cols: Vec<ArrayRef> = key
             .iter()
             .filter_map(|n| batch.column_by_name(n).cloned())
@@ -602,8 +607,13 @@ fn unique_keys(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) -> 
                 ));
             }
         }
+        Ok(seen)
+    };
+    let by_key = rows(&ts.key)?;
+    if ts.id == TableId::DiaForcedSource {
+        rows(&["diaForcedSourceId"])?;
     }
-    Ok(())
+    Ok(by_key)
 }
 
 /// The columns of the `updates` file (CHUNKS.md §3).

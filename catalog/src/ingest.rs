@@ -403,9 +403,13 @@ impl<'a> Ingest<'a> {
             .iter()
             .filter_map(|id| self.index.cell(order, *id))
             .collect();
-        for path in self.files_in_cells(TableId::DiaObject, &cells) {
-            self.read_stored(&mut cache, &path, &obj_cols).await?;
-            let f = &cache[&path];
+        let paths = self.files_in_cells(TableId::DiaObject, &cells);
+        for path in &paths {
+            self.read_stored(&mut cache, path, &obj_cols).await?;
+        }
+        // Each file is scanned whole for the touched ids: on every core.
+        let found = parallel_map(&paths, |path| {
+            let f = &cache[path];
             let c = columns(&f.batch, &obj_cols);
             let (ids, start) = (
                 c[0].as_primitive::<Int64Type>(),
@@ -416,23 +420,31 @@ impl<'a> Ingest<'a> {
                 c[3].as_primitive::<Int32Type>(),
             );
             let p: Arc<str> = Arc::from(path.as_str());
+            let mut versions = Vec::new();
             for (row, id) in ids.values().iter().enumerate() {
                 if touched.contains(id) && f.live(row) {
                     let e = end.is_valid(row).then(|| end.value(row));
                     let n = ndia.is_valid(row).then(|| ndia.value(row));
-                    objects.entry(*id).or_default().push(Version {
-                        start: start.value(row),
-                        end: e,
-                        n_dia: n,
-                        orig_end: e,
-                        orig_n_dia: n,
-                        at: RowRef::Stored {
-                            path: p.clone(),
-                            pos: row as u32,
+                    versions.push((
+                        *id,
+                        Version {
+                            start: start.value(row),
+                            end: e,
+                            n_dia: n,
+                            orig_end: e,
+                            orig_n_dia: n,
+                            at: RowRef::Stored {
+                                path: p.clone(),
+                                pos: row as u32,
+                            },
                         },
-                    });
+                    ));
                 }
             }
+            Ok(versions)
+        })?;
+        for (id, v) in found.into_iter().flatten() {
+            objects.entry(id).or_default().push(v);
         }
         for v in objects.values_mut() {
             v.sort_by(|a, b| a.start.total_cmp(&b.start));
@@ -503,28 +515,16 @@ impl<'a> Ingest<'a> {
             .as_ref()
             .map(|u| u.0.clone())
             .unwrap_or_default();
-        let new_sources: HashMap<i64, usize> = self
+        // The chunk's own rows by key, as found when it was read.
+        let none = HashMap::new();
+        let new_sources = self
             .chunk
             .table(TableId::DiaSource)
-            .map(|t| {
-                let ids = i64s(&t.batch, "diaSourceId");
-                ids.values()
-                    .iter()
-                    .enumerate()
-                    .map(|(r, id)| (*id, r))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let new_forced: HashMap<Key, usize> = self
+            .map_or(&none, |t| &t.rows_by_key);
+        let new_forced = self
             .chunk
             .table(TableId::DiaForcedSource)
-            .map(|t| {
-                let c = columns(&t.batch, &fsrc_cols[..3]);
-                (0..t.batch.num_rows())
-                    .map(|r| (key_at(&c, r), r))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .map_or(&none, |t| &t.rows_by_key);
 
         // Locate every stored row the records target, reading each candidate
         // file once: a file is a candidate for a key when it lies near the
@@ -549,7 +549,7 @@ impl<'a> Ingest<'a> {
                     dia_source_id: id,
                     dia_object_id,
                     ..
-                } if !new_sources.contains_key(id) => {
+                } if !new_sources.contains_key(&[*id, 0, 0]) => {
                     want_src
                         .entry([*id, 0, 0])
                         .or_default()
@@ -609,7 +609,7 @@ impl<'a> Ingest<'a> {
                     ..
                 } => {
                     if !sources.contains_key(id) {
-                        let found = if let Some(&row) = new_sources.get(id) {
+                        let found = if let Some(&row) = new_sources.get(&[*id, 0, 0]) {
                             let t = self
                                 .chunk
                                 .table(TableId::DiaSource)
@@ -1301,9 +1301,7 @@ fn encode_partitions(
         .collect();
     // Largest files first, so that no core is left encoding a big one alone
     // at the end (a wide DiaObject row costs several narrow ones).
-    let cost = |(t, _, rows): &Job| {
-        rows.len() * t.sources.first().map_or(1, |b| b.num_columns())
-    };
+    let cost = |(t, _, rows): &Job| rows.len() * t.sources.first().map_or(1, |b| b.num_columns());
     jobs.sort_by_key(|j| std::cmp::Reverse(cost(j)));
     let encoded = parallel_map(&jobs, |(rows, cell, picked)| {
         if picked.is_empty() {
