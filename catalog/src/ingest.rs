@@ -256,11 +256,11 @@ impl<'a> Ingest<'a> {
     async fn check_keys(
         &self,
         ts: &TableSchema,
-        file: &str,
-        batch: &RecordBatch,
+        t: &crate::chunk::TableFile,
         key: &[&str],
         range_col: &str,
     ) -> Result<()> {
+        let (file, batch) = (&t.path, &t.batch);
         if ts.id == TableId::DiaObject {
             return Ok(()); // checked against the object's stored versions in `objects`
         }
@@ -276,12 +276,19 @@ impl<'a> Ingest<'a> {
         if overlapping.is_empty() {
             return Ok(());
         }
-        let cols = columns(batch, key);
-        let seen: HashMap<Key, usize> = keys_of(&cols, batch.num_rows())?
-            .into_iter()
-            .enumerate()
-            .map(|(row, k)| (k, row))
-            .collect();
+        // The table's own key was mapped to rows when the chunk was read.
+        let seen: std::borrow::Cow<HashMap<Key, usize>> = if key == ts.key.as_slice() {
+            std::borrow::Cow::Borrowed(&t.rows_by_key)
+        } else {
+            let cols = columns(batch, key);
+            std::borrow::Cow::Owned(
+                keys_of(&cols, batch.num_rows())?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(row, k)| (k, row))
+                    .collect(),
+            )
+        };
         for path in overlapping {
             let stored = self.files.read(self.loc, ts, &path, key).await?;
             let scols = columns(&stored, key);
@@ -309,17 +316,10 @@ impl<'a> Ingest<'a> {
                 TableId::DiaForcedSource | TableId::DetectorVisitProcessingSummary => "visit",
                 _ => ts.key[0],
             };
-            self.check_keys(ts, &t.path, &t.batch, &ts.key, range_col)
-                .await?;
+            self.check_keys(ts, t, &ts.key, range_col).await?;
             if t.table == TableId::DiaForcedSource {
-                self.check_keys(
-                    ts,
-                    &t.path,
-                    &t.batch,
-                    &["diaForcedSourceId"],
-                    "diaForcedSourceId",
-                )
-                .await?;
+                self.check_keys(ts, t, &["diaForcedSourceId"], "diaForcedSourceId")
+                    .await?;
             }
         }
 
