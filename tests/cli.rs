@@ -251,8 +251,12 @@ fn query_writes_every_format() {
     assert!(tsv.starts_with("diaObjectId\tra\tdec\n"));
     let json: serde_json::Value =
         serde_json::from_str(&ok(&["query", "--format", "json", CONE])).unwrap();
-    assert_eq!(json.as_array().unwrap().len(), 5);
-    assert!(json[0]["diaObjectId"].is_i64());
+    // Columns with their metadata, then rows as arrays (the shape astroquery reads).
+    assert_eq!(json["metadata"][0]["name"], "diaObjectId");
+    assert_eq!(json["metadata"][1]["unit"], "deg");
+    assert_eq!(json["data"].as_array().unwrap().len(), 5);
+    assert!(json["data"][0][0].is_i64());
+    assert_eq!(json["status"], "OK");
     let b2 = ok(&["query", "--format", "votable", CONE]);
     assert!(b2.contains("<BINARY2><STREAM encoding=\"base64\">"), "{b2}");
     let vot = ok(&["query", "--format", "votable-td", CONE]);

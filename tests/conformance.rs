@@ -81,3 +81,32 @@ fn a_pyvo_session_uses_every_feature() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("pyvo-session: 7 passed, 0 failed"), "{text}");
 }
+
+#[test]
+fn every_value_reads_back_the_same_in_every_format_and_reader() {
+    let Some(python) = std::env::var_os("PPDB_PYTHON") else {
+        missing(
+            "PPDB_PYTHON (a python with pyvo and pyarrow)",
+            "python3 -m venv v && v/bin/pip install pyvo pyarrow && PPDB_PYTHON=v/bin/python",
+        );
+        return;
+    };
+    if Command::new("stilts").arg("-version").output().is_err()
+        && missing("stilts", "apt-get install stilts")
+    {
+        return;
+    }
+    let s = Server::start(&[]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/conformance/values_roundtrip.py"
+    );
+    let out = Command::new(python)
+        .args([script, &s.tap])
+        .output()
+        .expect("python runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+}

@@ -14,6 +14,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderB
 use serde_json::Value;
 
 use crate::error::{Error, Location, Refusal, Result};
+use crate::felis::Datatype;
 use crate::schema::{CatalogSchema, TableId, TableSchema};
 use crate::store;
 
@@ -500,6 +501,38 @@ fn check_values(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) ->
                     format!("band {b:?} is not one of u, g, r, i, z, y"),
                 ));
             }
+        }
+    }
+    // Felis `char`, `string` and `text` are VOTable `char`: 7-bit ASCII. Results
+    // declare such columns `char`, which clients read byte by byte, so a stored
+    // value outside ASCII would reach them garbled (or not at all).
+    for c in &ts.felis.columns {
+        if !matches!(c.datatype, Datatype::Char | Datatype::String | Datatype::Text) {
+            continue;
+        }
+        let Some(col) = batch.column_by_name(&c.name) else {
+            continue;
+        };
+        let Some(text) = col.as_string_opt::<i32>() else {
+            continue;
+        };
+        if text.values().is_ascii() {
+            continue;
+        }
+        if let Some((row, v)) = text
+            .iter()
+            .enumerate()
+            .find_map(|(row, v)| v.filter(|v| !v.is_ascii()).map(|v| (row, v)))
+        {
+            return Err(refuse(
+                &c.name,
+                row,
+                format!(
+                    "{v:?} is not ASCII: the schema declares {} as {}, which holds ASCII text only",
+                    c.name,
+                    c.datatype.as_str()
+                ),
+            ));
         }
     }
     if ts.id.has_position() {

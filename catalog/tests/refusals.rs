@@ -568,3 +568,29 @@ async fn closing_before_the_version_starts_is_refused() {
     .await;
     assert_eq!(at(&err).1.as_deref(), Some("validityEndMjdTai"));
 }
+
+#[tokio::test]
+async fn text_outside_ascii_in_a_char_column_is_refused_with_its_row() {
+    let (_d, chunks, cat) = base().await;
+    let r = rows(
+        TableId::DiaSource,
+        &["diaSourceId", "reliabilityVersion"],
+        vec![vec![V::I(20), V::S("v1")], vec![V::I(21), V::S("v2-é")]],
+    );
+    let err = refused(
+        &cat,
+        &chunks,
+        TestChunk::replica(2, vec![r]),
+        Refusal::Value,
+    )
+    .await;
+    assert_eq!(
+        at(&err),
+        (
+            Some("DiaSource.parquet".into()),
+            Some("reliabilityVersion".into()),
+            Some(1)
+        )
+    );
+    assert!(err.to_string().contains("not ASCII"), "{err}");
+}

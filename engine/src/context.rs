@@ -1,10 +1,11 @@
 //! The engine: one DataFusion session template per catalog, and queries pinned to a snapshot.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use catalog::Catalog;
 use catalog::log::{LogState, SnapshotInfo};
@@ -31,7 +32,7 @@ use crate::checksum::Checksum;
 use crate::crossmatch::UPLOAD_SCHEMA;
 use crate::embargo::{self, Access, Embargo, Timing};
 use crate::error::{Error, Result, planner_refusal};
-use crate::format::Format;
+use crate::format::{ColumnInfo, Format};
 use crate::memory::QueryPool;
 use crate::provider::{PpdbTable, View};
 use crate::state::StateStore;
@@ -149,6 +150,9 @@ pub struct QueryResult {
     pub token: Option<String>,
     /// The pinned, reproducible ADQL that ran.
     pub pinned_adql: Option<String>,
+    /// What each column is: its metadata when it names a table column, and
+    /// what its values are known to be (see [`crate::lineage`]).
+    columns: Vec<ColumnInfo>,
     rows: Rows,
     maxrec: Option<u64>,
     sent: u64,
@@ -205,6 +209,7 @@ pub struct Finished {
 
 struct Cached {
     schema: SchemaRef,
+    columns: Vec<ColumnInfo>,
     batches: Vec<RecordBatch>,
     bytes: u64,
     overflow: bool,
@@ -310,6 +315,7 @@ impl QueryResult {
                 token,
                 Arc::new(Cached {
                     schema: self.schema.clone(),
+                    columns: self.columns.clone(),
                     batches: k.batches,
                     bytes: k.bytes,
                     overflow: self.overflow,
@@ -360,6 +366,8 @@ pub struct Engine {
     adql_tables: Vec<adql::Table>,
     served: Vec<tables::Served>,
     tap: Vec<(&'static str, Arc<dyn TableProvider>)>,
+    /// Metadata of the served and `TAP_SCHEMA` columns, by `("schema.table", column)`.
+    column_infos: HashMap<(String, String), ColumnInfo>,
     store_url: ObjectStoreUrl,
     reader: Arc<CachedParquetFileReaderFactory>,
     /// The tables per snapshot and embargo cutoff (as bits).
@@ -442,12 +450,14 @@ impl Engine {
         for f in crate::aggregate::all() {
             base.register_udaf(Arc::new(f))?;
         }
-        let tap = tables::tap_schema(&schema)
-            .into_iter()
+        let tap_batches = tables::tap_schema(&schema);
+        let column_infos = tables::column_infos(&tap_batches);
+        let tap = tap_batches
+            .iter()
             .map(
                 |(name, batch)| -> Result<(&'static str, Arc<dyn TableProvider>)> {
-                    let t = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-                    Ok((name, Arc::new(t) as Arc<dyn TableProvider>))
+                    let t = MemTable::try_new(batch.schema(), vec![vec![batch.clone()]])?;
+                    Ok((*name, Arc::new(t) as Arc<dyn TableProvider>))
                 },
             )
             .collect::<Result<Vec<_>>>()?;
@@ -455,14 +465,14 @@ impl Engine {
         // digest joins the schema version, so a token made before TAP_SCHEMA changed
         // is refused clearly instead of failing its checksum.
         let mut digest = crate::checksum::Checksum::new(true);
-        for (name, batch) in tables::tap_schema(&schema) {
+        for (name, batch) in &tap_batches {
             digest.update(&RecordBatch::try_new(
                 Arc::new(arrow::datatypes::Schema::new(vec![
                     arrow::datatypes::Field::new("table", arrow::datatypes::DataType::Utf8, false),
                 ])),
-                vec![Arc::new(arrow::array::StringArray::from(vec![name]))],
+                vec![Arc::new(arrow::array::StringArray::from(vec![*name]))],
             )?);
-            digest.update(&batch);
+            digest.update(batch);
         }
         let digest = digest.finish();
         let schema_version = format!(
@@ -477,6 +487,7 @@ impl Engine {
             catalog,
             base,
             tap,
+            column_infos,
             store_url,
             reader,
             pinned: moka::sync::Cache::builder()
@@ -723,6 +734,7 @@ impl Engine {
                 timings: Timings::default(),
                 token: Some(record.token.clone()),
                 pinned_adql: Some(record.pinned_adql.clone()),
+                columns: hit.columns.clone(),
                 rows: Rows::Cached(hit.batches.clone().into_iter()),
                 maxrec: None,
                 sent: 0,
@@ -875,14 +887,29 @@ impl Engine {
         } else {
             None
         };
-        let (schema, stream, timings) = match direct {
+        let (schema, stream, timings, columns) = match direct {
             Some(read) => {
                 let (schema, stream) = read?;
                 let timings = Timings {
                     pin: t1.elapsed(),
                     ..Timings::default()
                 };
-                (schema, stream, timings)
+                // A direct read returns plain columns of its one table.
+                let table = query.tables.first();
+                let columns = schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        table
+                            .and_then(|(s, t)| {
+                                self.column_infos
+                                    .get(&(format!("{s}.{t}"), f.name().clone()))
+                            })
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                (schema, stream, timings, columns)
             }
             None => {
                 self.start(
@@ -904,6 +931,7 @@ impl Engine {
             timings,
             token: None,
             pinned_adql: None,
+            columns,
             rows: Rows::Live(stream),
             maxrec,
             sent: 0,
@@ -927,7 +955,12 @@ impl Engine {
         maxrec: Option<u64>,
         limit: Option<(Instant, Duration)>,
         uploads: &[Upload],
-    ) -> Result<(SchemaRef, SendableRecordBatchStream, Timings)> {
+    ) -> Result<(
+        SchemaRef,
+        SendableRecordBatchStream,
+        Timings,
+        Vec<ColumnInfo>,
+    )> {
         let t1 = Instant::now();
         let state = self.session(k, cutoff, uploads).await?;
         let t2 = Instant::now();
@@ -935,6 +968,13 @@ impl Engine {
             .statement_to_plan(DfStatement::Statement(Box::new(query.statement.clone())))
             .await
             .map_err(|e| planner_refusal(text, e))?;
+        let columns = crate::lineage::of(
+            &plan,
+            &Known {
+                columns: &self.column_infos,
+                uploads,
+            },
+        );
         let plan = match maxrec {
             // Above TOPK_ROWS the cut is left to the stream: the planner would turn
             // ORDER BY + LIMIT into a top-k that holds every row it keeps in
@@ -973,7 +1013,7 @@ impl Engine {
             physical: t4 - t3,
             record: Duration::ZERO,
         };
-        Ok((schema, stream, timings))
+        Ok((schema, stream, timings, columns))
     }
 
     /// Plans a query (in its pinned form) without running it, and returns its
@@ -1258,44 +1298,6 @@ fn order_is_fixed(query: &adql::Query) -> bool {
         && no_grouping
 }
 
-/// The DALI shape of each output column that a geometry function makes (`POINT`,
-/// `CIRCLE`, `BOX`, `POLYGON`, `CENTROID`, `ivo_healpix_center`), by position;
-/// empty when a wildcard makes positions unknown.
-fn geometry_columns(query: &adql::Query) -> Vec<Option<(&'static str, &'static str)>> {
-    use datafusion::sql::sqlparser::ast::{Expr, SelectItem, SetExpr, Statement};
-    let Statement::Query(q) = &query.statement else {
-        return Vec::new();
-    };
-    let SetExpr::Select(select) = q.body.as_ref() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for item in &select.projection {
-        let expr = match item {
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
-            _ => return Vec::new(),
-        };
-        let shape = match expr {
-            Expr::Function(f) => {
-                let name = f.name.to_string().to_ascii_lowercase();
-                let u = adql::udf::POINT;
-                if name == u || name == adql::udf::CENTROID || name == adql::udf::HEALPIX_CENTER {
-                    Some(("point", "2"))
-                } else if name == adql::udf::CIRCLE {
-                    Some(("circle", "3"))
-                } else if name == adql::udf::BOX || name == adql::udf::POLYGON {
-                    Some(("polygon", "*"))
-                } else {
-                    None
-                }
-            }
-            _ => None,
-        };
-        out.push(shape);
-    }
-    out
-}
-
 /// What identifies an upload's content: its name, columns and rows.
 fn upload_digest(u: &Upload) -> Result<String> {
     let mut c = Checksum::new(true);
@@ -1426,36 +1428,9 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 }
 
 impl Engine {
-    /// Unit, UCD and description of each result column, from the tables the query read.
+    /// What a result's columns are (units, UCDs, descriptions, shapes) and the
+    /// `INFO`s that say where it came from, for the formats that carry them.
     pub fn describe(&self, result: &QueryResult) -> crate::format::Describe {
-        let schema = self.catalog.schema();
-        let read: Vec<&tables::Served> = result
-            .query
-            .tables
-            .iter()
-            .filter_map(|(s, n)| self.served.iter().find(|t| t.schema == s && t.name == n))
-            .collect();
-        let shapes = geometry_columns(&result.query);
-        let columns = result
-            .schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let mut info = read
-                    .iter()
-                    .find_map(|t| schema.table(t.stored).felis.column(f.name()))
-                    .map(|c| crate::format::ColumnInfo {
-                        unit: c.unit.clone(),
-                        ucd: c.ucd.clone(),
-                        description: Some(c.description.clone()),
-                        geometry: None,
-                    })
-                    .unwrap_or_default();
-                info.geometry = shapes.get(i).copied().flatten();
-                info
-            })
-            .collect();
         let mut infos = vec![
             ("snapshot".into(), result.snapshot.snapshot.to_string()),
             (
@@ -1470,10 +1445,46 @@ impl Engine {
             infos.push(("pinned_adql".into(), p.clone()));
         }
         crate::format::Describe {
-            columns,
+            columns: result.columns.clone(),
             infos,
             replay_url: None,
         }
+    }
+}
+
+/// What the lineage of a result starts from: the columns of the served tables
+/// and `TAP_SCHEMA`, and the uploads of this query.
+struct Known<'a> {
+    columns: &'a HashMap<(String, String), ColumnInfo>,
+    uploads: &'a [Upload],
+}
+
+impl crate::lineage::Sources for Known<'_> {
+    fn column(&self, schema: &str, table: &str, column: &str) -> Option<ColumnInfo> {
+        if schema != UPLOAD_SCHEMA {
+            return self
+                .columns
+                .get(&(format!("{schema}.{table}"), column.to_string()))
+                .cloned();
+        }
+        let upload = self.uploads.iter().find(|u| u.name == table)?;
+        let batch = &upload.batch;
+        let i = batch.schema().index_of(column).ok()?;
+        let field = batch.schema().field(i).clone();
+        let meta = field.metadata();
+        // Shown as sent: `unicodeChar` stays so, and `char` text must be ASCII to stay `char`.
+        let ascii = !meta.contains_key(crate::upload::UNICODE)
+            && batch
+                .column(i)
+                .as_string_opt::<i32>()
+                .is_none_or(|a| a.values().is_ascii());
+        Some(ColumnInfo {
+            unit: meta.get(crate::upload::UNIT).cloned(),
+            ucd: meta.get(crate::upload::UCD).cloned(),
+            description: None,
+            geometry: None,
+            ascii,
+        })
     }
 }
 

@@ -65,6 +65,12 @@ pub enum Error {
     /// Parquet could not encode the result.
     #[error("result encoding failed")]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
+    /// A value does not fit the type its column was declared with.
+    #[error("result encoding failed: {message}")]
+    Encode {
+        /// Which value, and what its column declares.
+        message: String,
+    },
     /// Writing the result failed.
     #[error("writing the result failed")]
     Io(#[from] std::io::Error),

@@ -8,7 +8,6 @@
 //! DataFusion.
 
 mod aggregate;
-mod binary2;
 pub mod checksum;
 mod colocate;
 mod context;
@@ -20,6 +19,7 @@ pub mod format;
 mod geometry;
 #[doc(hidden)]
 pub mod kernels;
+mod lineage;
 mod lookup;
 mod memory;
 mod provider;

@@ -29,6 +29,15 @@ pub struct Upload {
     pub batch: RecordBatch,
 }
 
+/// Field metadata of an upload's columns, as its FIELDs declared them: the unit,
+/// the UCD, and whether text was declared `unicodeChar` (results show such a
+/// column as it was sent). It travels with the stored copy a replay reads.
+pub(crate) const UNIT: &str = "unit";
+/// See [`UNIT`].
+pub(crate) const UCD: &str = "ucd";
+/// See [`UNIT`].
+pub(crate) const UNICODE: &str = "votable.unicodeChar";
+
 fn bad(name: &str, message: impl Into<String>) -> Error {
     Error::Upload {
         message: format!("upload '{name}': {}", message.into()),
@@ -85,7 +94,17 @@ impl Upload {
                     )
                 })?;
             }
-            fields.push(Field::new(&f.name, array.data_type().clone(), true));
+            let mut meta = std::collections::HashMap::new();
+            if let Some(u) = &f.unit {
+                meta.insert(UNIT.to_string(), u.clone());
+            }
+            if let Some(u) = &f.ucd {
+                meta.insert(UCD.to_string(), u.clone());
+            }
+            if f.kind == Type::UnicodeChar {
+                meta.insert(UNICODE.to_string(), "true".to_string());
+            }
+            fields.push(Field::new(&f.name, array.data_type().clone(), true).with_metadata(meta));
             arrays.push(array);
         }
         if fields.is_empty() {
@@ -102,6 +121,8 @@ impl Upload {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Type {
     Boolean,
+    /// A single bit, read as a boolean (astropy writes boolean columns so).
+    Bit,
     UnsignedByte,
     Short,
     Int,
@@ -124,6 +145,9 @@ struct FieldDef {
     null: Option<String>,
     /// Whether the strings are ISO-8601 times (`xtype="timestamp"`).
     timestamp: bool,
+    /// The FIELD's unit and UCD, kept for results that show the column.
+    unit: Option<String>,
+    ucd: Option<String>,
 }
 
 enum Column {
@@ -143,7 +167,7 @@ impl Column {
             return Column::Array(Vec::new());
         }
         match f.kind {
-            Type::Boolean => Column::Boolean(Vec::new()),
+            Type::Boolean | Type::Bit => Column::Boolean(Vec::new()),
             Type::UnsignedByte | Type::Short => Column::Short(Vec::new()),
             Type::Int => Column::Int(Vec::new()),
             Type::Long => Column::Long(Vec::new()),
@@ -198,6 +222,7 @@ fn field_def(name: &str, e: &BytesStart<'_>, position: usize) -> Result<FieldDef
     let datatype = attr(e, "datatype").unwrap_or_default();
     let kind = match datatype.as_str() {
         "boolean" => Type::Boolean,
+        "bit" => Type::Bit,
         "unsignedByte" => Type::UnsignedByte,
         "short" => Type::Short,
         "int" => Type::Int,
@@ -211,7 +236,8 @@ fn field_def(name: &str, e: &BytesStart<'_>, position: usize) -> Result<FieldDef
                 name,
                 format!(
                     "column '{field}' has datatype '{other}', which uploads do not take \
-                     (use boolean, short, int, long, float, double or char)"
+                     (use boolean, bit, unsignedByte, short, int, long, float, double, char \
+                     or unicodeChar)"
                 ),
             ));
         }
@@ -239,6 +265,12 @@ fn field_def(name: &str, e: &BytesStart<'_>, position: usize) -> Result<FieldDef
     };
     let text = matches!(kind, Type::Char | Type::UnicodeChar);
     let array = sized && !text && count != Some(1);
+    if array && kind == Type::Bit {
+        return Err(bad(
+            name,
+            format!("column '{field}' is an array of bits; only a single bit (a boolean) is taken"),
+        ));
+    }
     if array && !matches!(kind, Type::Float | Type::Double) {
         return Err(bad(
             name,
@@ -255,6 +287,8 @@ fn field_def(name: &str, e: &BytesStart<'_>, position: usize) -> Result<FieldDef
         array,
         null: None,
         timestamp,
+        unit: attr(e, "unit").filter(|u| !u.is_empty()),
+        ucd: attr(e, "ucd").filter(|u| !u.is_empty()),
     })
 }
 
@@ -569,7 +603,8 @@ fn read_binary(
                 }
             };
             let width = match f.kind {
-                Type::Boolean | Type::Char | Type::UnsignedByte => 1,
+                // A single bit takes a byte of its own.
+                Type::Boolean | Type::Bit | Type::Char | Type::UnsignedByte => 1,
                 Type::Short | Type::UnicodeChar => 2,
                 Type::Int | Type::Float => 4,
                 Type::Long | Type::Double => 8,
@@ -593,6 +628,9 @@ fn read_binary(
             match col {
                 Column::Boolean(v) => v.push(match raw.first() {
                     _ if null => None,
+                    // The bit is the byte's most significant one; astropy 8 sets
+                    // 0x08 instead. Either way the other bits are zero.
+                    Some(b) if f.kind == Type::Bit => Some(*b != 0),
                     Some(b'T' | b't' | b'1') => Some(true),
                     Some(b'F' | b'f' | b'0') => Some(false),
                     _ => None,
@@ -663,6 +701,38 @@ mod tests {
 </TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>"#;
 
     #[test]
+    fn bits_and_unsigned_bytes_as_astropy_writes_them() {
+        // astropy 8 writes a boolean column as `bit`; in BINARY2 it sets 0x08 of the byte.
+        let head = "<VOTABLE><RESOURCE><TABLE><FIELD name=\"b\" datatype=\"bit\"/>\
+                    <FIELD name=\"u\" datatype=\"unsignedByte\" unit=\"mag\"/>\
+                    <FIELD name=\"s\" arraysize=\"5\" datatype=\"unicodeChar\"/>";
+        let td = format!(
+            "{head}<DATA><TABLEDATA><TR><TD>1</TD><TD>1</TD><TD>h\u{e9}llo</TD></TR>\
+             <TR><TD>0</TD><TD>200</TD><TD>x</TD></TR></TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>"
+        );
+        let b2 = format!(
+            "{head}<DATA><BINARY2><STREAM encoding=\"base64\">\
+             AAgBAGgA6QBsAGwAbwAAyAB4AAAAAAAAAAA=</STREAM></BINARY2></DATA></TABLE></RESOURCE></VOTABLE>"
+        );
+        for doc in [td, b2] {
+            let u = Upload::from_votable("t", doc.as_bytes()).unwrap();
+            let b = &u.batch;
+            let bits = b.column(0).as_boolean();
+            assert_eq!((bits.value(0), bits.value(1)), (true, false), "{doc}");
+            let bytes = b.column(1).as_primitive::<arrow::datatypes::Int16Type>();
+            assert_eq!((bytes.value(0), bytes.value(1)), (1, 200), "{doc}");
+            let s = b.column(2).as_string::<i32>();
+            assert_eq!((s.value(0), s.value(1)), ("h\u{e9}llo", "x"), "{doc}");
+            let schema = b.schema();
+            assert_eq!(
+                schema.field(1).metadata().get(UNIT).map(String::as_str),
+                Some("mag")
+            );
+            assert!(schema.field(2).metadata().contains_key(UNICODE));
+        }
+    }
+
+    #[test]
     fn tabledata_with_nulls_and_entities() {
         let u = Upload::from_votable("targets", TD.as_bytes()).unwrap();
         let b = &u.batch;
@@ -678,19 +748,19 @@ mod tests {
     #[test]
     fn binary2_written_by_our_encoder_reads_back() {
         let u = Upload::from_votable("t", TD.as_bytes()).unwrap();
-        let mut enc = crate::binary2::Binary2::new(&u.batch.schema());
-        let mut stream = Vec::new();
-        enc.write(&u.batch, &mut stream).unwrap();
-        enc.finish(&mut stream).unwrap();
-        let doc = format!(
-            "<VOTABLE><RESOURCE><TABLE>\
-             <FIELD name=\"id\" datatype=\"long\"/><FIELD name=\"ra\" datatype=\"double\"/>\
-             <FIELD name=\"dec\" datatype=\"double\"/><FIELD name=\"label\" datatype=\"char\" arraysize=\"*\"/>\
-             <DATA><BINARY2><STREAM encoding=\"base64\">{}</STREAM></BINARY2></DATA></TABLE></RESOURCE></VOTABLE>",
-            String::from_utf8(stream).unwrap()
-        );
-        let back = Upload::from_votable("t", doc.as_bytes()).unwrap();
-        assert_eq!(back.batch, u.batch);
+        let mut doc = Vec::new();
+        crate::format::write(
+            crate::format::Format::Votable,
+            &u.batch.schema(),
+            std::slice::from_ref(&u.batch),
+            &crate::format::Describe::default(),
+            false,
+            &mut doc,
+        )
+        .unwrap();
+        let back = Upload::from_votable("t", &doc).unwrap();
+        // The text column went out as unicodeChar (nothing said it was ASCII).
+        assert_eq!(back.batch.columns(), u.batch.columns());
     }
 
     #[test]

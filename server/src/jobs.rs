@@ -602,7 +602,7 @@ async fn execute(app: &Shared, id: &str) {
             Err(e)
         }
     };
-    let media = tap::content_type(request.format);
+    let media = request.format.media_type();
     match (outcome, stored) {
         (_, Err(e)) => finish(Err(format!("storing the result failed: {}", e.message()))).await,
         (Ok(Outcome::Done { rows }), Ok(())) => finish(Ok((rows, size, token, media))).await,

@@ -516,19 +516,6 @@ fn status_of(e: &engine::Error) -> StatusCode {
     }
 }
 
-/// The media type of a format's documents.
-pub(crate) fn content_type(format: Format) -> &'static str {
-    match format {
-        Format::Votable => "application/x-votable+xml; serialization=BINARY2",
-        Format::VotableTd => "application/x-votable+xml; serialization=TABLEDATA",
-        Format::Csv => "text/csv; charset=utf-8",
-        Format::Tsv => "text/tab-separated-values; charset=utf-8",
-        Format::Json => "application/json",
-        Format::Parquet => "application/vnd.apache.parquet",
-        Format::Table => "text/plain; charset=utf-8",
-    }
-}
-
 /// Bytes written by a result writer, handed on in pieces.
 #[derive(Clone, Default)]
 struct Pending(Arc<Mutex<Vec<u8>>>);
@@ -653,7 +640,7 @@ fn stream(
     let mut response = Response::new(Body::from_stream(body));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(format)),
+        HeaderValue::from_static(format.media_type()),
     );
     if let Some(t) = token
         && let Ok(v) = HeaderValue::from_str(&t)
@@ -703,28 +690,21 @@ async fn capabilities(State(app): State<Shared>) -> Response {
     ] {
         geo.push_str(&format!("<feature><form>{g}</form></feature>"));
     }
-    let formats: &[(&str, &str, Option<&str>)] = &[
-        (
-            "application/x-votable+xml",
-            "votable",
-            Some("ivo://ivoa.net/std/TAPRegExt#output-votable-binary2"),
-        ),
-        (
-            "application/x-votable+xml;serialization=TABLEDATA",
-            "votable/td",
-            Some("ivo://ivoa.net/std/TAPRegExt#output-votable-td"),
-        ),
-        ("text/csv", "csv", None),
-        ("text/tab-separated-values", "tsv", None),
-        ("application/json", "json", None),
-        ("application/vnd.apache.parquet", "parquet", None),
-    ];
     let mut outputs = String::new();
-    for (mime, alias, id) in formats {
+    for f in Format::ALL {
+        let Some((mime, id)) = f.advertised() else {
+            continue;
+        };
         match id {
             Some(id) => outputs.push_str(&format!("<outputFormat ivo-id=\"{id}\">")),
             None => outputs.push_str("<outputFormat>"),
         }
+        // The alias is the short name RESPONSEFORMAT takes (`votable/td` reads as well).
+        let alias = if f == Format::VotableTd {
+            "votable/td"
+        } else {
+            f.name()
+        };
         outputs.push_str(&format!(
             "<mime>{mime}</mime><alias>{alias}</alias></outputFormat>"
         ));

@@ -1,9 +1,9 @@
 //! VOTable BINARY2 rows: per row a null-flag bitmap, then each value big-endian,
 //! the whole stream base64-encoded.
 //!
-//! The types written match [`crate::format::votable_field`], which declares the
-//! FIELDs: a value must be laid out as its FIELD says or every later byte of the
-//! stream is misread.
+//! Each value is laid out as its FIELD declares it ([`FieldType`]): a value
+//! written any other way shifts every later byte of the stream, and a client
+//! then reads every later column and row wrong.
 
 use std::io::Write;
 
@@ -14,11 +14,12 @@ use arrow::array::{
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type,
-    Int32Type, Int64Type, SchemaRef, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use data_encoding::BASE64;
 
+use super::votable::{FieldType, check_count};
 use crate::error::Result;
 
 /// Bytes per base64 line (76 characters).
@@ -26,16 +27,16 @@ const LINE: usize = 57;
 
 /// Encodes batches into one BINARY2 stream.
 pub(crate) struct Binary2 {
-    columns: usize,
+    types: Vec<FieldType>,
     // Bytes not yet encoded: base64 works in groups of three, and rows do not.
     carry: Vec<u8>,
 }
 
 impl Binary2 {
-    /// An encoder for rows of `schema`.
-    pub fn new(schema: &SchemaRef) -> Binary2 {
+    /// An encoder for rows whose columns are declared as `types`.
+    pub fn new(types: Vec<FieldType>) -> Binary2 {
         Binary2 {
-            columns: schema.fields().len(),
+            types,
             carry: Vec::new(),
         }
     }
@@ -48,10 +49,11 @@ impl Binary2 {
         let columns: Vec<(Option<&NullBuffer>, Column)> = b
             .columns()
             .iter()
-            .map(|c| Ok((c.nulls(), Column::of(c.as_ref(), &opts)?)))
+            .zip(&self.types)
+            .map(|(c, t)| Ok((c.nulls(), Column::of(c.as_ref(), t, &opts)?)))
             .collect::<Result<_>>()?;
         let mut buf = std::mem::take(&mut self.carry);
-        let flags = self.columns.div_ceil(8);
+        let flags = self.types.len().div_ceil(8);
         let mut text = String::new();
         for r in 0..b.num_rows() {
             let at = buf.len();
@@ -61,7 +63,7 @@ impl Binary2 {
                 if !valid {
                     buf[at + i / 8] |= 0x80 >> (i % 8);
                 }
-                c.put(r, valid, &mut text, &mut buf);
+                c.put(r, valid, &mut text, &mut buf)?;
             }
         }
         let whole = buf.len() / LINE * LINE;
@@ -99,17 +101,31 @@ enum Column<'a> {
     Float(Vec<f32>),
     Float32(&'a [f32]),
     Float64(&'a [f64]),
-    /// A DALI geometry array: a count, then the values.
-    Doubles(&'a ListArray),
-    /// Text: a count, then UTF-8 bytes.
-    Utf8(&'a StringArray),
-    LargeUtf8(&'a LargeStringArray),
-    Utf8View(&'a StringViewArray),
-    Formatted(ArrayFormatter<'a>),
+    /// A DALI geometry array: the values, after their count unless the FIELD
+    /// fixes it.
+    Doubles(&'a ListArray, Option<usize>),
+    /// Text: a count, then the characters (`char`: ASCII bytes; `unicodeChar`:
+    /// UTF-16 code units, big-endian).
+    Utf8(&'a StringArray, Text),
+    LargeUtf8(&'a LargeStringArray, Text),
+    Utf8View(&'a StringViewArray, Text),
+    Formatted(ArrayFormatter<'a>, Text),
+}
+
+/// How a text column is declared.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Text {
+    Char,
+    Unicode,
 }
 
 impl<'a> Column<'a> {
-    fn of(c: &'a dyn Array, opts: &'a FormatOptions<'a>) -> Result<Column<'a>> {
+    fn of(c: &'a dyn Array, t: &FieldType, opts: &'a FormatOptions<'a>) -> Result<Column<'a>> {
+        let text = if t.datatype == "unicodeChar" {
+            Text::Unicode
+        } else {
+            Text::Char
+        };
         fn widen<T: ArrowPrimitiveType, U>(c: &dyn Array, f: impl Fn(T::Native) -> U) -> Vec<U> {
             c.as_primitive::<T>()
                 .values()
@@ -131,18 +147,19 @@ impl<'a> Column<'a> {
             DataType::Float32 => Column::Float32(c.as_primitive::<Float32Type>().values()),
             DataType::Float64 => Column::Float64(c.as_primitive::<Float64Type>().values()),
             DataType::List(f) if f.data_type() == &DataType::Float64 => {
-                Column::Doubles(c.as_list::<i32>())
+                Column::Doubles(c.as_list::<i32>(), t.fixed_count())
             }
-            DataType::Utf8 => Column::Utf8(c.as_string::<i32>()),
-            DataType::LargeUtf8 => Column::LargeUtf8(c.as_string::<i64>()),
-            DataType::Utf8View => Column::Utf8View(c.as_string_view()),
-            _ => Column::Formatted(ArrayFormatter::try_new(c, opts)?),
+            DataType::Utf8 => Column::Utf8(c.as_string::<i32>(), text),
+            DataType::LargeUtf8 => Column::LargeUtf8(c.as_string::<i64>(), text),
+            DataType::Utf8View => Column::Utf8View(c.as_string_view(), text),
+            _ => Column::Formatted(ArrayFormatter::try_new(c, opts)?, text),
         })
     }
 
     /// Appends row `r`'s value (its bytes are written even when null, as BINARY2
-    /// asks: zero for integers, NaN for floats, an empty array or string).
-    fn put(&self, r: usize, valid: bool, text: &mut String, buf: &mut Vec<u8>) {
+    /// asks: zero for integers, NaN for floats, an empty array or string, NaNs
+    /// for a fixed-size array).
+    fn put(&self, r: usize, valid: bool, text: &mut String, buf: &mut Vec<u8>) -> Result<()> {
         fn number<T: Copy>(v: &[T], r: usize, valid: bool, null: T) -> T {
             if valid { v[r] } else { null }
         }
@@ -167,39 +184,66 @@ impl<'a> Column<'a> {
             Column::Float64(v) => {
                 buf.extend_from_slice(&number(v, r, valid, f64::NAN).to_be_bytes())
             }
-            Column::Doubles(a) => {
+            Column::Doubles(a, fixed) => {
                 if !valid {
-                    buf.extend_from_slice(&0u32.to_be_bytes());
-                    return;
+                    match fixed {
+                        Some(n) => {
+                            for _ in 0..*n {
+                                buf.extend_from_slice(&f64::NAN.to_be_bytes());
+                            }
+                        }
+                        None => buf.extend_from_slice(&0u32.to_be_bytes()),
+                    }
+                    return Ok(());
                 }
                 let l = a.value(r);
                 let v = l.as_primitive::<Float64Type>();
-                buf.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                check_count(v.len(), *fixed)?;
+                if fixed.is_none() {
+                    buf.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                }
                 for i in 0..v.len() {
                     let x = if v.is_valid(i) { v.value(i) } else { f64::NAN };
                     buf.extend_from_slice(&x.to_be_bytes());
                 }
             }
-            Column::Utf8(a) => put_text(valid.then(|| a.value(r)), buf),
-            Column::LargeUtf8(a) => put_text(valid.then(|| a.value(r)), buf),
-            Column::Utf8View(a) => put_text(valid.then(|| a.value(r)), buf),
-            Column::Formatted(f) => {
+            Column::Utf8(a, t) => put_text(valid.then(|| a.value(r)), *t, buf),
+            Column::LargeUtf8(a, t) => put_text(valid.then(|| a.value(r)), *t, buf),
+            Column::Utf8View(a, t) => put_text(valid.then(|| a.value(r)), *t, buf),
+            Column::Formatted(f, t) => {
                 text.clear();
                 if valid {
                     use std::fmt::Write as _;
                     let _ = write!(text, "{}", f.value(r));
                 }
-                put_text(Some(text.as_str()), buf)
+                put_text(Some(text.as_str()), *t, buf)
             }
         }
+        Ok(())
     }
 }
 
-/// A string as BINARY2 writes it: its byte count, then its bytes (none when null).
-fn put_text(s: Option<&str>, buf: &mut Vec<u8>) {
+/// A string as BINARY2 writes it: its count, then its characters (none when
+/// null). `char` counts bytes; `unicodeChar` counts UTF-16 code units, two bytes
+/// each (a character beyond the BMP is a surrogate pair, as UTF-16 has it).
+fn put_text(s: Option<&str>, text: Text, buf: &mut Vec<u8>) {
     let s = s.unwrap_or("");
-    buf.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    buf.extend_from_slice(s.as_bytes());
+    match text {
+        Text::Char => {
+            buf.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            buf.extend_from_slice(s.as_bytes());
+        }
+        Text::Unicode => {
+            let at = buf.len();
+            buf.extend_from_slice(&0u32.to_be_bytes());
+            let mut units = 0u32;
+            for u in s.encode_utf16() {
+                buf.extend_from_slice(&u.to_be_bytes());
+                units += 1;
+            }
+            buf[at..at + 4].copy_from_slice(&units.to_be_bytes());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +254,18 @@ mod tests {
     use arrow::datatypes::{Field, Schema};
 
     use super::*;
+    use arrow::datatypes::SchemaRef;
+    use crate::format::{ColumnInfo, Describe};
+
+    fn decoded(out: Vec<u8>) -> Vec<u8> {
+        let text: String = String::from_utf8(out).unwrap().split_whitespace().collect();
+        BASE64.decode(text.as_bytes()).unwrap()
+    }
+
+    /// Declarations as for a computed result: text as unicodeChar, arrays variable.
+    fn types(schema: &SchemaRef) -> Vec<FieldType> {
+        FieldType::all(schema, &Describe::default())
+    }
 
     #[test]
     fn rows_are_flags_then_big_endian_values_across_batches() {
@@ -229,7 +285,19 @@ mod tests {
             )
             .unwrap()
         };
-        let mut enc = Binary2::new(&schema);
+        // `s` is known to be ASCII (a schema `char` column, say): one byte a character.
+        let ascii = Describe {
+            columns: vec![
+                ColumnInfo::derived(),
+                ColumnInfo::derived(),
+                ColumnInfo {
+                    ascii: true,
+                    ..ColumnInfo::derived()
+                },
+            ],
+            ..Describe::default()
+        };
+        let mut enc = Binary2::new(FieldType::all(&schema, &ascii));
         let mut out = Vec::new();
         enc.write(&batch(Some(7), Some(1.5), Some("ab")), &mut out)
             .unwrap();
@@ -282,7 +350,7 @@ mod tests {
             &DataType::Timestamp(TimeUnit::Second, None)
         );
         let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-        let mut enc = Binary2::new(&schema);
+        let mut enc = Binary2::new(types(&schema));
         let mut out = Vec::new();
         enc.write(&batch, &mut out).unwrap();
         enc.finish(&mut out).unwrap();
@@ -312,5 +380,87 @@ mod tests {
         want.extend_from_slice(&0u32.to_be_bytes());
         want.extend_from_slice(&0u32.to_be_bytes());
         assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn text_not_known_to_be_ascii_is_utf16_counted_in_code_units() {
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![Some("hé𝄞"), None]))],
+        )
+        .unwrap();
+        let types = types(&schema);
+        assert_eq!(types[0].datatype, "unicodeChar");
+        let mut enc = Binary2::new(types);
+        let mut out = Vec::new();
+        enc.write(&batch, &mut out).unwrap();
+        enc.finish(&mut out).unwrap();
+        let mut want = vec![0u8];
+        // h, é, and the clef as a surrogate pair: four code units.
+        want.extend_from_slice(&4u32.to_be_bytes());
+        for u in "hé𝄞".encode_utf16() {
+            want.extend_from_slice(&u.to_be_bytes());
+        }
+        want.push(0x80);
+        want.extend_from_slice(&0u32.to_be_bytes());
+        assert_eq!(decoded(out), want);
+    }
+
+    #[test]
+    fn a_geometry_of_fixed_shape_has_no_count_and_a_null_one_keeps_its_width() {
+        let points = ListArray::from_iter_primitive::<Float64Type, _, _>(vec![
+            Some(vec![Some(10.5), Some(-30.25)]),
+            None,
+        ]);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("p", points.data_type().clone(), true),
+            Field::new("id", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(points),
+                Arc::new(Int64Array::from(vec![Some(1), Some(2)])),
+            ],
+        )
+        .unwrap();
+        let point = Describe {
+            columns: vec![ColumnInfo {
+                geometry: Some(("point", "2")),
+                ..ColumnInfo::derived()
+            }],
+            ..Describe::default()
+        };
+        let types = FieldType::all(&schema, &point);
+        assert_eq!(types[0].arraysize.as_deref(), Some("2"));
+        let mut enc = Binary2::new(types);
+        let mut out = Vec::new();
+        enc.write(&batch, &mut out).unwrap();
+        enc.finish(&mut out).unwrap();
+        let mut want = vec![0u8];
+        want.extend_from_slice(&10.5f64.to_be_bytes());
+        want.extend_from_slice(&(-30.25f64).to_be_bytes());
+        want.extend_from_slice(&1i64.to_be_bytes());
+        want.push(0x80);
+        want.extend_from_slice(&f64::NAN.to_be_bytes());
+        want.extend_from_slice(&f64::NAN.to_be_bytes());
+        want.extend_from_slice(&2i64.to_be_bytes());
+        assert_eq!(decoded(out), want);
+
+        // A value of another length would shift every byte after it: refused.
+        let circle = ListArray::from_iter_primitive::<Float64Type, _, _>(vec![Some(vec![
+            Some(1.0),
+            Some(2.0),
+            Some(3.0),
+        ])]);
+        let one = Arc::new(Schema::new(vec![Field::new(
+            "p",
+            circle.data_type().clone(),
+            true,
+        )]));
+        let batch = RecordBatch::try_new(one.clone(), vec![Arc::new(circle)]).unwrap();
+        let mut enc = Binary2::new(FieldType::all(&one, &point));
+        assert!(enc.write(&batch, &mut Vec::new()).is_err());
     }
 }
