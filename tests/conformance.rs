@@ -110,3 +110,27 @@ fn every_value_reads_back_the_same_in_every_format_and_reader() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains(" passed, 0 failed"), "{text}");
 }
+
+#[test]
+fn an_astroquery_session_queries_uploads_and_sees_its_errors() {
+    let Some(python) = std::env::var_os("PPDB_PYTHON") else {
+        missing(
+            "PPDB_PYTHON (a python with astroquery)",
+            "python3 -m venv v && v/bin/pip install -r tests/conformance/requirements.txt",
+        );
+        return;
+    };
+    let s = Server::start(&[]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/conformance/astroquery_session.py"
+    );
+    let out = Command::new(python)
+        .args([script, &s.tap])
+        .output()
+        .expect("python runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("astroquery-session: 9 passed, 0 failed"), "{text}");
+}

@@ -7,8 +7,10 @@ mod serve;
 use serve::Server;
 
 async fn get(url: &str, params: &[(&str, &str)]) -> (u16, String, String) {
+    // Named as clients name themselves (without a name, /tables answers as for astroquery).
     let r = reqwest::Client::new()
         .get(url)
+        .header("user-agent", "ppdb-tests")
         .query(params)
         .send()
         .await
@@ -143,7 +145,9 @@ async fn errors_come_back_as_error_votables_with_a_position() {
         ),
     ] {
         let (status, ct, body) = get(&sync, &params).await;
-        assert_eq!(status, 200, "{params:?}");
+        // TAP 1.1 §3.3: an error document with an error status (clients such as
+        // astroquery read no message out of a 200).
+        assert_eq!(status, 400, "{params:?}");
         assert!(ct.starts_with("application/x-votable+xml"), "{ct}");
         assert!(
             body.contains("<INFO name=\"QUERY_STATUS\" value=\"ERROR\">"),
@@ -692,4 +696,40 @@ async fn upload_urls_at_private_addresses_are_refused_by_default() {
             "{url}: {text}"
         );
     }
+}
+
+#[tokio::test]
+async fn errors_and_records_do_not_tell_a_caller_where_the_data_lives() {
+    let s = Server::start(&[]);
+    let (status, _, body) = get(&format!("{}/replay/aaaaaaaaaaaaaaaaaaaa", s.tap), &[]).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("unknown token"), "{body}");
+    // No state-store path, no command-line advice.
+    for secret in ["/tmp", "--state", "_state", "file://", "data/sample"] {
+        assert!(!body.contains(secret), "{secret} in {body}");
+    }
+    let (status, _, body) = get(
+        &format!("{}/sync", s.tap),
+        &[("LANG", "ADQL"), ("QUERY", TOP3), ("RESPONSEFORMAT", "csv")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = {
+        let r = reqwest::Client::new()
+            .get(format!("{}/sync", s.tap))
+            .query(&[("LANG", "ADQL"), ("QUERY", TOP3)])
+            .send()
+            .await
+            .unwrap();
+        let token = r.headers()["x-query-token"].to_str().unwrap().to_string();
+        // The record is written once the last row has gone out.
+        r.text().await.unwrap();
+        token
+    };
+    let (status, _, record) = get(&format!("{}/replay/{token}/record", s.tap), &[]).await;
+    assert_eq!(status, 200, "{record}");
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert!(record.get("catalog_url").is_none(), "{record}");
+    assert_eq!(record["token"], token.as_str());
+    assert!(!record.to_string().contains("data/sample"), "{record}");
 }

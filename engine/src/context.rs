@@ -564,17 +564,20 @@ impl Engine {
     }
 
     /// The uploads a token's record names, from the state store.
-    async fn load_uploads(&self, refs: &[UploadRef]) -> Result<Vec<Upload>> {
+    async fn load_uploads(&self, token: &str, refs: &[UploadRef]) -> Result<Vec<Upload>> {
         let mut out = Vec::new();
         for r in refs {
             let key = format!("uploads/{}.parquet", r.digest);
-            let bytes = self.state.read(&key).await?.ok_or_else(|| Error::Token {
-                message: format!(
-                    "the upload '{}' this token read is gone from {} ({key})",
-                    r.name,
-                    self.state.url()
-                ),
-            })?;
+            let bytes = self
+                .state
+                .read(&key)
+                .await?
+                .ok_or_else(|| Error::UploadGone {
+                    token: token.to_string(),
+                    name: r.name.clone(),
+                    store: self.state.url().to_string(),
+                    key: key.clone(),
+                })?;
             let reader =
                 datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
                     bytes,
@@ -584,7 +587,7 @@ impl Engine {
             let schema = match batches.first() {
                 Some(b) => b.schema(),
                 None => {
-                    return Err(Error::Token {
+                    return Err(Error::State {
                         message: format!("the stored upload '{}' ({key}) is empty", r.name),
                     });
                 }
@@ -720,7 +723,7 @@ impl Engine {
     pub async fn replay(&self, token: &str, options: &ReplayOptions) -> Result<QueryResult> {
         let record = self.record(token).await?;
         self.may_replay(&record, options.privileged)?;
-        let uploads = self.load_uploads(&record.uploads).await?;
+        let uploads = self.load_uploads(token, &record.uploads).await?;
         if options.use_cache
             && let Some(hit) = self.results.get(token)
         {
@@ -794,25 +797,22 @@ impl Engine {
     /// The record of a token, checked against this catalog.
     pub async fn record(&self, token: &str) -> Result<TokenRecord> {
         check_token(token)?;
-        let record = self.state.get(token).await?.ok_or_else(|| Error::Token {
-            message: format!(
-                "unknown token {token}: the state store {} has no record of it \
-                 (tokens live in the state store of the catalog or server that made them; \
-                 pass --state URL to look in another)",
-                self.state.url()
-            ),
-        })?;
+        let record = self
+            .state
+            .get(token)
+            .await?
+            .ok_or_else(|| Error::UnknownToken {
+                token: token.to_string(),
+                store: self.state.url().to_string(),
+            })?;
         let log = self.catalog.state().await?;
         if record.catalog_id != log.catalog_id {
-            return Err(Error::Token {
-                message: format!(
-                    "token {token} was made on another catalog ({} at {}); this is {} at {}: \
-                     a token replays only on the catalog it was made on",
-                    record.catalog_id,
-                    record.catalog_url,
-                    log.catalog_id,
-                    self.catalog.url()
-                ),
+            return Err(Error::ForeignToken {
+                token: token.to_string(),
+                made_on: record.catalog_id,
+                made_at: record.catalog_url,
+                here: log.catalog_id.clone(),
+                here_at: self.catalog.url().to_string(),
             });
         }
         let version = &self.schema_version;

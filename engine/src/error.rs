@@ -21,6 +21,47 @@ pub enum Error {
         /// What is wrong, and what to do.
         message: String,
     },
+    /// No state store this engine reads holds a record of the token.
+    #[error(
+        "unknown token {token}: the state store {store} has no record of it (tokens live in \
+         the state store of the catalog or server that made them; pass --state URL to look \
+         in another)"
+    )]
+    UnknownToken {
+        /// The token asked for.
+        token: String,
+        /// Where it was looked for.
+        store: String,
+    },
+    /// The token was made on another catalog than the one this engine serves.
+    #[error(
+        "token {token} was made on another catalog ({made_on} at {made_at}); this is {here} at \
+         {here_at}: a token replays only on the catalog it was made on"
+    )]
+    ForeignToken {
+        /// The token.
+        token: String,
+        /// The id of the catalog it was made on.
+        made_on: String,
+        /// Where that catalog was.
+        made_at: String,
+        /// The id of the catalog served here.
+        here: String,
+        /// Where it is.
+        here_at: String,
+    },
+    /// An upload a token read is no longer in the state store.
+    #[error("the upload '{name}' token {token} read is gone from {store} ({key})")]
+    UploadGone {
+        /// The token.
+        token: String,
+        /// The upload's table name.
+        name: String,
+        /// The state store.
+        store: String,
+        /// The key it was kept under.
+        key: String,
+    },
     /// The caller may not see what it asked for until the embargo passes.
     #[error("{message}")]
     Embargoed {
@@ -80,6 +121,56 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// Whether the service, not the request, is at fault (storage, encoding):
+    /// a server error rather than a refusal.
+    pub fn is_internal(&self) -> bool {
+        use datafusion::error::DataFusionError as D;
+        match self {
+            Error::Adql(_)
+            | Error::Snapshot { .. }
+            | Error::Token { .. }
+            | Error::UnknownToken { .. }
+            | Error::ForeignToken { .. }
+            | Error::Embargoed { .. }
+            | Error::Upload { .. } => false,
+            Error::Catalog(e) => !matches!(
+                e,
+                catalog::Error::NoSuchSnapshot { .. } | catalog::Error::SnapshotExpired { .. }
+            ),
+            Error::DataFusion(e) => matches!(
+                e.find_root(),
+                D::ObjectStore(_) | D::IoError(_) | D::ParquetError(_) | D::External(_)
+            ),
+            Error::UploadGone { .. }
+            | Error::State { .. }
+            | Error::Mismatch { .. }
+            | Error::Arrow(_)
+            | Error::Parquet(_)
+            | Error::Encode { .. }
+            | Error::Io(_) => true,
+        }
+    }
+
+    /// The message for a caller of the service, who is told neither where the
+    /// service keeps anything (paths, buckets, state stores) nor what to pass on
+    /// a command line: [`Error::message`] goes to the server's log instead.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::UnknownToken { token, .. } => {
+                format!("unknown token {token}: this service has no record of it")
+            }
+            Error::ForeignToken { token, .. } => format!(
+                "token {token} was made on another catalog: a token replays only on the catalog \
+                 it was made on"
+            ),
+            Error::Mismatch { .. } => self.to_string(),
+            e if e.is_internal() => "the service failed to read or write its storage; the \
+                                     failure is in its log"
+                .to_string(),
+            e => e.message(),
+        }
+    }
+
     /// The message with every cause after it (`what: why: why`), for users.
     pub fn message(&self) -> String {
         let mut out = self.to_string();

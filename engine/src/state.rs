@@ -45,7 +45,7 @@ impl StateStore {
 
     /// The per-user state store: `$PPDB_STATE`, else `$XDG_STATE_HOME/ppdb`, else `~/.local/state/ppdb`.
     pub fn user_default() -> Result<StateStore> {
-        let dir = user_dir().ok_or_else(|| Error::Token {
+        let dir = user_dir().ok_or_else(|| Error::State {
             message: "no place for query tokens: set PPDB_STATE, XDG_STATE_HOME or HOME, \
                       or pass --state URL"
                 .into(),
@@ -70,7 +70,7 @@ impl StateStore {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(catalog::Error::from(e).into()),
         };
-        let record: TokenRecord = serde_json::from_slice(&bytes).map_err(|e| Error::Token {
+        let record: TokenRecord = serde_json::from_slice(&bytes).map_err(|e| Error::State {
             message: format!(
                 "the record of token {token} in {} is unreadable: {e}",
                 self.url()
@@ -81,7 +81,7 @@ impl StateStore {
 
     /// Stores a record unless one exists; returns the one that was there first.
     pub async fn put(&self, record: &TokenRecord) -> Result<Option<TokenRecord>> {
-        let body = serde_json::to_vec_pretty(record).map_err(|e| Error::Token {
+        let body = serde_json::to_vec_pretty(record).map_err(|e| Error::State {
             message: format!("cannot encode the record of token {}: {e}", record.token),
         })?;
         let opts = PutOptions {

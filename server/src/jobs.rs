@@ -237,10 +237,8 @@ fn job_url(app: &Shared, id: &str) -> String {
 }
 
 fn store_failure(e: engine::Error) -> Response {
-    text(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("the job store failed: {}\n", e.message()),
-    )
+    let f = tap::Failure::from(&e);
+    text(f.status, format!("the job store failed: {}\n", f.message))
 }
 
 /// Reads a job, deleting it if its destruction time has passed, and noticing a
@@ -570,12 +568,12 @@ async fn execute(app: &Shared, id: &str) {
     let deadline = Instant::now() + allowed;
     let result = match tap::start(app, &request, deadline).await {
         Ok(r) => r,
-        Err(e) => return finish(Err(e)).await,
+        Err(e) => return finish(Err(e.message)).await,
     };
     let token = result.token.clone();
     let mut writer = match app.engine.state().writer(&result_key(id)) {
         Ok(w) => w,
-        Err(e) => return finish(Err(e.message())).await,
+        Err(e) => return finish(Err(tap::Failure::from(&e).message)).await,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let encoder = tokio::spawn(tap::encode(
@@ -604,7 +602,10 @@ async fn execute(app: &Shared, id: &str) {
     };
     let media = request.format.media_type();
     match (outcome, stored) {
-        (_, Err(e)) => finish(Err(format!("storing the result failed: {}", e.message()))).await,
+        (_, Err(e)) => {
+            let message = tap::Failure::from(&e).message;
+            finish(Err(format!("storing the result failed: {message}"))).await
+        }
         (Ok(Outcome::Done { rows }), Ok(())) => finish(Ok((rows, size, token, media))).await,
         (Ok(Outcome::Failed(message)), Ok(())) => finish(Err(message)).await,
         (Ok(Outcome::Gone), Ok(())) => finish(Err("the result was abandoned".into())).await,
@@ -1142,6 +1143,11 @@ async fn result(State(app): State<Shared>, Path(id): Path<String>) -> Response {
         Ok(j) => j,
         Err(r) => return r,
     };
+    if let (Phase::Error, Some(message)) = (job.phase, &job.error) {
+        // DALI: no result, so 404; the error document lets a client that
+        // fetches the result (astroquery does) show why.
+        return tap::error(StatusCode::NOT_FOUND, message);
+    }
     if job.phase != Phase::Completed {
         return text(
             StatusCode::NOT_FOUND,

@@ -169,7 +169,53 @@ fn xml(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
-/// A TAP error: an error VOTable (HTTP 200 for sync requests, as TAP asks).
+/// Why a request failed, as its caller is told: an HTTP status and a message.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    /// 400 for a request the service refuses, 403 and 404 where those fit, 500
+    /// when the service itself failed.
+    pub status: StatusCode,
+    /// What went wrong, saying nothing of where the service keeps its data.
+    pub message: String,
+}
+
+impl Failure {
+    /// A refusal of the request (HTTP 400).
+    pub fn refused(message: impl Into<String>) -> Failure {
+        Failure {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// The failure as an error VOTable.
+    pub fn response(&self) -> Response {
+        error(self.status, &self.message)
+    }
+}
+
+impl From<&engine::Error> for Failure {
+    fn from(e: &engine::Error) -> Failure {
+        let status = match e {
+            engine::Error::Embargoed { .. } => StatusCode::FORBIDDEN,
+            engine::Error::UnknownToken { .. } | engine::Error::ForeignToken { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            e if e.is_internal() => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let message = e.public_message();
+        if message != e.message() {
+            // The whole story, paths and all, is for the operator.
+            eprintln!("error: {}", e.message());
+        }
+        Failure { status, message }
+    }
+}
+
+/// A TAP error: an error VOTable with an HTTP error status, which TAP 1.1 (§3.3)
+/// allows for sync requests and clients such as astroquery need to see the
+/// message (they read no error out of a 200).
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     let mut out = Vec::new();
     let _ = engine::format::votable_error(message, &mut out);
@@ -206,18 +252,32 @@ async fn record(
         app.engine.may_replay(&r, caller.privileged())?;
         Ok(r)
     });
-    match record {
-        Ok(r) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::to_string_pretty(&r).unwrap_or_default(),
-        )
-            .into_response(),
-        Err(e) => (
-            status_of(&e),
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            e.message(),
-        )
-            .into_response(),
+    match record.map(|r| serde_json::to_value(&r)) {
+        Ok(Ok(mut r)) => {
+            // Where the catalog lives is the operator's business.
+            if let Some(o) = r.as_object_mut() {
+                o.remove("catalog_url");
+            }
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::to_string_pretty(&r).unwrap_or_default(),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => Failure {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("the record could not be encoded: {e}"),
+        }
+        .response(),
+        Err(e) => {
+            let f = Failure::from(&e);
+            (
+                f.status,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                f.message,
+            )
+                .into_response()
+        }
     }
 }
 
@@ -294,6 +354,8 @@ async fn params_of(request: axum::extract::Request) -> Result<Params, String> {
     let mut parts = Vec::new();
     if multipart {
         use axum::extract::FromRequest;
+        let mut request = request;
+        quote_boundary(request.headers_mut());
         let mut form = axum::extract::Multipart::from_request(request, &())
             .await
             .map_err(|e| format!("unreadable multipart body: {e}"))?;
@@ -326,6 +388,32 @@ async fn params_of(request: axum::extract::Request) -> Result<Params, String> {
     let mut params = Params::new(pairs);
     params.parts = parts;
     Ok(params)
+}
+
+/// Quotes a bare multipart boundary. astroquery sends `boundary====1733…===`,
+/// which the MIME grammar allows only quoted (`=` is a separator), so the
+/// multipart parser refuses it; quoting leaves the boundary itself unchanged.
+fn quote_boundary(headers: &mut axum::http::HeaderMap) {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let lower = value.to_ascii_lowercase();
+    let Some(at) = lower.find("boundary=") else {
+        return;
+    };
+    let start = at + "boundary=".len();
+    if value[start..].starts_with('"') {
+        return;
+    }
+    let end = value[start..].find(';').map_or(value.len(), |i| start + i);
+    let boundary = value[start..end].trim();
+    let fixed = format!("{}\"{boundary}\"{}", &value[..start], &value[end..]);
+    if let Ok(v) = HeaderValue::from_str(&fixed) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
 }
 
 /// The format a request names (`RESPONSEFORMAT`, or the older `FORMAT`).
@@ -413,14 +501,14 @@ pub(crate) fn request_of(params: &Params, config: &Config) -> Result<Request, St
 async fn sync(app: Shared, caller: Caller, params: Params) -> Response {
     let mut request = match request_of(&params, &app.config) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::OK, &e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
     request.options.privileged = caller.privileged();
     if let Some(value) = params.get("UPLOAD") {
         match crate::uploads::read(&app, value, &crate::uploads::Parts::Inline(&params.parts)).await
         {
             Ok(tables) => request.options.uploads = tables,
-            Err(e) => return error(StatusCode::OK, &e),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
         }
     }
     let permit = match app.limits.admit() {
@@ -430,7 +518,7 @@ async fn sync(app: Shared, caller: Caller, params: Params) -> Response {
     let deadline = Instant::now() + app.config.max_duration;
     match start(&app, &request, deadline).await {
         Ok(result) => stream(app, result, request.format, deadline, permit),
-        Err(e) => error(StatusCode::OK, &e),
+        Err(e) => e.response(),
     }
 }
 
@@ -448,7 +536,7 @@ pub(crate) async fn start(
     app: &Shared,
     request: &Request,
     deadline: Instant,
-) -> Result<QueryResult, String> {
+) -> Result<QueryResult, Failure> {
     match tokio::time::timeout_at(
         deadline.into(),
         app.engine.query(&request.adql, &request.options),
@@ -456,8 +544,8 @@ pub(crate) async fn start(
     .await
     {
         Ok(Ok(result)) => Ok(result),
-        Ok(Err(e)) => Err(e.message()),
-        Err(_) => Err(overdue(app)),
+        Ok(Err(e)) => Err(Failure::from(&e)),
+        Err(_) => Err(Failure::refused(overdue(app))),
     }
 }
 
@@ -474,7 +562,7 @@ async fn replay(
     let params = Params::new(pairs);
     let record = match app.engine.record(&token).await {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::NOT_FOUND, &e.message()),
+        Err(e) => return Failure::from(&e).response(),
     };
     let format = match params.get("RESPONSEFORMAT").or(params.get("FORMAT")) {
         Some(_) => match format_of(&params) {
@@ -501,18 +589,9 @@ async fn replay(
         tokio::time::timeout_at(deadline.into(), app.engine.replay(&token, &options)).await;
     match replayed {
         Ok(Ok(result)) => stream(app, result, format, deadline, permit),
-        // The engine refuses an embargoed result to a caller without privilege.
-        Ok(Err(e @ engine::Error::Embargoed { .. })) => error(StatusCode::FORBIDDEN, &e.message()),
-        Ok(Err(e)) => error(StatusCode::OK, &e.message()),
-        Err(_) => error(StatusCode::OK, &overdue(&app)),
-    }
-}
-
-/// The HTTP status for an engine error outside a query (a token's record or replay).
-fn status_of(e: &engine::Error) -> StatusCode {
-    match e {
-        engine::Error::Embargoed { .. } => StatusCode::FORBIDDEN,
-        _ => StatusCode::NOT_FOUND,
+        // The engine refuses an embargoed result to a caller without privilege (403).
+        Ok(Err(e)) => Failure::from(&e).response(),
+        Err(_) => Failure::refused(overdue(&app)).response(),
     }
 }
 
@@ -578,16 +657,17 @@ pub(crate) async fn encode(
     let mut writer = match ResultWriter::new(format, result.schema.clone(), &describe, &mut out) {
         Ok(w) => w,
         Err(e) => {
+            let message = Failure::from(&e).message;
             let mut buf = Vec::new();
-            let _ = engine::format::votable_error(&e.message(), &mut buf);
+            let _ = engine::format::votable_error(&message, &mut buf);
             let _ = tx.send(Bytes::from(buf)).await;
-            return Outcome::Failed(e.message());
+            return Outcome::Failed(message);
         }
     };
     let mut rows = 0u64;
     loop {
         let next = match tokio::time::timeout_at(deadline.into(), result.next_batch()).await {
-            Ok(next) => next.map(|r| r.map_err(|e| e.message())),
+            Ok(next) => next.map(|r| r.map_err(|e| Failure::from(&e).message)),
             Err(_) => Some(Err(engine::overdue(allowed))),
         };
         let failure = match next {
@@ -601,7 +681,7 @@ pub(crate) async fn encode(
                     }
                     continue;
                 }
-                Err(e) => e.message(),
+                Err(e) => Failure::from(&e).message,
             },
             Some(Err(e)) => e,
             None => break,
@@ -888,22 +968,60 @@ async fn rows(engine: &Engine, adql: &str) -> Result<Vec<Vec<String>>, engine::E
     Ok(out)
 }
 
-/// VOSI tables (all of them; `detail=min` leaves out the columns).
-async fn tables(State(app): State<Shared>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
-    let min = Params::new(pairs)
+/// VOSI tables (all of them; `detail=min` leaves out the columns). `tables=a,b`
+/// keeps only those tables, still as a tableset: astroquery's `load_table`
+/// asks so, and takes the first table it is given.
+async fn tables(
+    State(app): State<Shared>,
+    headers: axum::http::HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    let params = Params::new(pairs);
+    let min = params
         .get("DETAIL")
         .is_some_and(|d| d.eq_ignore_ascii_case("min"));
-    tableset(&app, None, min).await
+    let pick: Option<Vec<String>> = params
+        .get("TABLES")
+        .map(|t| t.split(',').map(|n| n.trim().to_string()).collect());
+    tableset(&app, Shape::Set(pick), min, esa_flags(&headers)).await
 }
 
 /// VOSI 1.1: one table, with its columns.
-async fn one_table(State(app): State<Shared>, Path(name): Path<String>) -> Response {
-    tableset(&app, Some(&name), false).await
+async fn one_table(
+    State(app): State<Shared>,
+    headers: axum::http::HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    tableset(&app, Shape::One(name), false, esa_flags(&headers)).await
 }
 
-/// VOSI tables, from TAP_SCHEMA itself so the two always agree; `only` gives one
-/// table as a `vosi:table` document.
-async fn tableset(app: &Shared, only: Option<&str>, min: bool) -> Response {
+/// Whether the client may be astroquery, whose table parser (written for ESA's
+/// archives) reads an `esatapplus:flags` attribute on every column and fails
+/// without it. The VODataService schema the IVOA's validator holds does not
+/// allow the attribute, so it goes only to astroquery, which names itself on
+/// POSTs and sends its GETs with no `User-Agent` at all (browsers, pyvo, curl
+/// and STILTS all send one).
+fn esa_flags(headers: &axum::http::HeaderMap) -> bool {
+    match headers.get(header::USER_AGENT).map(|v| v.to_str()) {
+        None => true,
+        Some(ua) => ua.is_ok_and(|ua| ua.starts_with("astroquery/")),
+    }
+}
+
+/// Which VOSI tables document to write.
+enum Shape {
+    /// A `vosi:tableset`, of these tables only when given.
+    Set(Option<Vec<String>>),
+    /// A `vosi:table` document of one table.
+    One(String),
+}
+
+/// VOSI tables, from TAP_SCHEMA itself so the two always agree.
+async fn tableset(app: &Shared, shape: Shape, min: bool, esa: bool) -> Response {
+    let (only, pick) = match &shape {
+        Shape::One(name) => (Some(name.as_str()), None),
+        Shape::Set(pick) => (None, pick.as_deref()),
+    };
     let e = &app.engine;
     let (schemas, tables, columns) = match (
         rows(
@@ -939,12 +1057,24 @@ async fn tableset(app: &Shared, only: Option<&str>, min: bool) -> Response {
         Ok(k) => k,
         Err(x) => return error(StatusCode::INTERNAL_SERVER_ERROR, &x.message()),
     };
-    let namespaces = "xmlns:vosi=\"http://www.ivoa.net/xml/VOSITables/v1.0\" \
+    let namespaces = format!(
+        "xmlns:vosi=\"http://www.ivoa.net/xml/VOSITables/v1.0\" \
          xmlns:vs=\"http://www.ivoa.net/xml/VODataService/v1.1\" \
-         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"";
-    if let Some(name) = only
-        && !tables.iter().any(|t| t[1] == name)
-    {
+         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"{}",
+        if esa {
+            " xmlns:esatapplus=\"http://esa.int/xml/EsaTapPlus\""
+        } else {
+            ""
+        }
+    );
+    // 0: the column plays none of the roles (ra, dec, flux, ...) ESA's flags mark.
+    let column_tag = if esa {
+        "<column esatapplus:flags=\"0\">"
+    } else {
+        "<column>"
+    };
+    let wanted: Vec<&str> = only.into_iter().chain(pick.into_iter().flatten().map(String::as_str)).collect();
+    if let Some(name) = wanted.iter().find(|n| !tables.iter().any(|t| t[1] == **n)) {
         return (
             StatusCode::NOT_FOUND,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -957,6 +1087,10 @@ async fn tableset(app: &Shared, only: Option<&str>, min: bool) -> Response {
         out.push_str(&format!("<vosi:tableset {namespaces}>\n"));
     }
     for s in &schemas {
+        let shown = |t: &&Vec<String>| t[0] == s[0] && (wanted.is_empty() || wanted.contains(&t[1].as_str()));
+        if only.is_none() && pick.is_some() && !tables.iter().any(|t| shown(&t)) {
+            continue;
+        }
         if only.is_none() {
             out.push_str(&format!(
                 "<schema><name>{}</name><description>{}</description>\n",
@@ -964,10 +1098,7 @@ async fn tableset(app: &Shared, only: Option<&str>, min: bool) -> Response {
                 esc(&s[1])
             ));
         }
-        for t in tables
-            .iter()
-            .filter(|t| t[0] == s[0] && only.is_none_or(|n| n == t[1]))
-        {
+        for t in tables.iter().filter(shown) {
             if only.is_some() {
                 out.push_str(&format!("<vosi:table {namespaces} type=\"table\">"));
             } else {
@@ -979,7 +1110,7 @@ async fn tableset(app: &Shared, only: Option<&str>, min: bool) -> Response {
                 esc(&t[2])
             ));
             for c in columns.iter().filter(|c| c[0] == t[1] && !min) {
-                out.push_str(&format!("<column><name>{}</name>", esc(&c[1])));
+                out.push_str(&format!("{column_tag}<name>{}</name>", esc(&c[1])));
                 if !c[2].is_empty() {
                     out.push_str(&format!("<description>{}</description>", esc(&c[2])));
                 }

@@ -224,7 +224,7 @@ impl Parts<'_> {
                 .state()
                 .read(&format!("jobs/{id}/parts/{part}"))
                 .await
-                .map_err(|e| e.message()),
+                .map_err(|e| crate::tap::Failure::from(&e).message),
         }
     }
 }
