@@ -115,7 +115,9 @@ fn cases() -> Vec<(String, Expect, Option<&'static str>)> {
         "SELECT * FROM \"ppdb/../../etc\".passwd",
         "SELECT * FROM information_schema.tables",
         "SELECT * FROM pg_catalog.pg_tables",
-        "SELECT * FROM datafusion.ppdb.DiaObject",
+        // A catalog part is ADQL, but names no catalog: it reaches nothing else.
+        "SELECT * FROM datafusion.information_schema.tables",
+        "SELECT * FROM datafusion.ppdb.DiaObject.x",
         "SELECT * FROM ppdb.DiaObject, LATERAL read_parquet('x')",
         "SELECT * FROM TAP_UPLOAD.\"../../etc/passwd\"",
         // Functions that ADQL and our UDFs do not have.

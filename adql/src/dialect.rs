@@ -77,6 +77,12 @@ impl Dialect for AdqlDialect {
         ch == '"'
     }
 
+    /// ADQL 2.1 §2.2: string literals separated only by whitespace or comments
+    /// are one literal (`'qua' -- c` then `'tsch'` is `'quatsch'`).
+    fn supports_string_literal_concatenation(&self) -> bool {
+        true
+    }
+
     fn supports_table_versioning(&self) -> bool {
         true
     }

@@ -86,6 +86,17 @@ impl Error {
                 (text, line, column)
             }
         };
+        // `FROM t AS o FOR SYSTEM_TIME ...` reads as the start of `FOR UPDATE`.
+        if message.contains("one of UPDATE or SHARE") && message.contains("SYSTEM_TIME") {
+            return Error {
+                message: "FOR SYSTEM_TIME AS OF goes right after the table name, before its \
+                          alias"
+                    .into(),
+                line,
+                column,
+                hint: Some("write FROM ppdb.DiaObject FOR SYSTEM_TIME AS OF 3 AS o".into()),
+            };
+        }
         let hint = if message.contains("LIMIT") {
             Some("ADQL limits rows with SELECT TOP n".to_string())
         } else {

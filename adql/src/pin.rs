@@ -326,7 +326,7 @@ impl Shape<'_> {
     fn table(&self, parts: &[String]) -> Option<&Table> {
         let (schema, table) = match parts {
             [t] => (None, t),
-            [s, t] => (Some(s), t),
+            [s, t] | [_, s, t] => (Some(s), t),
             _ => return None,
         };
         self.tables.iter().find(|x| {

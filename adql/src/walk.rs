@@ -112,6 +112,8 @@ struct Walker<'a> {
     ctes: HashMap<String, String>,
     read: Vec<usize>,
     as_of: Option<(AsOf, Span)>,
+    /// How deep in subqueries the walk is (0: the query itself).
+    depth: usize,
 }
 
 /// Checks and rewrites one parsed statement.
@@ -146,6 +148,7 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
         ctes: HashMap::new(),
         read: Vec::new(),
         as_of: None,
+        depth: 0,
     };
     let source = Statement::Query(query.clone());
     let mut scratch = query.clone();
@@ -248,6 +251,23 @@ fn is_point(e: &Expr) -> bool {
         || call_args(e, udf::HEALPIX_CENTER).is_some()
 }
 
+/// Whether an expression (as rewritten) makes a geometry value.
+fn is_geometry(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_geometry(inner),
+        e => [
+            udf::POINT,
+            udf::CIRCLE,
+            udf::BOX,
+            udf::POLYGON,
+            udf::CENTROID,
+            udf::HEALPIX_CENTER,
+        ]
+        .iter()
+        .any(|name| call_args(e, name).is_some()),
+    }
+}
+
 fn literal_string(e: &Expr) -> Option<&str> {
     match e {
         Expr::Value(ValueWithSpan {
@@ -321,8 +341,23 @@ impl Walker<'_> {
     }
 
     fn query(&mut self, q: &mut SqlQuery) -> Result<()> {
+        self.depth += 1;
+        let walked = self.query_body(q);
+        self.depth -= 1;
+        walked
+    }
+
+    fn query_body(&mut self, q: &mut SqlQuery) -> Result<()> {
         let span = q.span();
         if let Some(with) = &mut q.with {
+            if self.depth > 1 {
+                // ADQL 2.1's grammar has WITH only in front of the whole query.
+                return Err(Error::at(
+                    with.with_token.0.span,
+                    "WITH may only start the whole query, not a subquery",
+                )
+                .hint("move the common table expression to the front of the query"));
+            }
             if with.recursive {
                 return Err(not_adql(with.with_token.0.span, "WITH RECURSIVE"));
             }
@@ -739,9 +774,16 @@ impl Walker<'_> {
             return Err(not_adql(span, "GLOBAL JOIN"));
         }
         self.table_factor(&mut j.relation)?;
+        let cross = matches!(j.join_operator, sqlparser::ast::JoinOperator::CrossJoin(_));
         let Some(constraint) = adql_join_constraint!(&mut j.join_operator) else {
             return Err(not_adql(span, "this kind of join"));
         };
+        if matches!(constraint, JoinConstraint::None) && !cross {
+            return Err(Error::at(span, "a JOIN needs ON or USING").hint(
+                "join on a condition (JOIN t ON ...), on common columns (USING (...) or \
+                 NATURAL JOIN), or write CROSS JOIN for every pair of rows",
+            ));
+        }
         match constraint {
             JoinConstraint::On(e) => self.expr(e),
             JoinConstraint::Using(names) => {
@@ -853,8 +895,15 @@ impl Walker<'_> {
                 if *lateral || sample.is_some() {
                     return Err(not_adql(subquery.span(), "LATERAL"));
                 }
-                if let Some(a) = alias {
-                    self.table_alias(a)?;
+                match alias {
+                    Some(a) => self.table_alias(a)?,
+                    None => {
+                        return Err(Error::at(
+                            subquery.span(),
+                            "a subquery in FROM needs a name",
+                        )
+                        .hint("name it: FROM (SELECT ...) AS t"));
+                    }
                 }
                 self.query(subquery)
             }
@@ -876,10 +925,12 @@ impl Walker<'_> {
         let (schema, name) = match parts {
             [name] => (None, name),
             [schema, name] => (Some(schema), name),
+            // ADQL's catalog.schema.table: this service serves one catalog, by any name.
+            [_catalog, schema, name] => (Some(schema), name),
             _ => {
                 return Err(Error::at(
                     span,
-                    "table names have at most two parts: schema.table",
+                    "table names have at most three parts: catalog.schema.table",
                 ));
             }
         };
@@ -1016,6 +1067,10 @@ impl Walker<'_> {
         match e {
             Expr::Identifier(id) => self.resolve(id),
             Expr::CompoundIdentifier(ids) => {
+                if ids.len() == 4 {
+                    // catalog.schema.table.column: the one catalog goes without saying.
+                    ids.remove(0);
+                }
                 for id in ids {
                     self.resolve(id)?;
                 }
@@ -1059,7 +1114,15 @@ impl Walker<'_> {
                     other => return Err(not_adql(span, &format!("the operator {other}"))),
                 }
                 self.expr(left)?;
-                self.expr(right)
+                self.expr(right)?;
+                if !self.collecting() && (is_geometry(left) || is_geometry(right)) {
+                    return Err(Error::at(
+                        span,
+                        format!("the operator {op} does not apply to a geometry"),
+                    )
+                    .hint("geometries go into CONTAINS, INTERSECTS, DISTANCE, AREA, COORD1, ..."));
+                }
+                Ok(())
             }
             Expr::UnaryOp { op, expr } => {
                 if !matches!(
