@@ -369,3 +369,192 @@ fn racing_ingest_processes_commit_every_chunk_exactly_once() {
         assert_eq!(contents(&cat), expected, "{writers} writers");
     }
 }
+
+#[test]
+fn query_reads_its_adql_from_a_file_or_standard_input() {
+    let dir = TempDir::new().unwrap();
+    let file = dir.path().join("q.adql");
+    std::fs::write(
+        &file,
+        "-- a comment\nSELECT COUNT(*) AS n\nFROM ppdb.SSObject\n",
+    )
+    .unwrap();
+    let want = ok(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT COUNT(*) AS n FROM ppdb.SSObject",
+    ]);
+    assert_eq!(
+        ok(&["query", "--format", "csv", "-f", file.to_str().unwrap()]),
+        want
+    );
+    for args in [
+        &["query", "--format", "csv", "-"][..],
+        &["query", "--format", "csv", "-f", "-"],
+    ] {
+        let mut child = support::command()
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"SELECT COUNT(*) AS n FROM ppdb.SSObject")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), want, "{args:?}");
+    }
+}
+
+#[test]
+fn as_of_names_a_snapshot_by_number_mjd_or_time() {
+    let snaps = snapshot_lines(&ok(&["snapshots", "--json"]));
+    let third = &snaps[2];
+    let committed: chrono::DateTime<chrono::Utc> =
+        third["committed_at"].as_str().unwrap().parse().unwrap();
+    // An MJD (UTC) a millisecond after the third commit reads the third snapshot.
+    let mjd = (committed.timestamp_micros() as f64 / 86_400e6) + 40_587.0 + 1e-3 / 86_400.0;
+    let count = |as_of: &str| {
+        ok(&[
+            "query",
+            "--format",
+            "csv",
+            "--as-of",
+            as_of,
+            "SELECT COUNT(*) AS n FROM ppdb.DiaSource",
+        ])
+    };
+    let by_number = count("3");
+    assert_eq!(count(&format!("{mjd:.9}")), by_number);
+    assert_eq!(count(&format!("MJD {mjd:.9}")), by_number);
+    assert_ne!(
+        by_number,
+        count("12"),
+        "the third snapshot is not the latest"
+    );
+    let out = ppdb(&[
+        "query",
+        "--as-of",
+        "yesterday",
+        "SELECT COUNT(*) FROM ppdb.DiaSource",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for form in ["snapshot number", "MJD", "ISO-8601"] {
+        assert!(stderr.contains(form), "{form} in {stderr}");
+    }
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_a_command_quietly() {
+    for args in [
+        &["snapshots"][..],
+        &["snapshots", "--json"],
+        &["query", "--format", "csv", "SELECT * FROM ppdb.DiaSource"],
+    ] {
+        let mut child = support::command()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `| head -0`: the reader is gone before the first line.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_query_stops_at_its_max_duration() {
+    let started = std::time::Instant::now();
+    let out = ppdb(&[
+        "query",
+        "--max-duration",
+        "1",
+        "SELECT COUNT(*) AS n FROM ppdb.DiaSource AS a JOIN ppdb.DiaSource AS b ON SIN(a.psfFlux * b.psfFlux) > 0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ran longer than the execution duration of 1 s"),
+        "{stderr}"
+    );
+    // Two hundred million pairs would take minutes; the limit stops them in seconds.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+/// Samples anywhere on the sky: across RA 0 and over a pole, with more than
+/// 10 000 sources a visit (PromptSource ids once repeated past that), ingest
+/// takes them and a cone there finds what the exact formula finds.
+#[test]
+fn samples_cross_ra_zero_and_the_poles_with_unique_ids() {
+    for (ra, dec) in [("0.2", "0"), ("123", "-89.7")] {
+        let dir = TempDir::new().unwrap();
+        let chunks = dir.path().join("chunks");
+        ok(&[
+            "sample",
+            "--out",
+            chunks.to_str().unwrap(),
+            "--objects",
+            "30000",
+            "--density",
+            "20000",
+            "--nights",
+            "1",
+            "--visits-per-night",
+            "2",
+            "--visits-per-chunk",
+            "2",
+            "--ra",
+            ra,
+            "--dec",
+            dec,
+        ]);
+        let cat = dir.path().join("cat");
+        let cat = cat.to_str().unwrap();
+        ok(&["ingest", "--catalog", cat, chunks.to_str().unwrap()]);
+        let csv = ok(&[
+            "query",
+            "--catalog",
+            cat,
+            "--format",
+            "csv",
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT sourceId) AS d, MIN(ra) AS lo, MAX(ra) AS hi FROM src.PromptSource",
+        ]);
+        let row: Vec<f64> = csv
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert!(row[0] > 20_000.0, "{csv}");
+        assert_eq!(row[0], row[1], "every sourceId is unique: {csv}");
+        assert!(
+            row[2] < 1.0 && row[3] > 359.0,
+            "the field spans RA 0: {csv}"
+        );
+        // A cone on the field centre: pruned by HEALPix cells, checked by the exact formula.
+        let cone = format!(
+            "SELECT COUNT(*) AS n FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, 0.3)) = 1"
+        );
+        let exact = format!(
+            "SELECT COUNT(*) AS n FROM ppdb.DiaObject WHERE 2 * ASIN(SQRT(POWER(SIN(RADIANS(dec - ({dec})) / 2), 2) + COS(RADIANS(dec)) * COS(RADIANS({dec})) * POWER(SIN(RADIANS(ra - {ra}) / 2), 2))) <= RADIANS(0.3)"
+        );
+        let (a, b) = (
+            ok(&["query", "--catalog", cat, "--format", "csv", &cone]),
+            ok(&["query", "--catalog", cat, "--format", "csv", &exact]),
+        );
+        assert_eq!(a, b, "cone at {ra} {dec}");
+        assert_ne!(a, "n\n0\n", "the cone holds objects");
+    }
+}

@@ -132,5 +132,8 @@ fn an_astroquery_session_queries_uploads_and_sees_its_errors() {
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("astroquery-session: 9 passed, 0 failed"), "{text}");
+    assert!(
+        text.contains("astroquery-session: 9 passed, 0 failed"),
+        "{text}"
+    );
 }

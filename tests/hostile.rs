@@ -327,7 +327,9 @@ async fn hostile_queries_are_refused_or_bounded_and_the_server_stays_up() {
             Error => code == 400 && value == "ERROR" && !message.trim().is_empty(),
             Bounded => {
                 took < Duration::from_secs(30)
-                    && (value == "ERROR" && (code == 400 || code == 200) && !message.trim().is_empty()
+                    && (value == "ERROR"
+                        && (code == 400 || code == 200)
+                        && !message.trim().is_empty()
                         || code == 200
                             && (value == "OK" || value == "OVERFLOW")
                             && body.matches("<TR>").count() <= 1000)

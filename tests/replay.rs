@@ -69,7 +69,14 @@ fn query(home: &Path, catalog: &Path, adql: &str, extra: &[&str]) -> FirstRun {
 fn replay(home: &Path, catalog: &Path, token: &str) -> String {
     let out = ok(
         home,
-        &["replay", "--catalog", catalog.to_str().unwrap(), token],
+        &[
+            "replay",
+            "--catalog",
+            catalog.to_str().unwrap(),
+            "--format",
+            "csv",
+            token,
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -585,7 +592,7 @@ fn the_bundled_sample_stays_read_only() {
         "the query wrote into {}",
         sample.display()
     );
-    let again = ok(home, &["replay", &token]);
+    let again = ok(home, &["replay", "--format", "csv", &token]);
     assert_eq!(again.stdout, out.stdout);
 }
 
@@ -724,6 +731,47 @@ fn the_readme_round_trip_gives_the_readme_token() {
         stderr.contains(&format!("token: {shown}")),
         "README shows {shown}; the query printed:\n{stderr}"
     );
-    let again = ok(home, &["replay", shown]);
+    let again = ok(home, &["replay", "--format", "csv", shown]);
     assert_eq!(again.stdout, out.stdout);
+}
+
+/// A token alone finds the writable catalog it was made on (whose own state
+/// store keeps its record), from any folder, with no --catalog or --state.
+#[test]
+fn a_token_alone_replays_on_the_catalog_it_was_made_on() {
+    let dir = TempDir::new().unwrap();
+    let home = dir.path();
+    let cat = home.join("cat");
+    let chunk = TestChunk::replica(
+        100,
+        vec![rows(
+            TableId::DiaObject,
+            OBJECT_COLUMNS,
+            vec![object(1, 60000.0, 1), object(2, 60000.0, 3)],
+        )],
+    );
+    ingest(home, &cat, chunk);
+    let run = query(
+        home,
+        &cat,
+        "SELECT diaObjectId, nDiaSources FROM ppdb.DiaObject",
+        &[],
+    );
+    assert!(
+        cat.join(format!("_state/tokens/{}.json", run.token))
+            .is_file(),
+        "the record is kept with the writable catalog"
+    );
+    let again = ok(home, &["replay", "--format", "csv", &run.token]);
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), run.csv);
+    let record = ok(home, &["token", "show", &run.token]);
+    assert!(String::from_utf8_lossy(&record.stdout).contains(&run.token));
+    // A token nobody made says where it was looked for.
+    let out = ppdb(home, &["replay", "aaaaaaaaaaaaaaaaaaaa"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown token") && stderr.contains("_state"),
+        "{stderr}"
+    );
 }

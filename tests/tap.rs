@@ -540,7 +540,11 @@ async fn uploads_join_the_catalog_inline_by_url_and_on_replay() {
     assert_eq!(csv, "tid,diaObjectId\n1,1000000006\n2,1000000008\n");
 
     // The upload is kept with the token: the replay reads the same table.
-    let (status, _, again) = get(&format!("{}/replay/{token}", s.tap), &[]).await;
+    let (status, _, again) = get(
+        &format!("{}/replay/{token}", s.tap),
+        &[("RESPONSEFORMAT", "csv")],
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(again, csv);
 
@@ -732,4 +736,31 @@ async fn errors_and_records_do_not_tell_a_caller_where_the_data_lives() {
     assert!(record.get("catalog_url").is_none(), "{record}");
     assert_eq!(record["token"], token.as_str());
     assert!(!record.to_string().contains("data/sample"), "{record}");
+}
+
+#[tokio::test]
+async fn a_token_names_the_rows_not_their_encoding() {
+    let s = Server::start(&[]);
+    let client = reqwest::Client::new();
+    let mut tokens = Vec::new();
+    for format in ["csv", "votable", "json", "votable/td"] {
+        let r = client
+            .get(format!("{}/sync", s.tap))
+            .query(&[
+                ("LANG", "ADQL"),
+                ("QUERY", TOP3),
+                ("RESPONSEFORMAT", format),
+            ])
+            .send()
+            .await
+            .unwrap();
+        tokens.push(r.headers()["x-query-token"].to_str().unwrap().to_string());
+        r.text().await.unwrap();
+    }
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+    // Without RESPONSEFORMAT a replay answers in the service's default, VOTable.
+    let (status, ct, body) = get(&format!("{}/replay/{}", s.tap, tokens[0]), &[]).await;
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("application/x-votable+xml"), "{ct}");
+    assert!(body.contains("<BINARY2>"), "{body}");
 }

@@ -334,77 +334,122 @@ impl Shape<'_> {
         })
     }
 
-    /// The output positions (1-based) of the key of the one table a plain
-    /// `SELECT` reads, when it shows every key column as itself: its rows are then
-    /// unique by those alone, and ordering by them is total and far cheaper than
-    /// ordering by every column.
+    /// The output positions (1-based) of the keys of the tables a plain
+    /// `SELECT` reads (one table, or tables joined ON a condition or CROSS),
+    /// when it shows every key column of every table as itself: each row is
+    /// then one combination of rows of those tables (an outer join's missing
+    /// side shows NULL keys), unique by those keys alone. Ordering by them is
+    /// total, and far cheaper than ordering by every column: a TOP over a join
+    /// keeps a few rows of a few keys, not every column of every pair.
     fn key_positions(&self, body: &SetExpr) -> Option<Vec<usize>> {
         let SetExpr::Select(s) = body else {
             return None;
         };
         let plain = matches!(&s.group_by, sqlparser::ast::GroupByExpr::Expressions(g, _) if g.is_empty())
             && s.having.is_none()
-            && s.from.len() == 1
-            && s.from[0].joins.is_empty()
             && !has_aggregate(&s.projection);
-        let TableFactor::Table { name, alias, .. } = &s.from[0].relation else {
+        if !plain {
             return None;
+        }
+        // Every relation: its qualifier (alias or table name) and the table.
+        let mut rels: Vec<(String, &Table)> = Vec::new();
+        for twj in &s.from {
+            let factors =
+                std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation));
+            for (n, factor) in factors.enumerate() {
+                if n > 0 {
+                    let on_or_cross = match &twj.joins[n - 1].join_operator {
+                        sqlparser::ast::JoinOperator::CrossJoin(_) => true,
+                        op => matches!(
+                            crate::walk::adql_join_constraint!(op),
+                            Some(JoinConstraint::On(_))
+                        ),
+                    };
+                    if !on_or_cross {
+                        return None;
+                    }
+                }
+                let TableFactor::Table { name, alias, .. } = factor else {
+                    return None;
+                };
+                if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+                    return None;
+                }
+                let parts = name_parts(name)?;
+                if matches!(parts.as_slice(), [one] if self.ctes.contains_key(one)) {
+                    return None;
+                }
+                let found = self.table(&parts)?;
+                if found.key.is_empty() {
+                    return None;
+                }
+                let qualifier = alias
+                    .as_ref()
+                    .map(|a| lower(&a.name))
+                    .unwrap_or(parts.last()?.clone());
+                rels.push((qualifier, found));
+            }
+        }
+        let columns = |t: &Table| -> Vec<String> {
+            t.columns.iter().map(|c| c.name.to_lowercase()).collect()
         };
-        if !plain || alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
-            return None;
-        }
-        let parts = name_parts(name)?;
-        if matches!(parts.as_slice(), [one] if self.ctes.contains_key(one)) {
-            return None;
-        }
-        let found = self.table(&parts)?;
-        let table = parts.last()?;
-        if found.key.is_empty() {
-            return None;
-        }
-        let names: Vec<String> = found
-            .columns
-            .iter()
-            .map(|c| c.name.to_lowercase())
-            .collect();
-        let qualifier = alias
-            .as_ref()
-            .map(|a| lower(&a.name))
-            .unwrap_or(table.clone());
-        let is_self = |e: &Expr| -> Option<String> {
+        // The relation and column an output expression shows as itself, if any.
+        let is_self = |e: &Expr| -> Option<(usize, String)> {
             match e {
-                Expr::Identifier(id) => Some(lower(id)),
+                Expr::Identifier(id) => {
+                    let c = lower(id);
+                    let mut owners = rels
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (_, t))| columns(t).contains(&c));
+                    match (owners.next(), owners.next()) {
+                        (Some((i, _)), None) => Some((i, c)),
+                        _ => None,
+                    }
+                }
                 Expr::CompoundIdentifier(ids) => {
                     let (last, rest) = ids.split_last()?;
-                    (rest.last().map(lower) == Some(qualifier.clone())).then(|| lower(last))
+                    let q = rest.last().map(lower)?;
+                    let i = rels.iter().position(|(name, _)| *name == q)?;
+                    Some((i, lower(last)))
                 }
                 _ => None,
             }
         };
         // Which column each output position shows as itself, if any.
-        let mut shown: Vec<Option<String>> = Vec::new();
+        let mut shown: Vec<Option<(usize, String)>> = Vec::new();
         for item in &s.projection {
             match item {
                 SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
                     shown.push(is_self(e));
                 }
-                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
-                    shown.extend(names.iter().cloned().map(Some));
+                SelectItem::Wildcard(_) => {
+                    for (i, (_, t)) in rels.iter().enumerate() {
+                        shown.extend(columns(t).into_iter().map(|c| Some((i, c))));
+                    }
+                }
+                SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(name),
+                    _,
+                ) => {
+                    let q = name_parts(name)?.last()?.clone();
+                    let i = rels.iter().position(|(n, _)| *n == q)?;
+                    shown.extend(columns(rels[i].1).into_iter().map(|c| Some((i, c))));
                 }
                 _ => return None,
             }
         }
-        found
-            .key
-            .iter()
-            .map(|k| {
+        let mut positions = Vec::new();
+        for (i, (_, t)) in rels.iter().enumerate() {
+            for k in &t.key {
                 let k = k.to_lowercase();
-                shown
+                let at = shown
                     .iter()
-                    .position(|c| c.as_ref() == Some(&k))
-                    .map(|i| i + 1)
-            })
-            .collect()
+                    .position(|c| c.as_ref().is_some_and(|(r, c)| *r == i && *c == k))?;
+                positions.push(at + 1);
+            }
+        }
+        (!positions.is_empty()).then_some(positions)
     }
 
     fn query(&mut self, q: &SqlQuery) -> Option<Vec<String>> {

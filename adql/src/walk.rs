@@ -898,11 +898,10 @@ impl Walker<'_> {
                 match alias {
                     Some(a) => self.table_alias(a)?,
                     None => {
-                        return Err(Error::at(
-                            subquery.span(),
-                            "a subquery in FROM needs a name",
-                        )
-                        .hint("name it: FROM (SELECT ...) AS t"));
+                        return Err(
+                            Error::at(subquery.span(), "a subquery in FROM needs a name")
+                                .hint("name it: FROM (SELECT ...) AS t"),
+                        );
                     }
                 }
                 self.query(subquery)

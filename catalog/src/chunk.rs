@@ -507,7 +507,10 @@ fn check_values(batch: &RecordBatch, ts: &TableSchema, file: &str, src: &str) ->
     // declare such columns `char`, which clients read byte by byte, so a stored
     // value outside ASCII would reach them garbled (or not at all).
     for c in &ts.felis.columns {
-        if !matches!(c.datatype, Datatype::Char | Datatype::String | Datatype::Text) {
+        if !matches!(
+            c.datatype,
+            Datatype::Char | Datatype::String | Datatype::Text
+        ) {
             continue;
         }
         let Some(col) = batch.column_by_name(&c.name) else {

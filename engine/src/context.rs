@@ -32,7 +32,7 @@ use crate::checksum::Checksum;
 use crate::crossmatch::UPLOAD_SCHEMA;
 use crate::embargo::{self, Access, Embargo, Timing};
 use crate::error::{Error, Result, planner_refusal};
-use crate::format::{ColumnInfo, Format};
+use crate::format::ColumnInfo;
 use crate::memory::QueryPool;
 use crate::provider::{PpdbTable, View};
 use crate::state::StateStore;
@@ -87,8 +87,6 @@ pub struct QueryOptions {
     pub as_of: Option<adql::AsOf>,
     /// The most rows to return; more are cut and reported as an overflow.
     pub maxrec: Option<u64>,
-    /// The response format asked for; it is part of the request a token names.
-    pub format: Option<Format>,
     /// The longest the query may run, from when it is asked; past it, it fails.
     pub time_limit: Option<Duration>,
     /// Tables the query brings with it, read as `TAP_UPLOAD.<name>`.
@@ -628,7 +626,6 @@ impl Engine {
         // The planner's form of the pinned ADQL (the ADQL crate derives both from the
         // same tree; the specification tests replay every query to prove they agree).
         let query = pinned.query;
-        let format = options.format.map(|f| f.name().to_string());
         let schema_version = self.schema_version.clone();
         let token = Identity {
             catalog_id: &log.catalog_id,
@@ -637,7 +634,6 @@ impl Engine {
             pinned_adql: &pinned.adql,
             snapshot: snapshot.snapshot,
             maxrec: options.maxrec,
-            response_format: format.as_deref(),
             uploads: &upload_identity,
             embargo: access.cutoff,
         }
@@ -653,7 +649,7 @@ impl Engine {
             snapshot: snapshot.snapshot,
             snapshot_time: snapshot.committed_at,
             maxrec: options.maxrec,
-            response_format: format,
+            response_format: None,
             rows: 0,
             overflow: false,
             checksum: String::new(),
@@ -1406,6 +1402,43 @@ fn writable(loc: &catalog::store::Location) -> bool {
     ok
 }
 
+/// Reads the snapshot a request names (`--as-of`, TAP's `AS_OF`): a snapshot
+/// number, an MJD (UTC, with a decimal point: `61002.5`, or `MJD 61002`), or an
+/// ISO-8601 UTC time; an MJD reads as the time it is.
+pub fn as_of(text: &str) -> std::result::Result<adql::AsOf, String> {
+    let t = text.trim();
+    if let Ok(k) = t.parse::<u64>() {
+        return Ok(adql::AsOf::Snapshot(k));
+    }
+    let mjd = t
+        .strip_prefix("MJD")
+        .or_else(|| t.strip_prefix("mjd"))
+        .map(|m| m.trim_start_matches([':', ' ']))
+        .or_else(|| t.contains('.').then_some(t));
+    if let Some(m) = mjd
+        && let Ok(days) = m.parse::<f64>()
+    {
+        // MJD 40587 is 1970-01-01T00:00:00 UTC.
+        let micros = ((days - 40_587.0) * 86_400e6).round();
+        if let Some(at) = (micros.is_finite() && micros.abs() < 9e18)
+            .then(|| DateTime::<Utc>::from_timestamp_micros(micros as i64))
+            .flatten()
+        {
+            return Ok(adql::AsOf::Time(
+                at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ));
+        }
+    }
+    if parse_time(t).is_some() {
+        return Ok(adql::AsOf::Time(t.to_string()));
+    }
+    Err(format!(
+        "'{t}' names no snapshot: give a snapshot number (12), an MJD in UTC with a \
+         decimal point (61002.5, or MJD 61002), or an ISO-8601 UTC time \
+         (2026-11-23T12:00:00Z)"
+    ))
+}
+
 /// Reads an ISO-8601 time; without a zone it is UTC.
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
@@ -1490,7 +1523,23 @@ impl crate::lineage::Sources for Known<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_time;
+    use super::{as_of, parse_time};
+
+    #[test]
+    fn a_snapshot_is_named_by_number_mjd_or_time() {
+        assert_eq!(as_of("12"), Ok(adql::AsOf::Snapshot(12)));
+        let want = adql::AsOf::Time("2026-11-23T12:00:00.000000Z".into());
+        // MJD 61367.5 is 2026-11-23T12:00 UTC.
+        assert_eq!(as_of("61367.5"), Ok(want.clone()));
+        assert_eq!(as_of("MJD 61367.5"), Ok(want.clone()));
+        assert_eq!(as_of("mjd:61367.5"), Ok(want));
+        assert_eq!(
+            as_of("2026-11-23T12:00:00Z"),
+            Ok(adql::AsOf::Time("2026-11-23T12:00:00Z".into()))
+        );
+        let e = as_of("yesterday").unwrap_err();
+        assert!(e.contains("snapshot number") && e.contains("MJD") && e.contains("ISO-8601"));
+    }
 
     #[test]
     fn times_without_zone_are_utc() {

@@ -41,8 +41,8 @@ pub(crate) fn limit(
 pub fn overdue(allowed: Duration) -> String {
     format!(
         "the query ran longer than the execution duration of {} s and was stopped; \
-         narrow it (a smaller cone, fewer columns, TOP) or, with async, ask for a longer \
-         EXECUTIONDURATION",
+         narrow it (a smaller cone, fewer columns, TOP) or give it more time (an async \
+         job with a longer EXECUTIONDURATION; ppdb query --max-duration)",
         allowed.as_secs().max(1)
     )
 }

@@ -173,6 +173,18 @@ impl Error {
 
     /// The message with every cause after it (`what: why: why`), for users.
     pub fn message(&self) -> String {
+        if let Error::DataFusion(e) = self {
+            // DataFusion's own words for its error kinds say nothing to a user.
+            let root = e.find_root().strip_backtrace();
+            let text = [
+                "Resources exhausted: ",
+                "Execution error: ",
+                "Arrow error: ",
+            ]
+            .iter()
+            .fold(root.as_str(), |t, p| t.strip_prefix(p).unwrap_or(t));
+            return format!("query failed: {text}");
+        }
         let mut out = self.to_string();
         let mut cause = std::error::Error::source(self);
         while let Some(c) = cause {

@@ -33,7 +33,7 @@ pub mod upload;
 pub use catalog::{ScanFile, TableScan};
 pub use context::{
     Engine, EngineOptions, Finished, QueryOptions, QueryResult, ReplayOptions, THREAD_STACK,
-    Timings,
+    Timings, as_of,
 };
 pub use deadline::overdue;
 pub use embargo::Embargo;

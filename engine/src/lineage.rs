@@ -56,14 +56,8 @@ fn walk(plan: &LogicalPlan, sources: &dyn Sources) -> Vec<ColumnInfo> {
                 }
                 JoinType::LeftSemi | JoinType::LeftAnti => left,
                 JoinType::RightSemi | JoinType::RightAnti => right,
-                JoinType::LeftMark => left
-                    .into_iter()
-                    .chain([ColumnInfo::derived()])
-                    .collect(),
-                JoinType::RightMark => right
-                    .into_iter()
-                    .chain([ColumnInfo::derived()])
-                    .collect(),
+                JoinType::LeftMark => left.into_iter().chain([ColumnInfo::derived()]).collect(),
+                JoinType::RightMark => right.into_iter().chain([ColumnInfo::derived()]).collect(),
             }
         }
         LogicalPlan::Union(u) => {
@@ -121,9 +115,7 @@ fn expr(e: &Expr, schema: &DFSchema, input: &[ColumnInfo]) -> ColumnInfo {
             let mut info = expr(inner, schema, input);
             info.geometry = None;
             // Numbers, times and booleans print in ASCII; text keeps what it had.
-            let from_text = inner
-                .get_type(schema)
-                .is_ok_and(|t| is_text(&t));
+            let from_text = inner.get_type(schema).is_ok_and(|t| is_text(&t));
             if is_text(field.data_type()) && !from_text {
                 info.ascii = true;
             }

@@ -172,7 +172,8 @@ pub(crate) fn column_infos(
     ) else {
         return out;
     };
-    let value = |a: &arrow::array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+    let value =
+        |a: &arrow::array::StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
     for i in 0..columns.num_rows() {
         let (t, c) = (table.value(i), column.value(i).trim_matches('"'));
         let ascii = datatype.value(i) == "char"

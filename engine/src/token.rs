@@ -1,8 +1,9 @@
 //! Query tokens: what names a result, and the state store that keeps the records.
 //!
 //! A token is derived from what determines a result — the catalog, the schema
-//! version, the ADQL as written and pinned, the snapshot, MAXREC and the
-//! format — so the same request always gets the same token, on any server.
+//! version, the ADQL as written and pinned, the snapshot and MAXREC — so the
+//! same request always gets the same token, on any server. It names the rows,
+//! not their encoding: the same query in CSV and in VOTable has one token.
 //! The record behind it (JSON, at `tokens/{token}.json` in the state store)
 //! adds what the first run found: the row count and the checksum.
 
@@ -40,7 +41,10 @@ pub struct TokenRecord {
     pub snapshot_time: DateTime<Utc>,
     /// The MAXREC of the request, if any.
     pub maxrec: Option<u64>,
-    /// The response format of the request, if one was named.
+    /// The response format of the request that made the token, in records made
+    /// before tokens stopped depending on it (none now: a token names the rows,
+    /// whatever their encoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<String>,
     /// Rows returned.
     pub rows: u64,
@@ -81,7 +85,6 @@ pub(crate) struct Identity<'a> {
     pub pinned_adql: &'a str,
     pub snapshot: u64,
     pub maxrec: Option<u64>,
-    pub response_format: Option<&'a str>,
     /// `name=digest;` per upload; empty (and left out of the hash) without uploads,
     /// so tokens of queries without uploads are what they always were.
     pub uploads: &'a str,
@@ -109,7 +112,9 @@ impl Identity<'_> {
                 .unwrap_or_default()
                 .as_bytes(),
         );
-        field(self.response_format.unwrap_or("").as_bytes());
+        // Where the response format went: empty, as it always was for requests
+        // that named none, so those tokens did not change when the format left.
+        field(b"");
         if !self.uploads.is_empty() {
             field(self.uploads.as_bytes());
         }
@@ -154,7 +159,6 @@ mod tests {
             pinned_adql: adql,
             snapshot: 3,
             maxrec: None,
-            response_format: None,
             uploads: "",
             embargo: None,
         }

@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -16,8 +14,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod access;
 mod jobs;
 mod limits;
+mod query;
+mod stdout;
 mod tap;
 mod uploads;
+
+use stdout::say;
 
 /// The bundled sample catalog, relative to the source tree this binary was built from.
 const SAMPLE_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
@@ -38,7 +40,7 @@ struct CatalogArg {
     /// Catalog URL: a local path, file://, memory:// or s3://bucket/prefix
     /// (default: the sample catalog bundled in data/sample).
     #[arg(long, env = "PPDB_CATALOG")]
-    catalog: Option<String>,
+    pub(crate) catalog: Option<String>,
 }
 
 impl CatalogArg {
@@ -90,6 +92,12 @@ enum Command {
         /// Do not write src (PromptSource) chunks.
         #[arg(long)]
         no_src: bool,
+        /// Right ascension of the field centre, in degrees (the patch may cross RA 0).
+        #[arg(long, default_value_t = 55.0, allow_negative_numbers = true)]
+        ra: f64,
+        /// Declination of the field centre, in degrees (the patch may cover a pole).
+        #[arg(long, default_value_t = -30.0, allow_negative_numbers = true)]
+        dec: f64,
     },
     /// Commit chunks, one snapshot each, in chunk_id order.
     Ingest {
@@ -134,36 +142,10 @@ enum Command {
         state: StateArg,
     },
     /// Run one ADQL query; the result goes to stdout, errors to stderr.
-    Query {
-        #[command(flatten)]
-        catalog: CatalogArg,
-        /// Read this snapshot: a number, or an ISO-8601 UTC time (the last snapshot committed by then).
-        #[arg(long)]
-        as_of: Option<String>,
-        /// Return at most this many rows (a note says when more exist).
-        #[arg(long)]
-        maxrec: Option<u64>,
-        /// Output format: table, csv, tsv, json, votable (BINARY2), votable-td (TABLEDATA) or parquet (VOParquet).
-        #[arg(long, default_value = "table")]
-        format: engine::format::Format,
-        #[command(flatten)]
-        state: StateArg,
-        /// The ADQL query.
-        adql: String,
-    },
+    Query(query::QueryArgs),
     /// Repeat the query a token names, exactly, and prove it: the rows must match
     /// the row count and checksum recorded when the token was made.
-    Replay {
-        #[command(flatten)]
-        catalog: CatalogArg,
-        /// Output format (default: the format of the original request, else table).
-        #[arg(long)]
-        format: Option<engine::format::Format>,
-        #[command(flatten)]
-        state: StateArg,
-        /// The token, as `ppdb query` printed it.
-        token: String,
-    },
+    Replay(query::ReplayArgs),
     /// Serve the catalog over TAP 1.1 at http://LISTEN/tap (sync, VOSI, replay).
     Serve {
         #[command(flatten)]
@@ -221,47 +203,17 @@ enum Command {
     /// Show, list or expire query tokens.
     Token {
         #[command(subcommand)]
-        action: TokenAction,
+        action: query::TokenAction,
     },
 }
 
-#[derive(Subcommand)]
-enum TokenAction {
-    /// Print the record behind a token (JSON).
-    Show {
-        #[command(flatten)]
-        catalog: CatalogArg,
-        #[command(flatten)]
-        state: StateArg,
-        /// The token.
-        token: String,
-    },
-    /// List the live tokens of the state store, oldest first.
-    List {
-        #[command(flatten)]
-        catalog: CatalogArg,
-        #[command(flatten)]
-        state: StateArg,
-    },
-    /// Forget a token: it can no longer be replayed, and its snapshot is no longer
-    /// protected from retention.
-    Expire {
-        #[command(flatten)]
-        catalog: CatalogArg,
-        #[command(flatten)]
-        state: StateArg,
-        /// The token.
-        token: String,
-    },
-}
-
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Default)]
 struct StateArg {
     /// Where query tokens are kept (an object-store URL). Default: the catalog's own
     /// _state/ folder when the catalog is writable; for the bundled sample, and
     /// read-only catalogs, the per-user folder ($XDG_STATE_HOME/ppdb or ~/.local/state/ppdb).
     #[arg(long, env = "PPDB_STATE")]
-    state: Option<String>,
+    pub(crate) state: Option<String>,
 }
 
 impl StateArg {
@@ -325,6 +277,8 @@ fn main() -> ExitCode {
         });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // Whoever read the output stopped reading (`ppdb snapshots | head -1`).
+        Err(e) if e.is::<stdout::Closed>() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -344,7 +298,14 @@ async fn run(cli: Cli) -> Result<()> {
             visits_per_chunk,
             detection_probability,
             no_src,
+            ra,
+            dec,
         } => {
+            if !(0.0..360.0).contains(&ra) || !(-90.0..=90.0).contains(&dec) {
+                bail!(
+                    "--ra {ra} --dec {dec}: the field centre needs RA in [0, 360) and Dec in [-90, 90]"
+                );
+            }
             let cfg = SampleConfig {
                 objects,
                 nights,
@@ -354,6 +315,8 @@ async fn run(cli: Cli) -> Result<()> {
                 visits_per_chunk,
                 detection_probability,
                 src: !no_src,
+                ra,
+                dec,
             };
             let bar = bar(nights as u64, "nights");
             let summary = tokio::task::spawn_blocking(move || {
@@ -363,13 +326,13 @@ async fn run(cli: Cli) -> Result<()> {
             .await??;
             let (summary, bar) = summary;
             bar.finish_and_clear();
-            let (r0, r1, d0, d1) = summary.footprint;
-            println!(
-                "wrote {} chunks; footprint RA {r0:.3}..{r1:.3}, Dec {d0:.3}..{d1:.3}",
+            let (ra, dec, side) = summary.footprint;
+            say!(
+                "wrote {} chunks; a {side:.3}° square around RA {ra:.3}, Dec {dec:.3}",
                 summary.chunks
             );
             for (t, n) in &summary.rows {
-                println!("  {t:<32} {n:>10} rows");
+                say!("  {t:<32} {n:>10} rows");
             }
         }
         Command::Ingest {
@@ -417,7 +380,7 @@ async fn run(cli: Cli) -> Result<()> {
             bar.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();
             let latest = cat.state().await?.latest();
-            println!(
+            say!(
                 "committed {committed} chunks ({resent} already committed), {rows} rows in {secs:.2} s \
                  ({:.0} rows/s); latest snapshot {latest}",
                 rows as f64 / secs.max(1e-9)
@@ -429,11 +392,11 @@ async fn run(cli: Cli) -> Result<()> {
             let snaps = cat.snapshots().await?;
             if json {
                 for s in &snaps {
-                    println!("{}", serde_json_line(s));
+                    say!("{}", serde_json_line(s));
                 }
                 return Ok(());
             }
-            println!(
+            say!(
                 "{:>8}  {:<27} {:<20} {:>12}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:>7}  state",
                 "snapshot",
                 "committed_at (UTC)",
@@ -448,7 +411,7 @@ async fn run(cli: Cli) -> Result<()> {
             );
             for s in &snaps {
                 let n = |t: TableId| s.rows_added.get(&t).copied().unwrap_or(0);
-                println!(
+                say!(
                     "{:>8}  {:<27} {:<20} {:>12}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:>7}  {}",
                     s.snapshot,
                     s.committed_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
@@ -468,13 +431,13 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
             if snaps.is_empty() {
-                println!("(no snapshots yet)");
+                say!("(no snapshots yet)");
             }
         }
         Command::Compact { catalog } => {
             let cat = Catalog::open(&catalog.write_url("compact")?).await?;
             let r = cat.compact().await?;
-            println!(
+            say!(
                 "compacted {} partitions: {} files replaced by {}{}",
                 r.partitions,
                 r.files_removed,
@@ -489,83 +452,8 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             );
         }
-        Command::Query {
-            catalog,
-            as_of,
-            maxrec,
-            format,
-            state,
-            adql,
-        } => {
-            let engine = state.engine(&catalog).await?;
-            let as_of = as_of.map(|a| match a.trim().parse::<u64>() {
-                Ok(k) => adql::AsOf::Snapshot(k),
-                Err(_) => adql::AsOf::Time(a),
-            });
-            let options = engine::QueryOptions {
-                as_of,
-                maxrec,
-                format: Some(format),
-                time_limit: None,
-                uploads: Vec::new(),
-                // Whoever can run this command can read the catalog's files: the
-                // embargo guards the service, not the storage.
-                privileged: true,
-                always_plan: false,
-            };
-            let result = engine.query(&adql, &options).await?;
-            let token = result.token.clone().unwrap_or_default();
-            let snapshot = result.snapshot.snapshot;
-            let Some(done) = write_result(&engine, result, format).await? else {
-                return Ok(());
-            };
-            eprintln!(
-                "snapshot: {snapshot}, rows: {}{}",
-                done.rows,
-                if done.overflow {
-                    " (cut by --maxrec)"
-                } else {
-                    ""
-                }
-            );
-            eprintln!("token: {token}");
-        }
-        Command::Replay {
-            catalog,
-            format,
-            state,
-            token,
-        } => {
-            let engine = state.engine(&catalog).await?;
-            let record = engine.record(&token).await?;
-            let format = match format {
-                Some(f) => f,
-                None => record
-                    .response_format
-                    .as_deref()
-                    .and_then(|f| f.parse().ok())
-                    .unwrap_or(engine::format::Format::Table),
-            };
-            let result = engine
-                .replay(
-                    &token,
-                    &engine::ReplayOptions {
-                        privileged: true,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            let Some(done) = write_result(&engine, result, format).await? else {
-                return Ok(());
-            };
-            eprintln!(
-                "replayed token {token}: snapshot {} ({}), rows: {}, checksum {}: matches the record",
-                record.snapshot,
-                record.snapshot_time.to_rfc3339(),
-                done.rows,
-                done.checksum.unwrap_or_default()
-            );
-        }
+        Command::Query(args) => query::query(args).await?,
+        Command::Replay(args) => query::replay(args).await?,
         Command::Serve {
             catalog,
             listen,
@@ -655,48 +543,7 @@ async fn run(cli: Cli) -> Result<()> {
             });
             axum::serve(listener, tap::router(app)).await?;
         }
-        Command::Token { action } => match action {
-            TokenAction::Show {
-                catalog,
-                state,
-                token,
-            } => {
-                let engine = state.engine(&catalog).await?;
-                let record = engine.record(&token).await?;
-                println!("{}", serde_json::to_string_pretty(&record)?);
-            }
-            TokenAction::List { catalog, state } => {
-                let engine = state.engine(&catalog).await?;
-                let records = engine.state().list().await?;
-                for r in &records {
-                    println!(
-                        "{}  snapshot {:>6}  rows {:>9}  {}",
-                        r.token,
-                        r.snapshot,
-                        r.rows,
-                        r.adql.split_whitespace().collect::<Vec<_>>().join(" ")
-                    );
-                }
-                if records.is_empty() {
-                    println!("(no tokens in {})", engine.state().url());
-                }
-            }
-            TokenAction::Expire {
-                catalog,
-                state,
-                token,
-            } => {
-                let engine = state.engine(&catalog).await?;
-                if engine.state().expire(&token).await? {
-                    println!("expired token {token}");
-                } else {
-                    bail!(
-                        "unknown token {token}: nothing to expire in {}",
-                        engine.state().url()
-                    );
-                }
-            }
-        },
+        Command::Token { action } => query::token(action).await?,
         Command::Vacuum {
             catalog,
             grace_seconds,
@@ -732,7 +579,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let keep: Vec<u64> = tokens.iter().map(|r| r.snapshot).collect();
                 let r = cat.expire(before, &keep).await?;
                 let latest = cat.state().await?;
-                println!(
+                say!(
                     "retained snapshots {} to {}{}; expired {} snapshot(s) now",
                     latest.expired_before,
                     latest.latest(),
@@ -748,13 +595,16 @@ async fn run(cli: Cli) -> Result<()> {
                     r.expired.len()
                 );
                 let c = cat.compact().await?;
-                println!(
+                say!(
                     "compacted {} partitions: {} files replaced by {}; dropped {} rows no retained snapshot sees",
-                    c.partitions, c.files_removed, c.files_added, c.rows_dropped
+                    c.partitions,
+                    c.files_removed,
+                    c.files_added,
+                    c.rows_dropped
                 );
             }
             let r = cat.vacuum(Duration::from_secs(grace_seconds)).await?;
-            println!(
+            say!(
                 "deleted {} unreferenced files; kept {}",
                 r.deleted.len(),
                 r.kept
@@ -762,65 +612,6 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Streams a result to stdout; `None` when the reader went away (a closed pipe).
-async fn write_result(
-    engine: &engine::Engine,
-    mut result: engine::QueryResult,
-    format: engine::format::Format,
-) -> Result<Option<engine::Finished>> {
-    let describe = engine.describe(&result);
-    let closed = Arc::new(AtomicBool::new(false));
-    let mut out = Stdout {
-        inner: std::io::BufWriter::new(std::io::stdout()),
-        closed: closed.clone(),
-    };
-    let mut writer =
-        engine::format::ResultWriter::new(format, result.schema.clone(), &describe, &mut out)?;
-    while let Some(batch) = result.next_batch().await {
-        writer.write(&batch?)?;
-        if closed.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
-    }
-    writer.finish(result.overflowed())?;
-    drop(out);
-    Ok(result.finished().cloned())
-}
-
-/// Standard output that treats a closed pipe (`ppdb query ... | head`) as the end.
-struct Stdout {
-    inner: std::io::BufWriter<std::io::Stdout>,
-    closed: Arc<AtomicBool>,
-}
-
-impl std::io::Write for Stdout {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Ok(buf.len());
-        }
-        match self.inner.write(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                self.closed.store(true, Ordering::Relaxed);
-                Ok(buf.len())
-            }
-            r => r,
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        match self.inner.flush() {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                self.closed.store(true, Ordering::Relaxed);
-                Ok(())
-            }
-            r => r,
-        }
-    }
 }
 
 /// The privileged users of `ppdb serve`: the `--tokens` file and `PPDB_TOKENS`.

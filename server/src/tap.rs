@@ -479,16 +479,15 @@ pub(crate) fn request_of(params: &Params, config: &Config) -> Result<Request, St
         Some(Ok(m)) => m.min(config.maxrec_limit),
         Some(Err(_)) => return Err("MAXREC must be a non-negative integer".into()),
     };
-    let as_of = params.get("AS_OF").map(|a| match a.trim().parse::<u64>() {
-        Ok(k) => adql::AsOf::Snapshot(k),
-        Err(_) => adql::AsOf::Time(a.trim().to_string()),
-    });
+    let as_of = params
+        .get("AS_OF")
+        .map(|a| engine::as_of(a).map_err(|e| format!("AS_OF: {e}")))
+        .transpose()?;
     Ok(Request {
         adql: adql.to_string(),
         options: QueryOptions {
             as_of,
             maxrec: Some(maxrec),
-            format: Some(format),
             time_limit: Some(config.max_duration),
             uploads: Vec::new(),
             privileged: false,
@@ -560,20 +559,14 @@ async fn replay(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
     let params = Params::new(pairs);
-    let record = match app.engine.record(&token).await {
-        Ok(r) => r,
-        Err(e) => return Failure::from(&e).response(),
-    };
-    let format = match params.get("RESPONSEFORMAT").or(params.get("FORMAT")) {
-        Some(_) => match format_of(&params) {
-            Ok(f) => f,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
-        },
-        None => record
-            .response_format
-            .as_deref()
-            .and_then(|f| f.parse().ok())
-            .unwrap_or(Format::Votable),
+    // An unknown token is a 404 before the request takes a turn.
+    if let Err(e) = app.engine.record(&token).await {
+        return Failure::from(&e).response();
+    }
+    // A token names rows, not an encoding: without RESPONSEFORMAT, the service's default.
+    let format = match format_of(&params) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
     let permit = match app.limits.admit() {
         Ok(p) => p.acquire().await,
@@ -1073,7 +1066,10 @@ async fn tableset(app: &Shared, shape: Shape, min: bool, esa: bool) -> Response 
     } else {
         "<column>"
     };
-    let wanted: Vec<&str> = only.into_iter().chain(pick.into_iter().flatten().map(String::as_str)).collect();
+    let wanted: Vec<&str> = only
+        .into_iter()
+        .chain(pick.into_iter().flatten().map(String::as_str))
+        .collect();
     if let Some(name) = wanted.iter().find(|n| !tables.iter().any(|t| t[1] == **n)) {
         return (
             StatusCode::NOT_FOUND,
@@ -1087,7 +1083,9 @@ async fn tableset(app: &Shared, shape: Shape, min: bool, esa: bool) -> Response 
         out.push_str(&format!("<vosi:tableset {namespaces}>\n"));
     }
     for s in &schemas {
-        let shown = |t: &&Vec<String>| t[0] == s[0] && (wanted.is_empty() || wanted.contains(&t[1].as_str()));
+        let shown = |t: &&Vec<String>| {
+            t[0] == s[0] && (wanted.is_empty() || wanted.contains(&t[1].as_str()))
+        };
         if only.is_none() && pick.is_some() && !tables.iter().any(|t| shown(&t)) {
             continue;
         }

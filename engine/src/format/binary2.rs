@@ -254,8 +254,8 @@ mod tests {
     use arrow::datatypes::{Field, Schema};
 
     use super::*;
-    use arrow::datatypes::SchemaRef;
     use crate::format::{ColumnInfo, Describe};
+    use arrow::datatypes::SchemaRef;
 
     fn decoded(out: Vec<u8>) -> Vec<u8> {
         let text: String = String::from_utf8(out).unwrap().split_whitespace().collect();

@@ -121,7 +121,10 @@ impl<'a> Json<'a> {
     pub fn finish(self, status: std::result::Result<Status, &str>) -> Result<()> {
         let tail = match status {
             Ok(s) => format!("\n],\n\"status\":\"{}\"}}\n", s.as_str()),
-            Err(message) => format!("\n],\n\"status\":\"ERROR\",\"error\":{}}}\n", quoted(message)),
+            Err(message) => format!(
+                "\n],\n\"status\":\"ERROR\",\"error\":{}}}\n",
+                quoted(message)
+            ),
         };
         self.out.write_all(tail.as_bytes())?;
         self.out.flush()?;
@@ -243,7 +246,10 @@ mod tests {
         let mut out = Vec::new();
         write(Format::Json, &schema, &[batch], &describe, true, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("[3068394359484713006,null,\"g\\\"\\n\"]"), "{text}");
+        assert!(
+            text.contains("[3068394359484713006,null,\"g\\\"\\n\"]"),
+            "{text}"
+        );
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(doc["metadata"].as_array().unwrap().len(), 3);
         assert_eq!(doc["metadata"][1]["unit"], "nJy");

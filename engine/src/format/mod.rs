@@ -205,7 +205,11 @@ impl Status {
 
     /// `OVERFLOW` when MAXREC cut rows, else `OK`.
     pub fn of(overflow: bool) -> Status {
-        if overflow { Status::Overflow } else { Status::Ok }
+        if overflow {
+            Status::Overflow
+        } else {
+            Status::Ok
+        }
     }
 }
 

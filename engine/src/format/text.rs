@@ -40,8 +40,9 @@ impl<'a> Delimited<'a> {
     /// Ends the result (the header alone when there were no rows).
     pub fn finish(mut self) -> Result<()> {
         if self.rows == 0 {
-            self.writer
-                .write(&flatten_lists(&RecordBatch::new_empty(self.schema.clone()))?)?;
+            self.writer.write(&flatten_lists(&RecordBatch::new_empty(
+                self.schema.clone(),
+            ))?)?;
         }
         self.writer.into_inner().flush()?;
         Ok(())

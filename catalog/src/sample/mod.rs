@@ -25,7 +25,11 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+mod sky;
+
 use serde_json::json;
+use sky::Sky;
 
 use crate::chunk::{REPLICA_FORMAT, SRC_FORMAT};
 use crate::error::{Error, Result};
@@ -54,6 +58,10 @@ pub struct SampleConfig {
     pub detection_probability: f64,
     /// Whether to write src chunks (PromptSource).
     pub src: bool,
+    /// The field centre: RA in degrees.
+    pub ra: f64,
+    /// The field centre: Dec in degrees.
+    pub dec: f64,
 }
 
 impl Default for SampleConfig {
@@ -67,6 +75,8 @@ impl Default for SampleConfig {
             visits_per_chunk: 4,
             detection_probability: 0.4,
             src: true,
+            ra: 55.0,
+            dec: -30.0,
         }
     }
 }
@@ -78,8 +88,8 @@ pub struct SampleSummary {
     pub chunks: usize,
     /// Rows written per table (and `updates`).
     pub rows: BTreeMap<String, u64>,
-    /// The patch: (ra_min, ra_max, dec_min, dec_max) in degrees.
-    pub footprint: (f64, f64, f64, f64),
+    /// The patch: its centre (RA, Dec) and side, in degrees.
+    pub footprint: (f64, f64, f64),
 }
 
 struct Obj {
@@ -269,60 +279,6 @@ fn write_chunk(
     Ok(())
 }
 
-struct Sky {
-    ra0: f64,
-    dec0: f64,
-    width: f64,
-    height: f64,
-    cos0: f64,
-    grid: Vec<Vec<usize>>,
-    nx: usize,
-    ny: usize,
-}
-
-const BUCKET: f64 = 0.5;
-
-impl Sky {
-    fn bucket(&self, ra: f64, dec: f64) -> (usize, usize) {
-        let x = (((ra - self.ra0) * self.cos0) / BUCKET)
-            .floor()
-            .clamp(0.0, (self.nx - 1) as f64) as usize;
-        let y = ((dec - self.dec0) / BUCKET)
-            .floor()
-            .clamp(0.0, (self.ny - 1) as f64) as usize;
-        (x, y)
-    }
-
-    fn near(&self, ra: f64, dec: f64, radius: f64, objs: &[Obj]) -> Vec<usize> {
-        let r = (radius / BUCKET).ceil() as i64 + 1;
-        let (cx, cy) = self.bucket(ra, dec);
-        let mut out = Vec::new();
-        for x in (cx as i64 - r).max(0)..=(cx as i64 + r).min(self.nx as i64 - 1) {
-            for y in (cy as i64 - r).max(0)..=(cy as i64 + r).min(self.ny as i64 - 1) {
-                for &i in &self.grid[(x as usize) * self.ny + y as usize] {
-                    if separation(ra, dec, objs[i].ra, objs[i].dec) <= radius {
-                        out.push(i);
-                    }
-                }
-            }
-        }
-        out.sort_unstable();
-        out
-    }
-}
-
-/// Great-circle distance in degrees.
-fn separation(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
-    let (r1, d1, r2, d2) = (
-        ra1.to_radians(),
-        dec1.to_radians(),
-        ra2.to_radians(),
-        dec2.to_radians(),
-    );
-    let h = ((d2 - d1) / 2.0).sin().powi(2) + d1.cos() * d2.cos() * ((r2 - r1) / 2.0).sin().powi(2);
-    2.0 * h.sqrt().min(1.0).asin().to_degrees()
-}
-
 /// Writes chunk folders under `out` (created if missing) and says what it wrote.
 pub fn generate(cfg: &SampleConfig, out: &Path) -> Result<SampleSummary> {
     generate_with_progress(cfg, out, &mut |_, _| {})
@@ -336,38 +292,16 @@ pub fn generate_with_progress(
 ) -> Result<SampleSummary> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let area = (cfg.objects.max(1) as f64 / cfg.density.max(1.0)).max(0.5);
-    let (ra_c, dec0) = (55.0, -30.0);
-    let side = area.sqrt();
-    let dec_lo = dec0 - side / 2.0;
-    let cos0 = (dec0.to_radians()).cos();
-    let width_ra = side / cos0;
-    let ra_lo = ra_c - width_ra / 2.0;
-    let nx = ((side / BUCKET).ceil() as usize).max(1);
-    let ny = nx;
-    let mut sky = Sky {
-        ra0: ra_lo,
-        dec0: dec_lo,
-        width: width_ra,
-        height: side,
-        cos0,
-        grid: vec![Vec::new(); nx * ny],
-        nx,
-        ny,
-    };
+    let side = area.sqrt().min(170.0);
+    let mut sky = Sky::new(cfg.ra, cfg.dec, side);
     let mut summary = SampleSummary {
-        footprint: (ra_lo, ra_lo + width_ra, dec_lo, dec_lo + side),
+        footprint: (cfg.ra.rem_euclid(360.0), cfg.dec.clamp(-90.0, 90.0), side),
         ..Default::default()
     };
 
     let mut objs: Vec<Obj> = (0..cfg.objects)
         .map(|i| {
-            let ra = ra_lo + rng.random::<f64>() * sky.width;
-            // Uniform in area: sin(dec) uniform between the edges.
-            let (s0, s1) = (
-                dec_lo.to_radians().sin(),
-                (dec_lo + sky.height).to_radians().sin(),
-            );
-            let dec = (s0 + rng.random::<f64>() * (s1 - s0)).asin().to_degrees();
+            let (ra, dec) = sky.random_point(&mut rng);
             let mut base = [0.0; 6];
             for b in &mut base {
                 *b = 10f64.powf(2.5 + 2.0 * rng.random::<f64>());
@@ -390,8 +324,7 @@ pub fn generate_with_progress(
         })
         .collect();
     for (i, o) in objs.iter().enumerate() {
-        let (x, y) = sky.bucket(o.ra, o.dec);
-        sky.grid[x * ny + y].push(i);
+        sky.add(i, o.ra, o.dec);
     }
     let by_id: BTreeMap<i64, usize> = objs.iter().enumerate().map(|(i, o)| (o.id, i)).collect();
 
@@ -403,6 +336,9 @@ pub fn generate_with_progress(
     let mut next_source: i64 = 5_000_000_000;
     let mut next_forced: i64 = 9_000_000_000;
     let mut next_ss: i64 = 700_000;
+    // PromptSource ids count up over the whole run: unique however many
+    // sources a visit has.
+    let mut next_prompt: i64 = 3_000_000_000;
     let mut last_chunk: i64 = 0;
     let mut last_src_chunk: i64 = 0;
 
@@ -431,12 +367,11 @@ pub fn generate_with_progress(
                 let visit: i64 = (2025_1126 + night as i64) * 100_000 + v as i64;
                 let band_idx = rng.random_range(0..6usize);
                 let band = BANDS[band_idx];
-                let pra = ra_lo + rng.random::<f64>() * sky.width;
-                let pdec = dec_lo + rng.random::<f64>() * sky.height;
-                let pcos = pdec.to_radians().cos();
+                let (pra, pdec) = sky.random_point(&mut rng);
                 let detector_of = |ra: f64, dec: f64| -> (i16, f32, f32) {
-                    let dx = (ra - pra) * pcos + FIELD_RADIUS;
-                    let dy = dec - pdec + FIELD_RADIUS;
+                    let (xi, eta) = sky::tangent(ra, dec, pra, pdec);
+                    let dx = xi + FIELD_RADIUS;
+                    let dy = eta + FIELD_RADIUS;
                     let (ix, iy) = (
                         (dx / 0.25).floor().clamp(0.0, 13.0),
                         (dy / 0.25).floor().clamp(0.0, 13.0),
@@ -453,10 +388,14 @@ pub fn generate_with_progress(
                     let iy = (det % 14) as f64;
                     dvps.i64("visit", Some(visit));
                     dvps.i16("detector", Some(det));
-                    let dra = pra + ((ix + 0.5) * 0.25 - FIELD_RADIUS) / pcos;
-                    let ddec = pdec + (iy + 0.5) * 0.25 - FIELD_RADIUS;
-                    dvps.f64("ra", Some(dra.rem_euclid(360.0)));
-                    dvps.f64("dec", Some(ddec.clamp(-90.0, 90.0)));
+                    let (dra, ddec) = sky::untangent(
+                        (ix + 0.5) * 0.25 - FIELD_RADIUS,
+                        (iy + 0.5) * 0.25 - FIELD_RADIUS,
+                        pra,
+                        pdec,
+                    );
+                    dvps.f64("ra", Some(dra));
+                    dvps.f64("dec", Some(ddec));
                     dvps.f64("seeing", Some(0.6 + rng.random::<f64>()));
                     dvps.f32("zeroPoint", Some(31.0 + rng.random::<f32>() * 0.5));
                     dvps.f32("skyBg", Some(100.0 + rng.random::<f32>() * 50.0));
@@ -465,7 +404,7 @@ pub fn generate_with_progress(
                     dvps.end_row();
                 }
                 let processed = mjd + 0.001;
-                for i in sky.near(pra, pdec, FIELD_RADIUS, &objs) {
+                for i in sky.near(pra, pdec, FIELD_RADIUS) {
                     let (det, x, y) = detector_of(objs[i].ra, objs[i].dec);
                     let phase = (mjd * 0.7 + objs[i].id as f64).sin();
                     let flux = objs[i].base[band_idx] * objs[i].amp * phase;
@@ -500,15 +439,19 @@ pub fn generate_with_progress(
                     }
                     if cfg.src {
                         let o = &objs[i];
-                        prompt.i64(
-                            "sourceId",
-                            Some(visit * 10_000 + prompt.rows as i64 % 10_000),
-                        );
+                        prompt.i64("sourceId", Some(next_prompt));
+                        next_prompt += 1;
                         prompt.i64("visit", Some(visit));
                         prompt.i16("detector", Some(det));
                         prompt.str("band", Some(band));
-                        prompt.f64("ra", Some(o.ra + rng.random_range(-1e-5..1e-5)));
-                        prompt.f64("dec", Some(o.dec + rng.random_range(-1e-5..1e-5)));
+                        let (pra, pdec) = sky::untangent(
+                            rng.random_range(-1e-5..1e-5),
+                            rng.random_range(-1e-5..1e-5),
+                            o.ra,
+                            o.dec,
+                        );
+                        prompt.f64("ra", Some(pra));
+                        prompt.f64("dec", Some(pdec));
                         prompt.f32("psfFlux", Some((o.base[band_idx] + flux) as f32));
                         prompt.f32("psfFluxErr", Some(err as f32));
                         prompt.f32("calibFlux", Some((o.base[band_idx] + flux) as f32 * 1.01));
@@ -523,10 +466,11 @@ pub fn generate_with_progress(
                     }
                     // A detection: a DiaSource, and a new version of its object.
                     let o = &mut objs[i];
-                    let (sra, sdec) = (
-                        (o.ra + rng.random_range(-2e-5..2e-5) / o.dec.to_radians().cos())
-                            .rem_euclid(360.0),
-                        (o.dec + rng.random_range(-2e-5..2e-5)).clamp(-90.0, 90.0),
+                    let (sra, sdec) = sky::untangent(
+                        rng.random_range(-2e-5..2e-5),
+                        rng.random_range(-2e-5..2e-5),
+                        o.ra,
+                        o.dec,
                     );
                     dsrc.i64("diaSourceId", Some(next_source));
                     dsrc.i64("visit", Some(visit));
