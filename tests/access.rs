@@ -217,3 +217,41 @@ fn a_weak_or_malformed_token_file_stops_the_server_with_its_place() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_result_cut_by_the_embargo_says_so_and_the_capabilities_say_what_it_hides() {
+    let (s, _dir) = start();
+    let votable = |bearer: Option<&'static str>| {
+        let url = format!("{}/sync", s.tap);
+        async move {
+            with(client().get(url), bearer)
+                .query(&[("LANG", "ADQL"), ("QUERY", COUNT)])
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let anonymous = votable(None).await;
+    assert!(
+        anonymous.contains("<INFO name=\"embargo_cutoff_mjd_tai\" value=\"61001.600000\"/>"),
+        "{anonymous}"
+    );
+    assert!(anonymous.contains("are embargoed"), "{anonymous}");
+    let privileged = votable(Some(ALICE)).await;
+    assert!(!privileged.contains("embargo"), "{privileged}");
+    let caps = client()
+        .get(format!("{}/capabilities", s.tap))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        caps.contains("<description>Embargo: rows observed after MJD 61001.600000"),
+        "{caps}"
+    );
+}

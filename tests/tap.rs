@@ -226,9 +226,8 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-#[tokio::test]
-async fn every_example_runs_and_returns_rows() {
-    let s = Server::start(&[]);
+/// Runs every DALI example of a server and checks each returns rows.
+async fn every_example_returns_rows(s: &Server) -> Vec<String> {
     let (status, ct, doc) = get(&format!("{}/examples", s.tap), &[]).await;
     assert_eq!(status, 200);
     assert!(ct.starts_with("application/xhtml+xml"), "{ct}");
@@ -252,6 +251,62 @@ async fn every_example_runs_and_returns_rows() {
         );
         assert!(!rows(&body).is_empty(), "{q} returned no rows");
     }
+    queries
+}
+
+#[tokio::test]
+async fn every_example_runs_and_returns_rows() {
+    let s = Server::start(&[]);
+    every_example_returns_rows(&s).await;
+}
+
+/// The examples are written for the catalog served, not for the bundled sample.
+#[tokio::test]
+async fn the_examples_fit_any_catalog() {
+    let dir = TempDir::new().unwrap();
+    let chunks = dir.path().join("chunks");
+    let cat = dir.path().join("cat");
+    for args in [
+        vec![
+            "sample",
+            "--out",
+            chunks.to_str().unwrap(),
+            "--objects",
+            "500",
+            "--nights",
+            "2",
+            "--seed",
+            "11",
+            "--ra",
+            "200",
+            "--dec",
+            "10",
+        ],
+        vec![
+            "ingest",
+            "--catalog",
+            cat.to_str().unwrap(),
+            chunks.to_str().unwrap(),
+        ],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ppdb"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let s = Server::start(&["--catalog", cat.to_str().unwrap()]);
+    let queries = every_example_returns_rows(&s).await;
+    assert!(
+        !queries
+            .iter()
+            .any(|q| q.contains("1000000014") || q.contains("55.0")),
+        "an example names the bundled sample: {queries:?}"
+    );
 }
 
 /// A client that shows redirects instead of following them (UWS answers 303).
@@ -763,4 +818,33 @@ async fn a_token_names_the_rows_not_their_encoding() {
     assert_eq!(status, 200);
     assert!(ct.starts_with("application/x-votable+xml"), "{ct}");
     assert!(body.contains("<BINARY2>"), "{body}");
+}
+
+#[tokio::test]
+async fn csv_and_json_say_when_maxrec_cut_the_result() {
+    let s = Server::start(&[]);
+    let client = reqwest::Client::new();
+    let ask = |format: &'static str, maxrec: &'static str| {
+        client
+            .get(format!("{}/sync", s.tap))
+            .query(&[
+                ("LANG", "ADQL"),
+                ("QUERY", "SELECT diaObjectId FROM ppdb.DiaObject"),
+                ("RESPONSEFORMAT", format),
+                ("MAXREC", maxrec),
+            ])
+            .send()
+    };
+    let r = ask("csv", "2").await.unwrap();
+    assert_eq!(r.headers()["x-query-status"], "OVERFLOW");
+    assert_eq!(r.headers()["x-query-rows"], "2");
+    assert_eq!(r.text().await.unwrap().lines().count(), 3);
+    let r = ask("tsv", "100000").await.unwrap();
+    assert_eq!(r.headers()["x-query-status"], "OK");
+    let json = |text: String| serde_json::from_str::<serde_json::Value>(&text).unwrap();
+    let doc = json(ask("json", "2").await.unwrap().text().await.unwrap());
+    assert_eq!(doc["status"], "OVERFLOW");
+    assert_eq!(doc["data"].as_array().unwrap().len(), 2);
+    let doc = json(ask("json", "100000").await.unwrap().text().await.unwrap());
+    assert_eq!(doc["status"], "OK");
 }

@@ -148,6 +148,9 @@ pub struct QueryResult {
     pub token: Option<String>,
     /// The pinned, reproducible ADQL that ran.
     pub pinned_adql: Option<String>,
+    /// The embargo cutoff the rows were read under (MJD, TAI): rows observed
+    /// later were left out. `None` when nothing was embargoed.
+    pub embargo_cutoff: Option<f64>,
     /// What each column is: its metadata when it names a table column, and
     /// what its values are known to be (see [`crate::lineage`]).
     columns: Vec<ColumnInfo>,
@@ -501,6 +504,11 @@ impl Engine {
         })
     }
 
+    /// Which rows only privileged callers see.
+    pub fn embargo(&self) -> &Embargo {
+        &self.embargo
+    }
+
     /// The catalog being served.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
@@ -733,6 +741,7 @@ impl Engine {
                 timings: Timings::default(),
                 token: Some(record.token.clone()),
                 pinned_adql: Some(record.pinned_adql.clone()),
+                embargo_cutoff: record.embargo_cutoff,
                 columns: hit.columns.clone(),
                 rows: Rows::Cached(hit.batches.clone().into_iter()),
                 maxrec: None,
@@ -927,6 +936,7 @@ impl Engine {
             timings,
             token: None,
             pinned_adql: None,
+            embargo_cutoff: cutoff,
             columns,
             rows: Rows::Live(stream),
             maxrec,
@@ -1476,6 +1486,17 @@ impl Engine {
         }
         if let Some(p) = &result.pinned_adql {
             infos.push(("pinned_adql".into(), p.clone()));
+        }
+        if let Some(cutoff) = result.embargo_cutoff {
+            // Say so: a caller should know its result is not the whole catalog.
+            infos.push(("embargo_cutoff_mjd_tai".into(), format!("{cutoff:.6}")));
+            infos.push((
+                "embargo".into(),
+                format!(
+                    "rows observed after MJD {cutoff:.6} (TAI) are embargoed: they, and \
+                     changes made to rows after then, are left out of this result"
+                ),
+            ));
         }
         crate::format::Describe {
             columns: result.columns.clone(),

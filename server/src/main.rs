@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod access;
+mod examples;
 mod jobs;
 mod limits;
 mod query;
@@ -506,7 +507,8 @@ async fn run(cli: Cli) -> Result<()> {
             let concurrent = max_concurrent
                 .unwrap_or_else(|| 4 * std::thread::available_parallelism().map_or(2, |n| n.get()));
             let known = users.len();
-            let app = std::sync::Arc::new(tap::App::new(engine, config, concurrent, queue, users));
+            let app =
+                std::sync::Arc::new(tap::App::new(engine, config, concurrent, queue, users).await);
             // Jobs past their destruction time are deleted, results and all.
             let sweeper = app.clone();
             tokio::spawn(async move {

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use engine::format::{Format, ResultWriter};
 use engine::{Engine, QueryOptions, QueryResult, ReplayOptions};
+use futures::StreamExt;
 
 use crate::access::{Caller, Users};
 use crate::jobs::Jobs;
@@ -69,23 +70,27 @@ pub struct App {
     pub jobs: Jobs,
     /// The bearer tokens of privileged users.
     pub users: Users,
+    /// The DALI examples, written for the served catalog.
+    pub examples: Vec<crate::examples::Example>,
 }
 
 impl App {
     /// A service over an engine; `concurrent` queries run at once, `queue` more wait.
-    pub fn new(
+    pub async fn new(
         engine: Engine,
         config: Config,
         concurrent: usize,
         queue: usize,
         users: Users,
     ) -> App {
+        let examples = crate::examples::for_catalog(&engine).await;
         App {
             engine,
             config,
             limits: Limits::new(concurrent, queue),
             jobs: Jobs::default(),
             users,
+            examples,
         }
     }
 }
@@ -106,7 +111,7 @@ pub fn router(app: Shared) -> Router {
         .route("/tap/tables/{name}", get(one_table))
         .route("/tap/replay/{token}", get(replay))
         .route("/tap/replay/{token}/record", get(record))
-        .route("/tap/examples", get(examples))
+        .route("/tap/examples", get(crate::examples::page))
         .merge(crate::jobs::routes(app.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(
             usize::try_from(app.config.upload_limit)
@@ -224,8 +229,8 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
 
 /// The web page: an ADQL box, the result as a table and a sky plot, the token
 /// with its replay link, and the tables to browse.
-async fn home() -> Response {
-    let examples = serde_json::to_string(EXAMPLES).unwrap_or_else(|_| "[]".into());
+async fn home(State(app): State<Shared>) -> Response {
+    let examples = serde_json::to_string(&app.examples).unwrap_or_else(|_| "[]".into());
     // `</` inside a script would end it.
     let examples = examples.replace("</", "<\\/");
     let page = include_str!("page.html").replacen("/*EXAMPLES*/[]", &examples, 1);
@@ -516,7 +521,7 @@ async fn sync(app: Shared, caller: Caller, params: Params) -> Response {
     };
     let deadline = Instant::now() + app.config.max_duration;
     match start(&app, &request, deadline).await {
-        Ok(result) => stream(app, result, request.format, deadline, permit),
+        Ok(result) => stream(app, result, request.format, deadline, permit).await,
         Err(e) => e.response(),
     }
 }
@@ -581,7 +586,7 @@ async fn replay(
     let replayed =
         tokio::time::timeout_at(deadline.into(), app.engine.replay(&token, &options)).await;
     match replayed {
-        Ok(Ok(result)) => stream(app, result, format, deadline, permit),
+        Ok(Ok(result)) => stream(app, result, format, deadline, permit).await,
         // The engine refuses an embargoed result to a caller without privilege (403).
         Ok(Err(e)) => Failure::from(&e).response(),
         Err(_) => Failure::refused(overdue(&app)).response(),
@@ -622,6 +627,8 @@ pub(crate) enum Outcome {
     Done {
         /// Rows written.
         rows: u64,
+        /// Whether MAXREC cut rows.
+        overflow: bool,
     },
     /// The query failed after it started; the document says so and ends cleanly.
     Failed(String),
@@ -687,30 +694,75 @@ pub(crate) async fn encode(
     if tx.send(pending.take()).await.is_err() {
         return Outcome::Gone;
     }
-    Outcome::Done { rows }
+    Outcome::Done {
+        rows,
+        overflow: result.overflowed(),
+    }
 }
 
 /// Streams a result as the response; the permit is held until the last byte.
-fn stream(
+///
+/// A result that ends within its first [`HELD_BYTES`] (and [`HELD_TIME`]) is
+/// held until it does, so that its headers can say how it ended:
+/// `X-Query-Status` (`OK`, `OVERFLOW` when MAXREC cut it, `ERROR`) and
+/// `X-Query-Rows`. CSV and TSV have no other place for that; a larger result
+/// streams at once, and its token record says whether it overflowed.
+async fn stream(
     app: Shared,
     result: QueryResult,
     format: Format,
     deadline: Instant,
     permit: Permit,
 ) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let token = result.token.clone();
-    tokio::spawn(async move {
+    let encoder = tokio::spawn(async move {
         let _permit = permit;
         let allowed = app.config.max_duration;
         encode(app, result, format, deadline, allowed, tx).await
     });
-    let body = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
-    });
+    let mut held: Vec<Bytes> = Vec::new();
+    let mut size = 0usize;
+    let until = tokio::time::Instant::now() + HELD_TIME;
+    let mut ended = false;
+    while size < HELD_BYTES {
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some(b)) => {
+                size += b.len();
+                held.push(b);
+            }
+            Ok(None) => {
+                ended = true;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    let outcome = if ended { encoder.await.ok() } else { None };
+    let rest =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let body = futures::stream::iter(held)
+        .chain(rest)
+        .map(Ok::<Bytes, std::io::Error>);
     let mut response = Response::new(Body::from_stream(body));
+    let (status, rows) = match outcome {
+        Some(Outcome::Done { rows, overflow }) => (
+            Some(engine::format::Status::of(overflow).as_str()),
+            Some(rows),
+        ),
+        Some(Outcome::Failed(_)) => (Some("ERROR"), None),
+        _ => (None, None),
+    };
+    if let Some(s) = status {
+        response
+            .headers_mut()
+            .insert("x-query-status", HeaderValue::from_static(s));
+    }
+    if let Some(n) = rows {
+        response
+            .headers_mut()
+            .insert("x-query-rows", HeaderValue::from(n));
+    }
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.media_type()),
@@ -722,6 +774,11 @@ fn stream(
     }
     response
 }
+
+/// How much of a result is held back to say in its headers how it ended.
+const HELD_BYTES: usize = 4 << 20;
+/// How long a result is held back at most before it streams.
+const HELD_TIME: Duration = Duration::from_secs(2);
 
 /// Escapes text for XML.
 pub(crate) fn esc(s: &str) -> String {
@@ -782,6 +839,21 @@ async fn capabilities(State(app): State<Shared>) -> Response {
             "<mime>{mime}</mime><alias>{alias}</alias></outputFormat>"
         ));
     }
+    // VOResource lets a capability describe itself: what the embargo hides from whom.
+    let embargo = match (app.engine.embargo(), app.engine.embargo().cutoff()) {
+        (_, None) => String::new(),
+        (engine::Embargo::Window(w), Some(cutoff)) => format!(
+            "<description>Embargo: rows observed in the last {} hours (now: after MJD {cutoff:.6}, \
+             TAI) are visible only to callers with a bearer token; every result says which \
+             cutoff it was read under (INFO embargo_cutoff_mjd_tai).</description>",
+            w.as_secs_f64() / 3600.0
+        ),
+        (_, Some(cutoff)) => format!(
+            "<description>Embargo: rows observed after MJD {cutoff:.6} (TAI) are visible only to \
+             callers with a bearer token; every result says which cutoff it was read under \
+             (INFO embargo_cutoff_mjd_tai).</description>"
+        ),
+    };
     let vosi = |id: &str, path: &str| {
         format!(
             "<capability standardID=\"ivo://ivoa.net/std/VOSI#{id}\">\
@@ -796,7 +868,7 @@ async fn capabilities(State(app): State<Shared>) -> Response {
          xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
          xmlns:vs=\"http://www.ivoa.net/xml/VODataService/v1.1\" \
          xmlns:tr=\"http://www.ivoa.net/xml/TAPRegExt/v1.0\">\n\
-         <capability standardID=\"ivo://ivoa.net/std/TAP\" xsi:type=\"tr:TableAccess\">\
+         <capability standardID=\"ivo://ivoa.net/std/TAP\" xsi:type=\"tr:TableAccess\">{embargo}\
          <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"1.1\"><accessURL use=\"base\">{base}/tap</accessURL></interface>\
          <language><name>ADQL</name>\
          <version ivo-id=\"ivo://ivoa.net/std/ADQL#v2.1\">2.1</version>\
@@ -835,96 +907,6 @@ async fn capabilities(State(app): State<Shared>) -> Response {
         vosi("availability", "availability"),
         vosi("tables", "tables"),
     ))
-}
-
-/// Runnable example queries: (id, name, what it shows, ADQL).
-pub const EXAMPLES: &[(&str, &str, &str, &str)] = &[
-    (
-        "cone",
-        "Cone search on current objects",
-        "DiaObjects within 0.1 degree of a position. The cone is turned into HEALPix ranges, so only the files near it are read.",
-        "SELECT diaObjectId, ra, dec, nDiaSources FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 55.0, -30.0, 0.1)) = 1",
-    ),
-    (
-        "lightcurve",
-        "Light curve of one object",
-        "Every detection of one DiaObject, in time order. The id index sends the query straight to the one partition that holds the object.",
-        "SELECT diaSourceId, midpointMjdTai, band, psfFlux, psfFluxErr FROM ppdb.DiaSource WHERE diaObjectId = 1000000014 ORDER BY midpointMjdTai",
-    ),
-    (
-        "forced",
-        "Forced photometry of one object",
-        "Forced measurements at the object's position on every visit, including those without a detection.",
-        "SELECT visit, band, midpointMjdTai, psfFlux, psfFluxErr FROM ppdb.DiaForcedSource WHERE diaObjectId = 1000000014 ORDER BY midpointMjdTai",
-    ),
-    (
-        "updated",
-        "Objects updated since a time",
-        "Current DiaObject versions whose validity started after an MJD (TAI): the objects that changed since then.",
-        "SELECT diaObjectId, validityStartMjdTai, nDiaSources, ra, dec FROM ppdb.DiaObject WHERE validityStartMjdTai > 60999.0",
-    ),
-    (
-        "history",
-        "Every version of an object",
-        "DiaObjectHistory keeps the versions the PPDB overwrites, each with its validity interval as known at the snapshot read.",
-        "SELECT validityStartMjdTai, validityEndMjdTai, nDiaSources, ra, dec FROM ppdb.DiaObjectHistory WHERE diaObjectId = 1000000014 ORDER BY validityStartMjdTai",
-    ),
-    (
-        "timetravel",
-        "Time travel: the catalog as it was",
-        "FOR SYSTEM_TIME AS OF reads an earlier snapshot (a number, or an ISO-8601 UTC time); the AS_OF request parameter does the same for clients that cannot edit the ADQL.",
-        "SELECT COUNT(*) AS n FROM ppdb.DiaSource FOR SYSTEM_TIME AS OF 3",
-    ),
-    (
-        "replay",
-        "Repeat a result exactly",
-        "Every result carries a query token and a service descriptor whose access URL, /tap/replay/{token}, returns the same rows in the same order, checked against a recorded checksum, whatever arrived since. TOP without ORDER BY is made deterministic by ordering on every output column.",
-        "SELECT TOP 10 diaObjectId, ra, dec, nDiaSources FROM ppdb.DiaObject ORDER BY nDiaSources DESC",
-    ),
-    (
-        "bands",
-        "Detections per band",
-        "An aggregate over the whole DiaSource table.",
-        "SELECT band, COUNT(*) AS n, AVG(psfFlux) AS mean_flux FROM ppdb.DiaSource GROUP BY band ORDER BY band",
-    ),
-    (
-        "withdrawn",
-        "Withdrawn detections",
-        "Withdrawn DiaSources stay in the table with timeWithdrawnMjdTai set, as in Rubin's PPDB; filter them out with timeWithdrawnMjdTai IS NULL.",
-        "SELECT diaSourceId, diaObjectId, timeWithdrawnMjdTai FROM ppdb.DiaSource WHERE timeWithdrawnMjdTai IS NOT NULL",
-    ),
-    (
-        "prompt",
-        "Detections beside the visit's sources",
-        "A DiaSource joined with its DiaObject and the Prompt Processing sources of the same visit and detector within 2 arcseconds.",
-        "SELECT TOP 20 o.diaObjectId, s.diaSourceId, p.sourceId, DISTANCE(POINT('ICRS', s.ra, s.dec), POINT('ICRS', p.ra, p.dec)) AS sep FROM ppdb.DiaObject AS o JOIN ppdb.DiaSource AS s ON s.diaObjectId = o.diaObjectId JOIN src.PromptSource AS p ON p.visit = s.visit AND p.detector = s.detector WHERE DISTANCE(POINT('ICRS', s.ra, s.dec), POINT('ICRS', p.ra, p.dec)) < 2.0 / 3600",
-    ),
-];
-
-/// DALI examples: XHTML with RDFa, one block per runnable query.
-async fn examples() -> Response {
-    let mut out = String::from(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <!DOCTYPE html>\n\
-         <html xmlns=\"http://www.w3.org/1999/xhtml\" vocab=\"http://www.ivoa.net/rdf/examples#\">\n\
-         <head><title>ppdb TAP examples</title></head>\n<body>\n<h1>Example queries</h1>\n",
-    );
-    for (id, name, what, query) in EXAMPLES {
-        out.push_str(&format!(
-            "<div typeof=\"example\" id=\"{id}\" resource=\"#{id}\">\n\
-             <h2 property=\"name\">{}</h2>\n<p>{}</p>\n\
-             <pre property=\"query\">{}</pre>\n</div>\n",
-            esc(name),
-            esc(what),
-            esc(query)
-        ));
-    }
-    out.push_str("</body>\n</html>\n");
-    (
-        [(header::CONTENT_TYPE, "application/xhtml+xml; charset=utf-8")],
-        out,
-    )
-        .into_response()
 }
 
 /// Rows of a TAP_SCHEMA query as strings (empty for NULL).
