@@ -1,0 +1,223 @@
+"""The web page in a real browser: Debian's chromium, headless, driven by
+Playwright (no browser download: it runs /usr/bin/chromium). Every check
+reads the DOM, no screenshot.
+
+Usage: page_session.py BASE_URL [CHROMIUM]   (prints "page-session: N passed, M failed")
+"""
+
+import json
+import math
+import sys
+import traceback
+import urllib.parse
+import urllib.request
+
+from playwright.sync_api import sync_playwright
+
+BASE = sys.argv[1].rstrip("/")
+CHROMIUM = sys.argv[2] if len(sys.argv) > 2 else "/usr/bin/chromium"
+passed = failed = 0
+
+
+def step(name):
+    def run(f):
+        global passed, failed
+        try:
+            f()
+            passed += 1
+            print(f"ok   {name}")
+        except Exception:
+            failed += 1
+            print(f"FAIL {name}:\n{traceback.format_exc()}")
+        return f
+
+    return run
+
+
+def query_url(adql, maxrec=None):
+    q = {"query": adql}
+    if maxrec is not None:
+        q["maxrec"] = str(maxrec)
+    return f"{BASE}/?{urllib.parse.urlencode(q)}"
+
+
+def tap_json(adql, maxrec=100000):
+    body = urllib.parse.urlencode(
+        {"LANG": "ADQL", "QUERY": adql, "RESPONSEFORMAT": "json", "MAXREC": str(maxrec)}
+    ).encode()
+    with urllib.request.urlopen(f"{BASE}/tap/sync", body, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def settled(page):
+    """Waits until the page has answered (rows, or an error)."""
+    page.wait_for_function(
+        "() => { const s = document.getElementById('status').textContent;"
+        " return s && !s.startsWith('running') && !s.startsWith('replaying'); }",
+        timeout=60000,
+    )
+
+
+def cells(page, row):
+    return page.eval_on_selector_all(
+        f"#result tbody tr:nth-child({row}) td", "tds => tds.map(t => t.textContent)"
+    )
+
+
+TOP3 = "SELECT TOP 3 diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId"
+
+with sync_playwright() as p:
+    browser = p.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run"],
+    )
+    page = browser.new_page()
+    page.on("pageerror", lambda e: print(f"page error: {e}"))
+
+    @step("a query shows its rows, token, snapshot and pinned ADQL")
+    def _():
+        page.goto(query_url(TOP3))
+        settled(page)
+        assert "3 rows" in page.text_content("#status"), page.text_content("#status")
+        heads = page.eval_on_selector_all("#result thead th", "ths => ths.map(t => t.firstChild.textContent)")
+        assert heads == ["diaObjectId", "ra", "dec"], heads
+        assert page.locator("#result tbody tr").count() == 3
+        assert cells(page, 1)[0] == "1000000006", cells(page, 1)
+        assert len(page.text_content("#token")) == 20
+        assert page.is_visible("#token-box")
+        snapshot = page.text_content("#snapshot")
+        assert snapshot.startswith("snapshot 12 ("), snapshot
+        assert "FOR SYSTEM_TIME AS OF 12" in page.text_content("#pinned"), page.text_content("#pinned")
+
+    @step("the 'as VOTable' link gives a VOTable")
+    def _():
+        href = page.get_attribute("#votable", "href")
+        r = page.request.get(BASE + href)
+        assert r.ok and r.headers["content-type"].startswith("application/x-votable+xml"), r.headers
+        assert "<VOTABLE" in r.text() and "<BINARY2>" in r.text()
+
+    @step("the replay link shows the same rows, checked against the record")
+    def _():
+        table = page.inner_html("#result")
+        href = page.get_attribute("#replay", "href")
+        page.goto(BASE + href)
+        settled(page)
+        page.wait_for_function("() => document.getElementById('snapshot').textContent.includes('checksum')")
+        assert page.inner_html("#result") == table
+        note = page.text_content("#snapshot")
+        assert "snapshot 12" in note and "checked against checksum" in note, note
+        assert "FOR SYSTEM_TIME AS OF 12" in page.text_content("#pinned")
+
+    @step("an error clears the previous result and its token")
+    def _():
+        page.goto(query_url(TOP3))
+        settled(page)
+        assert page.locator("#result tbody tr").count() == 3
+        page.fill("#adql", "SELECT raa FROM ppdb.DiaObject")
+        page.click("#run")
+        settled(page)
+        text = page.text_content("#status")
+        assert "line 1, column 8" in text and page.get_attribute("#status", "class") == "error", text
+        assert page.locator("#result tr").count() == 0
+        assert not page.is_visible("#token-box")
+        assert page.text_content("#token") == "" and page.text_content("#pinned") == ""
+        assert not page.is_visible("#sky")
+
+    @step("every column shows, NULLs included (103 of DiaSource)")
+    def _():
+        meta = tap_json("SELECT TOP 1 * FROM ppdb.DiaSource")["metadata"]
+        page.goto(query_url("SELECT TOP 5 * FROM ppdb.DiaSource"))
+        settled(page)
+        heads = page.eval_on_selector_all("#result thead th", "ths => ths.map(t => t.firstChild.textContent)")
+        assert heads == [m["name"] for m in meta] and len(heads) == 103, (len(heads), len(meta))
+        assert "timeWithdrawnMjdTai" in heads
+        assert all(len(cells(page, r)) == 103 for r in range(1, 6))
+        unit = page.eval_on_selector_all("#result thead th", "ths => ths.map(t => t.textContent)")
+        assert any(h == "ra [deg]" for h in unit), unit[:10]
+
+    @step("64-bit ids show every digit")
+    def _():
+        page.goto(query_url(
+            "SELECT TOP 1 CAST(3068394359484713006 AS BIGINT) AS big, "
+            "CAST(-9223372036854775807 AS BIGINT) AS low, 0.1234567890123456789 AS x FROM ppdb.DiaObject"))
+        settled(page)
+        row = cells(page, 1)
+        assert row[0] == "3068394359484713006" and row[1] == "-9223372036854775807", row
+        assert float(row[2]) == 0.12345678901234568, row
+
+    @step("a MAXREC cut is said")
+    def _():
+        page.goto(query_url("SELECT diaObjectId FROM ppdb.DiaObject", maxrec=5))
+        settled(page)
+        assert page.locator("#result tbody tr").count() == 5
+        assert page.is_visible("#overflow"), page.text_content("#status")
+        assert "MAXREC cut the result at 5 rows" in page.text_content("#overflow")
+        page.goto(query_url("SELECT TOP 5 diaObjectId FROM ppdb.DiaObject", maxrec=100))
+        settled(page)
+        assert not page.is_visible("#overflow")
+
+    @step("the sky plot has axes, a scale and cos(dec) applied")
+    def _():
+        page.goto(query_url("SELECT ra, dec FROM ppdb.DiaObject", maxrec=5000))
+        settled(page)
+        sky = page.locator("#sky")
+        assert sky.is_visible()
+        n = len(tap_json("SELECT ra, dec FROM ppdb.DiaObject", 5000)["data"])
+        assert int(sky.get_attribute("data-points")) == n, sky.get_attribute("data-points")
+        # The sample is at Dec -30: a degree of RA is drawn cos(30°) as wide.
+        assert abs(float(sky.get_attribute("data-cosdec")) - math.cos(math.radians(30))) < 0.02
+        titles = page.eval_on_selector_all("#sky .axis-title", "ts => ts.map(t => t.textContent)")
+        assert titles == ["RA [deg]", "Dec [deg]"], titles
+        ra_ticks = page.eval_on_selector_all("#sky .axis.x .tick-label", "ts => ts.map(t => +t.textContent)")
+        dec_ticks = page.eval_on_selector_all("#sky .axis.y .tick-label", "ts => ts.map(t => +t.textContent)")
+        assert len(ra_ticks) >= 2 and len(dec_ticks) >= 2, (ra_ticks, dec_ticks)
+        xs = page.eval_on_selector_all("#sky .axis.x line", "ls => ls.map(l => +l.getAttribute('x1'))")
+        # RA grows to the left; the sample's RA and Dec are around 55 and -30.
+        assert sorted(ra_ticks) == ra_ticks and sorted(xs, reverse=True) == xs, (ra_ticks, xs)
+        assert all(54 < r < 56 for r in ra_ticks), ra_ticks
+        assert all(-31 < d < -29 for d in dec_ticks), dec_ticks
+        # On screen a degree of RA is cos(dec) of a degree of Dec.
+        ys = page.eval_on_selector_all("#sky .axis.y line", "ls => ls.map(l => +l.getAttribute('y1'))")
+        px_per_ra = abs(xs[1] - xs[0]) / abs(ra_ticks[1] - ra_ticks[0])
+        px_per_dec = abs(ys[1] - ys[0]) / abs(dec_ticks[1] - dec_ticks[0])
+        assert abs(px_per_ra / px_per_dec - math.cos(math.radians(30))) < 0.02, (px_per_ra, px_per_dec)
+        assert page.text_content("#sky .scale-label"), "a scale bar"
+
+    @step("a light curve gets a plot of flux against time, by band")
+    def _():
+        lc = tap_json(
+            "SELECT TOP 1 diaObjectId FROM ppdb.DiaObject ORDER BY nDiaSources DESC, diaObjectId")["data"][0][0]
+        adql = (f"SELECT diaSourceId, midpointMjdTai, band, psfFlux, psfFluxErr FROM ppdb.DiaSource "
+                f"WHERE diaObjectId = {lc} ORDER BY midpointMjdTai")
+        rows = tap_json(adql)["data"]
+        page.goto(query_url(adql))
+        settled(page)
+        plot = page.locator("#lightcurve")
+        assert plot.is_visible()
+        assert int(plot.get_attribute("data-points")) == len(rows) > 1, rows
+        titles = page.eval_on_selector_all("#lightcurve .axis-title", "ts => ts.map(t => t.textContent)")
+        assert titles == ["midpointMjdTai", "psfFlux [nJy]"], titles
+        bands = sorted(page.eval_on_selector_all("#lightcurve .points", "ps => ps.map(p => p.dataset.band)"))
+        assert bands == sorted({r[2] for r in rows}), bands
+
+    @step("14 000 rows show at once, a page at a time")
+    def _():
+        total = len(tap_json("SELECT diaSourceId, ra, dec FROM ppdb.DiaSource", 20000)["data"])
+        page.goto(query_url("SELECT diaSourceId, ra, dec FROM ppdb.DiaSource", maxrec=20000))
+        settled(page)
+        assert f"{total:,} rows" in page.text_content("#status"), page.text_content("#status")
+        shown = page.locator("#result tbody tr").count()
+        assert shown == 500, shown
+        assert page.is_visible("#more") and f"({total - 500} not shown)" in page.text_content("#more")
+        page.click("#more")
+        assert page.locator("#result tbody tr").count() == 1000
+        # Scrolling to the end of the table brings the next page.
+        page.eval_on_selector("#scroll", "s => { s.scrollTop = s.scrollHeight; s.dispatchEvent(new Event('scroll')); }")
+        page.wait_for_function("() => document.querySelectorAll('#result tbody tr').length === 1500")
+        print(f"     ({total} rows: drawn in {page.get_attribute('#status', 'data-render-ms')} ms)")
+
+    browser.close()
+
+print(f"page-session: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
