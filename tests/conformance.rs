@@ -58,82 +58,56 @@ fn taplint_reports_no_errors() {
     assert!(count("Failures") <= 1, "new taplint failures:\n{report}");
 }
 
-#[test]
-fn a_pyvo_session_uses_every_feature() {
+/// Runs a client script of `tests/conformance/` against a server on the
+/// sample; its last line must report `passed` checks and none failed.
+fn client_session(script: &str, needs: &str, url: impl Fn(&Server) -> String, passed: u32) {
     let Some(python) = std::env::var_os("PPDB_PYTHON") else {
         missing(
-            "PPDB_PYTHON (a python with pyvo)",
-            "python3 -m venv v && v/bin/pip install pyvo && PPDB_PYTHON=v/bin/python",
+            &format!("PPDB_PYTHON (a python with {needs})"),
+            "python3 -m venv v && v/bin/pip install -r tests/conformance/requirements.txt \
+             && PPDB_PYTHON=v/bin/python",
         );
         return;
     };
     let s = Server::start(&[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/conformance/pyvo_session.py"
+    let path = format!(
+        "{}/../tests/conformance/{script}",
+        env!("CARGO_MANIFEST_DIR")
     );
     let out = Command::new(python)
-        .args([script, &s.tap])
-        .output()
-        .expect("python runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("pyvo-session: 7 passed, 0 failed"), "{text}");
-}
-
-#[test]
-fn every_value_reads_back_the_same_in_every_format_and_reader() {
-    let Some(python) = std::env::var_os("PPDB_PYTHON") else {
-        missing(
-            "PPDB_PYTHON (a python with pyvo and pyarrow)",
-            "python3 -m venv v && v/bin/pip install pyvo pyarrow && PPDB_PYTHON=v/bin/python",
-        );
-        return;
-    };
-    if Command::new("stilts").arg("-version").output().is_err()
-        && missing("stilts", "apt-get install stilts")
-    {
-        return;
-    }
-    let s = Server::start(&[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/conformance/values_roundtrip.py"
-    );
-    let out = Command::new(python)
-        .args([script, &s.tap])
-        .output()
-        .expect("python runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains(" passed, 0 failed"), "{text}");
-}
-
-#[test]
-fn an_astroquery_session_queries_uploads_and_sees_its_errors() {
-    let Some(python) = std::env::var_os("PPDB_PYTHON") else {
-        missing(
-            "PPDB_PYTHON (a python with astroquery)",
-            "python3 -m venv v && v/bin/pip install -r tests/conformance/requirements.txt",
-        );
-        return;
-    };
-    let s = Server::start(&[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/conformance/astroquery_session.py"
-    );
-    let out = Command::new(python)
-        .args([script, &s.tap])
+        .args([path, url(&s)])
         .output()
         .expect("python runs");
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("astroquery-session: 9 passed, 0 failed"),
+        text.contains(&format!(": {passed} passed, 0 failed")),
         "{text}"
     );
+}
+
+#[test]
+fn a_pyvo_session_uses_every_feature() {
+    client_session("pyvo_session.py", "pyvo", |s| s.tap.clone(), 7);
+}
+
+#[test]
+fn every_value_reads_back_the_same_in_every_format_and_reader() {
+    if Command::new("stilts").arg("-version").output().is_err()
+        && missing("stilts", "apt-get install stilts")
+    {
+        return;
+    }
+    client_session(
+        "values_roundtrip.py",
+        "pyvo and pyarrow",
+        |s| s.tap.clone(),
+        122,
+    );
+}
+
+#[test]
+fn an_astroquery_session_queries_uploads_and_sees_its_errors() {
+    client_session("astroquery_session.py", "astroquery", |s| s.tap.clone(), 9);
 }

@@ -21,7 +21,10 @@ fn the_page_shows_every_result_right_in_a_browser() {
     };
     let chromium = std::env::var("PPDB_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !std::path::Path::new(&chromium).exists() {
-        assert!(!in_ci, "chromium must be installed in CI (.ci/run installs it)");
+        assert!(
+            !in_ci,
+            "chromium must be installed in CI (.ci/run installs it)"
+        );
         eprintln!("skipped: chromium is not installed (apt-get install chromium)");
         return;
     }

@@ -7,32 +7,19 @@ Usage: astroquery_session.py TAP_URL   (prints "astroquery-session: N passed, M 
 """
 
 import sys
-import traceback
 import warnings
 
 import numpy as np
 from astropy.table import Table
 from astroquery.utils.tap import TapPlus
 
+from session import Session
+
 warnings.simplefilter("ignore")
 TAP = sys.argv[1].rstrip("/")
 tap = TapPlus(url=TAP, verbose=False)
-passed = failed = 0
-
-
-def step(name):
-    def run(f):
-        global passed, failed
-        try:
-            f()
-            passed += 1
-            print(f"ok   {name}")
-        except Exception:
-            failed += 1
-            print(f"FAIL {name}:\n{traceback.format_exc()}")
-        return f
-
-    return run
+session = Session("astroquery-session")
+step = session.step
 
 
 LIGHT = "SELECT TOP 5 diaObjectId, ra, dec, nDiaSources FROM ppdb.DiaObject ORDER BY diaObjectId"
@@ -145,5 +132,4 @@ def _():
     raise AssertionError("no error")
 
 
-print(f"astroquery-session: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+session.finish()

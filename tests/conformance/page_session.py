@@ -8,30 +8,17 @@ Usage: page_session.py BASE_URL [CHROMIUM]   (prints "page-session: N passed, M 
 import json
 import math
 import sys
-import traceback
 import urllib.parse
 import urllib.request
 
 from playwright.sync_api import sync_playwright
 
+from session import Session
+
 BASE = sys.argv[1].rstrip("/")
 CHROMIUM = sys.argv[2] if len(sys.argv) > 2 else "/usr/bin/chromium"
-passed = failed = 0
-
-
-def step(name):
-    def run(f):
-        global passed, failed
-        try:
-            f()
-            passed += 1
-            print(f"ok   {name}")
-        except Exception:
-            failed += 1
-            print(f"FAIL {name}:\n{traceback.format_exc()}")
-        return f
-
-    return run
+session = Session("page-session")
+step = session.step
 
 
 def query_url(adql, maxrec=None):
@@ -219,5 +206,4 @@ with sync_playwright() as p:
 
     browser.close()
 
-print(f"page-session: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+session.finish()

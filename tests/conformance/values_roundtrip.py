@@ -31,19 +31,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pyvo
 
+from session import Session
+
 TAP = sys.argv[1].rstrip("/")
 service = pyvo.dal.TAPService(TAP)
-passed = failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}: {detail}")
+session = Session("values-roundtrip")
+check = session.check
 
 
 def fetch(adql, fmt):
@@ -308,5 +301,4 @@ for name, unit, ucd in [("odec", "deg", "pos.eq.dec"), ("ra", "deg", "pos.eq.ra"
     check(f"{name} keeps unit {unit} and its description", ok,
           f"{f and (f.unit, f.ucd, f.description)}")
 
-print(f"values-roundtrip: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+session.finish()
