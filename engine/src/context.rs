@@ -814,10 +814,8 @@ impl Engine {
         if record.catalog_id != log.catalog_id {
             return Err(Error::ForeignToken {
                 token: token.to_string(),
-                made_on: record.catalog_id,
-                made_at: record.catalog_url,
-                here: log.catalog_id.clone(),
-                here_at: self.catalog.url().to_string(),
+                made_on: format!("{} at {}", record.catalog_id, record.catalog_url),
+                here: format!("{} at {}", log.catalog_id, self.catalog.url()),
             });
         }
         let version = &self.schema_version;

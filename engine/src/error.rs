@@ -35,20 +35,16 @@ pub enum Error {
     },
     /// The token was made on another catalog than the one this engine serves.
     #[error(
-        "token {token} was made on another catalog ({made_on} at {made_at}); this is {here} at \
-         {here_at}: a token replays only on the catalog it was made on"
+        "token {token} was made on another catalog ({made_on}); this is {here}: a token \
+         replays only on the catalog it was made on"
     )]
     ForeignToken {
         /// The token.
         token: String,
-        /// The id of the catalog it was made on.
+        /// The catalog it was made on: its id, and where it was.
         made_on: String,
-        /// Where that catalog was.
-        made_at: String,
-        /// The id of the catalog served here.
+        /// The catalog served here: its id, and where it is.
         here: String,
-        /// Where it is.
-        here_at: String,
     },
     /// An upload a token read is no longer in the state store.
     #[error("the upload '{name}' token {token} read is gone from {store} ({key})")]
