@@ -485,7 +485,8 @@ async fn the_execution_duration_is_enforced() {
     let s = Server::start(&["--max-duration", "1"]);
     let started = std::time::Instant::now();
     let (status, _, body) = get(&format!("{}/sync", s.tap), &[("QUERY", SLOW)]).await;
-    assert_eq!(status, 200);
+    // Stopped before its first byte went out: an error status with the document.
+    assert_eq!(status, 400);
     assert!(
         body.contains("value=\"ERROR\"") && body.contains("execution duration of 1 s"),
         "{body}"
@@ -847,4 +848,51 @@ async fn csv_and_json_say_when_maxrec_cut_the_result() {
     assert_eq!(doc["data"].as_array().unwrap().len(), 2);
     let doc = json(ask("json", "100000").await.unwrap().text().await.unwrap());
     assert_eq!(doc["status"], "OK");
+}
+
+/// A binary stream no FIELD consumes once kept two workers busy for ever and
+/// the service answered nothing more; it is refused, and the service answers.
+#[tokio::test]
+async fn an_upload_whose_rows_take_no_bytes_is_refused_and_the_service_answers() {
+    let s = Server::start(&[]);
+    for doc in [
+        "<VOTABLE><RESOURCE><TABLE><DATA><BINARY2><STREAM encoding=\"base64\">AA==</STREAM></BINARY2></DATA></TABLE></RESOURCE></VOTABLE>",
+        "<VOTABLE><RESOURCE><TABLE><FIELD name=\"s\" datatype=\"char\" arraysize=\"0\"/><DATA><BINARY><STREAM encoding=\"base64\">AA==</STREAM></BINARY></DATA></TABLE></RESOURCE></VOTABLE>",
+    ] {
+        let (ct, body) = multipart(
+            &[
+                ("QUERY", "SELECT * FROM TAP_UPLOAD.t"),
+                ("UPLOAD", "t,param:t"),
+            ],
+            &[("t", doc)],
+        );
+        let r = post_multipart(&format!("{}/sync", s.tap), ct, body).await;
+        assert_eq!(r.status().as_u16(), 400);
+        assert!(r.text().await.unwrap().contains("upload 't'"));
+    }
+    let (status, _, _) = get(&format!("{}/availability", s.tap), &[]).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_expression_that_fails_on_a_row_is_a_refusal_that_shows_no_value() {
+    let s = Server::start(&[]);
+    let (status, _, body) = get(
+        &format!("{}/sync", s.tap),
+        &[
+            ("LANG", "ADQL"),
+            (
+                "QUERY",
+                "SELECT COUNT(*) FROM ppdb.DiaSource WHERE CAST(CAST(diaSourceId AS VARCHAR) AS SMALLINT) = 1",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("a CAST met a value it cannot convert"),
+        "{body}"
+    );
+    assert!(!body.contains("500000"), "no id in {body}");
+    assert!(!body.contains("storage"), "{body}");
 }

@@ -444,6 +444,7 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_analyzer_rules(crate::types::analyzer_rules())
             .build();
         for f in crate::udf::all() {
             base.register_udf(Arc::new(f))?;

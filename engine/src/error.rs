@@ -133,10 +133,13 @@ impl Error {
                 e,
                 catalog::Error::NoSuchSnapshot { .. } | catalog::Error::SnapshotExpired { .. }
             ),
-            Error::DataFusion(e) => matches!(
-                e.find_root(),
-                D::ObjectStore(_) | D::IoError(_) | D::ParquetError(_) | D::External(_)
-            ),
+            Error::DataFusion(e) => {
+                self.expression_failure().is_none()
+                    && matches!(
+                        e.find_root(),
+                        D::ObjectStore(_) | D::IoError(_) | D::ParquetError(_) | D::External(_)
+                    )
+            }
             Error::UploadGone { .. }
             | Error::State { .. }
             | Error::Mismatch { .. }
@@ -160,10 +163,37 @@ impl Error {
                  it was made on"
             ),
             Error::Mismatch { .. } => self.to_string(),
+            // The failing value may be one the caller may not see (an embargoed row).
+            e if e.expression_failure().is_some() => format!(
+                "query failed: {} on a row it read (the value is not shown)",
+                e.expression_failure().unwrap_or_default()
+            ),
             e if e.is_internal() => "the service failed to read or write its storage; the \
                                      failure is in its log"
                 .to_string(),
             e => e.message(),
+        }
+    }
+
+    /// What failed when the query's own expressions met a row (a CAST of text
+    /// that is no number, a division by zero, an overflow), if that is what
+    /// this is. Pushed into the Parquet reader, such a failure comes wrapped as
+    /// a read error: it is the query's, not the storage's.
+    pub fn expression_failure(&self) -> Option<&'static str> {
+        let Error::DataFusion(e) = self else {
+            return None;
+        };
+        let text = e.to_string();
+        if text.contains("CastError") || text.contains("Cast error") {
+            Some("a CAST met a value it cannot convert")
+        } else if text.contains("DivideByZero") || text.contains("Divide by zero") {
+            Some("a division by zero")
+        } else if text.contains("ArithmeticOverflow") || text.contains("Overflow happened") {
+            Some("an arithmetic overflow")
+        } else if text.contains("Error evaluating filter predicate") {
+            Some("a condition could not be evaluated")
+        } else {
+            None
         }
     }
 
@@ -172,6 +202,17 @@ impl Error {
         if let Error::DataFusion(e) = self {
             // DataFusion's own words for its error kinds say nothing to a user.
             let root = e.find_root().strip_backtrace();
+            // A failure inside the Parquet reader repeats itself once per layer.
+            if let Some(cast) = root
+                .split("CastError(\"")
+                .nth(1)
+                .and_then(|r| r.split("\")").next())
+            {
+                return format!("query failed: {cast}");
+            }
+            if root.contains("DivideByZero") {
+                return "query failed: division by zero".into();
+            }
             let text = [
                 "Resources exhausted: ",
                 "Execution error: ",

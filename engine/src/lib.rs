@@ -27,6 +27,7 @@ mod prune;
 pub mod state;
 pub mod tables;
 pub mod token;
+mod types;
 mod udf;
 pub mod upload;
 

@@ -134,6 +134,10 @@ fn expr(e: &Expr, schema: &DFSchema, input: &[ColumnInfo]) -> ColumnInfo {
         Expr::ScalarFunction(f) => {
             let mut info = ColumnInfo::derived();
             info.geometry = geometry_of(f.func.name());
+            // DALI geometries hold their coordinates (and radii) in degrees.
+            if info.geometry.is_some() {
+                info.unit = Some("deg".into());
+            }
             info
         }
         Expr::AggregateFunction(a)

@@ -588,8 +588,12 @@ fn read_binary(
         *at = end;
         Ok(s)
     };
+    if fields.is_empty() {
+        return Err(bad(name, "the VOTable has no FIELD"));
+    }
     let nflags = if flags { fields.len().div_ceil(8) } else { 0 };
     while at < bytes.len() {
+        let started = at;
         let mask = take(&mut at, nflags, row)?.to_vec();
         for (i, (f, col)) in fields.iter().zip(columns.iter_mut()).enumerate() {
             let flagged = flags && mask[i / 8] & (0x80 >> (i % 8)) != 0;
@@ -676,6 +680,13 @@ fn read_binary(
                 })),
             }
         }
+        // A row of zero-width fields would be read forever, a row per turn.
+        if at == started {
+            return Err(bad(
+                name,
+                "its rows take no bytes in the binary stream (every FIELD has arraysize 0)",
+            ));
+        }
         row += 1;
     }
     Ok(())
@@ -761,6 +772,19 @@ mod tests {
         let back = Upload::from_votable("t", &doc).unwrap();
         // The text column went out as unicodeChar (nothing said it was ASCII).
         assert_eq!(back.batch.columns(), u.batch.columns());
+    }
+
+    #[test]
+    fn binary_streams_that_would_never_end_are_refused() {
+        for doc in [
+            // No FIELD: nothing ever consumed a byte of the stream.
+            "<VOTABLE><RESOURCE><TABLE><DATA><BINARY2><STREAM encoding=\"base64\">AA==</STREAM></BINARY2></DATA></TABLE></RESOURCE></VOTABLE>",
+            // A FIELD of width zero, without null flags: a row per turn, for ever.
+            "<VOTABLE><RESOURCE><TABLE><FIELD name=\"s\" datatype=\"char\" arraysize=\"0\"/><DATA><BINARY><STREAM encoding=\"base64\">AA==</STREAM></BINARY></DATA></TABLE></RESOURCE></VOTABLE>",
+        ] {
+            let e = Upload::from_votable("t", doc.as_bytes()).unwrap_err();
+            assert!(e.to_string().contains("upload 't'"), "{e}");
+        }
     }
 
     #[test]

@@ -607,7 +607,7 @@ async fn execute(app: &Shared, id: &str) {
             finish(Err(format!("storing the result failed: {message}"))).await
         }
         (Ok(Outcome::Done { rows, .. }), Ok(())) => finish(Ok((rows, size, token, media))).await,
-        (Ok(Outcome::Failed(message)), Ok(())) => finish(Err(message)).await,
+        (Ok(Outcome::Failed(failure)), Ok(())) => finish(Err(failure.message)).await,
         (Ok(Outcome::Gone), Ok(())) => finish(Err("the result was abandoned".into())).await,
         (Err(e), Ok(())) => finish(Err(format!("the query stopped: {e}"))).await,
     }

@@ -281,10 +281,24 @@ fn main() -> ExitCode {
         // Whoever read the output stopped reading (`ppdb snapshots | head -1`).
         Err(e) if e.is::<stdout::Closed>() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", explain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error as the user reads it: the context added on the way, then the
+/// engine's own account of its error (without DataFusion's wrapping of it).
+fn explain(e: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        if let Some(engine) = cause.downcast_ref::<engine::Error>() {
+            parts.push(engine.message());
+            return parts.join(": ");
+        }
+        parts.push(cause.to_string());
+    }
+    format!("{e:#}")
 }
 
 async fn run(cli: Cli) -> Result<()> {

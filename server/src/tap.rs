@@ -126,11 +126,18 @@ pub fn router(app: Shared) -> Router {
         .with_state(app)
 }
 
-/// Names the software in every response (VOSI clients like to know).
+/// Names the software in every response (VOSI clients like to know), and
+/// tells browsers to take each response as the type it says it is: text that
+/// echoes a request is never run as a page.
 async fn server_header(mut response: Response) -> Response {
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::SERVER,
         HeaderValue::from_static(concat!("ppdb/", env!("CARGO_PKG_VERSION"))),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     response
 }
@@ -631,7 +638,7 @@ pub(crate) enum Outcome {
         overflow: bool,
     },
     /// The query failed after it started; the document says so and ends cleanly.
-    Failed(String),
+    Failed(Failure),
     /// The reader went away.
     Gone,
 }
@@ -657,18 +664,18 @@ pub(crate) async fn encode(
     let mut writer = match ResultWriter::new(format, result.schema.clone(), &describe, &mut out) {
         Ok(w) => w,
         Err(e) => {
-            let message = Failure::from(&e).message;
+            let failure = Failure::from(&e);
             let mut buf = Vec::new();
-            let _ = engine::format::votable_error(&message, &mut buf);
+            let _ = engine::format::votable_error(&failure.message, &mut buf);
             let _ = tx.send(Bytes::from(buf)).await;
-            return Outcome::Failed(message);
+            return Outcome::Failed(failure);
         }
     };
     let mut rows = 0u64;
     loop {
         let next = match tokio::time::timeout_at(deadline.into(), result.next_batch()).await {
-            Ok(next) => next.map(|r| r.map_err(|e| Failure::from(&e).message)),
-            Err(_) => Some(Err(engine::overdue(allowed))),
+            Ok(next) => next.map(|r| r.map_err(|e| Failure::from(&e))),
+            Err(_) => Some(Err(Failure::refused(engine::overdue(allowed)))),
         };
         let failure = match next {
             Some(Ok(batch)) => match writer.write(&batch) {
@@ -681,12 +688,12 @@ pub(crate) async fn encode(
                     }
                     continue;
                 }
-                Err(e) => Failure::from(&e).message,
+                Err(e) => Failure::from(&e),
             },
             Some(Err(e)) => e,
             None => break,
         };
-        let _ = writer.fail(&failure);
+        let _ = writer.fail(&failure.message);
         let _ = tx.send(pending.take()).await;
         return Outcome::Failed(failure);
     }
@@ -739,6 +746,12 @@ async fn stream(
         }
     }
     let outcome = if ended { encoder.await.ok() } else { None };
+    // A query that failed before the client saw a byte is answered as one that
+    // failed to start: an error document and an error status, which clients
+    // such as astroquery need (a table that ends in an error reads as empty).
+    if let Some(Outcome::Failed(failure)) = &outcome {
+        return failure.response();
+    }
     let rest =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
     let body = futures::stream::iter(held)
@@ -750,7 +763,6 @@ async fn stream(
             Some(engine::format::Status::of(overflow).as_str()),
             Some(rows),
         ),
-        Some(Outcome::Failed(_)) => (Some("ERROR"), None),
         _ => (None, None),
     };
     if let Some(s) = status {

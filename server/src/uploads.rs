@@ -91,14 +91,32 @@ pub async fn fetch(app: &Shared, url: &str) -> Result<Bytes, String> {
         .build()
         .map_err(|e| format!("cannot fetch uploads: {e}"))?;
     let response = client.get(url).send().await.map_err(|e| {
-        // reqwest says only "error sending request"; the why is in its causes.
+        // reqwest says only "error sending request"; the why is in its causes,
+        // which also tell of this service's network (its certificates, its
+        // resolver): the operator reads them in the log, the caller gets the kind.
         let mut why = e.to_string();
         let mut cause = std::error::Error::source(&e);
         while let Some(c) = cause {
             why = format!("{why}: {c}");
             cause = c.source();
         }
-        format!("fetching the upload {url} failed: {why}")
+        eprintln!("warning: fetching the upload {url} failed: {why}");
+        let kind = if why.contains("private or local address") {
+            return private(url);
+        } else if e.is_timeout() {
+            "it did not answer in time"
+        } else if e.is_redirect() {
+            "its redirects went where this service does not follow"
+        } else if why.contains("certificate") || why.contains("tls") || why.contains("TLS") {
+            "its TLS certificate was not accepted"
+        } else if why.contains("dns error") || why.contains("lookup address") {
+            "its host name did not resolve"
+        } else if e.is_connect() {
+            "no connection could be made"
+        } else {
+            "the request failed"
+        };
+        format!("fetching the upload {url} failed: {kind}")
     })?;
     if !response.status().is_success() {
         return Err(format!(
@@ -137,7 +155,7 @@ fn public_host(url: &str) -> Result<(), String> {
 fn private(what: &str) -> String {
     format!(
         "the upload {what} is at a private or local address, which this service does not \
-         fetch from (its operator can allow it with --allow-private-uploads)"
+         fetch from"
     )
 }
 

@@ -63,6 +63,13 @@ def _():
     assert [bool(x) for x in t["keep"]] == [True, False, True], t["keep"]
     assert [int(x) for x in t["rank"]] == [1, 2, 200], t["rank"]
     assert list(t["label"]) == ["héllo", "b", "c"], t["label"]
+    # ADQL has no booleans: a boolean column compares with 1 and 0.
+    kept = tap.launch_job(
+        "SELECT m.oid FROM tap_upload.mine AS m WHERE m.keep = 1 ORDER BY m.oid",
+        upload_resource=mine,
+        upload_table_name="mine",
+    ).get_results()
+    assert len(kept) == 2, kept
 
 
 @step("async upload")

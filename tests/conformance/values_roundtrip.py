@@ -268,6 +268,21 @@ for name, _, want in computed:
         ok = got == want
     check(f"computed {name} is {want!r}", ok, f"got {got!r}")
 
+# VOParquet: pyarrow shows the VOTable header as the schema's metadata, and
+# astropy reads its FIELDs (units, UCDs) out of it.
+meta = pq.read_table(io.BytesIO(fetch("SELECT TOP 1 diaObjectId, ra FROM ppdb.DiaObject", "parquet"))).schema.metadata or {}
+content = meta.get(b"IVOA.VOTable-Parquet.content", b"")
+ok = False
+if content:
+    from astropy.io.votable import parse_single_table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fields = {f.name: f for f in parse_single_table(io.BytesIO(content)).fields}
+    ok = str(fields["ra"].unit) == "deg" and (fields["diaObjectId"].ucd or "").startswith("meta.id")
+check("VOParquet's VOTable header is in pyarrow's schema metadata, with units and UCDs", ok,
+      f"metadata keys {list(meta)}")
+
 # How the columns are declared: what a reader needs to lay the bytes out.
 (_, _), vot = votable(f"SELECT TOP 1 {select} FROM ppdb.DiaObject", "votable")
 fields = {f.name: f for f in vot.fields}
@@ -285,6 +300,8 @@ for name, datatype, arraysize, xtype in [
     f = fields.get(name)
     got = (f.datatype, f.arraysize, f.xtype) if f is not None else None
     check(f"FIELD {name} is {datatype}[{arraysize}] {xtype}", got == (datatype, arraysize, xtype), f"got {got}")
+    if xtype in ("point", "circle", "polygon"):
+        check(f"FIELD {name} is in degrees", f is not None and str(f.unit) == "deg", f"got {f and f.unit}")
 
 # A plain column keeps its unit, UCD and description under any name.
 (_, _), vot = votable(

@@ -264,7 +264,15 @@ impl<'a> ResultWriter<'a> {
             Format::Tsv => Sink::Delimited(text::Delimited::new(b'\t', schema, out)),
             Format::Json => Sink::Json(json::Json::new(&schema, &types, describe, out)?),
             Format::Parquet => Sink::Parquet(
-                datafusion::parquet::arrow::ArrowWriter::try_new(out, schema.clone(), None)?,
+                // Without the embedded Arrow schema, readers (pyarrow, pandas) show
+                // the file's key-value metadata, the VOTable header with it, as the
+                // schema's: with it they show the Arrow schema's own, empty, instead.
+                datafusion::parquet::arrow::ArrowWriter::try_new_with_options(
+                    out,
+                    schema.clone(),
+                    datafusion::parquet::arrow::arrow_writer::ArrowWriterOptions::new()
+                        .with_skip_arrow_metadata(true),
+                )?,
                 votable::head(&schema, &types, describe),
             ),
             Format::Votable => {
