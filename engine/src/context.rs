@@ -1366,9 +1366,15 @@ fn find(state: &LogState, as_of: Option<&adql::AsOf>) -> Result<SnapshotInfo> {
             .cloned()
             .ok_or_else(|| Error::Snapshot {
                 message: format!(
-                    "no snapshot {k}: this catalog has snapshots {} to {}",
+                    "no snapshot {k}: this catalog has snapshots {} to {}{}",
                     snapshots.first().map_or(0, |s| s.snapshot),
-                    snapshots.last().map_or(0, |s| s.snapshot)
+                    snapshots.last().map_or(0, |s| s.snapshot),
+                    // A large whole number was likely meant as an MJD.
+                    if *k > 40_000 {
+                        format!(" (for the snapshot current at MJD {k}, write {k}.0)")
+                    } else {
+                        String::new()
+                    }
                 ),
             }),
         Some(adql::AsOf::Time(text)) => {
@@ -1383,12 +1389,18 @@ fn find(state: &LogState, as_of: Option<&adql::AsOf>) -> Result<SnapshotInfo> {
                 .find(|s| s.committed_at <= t)
                 .cloned()
                 .ok_or_else(|| Error::Snapshot {
-                    message: format!(
-                        "no snapshot was committed by {text}; the first was committed at {}",
-                        snapshots
-                            .first()
-                            .map_or("(none)".to_string(), |s| s.committed_at.to_rfc3339())
-                    ),
+                    message: match snapshots.first() {
+                        Some(first) => format!(
+                            "no snapshot was committed by {text}; the first was committed at {} \
+                             (MJD {:.5} UTC; commit times are when data arrived, not when it \
+                             was observed)",
+                            first
+                                .committed_at
+                                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                            mjd_utc(first.committed_at)
+                        ),
+                        None => "the catalog has no snapshots yet: ingest a chunk first".into(),
+                    },
                 })
         }
     }
@@ -1446,6 +1458,11 @@ pub fn as_of(text: &str) -> std::result::Result<adql::AsOf, String> {
          decimal point (61002.5, or MJD 61002), or an ISO-8601 UTC time \
          (2026-11-23T12:00:00Z)"
     ))
+}
+
+/// The MJD (UTC) of a time.
+pub fn mjd_utc(t: DateTime<Utc>) -> f64 {
+    t.timestamp_micros() as f64 / 86_400e6 + 40_587.0
 }
 
 /// Reads an ISO-8601 time; without a zone it is UTC.

@@ -34,7 +34,7 @@ pub mod upload;
 pub use catalog::{ScanFile, TableScan};
 pub use context::{
     Engine, EngineOptions, Finished, QueryOptions, QueryResult, ReplayOptions, THREAD_STACK,
-    Timings, as_of,
+    Timings, as_of, mjd_utc,
 };
 pub use deadline::overdue;
 pub use embargo::Embargo;

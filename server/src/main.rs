@@ -69,7 +69,7 @@ enum Command {
         /// Folder to write the chunk folders into.
         #[arg(long)]
         out: PathBuf,
-        /// Distinct DiaObjects.
+        /// Objects on the sky (those a visit detects become DiaObjects).
         #[arg(long, default_value_t = 10_000)]
         objects: usize,
         /// Nights of observing.
@@ -412,9 +412,10 @@ async fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             say!(
-                "{:>8}  {:<27} {:<20} {:>12}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:>7}  state",
+                "{:>8}  {:<27} {:<14} {:<20} {:>12}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:>7}  state",
                 "snapshot",
                 "committed_at (UTC)",
+                "MJD (UTC)",
                 "format",
                 "chunk_id",
                 "DiaObj",
@@ -427,9 +428,10 @@ async fn run(cli: Cli) -> Result<()> {
             for s in &snaps {
                 let n = |t: TableId| s.rows_added.get(&t).copied().unwrap_or(0);
                 say!(
-                    "{:>8}  {:<27} {:<20} {:>12}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:>7}  {}",
+                    "{:>8}  {:<27} {:<14.6} {:<20} {:>12}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:>7}  {}",
                     s.snapshot,
                     s.committed_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+                    engine::mjd_utc(s.committed_at),
                     s.chunk.format,
                     s.chunk.chunk_id,
                     n(TableId::DiaObject),

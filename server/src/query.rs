@@ -241,6 +241,14 @@ pub async fn token(action: TokenAction) -> Result<()> {
             if records.is_empty() {
                 say!("(no tokens in {})", engine.state().url());
             }
+            if catalog.catalog.is_none() && state.state.is_none() {
+                // Tokens of a writable catalog live in its own state store.
+                eprintln!(
+                    "note: these are the tokens of {}; a writable catalog keeps its own \
+                     (ppdb token list --catalog URL)",
+                    engine.state().url()
+                );
+            }
         }
         TokenAction::Expire {
             catalog,

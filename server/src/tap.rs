@@ -246,7 +246,8 @@ async fn home(State(app): State<Shared>) -> Response {
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 img-src 'self' data:",
             ),
         ],
         page,
@@ -1134,13 +1135,19 @@ async fn tableset(app: &Shared, shape: Shape, min: bool, esa: bool) -> Response 
                 out.push_str("</column>\n");
             }
             for k in keys.iter().filter(|k| k[0] == t[1] && !min) {
+                // astroquery takes any <description> for the table's own, so the
+                // last key's would replace it: it gets keys without theirs.
+                let description = if esa {
+                    String::new()
+                } else {
+                    format!("<description>{}</description>", esc(&k[2]))
+                };
                 out.push_str(&format!(
                     "<foreignKey><targetTable>{}</targetTable><fkColumn><fromColumn>{}</fromColumn>\
-                     <targetColumn>{}</targetColumn></fkColumn><description>{}</description></foreignKey>\n",
+                     <targetColumn>{}</targetColumn></fkColumn>{description}</foreignKey>\n",
                     esc(&k[1]),
                     esc(&k[3]),
                     esc(&k[4]),
-                    esc(&k[2])
                 ));
             }
             out.push_str(if only.is_some() {

@@ -184,9 +184,20 @@ with sync_playwright() as p:
         assert plot.is_visible()
         assert int(plot.get_attribute("data-points")) == len(rows) > 1, rows
         titles = page.eval_on_selector_all("#lightcurve .axis-title", "ts => ts.map(t => t.textContent)")
-        assert titles == ["midpointMjdTai", "psfFlux [nJy]"], titles
+        assert titles == ["midpointMjdTai [d]", "psfFlux [nJy]"], titles
         bands = sorted(page.eval_on_selector_all("#lightcurve .points", "ps => ps.map(p => p.dataset.band)"))
         assert bands == sorted({r[2] for r in rows}), bands
+        # Each band in its own colour, as drawn, and named in the legend.
+        colours = page.eval_on_selector_all(
+            "#lightcurve .points", "ps => ps.map(p => getComputedStyle(p).stroke)")
+        assert len(set(colours)) == len(bands), colours
+        legend = sorted(page.eval_on_selector_all("#lightcurve .legend", "ts => ts.map(t => t.textContent)"))
+        assert legend == bands, legend
+        # Rows of several objects are not one light curve.
+        page.goto(query_url("SELECT TOP 50 diaObjectId, midpointMjdTai, psfFlux FROM ppdb.DiaSource"))
+        settled(page)
+        assert not page.is_visible("#lightcurve")
+        assert "several objects" in page.text_content("#lightcurve-note")
 
     @step("14 000 rows show at once, a page at a time")
     def _():
