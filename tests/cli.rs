@@ -558,3 +558,25 @@ fn samples_cross_ra_zero_and_the_poles_with_unique_ids() {
         assert_ne!(a, "n\n0\n", "the cone holds objects");
     }
 }
+
+/// The release binary was 778 MB with line tables in it: shipped builds carry
+/// no debug info (the `profiling` profile keeps line tables for profilers).
+#[test]
+fn the_release_profile_ships_without_debug_info() {
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+            .unwrap();
+    let section = |name: &str| -> String {
+        let start = manifest
+            .find(&format!("[profile.{name}]"))
+            .unwrap_or_else(|| panic!("no [profile.{name}]"));
+        let rest = &manifest[start + 1..];
+        rest[..rest.find("\n[").unwrap_or(rest.len())].to_string()
+    };
+    assert!(
+        section("release").contains("debug = false"),
+        "{}",
+        section("release")
+    );
+    assert!(section("profiling").contains("debug = \"line-tables-only\""));
+}
