@@ -187,6 +187,26 @@ async fn async_jobs_are_visible_only_to_their_owner() {
         assert_eq!(r.status().as_u16(), 403);
         let (_, list) = get(&format!("{}/async", s.tap), who).await;
         assert!(!list.contains(&id), "{list}");
+        // Nor by spelling the id with a percent-encoded character: the router
+        // decodes it, and the owner is checked on what the router decoded.
+        let first = id.as_bytes()[0];
+        let encoded = format!(
+            "{}/async/%{first:02X}{}",
+            s.tap,
+            &id[1..]
+        );
+        for part in ["", "/results/result", "/parameters"] {
+            let (status, body) = get(&format!("{encoded}{part}"), who).await;
+            assert_eq!(status, 403, "{encoded}{part} as {who:?}: {body}");
+        }
+        let r = with(client().delete(&encoded), who).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 403);
+        let r = with(client().post(&encoded), who)
+            .form(&[("QUERY", "SELECT 1 AS x FROM ppdb.SSObject")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403);
     }
     let (_, list) = get(&format!("{}/async", s.tap), Some(ALICE)).await;
     assert!(list.contains(&id), "{list}");

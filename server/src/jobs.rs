@@ -161,34 +161,31 @@ pub fn routes(app: Shared) -> Router<Shared> {
 
 /// Lets only a job's owner reach it (a job without an owner is anyone's: it
 /// was made anonymously, and its result holds no embargoed row).
+///
+/// The id is the one the handlers see, decoded from the path: checking the raw
+/// path let `/tap/async/%61…` through to the job `a…`. An id that is not a
+/// job id never reaches a handler.
 async fn owner_only(
     State(app): State<Shared>,
     Extension(caller): Extension<Caller>,
+    axum::extract::Path(id): axum::extract::Path<String>,
     request: Request,
     next: Next,
 ) -> Response {
-    let id = request
-        .uri()
-        .path()
-        .trim_start_matches("/tap/async/")
-        .split('/')
-        .next()
-        .unwrap_or("")
-        .to_string();
-    if valid_id(&id)
-        && let Ok(Some(job)) = load(&app, &id).await
-        && job.owner.is_some()
-        && job.owner != caller.owner()
-    {
-        return text(
+    if !valid_id(&id) {
+        return text(StatusCode::NOT_FOUND, "no such job\n".into());
+    }
+    match load(&app, &id).await {
+        Ok(Some(job)) if job.owner.is_some() && job.owner != caller.owner() => text(
             StatusCode::FORBIDDEN,
             format!(
                 "job {id} belongs to another user: send its owner's bearer token \
                  (Authorization: Bearer ...)\n"
             ),
-        );
+        ),
+        Err(e) => store_failure(e),
+        _ => next.run(request).await,
     }
-    next.run(request).await
 }
 
 fn key(id: &str) -> String {
