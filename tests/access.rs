@@ -190,11 +190,7 @@ async fn async_jobs_are_visible_only_to_their_owner() {
         // Nor by spelling the id with a percent-encoded character: the router
         // decodes it, and the owner is checked on what the router decoded.
         let first = id.as_bytes()[0];
-        let encoded = format!(
-            "{}/async/%{first:02X}{}",
-            s.tap,
-            &id[1..]
-        );
+        let encoded = format!("{}/async/%{first:02X}{}", s.tap, &id[1..]);
         for part in ["", "/results/result", "/parameters"] {
             let (status, body) = get(&format!("{encoded}{part}"), who).await;
             assert_eq!(status, 403, "{encoded}{part} as {who:?}: {body}");

@@ -6,9 +6,11 @@
 //! 61001.05 and 61002.05, in TAI); the cutoff used here, MJD 61001.6, embargoes
 //! the third night. Each hostile query is run twice: without privilege, and
 //! with privilege on a reference form that spells the embargo out in ADQL
-//! (each table replaced by a derived table of its public rows). The two must
-//! agree, and the privileged run of the hostile query itself must differ, so
-//! that every query really reaches for embargoed rows.
+//! (each table replaced by a derived table of its public rows) read as the
+//! catalog stood at the cutoff (the last snapshot whose chunks all came before
+//! it: rows, and every column of them as update records had left them then).
+//! The two must agree, and the privileged run of the hostile query itself must
+//! differ, so that every query really reaches for embargoed rows.
 
 use std::sync::Arc;
 
@@ -60,6 +62,18 @@ async fn lines_with(engine: &Engine, adql: &str, opts: &QueryOptions) -> Vec<Str
 
 async fn lines(engine: &Engine, adql: &str, privileged: bool) -> Vec<String> {
     lines_with(engine, adql, &options(privileged)).await
+}
+
+/// A reference form's rows: with privilege, as the catalog stood at the cutoff.
+async fn reference(engine: &Engine, adql: &str) -> Vec<String> {
+    lines_with(engine, adql, &at_cutoff(options(true))).await
+}
+
+fn at_cutoff(options: QueryOptions) -> QueryOptions {
+    QueryOptions {
+        as_of: Some(adql::AsOf::Snapshot(PUBLIC_SNAPSHOT)),
+        ..options
+    }
 }
 
 /// The public rows of a DiaObject table spelled out in ADQL: versions that began
@@ -198,7 +212,7 @@ async fn no_hostile_query_sees_an_embargoed_row() {
         let hostile = form(&engine, template, false);
         let reference = form(&engine, template, true);
         let public = lines(&engine, &hostile, false).await;
-        let expected = lines(&engine, &reference, true).await;
+        let expected = self::reference(&engine, &reference).await;
         if public != expected {
             failures.push(format!(
                 "without privilege, {hostile}\n  gave {:?}\nbut with privilege, {reference}\n  gave {:?}",
@@ -242,7 +256,7 @@ async fn the_object_light_curve_and_history_stop_at_the_cutoff() {
         let public = lines(&engine, &hostile, false).await;
         assert_eq!(
             public,
-            lines(&engine, &form(&engine, &template, true), true).await,
+            reference(&engine, &form(&engine, &template, true)).await,
             "{hostile}"
         );
         assert!(
@@ -342,7 +356,12 @@ async fn an_upload_cannot_fish_for_embargoed_positions() {
          ON 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', t.ra, t.dec, 1.0/3600))";
     let hostile = form(&engine, template, false);
     let public = lines_with(&engine, &hostile, &with_upload(false)).await;
-    let reference = lines_with(&engine, &form(&engine, template, true), &with_upload(true)).await;
+    let reference = lines_with(
+        &engine,
+        &form(&engine, template, true),
+        &at_cutoff(with_upload(true)),
+    )
+    .await;
     assert_eq!(public, reference);
     assert_ne!(
         public,
@@ -479,4 +498,101 @@ async fn without_an_embargo_everyone_sees_everything() {
         lines(&engine, q, false).await,
         lines(&engine, q, true).await
     );
+}
+
+/// Expressions that fail on a row, applied to rows only an embargoed caller's
+/// betters see: each fails with privilege (so it reaches such a row), and
+/// without privilege it must run as if those rows were not there at all,
+/// answering exactly as the catalog stood at the cutoff. A failure, or a
+/// different answer, would tell a caller of a row it may not read.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_failure_tells_of_an_embargoed_row() {
+    let engine = open(CUTOFF, "embargo-failures").await;
+    // What fails on a row whose condition X holds.
+    let failing = [
+        "1 / (CASE WHEN X THEN 0 ELSE 1 END) = 1",
+        "CAST(CASE WHEN X THEN 'x' ELSE '1' END AS INTEGER) = 1",
+        "CAST(CASE WHEN X THEN '1.5x' ELSE '2' END AS DOUBLE PRECISION) > 0",
+        "MOD(7, CASE WHEN X THEN 0 ELSE 5 END) = 2",
+    ];
+    // A table, an alias, and what makes one of its rows embargoed.
+    let tables = [
+        ("ppdb.DiaSource", "s", "s.midpointMjdTai > {C}"),
+        ("ppdb.DiaForcedSource", "f", "f.midpointMjdTai > {C}"),
+        ("ppdb.DiaObjectHistory", "h", "h.validityStartMjdTai > {C}"),
+        // Values set by update records of chunks after the cutoff.
+        ("ppdb.DiaObjectHistory", "h", "h.validityEndMjdTai > {C}"),
+        ("ppdb.DiaSource", "s", "s.timeWithdrawnMjdTai > {C}"),
+        (
+            "ppdb.DetectorVisitProcessingSummary",
+            "v",
+            "v.visit >= 2025112800000",
+        ),
+    ];
+    let mut queries = Vec::new();
+    for (table, a, hidden) in tables {
+        for f in failing {
+            let p = f.replace('X', hidden);
+            queries.push(format!("SELECT COUNT(*) FROM {table} AS {a} WHERE {p}"));
+            queries.push(format!(
+                "SELECT SUM(CASE WHEN {p} THEN 1 ELSE 0 END) FROM {table} AS {a}"
+            ));
+        }
+    }
+    for f in &failing[..2] {
+        let p = f.replace('X', "s.midpointMjdTai > {C}");
+        queries.extend([
+            format!(
+                "SELECT COUNT(*) FROM ppdb.DiaObject AS o JOIN ppdb.DiaSource AS s \
+                 ON s.diaObjectId = o.diaObjectId AND {p}"
+            ),
+            format!(
+                "SELECT COUNT(*) FROM ppdb.DiaObject AS o WHERE o.diaObjectId IN \
+                 (SELECT s.diaObjectId FROM ppdb.DiaSource AS s WHERE {p})"
+            ),
+            format!(
+                "SELECT COUNT(*) FROM ppdb.DiaObject AS o WHERE EXISTS \
+                 (SELECT 1 FROM ppdb.DiaSource AS s WHERE s.diaObjectId = o.diaObjectId AND {p})"
+            ),
+            format!(
+                "SELECT s.band, COUNT(*) AS n FROM ppdb.DiaSource AS s GROUP BY s.band \
+                 HAVING SUM(CASE WHEN {p} THEN 1 ELSE 0 END) >= 0"
+            ),
+            format!(
+                "SELECT TOP 3 s.diaSourceId FROM ppdb.DiaSource AS s \
+                 ORDER BY CASE WHEN {p} THEN 1 ELSE 0 END, s.diaSourceId"
+            ),
+            format!(
+                "SELECT COUNT(*) FROM ppdb.DiaSource AS s WHERE s.ra > 0 AND {p} AND s.dec < 0"
+            ),
+        ]);
+    }
+    let mut failures = Vec::new();
+    for q in &queries {
+        let q = q.replace("{C}", &CUTOFF.to_string());
+        let anonymous = match engine.query(&q, &options(false)).await {
+            Ok(r) => r.collect().await.map(|(b, _)| sorted_lines(&b)),
+            Err(e) => Err(e),
+        };
+        let Ok(anonymous) = anonymous else {
+            failures.push(format!(
+                "without privilege, {q} failed: it told of an embargoed row"
+            ));
+            continue;
+        };
+        if anonymous != reference(&engine, &q).await {
+            failures.push(format!(
+                "without privilege, {q} did not answer as at the cutoff"
+            ));
+        }
+        let privileged = match engine.query(&q, &options(true)).await {
+            Ok(r) => r.collect().await.is_err(),
+            Err(_) => true,
+        };
+        if !privileged {
+            failures.push(format!("{q} reaches no embargoed row: it tests nothing"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(queries.len() >= 50, "{} queries", queries.len());
 }

@@ -1173,12 +1173,16 @@ impl Engine {
         };
         for t in &self.served {
             let ts = schema.table(t.stored);
-            let (scan, embargo) = match (cutoff, embargo::timing(t.stored)) {
-                (None, _) => (self.catalog.scan(&state, t.stored, k)?, None),
-                (Some(c), Timing::Column(column)) => {
-                    (self.catalog.scan(&state, t.stored, k)?, Some((column, c)))
-                }
-                (Some(c), Timing::Chunk) => {
+            let (scan, embargo) = match cutoff {
+                None => (self.catalog.scan(&state, t.stored, k)?, None),
+                // A caller subject to the embargo reads every table as it stood at
+                // the cutoff: at the last snapshot whose chunks all came before it.
+                // Rows and every column of them are then as they were, including
+                // those that update records of later chunks changed (withdrawals,
+                // reassociations, closed versions), which a filter on the rows'
+                // own times cannot hide. Such a snapshot may lag the cutoff by a
+                // chunk, never lead it.
+                Some(c) => {
                     let public = embargo::public_snapshot(&state, c, k);
                     let mut scan = self.catalog.scan(&state, t.stored, k)?;
                     if public < k {
@@ -1191,7 +1195,13 @@ impl Engine {
                             }
                         }
                     }
-                    (scan, None)
+                    // The rows' own times cut too: what a chunk before the cutoff
+                    // holds was observed before it, and this keeps it so.
+                    let by_time = match embargo::timing(t.stored) {
+                        Timing::Column(column) => Some((column, c)),
+                        Timing::Chunk => None,
+                    };
+                    (scan, by_time)
                 }
             };
             let scan = Arc::new(scan);

@@ -30,6 +30,7 @@ pub mod token;
 mod types;
 mod udf;
 pub mod upload;
+mod visible;
 
 pub use catalog::{ScanFile, TableScan};
 pub use context::{

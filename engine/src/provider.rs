@@ -254,6 +254,48 @@ fn hide_later_ends(
     )?))
 }
 
+/// Whether evaluating a filter on any row can only answer, never fail (and so
+/// may run before the visibility rule without telling anything of a hidden
+/// row): comparisons, `BETWEEN`, `IN` and `IS NULL` of a column (or a number or
+/// time converted to another) with constants, and their AND, OR and NOT.
+fn cannot_fail(e: &Expr, schema: &DFSchema) -> bool {
+    use datafusion::logical_expr::{Between, BinaryExpr, Operator, expr::InList};
+    let column = |e: &Expr| match e {
+        Expr::Column(c) => schema.field_with_unqualified_name(&c.name).is_ok(),
+        Expr::Cast(datafusion::logical_expr::Cast { expr, field }) => {
+            matches!(expr.as_ref(), Expr::Column(c)
+            if schema.field_with_unqualified_name(&c.name).is_ok_and(|f| {
+                let from = f.data_type();
+                (from.is_numeric() || from.is_temporal())
+                    && (field.data_type().is_numeric() || field.data_type().is_temporal())
+            }))
+        }
+        _ => false,
+    };
+    let constant = |e: &Expr| matches!(e, Expr::Literal(..));
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::And | Operator::Or => cannot_fail(left, schema) && cannot_fail(right, schema),
+            Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq => {
+                (column(left) && constant(right)) || (constant(left) && column(right))
+            }
+            _ => false,
+        },
+        Expr::Not(inner) => cannot_fail(inner, schema),
+        Expr::IsNull(inner) | Expr::IsNotNull(inner) => column(inner),
+        Expr::Between(Between {
+            expr, low, high, ..
+        }) => column(expr) && constant(low) && constant(high),
+        Expr::InList(InList { expr, list, .. }) => column(expr) && list.iter().all(constant),
+        _ => false,
+    }
+}
+
 /// The rows snapshot `k` sees by their `_added` and `_retired` columns.
 pub(crate) fn visibility_rule(k: i64) -> Expr {
     ident(catalog::schema::ADDED).lt_eq(lit(k)).and(
@@ -372,11 +414,17 @@ impl TableProvider for PpdbTable {
         }
 
         // The predicate handed to the Parquet reader: the sky region as
-        // `_healpix_29` ranges. The query's filters and the visibility rule reach
-        // the reader too: DataFusion's physical filter pushdown moves the filters
-        // above the scan into it (adding them here as well would have every file
-        // rewrite, simplify and evaluate each conjunct twice).
-        let mut pushed: Vec<Expr> = Vec::new();
+        // `_healpix_29` ranges, and those of the query's conjuncts that cannot
+        // fail on a row (comparisons of a column with a constant), which prune
+        // row groups and pages. The query's other conjuncts stay above the
+        // scan's visible rows (see `crate::visible`). The visibility rule
+        // reaches the reader through DataFusion's physical filter pushdown.
+        let df_schema = DFSchema::try_from(self.physical.as_ref().clone())?;
+        let mut pushed: Vec<Expr> = filters
+            .iter()
+            .filter(|f| cannot_fail(f, &df_schema))
+            .cloned()
+            .collect();
         if self.physical.index_of(catalog::schema::HEALPIX_29).is_ok() {
             for sky in &skies {
                 let h = || ident(catalog::schema::HEALPIX_29);
@@ -396,7 +444,6 @@ impl TableProvider for PpdbTable {
                 pushed.push(any);
             }
         }
-        let df_schema = DFSchema::try_from(self.physical.as_ref().clone())?;
         let source = ParquetSource::new(self.physical.clone())
             .with_table_parquet_options(state.table_options().parquet.clone())
             .with_bloom_filter_on_read(false)
@@ -445,12 +492,14 @@ impl TableProvider for PpdbTable {
                 .apply_projection(Some(keep))?
                 .build()?,
         );
-        match self.embargo {
+        let visible = match self.embargo {
             Some((_, cutoff)) if self.scan.table == TableId::DiaObject => {
-                hide_later_ends(state, filtered, cutoff)
+                hide_later_ends(state, filtered, cutoff)?
             }
-            _ => Ok(filtered),
-        }
+            _ => filtered,
+        };
+        // The query's own expressions run on these rows only.
+        Ok(crate::visible::VisibleRowsExec::new(visible))
     }
 }
 
