@@ -375,6 +375,8 @@ pub struct Engine {
     pinned: moka::sync::Cache<(u64, Option<u64>), Arc<dyn CatalogProviderList>>,
     embargo: Embargo,
     state: StateStore,
+    /// The secret tokens are keyed with (from the state store, on first use).
+    secret: tokio::sync::OnceCell<Arc<Vec<u8>>>,
     results: ResultCache,
     result_limit: u64,
     schema_version: String,
@@ -497,6 +499,7 @@ impl Engine {
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
             state,
+            secret: tokio::sync::OnceCell::new(),
             results,
             result_limit: options.result_cache_bytes / 8,
             memory_limit: options.memory_limit,
@@ -646,7 +649,7 @@ impl Engine {
             uploads: &upload_identity,
             embargo: access.cutoff,
         }
-        .token();
+        .token(&self.token_secret().await?);
         let record = TokenRecord {
             format: crate::token::RECORD_FORMAT.into(),
             token: token.clone(),
@@ -846,14 +849,19 @@ impl Engine {
     pub fn may_replay(&self, record: &TokenRecord, privileged: bool) -> Result<()> {
         match (record.embargoed_until, self.embargo.cutoff()) {
             (Some(until), Some(cutoff)) if !privileged && until > cutoff => Err(Error::Embargoed {
-                message: format!(
-                    "token {} names a result that holds embargoed rows: replaying it needs \
-                         a privileged bearer token until the embargo passes MJD {until:.5} (TAI)",
-                    record.token
-                ),
+                token: record.token.clone(),
+                until,
             }),
             _ => Ok(()),
         }
+    }
+
+    /// The state store's token secret, read (or made) once.
+    async fn token_secret(&self) -> Result<Arc<Vec<u8>>> {
+        self.secret
+            .get_or_try_init(|| async { self.state.secret().await.map(Arc::new) })
+            .await
+            .cloned()
     }
 
     fn keep(&self) -> Option<Keep> {

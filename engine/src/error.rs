@@ -58,11 +58,16 @@ pub enum Error {
         /// The key it was kept under.
         key: String,
     },
-    /// The caller may not see what it asked for until the embargo passes.
-    #[error("{message}")]
+    /// A token names a result that holds rows the caller may not see yet.
+    #[error(
+        "token {token} names a result that holds embargoed rows: replaying it needs a \
+         privileged bearer token until the embargo passes MJD {until:.5} (TAI)"
+    )]
     Embargoed {
-        /// What is embargoed, and what would allow it.
-        message: String,
+        /// The token.
+        token: String,
+        /// The time (MJD, TAI) of the newest embargoed row the result may hold.
+        until: f64,
     },
     /// An uploaded table could not be read.
     #[error("{message}")]
@@ -155,7 +160,9 @@ impl Error {
     /// a command line: [`Error::message`] goes to the server's log instead.
     pub fn public_message(&self) -> String {
         match self {
-            Error::UnknownToken { token, .. } => {
+            // A caller without privilege learns no more of an embargoed token
+            // than of one nobody made: whether someone ran a query is itself news.
+            Error::UnknownToken { token, .. } | Error::Embargoed { token, .. } => {
                 format!("unknown token {token}: this service has no record of it")
             }
             Error::ForeignToken { token, .. } => format!(

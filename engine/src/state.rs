@@ -205,6 +205,43 @@ impl StateStore {
         }
     }
 
+    /// The secret tokens are keyed with: made once per state store (32 random
+    /// bytes at `secret`), and shared by every process that uses the store, so
+    /// that they all give a request the same token and nobody else can.
+    pub async fn secret(&self) -> Result<Vec<u8>> {
+        const KEY: &str = "secret";
+        if let Some(b) = self.read(KEY).await? {
+            return Ok(b.to_vec());
+        }
+        let mut fresh = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh).map_err(
+            |_| Error::State {
+                message: "no random source to make the token secret from".into(),
+            },
+        )?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .loc
+            .store
+            .put_opts(&self.loc.child(KEY), PutPayload::from(fresh.to_vec()), opts)
+            .await
+        {
+            Ok(_) => Ok(fresh.to_vec()),
+            // Another process made it first: theirs is the one.
+            Err(object_store::Error::AlreadyExists { .. }) => self
+                .read(KEY)
+                .await?
+                .map(|b| b.to_vec())
+                .ok_or_else(|| Error::State {
+                    message: "the token secret vanished as it was made".into(),
+                }),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
     /// Replaces the bytes at `key`.
     pub async fn write(&self, key: &str, bytes: Bytes) -> Result<()> {
         check_key(key)?;

@@ -1,15 +1,17 @@
 //! Query tokens: what names a result, and the state store that keeps the records.
 //!
 //! A token is derived from what determines a result — the catalog, the schema
-//! version, the ADQL as written and pinned, the snapshot and MAXREC — so the
-//! same request always gets the same token, on any server. It names the rows,
-//! not their encoding: the same query in CSV and in VOTable has one token.
+//! version, the ADQL as written and pinned, the snapshot and MAXREC — keyed
+//! with the state store's secret (HMAC-SHA256), so the same request gets the
+//! same token from every server that shares the store, and nobody without the
+//! secret can compute one (and ask whether someone ran a given query). It
+//! names the rows, not their encoding: the same query in CSV and in VOTable
+//! has one token.
 //! The record behind it (JSON, at `tokens/{token}.json` in the state store)
 //! adds what the first run found: the row count and the checksum.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_128;
 
 use crate::error::{Error, Result};
 
@@ -93,8 +95,9 @@ pub(crate) struct Identity<'a> {
 }
 
 impl Identity<'_> {
-    /// The token: 100 bits of XXH3-128 over the fields, in lower-case base32.
-    pub fn token(&self) -> String {
+    /// The token: 100 bits of HMAC-SHA256 with `secret` over the fields, in
+    /// lower-case base32.
+    pub fn token(&self, secret: &[u8]) -> String {
         let mut buf = Vec::new();
         let mut field = |b: &[u8]| {
             buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
@@ -122,8 +125,9 @@ impl Identity<'_> {
             field(b"embargo");
             field(&cutoff.to_bits().to_le_bytes());
         }
-        let h = xxh3_128(&buf).to_be_bytes();
-        let mut text = data_encoding::BASE32_NOPAD.encode(&h[..13]);
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        let tag = ring::hmac::sign(&key, &buf);
+        let mut text = data_encoding::BASE32_NOPAD.encode(&tag.as_ref()[..13]);
         text.truncate(TOKEN_LEN);
         text.to_ascii_lowercase()
     }
@@ -162,7 +166,7 @@ mod tests {
             uploads: "",
             embargo: None,
         }
-        .token()
+        .token(b"secret")
     }
 
     #[test]
@@ -172,6 +176,23 @@ mod tests {
         check_token(&a).unwrap();
         assert_eq!(a, identity("SELECT 1"));
         assert_ne!(a, identity("SELECT 2"));
+        // Without the secret, nobody computes it.
+        let mut other = String::new();
+        for secret in [&b"another"[..], b""] {
+            other = Identity {
+                catalog_id: "c",
+                schema_version: "v",
+                adql: "SELECT 1",
+                pinned_adql: "SELECT 1",
+                snapshot: 3,
+                maxrec: None,
+                uploads: "",
+                embargo: None,
+            }
+            .token(secret);
+            assert_ne!(a, other);
+        }
+        check_token(&other).unwrap();
     }
 
     #[test]

@@ -209,10 +209,9 @@ impl Failure {
 impl From<&engine::Error> for Failure {
     fn from(e: &engine::Error) -> Failure {
         let status = match e {
-            engine::Error::Embargoed { .. } => StatusCode::FORBIDDEN,
-            engine::Error::UnknownToken { .. } | engine::Error::ForeignToken { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            engine::Error::Embargoed { .. }
+            | engine::Error::UnknownToken { .. }
+            | engine::Error::ForeignToken { .. } => StatusCode::NOT_FOUND,
             e if e.is_internal() => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };
