@@ -596,3 +596,55 @@ async fn no_failure_tells_of_an_embargoed_row() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(queries.len() >= 50, "{} queries", queries.len());
 }
+
+/// A lookup of an object first named after the cutoff reads what a lookup of
+/// an id nobody used reads: nothing. Before, the id index (which knows every
+/// object) sent it to the object's partition, and the time it took told that
+/// the object existed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lookup_of_an_embargoed_object_reads_what_a_lookup_of_nothing_reads() {
+    let engine = open(CUTOFF, "embargo-lookup").await;
+    let newborn = lines(
+        &engine,
+        &format!(
+            "SELECT MIN(diaObjectId) FROM (SELECT diaObjectId FROM ppdb.DiaObjectHistory \
+             GROUP BY diaObjectId HAVING MIN(validityStartMjdTai) > {CUTOFF}) AS t"
+        ),
+        true,
+    )
+    .await
+    .remove(0);
+    let nobody = "424242424242";
+    for table in [
+        "ppdb.DiaSource",
+        "ppdb.DiaForcedSource",
+        "ppdb.DiaObjectHistory",
+    ] {
+        let (theirs, none) = (
+            anonymous_plan(&engine, table, &newborn).await,
+            anonymous_plan(&engine, table, nobody).await,
+        );
+        assert_eq!(theirs, none, "{table}");
+        assert!(!theirs.contains(".parquet"), "no file is read: {theirs}");
+        // With privilege the object is there, in its partition.
+        let q = format!("SELECT * FROM {table} WHERE diaObjectId = {newborn}");
+        assert!(
+            engine
+                .explain(&q, &options(true))
+                .await
+                .unwrap()
+                .contains(".parquet"),
+            "{table}"
+        );
+    }
+}
+
+/// The plan of an anonymous lookup of one id, with the id written `ID`.
+async fn anonymous_plan(engine: &Engine, table: &str, id: &str) -> String {
+    let q = format!("SELECT * FROM {table} WHERE diaObjectId = {id}");
+    engine
+        .explain(&q, &options(false))
+        .await
+        .unwrap()
+        .replace(id, "ID")
+}

@@ -327,8 +327,11 @@ impl Catalog {
             return;
         }
         let mut index = self.index.lock().await;
-        if index.files_read() == index_files && state.index_files.len() == index_files + 1 {
-            Arc::make_mut(&mut index).extend(&new_anchors);
+        if index.files_read() == index_files
+            && state.index_files.len() == index_files + 1
+            && let Some((snapshot, _)) = state.index_files.last()
+        {
+            Arc::make_mut(&mut index).extend(&new_anchors, *snapshot);
         }
     }
 

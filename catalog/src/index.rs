@@ -21,20 +21,32 @@ use crate::error::{Error, Result};
 use crate::healpix::Cell;
 use crate::store::Location;
 
-/// `diaObjectId` → anchor (order-29 index), with the index files already read.
+/// `diaObjectId` → anchor (order-29 index) and the snapshot that made it, with
+/// the index files already read.
 #[derive(Debug, Clone, Default)]
 pub struct AnchorIndex {
-    anchors: HashMap<i64, i64>,
+    anchors: HashMap<i64, (i64, u64)>,
     loaded: usize,
 }
 
 impl AnchorIndex {
     /// The anchor of an object, if any row has named it.
     pub fn anchor(&self, dia_object_id: i64) -> Option<i64> {
-        self.anchors.get(&dia_object_id).copied()
+        self.anchors.get(&dia_object_id).map(|(a, _)| *a)
     }
 
-    /// The partition of an object at the catalog's partition order.
+    /// The partition of an object at the catalog's partition order, if a row
+    /// named it by `snapshot`. An object first named later does not exist at
+    /// `snapshot`: looking it up reads nothing, exactly as for an id nobody
+    /// used, so no answer (nor the time it takes) tells of later objects.
+    pub fn cell_at(&self, order: u8, dia_object_id: i64, snapshot: u64) -> Option<Cell> {
+        self.anchors
+            .get(&dia_object_id)
+            .filter(|(_, added)| *added <= snapshot)
+            .map(|(a, _)| Cell::of_healpix_29(order, *a))
+    }
+
+    /// The partition of an object at the catalog's partition order, at the latest snapshot.
     pub fn cell(&self, order: u8, dia_object_id: i64) -> Option<Cell> {
         self.anchor(dia_object_id)
             .map(|a| Cell::of_healpix_29(order, a))
@@ -55,20 +67,21 @@ impl AnchorIndex {
         self.loaded
     }
 
-    /// Adds the anchors of one more index file, as just written.
-    pub(crate) fn extend(&mut self, anchors: &[(i64, i64)]) {
-        self.anchors.extend(anchors.iter().copied());
+    /// Adds the anchors of one more index file, as just written at `snapshot`.
+    pub(crate) fn extend(&mut self, anchors: &[(i64, i64)], snapshot: u64) {
+        self.anchors
+            .extend(anchors.iter().map(|(id, a)| (*id, (*a, snapshot))));
         self.loaded += 1;
     }
 
     /// Reads the index files not read yet (they only ever grow).
     pub(crate) async fn catch_up(&mut self, loc: &Location, files: &[(u64, String)]) -> Result<()> {
-        for (_, path) in &files[self.loaded.min(files.len())..] {
+        for (snapshot, path) in &files[self.loaded.min(files.len())..] {
             let batch = datafile::read(loc, path, None).await?;
             let ids = batch.column(0).as_primitive::<Int64Type>();
             let anchors = batch.column(1).as_primitive::<Int64Type>();
             for (id, a) in ids.values().iter().zip(anchors.values().iter()) {
-                self.anchors.insert(*id, *a);
+                self.anchors.insert(*id, (*a, *snapshot));
             }
         }
         self.loaded = files.len();

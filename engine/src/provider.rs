@@ -159,7 +159,10 @@ impl PpdbTable {
         let cells: Option<BTreeSet<u64>> = match (&prune.ids, by_id) {
             (Some(ids), true) => Some(
                 ids.iter()
-                    .filter_map(|id| self.index.cell(self.scan.partition_order, *id))
+                    .filter_map(|id| {
+                        self.index
+                            .cell_at(self.scan.partition_order, *id, self.scan.snapshot)
+                    })
                     .map(|c| c.npix)
                     .collect(),
             ),
