@@ -896,3 +896,80 @@ async fn an_expression_that_fails_on_a_row_is_a_refusal_that_shows_no_value() {
     assert!(!body.contains("500000"), "no id in {body}");
     assert!(!body.contains("storage"), "{body}");
 }
+
+/// CPU seconds the process has used (user and system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Aborting a running job stops its query: it used to free the job's slot
+/// while the query ran on, so abort loops ran any number of queries at once.
+#[tokio::test]
+async fn aborting_a_job_stops_its_query() {
+    let s = Server::start(&["--max-duration", "120"]);
+    let job = create_job(&s.tap, &[("QUERY", SLOW), ("PHASE", "RUN")]).await;
+    for _ in 0..100 {
+        if get(&format!("{job}/phase"), &[]).await.2.trim() == "EXECUTING" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let r = post(&format!("{job}/phase"), &[("PHASE", "ABORT")]).await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(get(&format!("{job}/phase"), &[]).await.2.trim(), "ABORTED");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = cpu_seconds(s.pid());
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let used = cpu_seconds(s.pid()) - before;
+    assert!(
+        used < 0.5,
+        "the aborted query still ran: {used:.2} CPU s in 2 s"
+    );
+}
+
+/// A client that stops reading a large result holds its slot no longer than
+/// the execution duration: the next query gets the slot after that.
+#[tokio::test]
+async fn a_reader_that_stops_reading_frees_its_slot_at_the_deadline() {
+    let s = Server::start(&["--max-concurrent", "1", "--max-duration", "5"]);
+    // About 200 MB of CSV: far more than the buffers and sockets between.
+    let stalled = reqwest::Client::new()
+        .get(format!("{}/sync", s.tap))
+        .query(&[
+            (
+                "QUERY",
+                "SELECT a.*, b.ssObjectId AS s FROM ppdb.DiaSource AS a CROSS JOIN ppdb.SSObject AS b",
+            ),
+            ("RESPONSEFORMAT", "csv"),
+            ("MAXREC", "100000"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stalled.status().as_u16(), 200);
+    let started = std::time::Instant::now();
+    let (status, _, body) = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        get(
+            &format!("{}/sync", s.tap),
+            &[
+                ("QUERY", "SELECT COUNT(*) AS n FROM ppdb.SSObject"),
+                ("RESPONSEFORMAT", "csv"),
+            ],
+        ),
+    )
+    .await
+    .expect("the slot came free");
+    assert_eq!((status, body.as_str()), (200, "n\n15\n"));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "it waited for the slot"
+    );
+    drop(stalled);
+}

@@ -573,23 +573,22 @@ async fn execute(app: &Shared, id: &str) {
         Err(e) => return finish(Err(tap::Failure::from(&e).message)).await,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
-    let encoder = tokio::spawn(tap::encode(
-        app.clone(),
-        result,
-        request.format,
-        deadline,
-        allowed,
-        tx,
-    ));
-    let mut stored = Ok(());
-    let mut size = 0u64;
-    while let Some(chunk) = rx.recv().await {
-        size += chunk.len() as u64;
-        if stored.is_ok() {
-            stored = writer.put(chunk).await;
+    // Encoding runs inside this task, not beside it: aborting or deleting the
+    // job drops the query's stream with the task, which stops the query, and
+    // the task holds its slot until then.
+    let encoder = tap::encode(app.clone(), result, request.format, deadline, allowed, tx);
+    let store = async {
+        let mut stored = Ok(());
+        let mut size = 0u64;
+        while let Some(chunk) = rx.recv().await {
+            size += chunk.len() as u64;
+            if stored.is_ok() {
+                stored = writer.put(chunk).await;
+            }
         }
-    }
-    let outcome = encoder.await;
+        (stored, size)
+    };
+    let (outcome, (stored, size)) = tokio::join!(encoder, store);
     let stored = match stored {
         Ok(()) => writer.finish().await,
         Err(e) => {
@@ -603,10 +602,9 @@ async fn execute(app: &Shared, id: &str) {
             let message = tap::Failure::from(&e).message;
             finish(Err(format!("storing the result failed: {message}"))).await
         }
-        (Ok(Outcome::Done { rows, .. }), Ok(())) => finish(Ok((rows, size, token, media))).await,
-        (Ok(Outcome::Failed(failure)), Ok(())) => finish(Err(failure.message)).await,
-        (Ok(Outcome::Gone), Ok(())) => finish(Err("the result was abandoned".into())).await,
-        (Err(e), Ok(())) => finish(Err(format!("the query stopped: {e}"))).await,
+        (Outcome::Done { rows, .. }, Ok(())) => finish(Ok((rows, size, token, media))).await,
+        (Outcome::Failed(failure), Ok(())) => finish(Err(failure.message)).await,
+        (Outcome::Gone, Ok(())) => finish(Err("the result was abandoned".into())).await,
     }
 }
 

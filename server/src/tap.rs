@@ -682,8 +682,10 @@ pub(crate) async fn encode(
                 Ok(()) => {
                     rows += batch.num_rows() as u64;
                     let chunk = pending.take();
-                    // A client that went away stops the query.
-                    if !chunk.is_empty() && tx.send(chunk).await.is_err() {
+                    // A client that went away stops the query, and so does one
+                    // that stops reading: a send waits no later than the deadline,
+                    // or a reader that never reads would hold a slot for ever.
+                    if !chunk.is_empty() && !sent(&tx, chunk, deadline).await {
                         return Outcome::Gone;
                     }
                     continue;
@@ -694,17 +696,26 @@ pub(crate) async fn encode(
             None => break,
         };
         let _ = writer.fail(&failure.message);
-        let _ = tx.send(pending.take()).await;
+        let _ = sent(&tx, pending.take(), deadline).await;
         return Outcome::Failed(failure);
     }
     let _ = writer.finish(result.overflowed());
-    if tx.send(pending.take()).await.is_err() {
+    if !sent(&tx, pending.take(), deadline).await {
         return Outcome::Gone;
     }
     Outcome::Done {
         rows,
         overflow: result.overflowed(),
     }
+}
+
+/// Hands bytes on, waiting for the reader no later than `deadline`; false when
+/// the reader is gone or did not take them in time.
+async fn sent(tx: &tokio::sync::mpsc::Sender<Bytes>, bytes: Bytes, deadline: Instant) -> bool {
+    matches!(
+        tokio::time::timeout_at(deadline.into(), tx.send(bytes)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Streams a result as the response; the permit is held until the last byte.
