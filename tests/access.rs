@@ -218,6 +218,27 @@ async fn async_jobs_are_visible_only_to_their_owner() {
     }
     let (_, list) = get(&format!("{}/async", s.tap), Some(ALICE)).await;
     assert!(list.contains(&id), "{list}");
+    // Her list filters by phase, creation time and count.
+    for (query, listed) in [
+        ("PHASE=COMPLETED", 1),
+        ("PHASE=PENDING", 0),
+        ("AFTER=2100-01-01T00:00:00Z", 0),
+        ("LAST=1", 1),
+    ] {
+        let (_, list) = get(&format!("{}/async?{query}", s.tap), Some(ALICE)).await;
+        assert_eq!(
+            list.matches("<uws:jobref").count(),
+            listed,
+            "{query}: {list}"
+        );
+    }
+    // Anonymous callers cannot be told apart: none is listed another's job (its
+    // id, unguessable, is what reaches it).
+    let anonymous_id = anonymous.rsplit('/').next().unwrap();
+    let (_, list) = get(&format!("{}/async", s.tap), None).await;
+    assert!(!list.contains(anonymous_id), "{list}");
+    let (status, _) = get(&anonymous, None).await;
+    assert_eq!(status, 200);
 
     // Each job ran with its owner's privilege.
     let (_, staff) = get(&format!("{alices}/results/result"), Some(ALICE)).await;

@@ -580,3 +580,21 @@ fn the_release_profile_ships_without_debug_info() {
     );
     assert!(section("profiling").contains("debug = \"line-tables-only\""));
 }
+
+#[test]
+fn an_embargo_that_is_no_time_is_refused_at_start() {
+    for (args, want) in [
+        (["--embargo-until", "nan"], "expected an MJD"),
+        (["--embargo-until", "inf"], "expected an MJD"),
+        (["--embargo-hours", "1e300"], "to 876600"),
+        (["--embargo-hours", "1e7"], "to 876600"),
+    ] {
+        let out = ppdb(&[&["serve", "--listen", "127.0.0.1:0"][..], &args[..]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr.contains(want) && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -136,6 +136,10 @@ async fn errors_come_back_as_error_votables_with_a_position() {
             "LANG=SQL is not supported",
         ),
         (
+            vec![("LANG", "ADQLX"), ("QUERY", TOP3)],
+            "LANG=ADQLX is not supported",
+        ),
+        (
             vec![("QUERY", "DROP TABLE ppdb.DiaObject")],
             "ADQL accepts a single SELECT",
         ),
@@ -401,19 +405,11 @@ async fn an_async_job_runs_waits_and_gives_the_sync_result() {
     assert_eq!(result, sync, "async and sync give the same document");
     assert!(result.contains("value=\"OVERFLOW\""), "MAXREC=2 cut 3 rows");
 
-    // The listing filters by phase, creation time and count.
-    let (_, _, list) = get(&format!("{}/async", s.tap), &[("PHASE", "COMPLETED")]).await;
-    assert!(list.contains(job.rsplit('/').next().unwrap()), "{list}");
-    let (_, _, list) = get(&format!("{}/async", s.tap), &[("PHASE", "PENDING")]).await;
+    // Anonymous callers cannot be told apart, so they are listed no job (the
+    // listing's filters are checked with a bearer token in tests/access.rs).
+    let (status, _, list) = get(&format!("{}/async", s.tap), &[]).await;
+    assert_eq!(status, 200);
     assert!(!list.contains("<uws:jobref"), "{list}");
-    let (_, _, list) = get(
-        &format!("{}/async", s.tap),
-        &[("AFTER", "2100-01-01T00:00:00Z")],
-    )
-    .await;
-    assert!(!list.contains("<uws:jobref"), "{list}");
-    let (_, _, list) = get(&format!("{}/async", s.tap), &[("LAST", "1")]).await;
-    assert_eq!(list.matches("<uws:jobref").count(), 1, "{list}");
 
     // Parameters cannot change once the job has run.
     let r = post(&job, &[("QUERY", "SELECT 1")]).await;

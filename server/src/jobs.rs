@@ -661,8 +661,10 @@ async fn list(
             Err(e) => return store_failure(e),
         }
     }
-    // Each caller lists its own jobs (anonymous callers, the anonymous ones).
-    jobs.retain(|j| j.owner == caller.owner());
+    // Each caller lists its own jobs. Anonymous callers cannot be told apart,
+    // so they are listed none: an anonymous job's id, unguessable, is known
+    // only to whoever made it, and is what reaches the job.
+    jobs.retain(|j| j.owner.is_some() && j.owner == caller.owner());
     jobs.retain(|j| {
         let phase_ok = if phases.is_empty() {
             // UWS 1.1: archived jobs are listed only when asked for.

@@ -490,16 +490,22 @@ async fn run(cli: Cli) -> Result<()> {
             state,
         } => {
             let embargo = match embargo_until {
+                // NaN compares false with every time: it would embargo nothing.
+                Some(t) if !t.is_finite() => {
+                    bail!("--embargo-until {t}: expected an MJD (TAI), such as 61001.6")
+                }
                 Some(t) => engine::Embargo::Until(t),
-                None if embargo_hours > 0.0 && embargo_hours.is_finite() => {
+                None if embargo_hours == 0.0 => engine::Embargo::Off,
+                // A century is the most; beyond that the window overflows a duration.
+                None if embargo_hours > 0.0 && embargo_hours <= 876_600.0 => {
                     engine::Embargo::Window(std::time::Duration::from_secs_f64(
                         embargo_hours * 3600.0,
                     ))
                 }
-                None if embargo_hours == 0.0 => engine::Embargo::Off,
-                None => {
-                    bail!("--embargo-hours {embargo_hours}: expected a number of hours, 0 or more")
-                }
+                None => bail!(
+                    "--embargo-hours {embargo_hours}: expected a number of hours from 0 \
+                     (no embargo) to 876600 (a century)"
+                ),
             };
             let users = read_users(tokens.as_deref())?;
             let engine = state

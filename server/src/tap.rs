@@ -476,10 +476,13 @@ pub(crate) fn request_of(params: &Params, config: &Config) -> Result<Request, St
         ));
     }
     if let Some(lang) = params.get("LANG")
-        && !lang.to_ascii_uppercase().starts_with("ADQL")
+        && !matches!(
+            lang.trim().to_ascii_uppercase().as_str(),
+            "ADQL" | "ADQL-2.0" | "ADQL-2.1"
+        )
     {
         return Err(format!(
-            "LANG={lang} is not supported: this service speaks ADQL"
+            "LANG={lang} is not supported: this service speaks ADQL (ADQL, ADQL-2.0 or ADQL-2.1)"
         ));
     }
     let Some(adql) = params.get("QUERY").filter(|q| !q.trim().is_empty()) else {

@@ -198,19 +198,39 @@ fn is_public(ip: std::net::IpAddr) -> bool {
                 || (b0 == 198 && (18..20).contains(&b1))
                 || b0 >= 240)
         }
-        IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) => is_public(IpAddr::V4(v4)),
-            None => {
-                let first = a.segments()[0];
-                !(a.is_loopback()
-                    || a.is_unspecified()
-                    || a.is_multicast()
-                    || a.is_unique_local()
-                    || a.is_unicast_link_local()
-                    || first == 0x2001 && a.segments()[1] == 0x0db8
-                    || first == 0x0064 && a.segments()[1] == 0xff9b)
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            // IPv4 addresses carried inside IPv6 are as public as the IPv4 one:
+            // mapped (::ffff:a.b.c.d), compatible (::a.b.c.d), 6to4 (2002:ab:cd::).
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
             }
-        },
+            if s[..6] == [0; 6] && !a.is_loopback() && !a.is_unspecified() {
+                return is_public(IpAddr::V4(std::net::Ipv4Addr::new(
+                    (s[6] >> 8) as u8,
+                    s[6] as u8,
+                    (s[7] >> 8) as u8,
+                    s[7] as u8,
+                )));
+            }
+            if s[0] == 0x2002 {
+                return is_public(IpAddr::V4(std::net::Ipv4Addr::new(
+                    (s[1] >> 8) as u8,
+                    s[1] as u8,
+                    (s[2] >> 8) as u8,
+                    s[2] as u8,
+                )));
+            }
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || a.is_unique_local()
+                || a.is_unicast_link_local()
+                // Documentation, NAT64 (well-known and local-use) and Teredo.
+                || s[0] == 0x2001 && s[1] == 0x0db8
+                || s[0] == 0x0064 && s[1] == 0xff9b
+                || s[0] == 0x2001 && s[1] == 0x0000)
+        }
     }
 }
 
@@ -289,15 +309,28 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            // IPv4 inside IPv6: compatible, 6to4, NAT64, Teredo.
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "64:ff9b::7f00:1",
+            "2001:0:4136:e378::1",
         ] {
             let ip: std::net::IpAddr = private.parse().unwrap();
             assert!(!is_public(ip), "{private}");
         }
-        for public in ["8.8.8.8", "134.79.1.1", "2001:4860:4860::8888"] {
+        for public in [
+            "8.8.8.8",
+            "134.79.1.1",
+            "2001:4860:4860::8888",
+            "2002:808:808::1",
+        ] {
             let ip: std::net::IpAddr = public.parse().unwrap();
             assert!(is_public(ip), "{public}");
         }
         assert!(public_host("http://[::1]:8080/x").is_err());
+        assert!(public_host("http://[::127.0.0.1]/x").is_err());
         assert!(public_host("http://169.254.169.254/latest/meta-data/").is_err());
         assert!(public_host("https://8.8.8.8/x.xml").is_ok());
         // Names are checked when they resolve.
