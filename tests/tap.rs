@@ -969,3 +969,46 @@ async fn a_reader_that_stops_reading_frees_its_slot_at_the_deadline() {
     );
     drop(stalled);
 }
+
+/// Every body is bounded before it is kept: a form of parameters larger than
+/// 4 MiB is refused (a 100 MB form was read whole, and stored in a job).
+#[tokio::test]
+async fn parameters_larger_than_four_mebibytes_are_refused() {
+    let s = Server::start(&[]);
+    let junk = "x".repeat(5 << 20);
+    for path in ["sync", "async"] {
+        let r = post(
+            &format!("{}/{path}", s.tap),
+            &[
+                ("QUERY", "SELECT 1 AS x FROM ppdb.SSObject"),
+                ("junk", junk.as_str()),
+            ],
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 413, "{path}");
+        assert!(r.text().await.unwrap().contains("larger than 4096 KiB"));
+    }
+}
+
+/// DALI leaves a repeated parameter to the service: the first value counts,
+/// the URL's before the body's.
+#[tokio::test]
+async fn a_repeated_parameter_takes_its_first_value() {
+    let s = Server::start(&[]);
+    let r = client()
+        .post(format!("{}/sync?MAXREC=1", s.tap))
+        .form(&[
+            ("QUERY", "SELECT diaObjectId FROM ppdb.DiaObject"),
+            ("RESPONSEFORMAT", "csv"),
+            ("MAXREC", "3"),
+            ("maxrec", "5"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.text().await.unwrap().lines().count(),
+        2,
+        "a header and one row"
+    );
+}

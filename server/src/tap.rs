@@ -343,12 +343,30 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Posted {
         params_of(request)
             .await
             .map(Posted)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, &e))
+            .map_err(|e| e.response())
+    }
+}
+
+/// The most bytes of parameters a request may carry (the query string, a form
+/// body, the multipart parts that are not files): an ADQL query with a long
+/// `IN` list of 100 000 ids fits; a table belongs in an upload. Checked before anything is
+/// kept, so a request cannot fill memory or a job's record with them.
+pub(crate) const PARAMETERS_LIMIT: usize = 4 << 20;
+
+fn too_many_parameters() -> Failure {
+    Failure {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "the request's parameters are larger than {} KiB: send long lists of values \
+             as an upload",
+            PARAMETERS_LIMIT >> 10
+        ),
     }
 }
 
 /// The parameters of a POST: the query string, then the body (form or multipart).
-async fn params_of(request: axum::extract::Request) -> Result<Params, String> {
+async fn params_of(request: axum::extract::Request) -> Result<Params, Failure> {
+    let unreadable = |what: String| Failure::refused(what);
     let mut pairs: Vec<(String, String)> = request
         .uri()
         .query()
@@ -370,29 +388,36 @@ async fn params_of(request: axum::extract::Request) -> Result<Params, String> {
         quote_boundary(request.headers_mut());
         let mut form = axum::extract::Multipart::from_request(request, &())
             .await
-            .map_err(|e| format!("unreadable multipart body: {e}"))?;
+            .map_err(|e| unreadable(format!("unreadable multipart body: {e}")))?;
+        let mut text = pairs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         while let Some(field) = form
             .next_field()
             .await
-            .map_err(|e| format!("unreadable multipart body: {}", e.body_text()))?
+            .map_err(|e| unreadable(format!("unreadable multipart body: {}", e.body_text())))?
         {
             let name = field.name().unwrap_or_default().to_string();
             let is_file = field.file_name().is_some();
-            let bytes = field
-                .bytes()
-                .await
-                .map_err(|e| format!("unreadable multipart part '{name}': {}", e.body_text()))?;
+            let bytes = field.bytes().await.map_err(|e| {
+                unreadable(format!(
+                    "unreadable multipart part '{name}': {}",
+                    e.body_text()
+                ))
+            })?;
             // Any part may be what an UPLOAD names; those without a file name are
             // parameters as well.
             if !is_file {
+                text += name.len() + bytes.len();
+                if text > PARAMETERS_LIMIT {
+                    return Err(too_many_parameters());
+                }
                 pairs.push((name.clone(), String::from_utf8_lossy(&bytes).into_owned()));
             }
             parts.push((name, bytes));
         }
     } else {
-        let body = axum::body::to_bytes(request.into_body(), usize::MAX)
+        let body = axum::body::to_bytes(request.into_body(), PARAMETERS_LIMIT)
             .await
-            .map_err(|e| format!("unreadable request body: {e}"))?;
+            .map_err(|_| too_many_parameters())?;
         pairs.extend(
             url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())),
         );
