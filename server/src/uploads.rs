@@ -267,10 +267,20 @@ impl Parts<'_> {
     }
 }
 
+/// The most tables one request may upload.
+const MAX_UPLOADS: usize = 8;
+
 /// Reads the tables an `UPLOAD` value names.
 pub async fn read(app: &Shared, value: &str, parts: &Parts<'_>) -> Result<Vec<Upload>, String> {
     let mut out = Vec::new();
-    for n in named(value)? {
+    let named = named(value)?;
+    if named.len() > MAX_UPLOADS {
+        return Err(format!(
+            "UPLOAD names {} tables; a query may upload {MAX_UPLOADS} at most",
+            named.len()
+        ));
+    }
+    for n in named {
         let bytes = if n.source.to_ascii_lowercase().starts_with("param:") {
             let Some(p) = part_name(&n.source) else {
                 return Err(format!("'{}' does not name a request part", n.source));
@@ -288,7 +298,12 @@ pub async fn read(app: &Shared, value: &str, parts: &Parts<'_>) -> Result<Vec<Up
         if bytes.len() as u64 > app.config.upload_limit {
             return Err(too_big(app, &n.name));
         }
-        out.push(Upload::from_votable(&n.name, &bytes).map_err(|e| e.message())?);
+        // Parsing is work for a core, not for the runtime's threads that answer requests.
+        let name = n.name.clone();
+        let upload = tokio::task::spawn_blocking(move || Upload::from_votable(&name, &bytes))
+            .await
+            .map_err(|e| format!("reading the upload {} stopped: {e}", n.name))?;
+        out.push(upload.map_err(|e| e.message())?);
     }
     Ok(out)
 }
