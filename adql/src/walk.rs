@@ -567,6 +567,8 @@ impl Walker<'_> {
         // with two. Columns a wildcard brings in come first, so an explicit
         // column of the same name is renamed (`SELECT *, ra` gives `ra_2`).
         let mut used: HashSet<String> = HashSet::new();
+        // Planning time grows faster than the width of a result: it is bounded.
+        let mut width = 0usize;
         {
             for item in &s.projection {
                 let qualifier = match item {
@@ -575,11 +577,17 @@ impl Walker<'_> {
                         SelectItemQualifiedWildcardKind::ObjectName(name),
                         _,
                     ) => name.0.last().and_then(|p| p.as_ident()),
-                    _ => continue,
+                    _ => {
+                        width += 1;
+                        too_wide(width, item)?;
+                        continue;
+                    }
                 };
                 for table in self.tables_of(&s.from, qualifier) {
+                    width += table.columns.len();
                     used.extend(table.columns.iter().map(|c| c.name.to_lowercase()));
                 }
+                too_wide(width, item)?;
             }
         }
         for (i, item) in s.projection.iter_mut().enumerate() {
@@ -1670,6 +1678,21 @@ fn check_cast_type(t: &DataType, span: Span) -> Result<()> {
         other => Err(Error::at(span, format!("CAST to {other} is not part of ADQL"))
             .hint("ADQL casts to SMALLINT, INTEGER, BIGINT, REAL, DOUBLE PRECISION, CHAR(n), VARCHAR(n) or TIMESTAMP")),
     }
+}
+
+/// Refuses a select list once it has more than [`crate::MAX_COLUMNS`] columns.
+fn too_wide(width: usize, item: &SelectItem) -> Result<()> {
+    if width <= crate::MAX_COLUMNS {
+        return Ok(());
+    }
+    Err(Error::at(
+        item.span(),
+        format!(
+            "the result would have more than {} columns; this item is past the limit",
+            crate::MAX_COLUMNS
+        ),
+    )
+    .hint("select the columns you need by name"))
 }
 
 #[cfg(test)]

@@ -206,6 +206,12 @@ impl Catalog {
         Ok(guard.clone())
     }
 
+    /// The state the last call to [`Catalog::state`] read, without asking the
+    /// store whether the log moved since.
+    pub async fn known_state(&self) -> Arc<LogState> {
+        self.state.lock().await.clone()
+    }
+
     /// The id → partition index as of `state`.
     pub async fn anchor_index(&self, state: &LogState) -> Result<Arc<AnchorIndex>> {
         let mut guard = self.index.lock().await;
@@ -583,13 +589,19 @@ impl Catalog {
     }
 
     /// Deletes objects under the catalog that no snapshot needs (files replaced by
-    /// compaction, files of commits that never happened), if older than `grace`.
+    /// compaction, files of commits that never happened), if older than `grace`:
+    /// a replaced file counts from its compaction, since a server that listed
+    /// it before may still be reading it.
     /// Every snapshot is retained: nothing a snapshot reads is ever deleted.
     pub async fn vacuum(&self, grace: Duration) -> Result<VacuumReport> {
         let state = self.state().await?;
         let mut needed: HashSet<String> = state.files.keys().cloned().collect();
         needed.extend(state.index_files.iter().map(|(_, p)| p.clone()));
         let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+        // A replaced file's grace runs from its replacement, not from when it
+        // was written: a server that listed it before the compaction may still
+        // be reading it (for up to its longest query).
+        let replaced = log::replacement_times(&self.loc).await?;
         let prefix = self.loc.prefix.as_ref().to_string();
         let objects: Vec<_> = self
             .loc
@@ -608,7 +620,10 @@ impl Catalog {
             if rel.starts_with(log::LOG_DIR) || !rel.ends_with(".parquet") {
                 continue;
             }
-            if needed.contains(&rel) || meta.last_modified > cutoff {
+            let unlisted = replaced
+                .get(&rel)
+                .map_or(meta.last_modified, |t| (*t).max(meta.last_modified));
+            if needed.contains(&rel) || unlisted > cutoff {
                 report.kept += 1;
                 continue;
             }

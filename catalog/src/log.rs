@@ -206,6 +206,10 @@ pub struct LogState {
     pub expired_before: u64,
     /// Snapshots below `expired_before` that retention keeps.
     pub kept: std::collections::BTreeSet<u64>,
+    /// The last entry that changed which files serve snapshots already
+    /// committed (a compaction or an expiry): readers that keep per-snapshot
+    /// file lists must build them again when it moves.
+    pub layout_version: u64,
 }
 
 /// How many orders coarser than the partitions an ingest writes its files.
@@ -319,10 +323,12 @@ impl LogState {
                 if let Some(k) = keep.iter().find(|&&k| self.is_expired(k)) {
                     return Err(bad(format!("keeps snapshot {k}, which is already expired")));
                 }
+                self.layout_version = entry.version;
                 self.expired_before = *before;
                 self.kept = keep.iter().copied().filter(|&k| k < *before).collect();
             }
             Action::Compact { removed, added } => {
+                self.layout_version = entry.version;
                 for p in removed {
                     self.files
                         .remove(p)
@@ -405,6 +411,32 @@ pub async fn refresh_from(
         state.apply(&entry, &path)?;
     }
     Ok(true)
+}
+
+/// When each file a compaction replaced stopped being listed (the time of the
+/// compaction's entry): read from the whole log, for vacuum.
+pub async fn replacement_times(
+    loc: &Location,
+) -> Result<std::collections::HashMap<String, DateTime<Utc>>> {
+    let mut out = std::collections::HashMap::new();
+    let entries: Vec<Entry> = futures::stream::iter(versions(loc).await?)
+        .map(|v| async move {
+            let path = entry_path(v);
+            let bytes = loc.store.get(&loc.child(&path)).await?.bytes().await?;
+            serde_json::from_slice::<Entry>(&bytes)
+                .map_err(|source| Error::LogJson { path, source })
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    for entry in entries {
+        if let Action::Compact { removed, .. } = entry.action {
+            for p in removed {
+                out.insert(p, entry.written_at);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Writes entry `entry.version` only if no writer has written it; `Ok(false)` if one has.

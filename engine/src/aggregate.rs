@@ -7,8 +7,9 @@
 //! files — and a replayed token would then fail its checksum. These versions
 //! keep the exact sum (Shewchuk's non-overlapping partials, as Python's
 //! `math.fsum` does) and round once at the end, so the answer is the correctly
-//! rounded sum whatever the order. Integer, decimal and duration inputs go to
-//! DataFusion's own implementations, which are exact already.
+//! rounded sum whatever the order. A plain SUM of integers fails on overflow
+//! (`integer_sum`); decimal and duration inputs go to DataFusion's own
+//! implementations, which are exact already.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -71,6 +72,11 @@ fn is_float(t: &DataType) -> bool {
     matches!(t, DataType::Float64)
 }
 
+/// A plain `SUM` of signed integers, which must fail rather than wrap.
+fn is_integer_sum(kind: Kind, returns: &DataType, distinct: bool) -> bool {
+    kind == Kind::Sum && returns == &DataType::Int64 && !distinct
+}
+
 impl AggregateUDFImpl for Exact {
     fn name(&self) -> &str {
         match self.kind {
@@ -104,6 +110,9 @@ impl AggregateUDFImpl for Exact {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        if is_integer_sum(self.kind, args.return_field.data_type(), args.is_distinct) {
+            return Ok(Box::new(crate::integer_sum::IntSum::default()));
+        }
         if is_float(args.return_field.data_type()) {
             return Ok(Box::new(ExactAccumulator {
                 kind: self.kind,
@@ -116,6 +125,9 @@ impl AggregateUDFImpl for Exact {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        if is_integer_sum(self.kind, args.return_field.data_type(), args.is_distinct) {
+            return Ok(crate::integer_sum::state_fields(args.name));
+        }
         if is_float(args.return_field.data_type()) {
             let item = Arc::new(Field::new_list_field(DataType::Float64, true));
             return Ok(vec![
@@ -140,6 +152,9 @@ impl AggregateUDFImpl for Exact {
     }
 
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        if is_integer_sum(self.kind, args.return_field.data_type(), args.is_distinct) {
+            return true;
+        }
         if is_float(args.return_field.data_type()) {
             return !args.is_distinct;
         }
@@ -150,6 +165,9 @@ impl AggregateUDFImpl for Exact {
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
+        if is_integer_sum(self.kind, args.return_field.data_type(), args.is_distinct) {
+            return Ok(Box::new(crate::integer_sum::IntSums::default()));
+        }
         if is_float(args.return_field.data_type()) {
             return Ok(Box::new(ExactGroups {
                 kind: self.kind,

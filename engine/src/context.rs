@@ -372,7 +372,7 @@ pub struct Engine {
     store_url: ObjectStoreUrl,
     reader: Arc<CachedParquetFileReaderFactory>,
     /// The tables per snapshot and embargo cutoff (as bits).
-    pinned: moka::sync::Cache<(u64, Option<u64>), Arc<dyn CatalogProviderList>>,
+    pinned: moka::sync::Cache<(u64, Option<u64>, u64), Arc<dyn CatalogProviderList>>,
     embargo: Embargo,
     state: StateStore,
     /// The secret tokens are keyed with (from the state store, on first use).
@@ -974,6 +974,28 @@ impl Engine {
         Timings,
         Vec<ColumnInfo>,
     )> {
+        // Planning is CPU work that cannot be interrupted: off the runtime's
+        // workers, so that a query that takes long to plan does not stop the
+        // service from answering others.
+        off_workers(self.plan(text, query, k, cutoff, maxrec, limit, uploads)).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn plan(
+        &self,
+        text: &str,
+        query: &adql::Query,
+        k: u64,
+        cutoff: Option<f64>,
+        maxrec: Option<u64>,
+        limit: Option<(Instant, Duration)>,
+        uploads: &[Upload],
+    ) -> Result<(
+        SchemaRef,
+        SendableRecordBatchStream,
+        Timings,
+        Vec<ColumnInfo>,
+    )> {
         let t1 = Instant::now();
         let state = self.session(k, cutoff, uploads).await?;
         let t2 = Instant::now();
@@ -1162,11 +1184,19 @@ impl Engine {
         k: u64,
         cutoff: Option<f64>,
     ) -> Result<Arc<dyn CatalogProviderList>> {
-        let key = (k, cutoff.map(f64::to_bits));
+        // The query chose its snapshot from a state read just now: that one (or
+        // a newer) is what is known. A compaction or expiry since the list was
+        // built replaced files it names, so the layout is part of the key.
+        let known = self.catalog.known_state().await;
+        let key = (k, cutoff.map(f64::to_bits), known.layout_version);
         if let Some(list) = self.pinned.get(&key) {
             return Ok(list);
         }
-        let state = self.catalog.state().await?;
+        let state = if known.catalog_id.is_empty() {
+            self.catalog.state().await?
+        } else {
+            known
+        };
         let index = self.catalog.anchor_index(&state).await?;
         let schema = self.catalog.schema();
         let cat = MemoryCatalogProvider::new();
@@ -1257,6 +1287,18 @@ impl Engine {
         };
         let table: &dyn std::any::Any = table.as_ref();
         Ok(table.downcast_ref::<PpdbTable>().cloned())
+    }
+}
+
+/// Runs `f` on the current thread with the runtime's other tasks moved to
+/// another worker (on a multi-threaded runtime; as is on a single-threaded one).
+async fn off_workers<F: std::future::Future>(f: F) -> F::Output {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let handle = Handle::current();
+    if handle.runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| handle.block_on(f))
+    } else {
+        f.await
     }
 }
 

@@ -8,6 +8,7 @@
 //! DataFusion.
 
 mod aggregate;
+mod checked;
 pub mod checksum;
 mod colocate;
 mod context;
@@ -17,6 +18,7 @@ pub mod embargo;
 mod error;
 pub mod format;
 mod geometry;
+mod integer_sum;
 #[doc(hidden)]
 pub mod kernels;
 mod lineage;
@@ -24,6 +26,7 @@ mod lookup;
 mod memory;
 mod provider;
 mod prune;
+mod sort_keys;
 pub mod state;
 pub mod tables;
 pub mod token;

@@ -502,7 +502,7 @@ impl TableProvider for PpdbTable {
             _ => filtered,
         };
         // The query's own expressions run on these rows only.
-        Ok(crate::visible::VisibleRowsExec::new(visible))
+        Ok(crate::visible::VisibleRowsExec::above(visible))
     }
 }
 

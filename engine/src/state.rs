@@ -242,6 +242,26 @@ impl StateStore {
         }
     }
 
+    /// Writes `key` only if nothing is there yet: `false` when another writer,
+    /// in this process or any other on the store, was first.
+    pub async fn create(&self, key: &str, bytes: Bytes) -> Result<bool> {
+        check_key(key)?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .loc
+            .store
+            .put_opts(&self.loc.child(key), PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
     /// Replaces the bytes at `key`.
     pub async fn write(&self, key: &str, bytes: Bytes) -> Result<()> {
         check_key(key)?;

@@ -163,9 +163,13 @@ fn check(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     }
 }
 
-/// The analyzer rules of a session: this one first, then DataFusion's own.
+/// The analyzer rules of a session: this one first, then DataFusion's own,
+/// then checked integer arithmetic and sort keys without repeats.
 pub(crate) fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![Arc::new(AdqlTypes)];
     rules.extend(datafusion::optimizer::Analyzer::new().rules);
+    // After type coercion: each operator's operands have one type by then.
+    rules.push(Arc::new(crate::checked::CheckedIntegers));
+    rules.push(Arc::new(crate::sort_keys::DistinctSortKeys));
     rules
 }

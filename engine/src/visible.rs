@@ -28,7 +28,7 @@ pub(crate) struct VisibleRowsExec {
 
 impl VisibleRowsExec {
     /// Seals `input` (a scan with its visibility and embargo filters applied).
-    pub(crate) fn new(input: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    pub(crate) fn above(input: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
         Arc::new(VisibleRowsExec { input })
     }
 }
@@ -72,7 +72,7 @@ impl ExecutionPlan for VisibleRowsExec {
                 "VisibleRowsExec takes one child".into(),
             ));
         }
-        Ok(VisibleRowsExec::new(children.swap_remove(0)))
+        Ok(VisibleRowsExec::above(children.swap_remove(0)))
     }
 
     fn execute(

@@ -55,6 +55,13 @@ impl Format {
         Format::Table,
     ];
 
+    /// Whether a result that fails after its first rows can say so inside
+    /// the document (VOTable's closing INFO, JSON's `status`); the others
+    /// can only be cut off where they failed.
+    pub fn reports_failure(self) -> bool {
+        matches!(self, Format::Votable | Format::VotableTd | Format::Json)
+    }
+
     /// The format's short name, as `--format` and `RESPONSEFORMAT` take it.
     pub fn name(self) -> &'static str {
         match self {
