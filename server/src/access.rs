@@ -155,8 +155,11 @@ pub async fn authenticate(State(app): State<Shared>, mut request: Request, next:
             }
         }
     };
-    request.extensions_mut().insert(caller);
-    next.run(request).await
+    request.extensions_mut().insert(caller.clone());
+    let mut response = next.run(request).await;
+    // For the access log, which sits outside this layer.
+    response.extensions_mut().insert(caller);
+    response
 }
 
 /// A 401 that says why, with the challenge RFC 6750 asks for.

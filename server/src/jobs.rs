@@ -454,8 +454,26 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     None
 }
 
+fn started_key(id: &str) -> String {
+    format!("jobs/{id}/started")
+}
+
 /// Starts a PENDING job: QUEUED until a turn comes, then EXECUTING.
+///
+/// Exactly one request starts a job, however many ask at once and on however
+/// many replicas: the one that creates the job's `started` marker (a write
+/// that fails if the object exists). Reading the phase first let two
+/// concurrent `PHASE=RUN` both see PENDING and run the query twice.
 async fn run_job(app: &Shared, id: &str) -> Result<(), Response> {
+    let first = app
+        .engine
+        .state()
+        .create(&started_key(id), Bytes::from_static(b"started\n"))
+        .await
+        .map_err(store_failure)?;
+    if !first {
+        return Ok(());
+    }
     let ticket = match app.limits.admit() {
         Ok(t) => Some(t),
         Err(busy) => {
@@ -556,13 +574,17 @@ async fn execute(app: &Shared, id: &str) {
     request.options.time_limit = Some(allowed);
     // A job runs with its owner's privilege, as long as the owner is still known.
     request.options.privileged = job.owner.as_deref().is_some_and(|o| app.users.knows(o));
+    let deadline = Instant::now() + allowed;
     if let Some(value) = job.params().get("UPLOAD") {
-        match crate::uploads::read(app, value, &crate::uploads::Parts::Job(id)).await {
-            Ok(tables) => request.options.uploads = tables,
-            Err(e) => return finish(Err(e)).await,
+        let parts = crate::uploads::Parts::Job(id);
+        match tokio::time::timeout_at(deadline.into(), crate::uploads::read(app, value, &parts))
+            .await
+        {
+            Ok(Ok(tables)) => request.options.uploads = tables,
+            Ok(Err(e)) => return finish(Err(e)).await,
+            Err(_) => return finish(Err(engine::overdue(allowed))).await,
         }
     }
-    let deadline = Instant::now() + allowed;
     let result = match tap::start(app, &request, deadline).await {
         Ok(r) => r,
         Err(e) => return finish(Err(e.message)).await,
@@ -649,9 +671,17 @@ async fn list(
             _ => {}
         }
     }
-    let ids = match app.engine.state().children("jobs").await {
-        Ok(ids) => ids,
-        Err(e) => return store_failure(e),
+    // Each caller lists its own jobs. Anonymous callers cannot be told apart,
+    // so they are listed none (and nothing is read for them): an anonymous
+    // job's id, unguessable, is known only to whoever made it, and is what
+    // reaches the job.
+    let ids = if caller.owner().is_none() {
+        Vec::new()
+    } else {
+        match app.engine.state().children("jobs").await {
+            Ok(ids) => ids,
+            Err(e) => return store_failure(e),
+        }
     };
     let mut jobs = Vec::new();
     for id in ids {
@@ -661,9 +691,6 @@ async fn list(
             Err(e) => return store_failure(e),
         }
     }
-    // Each caller lists its own jobs. Anonymous callers cannot be told apart,
-    // so they are listed none: an anonymous job's id, unguessable, is known
-    // only to whoever made it, and is what reaches the job.
     jobs.retain(|j| j.owner.is_some() && j.owner == caller.owner());
     jobs.retain(|j| {
         let phase_ok = if phases.is_empty() {

@@ -12,6 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod access;
+mod access_log;
+mod connections;
 mod examples;
 mod jobs;
 mod limits;
@@ -130,7 +132,9 @@ enum Command {
     Vacuum {
         #[command(flatten)]
         catalog: CatalogArg,
-        /// Keep unreferenced files younger than this many seconds (a commit may be under way).
+        /// Keep unreferenced files younger than this many seconds (a commit may be
+        /// under way), and files a compaction replaced less than this long ago (a
+        /// server's query may still read them: keep it above --max-duration).
         #[arg(long, default_value_t = 3600)]
         grace_seconds: u64,
         /// Expire snapshots older than this one (a number, or an ISO-8601 UTC time:
@@ -187,6 +191,18 @@ enum Command {
         /// Hours an async job and its result are kept at most.
         #[arg(long, default_value_t = 168)]
         job_lifetime_hours: u64,
+        /// Seconds a client may take to send a request's head, or let its body
+        /// stall (a body may take ten times this in all); idle connections close after it.
+        #[arg(long, default_value_t = 30)]
+        read_timeout: u64,
+        /// Connections one client address may hold open at once (raise it when a
+        /// proxy in front of the service makes every client one address).
+        #[arg(long, default_value_t = 256)]
+        connections_per_address: usize,
+        /// Where to write the access log, one JSON line per request (who, from
+        /// where, what, status, token, rows); `-` is standard error.
+        #[arg(long, default_value = "-")]
+        access_log: PathBuf,
         /// A file of bearer tokens, one `user=secret` per line: those users see
         /// embargoed rows. More may come in the PPDB_TOKENS variable, same format.
         #[arg(long, env = "PPDB_TOKENS_FILE")]
@@ -484,6 +500,9 @@ async fn run(cli: Cli) -> Result<()> {
             upload_limit_mb,
             allow_private_uploads,
             job_lifetime_hours,
+            read_timeout,
+            connections_per_address,
+            access_log,
             tokens,
             embargo_hours,
             embargo_until,
@@ -524,13 +543,16 @@ async fn run(cli: Cli) -> Result<()> {
             config.max_duration = std::time::Duration::from_secs(max_duration.max(1));
             config.upload_limit = upload_limit_mb.saturating_mul(1 << 20);
             config.private_uploads = allow_private_uploads;
+            config.read_timeout = std::time::Duration::from_secs(read_timeout.max(1));
             config.job_lifetime =
                 std::time::Duration::from_secs(job_lifetime_hours.saturating_mul(3600).max(60));
             let concurrent = max_concurrent
                 .unwrap_or_else(|| 4 * std::thread::available_parallelism().map_or(2, |n| n.get()));
             let known = users.len();
-            let app =
-                std::sync::Arc::new(tap::App::new(engine, config, concurrent, queue, users).await);
+            let mut app = tap::App::new(engine, config, concurrent, queue, users).await;
+            app.access_log = access_log::Sink::open(&access_log)
+                .with_context(|| format!("cannot open the access log {}", access_log.display()))?;
+            let app = std::sync::Arc::new(app);
             // Jobs past their destruction time are deleted, results and all.
             let sweeper = app.clone();
             tokio::spawn(async move {
@@ -557,15 +579,12 @@ async fn run(cli: Cli) -> Result<()> {
             std::io::stdout().flush()?;
             // Runs until the process is stopped; every request is independent and
             // token records are written before a response ends, so nothing is lost.
-            // Without TCP_NODELAY a small response waits on the client's delayed ACK
-            // (about 40 ms on Linux): longer than the query itself.
-            use axum::serve::ListenerExt as _;
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    eprintln!("warning: cannot set TCP_NODELAY on a connection: {e}");
-                }
-            });
-            axum::serve(listener, tap::router(app)).await?;
+            let limits = connections::ConnectionLimits {
+                read_timeout: std::time::Duration::from_secs(read_timeout.max(1)),
+                per_address: connections_per_address.max(1),
+            };
+            let router = tap::router(app);
+            connections::serve(listener, router, limits).await;
         }
         Command::Token { action } => query::token(action).await?,
         Command::Vacuum {

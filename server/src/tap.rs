@@ -40,6 +40,8 @@ pub struct Config {
     pub upload_limit: u64,
     /// Whether uploads may be fetched from loopback and private addresses.
     pub private_uploads: bool,
+    /// The longest a request head may take, and a request body may stall.
+    pub read_timeout: Duration,
 }
 
 impl Config {
@@ -54,6 +56,7 @@ impl Config {
             job_lifetime: Duration::from_secs(7 * 24 * 3600),
             upload_limit: 16 << 20,
             private_uploads: false,
+            read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -72,6 +75,8 @@ pub struct App {
     pub users: Users,
     /// The DALI examples, written for the served catalog.
     pub examples: Vec<crate::examples::Example>,
+    /// Where each request is logged.
+    pub access_log: crate::access_log::Sink,
 }
 
 impl App {
@@ -91,6 +96,7 @@ impl App {
             jobs: Jobs::default(),
             users,
             examples,
+            access_log: crate::access_log::Sink::Stderr,
         }
     }
 }
@@ -122,7 +128,15 @@ pub fn router(app: Shared) -> Router {
             app.clone(),
             crate::access::authenticate,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::connections::bound_bodies,
+        ))
         .layer(axum::middleware::map_response(server_header))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::access_log::log,
+        ))
         .with_state(app)
 }
 
@@ -417,7 +431,13 @@ async fn params_of(request: axum::extract::Request) -> Result<Params, Failure> {
     } else {
         let body = axum::body::to_bytes(request.into_body(), PARAMETERS_LIMIT)
             .await
-            .map_err(|_| too_many_parameters())?;
+            .map_err(|e| {
+                if e.to_string().contains("length limit exceeded") {
+                    too_many_parameters()
+                } else {
+                    unreadable(format!("the request body could not be read: {e}"))
+                }
+            })?;
         pairs.extend(
             url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())),
         );
@@ -543,18 +563,23 @@ async fn sync(app: Shared, caller: Caller, params: Params) -> Response {
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
     request.options.privileged = caller.privileged();
-    if let Some(value) = params.get("UPLOAD") {
-        match crate::uploads::read(&app, value, &crate::uploads::Parts::Inline(&params.parts)).await
-        {
-            Ok(tables) => request.options.uploads = tables,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
-        }
-    }
+    // Uploads are read (fetched, parsed) with a turn and within the query's
+    // time, as the query is: they are its work.
     let permit = match app.limits.admit() {
         Ok(p) => p.acquire().await,
         Err(busy) => return busy_response(&busy),
     };
     let deadline = Instant::now() + app.config.max_duration;
+    if let Some(value) = params.get("UPLOAD") {
+        let parts = crate::uploads::Parts::Inline(&params.parts);
+        match tokio::time::timeout_at(deadline.into(), crate::uploads::read(&app, value, &parts))
+            .await
+        {
+            Ok(Ok(tables)) => request.options.uploads = tables,
+            Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
+            Err(_) => return Failure::refused(overdue(&app)).response(),
+        }
+    }
     match start(&app, &request, deadline).await {
         Ok(result) => stream(app, result, request.format, deadline, permit).await,
         Err(e) => e.response(),
@@ -784,18 +809,43 @@ async fn stream(
             Err(_) => break,
         }
     }
-    let outcome = if ended { encoder.await.ok() } else { None };
+    let (outcome, encoder) = if ended {
+        (encoder.await.ok(), None)
+    } else {
+        (None, Some(encoder))
+    };
     // A query that failed before the client saw a byte is answered as one that
     // failed to start: an error document and an error status, which clients
     // such as astroquery need (a table that ends in an error reads as empty).
     if let Some(Outcome::Failed(failure)) = &outcome {
         return failure.response();
     }
-    let rest =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    // A CSV, TSV or Parquet result that fails once it has streamed has no place
+    // to say so, and no result that was abandoned half way (a reader too slow
+    // for the deadline) is whole: the transfer is broken off instead (no last
+    // chunk), which every HTTP client reports, rather than ended as if the
+    // table were complete.
+    let rest = futures::stream::unfold(Some((rx, encoder)), move |state| async move {
+        let (mut rx, encoder) = state?;
+        match rx.recv().await {
+            Some(b) => Some((Ok(b), Some((rx, encoder)))),
+            None => {
+                let why = match encoder?.await {
+                    Ok(Outcome::Done { .. }) => return None,
+                    Ok(Outcome::Failed(_)) if format.reports_failure() => return None,
+                    Ok(Outcome::Failed(failure)) => {
+                        format!("the query failed after its first rows: {}", failure.message)
+                    }
+                    Ok(Outcome::Gone) => "the result was abandoned before its end".into(),
+                    Err(e) => format!("the result stopped: {e}"),
+                };
+                Some((Err(std::io::Error::other(why)), None))
+            }
+        }
+    });
     let body = futures::stream::iter(held)
-        .chain(rest)
-        .map(Ok::<Bytes, std::io::Error>);
+        .map(Ok::<Bytes, std::io::Error>)
+        .chain(rest);
     let mut response = Response::new(Body::from_stream(body));
     let (status, rows) = match outcome {
         Some(Outcome::Done { rows, overflow }) => (

@@ -28,6 +28,8 @@ impl Server {
         let bin = std::env::var("PPDB_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ppdb").into());
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--access-log")
+            .arg(home.path().join("access.log"))
             .args(extra)
             .env_remove("PPDB_CATALOG")
             .env_remove("PPDB_STATE")
@@ -60,6 +62,16 @@ impl Server {
     #[allow(dead_code)]
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The access log's lines so far, parsed.
+    #[allow(dead_code)]
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self._home.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each access log line is JSON"))
+            .collect()
     }
 
     /// The server's root, where the web page is.

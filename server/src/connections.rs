@@ -1,0 +1,151 @@
+//! Accepting connections. `axum::serve` waits forever for a request's head and
+//! lets one client hold any number of connections: 300 connections trickling a
+//! byte now and then were all kept open. Here every connection must send its
+//! request head within the read timeout (also between keep-alive requests),
+//! and one address may hold only so many connections at once.
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::Service as _;
+
+/// How long a connection may take to send a request's head, and how many one
+/// address may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// The longest a request head (or the wait for the next one) may take.
+    pub read_timeout: Duration,
+    /// The most connections one client address may hold at once.
+    pub per_address: usize,
+}
+
+/// Serves `router` on `listener` until the process stops.
+pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits) {
+    let open: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors, mostly: wait for connections to close
+                // rather than spinning.
+                eprintln!("warning: accepting a connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(held) = Held::take(&open, peer.ip(), limits.per_address) else {
+            // Dropping the stream closes it: the client may come back once its
+            // other connections are done.
+            continue;
+        };
+        // Without TCP_NODELAY a small response waits on the client's delayed ACK
+        // (about 40 ms on Linux): longer than the query itself.
+        if let Err(e) = tcp.set_nodelay(true) {
+            eprintln!("warning: cannot set TCP_NODELAY on a connection: {e}");
+        }
+        let router = router.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().call(request.map(axum::body::Body::new))
+            });
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(limits.read_timeout);
+            // An error here is the client's (a reset, a timeout, a malformed
+            // head): hyper has answered what can be answered.
+            let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+            drop(held);
+        });
+    }
+}
+
+/// One open connection of an address, given back when dropped.
+struct Held {
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Held {
+    fn take(open: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, most: usize) -> Option<Held> {
+        let mut map = open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= most {
+            return None;
+        }
+        *n += 1;
+        Some(Held {
+            open: open.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut map = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Peer address of a request, as the accept loop recorded it.
+pub fn peer(request: &axum::extract::Request) -> Option<SocketAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+}
+
+/// A request body that fails once it stalls for `idle` or has taken `whole`
+/// in all, so that a client trickling a body cannot hold a handler forever.
+pub fn bounded(body: axum::body::Body, idle: Duration, whole: Duration) -> axum::body::Body {
+    use futures::StreamExt as _;
+    let end = tokio::time::Instant::now() + whole;
+    let frames = body.into_data_stream();
+    axum::body::Body::from_stream(futures::stream::unfold(
+        Some(frames),
+        move |frames| async move {
+            let mut frames = frames?;
+            let until = (tokio::time::Instant::now() + idle).min(end);
+            match tokio::time::timeout_at(until, frames.next()).await {
+                Ok(Some(frame)) => Some((frame, Some(frames))),
+                Ok(None) => None,
+                Err(_) => {
+                    let late = std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "the request body stalled for {} s or took more than {} s in all",
+                            idle.as_secs(),
+                            whole.as_secs()
+                        ),
+                    );
+                    Some((Err(axum::Error::new(late)), None))
+                }
+            }
+        },
+    ))
+}
+
+/// Puts every request's body under [`bounded`], with the service's read timeout.
+pub async fn bound_bodies(
+    axum::extract::State(app): axum::extract::State<crate::tap::Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let idle = app.config.read_timeout;
+    let request = request.map(|b| bounded(b, idle, idle * BODY_TIMEOUTS));
+    next.run(request).await
+}
+
+/// A body may take this many read timeouts in all.
+pub const BODY_TIMEOUTS: u32 = 10;

@@ -1,0 +1,437 @@
+//! What a caller can do to the service rather than to the data, against
+//! `ppdb serve` on 127.0.0.1: connections that trickle, requests that race,
+//! results that fail half way, arithmetic that overflows, maintenance under a
+//! live server; and the trace each request leaves.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+mod serve;
+use serve::Server;
+
+#[path = "support/ppdb.rs"]
+mod support;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent("ppdb-tests")
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn csv(
+    tap: &str,
+    query: &str,
+    extra: &[(&str, &str)],
+) -> (u16, String, reqwest::header::HeaderMap) {
+    let mut params = vec![("QUERY", query), ("RESPONSEFORMAT", "csv")];
+    params.extend_from_slice(extra);
+    let r = client()
+        .post(format!("{tap}/sync"))
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, r.text().await.unwrap(), headers)
+}
+
+/// CPU seconds the process has used (user and system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn address(tap: &str) -> String {
+    tap.trim_start_matches("http://")
+        .trim_end_matches("/tap")
+        .to_string()
+}
+
+/// Whether the server has closed `stream` (a read gives end of file or a reset).
+fn closed(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            // A 408 or 400 the server sent as it closed: read on to the end.
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Connections that send their request head a byte at a time are closed at
+/// the read timeout, and the service answers everyone else meanwhile
+/// (300 such connections were all held open, for ever).
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_that_trickle_are_closed_at_the_read_timeout() {
+    let s = Server::start(&["--read-timeout", "2", "--connections-per-address", "1000"]);
+    let at = address(&s.tap);
+    let mut trickling: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut c = TcpStream::connect(&at).unwrap();
+            c.write_all(b"GET /tap/availability HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    let started = Instant::now();
+    // A byte now and then keeps no connection alive past the timeout.
+    while started.elapsed() < Duration::from_secs(4) {
+        for c in &mut trickling {
+            let _ = c.write_all(b"X");
+        }
+        let (status, _, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            csv(&s.tap, "SELECT COUNT(*) AS n FROM ppdb.SSObject", &[]),
+        )
+        .await
+        .expect("the service answers while connections trickle");
+        assert_eq!(status, 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let open = trickling
+        .iter_mut()
+        .map(closed)
+        .filter(|shut| !shut)
+        .count();
+    assert_eq!(open, 0, "connections still open after the read timeout");
+}
+
+/// One address may hold only so many connections; the next is closed at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_holds_only_so_many_connections() {
+    let s = Server::start(&["--connections-per-address", "8"]);
+    let at = address(&s.tap);
+    let mut held: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&at).unwrap()).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ninth = TcpStream::connect(&at).unwrap();
+    assert!(closed(&mut ninth), "the ninth connection was kept");
+    assert!(!closed(&mut held[0]), "the first eight stay open");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _, _) = csv(&s.tap, "SELECT COUNT(*) AS n FROM ppdb.SSObject", &[]).await;
+    assert_eq!(status, 200, "served again once the others closed");
+}
+
+/// A body that stalls is refused at the read timeout with a message.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_stalls_is_refused_at_the_read_timeout() {
+    let s = Server::start(&["--read-timeout", "1"]);
+    let mut c = TcpStream::connect(address(&s.tap)).unwrap();
+    c.write_all(
+        b"POST /tap/sync HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+          Content-Length: 100\r\n\r\nQUERY=SEL",
+    )
+    .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "held {:?}",
+        started.elapsed()
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("stalled"), "{answer}");
+}
+
+/// However many requests ask at once, a job runs once: the CPU it takes is
+/// that of one run (concurrent `PHASE=RUN` used to run it again for each).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_run_by_many_requests_at_once_runs_once() {
+    let s = Server::start(&[]);
+    const HEAVY: &str = "SELECT COUNT(*) AS n FROM ppdb.DiaSource AS a, ppdb.DiaSource AS b \
+                         WHERE a.psfFlux * b.psfFlux > 0";
+    let create = || async {
+        let r = client()
+            .post(format!("{}/async", s.tap))
+            .form(&[("QUERY", HEAVY), ("RESPONSEFORMAT", "csv")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 303);
+        r.headers()["location"].to_str().unwrap().to_string()
+    };
+    let finish = |job: String| async move {
+        for _ in 0..600 {
+            let phase = client().get(format!("{job}/phase")).send().await.unwrap();
+            let phase = phase.text().await.unwrap();
+            if phase.trim() == "COMPLETED" {
+                return;
+            }
+            assert!(!phase.contains("ERROR"), "{phase}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{job} did not complete");
+    };
+    let run = |job: String, times: usize| async move {
+        let posts = (0..times).map(|_| {
+            let job = job.clone();
+            async move {
+                client()
+                    .post(format!("{job}/phase"))
+                    .form(&[("PHASE", "RUN")])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        });
+        for status in futures::future::join_all(posts).await {
+            assert_eq!(status, 303);
+        }
+    };
+    // One run, for its cost.
+    let job = create().await;
+    let before = cpu_seconds(s.pid());
+    run(job.clone(), 1).await;
+    finish(job).await;
+    let once = cpu_seconds(s.pid()) - before;
+    let job = create().await;
+    let before = cpu_seconds(s.pid());
+    run(job.clone(), 12).await;
+    finish(job).await;
+    let raced = cpu_seconds(s.pid()) - before;
+    assert!(
+        raced < 3.0 * once + 0.5,
+        "twelve RUNs at once took {raced:.2} CPU s; one run takes {once:.2}"
+    );
+}
+
+/// A result cut short after it started streaming is not passed off as
+/// whole: a CSV (which has no place to say so) ends in a broken transfer the
+/// client sees; it used to end cleanly, a table that looked complete. Here
+/// the reader is too slow for the deadline: the service abandons the result.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_cut_short_once_streaming_is_not_passed_off_as_whole() {
+    let s = Server::start(&["--max-duration", "5"]);
+    // About 200 MB of CSV: far more than the buffers between.
+    let big =
+        "SELECT a.*, b.ssObjectId AS s FROM ppdb.DiaSource AS a CROSS JOIN ppdb.SSObject AS b";
+    let mut r = client()
+        .post(format!("{}/sync", s.tap))
+        .form(&[
+            ("QUERY", big),
+            ("RESPONSEFORMAT", "csv"),
+            ("MAXREC", "100000"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().get("x-query-status").is_none(), "it streamed");
+    let first = r.chunk().await.unwrap().expect("a first chunk");
+    assert!(!first.is_empty());
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut ended = Ok(());
+    loop {
+        match r.chunk().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(e) => {
+                ended = Err(e);
+                break;
+            }
+        }
+    }
+    assert!(ended.is_err(), "a cut CSV was delivered as complete");
+}
+
+/// Integer arithmetic that overflows is an error (it wrapped around), and the
+/// error names no value.
+#[tokio::test(flavor = "multi_thread")]
+async fn integer_overflow_is_an_error() {
+    let s = Server::start(&[]);
+    for q in [
+        "SELECT 9223372036854775807 + 1 AS x FROM ppdb.SSObject",
+        "SELECT TOP 1 diaObjectId * diaObjectId * 10 AS x FROM ppdb.DiaObject",
+        "SELECT TOP 1 -9223372036854775807 - diaObjectId AS x FROM ppdb.DiaObject",
+        "SELECT SUM(diaObjectId * 1000000000) AS x FROM ppdb.DiaObject",
+    ] {
+        let (status, body, _) = csv(&s.tap, q, &[]).await;
+        assert_eq!(status, 400, "{q}: {body}");
+        assert!(body.contains("integer overflow"), "{q}: {body}");
+    }
+    let (status, body, _) = csv(
+        &s.tap,
+        "SELECT TOP 1 diaObjectId + 1 - 1 AS same, diaObjectId FROM ppdb.DiaObject",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let row: Vec<&str> = body.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(row[0], row[1]);
+}
+
+/// Every request leaves one structured line: who, from where, what, how it
+/// ended, its token and rows; privileged reads name their user.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_is_in_the_access_log() {
+    let secret = "s3cret-for-the-access-log-test";
+    let users = format!("alice={secret}");
+    let s = Server::start_with(&[], &[("PPDB_TOKENS", users.as_str())]);
+    let query = "SELECT TOP 2 diaObjectId FROM ppdb.DiaObject ORDER BY diaObjectId";
+    let (_, _, anonymous) = csv(&s.tap, query, &[]).await;
+    let r = client()
+        .post(format!("{}/sync", s.tap))
+        .bearer_auth(secret)
+        .form(&[("QUERY", query), ("RESPONSEFORMAT", "csv")])
+        .send()
+        .await
+        .unwrap();
+    let privileged = r.headers().clone();
+    let _ = r.text().await;
+    let _ = client()
+        .get(format!("{}/sync", s.tap))
+        .bearer_auth("not-a-known-token-at-all")
+        .send()
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = s.access_log();
+    let sync: Vec<_> = log.iter().filter(|l| l["path"] == "/tap/sync").collect();
+    assert_eq!(sync.len(), 3, "{log:?}");
+    assert_eq!(sync[0]["user"], serde_json::Value::Null);
+    assert_eq!(sync[0]["status"], 200);
+    assert_eq!(sync[0]["rows"], 2);
+    assert_eq!(sync[0]["peer"], "127.0.0.1");
+    assert_eq!(
+        sync[0]["token"],
+        anonymous["x-query-token"].to_str().unwrap()
+    );
+    assert_eq!(sync[1]["user"], "alice");
+    assert_eq!(sync[1]["privileged"], true);
+    assert_eq!(
+        sync[1]["token"],
+        privileged["x-query-token"].to_str().unwrap()
+    );
+    assert_eq!(sync[2]["status"], 401);
+    assert!(!format!("{log:?}").contains(secret), "no secret in the log");
+}
+
+fn ppdb(args: &[&str]) -> String {
+    support::ok(args)
+}
+
+fn age(dir: &Path) {
+    let status = std::process::Command::new("find")
+        .arg(dir)
+        .args([
+            "-name",
+            "*.parquet",
+            "-exec",
+            "touch",
+            "-d",
+            "2 days ago",
+            "{}",
+            "+",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Compaction and vacuum under a live server: queries at the latest snapshot
+/// and in the past, and replays the server never cached, read the same rows
+/// afterwards (the server's file lists named deleted files until a restart);
+/// and files a compaction replaced are kept for the grace after it, however
+/// old they are.
+#[tokio::test(flavor = "multi_thread")]
+async fn compact_and_vacuum_under_a_live_server_change_no_answer() {
+    let dir = TempDir::new().unwrap();
+    let chunks = dir.path().join("chunks");
+    let chunks = chunks.to_str().unwrap();
+    ppdb(&[
+        "sample",
+        "--out",
+        chunks,
+        "--objects",
+        "600",
+        "--nights",
+        "2",
+        "--visits-per-night",
+        "4",
+        "--visits-per-chunk",
+        "2",
+    ]);
+    let cat = dir.path().join("cat");
+    let cat = cat.to_str().unwrap();
+    ppdb(&["ingest", "--catalog", cat, chunks]);
+    let s = Server::start(&["--catalog", cat, "--embargo-hours", "0"]);
+    let queries = [
+        (
+            "SELECT COUNT(*) AS n, SUM(psfFlux) AS f FROM ppdb.DiaSource",
+            None,
+        ),
+        (
+            "SELECT COUNT(*) AS n, SUM(psfFlux) AS f FROM ppdb.DiaSource",
+            Some("2"),
+        ),
+        (
+            "SELECT diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
+            None,
+        ),
+    ];
+    let mut before = Vec::new();
+    for (q, as_of) in queries {
+        let extra: Vec<(&str, &str)> = as_of.map(|k| ("AS_OF", k)).into_iter().collect();
+        let (status, body, _) = csv(&s.tap, q, &extra).await;
+        assert_eq!(status, 200, "{body}");
+        before.push(body);
+    }
+    // A token the server never saw, so its replay reads files.
+    let out = support::command()
+        .args(["query", "--catalog", cat, "--format", "csv"])
+        .arg("SELECT diaSourceId, psfFlux FROM ppdb.DiaSource ORDER BY diaSourceId")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let token = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .expect("a token")
+        .to_string();
+    age(Path::new(cat));
+    let compacted = ppdb(&["compact", "--catalog", cat]);
+    assert!(!compacted.contains(" 0 files replaced"), "{compacted}");
+    let kept = ppdb(&["vacuum", "--catalog", cat]);
+    assert!(
+        kept.starts_with("deleted 0 "),
+        "replaced files went at once: {kept}"
+    );
+    let gone = ppdb(&["vacuum", "--catalog", cat, "--grace-seconds", "0"]);
+    assert!(!gone.starts_with("deleted 0 "), "{gone}");
+    for ((q, as_of), expected) in queries.iter().zip(&before) {
+        let extra: Vec<(&str, &str)> = as_of.map(|k| ("AS_OF", k)).into_iter().collect();
+        let (status, body, _) = csv(&s.tap, q, &extra).await;
+        assert_eq!((status, &body), (200, expected), "{q} AS_OF {as_of:?}");
+    }
+    let r = client()
+        .get(format!("{}/replay/{token}", s.tap))
+        .query(&[("RESPONSEFORMAT", "csv")])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, String::from_utf8_lossy(&out.stdout));
+}
