@@ -152,6 +152,55 @@ async fn a_body_that_stalls_is_refused_at_the_read_timeout() {
     assert!(answer.contains("stalled"), "{answer}");
 }
 
+/// A select list of a thousand aliases of one column, under MAXREC (which
+/// orders by every column), plans in well under the deadline and leaves the
+/// service answering meanwhile (it took a minute, on the async workers, and
+/// two such requests stopped even /tap/availability); one more column is
+/// refused with its position.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_column_select_plans_quickly_and_one_more_is_refused() {
+    let s = Server::start(&["--max-duration", "30"]);
+    let wide = |n: usize| {
+        let cols: Vec<String> = (0..n).map(|i| format!("ra AS c{i}")).collect();
+        format!("SELECT {} FROM ppdb.DiaObject", cols.join(", "))
+    };
+    let thousand = wide(1000);
+    let nested = format!("SELECT * FROM ({thousand}) AS t");
+    let started = Instant::now();
+    let (a, b, availability) = tokio::join!(
+        csv(&s.tap, &thousand, &[("MAXREC", "10")]),
+        csv(&s.tap, &nested, &[("MAXREC", "10")]),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let asked = Instant::now();
+            let r = client()
+                .get(format!("{}/availability", s.tap))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), asked.elapsed())
+        }
+    );
+    assert_eq!(a.0, 200, "{}", a.1);
+    assert_eq!(b.0, 200, "{}", b.1);
+    assert_eq!(a.1.lines().count(), 11, "a header and ten rows");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(availability.0, 200);
+    assert!(
+        availability.1 < Duration::from_secs(5),
+        "{:?}",
+        availability.1
+    );
+    let (status, body, _) = csv(&s.tap, &wide(1001), &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("more than 1000 columns"), "{body}");
+    assert!(body.contains("line 1, column"), "{body}");
+}
+
 /// However many requests ask at once, a job runs once: the CPU it takes is
 /// that of one run (concurrent `PHASE=RUN` used to run it again for each).
 #[tokio::test(flavor = "multi_thread")]
