@@ -104,6 +104,12 @@ pub const MAX_OPERATORS: usize = 500;
 /// DiaForcedSource and SSObject gives 280).
 pub const MAX_COLUMNS: usize = 1000;
 
+/// The most bytes of text literals one query may hold. A literal is repeated
+/// in every row of a batch: a 100 KB one in `SELECT '...' FROM ppdb.DiaSource`
+/// took the server to 2 GB, and the 4 MiB a request may carry would have
+/// taken it past any machine's memory. Lists of values belong in an upload.
+pub const MAX_TEXT_LITERALS: usize = 64 << 10;
+
 /// How many parser steps (expressions started, operators looked for) a query
 /// may take per token before its parse is stopped.
 pub(crate) const STEPS_PER_TOKEN: u64 = 50;
@@ -183,6 +189,7 @@ fn check_tokens(adql: &str) -> Result<u64, Error> {
     };
     let length = tokens.len() as u64;
     let mut count = 0;
+    let mut literal_bytes = 0usize;
     for t in tokens {
         let at = |message: String, hint: Option<&str>| Error {
             message,
@@ -214,10 +221,23 @@ fn check_tokens(adql: &str) -> Result<u64, Error> {
             | Token::Caret
             | Token::ShiftLeft
             | Token::ShiftRight => true,
+            Token::SingleQuotedString(text) => {
+                literal_bytes += text.len();
+                if literal_bytes > MAX_TEXT_LITERALS {
+                    return Err(at(
+                        format!(
+                            "the query's text literals hold more than {} KiB; this one is past \
+                             the limit",
+                            MAX_TEXT_LITERALS >> 10
+                        ),
+                        Some("send long lists of values as an upload and join it"),
+                    ));
+                }
+                false
+            }
             Token::EOF
             | Token::Word(_)
             | Token::Number(..)
-            | Token::SingleQuotedString(_)
             | Token::HexStringLiteral(_)
             | Token::Whitespace(_)
             | Token::Comma

@@ -1732,6 +1732,18 @@ mod tests {
     }
 
     #[test]
+    fn text_literals_stop_at_64_kib_in_all_with_the_place_of_the_one_past_it() {
+        let half = "x".repeat(32 << 10);
+        let ok = format!("SELECT '{half}' AS a, '{half}' AS b FROM ppdb.DiaObject");
+        assert!(parse(&ok, &schema()).is_ok());
+        let over = format!("SELECT '{half}' AS a, '{half}' AS b, 'y' AS c FROM ppdb.DiaObject");
+        let e = parse(&over, &schema()).unwrap_err();
+        assert!(e.message.contains("more than 64 KiB"), "{e}");
+        let col = usize::try_from(e.column).unwrap();
+        assert_eq!(&over[col - 1..col + 2], "'y'", "{e}");
+    }
+
+    #[test]
     fn operator_chains_stop_at_the_limit_with_the_place_of_the_one_too_many() {
         let chain = |n: usize| {
             let terms: Vec<String> = (0..n).map(|i| format!("ra = {i}")).collect();

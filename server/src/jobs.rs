@@ -374,6 +374,7 @@ async fn create(
         return r;
     }
     if let Err(e) = save(&app, &job).await {
+        let _ = app.engine.state().remove_all(&format!("jobs/{id}")).await;
         return store_failure(e);
     }
     if run && let Err(r) = run_job(&app, &id).await {
@@ -383,8 +384,12 @@ async fn create(
 }
 
 /// Stores the parts of a multipart request with the job, for its `UPLOAD`.
+///
+/// Every part is checked before any is written, and a write that fails takes
+/// the others with it: a refused job leaves nothing behind in the store.
 async fn keep_parts(app: &Shared, id: &str, params: &Params) -> Result<(), Response> {
     let mut total = 0u64;
+    let mut named = Vec::with_capacity(params.parts.len());
     for (name, bytes) in &params.parts {
         total += bytes.len() as u64;
         if total > app.config.upload_limit {
@@ -400,11 +405,18 @@ async fn keep_parts(app: &Shared, id: &str, params: &Params) -> Result<(), Respo
                 format!("'{name}' cannot name an uploaded part: use letters, digits, _ - .\n"),
             ));
         };
-        app.engine
+        named.push((part.to_string(), bytes));
+    }
+    for (part, bytes) in named {
+        let written = app
+            .engine
             .state()
             .write(&format!("jobs/{id}/parts/{part}"), bytes.clone())
-            .await
-            .map_err(store_failure)?;
+            .await;
+        if let Err(e) = written {
+            let _ = app.engine.state().remove_all(&format!("jobs/{id}")).await;
+            return Err(store_failure(e));
+        }
     }
     Ok(())
 }
