@@ -14,6 +14,7 @@ mod error;
 mod functions;
 mod pin;
 mod walk;
+mod wildcard;
 
 use sqlparser::ast::Statement;
 use sqlparser::parser::Parser;

@@ -563,6 +563,7 @@ impl Walker<'_> {
         for twj in &mut s.from {
             self.table_with_joins(twj)?;
         }
+        crate::wildcard::expand_clashes(s, self.tables);
         // A name may appear once in a result: DataFusion refuses a projection
         // with two. Columns a wildcard brings in come first, so an explicit
         // column of the same name is renamed (`SELECT *, ra` gives `ra_2`).
@@ -1805,6 +1806,19 @@ mod tests {
         // Not when the wildcard is of another table.
         let s = ok("SELECT s.*, o.g_psfFluxMean FROM ppdb.DiaObject AS o, ppdb.DiaSource AS s");
         assert!(!s.contains("_2"), "{s}");
+        // Wildcards that would bring in one name twice are written out, and
+        // renamed as explicit columns are.
+        let s = ok(
+            "SELECT * FROM ppdb.DiaObject AS o JOIN ppdb.DiaSource AS s ON s.diaObjectId = o.diaObjectId",
+        );
+        assert!(!s.contains('*'), "{s}");
+        assert!(s.contains("s.ra AS \"ra_2\""), "{s}");
+        assert!(s.contains("s.diaObjectId AS \"diaObjectId_2\""), "{s}");
+        let s = ok("SELECT o.*, s.* FROM ppdb.DiaObject AS o, ppdb.DiaSource AS s");
+        assert!(s.contains("s.dec AS \"dec_2\""), "{s}");
+        // A join that merges its columns shows them once: left to the planner.
+        let s = ok("SELECT * FROM ppdb.DiaObject JOIN ppdb.DiaSource USING (diaObjectId)");
+        assert!(s.contains('*'), "{s}");
         let e = err("SELECT ra AS x, dec AS X FROM ppdb.DiaObject");
         assert_eq!((e.line, e.column), (1, 24), "{e}");
         assert!(e.message.contains("already has a column named X"), "{e}");
