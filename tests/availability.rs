@@ -402,6 +402,10 @@ async fn every_request_is_in_the_access_log() {
     assert_eq!(sync[0]["status"], 200);
     assert_eq!(sync[0]["rows"], 2);
     assert_eq!(sync[0]["peer"], "127.0.0.1");
+    assert_eq!(sync[0]["query_status"], "OK");
+    assert_eq!(sync[0]["complete"], true);
+    assert!(sync[0]["bytes"].as_u64().unwrap() > 0, "{:?}", sync[0]);
+    assert_eq!(sync[0]["agent"], "ppdb-tests");
     assert_eq!(
         sync[0]["token"],
         anonymous["x-query-token"].to_str().unwrap()

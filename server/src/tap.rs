@@ -681,7 +681,7 @@ impl Pending {
 }
 
 /// How encoding a result ended.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Outcome {
     /// Every row was written.
     Done {
@@ -825,21 +825,30 @@ async fn stream(
     // for the deadline) is whole: the transfer is broken off instead (no last
     // chunk), which every HTTP client reports, rather than ended as if the
     // table were complete.
-    let rest = futures::stream::unfold(Some((rx, encoder)), move |state| async move {
-        let (mut rx, encoder) = state?;
-        match rx.recv().await {
-            Some(b) => Some((Ok(b), Some((rx, encoder)))),
-            None => {
-                let why = match encoder?.await {
-                    Ok(Outcome::Done { .. }) => return None,
-                    Ok(Outcome::Failed(_)) if format.reports_failure() => return None,
-                    Ok(Outcome::Failed(failure)) => {
-                        format!("the query failed after its first rows: {}", failure.message)
-                    }
-                    Ok(Outcome::Gone) => "the result was abandoned before its end".into(),
-                    Err(e) => format!("the result stopped: {e}"),
-                };
-                Some((Err(std::io::Error::other(why)), None))
+    // How a streamed result ended, for the access log (its line is written
+    // when the body ends).
+    let ending = crate::access_log::Ending::default();
+    let ended = ending.clone();
+    let rest = futures::stream::unfold(Some((rx, encoder)), move |state| {
+        let ended = ended.clone();
+        async move {
+            let (mut rx, encoder) = state?;
+            match rx.recv().await {
+                Some(b) => Some((Ok(b), Some((rx, encoder)))),
+                None => {
+                    let outcome = encoder?.await;
+                    ended.set(&outcome);
+                    let why = match outcome {
+                        Ok(Outcome::Done { .. }) => return None,
+                        Ok(Outcome::Failed(_)) if format.reports_failure() => return None,
+                        Ok(Outcome::Failed(failure)) => {
+                            format!("the query failed after its first rows: {}", failure.message)
+                        }
+                        Ok(Outcome::Gone) => "the result was abandoned before its end".into(),
+                        Err(e) => format!("the result stopped: {e}"),
+                    };
+                    Some((Err(std::io::Error::other(why)), None))
+                }
             }
         }
     });
@@ -847,6 +856,10 @@ async fn stream(
         .map(Ok::<Bytes, std::io::Error>)
         .chain(rest);
     let mut response = Response::new(Body::from_stream(body));
+    if let Some(o) = &outcome {
+        ending.set(&Ok(o.clone()));
+    }
+    response.extensions_mut().insert(ending);
     let (status, rows) = match outcome {
         Some(Outcome::Done { rows, overflow }) => (
             Some(engine::format::Status::of(overflow).as_str()),
