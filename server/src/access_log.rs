@@ -50,7 +50,10 @@ impl Sink {
 
 /// How a streamed result ended, filled in by the result's stream.
 #[derive(Debug, Clone, Default)]
-pub struct Ending(Arc<Mutex<Option<(Option<u64>, &'static str)>>>);
+pub struct Ending(Arc<Mutex<Option<Ended>>>);
+
+/// Rows sent (when known) and how the query ended.
+type Ended = (Option<u64>, &'static str);
 
 impl Ending {
     /// Records the outcome of a result's encoding (or of its task).
@@ -66,7 +69,7 @@ impl Ending {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
     }
 
-    fn get(&self) -> Option<(Option<u64>, &'static str)> {
+    fn get(&self) -> Option<Ended> {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
