@@ -195,7 +195,10 @@ impl Error {
             Some("a CAST met a value it cannot convert")
         } else if text.contains("DivideByZero") || text.contains("Divide by zero") {
             Some("a division by zero")
-        } else if text.contains("ArithmeticOverflow") || text.contains("Overflow happened") {
+        } else if text.contains("ArithmeticOverflow")
+            || text.contains("Overflow happened")
+            || (text.contains("Compute error") && text.contains("overflow on"))
+        {
             Some("an arithmetic overflow")
         } else if text.contains("Error evaluating filter predicate") {
             Some("a condition could not be evaluated")
