@@ -55,6 +55,20 @@ impl AnalyzerRule for CheckedIntegers {
 }
 
 fn checked(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    // `-x` is `0 - x`: the negation of the smallest BIGINT overflows too.
+    if let Expr::Negative(inner) = &e
+        && let Ok(t) = inner.get_type(schema)
+        && t.is_integer()
+    {
+        let Expr::Negative(inner) = e else {
+            return Ok(Transformed::no(e));
+        };
+        let zero = Expr::Literal(datafusion::common::ScalarValue::new_zero(&t)?, None);
+        let udf = Arc::new(ScalarUDF::new_from_impl(Checked::new(Op::Sub)));
+        return Ok(Transformed::yes(Expr::ScalarFunction(
+            ScalarFunction::new_udf(udf, vec![zero, *inner]),
+        )));
+    }
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
         return Ok(Transformed::no(e));
     };

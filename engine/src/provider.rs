@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use catalog::{AnchorIndex, ScanFile, TableId, TableScan};
 use datafusion::catalog::Session;
@@ -259,8 +259,8 @@ fn hide_later_ends(
 
 /// Whether evaluating a filter on any row can only answer, never fail (and so
 /// may run before the visibility rule without telling anything of a hidden
-/// row): comparisons, `BETWEEN`, `IN` and `IS NULL` of a column (or a number or
-/// time converted to another) with constants, and their AND, OR and NOT.
+/// row): comparisons, `BETWEEN`, `IN` and `IS NULL` of a column (or of a
+/// number widened to a larger type) with constants, and their AND, OR and NOT.
 fn cannot_fail(e: &Expr, schema: &DFSchema) -> bool {
     use datafusion::logical_expr::{Between, BinaryExpr, Operator, expr::InList};
     let column = |e: &Expr| match e {
@@ -268,9 +268,7 @@ fn cannot_fail(e: &Expr, schema: &DFSchema) -> bool {
         Expr::Cast(datafusion::logical_expr::Cast { expr, field }) => {
             matches!(expr.as_ref(), Expr::Column(c)
             if schema.field_with_unqualified_name(&c.name).is_ok_and(|f| {
-                let from = f.data_type();
-                (from.is_numeric() || from.is_temporal())
-                    && (field.data_type().is_numeric() || field.data_type().is_temporal())
+                widening(f.data_type(), field.data_type())
             }))
         }
         _ => false,
@@ -295,6 +293,30 @@ fn cannot_fail(e: &Expr, schema: &DFSchema) -> bool {
             expr, low, high, ..
         }) => column(expr) && constant(low) && constant(high),
         Expr::InList(InList { expr, list, .. }) => column(expr) && list.iter().all(constant),
+        _ => false,
+    }
+}
+
+/// Whether every value of type `from` converts to `to` without failing: the
+/// conversions type coercion adds (an integer compared with a wider integer
+/// or a float, a float with a double). A narrowing one such as
+/// `CAST(midpointMjdTai AS SMALLINT)` fails on large values, and so must not
+/// meet a row before the visibility rule has.
+fn widening(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    let bits = |t: &DataType| match t {
+        Int8 | UInt8 => Some(8),
+        Int16 | UInt16 => Some(16),
+        Int32 | UInt32 => Some(32),
+        Int64 | UInt64 => Some(64),
+        _ => None,
+    };
+    match (from, to) {
+        _ if from == to => true,
+        (f, Float32 | Float64) if f.is_integer() => true,
+        (Float32, Float64) => true,
+        (f, t) if f.is_signed_integer() && t.is_signed_integer() => bits(f) < bits(t),
+        (f, t) if f.is_unsigned_integer() && t.is_integer() => bits(f) < bits(t),
         _ => false,
     }
 }
