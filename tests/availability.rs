@@ -201,6 +201,62 @@ async fn a_thousand_column_select_plans_quickly_and_one_more_is_refused() {
     assert!(body.contains("line 1, column"), "{body}");
 }
 
+/// One caller cannot take every place: past its share its queries are
+/// refused, and another caller's query is queued and answered (twelve
+/// requests from one address made every other caller "busy").
+#[tokio::test(flavor = "multi_thread")]
+async fn one_caller_cannot_take_every_place() {
+    let s = Server::start(&[
+        "--max-concurrent",
+        "1",
+        "--queue",
+        "4",
+        "--max-duration",
+        "4",
+    ]);
+    const SLOW: &str =
+        "SELECT COUNT(*) AS n FROM ppdb.DiaSource AS a, ppdb.DiaSource AS b, ppdb.DiaSource AS c";
+    // Its share: the one slot and half the queue.
+    let hog = (0..6).map(|_| async {
+        let r = client()
+            .post(format!("{}/sync", s.tap))
+            .form(&[("QUERY", SLOW), ("RESPONSEFORMAT", "csv")])
+            .send()
+            .await
+            .unwrap();
+        // Those admitted reach the deadline: their transfer may break.
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    });
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()
+            .unwrap()
+            .post(format!("{}/sync", s.tap))
+            .form(&[
+                ("QUERY", "SELECT COUNT(*) AS n FROM ppdb.SSObject"),
+                ("RESPONSEFORMAT", "csv"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let (hogged, other) = tokio::join!(futures::future::join_all(hog), other);
+    let refused: Vec<_> = hogged
+        .iter()
+        .filter(|(status, body)| *status == 503 && body.contains("the most one caller may have"))
+        .collect();
+    assert_eq!(
+        refused.len(),
+        3,
+        "{:?}",
+        hogged.iter().map(|h| h.0).collect::<Vec<_>>()
+    );
+    assert_eq!(other, (200, "n\n15\n".to_string()));
+}
+
 /// However many requests ask at once, a job runs once: the CPU it takes is
 /// that of one run (concurrent `PHASE=RUN` used to run it again for each).
 #[tokio::test(flavor = "multi_thread")]

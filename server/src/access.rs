@@ -21,8 +21,8 @@ const MIN_SECRET: usize = 16;
 /// The caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// No bearer token.
-    Anonymous,
+    /// No bearer token; from this address (when known).
+    Anonymous(Option<std::net::IpAddr>),
     /// A user named by a known bearer token (privileged: sees embargoed rows).
     User(String),
 }
@@ -36,8 +36,19 @@ impl Caller {
     /// The owner recorded on the caller's async jobs.
     pub fn owner(&self) -> Option<String> {
         match self {
-            Caller::Anonymous => None,
+            Caller::Anonymous(_) => None,
             Caller::User(name) => Some(name.clone()),
+        }
+    }
+
+    /// Who the caller is for a share of the service: the user, or for an
+    /// anonymous caller its address (anonymous callers cannot be told apart
+    /// otherwise).
+    pub fn key(&self) -> String {
+        match self {
+            Caller::User(name) => format!("user {name}"),
+            Caller::Anonymous(Some(ip)) => format!("address {ip}"),
+            Caller::Anonymous(None) => "anonymous".to_string(),
         }
     }
 }
@@ -136,7 +147,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// Finds the caller of each request; refuses unknown or malformed credentials.
 pub async fn authenticate(State(app): State<Shared>, mut request: Request, next: Next) -> Response {
     let caller = match request.headers().get(header::AUTHORIZATION) {
-        None => Caller::Anonymous,
+        None => Caller::Anonymous(crate::connections::peer(&request).map(|p| p.ip())),
         Some(value) => {
             let text = value.to_str().unwrap_or("");
             let secret = text

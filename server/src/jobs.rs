@@ -377,7 +377,7 @@ async fn create(
         let _ = app.engine.state().remove_all(&format!("jobs/{id}")).await;
         return store_failure(e);
     }
-    if run && let Err(r) = run_job(&app, &id).await {
+    if run && let Err(r) = run_job(&app, &id, &caller.key()).await {
         return r;
     }
     see_other(job_url(&app, &id))
@@ -476,7 +476,7 @@ fn started_key(id: &str) -> String {
 /// many replicas: the one that creates the job's `started` marker (a write
 /// that fails if the object exists). Reading the phase first let two
 /// concurrent `PHASE=RUN` both see PENDING and run the query twice.
-async fn run_job(app: &Shared, id: &str) -> Result<(), Response> {
+async fn run_job(app: &Shared, id: &str, caller: &str) -> Result<(), Response> {
     let first = app
         .engine
         .state()
@@ -486,7 +486,7 @@ async fn run_job(app: &Shared, id: &str) -> Result<(), Response> {
     if !first {
         return Ok(());
     }
-    let ticket = match app.limits.admit() {
+    let ticket = match app.limits.admit(caller) {
         Ok(t) => Some(t),
         Err(busy) => {
             update(app, id, |j| {
@@ -923,6 +923,7 @@ async fn show(
 /// `POST /tap/async/{id}`: `ACTION=DELETE`, or UWS parameters and phase.
 async fn post_job(
     State(app): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Posted(params): Posted,
 ) -> Response {
@@ -965,7 +966,7 @@ async fn post_job(
         return r;
     }
     if let Some(p) = params.get("PHASE")
-        && let Err(r) = change_phase(&app, &id, p).await
+        && let Err(r) = change_phase(&app, &caller, &id, p).await
     {
         return r;
     }
@@ -1002,6 +1003,7 @@ async fn phase(State(app): State<Shared>, Path(id): Path<String>) -> Response {
 
 async fn post_phase(
     State(app): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Posted(params): Posted,
 ) -> Response {
@@ -1011,18 +1013,23 @@ async fn post_phase(
             "send PHASE=RUN or PHASE=ABORT\n".into(),
         );
     };
-    match change_phase(&app, &id, p).await {
+    match change_phase(&app, &caller, &id, p).await {
         Ok(()) => see_other(job_url(&app, &id)),
         Err(r) => r,
     }
 }
 
-async fn change_phase(app: &Shared, id: &str, phase: &str) -> Result<(), Response> {
+async fn change_phase(
+    app: &Shared,
+    caller: &Caller,
+    id: &str,
+    phase: &str,
+) -> Result<(), Response> {
     let job = job_or(app, id).await?;
     match phase.trim().to_ascii_uppercase().as_str() {
         "RUN" => {
             if job.phase == Phase::Pending {
-                run_job(app, id).await?;
+                run_job(app, id, &caller.key()).await?;
             }
             Ok(())
         }
@@ -1228,8 +1235,9 @@ async fn parameters(State(app): State<Shared>, Path(id): Path<String>) -> Respon
 
 async fn post_parameters(
     State(app): State<Shared>,
+    caller: Extension<Caller>,
     Path(id): Path<String>,
     posted: Posted,
 ) -> Response {
-    post_job(State(app), Path(id), posted).await
+    post_job(State(app), caller, Path(id), posted).await
 }

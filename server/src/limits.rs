@@ -1,7 +1,10 @@
-//! How many queries run at once, and how many may wait for a turn.
+//! How many queries run at once, how many may wait for a turn, and how many
+//! of those one caller may hold: twelve requests from one address filled
+//! every slot and the queue, and every other caller was told "busy".
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -14,27 +17,37 @@ struct Inner {
     waiting: AtomicUsize,
     queue: usize,
     concurrent: usize,
+    /// The most queries (running or waiting) one caller may have.
+    share: usize,
+    /// Queries admitted per caller.
+    held: Mutex<HashMap<String, usize>>,
 }
 
 impl Limits {
-    /// At most `concurrent` queries run; at most `queue` more wait.
-    pub fn new(concurrent: usize, queue: usize) -> Limits {
+    /// At most `concurrent` queries run; at most `queue` more wait; one caller
+    /// holds at most `share` of them (running or waiting).
+    pub fn new(concurrent: usize, queue: usize, share: usize) -> Limits {
         let concurrent = concurrent.max(1);
         Limits(Arc::new(Inner {
             running: Arc::new(Semaphore::new(concurrent)),
             waiting: AtomicUsize::new(0),
             queue,
             concurrent,
+            share: share.max(1),
+            held: Mutex::new(HashMap::new()),
         }))
     }
 
-    /// A place in the queue (or a turn at once), or why there is none.
-    pub fn admit(&self) -> Result<Ticket, String> {
+    /// A place in the queue (or a turn at once) for `caller` (a user, or the
+    /// address of an anonymous one), or why there is none.
+    pub fn admit(&self, caller: &str) -> Result<Ticket, String> {
+        let share = Share::take(&self.0, caller)?;
         if let Ok(p) = self.0.running.clone().try_acquire_owned() {
             return Ok(Ticket {
                 limits: self.0.clone(),
                 ready: Some(p),
                 counted: false,
+                share,
             });
         }
         let mut waiting = self.0.waiting.load(Ordering::Relaxed);
@@ -59,7 +72,48 @@ impl Limits {
             limits: self.0.clone(),
             ready: None,
             counted: true,
+            share,
         })
+    }
+}
+
+/// One caller's query among those admitted, given back when dropped.
+struct Share {
+    limits: Arc<Inner>,
+    caller: String,
+}
+
+impl Share {
+    fn take(limits: &Arc<Inner>, caller: &str) -> Result<Share, String> {
+        let mut held = limits.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(caller.to_string()).or_default();
+        if *n >= limits.share {
+            return Err(format!(
+                "you have {n} queries running or waiting, the most one caller may have; \
+                 try again when one has ended"
+            ));
+        }
+        *n += 1;
+        Ok(Share {
+            limits: limits.clone(),
+            caller: caller.to_string(),
+        })
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        // A share handed on from a ticket to its permit is empty.
+        if self.caller.is_empty() {
+            return;
+        }
+        let mut held = self.limits.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.caller);
+            }
+        }
     }
 }
 
@@ -69,17 +123,22 @@ pub struct Ticket {
     ready: Option<OwnedSemaphorePermit>,
     // Whether this ticket holds a place in the waiting count.
     counted: bool,
+    share: Share,
 }
 
 impl Ticket {
     /// Waits for a turn to run.
     pub async fn acquire(mut self) -> Permit {
+        let share = Share {
+            limits: self.share.limits.clone(),
+            caller: std::mem::take(&mut self.share.caller),
+        };
         if let Some(p) = self.ready.take() {
-            return Permit(Some(p));
+            return Permit(Some(p), share);
         }
         // The semaphore is never closed, so this only fails if that changes.
         let p = self.limits.running.clone().acquire_owned().await.ok();
-        Permit(p)
+        Permit(p, share)
     }
 }
 
@@ -92,7 +151,10 @@ impl Drop for Ticket {
 }
 
 /// A turn to run; the next query in the queue starts when it is dropped.
-pub struct Permit(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+pub struct Permit(
+    #[allow(dead_code)] Option<OwnedSemaphorePermit>,
+    #[allow(dead_code)] Share,
+);
 
 #[cfg(test)]
 mod tests {
@@ -100,14 +162,31 @@ mod tests {
 
     #[tokio::test]
     async fn the_queue_is_bounded_and_frees_places() {
-        let limits = Limits::new(1, 1);
-        let first = limits.admit().unwrap().acquire().await;
-        let second = limits.admit().unwrap();
-        let refused = limits.admit().err().unwrap();
+        let limits = Limits::new(1, 1, 9);
+        let first = limits.admit("a").unwrap().acquire().await;
+        let second = limits.admit("a").unwrap();
+        let refused = limits.admit("a").err().unwrap();
         assert!(refused.contains("busy"), "{refused}");
         drop(first);
         let _running = second.acquire().await;
         // The queue is empty again.
-        let _third = limits.admit().unwrap();
+        let _third = limits.admit("a").unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_caller_holds_only_its_share() {
+        let limits = Limits::new(4, 8, 2);
+        let a1 = limits.admit("a").unwrap().acquire().await;
+        let a2 = limits.admit("a").unwrap();
+        let refused = limits.admit("a").err().unwrap();
+        assert!(
+            refused.contains("the most one caller may have"),
+            "{refused}"
+        );
+        // Others still get their turn.
+        let _b = limits.admit("b").unwrap().acquire().await;
+        drop(a1);
+        let _a3 = limits.admit("a").unwrap();
+        drop(a2);
     }
 }

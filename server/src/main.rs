@@ -177,6 +177,11 @@ enum Command {
         /// Queries that may wait for a turn before the service answers "busy" (503).
         #[arg(long, default_value_t = 256)]
         queue: usize,
+        /// Queries one caller (a user, or the address of an anonymous caller)
+        /// may have running or waiting at once (default: --max-concurrent plus half
+        /// of --queue, so that others always find a place in the queue).
+        #[arg(long)]
+        max_per_caller: Option<usize>,
         /// Memory one query may use for sorts, joins and aggregates, in MiB.
         #[arg(long, default_value_t = 2048)]
         query_memory_mb: usize,
@@ -496,6 +501,7 @@ async fn run(cli: Cli) -> Result<()> {
             max_duration,
             max_concurrent,
             queue,
+            max_per_caller,
             query_memory_mb,
             upload_limit_mb,
             allow_private_uploads,
@@ -544,6 +550,7 @@ async fn run(cli: Cli) -> Result<()> {
             config.upload_limit = upload_limit_mb.saturating_mul(1 << 20);
             config.private_uploads = allow_private_uploads;
             config.read_timeout = std::time::Duration::from_secs(read_timeout.max(1));
+            config.per_caller = max_per_caller;
             config.job_lifetime =
                 std::time::Duration::from_secs(job_lifetime_hours.saturating_mul(3600).max(60));
             let concurrent = max_concurrent

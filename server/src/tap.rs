@@ -42,6 +42,9 @@ pub struct Config {
     pub private_uploads: bool,
     /// The longest a request head may take, and a request body may stall.
     pub read_timeout: Duration,
+    /// Queries one caller may have running or waiting (default: every slot
+    /// and half the queue).
+    pub per_caller: Option<usize>,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             upload_limit: 16 << 20,
             private_uploads: false,
             read_timeout: Duration::from_secs(30),
+            per_caller: None,
         }
     }
 }
@@ -89,10 +93,13 @@ impl App {
         users: Users,
     ) -> App {
         let examples = crate::examples::for_catalog(&engine).await;
+        // By default one caller may take every slot, but only half the queue:
+        // others queue behind it, and are served, rather than told "busy".
+        let share = config.per_caller.unwrap_or(concurrent + queue / 2);
         App {
             engine,
             config,
-            limits: Limits::new(concurrent, queue),
+            limits: Limits::new(concurrent, queue, share),
             jobs: Jobs::default(),
             users,
             examples,
@@ -565,7 +572,7 @@ async fn sync(app: Shared, caller: Caller, params: Params) -> Response {
     request.options.privileged = caller.privileged();
     // Uploads are read (fetched, parsed) with a turn and within the query's
     // time, as the query is: they are its work.
-    let permit = match app.limits.admit() {
+    let permit = match app.limits.admit(&caller.key()) {
         Ok(p) => p.acquire().await,
         Err(busy) => return busy_response(&busy),
     };
@@ -633,7 +640,7 @@ async fn replay(
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
-    let permit = match app.limits.admit() {
+    let permit = match app.limits.admit(&caller.key()) {
         Ok(p) => p.acquire().await,
         Err(busy) => return busy_response(&busy),
     };
