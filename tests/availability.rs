@@ -257,6 +257,36 @@ async fn one_caller_cannot_take_every_place() {
     assert_eq!(other, (200, "n\n15\n".to_string()));
 }
 
+/// A caller creates at most 200 jobs an hour: the next is refused with 429
+/// and kept nowhere (500 jobs of 4 MiB filled 1.1 GB in a minute).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_creates_only_so_many_jobs_an_hour() {
+    let s = Server::start(&[]);
+    for i in 0..200 {
+        let r = client()
+            .post(format!("{}/async", s.tap))
+            .form(&[("QUERY", "SELECT TOP 1 ra FROM ppdb.DiaObject")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 303, "job {i}");
+    }
+    let r = client()
+        .post(format!("{}/async", s.tap))
+        .form(&[("QUERY", "SELECT TOP 1 ra FROM ppdb.DiaObject")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("200 jobs in the last hour")
+    );
+}
+
 /// However many requests ask at once, a job runs once: the CPU it takes is
 /// that of one run (concurrent `PHASE=RUN` used to run it again for each).
 #[tokio::test(flavor = "multi_thread")]
