@@ -238,11 +238,17 @@ async fn csv(client: &reqwest::Client, tap: &str, adql: &str) -> String {
 async fn many_clients_mixing_cones_light_curves_jobs_and_replays_all_succeed() {
     let clients = env_or("PPDB_LOAD_CLIENTS", 200);
     let seconds = env_or("PPDB_LOAD_SECONDS", 5);
+    // Every client here comes from 127.0.0.1, where real ones would come from
+    // as many addresses: the per-caller shares are lifted.
     let server = Server::start(&[
         "--query-memory-mb",
         &QUERY_MEMORY_MB.to_string(),
         "--max-concurrent",
         &CONCURRENT.to_string(),
+        "--max-per-caller",
+        "100000",
+        "--jobs-per-hour",
+        "100000",
     ]);
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

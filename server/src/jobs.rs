@@ -133,14 +133,11 @@ pub struct Jobs {
     created: Mutex<HashMap<String, std::collections::VecDeque<Instant>>>,
 }
 
-/// The most jobs one caller (a user, or an anonymous caller's address) may
-/// create in an hour: 500 jobs of 4 MiB each filled 1.1 GB of the state store
-/// in a minute, each kept for the job lifetime.
-const JOBS_PER_HOUR: usize = 200;
-
 impl Jobs {
-    /// Counts a new job of `caller`; an error once it made its hour's worth.
-    fn count(&self, caller: &str) -> Result<(), String> {
+    /// Counts a new job of `caller`; an error once it made its hour's worth
+    /// (`most`): 500 jobs of 4 MiB each filled 1.1 GB of the state store in a
+    /// minute, each kept for the job lifetime.
+    fn count(&self, caller: &str, most: usize) -> Result<(), String> {
         let now = Instant::now();
         let hour = Duration::from_secs(3600);
         let mut created = self.created.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,9 +148,9 @@ impl Jobs {
             !times.is_empty()
         });
         let times = created.entry(caller.to_string()).or_default();
-        if times.len() >= JOBS_PER_HOUR {
+        if times.len() >= most {
             return Err(format!(
-                "you created {JOBS_PER_HOUR} jobs in the last hour, the most one caller may; \
+                "you created {most} jobs in the last hour, the most one caller may; \
                  delete finished ones or run queries synchronously"
             ));
         }
@@ -368,7 +365,7 @@ async fn create(
     Extension(caller): Extension<Caller>,
     Posted(params): Posted,
 ) -> Response {
-    if let Err(e) = app.jobs.count(&caller.key()) {
+    if let Err(e) = app.jobs.count(&caller.key(), app.config.jobs_per_hour) {
         let mut r = text(StatusCode::TOO_MANY_REQUESTS, format!("{e}\n"));
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("600"));

@@ -89,8 +89,8 @@ impl Share {
         let n = held.entry(caller.to_string()).or_default();
         if *n >= limits.share {
             return Err(format!(
-                "you have {n} queries running or waiting, the most one caller may have; \
-                 try again when one has ended"
+                "the service is busy for you: you have {n} queries running or waiting, the \
+                 most one caller may have; try again when one has ended"
             ));
         }
         *n += 1;

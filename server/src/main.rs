@@ -182,6 +182,9 @@ enum Command {
         /// of --queue, so that others always find a place in the queue).
         #[arg(long)]
         max_per_caller: Option<usize>,
+        /// Async jobs one caller may create in an hour (429 beyond).
+        #[arg(long, default_value_t = 200)]
+        jobs_per_hour: usize,
         /// Memory one query may use for sorts, joins and aggregates, in MiB.
         #[arg(long, default_value_t = 2048)]
         query_memory_mb: usize,
@@ -502,6 +505,7 @@ async fn run(cli: Cli) -> Result<()> {
             max_concurrent,
             queue,
             max_per_caller,
+            jobs_per_hour,
             query_memory_mb,
             upload_limit_mb,
             allow_private_uploads,
@@ -551,6 +555,7 @@ async fn run(cli: Cli) -> Result<()> {
             config.private_uploads = allow_private_uploads;
             config.read_timeout = std::time::Duration::from_secs(read_timeout.max(1));
             config.per_caller = max_per_caller;
+            config.jobs_per_hour = jobs_per_hour.max(1);
             config.job_lifetime =
                 std::time::Duration::from_secs(job_lifetime_hours.saturating_mul(3600).max(60));
             let concurrent = max_concurrent

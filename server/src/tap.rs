@@ -45,6 +45,8 @@ pub struct Config {
     /// Queries one caller may have running or waiting (default: every slot
     /// and half the queue).
     pub per_caller: Option<usize>,
+    /// Async jobs one caller may create in an hour.
+    pub jobs_per_hour: usize,
 }
 
 impl Config {
@@ -61,6 +63,7 @@ impl Config {
             private_uploads: false,
             read_timeout: Duration::from_secs(30),
             per_caller: None,
+            jobs_per_hour: 200,
         }
     }
 }
