@@ -129,6 +129,32 @@ async fn one_address_holds_only_so_many_connections() {
     assert_eq!(status, 200, "served again once the others closed");
 }
 
+/// The server holds at most --max-connections in all: past it a new
+/// connection waits to be accepted until an idle one reaches the read
+/// timeout, then is served (many addresses trickling bytes ran the process
+/// out of file descriptors).
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_total_wait_for_one_to_close() {
+    let s = Server::start(&["--max-connections", "4", "--read-timeout", "2"]);
+    let at = address(&s.tap);
+    let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&at).unwrap()).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let (status, body, _) = tokio::time::timeout(
+        Duration::from_secs(20),
+        csv(&s.tap, "SELECT COUNT(*) AS n FROM ppdb.SSObject", &[]),
+    )
+    .await
+    .expect("served once an idle connection timed out");
+    assert_eq!((status, body.as_str()), (200, "n\n15\n"));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited: {:?}",
+        started.elapsed()
+    );
+    drop(idle);
+}
+
 /// A body that stalls is refused at the read timeout with a message.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_that_stalls_is_refused_at_the_read_timeout() {

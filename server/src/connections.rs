@@ -22,12 +22,21 @@ pub struct ConnectionLimits {
     pub read_timeout: Duration,
     /// The most connections one client address may hold at once.
     pub per_address: usize,
+    /// The most connections held at once in all: past it, new ones wait in
+    /// the listen backlog until one closes (many addresses each trickling
+    /// bytes ran the process out of file descriptors).
+    pub total: usize,
 }
 
 /// Serves `router` on `listener` until the process stops.
 pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits) {
     let open: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let total = Arc::new(tokio::sync::Semaphore::new(limits.total.max(1)));
     loop {
+        // The semaphore is never closed.
+        let Ok(slot) = total.clone().acquire_owned().await else {
+            return;
+        };
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -61,6 +70,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
             // head): hyper has answered what can be answered.
             let _ = http.serve_connection(TokioIo::new(tcp), service).await;
             drop(held);
+            drop(slot);
         });
     }
 }

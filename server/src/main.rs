@@ -207,6 +207,10 @@ enum Command {
         /// proxy in front of the service makes every client one address).
         #[arg(long, default_value_t = 256)]
         connections_per_address: usize,
+        /// Connections held open at once in all (keep it under the process's
+        /// file limit, `ulimit -n`); more wait to be accepted.
+        #[arg(long, default_value_t = 4096)]
+        max_connections: usize,
         /// Where to write the access log, one JSON line per request (who, from
         /// where, what, status, token, rows); `-` is standard error.
         #[arg(long, default_value = "-")]
@@ -512,6 +516,7 @@ async fn run(cli: Cli) -> Result<()> {
             job_lifetime_hours,
             read_timeout,
             connections_per_address,
+            max_connections,
             access_log,
             tokens,
             embargo_hours,
@@ -594,6 +599,7 @@ async fn run(cli: Cli) -> Result<()> {
             let limits = connections::ConnectionLimits {
                 read_timeout: std::time::Duration::from_secs(read_timeout.max(1)),
                 per_address: connections_per_address.max(1),
+                total: max_connections.max(1),
             };
             let router = tap::router(app);
             connections::serve(listener, router, limits).await;
