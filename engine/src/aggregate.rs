@@ -77,6 +77,11 @@ fn is_integer_sum(kind: Kind, returns: &DataType, distinct: bool) -> bool {
     kind == Kind::Sum && returns == &DataType::Int64 && !distinct
 }
 
+/// A `SUM(DISTINCT ...)` of signed integers, likewise.
+fn is_distinct_integer_sum(kind: Kind, returns: &DataType, distinct: bool) -> bool {
+    kind == Kind::Sum && returns == &DataType::Int64 && distinct
+}
+
 impl AggregateUDFImpl for Exact {
     fn name(&self) -> &str {
         match self.kind {
@@ -113,6 +118,9 @@ impl AggregateUDFImpl for Exact {
         if is_integer_sum(self.kind, args.return_field.data_type(), args.is_distinct) {
             return Ok(Box::new(crate::integer_sum::IntSum::default()));
         }
+        if is_distinct_integer_sum(self.kind, args.return_field.data_type(), args.is_distinct) {
+            return Ok(Box::new(crate::integer_sum::DistinctIntSum::default()));
+        }
         if is_float(args.return_field.data_type()) {
             return Ok(Box::new(ExactAccumulator {
                 kind: self.kind,
@@ -127,6 +135,9 @@ impl AggregateUDFImpl for Exact {
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         if is_integer_sum(self.kind, args.return_field.data_type(), args.is_distinct) {
             return Ok(crate::integer_sum::state_fields(args.name));
+        }
+        if is_distinct_integer_sum(self.kind, args.return_field.data_type(), args.is_distinct) {
+            return Ok(crate::integer_sum::distinct_state_fields(args.name));
         }
         if is_float(args.return_field.data_type()) {
             let item = Arc::new(Field::new_list_field(DataType::Float64, true));
