@@ -152,6 +152,24 @@ impl ScalarUDFImpl for Checked {
         Ok(args.first().cloned().unwrap_or(DataType::Int64))
     }
 
+    // Null only where an operand is, as for the operator it replaces: the
+    // plan's schemas (a UNION's, computed before this rule) say so already.
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<arrow::datatypes::FieldRef> {
+        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+        let t = args
+            .arg_fields
+            .first()
+            .map_or(DataType::Int64, |f| f.data_type().clone());
+        Ok(Arc::new(arrow::datatypes::Field::new(
+            self.name(),
+            t,
+            nullable,
+        )))
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         use arrow::compute::kernels::numeric::{add, mul, sub};
         let scalar = args
