@@ -220,6 +220,17 @@ fn key(id: &str) -> String {
     format!("jobs/{id}/job.json")
 }
 
+/// Where a user's jobs are listed: a marker per job under the user's name
+/// (hex, since a name may hold `@`), so that listing them reads only theirs.
+fn owned_prefix(owner: &str) -> String {
+    let hex: String = owner.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("owners/{hex}")
+}
+
+fn owned_key(owner: &str, id: &str) -> String {
+    format!("{}/{id}", owned_prefix(owner))
+}
+
 fn result_key(id: &str) -> String {
     format!("jobs/{id}/result")
 }
@@ -406,6 +417,16 @@ async fn create(
     }
     if let Err(r) = keep_parts(&app, &id, &params).await {
         return r;
+    }
+    if let Some(owner) = &job.owner
+        && let Err(e) = app
+            .engine
+            .state()
+            .write(&owned_key(owner, &id), Bytes::new())
+            .await
+    {
+        let _ = app.engine.state().remove_all(&format!("jobs/{id}")).await;
+        return store_failure(e);
     }
     if let Err(e) = save(&app, &job).await {
         let _ = app.engine.state().remove_all(&format!("jobs/{id}")).await;
@@ -721,19 +742,25 @@ async fn list(
     // so they are listed none (and nothing is read for them): an anonymous
     // job's id, unguessable, is known only to whoever made it, and is what
     // reaches the job.
-    let ids = if caller.owner().is_none() {
-        Vec::new()
-    } else {
-        match app.engine.state().children("jobs").await {
+    // A user's jobs are found through the markers under their name: the job
+    // list reads their documents only, never every job's.
+    let ids = match caller.owner() {
+        None => Vec::new(),
+        Some(owner) => match app.engine.state().children(&owned_prefix(&owner)).await {
             Ok(ids) => ids,
             Err(e) => return store_failure(e),
-        }
+        },
     };
     let mut jobs = Vec::new();
     for id in ids {
         match load(&app, &id).await {
             Ok(Some(j)) => jobs.push(j),
-            Ok(None) => {}
+            // Deleted or expired: its marker goes too.
+            Ok(None) => {
+                if let Some(owner) = caller.owner() {
+                    let _ = app.engine.state().remove_all(&owned_key(&owner, &id)).await;
+                }
+            }
             Err(e) => return store_failure(e),
         }
     }
