@@ -103,7 +103,7 @@ fn every_value_reads_back_the_same_in_every_format_and_reader() {
         "values_roundtrip.py",
         "pyvo and pyarrow",
         |s| s.tap.clone(),
-        128,
+        129,
     );
 }
 
