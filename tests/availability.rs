@@ -42,15 +42,6 @@ async fn csv(
     (status, r.text().await.unwrap(), headers)
 }
 
-/// CPU seconds the process has used (user and system), from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
 fn address(tap: &str) -> String {
     tap.trim_start_matches("http://")
         .trim_end_matches("/tap")
@@ -362,15 +353,15 @@ async fn a_job_run_by_many_requests_at_once_runs_once() {
     };
     // One run, for its cost.
     let job = create().await;
-    let before = cpu_seconds(s.pid());
+    let before = s.cpu_seconds();
     run(job.clone(), 1).await;
     finish(job).await;
-    let once = cpu_seconds(s.pid()) - before;
+    let once = s.cpu_seconds() - before;
     let job = create().await;
-    let before = cpu_seconds(s.pid());
+    let before = s.cpu_seconds();
     run(job.clone(), 12).await;
     finish(job).await;
-    let raced = cpu_seconds(s.pid()) - before;
+    let raced = s.cpu_seconds() - before;
     assert!(
         raced < 3.0 * once + 0.5,
         "twelve RUNs at once took {raced:.2} CPU s; one run takes {once:.2}"

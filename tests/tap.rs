@@ -893,16 +893,6 @@ async fn an_expression_that_fails_on_a_row_is_a_refusal_that_shows_no_value() {
     assert!(!body.contains("storage"), "{body}");
 }
 
-/// CPU seconds the process has used (user and system), from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after the command name, which is in parentheses.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
 /// Aborting a running job stops its query: it used to free the job's slot
 /// while the query ran on, so abort loops ran any number of queries at once.
 #[tokio::test]
@@ -920,9 +910,9 @@ async fn aborting_a_job_stops_its_query() {
     assert_eq!(r.status().as_u16(), 303);
     assert_eq!(get(&format!("{job}/phase"), &[]).await.2.trim(), "ABORTED");
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let before = cpu_seconds(s.pid());
+    let before = s.cpu_seconds();
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let used = cpu_seconds(s.pid()) - before;
+    let used = s.cpu_seconds() - before;
     assert!(
         used < 0.5,
         "the aborted query still ran: {used:.2} CPU s in 2 s"

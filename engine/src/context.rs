@@ -977,78 +977,62 @@ impl Engine {
         // Planning is CPU work that cannot be interrupted: off the runtime's
         // workers, so that a query that takes long to plan does not stop the
         // service from answering others.
-        off_workers(self.plan(text, query, k, cutoff, maxrec, limit, uploads)).await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn plan(
-        &self,
-        text: &str,
-        query: &adql::Query,
-        k: u64,
-        cutoff: Option<f64>,
-        maxrec: Option<u64>,
-        limit: Option<(Instant, Duration)>,
-        uploads: &[Upload],
-    ) -> Result<(
-        SchemaRef,
-        SendableRecordBatchStream,
-        Timings,
-        Vec<ColumnInfo>,
-    )> {
-        let t1 = Instant::now();
-        let state = self.session(k, cutoff, uploads).await?;
-        let t2 = Instant::now();
-        let plan = state
-            .statement_to_plan(DfStatement::Statement(Box::new(query.statement.clone())))
-            .await
-            .map_err(|e| planner_refusal(text, e))?;
-        let columns = crate::lineage::of(
-            &plan,
-            &Known {
-                columns: &self.column_infos,
-                uploads,
-            },
-        );
-        let plan = match maxrec {
-            // Above TOPK_ROWS the cut is left to the stream: the planner would turn
-            // ORDER BY + LIMIT into a top-k that holds every row it keeps in
-            // memory, where a sort spills.
-            Some(m) if m <= TOPK_ROWS => LogicalPlanBuilder::from(plan)
-                .limit(0, Some(m.saturating_add(1) as usize))?
-                .build()?,
-            _ => plan,
-        };
-        let schema = plan.schema().inner().clone();
-        let plan = state
-            .optimize(&plan)
-            .map_err(|e| planner_refusal(text, e))?;
-        let plan = crate::colocate::narrow(plan)?;
-        let plan = if uploads.is_empty() {
-            plan
-        } else {
-            crate::crossmatch::hint(plan, &state).await?
-        };
-        let t3 = Instant::now();
-        let physical = state
-            .query_planner()
-            .create_physical_plan(&plan, &state)
-            .await
-            .map_err(|e| planner_refusal(text, e))?;
-        let physical = match limit {
-            Some((deadline, allowed)) => crate::deadline::limit(physical, deadline, allowed)?,
-            None => physical,
-        };
-        let t4 = Instant::now();
-        let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
-        let timings = Timings {
-            parse: Duration::ZERO,
-            pin: t2 - t1,
-            plan: t3 - t2,
-            physical: t4 - t3,
-            record: Duration::ZERO,
-        };
-        Ok((schema, stream, timings, columns))
+        off_workers(async {
+            let t1 = Instant::now();
+            let state = self.session(k, cutoff, uploads).await?;
+            let t2 = Instant::now();
+            let plan = state
+                .statement_to_plan(DfStatement::Statement(Box::new(query.statement.clone())))
+                .await
+                .map_err(|e| planner_refusal(text, e))?;
+            let columns = crate::lineage::of(
+                &plan,
+                &Known {
+                    columns: &self.column_infos,
+                    uploads,
+                },
+            );
+            let plan = match maxrec {
+                // Above TOPK_ROWS the cut is left to the stream: the planner would turn
+                // ORDER BY + LIMIT into a top-k that holds every row it keeps in
+                // memory, where a sort spills.
+                Some(m) if m <= TOPK_ROWS => LogicalPlanBuilder::from(plan)
+                    .limit(0, Some(m.saturating_add(1) as usize))?
+                    .build()?,
+                _ => plan,
+            };
+            let schema = plan.schema().inner().clone();
+            let plan = state
+                .optimize(&plan)
+                .map_err(|e| planner_refusal(text, e))?;
+            let plan = crate::colocate::narrow(plan)?;
+            let plan = if uploads.is_empty() {
+                plan
+            } else {
+                crate::crossmatch::hint(plan, &state).await?
+            };
+            let t3 = Instant::now();
+            let physical = state
+                .query_planner()
+                .create_physical_plan(&plan, &state)
+                .await
+                .map_err(|e| planner_refusal(text, e))?;
+            let physical = match limit {
+                Some((deadline, allowed)) => crate::deadline::limit(physical, deadline, allowed)?,
+                None => physical,
+            };
+            let t4 = Instant::now();
+            let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
+            let timings = Timings {
+                parse: Duration::ZERO,
+                pin: t2 - t1,
+                plan: t3 - t2,
+                physical: t4 - t3,
+                record: Duration::ZERO,
+            };
+            Ok((schema, stream, timings, columns))
+        })
+        .await
     }
 
     /// Plans a query (in its pinned form) without running it, and returns its

@@ -84,6 +84,18 @@ impl StateStore {
         let body = serde_json::to_vec_pretty(record).map_err(|e| Error::State {
             message: format!("cannot encode the record of token {}: {e}", record.token),
         })?;
+        if self
+            .create_at(&self.path(&record.token), Bytes::from(body))
+            .await?
+        {
+            return Ok(None);
+        }
+        self.get(&record.token).await
+    }
+
+    /// Writes `path` only if nothing is there yet: `false` when another writer,
+    /// in this process or any other on the store, was first.
+    async fn create_at(&self, path: &object_store::path::Path, bytes: Bytes) -> Result<bool> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -91,12 +103,12 @@ impl StateStore {
         match self
             .loc
             .store
-            .put_opts(&self.path(&record.token), PutPayload::from(body), opts)
+            .put_opts(path, PutPayload::from(bytes), opts)
             .await
         {
-            Ok(_) => Ok(None),
-            Err(object_store::Error::AlreadyExists { .. }) => self.get(&record.token).await,
-            Err(e) => Err(catalog::Error::from(e).into()),
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(store_err(e)),
         }
     }
 
@@ -219,47 +231,23 @@ impl StateStore {
                 message: "no random source to make the token secret from".into(),
             },
         )?;
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .loc
-            .store
-            .put_opts(&self.loc.child(KEY), PutPayload::from(fresh.to_vec()), opts)
-            .await
-        {
-            Ok(_) => Ok(fresh.to_vec()),
-            // Another process made it first: theirs is the one.
-            Err(object_store::Error::AlreadyExists { .. }) => self
-                .read(KEY)
-                .await?
-                .map(|b| b.to_vec())
-                .ok_or_else(|| Error::State {
-                    message: "the token secret vanished as it was made".into(),
-                }),
-            Err(e) => Err(store_err(e)),
+        if self.create(KEY, Bytes::from(fresh.to_vec())).await? {
+            return Ok(fresh.to_vec());
         }
+        // Another process made it first: theirs is the one.
+        self.read(KEY)
+            .await?
+            .map(|b| b.to_vec())
+            .ok_or_else(|| Error::State {
+                message: "the token secret vanished as it was made".into(),
+            })
     }
 
     /// Writes `key` only if nothing is there yet: `false` when another writer,
     /// in this process or any other on the store, was first.
     pub async fn create(&self, key: &str, bytes: Bytes) -> Result<bool> {
         check_key(key)?;
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .loc
-            .store
-            .put_opts(&self.loc.child(key), PutPayload::from(bytes), opts)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(store_err(e)),
-        }
+        self.create_at(&self.loc.child(key), bytes).await
     }
 
     /// Replaces the bytes at `key`.

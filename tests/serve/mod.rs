@@ -74,6 +74,17 @@ impl Server {
             .collect()
     }
 
+    /// CPU seconds the server has used (user and system), from /proc.
+    #[allow(dead_code)]
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // The fields after the command name, which is in parentheses.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks / 100.0
+    }
+
     /// The server's root, where the web page is.
     #[allow(dead_code)]
     pub fn base(&self) -> &str {
