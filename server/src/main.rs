@@ -17,6 +17,7 @@ mod connections;
 mod examples;
 mod jobs;
 mod limits;
+mod params;
 mod query;
 mod stdout;
 mod tap;
