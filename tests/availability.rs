@@ -632,3 +632,99 @@ async fn compact_and_vacuum_under_a_live_server_change_no_answer() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, String::from_utf8_lossy(&out.stdout));
 }
+
+const CROSS_JOIN: &str = "SELECT COUNT(*) FROM ppdb.DiaForcedSource a, ppdb.DiaForcedSource b, \
+                          ppdb.DiaSource c WHERE a.psfFlux + b.psfFlux > c.psfFlux";
+
+/// Bytes of the files under `dir`, at any depth.
+fn bytes_under(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => bytes_under(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The temporary files of spilling joins share one disk budget: past it the
+/// query fails saying so, and its files are gone (three anonymous cross joins
+/// wrote 13 GB in seconds, unbounded, and a killed server left them behind).
+#[tokio::test(flavor = "multi_thread")]
+async fn spilled_files_stay_within_the_disk_budget_and_are_removed() {
+    let spill = TempDir::new().unwrap();
+    let dir = spill.path().to_str().unwrap();
+    let s = Server::start(&["--spill-disk-mb", "64", "--spill-dir", dir]);
+    let watch = spill.path().to_path_buf();
+    let most = std::thread::spawn(move || {
+        let mut most = 0;
+        for _ in 0..400 {
+            most = most.max(bytes_under(&watch));
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        most
+    });
+    let (status, body, _) = csv(&s.tap, CROSS_JOIN, &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("more temporary disk than the service allows"),
+        "{body}"
+    );
+    assert!(!body.contains("datafusion"), "{body}");
+    let most = most.join().unwrap();
+    assert!(most > 0, "the join spilled");
+    assert!(
+        most <= 64 << 20,
+        "{most} bytes spilled past the 64 MiB budget"
+    );
+    assert_eq!(
+        bytes_under(spill.path()),
+        0,
+        "a failed query leaves no file"
+    );
+    let (status, body, _) = csv(&s.tap, "SELECT COUNT(*) FROM ppdb.DiaSource", &[]).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Queries draw their memory from one budget as well as their own: a join
+/// the service cannot hold beside what runs fails saying so, and the next
+/// query runs (eight cross joins held 12 GB under per-query limits alone).
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_past_the_service_budget_fails_the_query_not_the_service() {
+    let s = Server::start(&["--memory-mb", "1"]);
+    let join = "SELECT COUNT(*) FROM ppdb.DiaForcedSource a JOIN ppdb.DiaForcedSource b \
+                ON a.diaForcedSourceId = b.diaForcedSourceId AND a.psfFlux = b.psfFlux \
+                AND a.psfFluxErr = b.psfFluxErr";
+    let (status, body, _) = csv(&s.tap, join, &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("of memory the service allows"), "{body}");
+    let (status, body, _) = csv(&s.tap, "SELECT TOP 2 diaObjectId FROM ppdb.DiaObject", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.lines().count(), 3, "{body}");
+}
+
+/// A server that was killed leaves its spilled files; the next one to start
+/// removes them, and leaves those of a server still running.
+#[test]
+fn the_next_server_removes_what_a_killed_one_spilled() {
+    let spill = TempDir::new().unwrap();
+    let dir = spill.path().to_str().unwrap();
+    let gone = spill.path().join("ppdb-spill").join("4194305");
+    std::fs::create_dir_all(gone.join("datafusion-x")).unwrap();
+    std::fs::write(gone.join("datafusion-x").join("f"), vec![0u8; 4096]).unwrap();
+    let first = Server::start(&["--spill-dir", dir]);
+    assert!(
+        !gone.exists(),
+        "the files of a process that is gone are removed"
+    );
+    let mine = spill
+        .path()
+        .join("ppdb-spill")
+        .join(first.pid().to_string());
+    assert!(mine.exists(), "{mine:?}");
+    let _second = Server::start(&["--spill-dir", dir]);
+    assert!(mine.exists(), "a running server's folder stays");
+}

@@ -53,6 +53,13 @@ pub struct EngineOptions {
     /// Of that, what sorts and other operators that can spill to disk hold before
     /// they do, in bytes: this keeps the memory of a large sorted result flat.
     pub spill_memory: usize,
+    /// Memory all queries together may use, in bytes (by default half of the
+    /// machine's): past it a query fails rather than the process.
+    pub service_memory: usize,
+    /// Temporary disk all queries together may fill when they spill, in bytes.
+    pub spill_disk: u64,
+    /// The folder spilled files go under (by default the system's temporary folder).
+    pub spill_dir: Option<std::path::PathBuf>,
     /// Threads of parallelism per query.
     pub target_partitions: usize,
     /// Where query tokens are kept (an object-store URL); by default the catalog's
@@ -69,6 +76,9 @@ impl Default for EngineOptions {
         EngineOptions {
             memory_limit: 2 << 30,
             spill_memory: 256 << 20,
+            service_memory: crate::memory::half_of_physical(),
+            spill_disk: 16 << 30,
+            spill_dir: None,
             target_partitions: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
@@ -382,6 +392,7 @@ pub struct Engine {
     schema_version: String,
     memory_limit: usize,
     spill_memory: usize,
+    shared_memory: Arc<crate::memory::SharedMemory>,
 }
 
 impl Engine {
@@ -434,6 +445,10 @@ impl Engine {
         }
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(options.memory_limit, 1.0)
+            .with_disk_manager_builder(crate::spill::disk_manager(
+                options.spill_dir.as_deref(),
+                options.spill_disk,
+            ))
             .build_arc()?;
         let store_url = ObjectStoreUrl::parse("ppdb://catalog")?;
         let store = catalog.location().store.clone();
@@ -504,6 +519,7 @@ impl Engine {
             result_limit: options.result_cache_bytes / 8,
             memory_limit: options.memory_limit,
             spill_memory: options.spill_memory,
+            shared_memory: crate::memory::SharedMemory::new(options.service_memory),
             embargo: options.embargo,
         })
     }
@@ -1154,7 +1170,11 @@ impl Engine {
             list = with_uploads(&list, uploads)?;
         }
         let mut runtime = RuntimeEnv::clone(self.base.runtime_env());
-        runtime.memory_pool = Arc::new(QueryPool::new(self.memory_limit, self.spill_memory));
+        runtime.memory_pool = Arc::new(QueryPool::new(
+            self.memory_limit,
+            self.spill_memory,
+            self.shared_memory.clone(),
+        ));
         Ok(SessionStateBuilder::new_from_existing(self.base.clone())
             .with_catalog_list(list)
             .with_runtime_env(Arc::new(runtime))

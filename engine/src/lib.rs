@@ -27,6 +27,7 @@ mod memory;
 mod provider;
 mod prune;
 mod sort_keys;
+mod spill;
 pub mod state;
 pub mod tables;
 pub mod token;

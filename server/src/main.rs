@@ -189,6 +189,18 @@ enum Command {
         /// Memory one query may use for sorts, joins and aggregates, in MiB.
         #[arg(long, default_value_t = 2048)]
         query_memory_mb: usize,
+        /// Memory all queries together may use, in MiB (default: half of the
+        /// machine's); past it a query fails with "try again", not the service.
+        #[arg(long)]
+        memory_mb: Option<usize>,
+        /// Temporary disk all queries together may fill when sorts and joins
+        /// spill, in MiB; past it a query fails.
+        #[arg(long, default_value_t = 16384)]
+        spill_disk_mb: usize,
+        /// Folder for spilled files (default: the system's temporary folder);
+        /// files a killed server left are removed at the next start.
+        #[arg(long)]
+        spill_dir: Option<std::path::PathBuf>,
         /// The largest TAP upload accepted, in MiB.
         #[arg(long, default_value_t = 16)]
         upload_limit_mb: u64,
@@ -249,17 +261,15 @@ struct StateArg {
 impl StateArg {
     /// Opens the engine on a catalog with this state store.
     async fn engine(&self, catalog: &CatalogArg) -> Result<engine::Engine> {
-        let defaults = engine::EngineOptions::default();
-        self.engine_with(catalog, defaults.memory_limit, defaults.embargo)
+        self.engine_with(catalog, engine::EngineOptions::default())
             .await
     }
 
-    /// Opens the engine, giving each query `memory` bytes for execution.
+    /// Opens the engine with `options`, its state store as this argument says.
     async fn engine_with(
         &self,
         catalog: &CatalogArg,
-        memory: usize,
-        embargo: engine::Embargo,
+        options: engine::EngineOptions,
     ) -> Result<engine::Engine> {
         let state = match (&self.state, &catalog.catalog) {
             (Some(s), _) => Some(s.clone()),
@@ -267,12 +277,7 @@ impl StateArg {
             (None, None) => Some(engine::StateStore::user_default()?.url().to_string()),
             (None, Some(_)) => None,
         };
-        let options = engine::EngineOptions {
-            state,
-            memory_limit: memory,
-            embargo,
-            ..Default::default()
-        };
+        let options = engine::EngineOptions { state, ..options };
         Ok(engine::Engine::open_with(&catalog.read_url(), options).await?)
     }
 }
@@ -512,6 +517,9 @@ async fn run(cli: Cli) -> Result<()> {
             max_per_caller,
             jobs_per_hour,
             query_memory_mb,
+            memory_mb,
+            spill_disk_mb,
+            spill_dir,
             upload_limit_mb,
             allow_private_uploads,
             job_lifetime_hours,
@@ -543,9 +551,17 @@ async fn run(cli: Cli) -> Result<()> {
                 ),
             };
             let users = read_users(tokens.as_deref())?;
-            let engine = state
-                .engine_with(&catalog, query_memory_mb.saturating_mul(1 << 20), embargo)
-                .await?;
+            let mib = |n: usize| n.saturating_mul(1 << 20);
+            let defaults = engine::EngineOptions::default();
+            let options = engine::EngineOptions {
+                memory_limit: mib(query_memory_mb),
+                service_memory: memory_mb.map(mib).unwrap_or(defaults.service_memory),
+                spill_disk: (mib(spill_disk_mb)) as u64,
+                spill_dir,
+                embargo,
+                ..defaults
+            };
+            let engine = state.engine_with(&catalog, options).await?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;

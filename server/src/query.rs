@@ -35,6 +35,16 @@ impl LimitArgs {
     }
 }
 
+/// Engine options giving each query `memory` bytes, with no embargo (the
+/// command line reads the catalog as its owner).
+fn memory_options(memory: usize) -> engine::EngineOptions {
+    engine::EngineOptions {
+        memory_limit: memory,
+        embargo: engine::Embargo::Off,
+        ..Default::default()
+    }
+}
+
 /// `ppdb query`.
 #[derive(Args)]
 pub struct QueryArgs {
@@ -134,7 +144,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
     let adql = adql_text(&args)?;
     let engine = args
         .state
-        .engine_with(&args.catalog, args.limits.memory(), engine::Embargo::Off)
+        .engine_with(&args.catalog, memory_options(args.limits.memory()))
         .await?;
     remember(&engine, &args.catalog).await;
     let as_of = args
@@ -319,9 +329,7 @@ async fn find_token(
     state: &StateArg,
     memory: usize,
 ) -> Result<(engine::Engine, engine::TokenRecord)> {
-    let engine = state
-        .engine_with(catalog, memory, engine::Embargo::Off)
-        .await?;
+    let engine = state.engine_with(catalog, memory_options(memory)).await?;
     let first = match engine.record(token).await {
         Ok(record) => return Ok((engine, record)),
         Err(e @ engine::Error::UnknownToken { .. })
@@ -340,7 +348,7 @@ async fn find_token(
             catalog: Some(url.clone()),
         };
         let Ok(engine) = StateArg::default()
-            .engine_with(&here, memory, engine::Embargo::Off)
+            .engine_with(&here, memory_options(memory))
             .await
         else {
             continue;
