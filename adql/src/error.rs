@@ -86,6 +86,7 @@ impl Error {
                 (text, line, column)
             }
         };
+        let (line, column) = found_at(adql, &message, (line, column));
         // `FROM t AS o FOR SYSTEM_TIME ...` reads as the start of `FOR UPDATE`.
         if message.contains("one of UPDATE or SHARE") && message.contains("SYSTEM_TIME") {
             return Error {
@@ -152,6 +153,29 @@ pub fn locate_word(text: &str, word: &str) -> Option<(u64, u64)> {
         .map(|t| (t.span.start.line, t.span.start.column))
 }
 
+/// Where the word a message says was found (`found: FROM`) is, when sqlparser
+/// gives the place of a later token: it peeks past a keyword to see whether it
+/// is an alias (`SELECT a, FROM t` was reported at `t`). The last such word at
+/// or before `at`; else `at` unchanged.
+fn found_at(text: &str, message: &str, at: (u64, u64)) -> (u64, u64) {
+    let Some(word) = message
+        .rsplit("found: ")
+        .next()
+        .filter(|_| message.contains("found: "))
+    else {
+        return at;
+    };
+    let word = word.trim();
+    tokens(text)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case(word)))
+        .map(|t| (t.span.start.line, t.span.start.column))
+        .filter(|p| *p <= at)
+        .last()
+        .unwrap_or(at)
+}
+
 /// The line and column just after the last character of `text`.
 pub(crate) fn end(text: &str) -> (u64, u64) {
     line_column(text, text.len())
@@ -190,6 +214,15 @@ mod tests {
 
     fn refuse(text: &str) -> crate::Error {
         crate::parse(text, &Vec::<Table>::new()).expect_err("refused")
+    }
+
+    #[test]
+    fn a_keyword_where_an_expression_belongs_is_pointed_at_itself() {
+        let e = refuse("SELECT diaObjectId, FROM ppdb.DiaObject");
+        assert!(e.message.contains("found: FROM"), "{e}");
+        assert_eq!((e.line, e.column), (1, 21));
+        let e = refuse("SELECT a,\n  ra, FROM ppdb.DiaObject");
+        assert_eq!((e.line, e.column), (2, 7));
     }
 
     #[test]
