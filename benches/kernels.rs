@@ -15,7 +15,7 @@ use catalog::healpix::{Cell, healpix_29};
 use catalog::sample::{SampleConfig, generate};
 use catalog::{Catalog, DEFAULT_PARTITION_ORDER, TableId};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use engine::format::{self, Describe, Format};
+use engine::encode::{self, Describe, Format};
 use engine::kernels;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -171,8 +171,7 @@ fn found_at(text: &str, message: &str, at: (u64, u64)) -> (u64, u64) {
         .into_iter()
         .filter(|t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case(word)))
         .map(|t| (t.span.start.line, t.span.start.column))
-        .filter(|p| *p <= at)
-        .last()
+        .rfind(|p| *p <= at)
         .unwrap_or(at)
 }
 

@@ -7,45 +7,32 @@
 //! as a stream of Arrow record batches. This is the only crate that uses
 //! DataFusion.
 
-mod aggregate;
-mod checked;
-pub mod checksum;
-mod colocate;
-mod context;
-mod crossmatch;
-mod deadline;
-pub mod embargo;
+pub mod encode;
+mod engine;
 mod error;
-pub mod format;
-mod geometry;
-mod integer_sum;
-#[doc(hidden)]
-pub mod kernels;
-mod lineage;
-mod lookup;
-mod memory;
-mod provider;
-mod prune;
-mod sort_keys;
-mod spill;
-pub mod state;
-pub mod tables;
-pub mod token;
-mod types;
-mod udf;
+mod functions;
+mod options;
+mod plan;
+mod result;
+mod scan;
+mod session;
+mod snapshot;
+mod tokens;
 pub mod upload;
-mod visible;
 
 pub use catalog::{ScanFile, TableScan};
-pub use context::{
-    Engine, EngineOptions, Finished, QueryOptions, QueryResult, ReplayOptions, THREAD_STACK,
-    Timings, as_of, mjd_utc,
-};
-pub use deadline::overdue;
-pub use embargo::Embargo;
+pub use engine::Engine;
 pub use error::{Error, Result};
-pub use state::StateStore;
-pub use token::TokenRecord;
+#[doc(hidden)]
+pub use functions::kernels;
+pub use options::{EngineOptions, QueryOptions, ReplayOptions, Timings};
+pub use plan::deadline::overdue;
+pub use plan::pipeline::THREAD_STACK;
+pub use result::{Finished, QueryResult};
+pub use scan::embargo::Embargo;
+pub use snapshot::{as_of, mjd_utc};
+pub use tokens::state::StateStore;
+pub use tokens::token::TokenRecord;
 pub use upload::Upload;
 
 /// The DataFusion release the engine runs on (for reports and the service's metadata).

@@ -767,11 +767,11 @@ mod tests {
     fn binary2_written_by_our_encoder_reads_back() {
         let u = Upload::from_votable("t", TD.as_bytes()).unwrap();
         let mut doc = Vec::new();
-        crate::format::write(
-            crate::format::Format::Votable,
+        crate::encode::write(
+            crate::encode::Format::Votable,
             &u.batch.schema(),
             std::slice::from_ref(&u.batch),
-            &crate::format::Describe::default(),
+            &crate::encode::Describe::default(),
             false,
             &mut doc,
         )

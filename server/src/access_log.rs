@@ -61,7 +61,7 @@ impl Ending {
         use crate::tap::Outcome;
         let value = match outcome {
             Ok(Outcome::Done { rows, overflow }) => {
-                (Some(*rows), engine::format::Status::of(*overflow).as_str())
+                (Some(*rows), engine::encode::Status::of(*overflow).as_str())
             }
             Ok(Outcome::Failed(_)) | Err(_) => (None, "ERROR"),
             Ok(Outcome::Gone) => (None, "ABANDONED"),

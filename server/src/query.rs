@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use engine::format::{Format, ResultWriter};
+use engine::encode::{Format, ResultWriter};
 
 use crate::stdout::{Stdout, say};
 use crate::{CatalogArg, StateArg};

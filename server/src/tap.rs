@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use engine::format::{Format, ResultWriter};
+use engine::encode::{Format, ResultWriter};
 use engine::{Engine, QueryOptions, QueryResult, ReplayOptions};
 use futures::StreamExt;
 
@@ -221,7 +221,7 @@ impl From<&engine::Error> for Failure {
 /// message (they read no error out of a 200).
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     let mut out = Vec::new();
-    let _ = engine::format::votable_error(message, &mut out);
+    let _ = engine::encode::votable_error(message, &mut out);
     (status, [(header::CONTENT_TYPE, VOTABLE_MIME)], out).into_response()
 }
 
@@ -570,7 +570,7 @@ pub(crate) async fn encode(
         Err(e) => {
             let failure = Failure::from(&e);
             let mut buf = Vec::new();
-            let _ = engine::format::votable_error(&failure.message, &mut buf);
+            let _ = engine::encode::votable_error(&failure.message, &mut buf);
             let _ = tx.send(Bytes::from(buf)).await;
             return Outcome::Failed(failure);
         }
@@ -713,7 +713,7 @@ async fn stream(
     response.extensions_mut().insert(ending);
     let (status, rows) = match outcome {
         Some(Outcome::Done { rows, overflow }) => (
-            Some(engine::format::Status::of(overflow).as_str()),
+            Some(engine::encode::Status::of(overflow).as_str()),
             Some(rows),
         ),
         _ => (None, None),

@@ -254,7 +254,7 @@ mod tests {
     use arrow::datatypes::{Field, Schema};
 
     use super::*;
-    use crate::format::{ColumnInfo, Describe};
+    use crate::encode::{ColumnInfo, Describe};
     use arrow::datatypes::SchemaRef;
 
     fn decoded(out: Vec<u8>) -> Vec<u8> {

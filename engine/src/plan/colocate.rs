@@ -15,7 +15,7 @@ use datafusion::common::Result;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Join, LogicalPlan};
 
-use crate::crossmatch::{column, may_narrow, ppdb_table, rewrite, scan_at, trace};
+use crate::plan::crossmatch::{column, may_narrow, ppdb_table, rewrite, scan_at, trace};
 
 /// One side of a join to narrow to a set of partitions.
 struct Narrow {

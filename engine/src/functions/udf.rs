@@ -16,7 +16,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::geometry::{self, Shape};
+use crate::functions::geometry::{self, Shape};
 
 /// Every function the rewritten ADQL may call beyond DataFusion's own.
 pub fn all() -> Vec<ScalarUDF> {
@@ -435,7 +435,7 @@ mod tests {
 
     use arrow::array::{Array, ArrayRef, Float64Array};
 
-    use crate::kernels::geometry;
+    use crate::functions::kernels::geometry;
 
     fn column(v: Vec<Option<f64>>) -> ArrayRef {
         Arc::new(Float64Array::from(v))

@@ -52,7 +52,7 @@ pub struct TokenRecord {
     pub rows: u64,
     /// Whether MAXREC cut the result.
     pub overflow: bool,
-    /// Checksum of the rows (see [`crate::checksum`]).
+    /// Checksum of the rows (see [`crate::tokens::checksum`]).
     pub checksum: String,
     /// When the first run finished.
     pub created_at: DateTime<Utc>,

@@ -218,7 +218,7 @@ fn region(e: &Expr) -> Option<Region> {
         if b.len() != 4 {
             return None;
         }
-        crate::geometry::box_corners(b[0], b[1], b[2], b[3])
+        crate::functions::geometry::box_corners(b[0], b[1], b[2], b[3])
     } else {
         return None;
     };
@@ -481,7 +481,7 @@ mod tests {
                 ra + 0.99 * r * a.cos() / dec.to_radians().cos(),
                 dec + 0.99 * r * a.sin(),
             );
-            assert!(crate::geometry::distance(ra, dec, p_ra, p_dec) <= r);
+            assert!(crate::functions::geometry::distance(ra, dec, p_ra, p_dec) <= r);
             let h = catalog::healpix::healpix_29(p_ra, p_dec) as u64;
             assert!(within(&fine, h), "{p_ra} {p_dec}");
         }

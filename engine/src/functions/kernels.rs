@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 /// A one-row argument beside longer ones is a constant, as a literal in a
 /// query is (DataFusion passes it as a scalar).
 pub fn geometry(name: &str, args: &[ArrayRef]) -> Result<ArrayRef> {
-    let udf = crate::udf::all()
+    let udf = crate::functions::udf::all()
         .into_iter()
         .find(|u| u.name() == name)
         .ok_or_else(|| {
@@ -60,7 +60,7 @@ pub fn geometry(name: &str, args: &[ArrayRef]) -> Result<ArrayRef> {
 pub fn visible(batch: &RecordBatch, k: i64) -> Result<BooleanArray> {
     let schema = DFSchema::try_from(batch.schema().as_ref().clone())?;
     let rule = create_physical_expr(
-        &crate::provider::visibility_rule(k),
+        &crate::scan::provider::visibility_rule(k),
         &schema,
         &ExecutionProps::new(),
         &PhysicalPlanningContext::default(),
@@ -72,5 +72,5 @@ pub fn visible(batch: &RecordBatch, k: i64) -> Result<BooleanArray> {
 /// The Parquet row selection that skips a file's `hidden` positions; returns
 /// how many rows it selects.
 pub fn skip_hidden(hidden: &[u32], rows: u64) -> usize {
-    crate::provider::skip_positions(hidden, rows).row_count()
+    crate::scan::provider::skip_positions(hidden, rows).row_count()
 }

@@ -169,7 +169,7 @@ pub(crate) fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![Arc::new(AdqlTypes)];
     rules.extend(datafusion::optimizer::Analyzer::new().rules);
     // After type coercion: each operator's operands have one type by then.
-    rules.push(Arc::new(crate::checked::CheckedIntegers));
-    rules.push(Arc::new(crate::sort_keys::DistinctSortKeys));
+    rules.push(Arc::new(crate::plan::checked::CheckedIntegers));
+    rules.push(Arc::new(crate::plan::sort_keys::DistinctSortKeys));
     rules
 }

@@ -37,8 +37,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_plan::collect;
 
-use crate::provider::PpdbTable;
-use crate::prune::{self, Sky};
+use crate::scan::provider::PpdbTable;
+use crate::scan::prune::{self, Sky};
 
 /// The schema uploaded tables are read from.
 pub(crate) const UPLOAD_SCHEMA: &str = "TAP_UPLOAD";

@@ -7,7 +7,9 @@
 //! value and the JSON metadata cannot disagree.
 
 mod binary2;
+pub(crate) mod describe;
 mod json;
+pub(crate) mod lineage;
 mod text;
 pub mod votable;
 

@@ -56,11 +56,6 @@ impl Checksum {
         self.rows += batch.num_rows() as u64;
     }
 
-    /// Rows seen so far.
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
     /// The checksum as text: `ordered:` or `unordered:`, then 32 hex digits.
     pub fn finish(&self) -> String {
         if self.ordered {

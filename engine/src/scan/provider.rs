@@ -29,7 +29,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::projection::ProjectionExec;
 
-use crate::prune::{self, Prune, Sky};
+use crate::scan::prune::{self, Prune, Sky};
 
 /// The column that closes a DiaObject version.
 pub(crate) const VALIDITY_END: &str = "validityEndMjdTai";
@@ -65,7 +65,7 @@ pub(crate) struct PpdbTable {
     /// `diaObjectId`; `None` for all.
     pub(crate) partitions: Option<Arc<BTreeSet<u64>>>,
     /// For a caller without privilege: the column that times each row and the
-    /// cutoff (MJD, TAI) after which rows are embargoed (see [`crate::embargo`]).
+    /// cutoff (MJD, TAI) after which rows are embargoed (see [`crate::scan::embargo`]).
     pub(crate) embargo: Option<(&'static str, f64)>,
 }
 
@@ -442,7 +442,7 @@ impl TableProvider for PpdbTable {
         // `_healpix_29` ranges, and those of the query's conjuncts that cannot
         // fail on a row (comparisons of a column with a constant), which prune
         // row groups and pages. The query's other conjuncts stay above the
-        // scan's visible rows (see `crate::visible`). The visibility rule
+        // scan's visible rows (see `crate::scan::visible`). The visibility rule
         // reaches the reader through DataFusion's physical filter pushdown.
         let df_schema = DFSchema::try_from(self.physical.as_ref().clone())?;
         let mut pushed: Vec<Expr> = filters
@@ -524,7 +524,7 @@ impl TableProvider for PpdbTable {
             _ => filtered,
         };
         // The query's own expressions run on these rows only.
-        Ok(crate::visible::VisibleRowsExec::above(visible))
+        Ok(crate::scan::visible::VisibleRowsExec::above(visible))
     }
 }
 

@@ -210,7 +210,7 @@ mod tests {
     use arrow::array::{Float64Array, Int64Array, StringArray};
     use arrow::datatypes::{Field, Schema};
 
-    use crate::format::{ColumnInfo, Describe, Format, write};
+    use crate::encode::{ColumnInfo, Describe, Format, write};
 
     #[test]
     fn every_column_and_every_null_keeps_its_place() {

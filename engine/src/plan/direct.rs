@@ -47,9 +47,9 @@ use datafusion::sql::sqlparser::ast::{
 use futures::TryStreamExt;
 
 use crate::error::Result;
-use crate::geometry;
-use crate::provider::{PpdbTable, View};
-use crate::prune::{self, Prune, Sky};
+use crate::functions::geometry;
+use crate::scan::provider::{PpdbTable, View};
+use crate::scan::prune::{self, Prune, Sky};
 
 /// The column an id lookup matches.
 const ID: &str = "diaObjectId";
@@ -506,7 +506,7 @@ async fn read(
             tests.extend([catalog::schema::ADDED, catalog::schema::RETIRED]);
         }
         if current {
-            tests.push(crate::provider::VALIDITY_END);
+            tests.push(crate::scan::provider::VALIDITY_END);
         }
         let present: Vec<&str> = tests
             .iter()
@@ -553,8 +553,8 @@ async fn read(
             .with_projection(projection)
             .with_row_filter(RowFilter::new(predicates));
         if !f.hidden.is_empty() {
-            builder =
-                builder.with_row_selection(crate::provider::skip_positions(&f.hidden, f.rows));
+            builder = builder
+                .with_row_selection(crate::scan::provider::skip_positions(&f.hidden, f.rows));
         }
         let batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
         for b in batches {
@@ -657,7 +657,7 @@ fn keep(
         mask = and(&mask, &and(&added, &standing)?)?;
     }
     if current {
-        let end = batch.column_by_name(crate::provider::VALIDITY_END);
+        let end = batch.column_by_name(crate::scan::provider::VALIDITY_END);
         if let Some(end) = end {
             mask = and(&mask, &is_null(end)?)?;
         }

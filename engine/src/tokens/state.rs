@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use catalog::store::{self, Location};
 
 use crate::error::{Error, Result};
-use crate::token::{TokenRecord, check_token};
+use crate::tokens::token::{TokenRecord, check_token};
 
 /// Where token records and TAP jobs live: any object-store URL.
 #[derive(Debug, Clone)]

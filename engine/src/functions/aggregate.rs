@@ -116,10 +116,12 @@ impl AggregateUDFImpl for Exact {
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         if is_integer_sum(self.kind, args.return_field.data_type(), args.is_distinct) {
-            return Ok(Box::new(crate::integer_sum::IntSum::default()));
+            return Ok(Box::new(crate::functions::integer_sum::IntSum::default()));
         }
         if is_distinct_integer_sum(self.kind, args.return_field.data_type(), args.is_distinct) {
-            return Ok(Box::new(crate::integer_sum::DistinctIntSum::default()));
+            return Ok(Box::new(
+                crate::functions::integer_sum::DistinctIntSum::default(),
+            ));
         }
         if is_float(args.return_field.data_type()) {
             return Ok(Box::new(ExactAccumulator {
@@ -134,10 +136,12 @@ impl AggregateUDFImpl for Exact {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         if is_integer_sum(self.kind, args.return_field.data_type(), args.is_distinct) {
-            return Ok(crate::integer_sum::state_fields(args.name));
+            return Ok(crate::functions::integer_sum::state_fields(args.name));
         }
         if is_distinct_integer_sum(self.kind, args.return_field.data_type(), args.is_distinct) {
-            return Ok(crate::integer_sum::distinct_state_fields(args.name));
+            return Ok(crate::functions::integer_sum::distinct_state_fields(
+                args.name,
+            ));
         }
         if is_float(args.return_field.data_type()) {
             let item = Arc::new(Field::new_list_field(DataType::Float64, true));
@@ -177,7 +181,7 @@ impl AggregateUDFImpl for Exact {
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
         if is_integer_sum(self.kind, args.return_field.data_type(), args.is_distinct) {
-            return Ok(Box::new(crate::integer_sum::IntSums::default()));
+            return Ok(Box::new(crate::functions::integer_sum::IntSums::default()));
         }
         if is_float(args.return_field.data_type()) {
             return Ok(Box::new(ExactGroups {

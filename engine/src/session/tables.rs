@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use catalog::felis::{Column, Datatype};
 use catalog::{CatalogSchema, TableId};
 
-use crate::format::ColumnInfo;
+use crate::encode::ColumnInfo;
 
 /// A table as queries name it.
 #[derive(Debug, Clone)]

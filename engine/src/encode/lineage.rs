@@ -12,7 +12,7 @@
 use datafusion::common::{DFSchema, JoinType, ScalarValue};
 use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, LogicalPlan};
 
-use crate::format::ColumnInfo;
+use crate::encode::ColumnInfo;
 
 /// What is known of a table's column, by `(schema, table, column)`.
 pub(crate) trait Sources {

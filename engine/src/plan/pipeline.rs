@@ -1,0 +1,312 @@
+//! The planning pipeline: from a checked query at a snapshot to a running
+//! physical plan, and the same for EXPLAIN.
+
+use crate::Engine;
+use crate::encode::describe::Known;
+use crate::options::{QueryOptions, Timings};
+use crate::result::{End, QueryResult, Rows};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use catalog::log::SnapshotInfo;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
+use datafusion::sql::parser::Statement as DfStatement;
+use futures::StreamExt;
+
+use crate::encode::ColumnInfo;
+use crate::error::{Result, planner_refusal};
+use crate::plan::crossmatch::UPLOAD_SCHEMA;
+use crate::upload::Upload;
+/// The largest MAXREC planned as a limit (a top-k in memory under an ORDER BY);
+/// larger cuts are made on the result stream.
+pub(crate) const TOPK_ROWS: u64 = 100_000;
+
+impl Engine {
+    /// Plans and starts a checked query at a snapshot; `limit` is its deadline and
+    /// the time it was given.
+    // Each argument is one independent setting of a run; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn execute(
+        &self,
+        text: &str,
+        query: adql::Query,
+        snapshot: SnapshotInfo,
+        cutoff: Option<f64>,
+        maxrec: Option<u64>,
+        limit: Option<(Instant, Duration)>,
+        uploads: &[Upload],
+        always_plan: bool,
+    ) -> Result<QueryResult> {
+        let t1 = Instant::now();
+        let direct = if !always_plan
+            && cutoff.is_none()
+            && uploads.is_empty()
+            && let Some(lookup) = crate::plan::direct::recognise(&query.statement)
+            && let Some(table) = self.served_table(snapshot.snapshot, &lookup.table).await?
+        {
+            crate::plan::direct::run(&table, &lookup).await
+        } else {
+            None
+        };
+        let (schema, stream, timings, columns) = match direct {
+            Some(read) => {
+                let (schema, stream) = read?;
+                let timings = Timings {
+                    pin: t1.elapsed(),
+                    ..Timings::default()
+                };
+                // A direct read returns plain columns of its one table.
+                let table = query.tables.first();
+                let columns = schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        table
+                            .and_then(|(s, t)| {
+                                self.column_infos
+                                    .get(&(format!("{s}.{t}"), f.name().clone()))
+                            })
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                (schema, stream, timings, columns)
+            }
+            None => {
+                self.start(
+                    text,
+                    &query,
+                    snapshot.snapshot,
+                    cutoff,
+                    maxrec,
+                    limit,
+                    uploads,
+                )
+                .await?
+            }
+        };
+        Ok(QueryResult {
+            snapshot,
+            schema,
+            query,
+            timings,
+            token: None,
+            pinned_adql: None,
+            embargo_cutoff: cutoff,
+            columns,
+            rows: Rows::Live(stream),
+            maxrec,
+            sent: 0,
+            overflow: false,
+            checksum: None,
+            end: End::Nothing,
+            finished: None,
+            keep: None,
+        })
+    }
+
+    /// Plans a query with DataFusion and starts it: its schema, its rows, and
+    /// the time each planning step took.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn start(
+        &self,
+        text: &str,
+        query: &adql::Query,
+        k: u64,
+        cutoff: Option<f64>,
+        maxrec: Option<u64>,
+        limit: Option<(Instant, Duration)>,
+        uploads: &[Upload],
+    ) -> Result<(
+        SchemaRef,
+        SendableRecordBatchStream,
+        Timings,
+        Vec<ColumnInfo>,
+    )> {
+        // Planning is CPU work that cannot be interrupted: off the runtime's
+        // workers, so that a query that takes long to plan does not stop the
+        // service from answering others.
+        off_workers(async {
+            let t1 = Instant::now();
+            let state = self.session(k, cutoff, uploads).await?;
+            let t2 = Instant::now();
+            let plan = state
+                .statement_to_plan(DfStatement::Statement(Box::new(query.statement.clone())))
+                .await
+                .map_err(|e| planner_refusal(text, e))?;
+            let columns = crate::encode::lineage::of(
+                &plan,
+                &Known {
+                    columns: &self.column_infos,
+                    uploads,
+                },
+            );
+            let plan = match maxrec {
+                // Above TOPK_ROWS the cut is left to the stream: the planner would turn
+                // ORDER BY + LIMIT into a top-k that holds every row it keeps in
+                // memory, where a sort spills.
+                Some(m) if m <= TOPK_ROWS => LogicalPlanBuilder::from(plan)
+                    .limit(0, Some(m.saturating_add(1) as usize))?
+                    .build()?,
+                _ => plan,
+            };
+            let schema = plan.schema().inner().clone();
+            let plan = state
+                .optimize(&plan)
+                .map_err(|e| planner_refusal(text, e))?;
+            let plan = crate::plan::colocate::narrow(plan)?;
+            let plan = if uploads.is_empty() {
+                plan
+            } else {
+                crate::plan::crossmatch::hint(plan, &state).await?
+            };
+            let t3 = Instant::now();
+            let physical = state
+                .query_planner()
+                .create_physical_plan(&plan, &state)
+                .await
+                .map_err(|e| planner_refusal(text, e))?;
+            let physical = match limit {
+                Some((deadline, allowed)) => {
+                    crate::plan::deadline::limit(physical, deadline, allowed)?
+                }
+                None => physical,
+            };
+            let t4 = Instant::now();
+            let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
+            let timings = Timings {
+                parse: Duration::ZERO,
+                pin: t2 - t1,
+                plan: t3 - t2,
+                physical: t4 - t3,
+                record: Duration::ZERO,
+            };
+            Ok((schema, stream, timings, columns))
+        })
+        .await
+    }
+
+    /// Plans a query (in its pinned form) without running it, and returns its
+    /// physical plan (what `EXPLAIN` shows): refusals come out as from [`Engine::query`].
+    pub async fn explain(&self, adql: &str, options: &QueryOptions) -> Result<String> {
+        let (physical, _) = self.physical_plan(adql, options).await?;
+        Ok(DisplayableExecutionPlan::new(physical.as_ref())
+            .indent(true)
+            .to_string())
+    }
+
+    /// Runs a query (in its pinned form) and returns its physical plan with execution
+    /// metrics (what `EXPLAIN ANALYZE` shows): for operators and tests of pruning.
+    pub async fn explain_analyze(&self, adql: &str, options: &QueryOptions) -> Result<String> {
+        let (physical, state) = self.physical_plan(adql, options).await?;
+        let mut stream =
+            datafusion::physical_plan::execute_stream(physical.clone(), state.task_ctx())?;
+        while let Some(b) = stream.next().await {
+            b?;
+        }
+        Ok(
+            DisplayableExecutionPlan::with_metrics(physical.as_ref() as &dyn ExecutionPlan)
+                .indent(true)
+                .to_string(),
+        )
+    }
+
+    pub(crate) async fn physical_plan(
+        &self,
+        adql: &str,
+        options: &QueryOptions,
+    ) -> Result<(Arc<dyn ExecutionPlan>, SessionState)> {
+        let tables = self.tables_with(&options.uploads);
+        let original = deep(|| adql::parse(adql, &*tables))?;
+        let (log, snapshot) = self.choose(adql, original.as_of.as_ref(), options).await?;
+        let access = self.access(&log, snapshot.snapshot, &original, options.privileged);
+        let query = deep(|| adql::pin(&original, &*tables, snapshot.snapshot, false))?.query;
+        let state = self
+            .session(snapshot.snapshot, access.cutoff, &options.uploads)
+            .await?;
+        let plan = state
+            .statement_to_plan(DfStatement::Statement(Box::new(query.statement)))
+            .await
+            .map_err(|e| planner_refusal(adql, e))?;
+        let plan = state
+            .optimize(&plan)
+            .map_err(|e| planner_refusal(adql, e))?;
+        let plan = crate::plan::colocate::narrow(plan)?;
+        let plan = crate::plan::crossmatch::hint(plan, &state).await?;
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&plan, &state)
+            .await
+            .map_err(|e| planner_refusal(adql, e))?;
+        Ok((physical, state))
+    }
+}
+
+/// Runs `f` on the current thread with the runtime's other tasks moved to
+/// another worker (on a multi-threaded runtime; as is on a single-threaded one).
+pub(crate) async fn off_workers<F: std::future::Future>(f: F) -> F::Output {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let handle = Handle::current();
+    if handle.runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| handle.block_on(f))
+    } else {
+        f.await
+    }
+}
+
+/// Whether a query's rows come out in one fixed order without an ORDER BY: a
+/// plain filter over one in-memory table (an upload or TAP_SCHEMA) reads it in
+/// its one partition, in order. Such a query needs no added order for MAXREC to
+/// cut the same rows every time, and keeps the order the table was given in
+/// (clients check that an upload comes back as sent).
+pub(crate) fn order_is_fixed(query: &adql::Query) -> bool {
+    use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
+    let in_memory =
+        |(schema, _): &(String, String)| schema == UPLOAD_SCHEMA || schema == "TAP_SCHEMA";
+    if query.tables.len() != 1 || !query.tables.iter().all(in_memory) {
+        return false;
+    }
+    let Statement::Query(q) = &query.statement else {
+        return false;
+    };
+    if q.with.is_some() {
+        return false;
+    }
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return false;
+    };
+    let no_grouping = match &select.group_by {
+        datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, m) => {
+            e.is_empty() && m.is_empty()
+        }
+        datafusion::sql::sqlparser::ast::GroupByExpr::All(_) => false,
+    };
+    select.from.len() == 1
+        && select.from[0].joins.is_empty()
+        && matches!(
+            select.from[0].relation,
+            datafusion::sql::sqlparser::ast::TableFactor::Table { .. }
+        )
+        && select.distinct.is_none()
+        && no_grouping
+}
+
+/// Stack the ADQL passes may use: they recurse as deep as a query nests (a chain
+/// of up to `adql::MAX_OPERATORS` operators), deeper than the 2 MiB of a tokio
+/// worker allows. The memory is reserved, and only touched by deep queries.
+pub(crate) const ADQL_STACK: usize = 64 << 20;
+
+/// The stack a runtime's threads should have (reserved, touched only by deep
+/// queries): with it, the ADQL passes run in place instead of on a stack
+/// allocated for each query, which costs a few hundred microseconds.
+pub const THREAD_STACK: usize = ADQL_STACK;
+
+/// Runs an ADQL pass with at least half of [`ADQL_STACK`] free.
+pub(crate) fn deep<T>(pass: impl FnOnce() -> T) -> T {
+    stacker::maybe_grow(ADQL_STACK / 2, ADQL_STACK, pass)
+}

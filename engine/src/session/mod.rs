@@ -1,0 +1,7 @@
+//! What a query runs in: the served tables (and TAP_SCHEMA), the memory one
+//! query and all queries together may hold, and where they spill.
+
+pub(crate) mod catalog_list;
+pub(crate) mod memory;
+pub(crate) mod spill;
+pub(crate) mod tables;

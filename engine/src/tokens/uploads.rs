@@ -1,0 +1,123 @@
+//! Uploads kept with the tokens that read them, so those queries can be replayed.
+
+use crate::Engine;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+
+use crate::error::{Error, Result};
+use crate::plan::crossmatch::UPLOAD_SCHEMA;
+use crate::session::tables;
+use crate::tokens::checksum::Checksum;
+use crate::tokens::token::UploadRef;
+use crate::upload::Upload;
+impl Engine {
+    /// The tables a query may name: the served ones and its uploads.
+    // A Vec, not a slice: the parser takes `&dyn SchemaInfo`, which needs a sized type.
+    #[allow(clippy::owned_cow)]
+    pub(crate) fn tables_with<'a>(&'a self, uploads: &[Upload]) -> Cow<'a, Vec<adql::Table>> {
+        if uploads.is_empty() {
+            return Cow::Borrowed(&self.adql_tables);
+        }
+        let mut all = self.adql_tables.clone();
+        for u in uploads {
+            all.push(tables::in_memory_table(
+                UPLOAD_SCHEMA,
+                &u.name,
+                &u.batch.schema(),
+            ));
+        }
+        Cow::Owned(all)
+    }
+
+    /// Keeps each upload in the state store (once per content), so that a token
+    /// that read it can be replayed; returns what the record names.
+    pub(crate) async fn keep_uploads(&self, uploads: &[Upload]) -> Result<Vec<UploadRef>> {
+        let mut refs = Vec::new();
+        for u in uploads {
+            let digest = upload_digest(u)?;
+            let key = format!("uploads/{digest}.parquet");
+            if self.state.read(&key).await?.is_none() {
+                let mut bytes = Vec::new();
+                let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
+                    &mut bytes,
+                    u.batch.schema(),
+                    None,
+                )?;
+                w.write(&u.batch)?;
+                w.close()?;
+                self.state.write(&key, bytes.into()).await?;
+            }
+            refs.push(UploadRef {
+                name: u.name.clone(),
+                digest,
+                rows: u.batch.num_rows() as u64,
+            });
+        }
+        Ok(refs)
+    }
+
+    /// The uploads a token's record names, from the state store.
+    pub(crate) async fn load_uploads(
+        &self,
+        token: &str,
+        refs: &[UploadRef],
+    ) -> Result<Vec<Upload>> {
+        let mut out = Vec::new();
+        for r in refs {
+            let key = format!("uploads/{}.parquet", r.digest);
+            let bytes = self
+                .state
+                .read(&key)
+                .await?
+                .ok_or_else(|| Error::UploadGone {
+                    token: token.to_string(),
+                    name: r.name.clone(),
+                    store: self.state.url().to_string(),
+                    key: key.clone(),
+                })?;
+            let reader =
+                datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    bytes,
+                )?
+                .build()?;
+            let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+            let schema = match batches.first() {
+                Some(b) => b.schema(),
+                None => {
+                    return Err(Error::State {
+                        message: format!("the stored upload '{}' ({key}) is empty", r.name),
+                    });
+                }
+            };
+            out.push(Upload {
+                name: r.name.clone(),
+                batch: arrow::compute::concat_batches(&schema, &batches)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// What identifies an upload's content: its name, columns and rows.
+pub(crate) fn upload_digest(u: &Upload) -> Result<String> {
+    let mut c = Checksum::new(true);
+    let names: Vec<String> = u
+        .batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{}:{}", f.name(), f.data_type()))
+        .collect();
+    c.update(&RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("columns", arrow::datatypes::DataType::Utf8, false),
+        ])),
+        vec![Arc::new(arrow::array::StringArray::from(names))],
+    )?);
+    c.update(&u.batch);
+    let text = c.finish();
+    // "ordered:" + 32 hex digits: the hex names the stored file.
+    Ok(text.rsplit(':').next().unwrap_or(&text).to_string())
+}
