@@ -252,7 +252,11 @@ fn engine_over(cat: &Arc<Catalog>, state: &str) -> Engine {
 /// (`file_groups={N groups: [[a:0..10, b:0..5], [a:10..20]]}`: one file may be split).
 fn files_opened(plan: &str) -> usize {
     let mut files = std::collections::BTreeSet::new();
-    for line in plan.lines().filter(|l| l.contains("DataSourceExec")) {
+    // DataFusion's scans, and the direct read that id lookups and small cones take.
+    for line in plan
+        .lines()
+        .filter(|l| l.contains("DataSourceExec") || l.contains("DirectReadExec"))
+    {
         for part in line.split([' ', '[', ',']) {
             if let Some(end) = part.find(".parquet") {
                 files.insert(part[..end].to_string());
@@ -348,6 +352,10 @@ async fn small_cones_and_id_lookups_open_few_files() {
         files_opened(&plan),
         1,
         "a light curve opens one partition:\n{plan}"
+    );
+    assert!(
+        plan.contains("DirectReadExec") && plan.contains("output_rows="),
+        "a light curve is read directly, and EXPLAIN ANALYZE shows that path:\n{plan}"
     );
 
     let history = format!("SELECT * FROM ppdb.DiaObjectHistory WHERE diaObjectId IN ({id}, {id})");

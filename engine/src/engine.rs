@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use catalog::Catalog;
-use catalog::log::LogState;
+use catalog::log::{LogState, SnapshotInfo};
 use chrono::Utc;
 use datafusion::catalog::{CatalogProviderList, TableProvider};
 use datafusion::datasource::MemTable;
@@ -27,6 +27,16 @@ use crate::session::tables;
 use crate::tokens::checksum::Checksum;
 use crate::tokens::state::StateStore;
 use crate::tokens::token::{Identity, TokenRecord, check_token};
+
+/// A query ready to run (see [`Engine::prepare`]).
+pub(crate) struct Prepared {
+    pub(crate) log: Arc<LogState>,
+    pub(crate) snapshot: SnapshotInfo,
+    pub(crate) access: Access,
+    pub(crate) pinned: adql::Pinned,
+    /// When parsing ended.
+    pub(crate) parsed: Instant,
+}
 
 /// Opens catalogs for queries.
 pub struct Engine {
@@ -215,13 +225,13 @@ impl Engine {
     /// token record is stored after the last row, with the row count and checksum.
     pub async fn query(&self, adql: &str, options: &QueryOptions) -> Result<QueryResult> {
         let t0 = Instant::now();
-        let tables = self.tables_with(&options.uploads);
-        let original = deep(|| adql::parse(adql, &*tables))?;
-        let t1 = Instant::now();
-        let (log, snapshot) = self.choose(adql, original.as_of.as_ref(), options).await?;
-        let access = self.access(&log, snapshot.snapshot, &original, options.privileged);
-        let cut = options.maxrec.is_some() && !order_is_fixed(&original);
-        let pinned = deep(|| adql::pin(&original, &*tables, snapshot.snapshot, cut))?;
+        let Prepared {
+            log,
+            snapshot,
+            access,
+            pinned,
+            parsed: t1,
+        } = self.prepare(adql, options).await?;
         let uploads = self.keep_uploads(&options.uploads).await?;
         let upload_identity: String = uploads
             .iter()
@@ -287,6 +297,26 @@ impl Engine {
             record: Box::new(record),
         };
         Ok(result)
+    }
+
+    /// A query made ready to run: parsed and checked, its snapshot chosen, what
+    /// the embargo does to it decided, and pinned (with a total order where a
+    /// MAXREC cut needs one).
+    pub(crate) async fn prepare(&self, adql: &str, options: &QueryOptions) -> Result<Prepared> {
+        let tables = self.tables_with(&options.uploads);
+        let original = deep(|| adql::parse(adql, &*tables))?;
+        let parsed = Instant::now();
+        let (log, snapshot) = self.choose(adql, original.as_of.as_ref(), options).await?;
+        let access = self.access(&log, snapshot.snapshot, &original, options.privileged);
+        let cut = options.maxrec.is_some() && !order_is_fixed(&original);
+        let pinned = deep(|| adql::pin(&original, &*tables, snapshot.snapshot, cut))?;
+        Ok(Prepared {
+            log,
+            snapshot,
+            access,
+            pinned,
+            parsed,
+        })
     }
 
     /// Runs ADQL as written, with no token and no added order: what a query costs

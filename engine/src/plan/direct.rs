@@ -50,6 +50,7 @@ use crate::error::Result;
 use crate::functions::geometry;
 use crate::scan::provider::{PpdbTable, View};
 use crate::scan::prune::{self, Prune, Sky};
+use catalog::ScanFile;
 
 /// The column an id lookup matches.
 const ID: &str = "diaObjectId";
@@ -363,16 +364,23 @@ fn integer(e: &Sql) -> Option<i64> {
     }
 }
 
-/// Reads a lookup's rows from `table` (its scan pinned at the query's snapshot).
+/// A lookup ready to read from one table: which rows, which columns, which files.
+pub(crate) struct Direct {
+    table: PpdbTable,
+    lookup: Lookup,
+    prune: Prune,
+    near: Option<Arc<Vec<Range<u64>>>>,
+    wanted: Vec<(usize, String)>,
+    schema: SchemaRef,
+}
+
+/// A lookup's direct read from `table` (its scan pinned at the query's snapshot).
 ///
 /// `None` when the direct read does not apply: an id lookup on a table whose
 /// rows do not sit in their object's partition, a cone on a table without
 /// positions or one too large to bound, or a caller an embargo applies to.
 /// The caller then plans the query as usual.
-pub(crate) async fn run(
-    table: &PpdbTable,
-    lookup: &Lookup,
-) -> Option<Result<(SchemaRef, SendableRecordBatchStream)>> {
+pub(crate) fn prepare(table: PpdbTable, lookup: Lookup) -> Option<Direct> {
     if table.embargo.is_some() || !table.hints.is_empty() || table.partitions.is_some() {
         return None;
     }
@@ -423,16 +431,65 @@ pub(crate) async fn run(
             .map(|(i, out)| Field::clone(served.field(*i)).with_name(out.clone()))
             .collect::<Vec<_>>(),
     ));
-    let read = read(table, lookup, &prune, near, &wanted, schema.clone())
-        .await
-        .and_then(|batches| arrange(batches, lookup, &schema));
-    Some(read.map(|batches| {
+    Some(Direct {
+        table,
+        lookup,
+        prune,
+        near,
+        wanted,
+        schema,
+    })
+}
+
+impl Direct {
+    /// The files the read opens.
+    fn files(&self) -> Vec<&ScanFile> {
+        let sky = self.prune.sky.as_ref();
+        self.table
+            .files(&self.prune, &sky.into_iter().collect::<Vec<_>>())
+    }
+
+    /// What EXPLAIN shows for the read: the table, the rows and the files (and
+    /// with `rows`, what EXPLAIN ANALYZE adds: the rows it returned).
+    pub(crate) fn describe(&self, rows_out: Option<usize>) -> String {
+        let (schema, table) = &self.lookup.table;
+        let rows = match &self.lookup.rows {
+            Rows::Ids(ids) => format!("{ID} IN ({} ids)", ids.len()),
+            Rows::Cone { ra, dec, radius } => {
+                format!("CONTAINS(POINT(ra, dec), CIRCLE({ra}, {dec}, {radius})) = 1")
+            }
+        };
+        let files: Vec<&str> = self.files().iter().map(|f| f.path.as_str()).collect();
+        let metrics = rows_out.map_or(String::new(), |n| format!(", metrics=[output_rows={n}]"));
+        format!(
+            "DirectReadExec: {schema}.{table} WHERE {rows}, snapshot={}, columns={}, \
+             files=[{}]{metrics}\n",
+            self.table.scan.snapshot,
+            self.wanted.len(),
+            files.join(", ")
+        )
+    }
+
+    /// Reads the rows, in the lookup's order.
+    pub(crate) async fn run(self) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        let files = self.files();
+        let batches = read(
+            &self.table,
+            &self.lookup,
+            &files,
+            self.prune.sky.as_ref(),
+            self.near.clone(),
+            &self.wanted,
+            self.schema.clone(),
+        )
+        .await?;
+        let batches = arrange(batches, &self.lookup, &self.schema)?;
         let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
-            schema.clone(),
+            self.schema.clone(),
             futures::stream::iter(batches.into_iter().map(Ok)),
         ));
-        (schema, stream)
-    }))
+        Ok((self.schema, stream))
+    }
 }
 
 /// Whether a row group with these statistics may hold rows of the lookup:
@@ -456,13 +513,12 @@ fn may_hold(rows: &Rows, sky: Option<&Sky>, stats: Option<&ParquetStatistics>) -
 async fn read(
     table: &PpdbTable,
     lookup: &Lookup,
-    prune: &Prune,
+    files: &[&ScanFile],
+    sky: Option<&Sky>,
     near: Option<Arc<Vec<Range<u64>>>>,
     wanted: &[(usize, String)],
     schema: SchemaRef,
 ) -> Result<Vec<RecordBatch>> {
-    let sky = prune.sky.as_ref();
-    let files = table.files(prune, &sky.into_iter().collect::<Vec<_>>());
     let k = table.scan.snapshot as i64;
     let current = table.view == View::Current;
     let (matched, pruned_by): (&[&str], &str) = match lookup.rows {

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use catalog::log::SnapshotInfo;
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::physical_plan::ExecutionPlan;
@@ -21,10 +20,28 @@ use futures::StreamExt;
 use crate::encode::ColumnInfo;
 use crate::error::{Result, planner_refusal};
 use crate::plan::crossmatch::UPLOAD_SCHEMA;
+use crate::plan::direct::Direct;
 use crate::upload::Upload;
 /// The largest MAXREC planned as a limit (a top-k in memory under an ORDER BY);
 /// larger cuts are made on the result stream.
 pub(crate) const TOPK_ROWS: u64 = 100_000;
+
+/// How a checked query at a snapshot runs.
+pub(crate) enum Route {
+    /// Read straight from the partitions that hold its rows (an id lookup or a small cone).
+    Direct(Box<Direct>),
+    /// Planned by DataFusion.
+    Planned(Planned),
+}
+
+/// A query DataFusion planned: the physical plan, ready to run in its session.
+pub(crate) struct Planned {
+    physical: Arc<dyn ExecutionPlan>,
+    state: SessionState,
+    schema: SchemaRef,
+    columns: Vec<ColumnInfo>,
+    timings: Timings,
+}
 
 impl Engine {
     /// Plans and starts a checked query at a snapshot; `limit` is its deadline and
@@ -43,19 +60,21 @@ impl Engine {
         always_plan: bool,
     ) -> Result<QueryResult> {
         let t1 = Instant::now();
-        let direct = if !always_plan
-            && cutoff.is_none()
-            && uploads.is_empty()
-            && let Some(lookup) = crate::plan::direct::recognise(&query.statement)
-            && let Some(table) = self.served_table(snapshot.snapshot, &lookup.table).await?
-        {
-            crate::plan::direct::run(&table, &lookup).await
-        } else {
-            None
-        };
-        let (schema, stream, timings, columns) = match direct {
-            Some(read) => {
-                let (schema, stream) = read?;
+        let route = self
+            .route(
+                text,
+                &query,
+                snapshot.snapshot,
+                cutoff,
+                maxrec,
+                limit,
+                uploads,
+                always_plan,
+            )
+            .await?;
+        let (schema, stream, timings, columns) = match route {
+            Route::Direct(read) => {
+                let (schema, stream) = read.run().await?;
                 let timings = Timings {
                     pin: t1.elapsed(),
                     ..Timings::default()
@@ -77,17 +96,10 @@ impl Engine {
                     .collect();
                 (schema, stream, timings, columns)
             }
-            None => {
-                self.start(
-                    text,
-                    &query,
-                    snapshot.snapshot,
-                    cutoff,
-                    maxrec,
-                    limit,
-                    uploads,
-                )
-                .await?
+            Route::Planned(p) => {
+                let stream =
+                    datafusion::physical_plan::execute_stream(p.physical, p.state.task_ctx())?;
+                (p.schema, stream, p.timings, p.columns)
             }
         };
         Ok(QueryResult {
@@ -110,10 +122,12 @@ impl Engine {
         })
     }
 
-    /// Plans a query with DataFusion and starts it: its schema, its rows, and
-    /// the time each planning step took.
+    /// Chooses how a checked query at snapshot `k` runs, and plans it: the one
+    /// pipeline queries, replays, EXPLAIN and EXPLAIN ANALYZE all take. Id
+    /// lookups and small cones are read directly unless `always_plan` (or an
+    /// embargo, or an upload) says otherwise.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn start(
+    pub(crate) async fn route(
         &self,
         text: &str,
         query: &adql::Query,
@@ -122,12 +136,35 @@ impl Engine {
         maxrec: Option<u64>,
         limit: Option<(Instant, Duration)>,
         uploads: &[Upload],
-    ) -> Result<(
-        SchemaRef,
-        SendableRecordBatchStream,
-        Timings,
-        Vec<ColumnInfo>,
-    )> {
+        always_plan: bool,
+    ) -> Result<Route> {
+        if !always_plan
+            && cutoff.is_none()
+            && uploads.is_empty()
+            && let Some(lookup) = crate::plan::direct::recognise(&query.statement)
+            && let Some(table) = self.served_table(k, &lookup.table).await?
+            && let Some(read) = crate::plan::direct::prepare(table, lookup)
+        {
+            return Ok(Route::Direct(Box::new(read)));
+        }
+        self.plan(text, query, k, cutoff, maxrec, limit, uploads)
+            .await
+            .map(Route::Planned)
+    }
+
+    /// Plans a query with DataFusion: its physical plan, its schema and the
+    /// time each planning step took.
+    #[allow(clippy::too_many_arguments)]
+    async fn plan(
+        &self,
+        text: &str,
+        query: &adql::Query,
+        k: u64,
+        cutoff: Option<f64>,
+        maxrec: Option<u64>,
+        limit: Option<(Instant, Duration)>,
+        uploads: &[Upload],
+    ) -> Result<Planned> {
         // Planning is CPU work that cannot be interrupted: off the runtime's
         // workers, so that a query that takes long to plan does not stop the
         // service from answering others.
@@ -178,7 +215,6 @@ impl Engine {
                 None => physical,
             };
             let t4 = Instant::now();
-            let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
             let timings = Timings {
                 parse: Duration::ZERO,
                 pin: t2 - t1,
@@ -186,64 +222,78 @@ impl Engine {
                 physical: t4 - t3,
                 record: Duration::ZERO,
             };
-            Ok((schema, stream, timings, columns))
+            Ok(Planned {
+                physical,
+                state,
+                schema,
+                columns,
+                timings,
+            })
         })
         .await
     }
 
-    /// Plans a query (in its pinned form) without running it, and returns its
-    /// physical plan (what `EXPLAIN` shows): refusals come out as from [`Engine::query`].
+    /// How a query would run (in its pinned form, as [`Engine::query`] would
+    /// run it, MAXREC and deadline included), without running it: the physical
+    /// plan, or the direct read. Refusals come out as from [`Engine::query`].
     pub async fn explain(&self, adql: &str, options: &QueryOptions) -> Result<String> {
-        let (physical, _) = self.physical_plan(adql, options).await?;
-        Ok(DisplayableExecutionPlan::new(physical.as_ref())
-            .indent(true)
-            .to_string())
-    }
-
-    /// Runs a query (in its pinned form) and returns its physical plan with execution
-    /// metrics (what `EXPLAIN ANALYZE` shows): for operators and tests of pruning.
-    pub async fn explain_analyze(&self, adql: &str, options: &QueryOptions) -> Result<String> {
-        let (physical, state) = self.physical_plan(adql, options).await?;
-        let mut stream =
-            datafusion::physical_plan::execute_stream(physical.clone(), state.task_ctx())?;
-        while let Some(b) = stream.next().await {
-            b?;
-        }
-        Ok(
-            DisplayableExecutionPlan::with_metrics(physical.as_ref() as &dyn ExecutionPlan)
+        Ok(match self.route_of(adql, options).await? {
+            Route::Direct(read) => read.describe(None),
+            Route::Planned(p) => DisplayableExecutionPlan::new(p.physical.as_ref())
                 .indent(true)
                 .to_string(),
-        )
+        })
     }
 
-    pub(crate) async fn physical_plan(
-        &self,
-        adql: &str,
-        options: &QueryOptions,
-    ) -> Result<(Arc<dyn ExecutionPlan>, SessionState)> {
-        let tables = self.tables_with(&options.uploads);
-        let original = deep(|| adql::parse(adql, &*tables))?;
-        let (log, snapshot) = self.choose(adql, original.as_of.as_ref(), options).await?;
-        let access = self.access(&log, snapshot.snapshot, &original, options.privileged);
-        let query = deep(|| adql::pin(&original, &*tables, snapshot.snapshot, false))?.query;
-        let state = self
-            .session(snapshot.snapshot, access.cutoff, &options.uploads)
-            .await?;
-        let plan = state
-            .statement_to_plan(DfStatement::Statement(Box::new(query.statement)))
-            .await
-            .map_err(|e| planner_refusal(adql, e))?;
-        let plan = state
-            .optimize(&plan)
-            .map_err(|e| planner_refusal(adql, e))?;
-        let plan = crate::plan::colocate::narrow(plan)?;
-        let plan = crate::plan::crossmatch::hint(plan, &state).await?;
-        let physical = state
-            .query_planner()
-            .create_physical_plan(&plan, &state)
-            .await
-            .map_err(|e| planner_refusal(adql, e))?;
-        Ok((physical, state))
+    /// Runs a query as [`Engine::query`] would and returns how it ran, with
+    /// execution metrics (what `EXPLAIN ANALYZE` shows): for operators and
+    /// tests of pruning.
+    pub async fn explain_analyze(&self, adql: &str, options: &QueryOptions) -> Result<String> {
+        match self.route_of(adql, options).await? {
+            Route::Direct(read) => {
+                let text = read.describe(None);
+                let (_, mut stream) = read.run().await?;
+                let mut rows = 0;
+                while let Some(b) = stream.next().await {
+                    rows += b?.num_rows();
+                }
+                Ok(text.replace("\n", &format!(", metrics=[output_rows={rows}]\n")))
+            }
+            Route::Planned(p) => {
+                let mut stream = datafusion::physical_plan::execute_stream(
+                    p.physical.clone(),
+                    p.state.task_ctx(),
+                )?;
+                while let Some(b) = stream.next().await {
+                    b?;
+                }
+                Ok(
+                    DisplayableExecutionPlan::with_metrics(
+                        p.physical.as_ref() as &dyn ExecutionPlan
+                    )
+                    .indent(true)
+                    .to_string(),
+                )
+            }
+        }
+    }
+
+    /// The route a query takes: checked, pinned and limited as [`Engine::query`] does.
+    async fn route_of(&self, adql: &str, options: &QueryOptions) -> Result<Route> {
+        let t0 = Instant::now();
+        let prepared = self.prepare(adql, options).await?;
+        let limit = options.time_limit.map(|d| (t0 + d, d));
+        self.route(
+            adql,
+            &prepared.pinned.query,
+            prepared.snapshot.snapshot,
+            prepared.access.cutoff,
+            options.maxrec,
+            limit,
+            &options.uploads,
+            options.always_plan,
+        )
+        .await
     }
 }
 
