@@ -11,17 +11,11 @@ use catalog::{Catalog, IngestOutcome, TableId, store};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-mod access;
-mod access_log;
-mod connections;
-mod examples;
-mod jobs;
-mod limits;
-mod params;
 mod query;
 mod stdout;
-mod tap;
-mod uploads;
+
+use server::http::{access_log, connections};
+use server::tap::{self, auth as access, uws as jobs};
 
 use stdout::say;
 
@@ -569,7 +563,7 @@ async fn run(cli: Cli) -> Result<()> {
             let base_url = public_url
                 .map(|u| u.trim_end_matches('/').to_string())
                 .unwrap_or_else(|| format!("http://{addr}"));
-            let mut config = tap::Config::new(base_url.clone());
+            let mut config = server::app::Config::new(base_url.clone());
             config.maxrec_default = maxrec_default.min(maxrec_limit);
             config.maxrec_limit = maxrec_limit;
             config.max_duration = std::time::Duration::from_secs(max_duration.max(1));
@@ -583,7 +577,7 @@ async fn run(cli: Cli) -> Result<()> {
             let concurrent = max_concurrent
                 .unwrap_or_else(|| 4 * std::thread::available_parallelism().map_or(2, |n| n.get()));
             let known = users.len();
-            let mut app = tap::App::new(engine, config, concurrent, queue, users).await;
+            let mut app = server::app::App::new(engine, config, concurrent, queue, users).await;
             app.access_log = access_log::Sink::open(&access_log)
                 .with_context(|| format!("cannot open the access log {}", access_log.display()))?;
             let app = std::sync::Arc::new(app);

@@ -31,7 +31,7 @@ pub(crate) enum Route {
     /// Read straight from the partitions that hold its rows (an id lookup or a small cone).
     Direct(Box<Direct>),
     /// Planned by DataFusion.
-    Planned(Planned),
+    Planned(Box<Planned>),
 }
 
 /// A query DataFusion planned: the physical plan, ready to run in its session.
@@ -149,7 +149,7 @@ impl Engine {
         }
         self.plan(text, query, k, cutoff, maxrec, limit, uploads)
             .await
-            .map(Route::Planned)
+            .map(|p| Route::Planned(Box::new(p)))
     }
 
     /// Plans a query with DataFusion: its physical plan, its schema and the

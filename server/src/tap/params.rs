@@ -7,7 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use crate::tap::Failure;
+use crate::tap::failure::Failure;
 
 /// Request parameters (TAP parameter names ignore case) and uploaded parts.
 pub(crate) struct Params {

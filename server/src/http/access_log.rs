@@ -10,8 +10,8 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::access::Caller;
-use crate::tap::Shared;
+use crate::app::Shared;
+use crate::tap::auth::Caller;
 
 /// Where the lines go.
 #[derive(Debug)]
@@ -57,8 +57,11 @@ type Ended = (Option<u64>, &'static str);
 
 impl Ending {
     /// Records the outcome of a result's encoding (or of its task).
-    pub(crate) fn set(&self, outcome: &Result<crate::tap::Outcome, tokio::task::JoinError>) {
-        use crate::tap::Outcome;
+    pub(crate) fn set(
+        &self,
+        outcome: &Result<crate::tap::stream::Outcome, tokio::task::JoinError>,
+    ) {
+        use crate::tap::stream::Outcome;
         let value = match outcome {
             Ok(Outcome::Done { rows, overflow }) => {
                 (Some(*rows), engine::encode::Status::of(*overflow).as_str())
@@ -78,7 +81,7 @@ impl Ending {
 /// its status, how a query result ended, its rows, bytes and duration.
 pub async fn log(State(app): State<Shared>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let peer = crate::connections::peer(&request).map(|p| p.ip().to_string());
+    let peer = crate::http::connections::peer(&request).map(|p| p.ip().to_string());
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
     let agent = request

@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::tap::Shared;
+use crate::app::Shared;
 
 /// Secrets shorter than this are refused when the server starts.
 const MIN_SECRET: usize = 16;
@@ -114,6 +114,11 @@ impl Users {
         self.entries.len()
     }
 
+    /// Whether no user has a token.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The user a secret names.
     fn user_of(&self, secret: &str) -> Option<&str> {
         // Every entry is compared in full, so the time taken says nothing about
@@ -147,7 +152,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// Finds the caller of each request; refuses unknown or malformed credentials.
 pub async fn authenticate(State(app): State<Shared>, mut request: Request, next: Next) -> Response {
     let caller = match request.headers().get(header::AUTHORIZATION) {
-        None => Caller::Anonymous(crate::connections::peer(&request).map(|p| p.ip())),
+        None => Caller::Anonymous(crate::http::connections::peer(&request).map(|p| p.ip())),
         Some(value) => {
             let text = value.to_str().unwrap_or("");
             let secret = text

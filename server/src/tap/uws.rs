@@ -22,8 +22,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::access::Caller;
-use crate::tap::{self, Outcome, Params, Posted, Shared};
+use crate::app::Shared;
+use crate::tap::auth::Caller;
+use crate::tap::failure::{Failure, error, esc};
+use crate::tap::params::{Params, Posted};
+use crate::tap::stream::{Outcome, encode};
+use crate::tap::sync::{request_of, start};
 
 /// A job's phase (UWS 1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,7 +277,7 @@ fn job_url(app: &Shared, id: &str) -> String {
 }
 
 fn store_failure(e: engine::Error) -> Response {
-    let f = tap::Failure::from(&e);
+    let f = Failure::from(&e);
     text(f.status, format!("the job store failed: {}\n", f.message))
 }
 
@@ -450,11 +454,11 @@ async fn keep_parts(app: &Shared, id: &str, params: &Params) -> Result<(), Respo
         if total > app.config.upload_limit {
             return Err(text(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("{}\n", crate::uploads::too_big(app, name)),
+                format!("{}\n", crate::tap::uploads::too_big(app, name)),
             ));
         }
         let source = format!("param:{name}");
-        let Some(part) = crate::uploads::part_name(&source) else {
+        let Some(part) = crate::tap::uploads::part_name(&source) else {
             return Err(text(
                 StatusCode::BAD_REQUEST,
                 format!("'{name}' cannot name an uploaded part: use letters, digits, _ - .\n"),
@@ -633,7 +637,7 @@ async fn execute(app: &Shared, id: &str) {
             .await;
         }
     };
-    let mut request = match tap::request_of(&job.params(), &app.config) {
+    let mut request = match request_of(&job.params(), &app.config) {
         Ok(r) => r,
         Err(e) => return finish(Err(e)).await,
     };
@@ -643,29 +647,32 @@ async fn execute(app: &Shared, id: &str) {
     request.options.privileged = job.owner.as_deref().is_some_and(|o| app.users.knows(o));
     let deadline = Instant::now() + allowed;
     if let Some(value) = job.params().get("UPLOAD") {
-        let parts = crate::uploads::Parts::Job(id);
-        match tokio::time::timeout_at(deadline.into(), crate::uploads::read(app, value, &parts))
-            .await
+        let parts = crate::tap::uploads::Parts::Job(id);
+        match tokio::time::timeout_at(
+            deadline.into(),
+            crate::tap::uploads::read(app, value, &parts),
+        )
+        .await
         {
             Ok(Ok(tables)) => request.options.uploads = tables,
             Ok(Err(e)) => return finish(Err(e)).await,
             Err(_) => return finish(Err(engine::overdue(allowed))).await,
         }
     }
-    let result = match tap::start(app, &request, deadline).await {
+    let result = match start(app, &request, deadline).await {
         Ok(r) => r,
         Err(e) => return finish(Err(e.message)).await,
     };
     let token = result.token.clone();
     let mut writer = match app.engine.state().writer(&result_key(id)) {
         Ok(w) => w,
-        Err(e) => return finish(Err(tap::Failure::from(&e).message)).await,
+        Err(e) => return finish(Err(Failure::from(&e).message)).await,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     // Encoding runs inside this task, not beside it: aborting or deleting the
     // job drops the query's stream with the task, which stops the query, and
     // the task holds its slot until then.
-    let encoder = tap::encode(app.clone(), result, request.format, deadline, allowed, tx);
+    let encoder = encode(app.clone(), result, request.format, deadline, allowed, tx);
     let store = async {
         let mut stored = Ok(());
         let mut size = 0u64;
@@ -688,7 +695,7 @@ async fn execute(app: &Shared, id: &str) {
     let media = request.format.media_type();
     match (outcome, stored) {
         (_, Err(e)) => {
-            let message = tap::Failure::from(&e).message;
+            let message = Failure::from(&e).message;
             finish(Err(format!("storing the result failed: {message}"))).await
         }
         (Outcome::Done { rows, .. }, Ok(())) => finish(Ok((rows, size, token, media))).await,
@@ -791,11 +798,11 @@ async fn list(
         out.push_str(&format!(
             "<uws:jobref id=\"{}\" xlink:href=\"{}\"><uws:phase>{}</uws:phase>",
             j.id,
-            tap::esc(&job_url(&app, &j.id)),
+            esc(&job_url(&app, &j.id)),
             j.phase.name()
         ));
         if let Some(r) = &j.run_id {
-            out.push_str(&format!("<uws:runId>{}</uws:runId>", tap::esc(r)));
+            out.push_str(&format!("<uws:runId>{}</uws:runId>", esc(r)));
         }
         out.push_str(&owner_xml(j));
         out.push_str(&format!(
@@ -813,7 +820,7 @@ fn xml(body: String) -> Response {
 
 fn owner_xml(job: &Job) -> String {
     match &job.owner {
-        Some(o) => format!("<uws:ownerId>{}</uws:ownerId>", tap::esc(o)),
+        Some(o) => format!("<uws:ownerId>{}</uws:ownerId>", esc(o)),
         None => "<uws:ownerId xsi:nil=\"true\"/>".into(),
     }
 }
@@ -841,7 +848,7 @@ fn job_xml(app: &Shared, job: &Job) -> String {
     );
     out.push_str(&format!("<uws:jobId>{}</uws:jobId>\n", job.id));
     if let Some(r) = &job.run_id {
-        out.push_str(&format!("<uws:runId>{}</uws:runId>\n", tap::esc(r)));
+        out.push_str(&format!("<uws:runId>{}</uws:runId>\n", esc(r)));
     }
     out.push_str(&owner_xml(job));
     out.push_str(&format!("\n<uws:phase>{}</uws:phase>\n", job.phase.name()));
@@ -865,13 +872,13 @@ fn job_xml(app: &Shared, job: &Job) -> String {
     if let Some(e) = &job.error {
         out.push_str(&format!(
             "<uws:errorSummary type=\"fatal\" hasDetail=\"true\"><uws:message>{}</uws:message></uws:errorSummary>\n",
-            tap::esc(e)
+            esc(e)
         ));
     }
     if let Some(t) = &job.token {
         out.push_str(&format!(
             "<uws:jobInfo><token>{t}</token><replay>{}/tap/replay/{t}</replay></uws:jobInfo>\n",
-            tap::esc(&app.config.base_url)
+            esc(&app.config.base_url)
         ));
     }
     out.push_str("</uws:job>\n");
@@ -891,8 +898,8 @@ fn parameters_xml(job: &Job, alone: bool) -> String {
     for (k, v) in &job.parameters {
         out.push_str(&format!(
             "<uws:parameter id=\"{}\">{}</uws:parameter>\n",
-            tap::esc(k),
-            tap::esc(v)
+            esc(k),
+            esc(v)
         ));
     }
     out.push_str("</uws:parameters>\n");
@@ -913,13 +920,13 @@ fn results_xml(app: &Shared, job: &Job, alone: bool) -> String {
     if job.phase == Phase::Completed {
         out.push_str(&format!(
             "<uws:result id=\"result\" xlink:type=\"simple\" xlink:href=\"{}/results/result\"",
-            tap::esc(&job_url(app, &job.id))
+            esc(&job_url(app, &job.id))
         ));
         if let Some(size) = job.size {
             out.push_str(&format!(" size=\"{size}\""));
         }
         if let Some(m) = &job.result_type {
-            out.push_str(&format!(" mime-type=\"{}\"", tap::esc(m)));
+            out.push_str(&format!(" mime-type=\"{}\"", esc(m)));
         }
         out.push_str("/>\n");
     }
@@ -1225,7 +1232,7 @@ async fn owner(State(app): State<Shared>, Path(id): Path<String>) -> Response {
 async fn error_doc(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     match job_or(&app, &id).await {
         Ok(j) => match &j.error {
-            Some(message) => tap::error(StatusCode::OK, message),
+            Some(message) => error(StatusCode::OK, message),
             None => text(
                 StatusCode::NOT_FOUND,
                 format!("job {id} is {} and has no error\n", j.phase.name()),
@@ -1250,7 +1257,7 @@ async fn result(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     if let (Phase::Error, Some(message)) = (job.phase, &job.error) {
         // DALI: no result, so 404; the error document lets a client that
         // fetches the result (astroquery does) show why.
-        return tap::error(StatusCode::NOT_FOUND, message);
+        return error(StatusCode::NOT_FOUND, message);
     }
     if job.phase != Phase::Completed {
         return text(

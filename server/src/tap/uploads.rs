@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use engine::Upload;
 use futures::StreamExt;
 
-use crate::tap::Shared;
+use crate::app::Shared;
 
 /// One table named in `UPLOAD`.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,7 +262,7 @@ impl Parts<'_> {
                 .state()
                 .read(&format!("jobs/{id}/parts/{part}"))
                 .await
-                .map_err(|e| crate::tap::Failure::from(&e).message),
+                .map_err(|e| crate::tap::failure::Failure::from(&e).message),
         }
     }
 }

@@ -148,7 +148,7 @@ pub fn bounded(body: axum::body::Body, idle: Duration, whole: Duration) -> axum:
 
 /// Puts every request's body under [`bounded`], with the service's read timeout.
 pub async fn bound_bodies(
-    axum::extract::State(app): axum::extract::State<crate::tap::Shared>,
+    axum::extract::State(app): axum::extract::State<crate::app::Shared>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {

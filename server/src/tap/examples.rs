@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use engine::{Engine, QueryOptions};
 use serde::Serialize;
 
-use crate::tap::{Shared, esc};
+use crate::app::Shared;
+use crate::tap::failure::esc;
 
 /// One runnable example.
 #[derive(Debug, Clone, Serialize)]

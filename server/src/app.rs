@@ -1,0 +1,101 @@
+//! What every handler shares: the engine, the service's configuration, its
+//! limits, its jobs, its users, and where requests are logged.
+
+use crate::tap::auth::Users;
+use crate::tap::limits::Limits;
+use crate::tap::uws::Jobs;
+use engine::Engine;
+use std::sync::Arc;
+use std::time::Duration;
+/// How the service behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Rows returned when a request names no MAXREC.
+    pub maxrec_default: u64,
+    /// The most rows any request may ask for.
+    pub maxrec_limit: u64,
+    /// The URL clients reach the service at (for links in results), without `/tap`.
+    pub base_url: String,
+    /// The longest a query may run (sync), and the most an async job may ask for.
+    pub max_duration: Duration,
+    /// The longest a UWS `WAIT` blocks.
+    pub max_wait: Duration,
+    /// How long async jobs and their results are kept at most.
+    pub job_lifetime: Duration,
+    /// The largest upload accepted, in bytes.
+    pub upload_limit: u64,
+    /// Whether uploads may be fetched from loopback and private addresses.
+    pub private_uploads: bool,
+    /// The longest a request head may take, and a request body may stall.
+    pub read_timeout: Duration,
+    /// Queries one caller may have running or waiting (default: every slot
+    /// and half the queue).
+    pub per_caller: Option<usize>,
+    /// Async jobs one caller may create in an hour.
+    pub jobs_per_hour: usize,
+}
+
+impl Config {
+    /// Defaults for everything but the address.
+    pub fn new(base_url: String) -> Config {
+        Config {
+            maxrec_default: 100_000,
+            maxrec_limit: 10_000_000,
+            base_url,
+            max_duration: Duration::from_secs(600),
+            max_wait: Duration::from_secs(60),
+            job_lifetime: Duration::from_secs(7 * 24 * 3600),
+            upload_limit: 16 << 20,
+            private_uploads: false,
+            read_timeout: Duration::from_secs(30),
+            per_caller: None,
+            jobs_per_hour: 200,
+        }
+    }
+}
+
+/// What the handlers share.
+pub struct App {
+    /// The engine over the served catalog.
+    pub engine: Engine,
+    /// Limits and links.
+    pub config: Config,
+    /// Running queries and the queue in front of them.
+    pub limits: Limits,
+    /// Async jobs running in this process.
+    pub jobs: Jobs,
+    /// The bearer tokens of privileged users.
+    pub users: Users,
+    /// The DALI examples, written for the served catalog.
+    pub examples: Vec<crate::tap::examples::Example>,
+    /// Where each request is logged.
+    pub access_log: crate::http::access_log::Sink,
+}
+
+impl App {
+    /// A service over an engine; `concurrent` queries run at once, `queue` more wait.
+    pub async fn new(
+        engine: Engine,
+        config: Config,
+        concurrent: usize,
+        queue: usize,
+        users: Users,
+    ) -> App {
+        let examples = crate::tap::examples::for_catalog(&engine).await;
+        // By default one caller may take every slot, but only half the queue:
+        // others queue behind it, and are served, rather than told "busy".
+        let share = config.per_caller.unwrap_or(concurrent + queue / 2);
+        App {
+            engine,
+            config,
+            limits: Limits::new(concurrent, queue, share),
+            jobs: Jobs::default(),
+            users,
+            examples,
+            access_log: crate::http::access_log::Sink::Stderr,
+        }
+    }
+}
+
+/// The state every handler shares.
+pub type Shared = Arc<App>;
