@@ -728,3 +728,40 @@ fn the_next_server_removes_what_a_killed_one_spilled() {
     let _second = Server::start(&["--spill-dir", dir]);
     assert!(mine.exists(), "a running server's folder stays");
 }
+
+/// A client that goes away stops its query: a cross join that sends nothing
+/// until its end no longer holds its slot to the deadline (eight such
+/// requests, abandoned after two seconds, kept every other caller waiting
+/// 90 s).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_goes_away_stops_its_query() {
+    let s = Server::start(&["--max-concurrent", "1", "--max-duration", "120"]);
+    let abandoned = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+        .post(format!("{}/sync", s.tap))
+        .form(&[("QUERY", CROSS_JOIN), ("RESPONSEFORMAT", "csv")])
+        .send()
+        .await;
+    assert!(
+        abandoned.is_err(),
+        "the cross join cannot end in two seconds"
+    );
+    let asked = Instant::now();
+    let (status, body, _) = csv(&s.tap, "SELECT TOP 1 diaObjectId FROM ppdb.DiaObject", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "the next caller waited {:?} for the one slot",
+        asked.elapsed()
+    );
+    // Nothing computes for the caller who left.
+    let before = s.cpu_seconds();
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = s.cpu_seconds() - before;
+    assert!(
+        spent < 0.5,
+        "the server spent {spent} s of CPU in 2 s of quiet"
+    );
+}

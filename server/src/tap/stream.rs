@@ -155,7 +155,15 @@ pub(crate) async fn stream(
     let encoder = tokio::spawn(async move {
         let _permit = permit;
         let allowed = app.config.max_duration;
-        encode(app, result, format, deadline, allowed, tx).await
+        // A client that goes away stops its query at once: a query that sends
+        // nothing until its end (a COUNT over a cross join) would otherwise run
+        // to the deadline, holding its slot (eight such requests, abandoned
+        // after two seconds, kept every other caller waiting 90 s).
+        let gone = tx.clone();
+        tokio::select! {
+            outcome = encode(app, result, format, deadline, allowed, tx) => outcome,
+            () = gone.closed() => Outcome::Gone,
+        }
     });
     let mut held: Vec<Bytes> = Vec::new();
     let mut size = 0usize;
