@@ -1,6 +1,9 @@
 //! How many queries run at once, how many may wait for a turn, and how many
 //! of those one caller may hold: twelve requests from one address filled
-//! every slot and the queue, and every other caller was told "busy".
+//! every slot and the queue, and every other caller was told "busy". One
+//! caller also runs at most half the slots at once (its other queries wait
+//! their turn): eight slow queries from one address held every slot, and
+//! every other caller waited for the deadline.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +24,10 @@ struct Inner {
     share: usize,
     /// Queries admitted per caller.
     held: Mutex<HashMap<String, usize>>,
+    /// The most queries one caller runs at once.
+    run_share: usize,
+    /// Each caller's turns to run, of `run_share`.
+    runs: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Limits {
@@ -35,6 +42,8 @@ impl Limits {
             concurrent,
             share: share.max(1),
             held: Mutex::new(HashMap::new()),
+            run_share: (concurrent / 2).max(1),
+            runs: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -42,12 +51,21 @@ impl Limits {
     /// address of an anonymous one), or why there is none.
     pub fn admit(&self, caller: &str) -> Result<Ticket, String> {
         let share = Share::take(&self.0, caller)?;
-        if let Ok(p) = self.0.running.clone().try_acquire_owned() {
+        let runs = {
+            let mut runs = self.0.runs.lock().unwrap_or_else(|p| p.into_inner());
+            runs.entry(caller.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.0.run_share)))
+                .clone()
+        };
+        if let Ok(mine) = runs.clone().try_acquire_owned()
+            && let Ok(p) = self.0.running.clone().try_acquire_owned()
+        {
             return Ok(Ticket {
                 limits: self.0.clone(),
-                ready: Some(p),
+                ready: Some((p, mine)),
                 counted: false,
                 share,
+                runs,
             });
         }
         let mut waiting = self.0.waiting.load(Ordering::Relaxed);
@@ -73,6 +91,7 @@ impl Limits {
             ready: None,
             counted: true,
             share,
+            runs,
         })
     }
 }
@@ -112,6 +131,11 @@ impl Drop for Share {
             *n -= 1;
             if *n == 0 {
                 held.remove(&self.caller);
+                self.limits
+                    .runs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&self.caller);
             }
         }
     }
@@ -120,10 +144,12 @@ impl Drop for Share {
 /// A place in the queue.
 pub struct Ticket {
     limits: Arc<Inner>,
-    ready: Option<OwnedSemaphorePermit>,
+    /// A turn taken at once: the service's and the caller's.
+    ready: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
     // Whether this ticket holds a place in the waiting count.
     counted: bool,
     share: Share,
+    runs: Arc<Semaphore>,
 }
 
 impl Ticket {
@@ -133,12 +159,15 @@ impl Ticket {
             limits: self.share.limits.clone(),
             caller: std::mem::take(&mut self.share.caller),
         };
-        if let Some(p) = self.ready.take() {
-            return Permit(Some(p), share);
+        if let Some((p, mine)) = self.ready.take() {
+            return Permit(Some(p), Some(mine), share);
         }
-        // The semaphore is never closed, so this only fails if that changes.
+        // The caller's own turn first, so that a caller at its share waits
+        // without holding one of the service's. The semaphores are never
+        // closed, so these only fail if that changes.
+        let mine = self.runs.clone().acquire_owned().await.ok();
         let p = self.limits.running.clone().acquire_owned().await.ok();
-        Permit(p, share)
+        Permit(p, mine, share)
     }
 }
 
@@ -152,6 +181,7 @@ impl Drop for Ticket {
 
 /// A turn to run; the next query in the queue starts when it is dropped.
 pub struct Permit(
+    #[allow(dead_code)] Option<OwnedSemaphorePermit>,
     #[allow(dead_code)] Option<OwnedSemaphorePermit>,
     #[allow(dead_code)] Share,
 );
@@ -188,5 +218,24 @@ mod tests {
         drop(a1);
         let _a3 = limits.admit("a").unwrap();
         drop(a2);
+    }
+
+    #[tokio::test]
+    async fn one_caller_runs_at_most_half_the_slots_and_queues_the_rest() {
+        let limits = Limits::new(4, 8, 12);
+        let a1 = limits.admit("a").unwrap().acquire().await;
+        let _a2 = limits.admit("a").unwrap().acquire().await;
+        let a3 = limits.admit("a").unwrap();
+        let waiting = tokio::spawn(a3.acquire());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "a third query of one caller waits");
+        // Others find the other half free.
+        let _b1 = limits.admit("b").unwrap().acquire().await;
+        let _b2 = limits.admit("b").unwrap().acquire().await;
+        drop(a1);
+        let _a3 = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("the caller's next query runs when one of its own ends")
+            .unwrap();
     }
 }
