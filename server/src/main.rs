@@ -174,7 +174,8 @@ enum Command {
         queue: usize,
         /// Queries one caller (a user, or the address of an anonymous caller)
         /// may have running or waiting at once (default: --max-concurrent plus half
-        /// of --queue, so that others always find a place in the queue).
+        /// of --queue, so that others always find a place in the queue); of
+        /// those, at most half the slots run at once and the rest wait their turn.
         #[arg(long)]
         max_per_caller: Option<usize>,
         /// Async jobs one caller may create in an hour (429 beyond).
