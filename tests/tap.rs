@@ -574,6 +574,37 @@ const CROSSMATCH: &str = "SELECT u.tid, o.diaObjectId FROM TAP_UPLOAD.targets AS
      ON 1 = CONTAINS(POINT('ICRS', o.ra, o.dec), CIRCLE('ICRS', u.ra, u.dec, 0.001)) \
      ORDER BY u.tid";
 
+/// ADQL names ignore case: an upload spelled `RA`, `DEC` (as astropy writes
+/// an astronomer's table) joins DiaObject's `ra`, `dec` as the lower-case one
+/// does (every such join failed with `No field named o."RA"`).
+#[tokio::test]
+async fn an_upload_spelled_in_capitals_joins_the_catalog() {
+    let s = Server::start(&[]);
+    let capitals = TARGETS
+        .replace("name=\"ra\"", "name=\"RA\"")
+        .replace("name=\"dec\"", "name=\"DEC\"");
+    for query in [
+        CROSSMATCH.to_string(),
+        CROSSMATCH.replace("u.ra, u.dec", "u.RA, u.\"DEC\""),
+    ] {
+        let (ct, body) = multipart(
+            &[
+                ("QUERY", &query),
+                ("UPLOAD", "targets,param:t"),
+                ("RESPONSEFORMAT", "csv"),
+            ],
+            &[("t", &capitals)],
+        );
+        let r = post_multipart(&format!("{}/sync", s.tap), ct, body).await;
+        assert_eq!(r.status(), 200, "{query}");
+        let csv = r.text().await.unwrap();
+        assert_eq!(
+            csv, "tid,diaObjectId\n1,1000000006\n2,1000000008\n",
+            "{query}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn uploads_join_the_catalog_inline_by_url_and_on_replay() {
     // The URL upload below is this same service, on loopback.

@@ -107,6 +107,12 @@ struct Walker<'a> {
     pass: Pass,
     /// Names the query may use, lower-cased → spelling.
     names: HashMap<String, String>,
+    /// Every spelling of each name (lower-cased → spellings), for a quoted
+    /// name defined in more than one case (`ra` in a table, `"RA"` an alias).
+    spellings: HashMap<String, Vec<String>>,
+    /// The table each qualifier (an alias, or a table's own name) stands for,
+    /// lower-cased; `None` where one qualifier names different tables.
+    qualifiers: HashMap<String, Option<usize>>,
     /// Columns of the tables read, for hints.
     columns: Vec<String>,
     ctes: HashMap<String, String>,
@@ -144,6 +150,8 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
         text: adql,
         pass: Pass::Collect,
         names: HashMap::new(),
+        spellings: HashMap::new(),
+        qualifiers: HashMap::new(),
         columns: Vec::new(),
         ctes: HashMap::new(),
         read: Vec::new(),
@@ -285,10 +293,52 @@ impl Walker<'_> {
 
     fn define(&mut self, id: &Ident) {
         if self.collecting() {
-            self.names
-                .entry(id.value.to_lowercase())
-                .or_insert_with(|| id.value.clone());
+            self.learn(&id.value);
         }
+    }
+
+    /// Records a name the query may use, in the spelling it was defined with.
+    fn learn(&mut self, spelling: &str) {
+        let lower = spelling.to_lowercase();
+        let all = self.spellings.entry(lower.clone()).or_default();
+        if !all.iter().any(|s| s == spelling) {
+            all.push(spelling.to_string());
+        }
+        self.names
+            .entry(lower)
+            .or_insert_with(|| spelling.to_string());
+    }
+
+    /// Gives the column of `qualifier.column` the spelling of that table's own
+    /// column, when the qualifier names a table that has it: ADQL names ignore
+    /// case, so `o.ra` is DiaObject's `ra` even when an upload beside it has
+    /// `RA`. `false` when the qualifier says nothing about it.
+    fn resolve_qualified(&self, qualifier: &Ident, column: &mut Ident) -> Result<bool> {
+        let Some(Some(i)) = self.qualifiers.get(&qualifier.value.to_lowercase()) else {
+            return Ok(false);
+        };
+        let Some(own) = self.tables[*i]
+            .columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(&column.value))
+        else {
+            return Ok(false);
+        };
+        if column.quote_style.is_some() && own.name != column.value {
+            return Err(Error::at(
+                column.span,
+                format!(
+                    "quoted name \"{}\" does not match the case of {}",
+                    column.value, own.name
+                ),
+            )
+            .hint(format!(
+                "quoted names are exact: write \"{}\", or leave it unquoted",
+                own.name
+            )));
+        }
+        column.value = own.name.clone();
+        Ok(true)
     }
 
     fn check_alias(&self, id: &Ident) -> Result<()> {
@@ -318,6 +368,14 @@ impl Walker<'_> {
                 Ok(())
             }
             (Some(_), Some(spelling)) if *spelling == id.value => Ok(()),
+            (Some(_), Some(_))
+                if self
+                    .spellings
+                    .get(&lower)
+                    .is_some_and(|all| all.contains(&id.value)) =>
+            {
+                Ok(())
+            }
             (Some(_), Some(spelling)) => Err(Error::at(
                 id.span,
                 format!(
@@ -865,17 +923,26 @@ impl Walker<'_> {
                     if !self.read.contains(&i) {
                         self.read.push(i);
                     }
-                    for (n, _) in [(&table.schema, 0), (&table.name, 1)] {
-                        self.names
-                            .entry(n.to_lowercase())
-                            .or_insert_with(|| n.clone());
+                    let (schema, name) = (table.schema.clone(), table.name.clone());
+                    self.learn(&schema);
+                    self.learn(&name);
+                    let qualifier = alias.as_ref().map_or(&name, |a| &a.name.value);
+                    let bound = self
+                        .qualifiers
+                        .entry(qualifier.to_lowercase())
+                        .or_insert(Some(i));
+                    if *bound != Some(i) {
+                        *bound = None;
                     }
-                    for c in &table.columns {
-                        self.names
-                            .entry(c.name.to_lowercase())
-                            .or_insert_with(|| c.name.clone());
-                        if !self.columns.contains(&c.name) {
-                            self.columns.push(c.name.clone());
+                    let columns: Vec<String> = self.tables[i]
+                        .columns
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .collect();
+                    for c in columns {
+                        self.learn(&c);
+                        if !self.columns.contains(&c) {
+                            self.columns.push(c);
                         }
                     }
                 }
@@ -1078,6 +1145,18 @@ impl Walker<'_> {
                 if ids.len() == 4 {
                     // catalog.schema.table.column: the one catalog goes without saying.
                     ids.remove(0);
+                }
+                if let [.., qualifier, column] = ids.as_mut_slice()
+                    && !self.collecting()
+                {
+                    self.check_alias(column)?;
+                    if self.resolve_qualified(qualifier, column)? {
+                        let n = ids.len();
+                        for id in &mut ids[..n - 1] {
+                            self.resolve(id)?;
+                        }
+                        return Ok(());
+                    }
                 }
                 for id in ids {
                     self.resolve(id)?;
@@ -1834,6 +1913,41 @@ mod tests {
         let e = err("SELECT \"diaobjectid\" FROM ppdb.DiaObject");
         assert!(e.message.contains("does not match the case"), "{e}");
         assert_eq!((e.line, e.column), (1, 8));
+    }
+
+    #[test]
+    fn a_qualified_column_takes_its_own_table_s_spelling() {
+        // An upload spelled as astronomers spell it, beside the catalog's `ra`.
+        let mut tables = schema();
+        tables.push(Table {
+            schema: "TAP_UPLOAD".into(),
+            name: "pos".into(),
+            columns: ["srcid", "RA", "DEC", "rad"]
+                .iter()
+                .map(|n| Column {
+                    name: (*n).into(),
+                    unit: None,
+                })
+                .collect(),
+            key: vec![],
+        });
+        let q = parse(
+            "SELECT t.srcid, o.diaObjectId FROM TAP_UPLOAD.pos AS t JOIN ppdb.DiaObject AS o \
+             ON CONTAINS(POINT('ICRS', o.ra, o.dec), CIRCLE('ICRS', t.ra, t.\"DEC\", t.rad)) = 1",
+            &tables,
+        )
+        .expect("accepted");
+        let s = q.statement.to_string();
+        assert!(s.contains("o.ra") && s.contains("o.dec"), "{s}");
+        assert!(s.contains("t.RA") && s.contains("t.\"DEC\""), "{s}");
+        // A quoted alias spelled differently from a column of the same name.
+        let q = parse(
+            "SELECT s.\"RA\" FROM (SELECT ra AS \"RA\" FROM ppdb.DiaSource) AS s",
+            &tables,
+        );
+        assert!(q.is_ok(), "{:?}", q.err());
+        let e = parse("SELECT o.\"RA\" FROM ppdb.DiaObject AS o", &tables).unwrap_err();
+        assert!(e.message.contains("does not match the case of ra"), "{e}");
     }
 
     #[test]
