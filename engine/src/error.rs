@@ -225,9 +225,9 @@ impl Error {
             }
             if root.contains("exceeded the allowable limit") {
                 return "query failed: its sorts and joins, with those of the queries running \
-                        beside it, would fill more temporary disk than the service allows \
-                        (ppdb serve --spill-disk-mb); narrow it (a smaller cone, fewer \
-                        columns, a condition joining its tables) or try again later"
+                        beside it, would fill more temporary disk than the service allows; \
+                        narrow it (a smaller cone, fewer columns, a condition joining its \
+                        tables) or try again later"
                     .into();
             }
             let text = [

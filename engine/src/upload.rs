@@ -373,10 +373,12 @@ fn parse(name: &str, doc: &[u8]) -> Result<Parsed> {
                         match attr(e, "encoding").as_deref() {
                             Some("base64") => {}
                             other => {
-                                return Err(bad(
-                                    name,
-                                    format!("STREAM encoding {other:?} is not taken: use base64"),
-                                ));
+                                let what = match other {
+                                    Some(e) => format!("STREAM encoding \"{e}\" is not taken"),
+                                    None => "a STREAM without encoding=\"base64\" is not taken"
+                                        .to_string(),
+                                };
+                                return Err(bad(name, format!("{what}: use base64")));
                             }
                         }
                         in_stream = !empty;

@@ -42,7 +42,7 @@ pub fn overdue(allowed: Duration) -> String {
     format!(
         "the query ran longer than the execution duration of {} s and was stopped; \
          narrow it (a smaller cone, fewer columns, TOP) or give it more time (an async \
-         job with a longer EXECUTIONDURATION; ppdb query --max-duration)",
+         job with a longer EXECUTIONDURATION)",
         allowed.as_secs().max(1)
     )
 }
