@@ -87,6 +87,20 @@ pub struct Query {
     pub tables: Vec<(String, String)>,
     /// The statement as parsed, before rewriting (for [`pin`]).
     source: Statement,
+    /// The most bytes a text value the query makes may hold: its longest
+    /// literal, or [`MAX_TEXT_VALUE`] where it concatenates text.
+    pub text_width: usize,
+    /// How many columns its SELECT lists give, in all its subqueries.
+    pub outputs: usize,
+}
+
+impl Query {
+    /// The most bytes of text one row of any of its results may carry, by
+    /// what the query itself makes (a literal repeated in every row, or text it
+    /// concatenates); the catalog's own columns are not counted.
+    pub fn row_text_bytes(&self) -> usize {
+        self.text_width.saturating_mul(self.outputs.max(1))
+    }
 }
 
 /// The most operators one query may have.
@@ -111,13 +125,17 @@ pub const MAX_COLUMNS: usize = 1000;
 /// taken it past any machine's memory. Lists of values belong in an upload.
 pub const MAX_TEXT_LITERALS: usize = 64 << 10;
 
+/// The longest text one value may grow to by concatenation (`||`), in bytes:
+/// doubling a text a few dozen times would fill any memory.
+pub const MAX_TEXT_VALUE: usize = 64 << 10;
+
 /// How many parser steps (expressions started, operators looked for) a query
 /// may take per token before its parse is stopped.
 pub(crate) const STEPS_PER_TOKEN: u64 = 50;
 
 /// Parses, checks and rewrites one ADQL query.
 pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
-    let tokens = check_tokens(adql)?;
+    let (tokens, text_width) = check_tokens(adql)?;
     // Ordinary queries take a few parser steps per token; exponential
     // backtracking takes millions.
     let dialect = AdqlDialect::with_budget(STEPS_PER_TOKEN * tokens + 10_000);
@@ -169,7 +187,9 @@ pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
             });
         }
     };
-    walk::check(adql, statement, schema).map_err(|e| e.within(adql))
+    let mut query = walk::check(adql, statement, schema).map_err(|e| e.within(adql))?;
+    query.text_width = text_width;
+    Ok(query)
 }
 
 /// Refuses, before parsing, tokens that ADQL does not have and queries with
@@ -181,16 +201,19 @@ pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
 /// seconds to hours (found by the fuzzer). Refusing them here keeps parsing linear.
 ///
 /// Returns how many tokens the query has (whitespace and comments included).
-fn check_tokens(adql: &str) -> Result<u64, Error> {
+/// Returns the number of tokens and the widest text a value of the query may
+/// hold (see [`Query::text_width`]).
+fn check_tokens(adql: &str) -> Result<(u64, usize), Error> {
     use sqlparser::keywords::Keyword;
     use sqlparser::tokenizer::{Token, Tokenizer};
     // A text that does not tokenize is refused by the parser, with its position.
     let Ok(tokens) = Tokenizer::new(&AdqlDialect::default(), adql).tokenize_with_location() else {
-        return Ok(0);
+        return Ok((0, 0));
     };
     let length = tokens.len() as u64;
     let mut count = 0;
     let mut literal_bytes = 0usize;
+    let mut widest = 0usize;
     for t in tokens {
         let at = |message: String, hint: Option<&str>| Error {
             message,
@@ -210,7 +233,6 @@ fn check_tokens(adql: &str) -> Result<u64, Error> {
             | Token::Mul
             | Token::Div
             | Token::Mod
-            | Token::StringConcat
             | Token::Eq
             | Token::Neq
             | Token::Lt
@@ -222,8 +244,13 @@ fn check_tokens(adql: &str) -> Result<u64, Error> {
             | Token::Caret
             | Token::ShiftLeft
             | Token::ShiftRight => true,
+            Token::StringConcat => {
+                widest = MAX_TEXT_VALUE;
+                true
+            }
             Token::SingleQuotedString(text) => {
                 literal_bytes += text.len();
+                widest = widest.max(text.len());
                 if literal_bytes > MAX_TEXT_LITERALS {
                     return Err(at(
                         format!(
@@ -291,7 +318,7 @@ fn check_tokens(adql: &str) -> Result<u64, Error> {
             }
         }
     }
-    Ok(length)
+    Ok((length, widest))
 }
 
 /// Why a keyword that starts syntax ADQL does not have is refused, if it is one.

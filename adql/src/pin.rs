@@ -53,6 +53,8 @@ pub fn pin(
             as_of: Some(crate::AsOf::Snapshot(snapshot)),
             tables: query.tables.clone(),
             source,
+            text_width: query.text_width,
+            outputs: query.outputs,
         },
         adql,
         ordered,

@@ -120,6 +120,8 @@ struct Walker<'a> {
     as_of: Option<(AsOf, Span)>,
     /// How deep in subqueries the walk is (0: the query itself).
     depth: usize,
+    /// Columns the SELECT lists give, in all subqueries.
+    outputs: usize,
 }
 
 /// Checks and rewrites one parsed statement.
@@ -157,6 +159,7 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
         read: Vec::new(),
         as_of: None,
         depth: 0,
+        outputs: 0,
     };
     let source = Statement::Query(query.clone());
     let mut scratch = query.clone();
@@ -174,6 +177,8 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
         as_of: w.as_of.map(|(a, _)| a),
         tables,
         source,
+        text_width: 0,
+        outputs: w.outputs,
     })
 }
 
@@ -648,6 +653,9 @@ impl Walker<'_> {
                 }
                 too_wide(width, item)?;
             }
+        }
+        if self.collecting() {
+            self.outputs += s.projection.len();
         }
         for (i, item) in s.projection.iter_mut().enumerate() {
             match item {

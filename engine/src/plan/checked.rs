@@ -210,7 +210,7 @@ impl ScalarUDFImpl for Checked {
 /// The longest text `||` may make, in bytes. Each value is repeated in every
 /// row of a batch, and `s || s` doubles: sixteen levels of it took the server
 /// to 930 MB, twenty would have taken it past any machine's memory.
-pub(crate) const MAX_TEXT: i64 = 64 << 10;
+pub(crate) const MAX_TEXT: i64 = adql::MAX_TEXT_VALUE as i64;
 
 /// `l || r` on text, refused before anything is built if a value would be
 /// longer than [`MAX_TEXT`].

@@ -170,7 +170,11 @@ impl Engine {
         // service from answering others.
         off_workers(async {
             let t1 = Instant::now();
-            let state = self.session(k, cutoff, uploads).await?;
+            let mut state = self.session(k, cutoff, uploads).await?;
+            let rows = batch_rows(query, state.config().batch_size());
+            if rows != state.config().batch_size() {
+                *state.config_mut() = state.config().clone().with_batch_size(rows);
+            }
             let t2 = Instant::now();
             let plan = state
                 .statement_to_plan(DfStatement::Statement(Box::new(query.statement.clone())))
@@ -295,6 +299,20 @@ impl Engine {
         )
         .await
     }
+}
+
+/// The bytes of text one batch of a query's rows may hold, by what the query
+/// makes itself. Batches are built whole before any pool can count them: eight
+/// `UPPER` copies of a 64 KiB literal in 8 192-row batches took one query to
+/// 6.6 GB against a 128 MiB limit.
+const BATCH_TEXT_BYTES: usize = 32 << 20;
+
+/// Rows per batch for `query`: DataFusion's `default` unless the text the
+/// query makes (a wide literal, or concatenation) would put more than
+/// [`BATCH_TEXT_BYTES`] in a batch; then fewer, down to 16.
+pub(crate) fn batch_rows(query: &adql::Query, default: usize) -> usize {
+    let row = query.row_text_bytes().max(1);
+    (BATCH_TEXT_BYTES / row).clamp(16, default.max(16))
 }
 
 /// Runs `f` on the current thread with the runtime's other tasks moved to
