@@ -19,6 +19,12 @@ use server::tap::{self, auth as access, uws as jobs};
 
 use stdout::say;
 
+/// Memory a finished query freed goes back to the system: glibc's allocator
+/// kept it in per-thread arenas (8.9 GB held ten minutes after eight cross
+/// joins ended).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The bundled sample catalog, relative to the source tree this binary was built from.
 const SAMPLE_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
 
