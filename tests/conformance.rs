@@ -52,7 +52,7 @@ fn taplint_reports_no_errors() {
     };
     eprintln!("taplint {totals}\n{report}");
     assert_eq!(count("Errors"), 0, "taplint errors:\n{report}");
-    // The warnings and failures left are listed in the README with their reasons;
+    // The warnings and failures left are listed in docs/tap.md with their reasons;
     // a new one must be looked at, not waved through.
     assert!(count("Warnings") <= 1, "new taplint warnings:\n{report}");
     assert!(count("Failures") <= 1, "new taplint failures:\n{report}");

@@ -152,7 +152,7 @@ enum Command {
     /// Repeat the query a token names, exactly, and prove it: the rows must match
     /// the row count and checksum recorded when the token was made.
     Replay(query::ReplayArgs),
-    /// Serve the catalog over TAP 1.1 at http://LISTEN/tap (sync, VOSI, replay).
+    /// Serve the catalog over TAP 1.1 at http://LISTEN/tap (sync, async, uploads, VOSI, replay, and a web page at /).
     Serve {
         #[command(flatten)]
         catalog: CatalogArg,

@@ -50,7 +50,7 @@ fn memory_options(memory: usize) -> engine::EngineOptions {
 pub struct QueryArgs {
     #[command(flatten)]
     catalog: CatalogArg,
-    /// Read this snapshot: a number, an MJD in UTC with a decimal point (61002.5),
+    /// Read this snapshot: a number, an MJD in UTC with a decimal point (61368.5),
     /// or an ISO-8601 UTC time (the last snapshot committed by then).
     #[arg(long)]
     as_of: Option<String>,
