@@ -1,4 +1,4 @@
-//! Replica chunks and src chunks (CHUNKS.md §1–3): the manifest, the table
+//! Replica chunks and src chunks (docs/chunks.md §1–3): the manifest, the table
 //! files and the update records, read and checked before anything is written.
 
 use std::collections::BTreeSet;
@@ -652,7 +652,7 @@ fn unique_keys(
     Ok(by_key)
 }
 
-/// The columns of the `updates` file (CHUNKS.md §3).
+/// The columns of the `updates` file (docs/chunks.md §3).
 pub fn updates_schema() -> SchemaRef {
     let f = |n: &str, t: DataType, null: bool| Field::new(n, t, null);
     Arc::new(ArrowSchema::new(vec![

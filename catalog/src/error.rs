@@ -51,7 +51,7 @@ impl fmt::Display for Location {
     }
 }
 
-/// Why a chunk was refused (CHUNKS.md §4, "Refused chunks").
+/// Why a chunk was refused (docs/chunks.md §4, "Refused chunks").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// §4.1: the manifest or its file list is wrong.
@@ -86,7 +86,7 @@ pub enum Error {
     ChunkRefused {
         /// The chunk folder or prefix.
         chunk: String,
-        /// Which rule of CHUNKS.md refused it.
+        /// Which rule of docs/chunks.md refused it.
         kind: Refusal,
         /// What is wrong.
         message: String,

@@ -1,4 +1,4 @@
-//! Committing one checked chunk as the next snapshot (CHUNKS.md §4).
+//! Committing one checked chunk as the next snapshot (docs/chunks.md §4).
 //!
 //! Rows are immutable once written. When an update record (or a new
 //! DiaObject version) changes a stored row, the changed row is written again

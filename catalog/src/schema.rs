@@ -1,5 +1,5 @@
 //! The tables a catalog serves: their Felis description, Arrow types, and the
-//! ingest contract of CHUNKS.md (required, non-null and key columns).
+//! ingest contract of docs/chunks.md (required, non-null and key columns).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -116,7 +116,7 @@ pub struct TableSchema {
     pub physical: SchemaRef,
     /// Columns a chunk file must carry.
     pub required: Vec<&'static str>,
-    /// Columns that must not hold NULL (the `!` columns of CHUNKS.md).
+    /// Columns that must not hold NULL (the `!` columns of docs/chunks.md).
     pub not_null: Vec<&'static str>,
     /// Columns whose values are unique over all committed data, together.
     pub key: Vec<&'static str>,
@@ -189,7 +189,7 @@ impl CatalogSchema {
     }
 }
 
-/// The Arrow type a Felis datatype is stored as (CHUNKS.md §2).
+/// The Arrow type a Felis datatype is stored as (docs/chunks.md §2).
 pub fn arrow_type(dt: Datatype) -> DataType {
     match dt {
         Datatype::Byte => DataType::Int8,
@@ -208,7 +208,7 @@ pub fn arrow_type(dt: Datatype) -> DataType {
 }
 
 fn contract(id: TableId) -> (&'static str, &'static [&'static str]) {
-    // (required columns with `!` for non-null, key) straight from CHUNKS.md §2.
+    // (required columns with `!` for non-null, key) straight from docs/chunks.md §2.
     match id {
         TableId::DiaObject => (
             "diaObjectId! validityStartMjdTai! ra! dec! raErr decErr nDiaSources! \
