@@ -703,10 +703,9 @@ fn retention_keeps_what_live_tokens_read() {
 /// sample gets a token, and its replay command repeats the same CSV.
 #[test]
 fn the_readme_round_trip_works_as_written() {
-    let section = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/replay.md"),
-    )
-    .expect("docs/replay.md");
+    let section =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/replay.md"))
+            .expect("docs/replay.md");
     let line = section
         .lines()
         .find(|l| l.starts_with("$P query --format csv"))

@@ -1,0 +1,252 @@
+//! Expressions: literals, operators, CASE, CAST, IN, BETWEEN, LIKE, and what
+//! ADQL does not have.
+
+use sqlparser::ast::{
+    BinaryOperator, CastKind, CeilFloorKind, DataType, DateTimeField, Expr, Spanned, UnaryOperator,
+    Value, ValueWithSpan,
+};
+use sqlparser::tokenizer::Span;
+
+use crate::Error;
+
+use super::*;
+
+impl Walker<'_> {
+    pub(super) fn expr(&mut self, e: &mut Expr) -> Result<()> {
+        let span = e.span();
+        match e {
+            Expr::Identifier(id) => self.resolve(id),
+            Expr::CompoundIdentifier(ids) => {
+                if ids.len() == 4 {
+                    // catalog.schema.table.column: the one catalog goes without saying.
+                    ids.remove(0);
+                }
+                if let [.., qualifier, column] = ids.as_mut_slice()
+                    && !self.collecting()
+                {
+                    self.check_alias(column)?;
+                    if self.resolve_qualified(qualifier, column)? {
+                        let n = ids.len();
+                        for id in &mut ids[..n - 1] {
+                            self.resolve(id)?;
+                        }
+                        return Ok(());
+                    }
+                }
+                for id in ids {
+                    self.resolve(id)?;
+                }
+                Ok(())
+            }
+            Expr::Value(v) => match &v.value {
+                Value::Number(..) | Value::SingleQuotedString(_) | Value::Null => Ok(()),
+                Value::HexStringLiteral(h) => {
+                    let n = i64::from_str_radix(h, 16).map_err(|_| {
+                        Error::at(span, format!("hex literal 0x{h} does not fit in 64 bits"))
+                    })?;
+                    *e = number(n);
+                    Ok(())
+                }
+                Value::Boolean(_) => Err(not_adql(span, "TRUE/FALSE")
+                    .hint("compare with 1 and 0, e.g. CONTAINS(...) = 1")),
+                Value::Placeholder(p) => Err(not_adql(span, &format!("parameter {p}"))),
+                _ => Err(not_adql(span, "this literal")),
+            },
+            Expr::BinaryOp { left, op, right } => {
+                match op {
+                    BinaryOperator::Plus
+                    | BinaryOperator::Minus
+                    | BinaryOperator::Multiply
+                    | BinaryOperator::Divide
+                    | BinaryOperator::StringConcat
+                    | BinaryOperator::Gt
+                    | BinaryOperator::Lt
+                    | BinaryOperator::GtEq
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Eq
+                    | BinaryOperator::NotEq
+                    | BinaryOperator::And
+                    | BinaryOperator::Or
+                    | BinaryOperator::BitwiseAnd
+                    | BinaryOperator::BitwiseOr
+                    | BinaryOperator::BitwiseXor => {}
+                    BinaryOperator::Modulo => {
+                        return Err(not_adql(span, "the % operator").hint("use MOD(x, y)"));
+                    }
+                    other => return Err(not_adql(span, &format!("the operator {other}"))),
+                }
+                self.expr(left)?;
+                self.expr(right)?;
+                if !self.collecting() && (is_geometry(left) || is_geometry(right)) {
+                    return Err(Error::at(
+                        span,
+                        format!("the operator {op} does not apply to a geometry"),
+                    )
+                    .hint("geometries go into CONTAINS, INTERSECTS, DISTANCE, AREA, COORD1, ..."));
+                }
+                Ok(())
+            }
+            Expr::UnaryOp { op, expr } => {
+                if !matches!(
+                    op,
+                    UnaryOperator::Plus
+                        | UnaryOperator::Minus
+                        | UnaryOperator::Not
+                        | UnaryOperator::BitwiseNot
+                ) {
+                    return Err(not_adql(span, &format!("the operator {op}")));
+                }
+                self.expr(expr)?;
+                if *op == UnaryOperator::BitwiseNot && !self.collecting() {
+                    // The planner has no bitwise NOT; on two's-complement integers ~x = -x - 1.
+                    let x = std::mem::replace(&mut **expr, number(0));
+                    *e = Expr::Nested(Box::new(Expr::BinaryOp {
+                        left: Box::new(Expr::UnaryOp {
+                            op: UnaryOperator::Minus,
+                            expr: Box::new(Expr::Nested(Box::new(x))),
+                        }),
+                        op: BinaryOperator::Minus,
+                        right: Box::new(number(1)),
+                    }));
+                }
+                Ok(())
+            }
+            Expr::Nested(inner) | Expr::IsNull(inner) | Expr::IsNotNull(inner) => self.expr(inner),
+            Expr::Between {
+                expr, low, high, ..
+            } => {
+                self.expr(expr)?;
+                self.expr(low)?;
+                self.expr(high)
+            }
+            Expr::InList { expr, list, .. } => {
+                self.expr(expr)?;
+                for x in list {
+                    self.expr(x)?;
+                }
+                Ok(())
+            }
+            Expr::InSubquery { expr, subquery, .. } => {
+                self.expr(expr)?;
+                self.query(subquery)
+            }
+            Expr::Exists { subquery, .. } | Expr::Subquery(subquery) => self.query(subquery),
+            Expr::Like {
+                any, expr, pattern, ..
+            }
+            | Expr::ILike {
+                any, expr, pattern, ..
+            } => {
+                if *any {
+                    return Err(not_adql(span, "LIKE ANY"));
+                }
+                self.expr(expr)?;
+                self.expr(pattern)
+            }
+            Expr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
+                if let Some(o) = operand {
+                    self.expr(o)?;
+                }
+                for c in conditions {
+                    self.expr(&mut c.condition)?;
+                    self.expr(&mut c.result)?;
+                }
+                if let Some(x) = else_result {
+                    self.expr(x)?;
+                }
+                Ok(())
+            }
+            Expr::Cast {
+                kind,
+                expr,
+                data_type,
+                array,
+                format,
+            } => {
+                if *kind != CastKind::Cast || *array || format.is_some() {
+                    return Err(not_adql(span, "this form of CAST").hint("use CAST(x AS type)"));
+                }
+                check_cast_type(data_type, span)?;
+                self.expr(expr)
+            }
+            Expr::Ceil { expr, field } | Expr::Floor { expr, field } => {
+                if !matches!(
+                    field,
+                    CeilFloorKind::DateTimeField(DateTimeField::NoDateTime)
+                ) {
+                    return Err(not_adql(span, "CEILING/FLOOR with a second argument"));
+                }
+                self.expr(expr)
+            }
+            Expr::Function(_) => self.function(e, span),
+            Expr::Wildcard(_) | Expr::QualifiedWildcard(..) => Err(not_adql(span, "* here")),
+            Expr::Trim { .. } | Expr::Substring { .. } | Expr::Position { .. } => {
+                Err(not_adql(span, "this string function"))
+            }
+            Expr::Interval(_) | Expr::TypedString(_) | Expr::Extract { .. } => {
+                Err(not_adql(span, "this date/time syntax"))
+            }
+            Expr::IsTrue(_)
+            | Expr::IsFalse(_)
+            | Expr::IsNotTrue(_)
+            | Expr::IsNotFalse(_)
+            | Expr::IsUnknown(_)
+            | Expr::IsNotUnknown(_)
+            | Expr::IsDistinctFrom(..)
+            | Expr::IsNotDistinctFrom(..) => {
+                Err(not_adql(span, "this IS form").hint("ADQL has IS NULL and IS NOT NULL"))
+            }
+            Expr::SimilarTo { .. } | Expr::RLike { .. } => {
+                Err(not_adql(span, "this pattern match").hint("use LIKE or ILIKE"))
+            }
+            _ => Err(not_adql(span, "this expression")),
+        }
+    }
+}
+
+pub(super) fn number(n: impl ToString) -> Expr {
+    Expr::Value(ValueWithSpan {
+        value: Value::Number(n.to_string(), false),
+        span: Span::empty(),
+    })
+}
+
+pub(super) fn string(s: &str) -> Expr {
+    Expr::Value(ValueWithSpan {
+        value: Value::SingleQuotedString(s.to_string()),
+        span: Span::empty(),
+    })
+}
+
+pub(super) fn literal_string(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(s),
+            ..
+        }) => Some(s),
+        _ => None,
+    }
+}
+
+pub(super) fn check_cast_type(t: &DataType, span: Span) -> Result<()> {
+    match t {
+        DataType::SmallInt(None)
+        | DataType::Int(None)
+        | DataType::Integer(None)
+        | DataType::BigInt(None)
+        | DataType::Real
+        | DataType::DoublePrecision
+        | DataType::Char(_)
+        | DataType::Character(_)
+        | DataType::Varchar(_)
+        | DataType::CharacterVarying(_)
+        | DataType::Timestamp(None, _) => Ok(()),
+        other => Err(Error::at(span, format!("CAST to {other} is not part of ADQL"))
+            .hint("ADQL casts to SMALLINT, INTEGER, BIGINT, REAL, DOUBLE PRECISION, CHAR(n), VARCHAR(n) or TIMESTAMP")),
+    }
+}

@@ -1,0 +1,468 @@
+//! The allow-list walk: every node of the syntax tree is either an ADQL 2.1
+//! construct (checked, names resolved, rewritten for the planner) or a refusal
+//! with its position.
+//!
+//! The walk runs twice over the query. The first pass collects the names the
+//! query may use (columns of the tables it reads, and every alias it defines,
+//! wherever it defines it); the second checks and rewrites. Scoping is left to
+//! the planner: this walk only decides what a name is spelled like.
+
+use std::collections::HashMap;
+
+/// The constraint of a join ADQL has (inner, outer, cross), or `None` for the
+/// kinds it has not (semi, anti, ASOF, ...). A macro so that one list serves
+/// shared and mutable borrows alike.
+macro_rules! adql_join_constraint {
+    ($op:expr) => {
+        match $op {
+            sqlparser::ast::JoinOperator::Join(c)
+            | sqlparser::ast::JoinOperator::Inner(c)
+            | sqlparser::ast::JoinOperator::Left(c)
+            | sqlparser::ast::JoinOperator::LeftOuter(c)
+            | sqlparser::ast::JoinOperator::Right(c)
+            | sqlparser::ast::JoinOperator::RightOuter(c)
+            | sqlparser::ast::JoinOperator::FullOuter(c)
+            | sqlparser::ast::JoinOperator::CrossJoin(c) => Some(c),
+            _ => None,
+        }
+    };
+}
+pub(crate) use adql_join_constraint;
+
+use sqlparser::ast::{Spanned, Statement};
+use sqlparser::tokenizer::Span;
+
+use crate::{AsOf, Error, Query, SchemaInfo, Table};
+
+mod expr;
+mod function;
+mod names;
+mod query;
+mod relation;
+mod select;
+
+use expr::*;
+use function::*;
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// Words that cannot be used as an unquoted name (ADQL 2.1 §2.1.3 and SQL-92).
+const RESERVED: &[&str] = &[
+    "ALL",
+    "AND",
+    "ANY",
+    "AS",
+    "ASC",
+    "BETWEEN",
+    "BY",
+    "CASE",
+    "CAST",
+    "DESC",
+    "DISTINCT",
+    "ELSE",
+    "END",
+    "EXCEPT",
+    "EXISTS",
+    "FALSE",
+    "FROM",
+    "FULL",
+    "GROUP",
+    "HAVING",
+    "IN",
+    "INNER",
+    "INTERSECT",
+    "IS",
+    "JOIN",
+    "LEFT",
+    "LIKE",
+    "ILIKE",
+    "NATURAL",
+    "NOT",
+    "NULL",
+    "OFFSET",
+    "ON",
+    "OR",
+    "ORDER",
+    "OUTER",
+    "RIGHT",
+    "SELECT",
+    "THEN",
+    "TOP",
+    "TRUE",
+    "UNION",
+    "USING",
+    "WHEN",
+    "WHERE",
+    "WITH",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Collect,
+    Rewrite,
+}
+
+struct Walker<'a> {
+    tables: &'a [Table],
+    /// The query text, to place errors whose syntax node has no position.
+    text: &'a str,
+    pass: Pass,
+    /// Names the query may use, lower-cased → spelling.
+    names: HashMap<String, String>,
+    /// Every spelling of each name (lower-cased → spellings), for a quoted
+    /// name defined in more than one case (`ra` in a table, `"RA"` an alias).
+    spellings: HashMap<String, Vec<String>>,
+    /// The table each qualifier (an alias, or a table's own name) stands for,
+    /// lower-cased; `None` where one qualifier names different tables.
+    qualifiers: HashMap<String, Option<usize>>,
+    /// Columns of the tables read, for hints.
+    columns: Vec<String>,
+    ctes: HashMap<String, String>,
+    read: Vec<usize>,
+    as_of: Option<(AsOf, Span)>,
+    /// How deep in subqueries the walk is (0: the query itself).
+    depth: usize,
+    /// Columns the SELECT lists give, in all subqueries.
+    outputs: usize,
+}
+
+/// Checks and rewrites one parsed statement.
+pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -> Result<Query> {
+    let mut query = match statement {
+        Statement::Query(q) => q,
+        other => {
+            let word = adql
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('(')
+                .to_uppercase();
+            let span = other.span();
+            let span = if span.start.line == 0 {
+                Span::new((1, 1).into(), (1, 1).into())
+            } else {
+                span
+            };
+            return Err(Error::at(
+                span,
+                format!("{word} is not allowed: ADQL accepts a single SELECT query"),
+            ));
+        }
+    };
+    let mut w = Walker {
+        tables: schema.tables(),
+        text: adql,
+        pass: Pass::Collect,
+        names: HashMap::new(),
+        spellings: HashMap::new(),
+        qualifiers: HashMap::new(),
+        columns: Vec::new(),
+        ctes: HashMap::new(),
+        read: Vec::new(),
+        as_of: None,
+        depth: 0,
+        outputs: 0,
+    };
+    let source = Statement::Query(query.clone());
+    let mut scratch = query.clone();
+    w.query(&mut scratch)?;
+    w.pass = Pass::Rewrite;
+    w.query(&mut query)?;
+    let tables = w
+        .read
+        .iter()
+        .map(|&i| (w.tables[i].schema.clone(), w.tables[i].name.clone()))
+        .collect();
+    Ok(Query {
+        adql: adql.to_string(),
+        statement: Statement::Query(query),
+        as_of: w.as_of.map(|(a, _)| a),
+        tables,
+        source,
+        text_width: 0,
+        outputs: w.outputs,
+    })
+}
+
+/// Where `needle` first appears in `text`, as a span of line and column (from 1).
+fn locate(text: &str, needle: &str) -> Option<Span> {
+    let (line, column) = crate::error::line_column(text, text.find(needle)?);
+    Some(Span::new((line, column).into(), (line, column).into()))
+}
+
+fn not_adql(span: Span, what: &str) -> Error {
+    Error::at(span, format!("{what} is not part of ADQL"))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{AsOf, Column, Table, parse};
+
+    fn schema() -> Vec<Table> {
+        let col = |n: &str, u: Option<&str>| Column {
+            name: n.into(),
+            unit: u.map(Into::into),
+        };
+        vec![
+            Table {
+                schema: "ppdb".into(),
+                name: "DiaObject".into(),
+                columns: vec![
+                    col("diaObjectId", None),
+                    col("ra", Some("deg")),
+                    col("dec", Some("deg")),
+                    col("g_psfFluxMean", Some("nJy")),
+                ],
+                key: vec![],
+            },
+            Table {
+                schema: "ppdb".into(),
+                name: "DiaSource".into(),
+                columns: vec![
+                    col("diaSourceId", None),
+                    col("diaObjectId", None),
+                    col("ra", Some("deg")),
+                    col("dec", Some("deg")),
+                    col("midpointMjdTai", Some("d")),
+                ],
+                key: vec![],
+            },
+        ]
+    }
+
+    #[test]
+    fn text_literals_stop_at_64_kib_in_all_with_the_place_of_the_one_past_it() {
+        let half = "x".repeat(32 << 10);
+        let ok = format!("SELECT '{half}' AS a, '{half}' AS b FROM ppdb.DiaObject");
+        assert!(parse(&ok, &schema()).is_ok());
+        let over = format!("SELECT '{half}' AS a, '{half}' AS b, 'y' AS c FROM ppdb.DiaObject");
+        let e = parse(&over, &schema()).unwrap_err();
+        assert!(e.message.contains("more than 64 KiB"), "{e}");
+        let col = usize::try_from(e.column).unwrap();
+        assert_eq!(&over[col - 1..col + 2], "'y'", "{e}");
+    }
+
+    #[test]
+    fn operator_chains_stop_at_the_limit_with_the_place_of_the_one_too_many() {
+        let chain = |n: usize| {
+            let terms: Vec<String> = (0..n).map(|i| format!("ra = {i}")).collect();
+            format!("SELECT ra FROM ppdb.DiaObject WHERE {}", terms.join(" OR "))
+        };
+        // n comparisons and n - 1 ORs.
+        let at_limit = crate::MAX_OPERATORS.div_ceil(2);
+        // The checking passes recurse as deep as the chain; the engine gives them
+        // a grown stack, as this test does (a debug build needs more than 2 MiB).
+        let long = chain(at_limit);
+        std::thread::Builder::new()
+            .stack_size(32 << 20)
+            .spawn(move || assert!(parse(&long, &schema()).is_ok()))
+            .unwrap()
+            .join()
+            .unwrap();
+        let e = parse(&chain(at_limit + 1), &schema()).unwrap_err();
+        assert!(e.message.contains("more than 500 operators"), "{e}");
+        assert_eq!(e.line, 1);
+        let text = chain(at_limit + 1);
+        let col = usize::try_from(e.column).unwrap();
+        assert_eq!(&text[col - 1..col], "=", "{e}");
+        assert!(e.hint.unwrap().contains("IN ("));
+    }
+
+    #[test]
+    fn a_table_named_in_single_quotes_is_refused_at_its_place() {
+        let e = parse("SELECT *\nFROM  '/etc/passwd'", &schema()).unwrap_err();
+        assert_eq!((e.line, e.column), (2, 8), "{e}");
+    }
+
+    fn ok(q: &str) -> String {
+        match parse(q, &schema()) {
+            Ok(q) => q.statement.to_string(),
+            Err(e) => panic!("{q}: {e}"),
+        }
+    }
+
+    fn err(q: &str) -> crate::Error {
+        match parse(q, &schema()) {
+            Ok(x) => panic!("{q} was accepted as {}", x.statement),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn a_result_never_has_two_columns_of_one_name() {
+        let s = ok("SELECT ra, RA FROM ppdb.DiaObject");
+        assert!(s.contains("ra, ra AS \"ra_2\""), "{s}");
+        // Columns a wildcard brings in keep their names; the explicit one moves.
+        let s = ok("SELECT ra, * FROM ppdb.DiaObject");
+        assert!(s.starts_with("SELECT ra AS \"ra_2\", *"), "{s}");
+        let s = ok("SELECT o.*, s.ra FROM ppdb.DiaObject AS o, ppdb.DiaSource AS s");
+        assert!(s.contains("s.ra AS \"ra_2\""), "{s}");
+        let s = ok(
+            "SELECT DiaSource.*, o.ra FROM ppdb.DiaObject AS o JOIN ppdb.DiaSource USING (diaObjectId)",
+        );
+        assert!(s.contains("o.ra AS \"ra_2\""), "{s}");
+        // Not when the wildcard is of another table.
+        let s = ok("SELECT s.*, o.g_psfFluxMean FROM ppdb.DiaObject AS o, ppdb.DiaSource AS s");
+        assert!(!s.contains("_2"), "{s}");
+        // Wildcards that would bring in one name twice are written out, and
+        // renamed as explicit columns are.
+        let s = ok(
+            "SELECT * FROM ppdb.DiaObject AS o JOIN ppdb.DiaSource AS s ON s.diaObjectId = o.diaObjectId",
+        );
+        assert!(!s.contains('*'), "{s}");
+        assert!(s.contains("s.ra AS \"ra_2\""), "{s}");
+        assert!(s.contains("s.diaObjectId AS \"diaObjectId_2\""), "{s}");
+        let s = ok("SELECT o.*, s.* FROM ppdb.DiaObject AS o, ppdb.DiaSource AS s");
+        assert!(s.contains("s.dec AS \"dec_2\""), "{s}");
+        // A join that merges its columns shows them once: left to the planner.
+        let s = ok("SELECT * FROM ppdb.DiaObject JOIN ppdb.DiaSource USING (diaObjectId)");
+        assert!(s.contains('*'), "{s}");
+        let e = err("SELECT ra AS x, dec AS X FROM ppdb.DiaObject");
+        assert_eq!((e.line, e.column), (1, 24), "{e}");
+        assert!(e.message.contains("already has a column named X"), "{e}");
+        let e = err("SELECT *, dec AS ra FROM ppdb.DiaObject");
+        assert_eq!((e.line, e.column), (1, 18), "{e}");
+    }
+
+    #[test]
+    fn names_take_the_schema_spelling() {
+        let s = ok("select diaobjectid, RA from PPDB.diaobject");
+        assert!(s.contains("diaObjectId"), "{s}");
+        assert!(s.contains("\"ppdb\".\"DiaObject\""), "{s}");
+        let e = err("SELECT \"diaobjectid\" FROM ppdb.DiaObject");
+        assert!(e.message.contains("does not match the case"), "{e}");
+        assert_eq!((e.line, e.column), (1, 8));
+    }
+
+    #[test]
+    fn a_qualified_column_takes_its_own_table_s_spelling() {
+        // An upload spelled as astronomers spell it, beside the catalog's `ra`.
+        let mut tables = schema();
+        tables.push(Table {
+            schema: "TAP_UPLOAD".into(),
+            name: "pos".into(),
+            columns: ["srcid", "RA", "DEC", "rad"]
+                .iter()
+                .map(|n| Column {
+                    name: (*n).into(),
+                    unit: None,
+                })
+                .collect(),
+            key: vec![],
+        });
+        let q = parse(
+            "SELECT t.srcid, o.diaObjectId FROM TAP_UPLOAD.pos AS t JOIN ppdb.DiaObject AS o \
+             ON CONTAINS(POINT('ICRS', o.ra, o.dec), CIRCLE('ICRS', t.ra, t.\"DEC\", t.rad)) = 1",
+            &tables,
+        )
+        .expect("accepted");
+        let s = q.statement.to_string();
+        assert!(s.contains("o.ra") && s.contains("o.dec"), "{s}");
+        assert!(s.contains("t.RA") && s.contains("t.\"DEC\""), "{s}");
+        // A quoted alias spelled differently from a column of the same name.
+        let q = parse(
+            "SELECT s.\"RA\" FROM (SELECT ra AS \"RA\" FROM ppdb.DiaSource) AS s",
+            &tables,
+        );
+        assert!(q.is_ok(), "{:?}", q.err());
+        let e = parse("SELECT o.\"RA\" FROM ppdb.DiaObject AS o", &tables).unwrap_err();
+        assert!(e.message.contains("does not match the case of ra"), "{e}");
+    }
+
+    #[test]
+    fn unknown_names_get_a_hint_and_a_position() {
+        let e = err("SELECT ra,\n  diaobjid FROM ppdb.DiaObject");
+        assert_eq!((e.line, e.column), (2, 3));
+        assert!(e.hint.unwrap().contains("diaObjectId"));
+        let e = err("SELECT * FROM ppdb.DiaObjekt");
+        assert!(e.hint.unwrap().contains("ppdb.DiaObject"));
+    }
+
+    #[test]
+    fn top_becomes_a_limit_and_limit_is_refused() {
+        assert!(ok("SELECT TOP 5 ra FROM ppdb.DiaObject").ends_with("LIMIT 5"));
+        assert!(ok("SELECT TOP 5 ra FROM ppdb.DiaObject OFFSET 3").ends_with("LIMIT 5 OFFSET 3"));
+        let e = err("SELECT ra FROM ppdb.DiaObject LIMIT 5");
+        assert!(e.hint.unwrap().contains("TOP"));
+        let e = err("SELECT TOP 5 DISTINCT ra FROM ppdb.DiaObject");
+        assert!(e.message.contains("DISTINCT"), "{e}");
+    }
+
+    #[test]
+    fn one_select_only() {
+        for q in [
+            "DROP TABLE ppdb.DiaObject",
+            "INSERT INTO ppdb.DiaObject VALUES (1)",
+            "SELECT 1; SELECT 2",
+            "SELECT * FROM read_parquet('/etc/passwd')",
+            "COPY ppdb.DiaObject TO '/tmp/x'",
+            "SET x = 1",
+            "EXPLAIN SELECT 1",
+        ] {
+            let e = err(q);
+            assert!(e.line >= 1, "{q}: {e}");
+        }
+        assert!(
+            err("SELECT version() FROM ppdb.DiaObject")
+                .message
+                .contains("unknown function")
+        );
+    }
+
+    #[test]
+    fn time_travel_is_taken_out_and_must_agree() {
+        let q = parse(
+            "SELECT o.ra FROM ppdb.DiaObject FOR SYSTEM_TIME AS OF 3 AS o",
+            &schema(),
+        );
+        // sqlparser puts the alias before the version clause; both orders are tried.
+        let q = q.or_else(|_| {
+            parse(
+                "SELECT o.ra FROM ppdb.DiaObject AS o FOR SYSTEM_TIME AS OF 3",
+                &schema(),
+            )
+        });
+        let q = q.unwrap();
+        assert_eq!(q.as_of, Some(AsOf::Snapshot(3)));
+        assert!(!q.statement.to_string().contains("SYSTEM_TIME"));
+        let e = err(
+            "SELECT * FROM ppdb.DiaObject FOR SYSTEM_TIME AS OF 3 NATURAL JOIN ppdb.DiaSource FOR SYSTEM_TIME AS OF 4",
+        );
+        assert!(e.message.contains("one snapshot"), "{e}");
+    }
+
+    #[test]
+    fn geometry_becomes_udfs() {
+        let s = ok(
+            "SELECT ra FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 10, 20, 0.5)) = 1",
+        );
+        assert!(s.contains("adql_cone(ra, dec, 10, 20, 0.5) = 1"), "{s}");
+        let s = ok("SELECT DISTANCE(POINT(ra, dec), POINT(1, 2)) FROM ppdb.DiaObject");
+        assert!(s.contains("adql_distance(ra, dec, 1, 2)"), "{s}");
+        let e = err(
+            "SELECT ra FROM ppdb.DiaObject WHERE CONTAINS(POINT('GALACTIC', ra, dec), CIRCLE(1, 2, 3)) = 1",
+        );
+        assert!(e.message.contains("GALACTIC"));
+        assert!(
+            err("SELECT REGION('x') FROM ppdb.DiaObject")
+                .message
+                .contains("REGION")
+        );
+    }
+
+    #[test]
+    fn in_unit_uses_the_column_unit() {
+        let s = ok("SELECT IN_UNIT(ra, 'arcsec') FROM ppdb.DiaObject");
+        assert!(s.contains("ra * 3.6e3"), "{s}");
+        assert!(
+            err("SELECT IN_UNIT(ra, 'nJy') FROM ppdb.DiaObject")
+                .message
+                .contains("cannot convert")
+        );
+    }
+
+    #[test]
+    fn hex_literals_are_integers() {
+        assert!(ok("SELECT diaObjectId & 0xFF FROM ppdb.DiaObject").contains("& 255"));
+    }
+}

@@ -1,0 +1,189 @@
+//! Queries and set operations: WITH, UNION/INTERSECT/EXCEPT, ORDER BY, TOP
+//! (rewritten as LIMIT), and what ADQL does not have.
+
+use sqlparser::ast::{
+    Expr, LimitClause, Offset, OffsetRows, OrderByKind, Query as SqlQuery, SetExpr, SetOperator,
+    SetQuantifier, Spanned, Value, ValueWithSpan,
+};
+
+use crate::Error;
+
+use super::*;
+
+impl Walker<'_> {
+    pub(super) fn query(&mut self, q: &mut SqlQuery) -> Result<()> {
+        self.depth += 1;
+        let walked = self.query_body(q);
+        self.depth -= 1;
+        walked
+    }
+
+    pub(super) fn query_body(&mut self, q: &mut SqlQuery) -> Result<()> {
+        let span = q.span();
+        if let Some(with) = &mut q.with {
+            if self.depth > 1 {
+                // ADQL 2.1's grammar has WITH only in front of the whole query.
+                return Err(Error::at(
+                    with.with_token.0.span,
+                    "WITH may only start the whole query, not a subquery",
+                )
+                .hint("move the common table expression to the front of the query"));
+            }
+            if with.recursive {
+                return Err(not_adql(with.with_token.0.span, "WITH RECURSIVE"));
+            }
+            for cte in &mut with.cte_tables {
+                if cte.from.is_some() || cte.materialized.is_some() {
+                    return Err(not_adql(cte.alias.name.span, "MATERIALIZED"));
+                }
+                self.table_alias(&cte.alias)?;
+                if self.collecting() {
+                    self.ctes.insert(
+                        cte.alias.name.value.to_lowercase(),
+                        cte.alias.name.value.clone(),
+                    );
+                }
+                self.query(&mut cte.query)?;
+            }
+        }
+        if q.fetch.is_some() {
+            return Err(not_adql(span, "FETCH").hint("use SELECT TOP n"));
+        }
+        if !q.locks.is_empty() || q.for_clause.is_some() {
+            return Err(not_adql(span, "FOR UPDATE / FOR XML"));
+        }
+        if q.settings.is_some() || q.format_clause.is_some() || !q.pipe_operators.is_empty() {
+            return Err(not_adql(span, "this clause"));
+        }
+        let top = self.set_expr(&mut q.body)?;
+        if let Some(ob) = &mut q.order_by {
+            if ob.interpolate.is_some() {
+                return Err(not_adql(span, "INTERPOLATE"));
+            }
+            match &mut ob.kind {
+                OrderByKind::All(_) => return Err(not_adql(span, "ORDER BY ALL")),
+                OrderByKind::Expressions(exprs) => {
+                    for o in exprs {
+                        if o.with_fill.is_some() {
+                            return Err(not_adql(o.expr.span(), "WITH FILL"));
+                        }
+                        self.expr(&mut o.expr)?;
+                    }
+                }
+            }
+        }
+        let offset = match q.limit_clause.take() {
+            None => None,
+            Some(LimitClause::LimitOffset { limit: Some(l), .. }) => {
+                return Err(not_adql(l.span(), "LIMIT").hint("ADQL limits rows with SELECT TOP n"));
+            }
+            Some(LimitClause::OffsetCommaLimit { limit, .. }) => {
+                return Err(
+                    not_adql(limit.span(), "LIMIT").hint("ADQL limits rows with SELECT TOP n")
+                );
+            }
+            Some(LimitClause::LimitOffset {
+                limit: None,
+                offset,
+                limit_by,
+            }) => {
+                if let Some(e) = limit_by.first() {
+                    return Err(not_adql(e.span(), "LIMIT BY"));
+                }
+                match offset {
+                    Some(Offset { value, .. }) => {
+                        let span = value.span();
+                        match &value {
+                            Expr::Value(ValueWithSpan {
+                                value: Value::Number(n, _),
+                                ..
+                            }) if n.parse::<u64>().is_ok() => Some(value),
+                            _ => {
+                                return Err(Error::at(span, "OFFSET takes a non-negative integer"));
+                            }
+                        }
+                    }
+                    None => None,
+                }
+            }
+        };
+        if top.is_some() || offset.is_some() {
+            q.limit_clause = Some(LimitClause::LimitOffset {
+                limit: top.map(number),
+                offset: offset.map(|value| Offset {
+                    value,
+                    rows: OffsetRows::None,
+                }),
+                limit_by: vec![],
+            });
+        }
+        Ok(())
+    }
+
+    /// Walks a query body; returns the `TOP` of its `SELECT`, which the caller applies.
+    pub(super) fn set_expr(&mut self, body: &mut SetExpr) -> Result<Option<u64>> {
+        match body {
+            SetExpr::Select(s) => self.select(s),
+            SetExpr::Query(q) => {
+                self.query(q)?;
+                Ok(None)
+            }
+            SetExpr::SetOperation {
+                left,
+                op,
+                set_quantifier,
+                right,
+            } => {
+                if *op == SetOperator::Minus {
+                    return Err(not_adql(left.span(), "MINUS").hint("use EXCEPT"));
+                }
+                if *set_quantifier == SetQuantifier::All && *op != SetOperator::Union {
+                    // DataFusion 55 plans these as semi/anti joins, which get the
+                    // duplicate counts wrong; refusing beats a wrong answer.
+                    return Err(
+                        Error::at(right.span(), format!("{op} ALL is not supported yet"))
+                            .hint(format!("{op} without ALL is; UNION ALL is too")),
+                    );
+                }
+                if !matches!(
+                    set_quantifier,
+                    SetQuantifier::All | SetQuantifier::Distinct | SetQuantifier::None
+                ) {
+                    return Err(not_adql(right.span(), "BY NAME"));
+                }
+                for side in [left, right] {
+                    if let Some(top) = self.set_expr(side)? {
+                        // TOP binds to its own SELECT: keep it there as a parenthesised query.
+                        let placeholder = SetExpr::Values(sqlparser::ast::Values {
+                            explicit_row: false,
+                            value_keyword: false,
+                            rows: vec![],
+                        });
+                        let inner = std::mem::replace(&mut **side, placeholder);
+                        **side = SetExpr::Query(Box::new(SqlQuery {
+                            with: None,
+                            body: Box::new(inner),
+                            order_by: None,
+                            limit_clause: Some(LimitClause::LimitOffset {
+                                limit: Some(number(top)),
+                                offset: None,
+                                limit_by: vec![],
+                            }),
+                            fetch: None,
+                            locks: vec![],
+                            for_clause: None,
+                            settings: None,
+                            format_clause: None,
+                            pipe_operators: vec![],
+                        }));
+                    }
+                }
+                Ok(None)
+            }
+            other => {
+                Err(not_adql(other.span(), "this statement")
+                    .hint("ADQL accepts a single SELECT query"))
+            }
+        }
+    }
+}
