@@ -1,13 +1,10 @@
 //! The catalog handle: open a URL, ingest chunks, list snapshots, scan tables.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
-use arrow_array::{Array, BooleanArray, Int64Array, RecordBatch};
-use futures::TryStreamExt;
+use arrow_array::{BooleanArray, RecordBatch};
 use object_store::ObjectStoreExt;
 use tokio::sync::Mutex;
 
@@ -18,12 +15,12 @@ use crate::healpix::Cell;
 use crate::index::AnchorIndex;
 use crate::ingest::Ingest;
 use crate::log::{self, Action, Entry, FileStats, LOG_FORMAT, LogState, SnapshotInfo};
-use crate::schema::{ADDED, CatalogSchema, RETIRED, TableId};
+use crate::schema::{CatalogSchema, TableId};
 use crate::store::{self, Location};
 
 /// Default HEALPix order of partitions (cells of about 0.84 deg²).
 pub const DEFAULT_PARTITION_ORDER: u8 = 6;
-const COMMIT_ATTEMPTS: usize = 32;
+pub(crate) const COMMIT_ATTEMPTS: usize = 32;
 /// Key columns of stored files kept in memory between commits (ingest re-reads them).
 const COLUMN_CACHE_BYTES: u64 = 512 << 20;
 /// DiaObject, DiaSource and DiaForcedSource files this process wrote, kept
@@ -34,11 +31,11 @@ const WRITTEN_CACHE_BYTES: u64 = 2 << 30;
 
 /// A catalog: a snapshot log and the partitioned Parquet files it lists.
 pub struct Catalog {
-    loc: Location,
-    schema: Arc<CatalogSchema>,
-    state: Mutex<Arc<LogState>>,
-    index: Mutex<Arc<AnchorIndex>>,
-    columns: datafile::ColumnCache,
+    pub(crate) loc: Location,
+    pub(crate) schema: Arc<CatalogSchema>,
+    pub(crate) state: Mutex<Arc<LogState>>,
+    pub(crate) index: Mutex<Arc<AnchorIndex>>,
+    pub(crate) columns: datafile::ColumnCache,
 }
 
 /// What ingesting one chunk did.
@@ -88,37 +85,6 @@ pub struct TableScan {
     pub partition_order: u8,
     /// Files that may hold visible rows.
     pub files: Vec<ScanFile>,
-}
-
-/// What a compaction did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CompactReport {
-    /// Files replaced.
-    pub files_removed: usize,
-    /// Files written.
-    pub files_added: usize,
-    /// Partitions compacted.
-    pub partitions: usize,
-    /// Rows left out because no retained snapshot sees them.
-    pub rows_dropped: u64,
-}
-
-/// What expiring snapshots did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ExpireReport {
-    /// Snapshots newly expired.
-    pub expired: Vec<u64>,
-    /// Snapshots below the horizon kept readable.
-    pub kept: Vec<u64>,
-}
-
-/// What a vacuum did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct VacuumReport {
-    /// Objects deleted.
-    pub deleted: Vec<String>,
-    /// Objects kept because some retained snapshot needs them.
-    pub kept: usize,
 }
 
 impl Catalog {
@@ -409,278 +375,4 @@ impl Catalog {
         }
         Ok(arrow_select::concat::concat_batches(&ts.arrow, &out)?)
     }
-
-    /// Merges each partition's files into one, folding retirements into `_retired`.
-    /// No snapshot changes: every snapshot shows the same rows before and after.
-    pub async fn compact(&self) -> Result<CompactReport> {
-        for _ in 0..COMMIT_ATTEMPTS {
-            let state = self.state().await?;
-            let order = state.partition_order;
-            // Files are grouped by the ingest-order cell that holds them: fresh
-            // files cover such a cell, compacted ones one of its partitions.
-            let mut groups: BTreeMap<(TableId, Option<Cell>), Vec<&log::LiveFile>> =
-                BTreeMap::new();
-            for f in state.files.values() {
-                let key = f.entry.cell.map(|c| c.ancestor(state.ingest_order()));
-                groups.entry((f.entry.table, key)).or_default().push(f);
-            }
-            let mut removed = Vec::new();
-            let mut added = Vec::new();
-            let mut report = CompactReport::default();
-            let horizon = (state.expired_before > 0).then_some(state.expired_before);
-            let index = self.anchor_index(&state).await?;
-            for ((table, _), files) in groups {
-                let ts = self.schema.table(table);
-                // Rows retired before the horizon may be droppable, unless this
-                // file was already pruned at this horizon.
-                let prunable = |f: &log::LiveFile| {
-                    horizon.is_some()
-                        && f.entry
-                            .retired_min
-                            .is_some_and(|r| r <= state.expired_before)
-                        && f.entry.pruned_below != horizon
-                };
-                let mut by_cell: BTreeMap<Option<Cell>, Vec<&log::LiveFile>> = BTreeMap::new();
-                let mut coarse = Vec::new();
-                for f in files {
-                    match f.entry.cell {
-                        Some(c) if c.order < order => coarse.push((f, c)),
-                        cell => by_cell.entry(cell).or_default().push(f),
-                    }
-                }
-                // A coarse file's rows go to the partitions their anchors name.
-                let mut pieces: BTreeMap<Option<Cell>, Vec<RecordBatch>> = BTreeMap::new();
-                for (f, fresh) in coarse {
-                    let phys = self.folded(ts, f).await?;
-                    let anchor = crate::ingest::anchors(ts, &phys, &|id| index.anchor(id));
-                    // A row without an anchor (none in practice) keeps its file's cell.
-                    let cell_of = |row: usize| match anchor.as_ref().filter(|a| a.is_valid(row)) {
-                        Some(a) => Cell::of_healpix_29(order, a.value(row)),
-                        None => fresh,
-                    };
-                    let mut rows: BTreeMap<Cell, Vec<u32>> = BTreeMap::new();
-                    for row in 0..phys.num_rows() {
-                        rows.entry(cell_of(row)).or_default().push(row as u32);
-                    }
-                    for (cell, rows) in rows {
-                        let taken = arrow_select::take::take_record_batch(
-                            &phys,
-                            &arrow_array::UInt32Array::from(rows),
-                        )?;
-                        pieces.entry(Some(cell)).or_default().push(taken);
-                    }
-                    removed.push(f.entry.path.clone());
-                }
-                for (cell, files) in by_cell {
-                    let dirty = files.iter().any(|f| !f.retired.is_empty());
-                    let joined = pieces.contains_key(&cell);
-                    if files.len() < 2 && !dirty && !joined && !files.iter().any(|f| prunable(f)) {
-                        continue;
-                    }
-                    let piece = pieces.entry(cell).or_default();
-                    for f in files {
-                        piece.push(self.folded(ts, f).await?);
-                        removed.push(f.entry.path.clone());
-                    }
-                }
-                for (cell, batches) in pieces {
-                    let mut all = arrow_select::concat::concat_batches(&ts.physical, &batches)?;
-                    if horizon.is_some() {
-                        let before = all.num_rows();
-                        all = retained_rows(&state, &all)?;
-                        report.rows_dropped += (before - all.num_rows()) as u64;
-                    }
-                    report.partitions += 1;
-                    if all.num_rows() == 0 {
-                        continue;
-                    }
-                    let anchor = crate::ingest::anchors(ts, &all, &|id| index.anchor(id));
-                    let sorted = datafile::without_empty_columns(
-                        ts,
-                        &datafile::sort(ts, &all, anchor.as_ref())?,
-                    )?;
-                    let path = datafile::new_path(table, cell, state.latest(), "c");
-                    let mut entry = datafile::write(&self.loc, ts, cell, path, &sorted).await?;
-                    entry.retired_min = retired_min(&sorted);
-                    entry.pruned_below = horizon;
-                    added.push(entry);
-                }
-            }
-            report.files_removed = removed.len();
-            report.files_added = added.len();
-            if removed.is_empty() {
-                return Ok(report);
-            }
-            let entry = Entry {
-                format: LOG_FORMAT.into(),
-                version: state.version + 1,
-                written_at: chrono::Utc::now(),
-                action: Action::Compact { removed, added },
-            };
-            if log::try_append(&self.loc, &entry).await? {
-                return Ok(report);
-            }
-            // A commit slipped in (it may retire rows of the files we merged): start over.
-        }
-        Err(Error::Contention {
-            attempts: COMMIT_ATTEMPTS,
-        })
-    }
-
-    /// A stored file's rows with its retirements folded into `_retired`.
-    async fn folded(
-        &self,
-        ts: &crate::schema::TableSchema,
-        f: &log::LiveFile,
-    ) -> Result<RecordBatch> {
-        let phys = datafile::read(&self.loc, &f.entry.path, None).await?;
-        fold_retirements(&datafile::conform_physical(ts, &phys)?, &f.retired)
-    }
-
-    /// Expires every snapshot below `before` except those in `keep` (the snapshots
-    /// live query tokens read). The latest snapshot is never expired. Compaction
-    /// then drops rows only expired snapshots could see, and vacuum deletes the
-    /// files it replaced. Expiring is never undone.
-    pub async fn expire(&self, before: u64, keep: &[u64]) -> Result<ExpireReport> {
-        for _ in 0..COMMIT_ATTEMPTS {
-            let state = self.state().await?;
-            let before = before.min(state.latest()).max(state.expired_before);
-            let keep: Vec<u64> = {
-                let mut k: Vec<u64> = keep
-                    .iter()
-                    .copied()
-                    .filter(|&s| s < before && !state.is_expired(s))
-                    .collect();
-                // Snapshots kept by an earlier expiry stay kept only if asked again.
-                k.sort_unstable();
-                k.dedup();
-                k
-            };
-            let expired: Vec<u64> = (1..before)
-                .filter(|s| !state.is_expired(*s) && !keep.contains(s))
-                .collect();
-            let unchanged = before == state.expired_before
-                && keep.iter().copied().eq(state.kept.iter().copied());
-            if unchanged {
-                return Ok(ExpireReport {
-                    expired,
-                    kept: keep,
-                });
-            }
-            let entry = Entry {
-                format: LOG_FORMAT.into(),
-                version: state.version + 1,
-                written_at: chrono::Utc::now(),
-                action: Action::Expire {
-                    before,
-                    keep: keep.clone(),
-                },
-            };
-            if log::try_append(&self.loc, &entry).await? {
-                return Ok(ExpireReport {
-                    expired,
-                    kept: keep,
-                });
-            }
-        }
-        Err(Error::Contention {
-            attempts: COMMIT_ATTEMPTS,
-        })
-    }
-
-    /// Deletes objects under the catalog that no snapshot needs (files replaced by
-    /// compaction, files of commits that never happened), if older than `grace`:
-    /// a replaced file counts from its compaction, since a server that listed
-    /// it before may still be reading it.
-    /// Every snapshot is retained: nothing a snapshot reads is ever deleted.
-    pub async fn vacuum(&self, grace: Duration) -> Result<VacuumReport> {
-        let state = self.state().await?;
-        let mut needed: HashSet<String> = state.files.keys().cloned().collect();
-        needed.extend(state.index_files.iter().map(|(_, p)| p.clone()));
-        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
-        // A replaced file's grace runs from its replacement, not from when it
-        // was written: a server that listed it before the compaction may still
-        // be reading it (for up to its longest query).
-        let replaced = log::replacement_times(&self.loc).await?;
-        let prefix = self.loc.prefix.as_ref().to_string();
-        let objects: Vec<_> = self
-            .loc
-            .store
-            .list(Some(&self.loc.prefix))
-            .try_collect()
-            .await?;
-        let mut report = VacuumReport::default();
-        for meta in objects {
-            let full = meta.location.as_ref();
-            let rel = full
-                .strip_prefix(&prefix)
-                .unwrap_or(full)
-                .trim_start_matches('/')
-                .to_string();
-            if rel.starts_with(log::LOG_DIR) || !rel.ends_with(".parquet") {
-                continue;
-            }
-            let unlisted = replaced
-                .get(&rel)
-                .map_or(meta.last_modified, |t| (*t).max(meta.last_modified));
-            if needed.contains(&rel) || unlisted > cutoff {
-                report.kept += 1;
-                continue;
-            }
-            self.loc.store.delete(&meta.location).await?;
-            report.deleted.push(rel);
-        }
-        Ok(report)
-    }
-}
-
-/// Writes the retirements recorded by position into the `_retired` column.
-fn fold_retirements(phys: &RecordBatch, retired: &[(u32, u64)]) -> Result<RecordBatch> {
-    if retired.is_empty() {
-        return Ok(phys.clone());
-    }
-    let idx = phys.schema().index_of(RETIRED)?;
-    let mut v: Vec<Option<i64>> = phys
-        .column(idx)
-        .as_primitive::<Int64Type>()
-        .iter()
-        .collect();
-    for (pos, snap) in retired {
-        let Some(slot) = v.get_mut(*pos as usize) else {
-            return Err(Error::Log {
-                path: String::new(),
-                message: format!(
-                    "a retirement names row {pos}, past the end of its file ({} rows)",
-                    phys.num_rows()
-                ),
-            });
-        };
-        let s = *snap as i64;
-        *slot = Some(slot.map_or(s, |old| old.min(s)));
-    }
-    let mut cols = phys.columns().to_vec();
-    cols[idx] = Arc::new(Int64Array::from(v));
-    Ok(RecordBatch::try_new(phys.schema(), cols)?)
-}
-
-/// The rows some retained snapshot can see.
-fn retained_rows(state: &log::LogState, phys: &RecordBatch) -> Result<RecordBatch> {
-    let added = phys
-        .column(phys.schema().index_of(ADDED)?)
-        .as_primitive::<Int64Type>();
-    let retired = phys
-        .column(phys.schema().index_of(RETIRED)?)
-        .as_primitive::<Int64Type>();
-    let keep: BooleanArray = (0..phys.num_rows())
-        .map(|r| {
-            let retired = retired.is_valid(r).then(|| retired.value(r) as u64);
-            Some(state.retains(added.value(r) as u64, retired))
-        })
-        .collect();
-    Ok(arrow_select::filter::filter_record_batch(phys, &keep)?)
-}
-
-fn retired_min(phys: &RecordBatch) -> Option<u64> {
-    let c = phys.column_by_name(RETIRED)?.as_primitive::<Int64Type>();
-    arrow::compute::min(c).map(|v| v as u64)
 }

@@ -7,6 +7,7 @@
 
 mod catalog;
 pub mod chunk;
+mod compact;
 mod datafile;
 pub mod error;
 pub mod felis;
@@ -14,14 +15,14 @@ pub mod healpix;
 mod index;
 mod ingest;
 pub mod log;
+mod retention;
 pub mod sample;
 pub mod schema;
 pub mod store;
 
-pub use catalog::{
-    Catalog, CompactReport, DEFAULT_PARTITION_ORDER, ExpireReport, IngestOutcome, ScanFile,
-    TableScan, VacuumReport,
-};
+pub use catalog::{Catalog, DEFAULT_PARTITION_ORDER, IngestOutcome, ScanFile, TableScan};
+pub use compact::CompactReport;
 pub use error::{Error, Refusal, Result};
 pub use index::AnchorIndex;
+pub use retention::{ExpireReport, VacuumReport};
 pub use schema::{CatalogSchema, TableId};
