@@ -8,6 +8,7 @@ use crate::result::{End, QueryResult, Rows};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::array::AsArray;
 use arrow::datatypes::SchemaRef;
 use catalog::log::SnapshotInfo;
 use datafusion::execution::session_state::SessionState;
@@ -171,7 +172,7 @@ impl Engine {
         off_workers(async {
             let t1 = Instant::now();
             let mut state = self.session(k, cutoff, uploads).await?;
-            let rows = batch_rows(query, state.config().batch_size());
+            let rows = batch_rows(query, uploads, state.config().batch_size());
             if rows != state.config().batch_size() {
                 *state.config_mut() = state.config().clone().with_batch_size(rows);
             }
@@ -308,11 +309,21 @@ impl Engine {
 const BATCH_TEXT_BYTES: usize = 32 << 20;
 
 /// Rows per batch for `query`: DataFusion's `default` unless the text the
-/// query makes (a wide literal, or concatenation) would put more than
-/// [`BATCH_TEXT_BYTES`] in a batch; then fewer, down to 16.
-pub(crate) fn batch_rows(query: &adql::Query, default: usize) -> usize {
-    let row = query.row_text_bytes().max(1);
-    (BATCH_TEXT_BYTES / row).clamp(16, default.max(16))
+/// query makes (a wide literal, or concatenation) or brings (the longest
+/// value of each text column of its uploads, which a join copies into every
+/// row it makes: three 200 KiB values took one query to 6.9 GB) would put
+/// more than [`BATCH_TEXT_BYTES`] in a batch; then fewer, down to one.
+pub(crate) fn batch_rows(query: &adql::Query, uploads: &[Upload], default: usize) -> usize {
+    let uploaded: usize = uploads
+        .iter()
+        .flat_map(|u| u.batch.columns())
+        .filter_map(|c| {
+            let text = c.as_string_opt::<i32>()?;
+            text.iter().map(|v| v.map_or(0, str::len)).max()
+        })
+        .sum();
+    let row = query.row_text_bytes().saturating_add(uploaded).max(1);
+    (BATCH_TEXT_BYTES / row).clamp(1, default.max(1))
 }
 
 /// Runs `f` on the current thread with the runtime's other tasks moved to
