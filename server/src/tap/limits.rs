@@ -3,7 +3,9 @@
 //! every slot and the queue, and every other caller was told "busy". One
 //! caller also runs at most half the slots at once (its other queries wait
 //! their turn): eight slow queries from one address held every slot, and
-//! every other caller waited for the deadline.
+//! every other caller waited for the deadline. And a quarter of the slots
+//! are kept for callers with nothing running: two addresses with four slow
+//! queries each otherwise filled every slot.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +18,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct Limits(Arc<Inner>);
 
 struct Inner {
+    /// Turns anyone may take.
     running: Arc<Semaphore>,
+    /// Turns kept for a caller's first running query.
+    reserved: Arc<Semaphore>,
     waiting: AtomicUsize,
     queue: usize,
     concurrent: usize,
@@ -35,8 +40,14 @@ impl Limits {
     /// holds at most `share` of them (running or waiting).
     pub fn new(concurrent: usize, queue: usize, share: usize) -> Limits {
         let concurrent = concurrent.max(1);
+        let reserve = if concurrent > 1 {
+            (concurrent / 4).max(1)
+        } else {
+            0
+        };
         Limits(Arc::new(Inner {
-            running: Arc::new(Semaphore::new(concurrent)),
+            running: Arc::new(Semaphore::new(concurrent - reserve)),
+            reserved: Arc::new(Semaphore::new(reserve)),
             waiting: AtomicUsize::new(0),
             queue,
             concurrent,
@@ -57,16 +68,22 @@ impl Limits {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.0.run_share)))
                 .clone()
         };
-        if let Ok(mine) = runs.clone().try_acquire_owned()
-            && let Ok(p) = self.0.running.clone().try_acquire_owned()
-        {
-            return Ok(Ticket {
-                limits: self.0.clone(),
-                ready: Some((p, mine)),
-                counted: false,
-                share,
-                runs,
+        if let Ok(mine) = runs.clone().try_acquire_owned() {
+            let first = self.0.alone(&runs);
+            let turn = self.0.running.clone().try_acquire_owned().ok().or_else(|| {
+                first
+                    .then(|| self.0.reserved.clone().try_acquire_owned().ok())
+                    .flatten()
             });
+            if let Some(p) = turn {
+                return Ok(Ticket {
+                    limits: self.0.clone(),
+                    ready: Some((p, mine)),
+                    counted: false,
+                    share,
+                    runs,
+                });
+            }
         }
         let mut waiting = self.0.waiting.load(Ordering::Relaxed);
         loop {
@@ -93,6 +110,13 @@ impl Limits {
             share,
             runs,
         })
+    }
+}
+
+impl Inner {
+    /// Whether the caller holding one of `runs`'s permits has no other query running.
+    fn alone(&self, runs: &Semaphore) -> bool {
+        self.run_share - runs.available_permits() <= 1
     }
 }
 
@@ -166,7 +190,14 @@ impl Ticket {
         // without holding one of the service's. The semaphores are never
         // closed, so these only fail if that changes.
         let mine = self.runs.clone().acquire_owned().await.ok();
-        let p = self.limits.running.clone().acquire_owned().await.ok();
+        let p = if self.limits.alone(&self.runs) {
+            tokio::select! {
+                p = self.limits.running.clone().acquire_owned() => p.ok(),
+                p = self.limits.reserved.clone().acquire_owned() => p.ok(),
+            }
+        } else {
+            self.limits.running.clone().acquire_owned().await.ok()
+        };
         Permit(p, mine, share)
     }
 }
@@ -230,12 +261,34 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!waiting.is_finished(), "a third query of one caller waits");
         // Others find the other half free.
-        let _b1 = limits.admit("b").unwrap().acquire().await;
-        let _b2 = limits.admit("b").unwrap().acquire().await;
+        let _b = limits.admit("b").unwrap().acquire().await;
+        let _c = limits.admit("c").unwrap().acquire().await;
         drop(a1);
         let _a3 = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
             .await
             .expect("the caller's next query runs when one of its own ends")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_caller_with_nothing_running_finds_a_kept_slot() {
+        // Four slots: three for anyone, one kept; two per caller.
+        let limits = Limits::new(4, 8, 12);
+        let _a1 = limits.admit("a").unwrap().acquire().await;
+        let _a2 = limits.admit("a").unwrap().acquire().await;
+        let _b1 = limits.admit("b").unwrap().acquire().await;
+        let b2 = tokio::spawn(limits.admit("b").unwrap().acquire());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !b2.is_finished(),
+            "a second query of b waits: the kept slot is not for it"
+        );
+        let c = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            limits.admit("c").unwrap().acquire(),
+        )
+        .await;
+        assert!(c.is_ok(), "c, with nothing running, takes the kept slot");
+        b2.abort();
     }
 }
