@@ -83,6 +83,10 @@ impl Engine {
             None if writable(catalog.location()) => StateStore::in_catalog(catalog.location()),
             None => StateStore::user_default()?,
         };
+        let state = match options.state_limit {
+            Some(limit) => state.bounded(limit),
+            None => state,
+        };
         let results = moka::sync::Cache::builder()
             .max_capacity(options.result_cache_bytes)
             .weigher(|_: &String, c: &Arc<Cached>| u32::try_from(c.bytes).unwrap_or(u32::MAX))
@@ -225,6 +229,9 @@ impl Engine {
     /// token record is stored after the last row, with the row count and checksum.
     pub async fn query(&self, adql: &str, options: &QueryOptions) -> Result<QueryResult> {
         let t0 = Instant::now();
+        // Its record (the ADQL as written and pinned) must be kept: refuse now,
+        // not after the rows were sent.
+        self.state.check_room(2 * adql.len() as u64 + 4096)?;
         let Prepared {
             log,
             snapshot,

@@ -81,6 +81,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The state store holds as much as the service allows it to.
+    #[error(
+        "the service cannot keep more query records and results just now (its store \
+         for them is full at {limit_mib} MiB); try again later"
+    )]
+    StateFull {
+        /// The limit, in MiB.
+        limit_mib: u64,
+    },
     /// A replay did not reproduce the result its token recorded.
     #[error(
         "replay of token {token} does NOT match its record: recorded {expected_rows} rows, \
@@ -133,6 +142,7 @@ impl Error {
             | Error::UnknownToken { .. }
             | Error::ForeignToken { .. }
             | Error::Embargoed { .. }
+            | Error::StateFull { .. }
             | Error::Upload { .. } => false,
             Error::Catalog(e) => !matches!(
                 e,

@@ -25,6 +25,9 @@ pub struct EngineOptions {
     /// Where query tokens are kept (an object-store URL); by default the catalog's
     /// own `_state/` when the catalog is writable, else the per-user state folder.
     pub state: Option<String>,
+    /// The most bytes the state store may hold (records, kept uploads, async
+    /// results); `None` leaves it unbounded, as for one user's own tokens.
+    pub state_limit: Option<u64>,
     /// Bytes of results kept in memory for replays (0 turns the cache off).
     pub result_cache_bytes: u64,
     /// Which rows only privileged callers see.
@@ -43,6 +46,7 @@ impl Default for EngineOptions {
                 .map(|n| n.get())
                 .unwrap_or(2),
             state: None,
+            state_limit: None,
             result_cache_bytes: 256 << 20,
             embargo: Embargo::default(),
         }

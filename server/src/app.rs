@@ -1,6 +1,7 @@
 //! What every handler shares: the engine, the service's configuration, its
 //! limits, its jobs, its users, and where requests are logged.
 
+use crate::tap::allowance::Allowance;
 use crate::tap::auth::Users;
 use crate::tap::limits::Limits;
 use crate::tap::uws::Jobs;
@@ -33,6 +34,9 @@ pub struct Config {
     pub per_caller: Option<usize>,
     /// Async jobs one caller may create in an hour.
     pub jobs_per_hour: usize,
+    /// Bytes one anonymous caller may leave in the state store in an hour
+    /// (token records, kept uploads, async results).
+    pub stored_per_hour: u64,
 }
 
 impl Config {
@@ -50,6 +54,7 @@ impl Config {
             read_timeout: Duration::from_secs(30),
             per_caller: None,
             jobs_per_hour: 200,
+            stored_per_hour: 640 << 20,
         }
     }
 }
@@ -64,6 +69,8 @@ pub struct App {
     pub limits: Limits,
     /// Async jobs running in this process.
     pub jobs: Jobs,
+    /// What each anonymous caller stored in the last hour.
+    pub stored: Allowance,
     /// The bearer tokens of privileged users.
     pub users: Users,
     /// The DALI examples, written for the served catalog.
@@ -86,6 +93,7 @@ impl App {
         // others queue behind it, and are served, rather than told "busy".
         let share = config.per_caller.unwrap_or(concurrent + queue / 2);
         App {
+            stored: Allowance::new(config.stored_per_hour),
             engine,
             config,
             limits: Limits::new(concurrent, queue, share),

@@ -202,6 +202,12 @@ enum Command {
         /// files a killed server left are removed at the next start.
         #[arg(long)]
         spill_dir: Option<std::path::PathBuf>,
+        /// The most the state store may hold, in MiB: token records, the uploads
+        /// they read and async results. Past it new queries and jobs are refused
+        /// (503) until jobs expire or an operator expires tokens; one anonymous
+        /// caller may store a sixteenth of it an hour (429 beyond).
+        #[arg(long, default_value_t = 10240)]
+        state_limit_mb: u64,
         /// The largest TAP upload accepted, in MiB.
         #[arg(long, default_value_t = 16)]
         upload_limit_mb: u64,
@@ -521,6 +527,7 @@ async fn run(cli: Cli) -> Result<()> {
             memory_mb,
             spill_disk_mb,
             spill_dir,
+            state_limit_mb,
             upload_limit_mb,
             allow_private_uploads,
             job_lifetime_hours,
@@ -558,11 +565,13 @@ async fn run(cli: Cli) -> Result<()> {
                 memory_limit: mib(query_memory_mb),
                 service_memory: memory_mb.map(mib).unwrap_or(defaults.service_memory),
                 spill_disk: (mib(spill_disk_mb)) as u64,
+                state_limit: Some(state_limit_mb.saturating_mul(1 << 20)),
                 spill_dir,
                 embargo,
                 ..defaults
             };
             let engine = state.engine_with(&catalog, options).await?;
+            let held = engine.state().recount().await?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
@@ -579,6 +588,7 @@ async fn run(cli: Cli) -> Result<()> {
             config.read_timeout = std::time::Duration::from_secs(read_timeout.max(1));
             config.per_caller = max_per_caller;
             config.jobs_per_hour = jobs_per_hour.max(1);
+            config.stored_per_hour = (state_limit_mb.saturating_mul(1 << 20) / 16).max(1 << 20);
             config.job_lifetime =
                 std::time::Duration::from_secs(job_lifetime_hours.saturating_mul(3600).max(60));
             let concurrent = max_concurrent
@@ -592,10 +602,17 @@ async fn run(cli: Cli) -> Result<()> {
             let sweeper = app.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-                loop {
+                for round in 1u64.. {
                     tick.tick().await;
                     if let Err(e) = jobs::sweep(&sweeper).await {
                         eprintln!("warning: deleting expired jobs failed: {}", e.message());
+                    }
+                    // Other servers on the same store write too; and replacing a
+                    // job's record is counted as if it were new.
+                    if round % 10 == 0
+                        && let Err(e) = sweeper.engine.state().recount().await
+                    {
+                        eprintln!("warning: measuring the state store failed: {}", e.message());
                     }
                 }
             });
@@ -610,6 +627,18 @@ async fn run(cli: Cli) -> Result<()> {
                     engine::Embargo::Until(t) => format!("rows after MJD {t} (TAI)"),
                 }
             );
+            if let Some((used, limit)) = held {
+                eprintln!(
+                    "state store: {} of {} MiB held{}",
+                    used >> 20,
+                    limit >> 20,
+                    if used >= limit {
+                        " (full: new queries are refused until tokens are expired)"
+                    } else {
+                        ""
+                    }
+                );
+            }
             use std::io::Write as _;
             std::io::stdout().flush()?;
             // Runs until the process is stopped; every request is independent and

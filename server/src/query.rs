@@ -110,15 +110,21 @@ pub enum TokenAction {
         #[command(flatten)]
         state: StateArg,
     },
-    /// Forget a token: it can no longer be replayed, and its snapshot is no longer
-    /// protected from retention.
+    /// Forget a token, or every token made before a time: it can no longer be
+    /// replayed, its snapshot is no longer protected from retention, and its
+    /// record no longer takes room in the state store.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["token", "made_before"])))]
     Expire {
         #[command(flatten)]
         catalog: CatalogArg,
         #[command(flatten)]
         state: StateArg,
+        /// Every token first made before this ISO-8601 UTC time
+        /// (such as 2026-01-01T00:00:00Z).
+        #[arg(long)]
+        made_before: Option<String>,
         /// The token.
-        token: String,
+        token: Option<String>,
     },
 }
 
@@ -263,8 +269,34 @@ pub async fn token(action: TokenAction) -> Result<()> {
         TokenAction::Expire {
             catalog,
             state,
-            token,
+            made_before: Some(when),
+            ..
         } => {
+            let before = chrono::DateTime::parse_from_rfc3339(when.trim())
+                .with_context(|| {
+                    format!("--made-before {when}: expected an ISO-8601 time such as 2026-01-01T00:00:00Z")
+                })?
+                .with_timezone(&chrono::Utc);
+            let engine = state.engine(&catalog).await?;
+            let mut expired = 0;
+            for r in engine.state().list().await? {
+                if r.created_at < before && engine.state().expire(&r.token).await? {
+                    expired += 1;
+                }
+            }
+            say!(
+                "expired {expired} token(s) made before {before} in {}",
+                engine.state().url()
+            );
+        }
+        TokenAction::Expire {
+            catalog,
+            state,
+            token,
+            made_before: None,
+        } => {
+            // clap requires one of the two.
+            let token = token.unwrap_or_default();
             let engine = state.engine(&catalog).await?;
             if engine.state().expire(&token).await? {
                 say!("expired token {token}");

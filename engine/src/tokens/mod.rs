@@ -1,6 +1,7 @@
 //! What makes a result repeatable: the token and its record, the checksum of
 //! the rows, and the state store that keeps both.
 
+pub(crate) mod budget;
 pub(crate) mod checksum;
 pub(crate) mod state;
 pub(crate) mod token;

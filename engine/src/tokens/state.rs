@@ -16,12 +16,15 @@ use tokio::io::AsyncWriteExt;
 use catalog::store::{self, Location};
 
 use crate::error::{Error, Result};
+use crate::tokens::budget::Budget;
 use crate::tokens::token::{TokenRecord, check_token};
 
 /// Where token records and TAP jobs live: any object-store URL.
 #[derive(Debug, Clone)]
 pub struct StateStore {
     loc: Location,
+    /// What the store may hold, when bounded.
+    budget: Option<Arc<Budget>>,
 }
 
 impl StateStore {
@@ -29,6 +32,7 @@ impl StateStore {
     pub fn open(url: &str) -> Result<StateStore> {
         Ok(StateStore {
             loc: store::open(url, true)?,
+            budget: None,
         })
     }
 
@@ -40,6 +44,7 @@ impl StateStore {
                 prefix: catalog.child("_state"),
                 url: format!("{}/_state", catalog.url.trim_end_matches('/')),
             },
+            budget: None,
         }
     }
 
@@ -51,6 +56,52 @@ impl StateStore {
                 .into(),
         })?;
         StateStore::open(&dir)
+    }
+
+    /// The same store, holding at most `limit` bytes from now on: past it, new
+    /// records, kept uploads and results are refused with [`Error::StateFull`].
+    /// What it holds already is counted by [`StateStore::recount`].
+    pub fn bounded(mut self, limit: u64) -> StateStore {
+        self.budget = Some(Arc::new(Budget::new(limit, 0)));
+        self
+    }
+
+    /// Counts what the store holds from a listing (other servers sharing it
+    /// write too); returns the bytes held and the limit, if bounded.
+    pub async fn recount(&self) -> Result<Option<(u64, u64)>> {
+        let Some(budget) = &self.budget else {
+            return Ok(None);
+        };
+        let mut listing = self.loc.store.list(Some(&self.loc.prefix));
+        let mut used = 0u64;
+        while let Some(meta) = listing.try_next().await.map_err(store_err)? {
+            used = used.saturating_add(meta.size);
+        }
+        budget.set_used(used);
+        Ok(Some((used, budget.limit())))
+    }
+
+    /// Refuses with [`Error::StateFull`] when `bytes` more would take a
+    /// bounded store past its limit.
+    pub fn check_room(&self, bytes: u64) -> Result<()> {
+        self.budget.as_ref().map_or(Ok(()), |b| b.check_room(bytes))
+    }
+
+    /// The bytes held (as far as this process knows) and the limit, if bounded.
+    pub fn usage(&self) -> Option<(u64, u64)> {
+        self.budget.as_ref().map(|b| (b.used(), b.limit()))
+    }
+
+    fn charge(&self, bytes: usize) -> Result<()> {
+        self.budget
+            .as_ref()
+            .map_or(Ok(()), |b| b.charge(bytes as u64))
+    }
+
+    fn release(&self, bytes: u64) {
+        if let Some(b) = &self.budget {
+            b.release(bytes);
+        }
     }
 
     /// The URL records are kept under.
@@ -85,7 +136,7 @@ impl StateStore {
             message: format!("cannot encode the record of token {}: {e}", record.token),
         })?;
         if self
-            .create_at(&self.path(&record.token), Bytes::from(body))
+            .create_at(&self.path(&record.token), Bytes::from(body), true)
             .await?
         {
             return Ok(None);
@@ -95,12 +146,22 @@ impl StateStore {
 
     /// Writes `path` only if nothing is there yet: `false` when another writer,
     /// in this process or any other on the store, was first.
-    async fn create_at(&self, path: &object_store::path::Path, bytes: Bytes) -> Result<bool> {
+    /// `charged`: whether the bytes count against the budget (all but the secret do).
+    async fn create_at(
+        &self,
+        path: &object_store::path::Path,
+        bytes: Bytes,
+        charged: bool,
+    ) -> Result<bool> {
+        let len = bytes.len();
+        if charged {
+            self.charge(len)?;
+        }
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self
+        let created = match self
             .loc
             .store
             .put_opts(path, PutPayload::from(bytes), opts)
@@ -109,20 +170,27 @@ impl StateStore {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(store_err(e)),
+        };
+        if charged && !matches!(created, Ok(true)) {
+            self.release(len as u64);
         }
+        created
     }
 
     /// Forgets a token; returns whether it existed.
     pub async fn expire(&self, token: &str) -> Result<bool> {
         check_token(token)?;
-        if self.get(token).await?.is_none() {
-            return Ok(false);
+        let size = match self.loc.store.head(&self.path(token)).await {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(store_err(e)),
+        };
+        match self.loc.store.delete(&self.path(token)).await {
+            Ok(()) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(store_err(e)),
         }
-        self.loc
-            .store
-            .delete(&self.path(token))
-            .await
-            .map_err(catalog::Error::from)?;
+        self.release(size);
         Ok(true)
     }
 
@@ -202,6 +270,16 @@ impl StateStore {
         }
     }
 
+    /// Whether something is kept at `key`.
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        match self.loc.store.head(&self.loc.child(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
     /// The bytes at `key` as a stream (for results too large to hold), or `None`.
     pub async fn read_stream(
         &self,
@@ -231,7 +309,11 @@ impl StateStore {
                 message: "no random source to make the token secret from".into(),
             },
         )?;
-        if self.create(KEY, Bytes::from(fresh.to_vec())).await? {
+        // Never refused for room: without it no query could be answered.
+        if self
+            .create_at(&self.loc.child(KEY), Bytes::from(fresh.to_vec()), false)
+            .await?
+        {
             return Ok(fresh.to_vec());
         }
         // Another process made it first: theirs is the one.
@@ -247,25 +329,39 @@ impl StateStore {
     /// in this process or any other on the store, was first.
     pub async fn create(&self, key: &str, bytes: Bytes) -> Result<bool> {
         check_key(key)?;
-        self.create_at(&self.loc.child(key), bytes).await
+        self.create_at(&self.loc.child(key), bytes, true).await
     }
 
-    /// Replaces the bytes at `key`.
+    /// Replaces the bytes at `key`. Counted but never refused for room: what is
+    /// replaced (a job's record as its phase changes) was admitted when it was
+    /// made, and must be able to say how it ended. Make new things with
+    /// [`StateStore::create`] or check [`StateStore::check_room`] first.
     pub async fn write(&self, key: &str, bytes: Bytes) -> Result<()> {
         check_key(key)?;
+        let len = bytes.len() as u64;
         self.loc
             .store
             .put(&self.loc.child(key), PutPayload::from(bytes))
             .await
             .map_err(store_err)?;
+        if let Some(b) = &self.budget {
+            // Over-counts a replacement until the next recount: erring towards full.
+            b.count(len);
+        }
         Ok(())
     }
 
-    /// Starts writing `key` piece by piece (a multipart upload for large objects).
+    /// Starts writing `key` piece by piece (a multipart upload for large
+    /// objects); each piece counts against the budget as it is written.
     pub fn writer(&self, key: &str) -> Result<StateWriter> {
         check_key(key)?;
+        self.check_room(1)?;
         let store: Arc<dyn ObjectStore> = self.loc.store.clone();
-        Ok(StateWriter(BufWriter::new(store, self.loc.child(key))))
+        Ok(StateWriter {
+            inner: BufWriter::new(store, self.loc.child(key)),
+            budget: self.budget.clone(),
+            written: 0,
+        })
     }
 
     /// Deletes everything under `prefix` (a folder-like key).
@@ -280,7 +376,8 @@ impl StateStore {
             .map_err(store_err)?;
         for m in metas {
             match self.loc.store.delete(&m.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Ok(()) => self.release(m.size),
+                Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(store_err(e)),
             }
         }
@@ -308,24 +405,35 @@ impl StateStore {
 }
 
 /// An object being written to the state store piece by piece.
-pub struct StateWriter(BufWriter);
+pub struct StateWriter {
+    inner: BufWriter,
+    budget: Option<Arc<Budget>>,
+    written: u64,
+}
 
 impl StateWriter {
-    /// Appends bytes.
+    /// Appends bytes, or refuses with [`Error::StateFull`] if they do not fit.
     pub async fn put(&mut self, bytes: Bytes) -> Result<()> {
-        self.0.put(bytes).await.map_err(store_err)
+        if let Some(b) = &self.budget {
+            b.charge(bytes.len() as u64)?;
+        }
+        self.written += bytes.len() as u64;
+        self.inner.put(bytes).await.map_err(store_err)
     }
 
     /// Completes the object.
     pub async fn finish(mut self) -> Result<()> {
-        self.0.shutdown().await.map_err(|e| Error::State {
+        self.inner.shutdown().await.map_err(|e| Error::State {
             message: format!("cannot complete a state object: {e}"),
         })
     }
 
     /// Abandons the object, removing what was uploaded.
     pub async fn abort(mut self) -> Result<()> {
-        self.0.abort().await.map_err(store_err)
+        if let Some(b) = &self.budget {
+            b.release(self.written);
+        }
+        self.inner.abort().await.map_err(store_err)
     }
 }
 
@@ -357,6 +465,38 @@ mod tests {
         ] {
             assert!(check_key(good).is_ok(), "{good:?} was refused");
         }
+    }
+
+    #[tokio::test]
+    async fn a_bounded_store_keeps_within_its_limit_and_counts_what_others_wrote() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let url = dir.path().to_str().unwrap();
+        let s = StateStore::open(url).unwrap().bounded(1000);
+        assert_eq!(s.recount().await.unwrap(), Some((0, 1000)));
+        assert!(s.create("x/a", Bytes::from(vec![0; 600])).await.unwrap());
+        let refused = s.create("b", Bytes::from(vec![0; 600])).await;
+        assert!(
+            matches!(refused, Err(Error::StateFull { .. })),
+            "{refused:?}"
+        );
+        assert!(
+            !s.exists("b").await.unwrap(),
+            "a refused write leaves nothing"
+        );
+        // A result written piece by piece stops where the room ends.
+        let mut w = s.writer("c").unwrap();
+        w.put(Bytes::from(vec![0; 300])).await.unwrap();
+        assert!(w.put(Bytes::from(vec![0; 300])).await.is_err());
+        w.abort().await.unwrap();
+        assert_eq!(s.usage(), Some((600, 1000)));
+        // Another process on the same store writes; the next listing sees it.
+        let other = StateStore::open(url).unwrap();
+        other.write("d", Bytes::from(vec![0; 350])).await.unwrap();
+        assert_eq!(s.recount().await.unwrap(), Some((950, 1000)));
+        assert!(s.check_room(100).is_err());
+        s.remove_all("x").await.unwrap();
+        assert_eq!(s.usage(), Some((350, 1000)));
+        assert!(s.check_room(600).is_ok());
     }
 
     #[tokio::test]

@@ -38,7 +38,7 @@ impl Engine {
         for u in uploads {
             let digest = upload_digest(u)?;
             let key = format!("uploads/{digest}.parquet");
-            if self.state.read(&key).await?.is_none() {
+            if !self.state.exists(&key).await? {
                 let mut bytes = Vec::new();
                 let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
                     &mut bytes,
@@ -47,7 +47,8 @@ impl Engine {
                 )?;
                 w.write(&u.batch)?;
                 w.close()?;
-                self.state.write(&key, bytes.into()).await?;
+                // Another query may have kept the same content meanwhile: either copy serves.
+                self.state.create(&key, bytes.into()).await?;
             }
             refs.push(UploadRef {
                 name: u.name.clone(),

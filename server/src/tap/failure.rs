@@ -40,6 +40,7 @@ impl From<&engine::Error> for Failure {
             engine::Error::Embargoed { .. }
             | engine::Error::UnknownToken { .. }
             | engine::Error::ForeignToken { .. } => StatusCode::NOT_FOUND,
+            engine::Error::StateFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             e if e.is_internal() => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };

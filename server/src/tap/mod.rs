@@ -6,6 +6,7 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::routing::get;
+pub mod allowance;
 pub mod auth;
 pub mod examples;
 pub mod failure;

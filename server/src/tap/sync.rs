@@ -2,6 +2,7 @@
 //! a query or a replay started within the service's limits, its result streamed.
 
 use crate::app::{Config, Shared};
+use crate::tap::allowance::query_cost;
 use crate::tap::auth::Caller;
 use crate::tap::failure::{Failure, error};
 use crate::tap::params::{Params, Posted};
@@ -178,10 +179,25 @@ pub(crate) async fn sync(app: Shared, caller: Caller, params: Params) -> Respons
             Err(_) => return Failure::refused(overdue(&app)).response(),
         }
     }
+    if !caller.privileged() {
+        let cost = query_cost(&request.adql, &request.options.uploads);
+        if let Err(e) = app.stored.spend(&caller.key(), cost) {
+            return too_many(&e);
+        }
+    }
     match start(&app, &request, deadline).await {
         Ok(result) => stream(app, result, request.format, deadline, permit).await,
         Err(e) => e.response(),
     }
+}
+
+/// A 429 for a caller past its share, telling it when to come back.
+pub(crate) fn too_many(message: &str) -> Response {
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("600"));
+    response
 }
 
 /// A 503 that tells the client when to come back.

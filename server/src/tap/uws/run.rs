@@ -11,11 +11,12 @@ use axum::response::Response;
 use chrono::Utc;
 
 use crate::app::Shared;
+use crate::tap::allowance::query_cost;
 use crate::tap::auth::Caller;
 use crate::tap::failure::Failure;
 use crate::tap::params::{Params, Posted};
 use crate::tap::stream::{Outcome, encode};
-use crate::tap::sync::{request_of, start};
+use crate::tap::sync::{request_of, start, too_many};
 
 use super::*;
 
@@ -30,6 +31,21 @@ pub(super) async fn create(
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("600"));
         return r;
+    }
+    let body: usize = params.parts.iter().map(|(_, b)| b.len()).sum::<usize>()
+        + params
+            .pairs()
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    // The job keeps its parameters, and its run a record with the ADQL twice.
+    if let Err(e) = app.engine.state().check_room(3 * body as u64 + 8192) {
+        return store_failure(e);
+    }
+    if !caller.privileged()
+        && let Err(e) = app.stored.spend(&caller.key(), body as u64 + 4096)
+    {
+        return too_many(&e);
     }
     let now = Utc::now();
     let id = uuid::Uuid::new_v4().hyphenated().to_string();
@@ -206,9 +222,10 @@ pub(super) async fn run_job(app: &Shared, id: &str, caller: &str) -> Result<(), 
             "job table poisoned\n".into(),
         )
     })?;
+    let task_caller = caller.to_string();
     let handle = tokio::spawn(async move {
         let permit = ticket.acquire().await;
-        execute(&task_app, &task_id).await;
+        execute(&task_app, &task_id, &task_caller).await;
         drop(permit);
         if let Ok(mut r) = task_app.jobs.running.lock() {
             r.remove(&task_id);
@@ -220,7 +237,9 @@ pub(super) async fn run_job(app: &Shared, id: &str, caller: &str) -> Result<(), 
 }
 
 /// Runs a job's query and stores its result; the phase says how it ended.
-pub(super) async fn execute(app: &Shared, id: &str) {
+/// What it stores counts against `caller`'s allowance unless the job's owner
+/// is a known user.
+pub(super) async fn execute(app: &Shared, id: &str, caller: &str) {
     let Ok(Some(job)) = update(app, id, |j| {
         if j.phase == Phase::Queued {
             j.phase = Phase::Executing;
@@ -283,6 +302,12 @@ pub(super) async fn execute(app: &Shared, id: &str) {
             Err(_) => return finish(Err(engine::overdue(allowed))).await,
         }
     }
+    let allowance = (!request.options.privileged).then_some(&app.stored);
+    if let Some(a) = allowance
+        && let Err(e) = a.spend(caller, query_cost(&request.adql, &request.options.uploads))
+    {
+        return finish(Err(e)).await;
+    }
     let result = match start(app, &request, deadline).await {
         Ok(r) => r,
         Err(e) => return finish(Err(e.message)).await,
@@ -302,15 +327,24 @@ pub(super) async fn execute(app: &Shared, id: &str) {
         let mut size = 0u64;
         while let Some(chunk) = rx.recv().await {
             size += chunk.len() as u64;
-            if stored.is_ok() {
-                stored = writer.put(chunk).await;
+            if let Some(a) = allowance
+                && let Err(e) = a.spend(caller, chunk.len() as u64)
+            {
+                stored = Err(e);
+                break;
+            }
+            if let Err(e) = writer.put(chunk).await {
+                stored = Err(Failure::from(&e).message);
+                break;
             }
         }
+        // Dropping the receiver stops the encoder, and with it the query.
+        drop(rx);
         (stored, size)
     };
     let (outcome, (stored, size)) = tokio::join!(encoder, store);
     let stored = match stored {
-        Ok(()) => writer.finish().await,
+        Ok(()) => writer.finish().await.map_err(|e| Failure::from(&e).message),
         Err(e) => {
             let _ = writer.abort().await;
             Err(e)
@@ -318,10 +352,7 @@ pub(super) async fn execute(app: &Shared, id: &str) {
     };
     let media = request.format.media_type();
     match (outcome, stored) {
-        (_, Err(e)) => {
-            let message = Failure::from(&e).message;
-            finish(Err(format!("storing the result failed: {message}"))).await
-        }
+        (_, Err(message)) => finish(Err(format!("storing the result failed: {message}"))).await,
         (Outcome::Done { rows, .. }, Ok(())) => finish(Ok((rows, size, token, media))).await,
         (Outcome::Failed(failure), Ok(())) => finish(Err(failure.message)).await,
         (Outcome::Gone, Ok(())) => finish(Err("the result was abandoned".into())).await,

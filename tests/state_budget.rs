@@ -1,0 +1,239 @@
+//! What the service keeps besides the catalog (token records, the uploads they
+//! read, async results) stays within `--state-limit-mb`, and one anonymous
+//! address may fill only a sixteenth of it an hour: before, a 4 MB comment
+//! made a 4 MB token record kept forever, and nothing bounded the total.
+
+use std::path::Path;
+
+use tempfile::TempDir;
+
+mod serve;
+use serve::Server;
+
+#[path = "support/ppdb.rs"]
+mod support;
+
+const ALICE: &str = "alice-secret-0123456789";
+
+fn client_from(last_octet: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, last_octet]))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A query whose text carries `kib` KiB of comment, different for each `n`.
+fn padded(n: usize, kib: usize) -> String {
+    format!(
+        "SELECT TOP 1 ra FROM ppdb.DiaObject -- {n} {}\n",
+        "x".repeat(kib << 10)
+    )
+}
+
+async fn sync(
+    client: &reqwest::Client,
+    tap: &str,
+    query: &str,
+    bearer: Option<&str>,
+) -> (u16, String, Option<String>) {
+    let mut r = client
+        .post(format!("{tap}/sync"))
+        .form(&[("QUERY", query), ("RESPONSEFORMAT", "csv")]);
+    if let Some(b) = bearer {
+        r = r.bearer_auth(b);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let token = r
+        .headers()
+        .get("x-query-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (status, r.text().await.unwrap(), token)
+}
+
+fn bytes_under(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            bytes_under(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+fn serve(state: &Path, limit_mb: &str) -> Server {
+    Server::start_with(
+        &[
+            "--state",
+            state.to_str().unwrap(),
+            "--state-limit-mb",
+            limit_mb,
+        ],
+        &[("PPDB_TOKENS", &format!("alice={ALICE}"))],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_state_store_stays_within_its_limit_and_says_so_when_full() {
+    let state = TempDir::new().unwrap();
+    let s = serve(state.path(), "1");
+    let me = client_from(1);
+    // A privileged user has no hourly share: only the store's limit holds her.
+    let mut tokens = Vec::new();
+    let mut refused = None;
+    for n in 0..40 {
+        let (status, body, token) = sync(&me, &s.tap, &padded(n, 100), Some(ALICE)).await;
+        if status == 200 {
+            tokens.extend(token);
+        } else {
+            refused = Some((n, status, body));
+            break;
+        }
+    }
+    let (n, status, body) = refused.expect("a 1 MiB store filled by 100 KiB records refuses");
+    assert!(n >= 4, "refused after only {n} records: {body}");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("full at 1 MiB"), "{body}");
+    assert!(!body.contains(state.path().to_str().unwrap()), "{body}");
+    let held = bytes_under(state.path());
+    assert!(
+        held <= (1 << 20) + (256 << 10),
+        "the store holds {held} bytes"
+    );
+
+    // Everyone is refused what does not fit, with the same words, before any work.
+    let (status, body, _) = sync(&client_from(2), &s.tap, &padded(200, 100), None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("full at 1 MiB"), "{body}");
+    let job = me
+        .post(format!("{}/async", s.tap))
+        .form(&[("QUERY", padded(201, 100))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(job.status().as_u16(), 503);
+
+    // What was kept still replays: reading needs no room.
+    let first = &tokens[0];
+    let replay = me
+        .get(format!("{}/replay/{first}", s.tap))
+        .query(&[("RESPONSEFORMAT", "csv")])
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status().as_u16(), 200);
+    drop(s);
+
+    // A restarted server counts what the store holds: still full.
+    let s = serve(state.path(), "1");
+    let (status, _, _) = sync(&me, &s.tap, &padded(99, 100), Some(ALICE)).await;
+    assert_eq!(status, 503);
+    drop(s);
+
+    // An operator makes room by expiring tokens; then queries are answered again.
+    let dir = state.path().to_str().unwrap();
+    support::ok(&["token", "expire", "--state", dir, &tokens[0]]);
+    let later = (chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
+    let said = support::ok(&["token", "expire", "--state", dir, "--made-before", &later]);
+    assert!(
+        said.contains(&format!("expired {} token(s)", tokens.len() - 1)),
+        "{said}"
+    );
+    let s = serve(state.path(), "1");
+    let (status, body, _) = sync(&me, &s.tap, &padded(100, 1), Some(ALICE)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_stores_only_its_share_an_hour() {
+    let state = TempDir::new().unwrap();
+    // 16 MiB in all: one anonymous address may store 1 MiB an hour.
+    let s = serve(state.path(), "16");
+    let greedy = client_from(3);
+    let mut refused = None;
+    for n in 0..10 {
+        let (status, body, _) = sync(&greedy, &s.tap, &padded(n, 200), None).await;
+        if status != 200 {
+            refused = Some((n, status, body));
+            break;
+        }
+    }
+    let (n, status, body) = refused.expect("one address cannot store without end");
+    assert_eq!(
+        n, 2,
+        "two 200 KiB queries fit a 1 MiB hour, not three: {body}"
+    );
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("1 MiB an hour"), "{body}");
+    // Others are not held to what that address stored.
+    let (status, body, _) = sync(&client_from(4), &s.tap, &padded(0, 200), None).await;
+    assert_eq!(status, 200, "{body}");
+    // Nor is a privileged user.
+    let (status, body, _) = sync(&greedy, &s.tap, &padded(50, 200), Some(ALICE)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_async_result_past_the_share_ends_the_job_and_is_not_kept() {
+    let state = TempDir::new().unwrap();
+    let s = serve(state.path(), "16");
+    let me = client_from(5);
+    // About 8 MB of CSV, past the address's 1 MiB hour.
+    let created = me
+        .post(format!("{}/async", s.tap))
+        .form(&[
+            (
+                "QUERY",
+                "SELECT TOP 300000 a.ra, b.dec FROM ppdb.DiaObject AS a, ppdb.DiaObject AS b",
+            ),
+            ("RESPONSEFORMAT", "csv"),
+            ("PHASE", "RUN"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 303);
+    let job = created.headers()["location"].to_str().unwrap().to_string();
+    let mut phase = String::new();
+    for _ in 0..120 {
+        phase = me
+            .get(format!("{job}/phase"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if phase.trim() != "EXECUTING" && phase.trim() != "QUEUED" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(phase.trim(), "ERROR");
+    let error = me
+        .get(format!("{job}/error"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(error.contains("1 MiB an hour"), "{error}");
+    let result = me
+        .get(format!("{job}/results/result"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(result.status().as_u16(), 200);
+    let held = bytes_under(state.path());
+    assert!(
+        held < 2 << 20,
+        "the store holds {held} bytes after a refused result"
+    );
+}
