@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use engine::encode::{Format, ResultWriter};
 
-use crate::stdout::{Stdout, say};
-use crate::{CatalogArg, StateArg};
+use super::stdout::{Stdout, say};
+use super::{CatalogArg, StateArg};
 
 /// Limits on one query, as `ppdb serve` sets them.
 #[derive(Args, Clone)]

@@ -1,0 +1,130 @@
+//! `ppdb compact` and `ppdb vacuum`: keeping a catalog small without changing
+//! any snapshot, and expiring old snapshots no live token reads.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use catalog::Catalog;
+use clap::Args;
+
+use super::stdout::say;
+use super::{CatalogArg, StateArg};
+
+/// `ppdb compact`.
+#[derive(Args)]
+pub(crate) struct CompactArgs {
+    #[command(flatten)]
+    catalog: CatalogArg,
+}
+
+/// Merges small files per partition.
+pub(super) async fn compact(args: CompactArgs) -> Result<()> {
+    let CompactArgs { catalog } = args;
+    let cat = Catalog::open(&catalog.write_url("compact")?).await?;
+    let r = cat.compact().await?;
+    say!(
+        "compacted {} partitions: {} files replaced by {}{}",
+        r.partitions,
+        r.files_removed,
+        r.files_added,
+        if r.rows_dropped > 0 {
+            format!(
+                "; dropped {} rows no retained snapshot sees",
+                r.rows_dropped
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// `ppdb vacuum`.
+#[derive(Args)]
+pub(crate) struct VacuumArgs {
+    #[command(flatten)]
+    catalog: CatalogArg,
+    /// Keep unreferenced files younger than this many seconds (a commit may be
+    /// under way), and files a compaction replaced less than this long ago (a
+    /// server's query may still read them: keep it above --max-duration).
+    #[arg(long, default_value_t = 3600)]
+    grace_seconds: u64,
+    /// Expire snapshots older than this one (a number, or an ISO-8601 UTC time:
+    /// those committed before it), except those the live tokens of the state store
+    /// read; then compact away rows only expired snapshots saw. The latest snapshot
+    /// is never expired, and expiring cannot be undone.
+    #[arg(long)]
+    expire_before: Option<String>,
+    #[command(flatten)]
+    state: StateArg,
+}
+
+/// Expires snapshots if asked, then deletes files no retained snapshot needs.
+pub(super) async fn vacuum(args: VacuumArgs) -> Result<()> {
+    let VacuumArgs {
+        catalog,
+        grace_seconds,
+        expire_before,
+        state,
+    } = args;
+    let cat = Catalog::open(&catalog.write_url("vacuum")?).await?;
+    if let Some(when) = expire_before {
+        let log = cat.state().await?;
+        let before = match when.trim().parse::<u64>() {
+            Ok(k) => k,
+            Err(_) => {
+                let t = chrono::DateTime::parse_from_rfc3339(when.trim())
+                    .with_context(|| {
+                        format!(
+                            "--expire-before {when}: expected a snapshot number or an \
+                             ISO-8601 time such as 2025-06-01T00:00:00Z"
+                        )
+                    })?
+                    .with_timezone(&chrono::Utc);
+                1 + log.snapshots.iter().filter(|s| s.committed_at < t).count() as u64
+            }
+        };
+        // Live tokens pin their snapshots: retention keeps what they read.
+        let engine = state.engine(&catalog).await?;
+        let tokens: Vec<engine::TokenRecord> = engine
+            .state()
+            .list()
+            .await?
+            .into_iter()
+            .filter(|r| r.catalog_id == log.catalog_id)
+            .collect();
+        let keep: Vec<u64> = tokens.iter().map(|r| r.snapshot).collect();
+        let r = cat.expire(before, &keep).await?;
+        let latest = cat.state().await?;
+        say!(
+            "retained snapshots {} to {}{}; expired {} snapshot(s) now",
+            latest.expired_before,
+            latest.latest(),
+            if r.kept.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", and {:?} for the live tokens in {}",
+                    r.kept,
+                    engine.state().url()
+                )
+            },
+            r.expired.len()
+        );
+        let c = cat.compact().await?;
+        say!(
+            "compacted {} partitions: {} files replaced by {}; dropped {} rows no retained snapshot sees",
+            c.partitions,
+            c.files_removed,
+            c.files_added,
+            c.rows_dropped
+        );
+    }
+    let r = cat.vacuum(Duration::from_secs(grace_seconds)).await?;
+    say!(
+        "deleted {} unreferenced files; kept {}",
+        r.deleted.len(),
+        r.kept
+    );
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! The `ppdb` command line: one file per subcommand, the arguments they share
+//! (where the catalog and the state store are) here.
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+mod ingest;
+mod maintenance;
+mod query;
+mod sample;
+mod serve;
+mod snapshots;
+pub(crate) mod stdout;
+
+/// The bundled sample catalog, relative to the source tree this binary was built from.
+const SAMPLE_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
+
+#[derive(Parser)]
+#[command(
+    name = "ppdb",
+    version,
+    about = "Rubin Prompt Products: a versioned, partitioned Parquet catalog with exact time travel"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct CatalogArg {
+    /// Catalog URL: a local path, file://, memory:// or s3://bucket/prefix
+    /// (default: the sample catalog bundled in data/sample).
+    #[arg(long, env = "PPDB_CATALOG")]
+    pub(crate) catalog: Option<String>,
+}
+
+impl CatalogArg {
+    pub(crate) fn read_url(&self) -> String {
+        self.catalog
+            .clone()
+            .unwrap_or_else(|| SAMPLE_CATALOG.to_string())
+    }
+
+    pub(crate) fn write_url(&self, what: &str) -> Result<String> {
+        match &self.catalog {
+            Some(c) => Ok(c.clone()),
+            None => bail!(
+                "`ppdb {what}` changes a catalog, so it needs --catalog URL \
+                 (the bundled sample in data/sample stays read-only)"
+            ),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write realistic replica chunks and src chunks (deterministic for a seed).
+    Sample(sample::SampleArgs),
+    /// Commit chunks, one snapshot each, in chunk_id order.
+    Ingest(ingest::IngestArgs),
+    /// List snapshots: number, commit time, chunk, rows added per table.
+    Snapshots(snapshots::SnapshotsArgs),
+    /// Merge small files per partition; no snapshot changes.
+    Compact(maintenance::CompactArgs),
+    /// Delete files that no retained snapshot needs (replaced by compaction, or left
+    /// by failed commits). By default every snapshot is retained; --expire-before
+    /// expires old snapshots, except those live query tokens read.
+    Vacuum(maintenance::VacuumArgs),
+    /// Run one ADQL query; the result goes to stdout, errors to stderr.
+    Query(query::QueryArgs),
+    /// Repeat the query a token names, exactly, and prove it: the rows must match
+    /// the row count and checksum recorded when the token was made.
+    Replay(query::ReplayArgs),
+    /// Serve the catalog over TAP 1.1 at http://LISTEN/tap (sync, async, uploads, VOSI, replay, and a web page at /).
+    Serve(serve::ServeArgs),
+    /// Show, list or expire query tokens.
+    Token {
+        #[command(subcommand)]
+        action: query::TokenAction,
+    },
+}
+
+#[derive(Args, Clone, Default)]
+pub(crate) struct StateArg {
+    /// Where query tokens are kept (an object-store URL). Default: the catalog's own
+    /// _state/ folder when the catalog is writable; for the bundled sample, and
+    /// read-only catalogs, the per-user folder ($XDG_STATE_HOME/ppdb or ~/.local/state/ppdb).
+    #[arg(long, env = "PPDB_STATE")]
+    pub(crate) state: Option<String>,
+}
+
+impl StateArg {
+    /// Opens the engine on a catalog with this state store.
+    pub(crate) async fn engine(&self, catalog: &CatalogArg) -> Result<engine::Engine> {
+        self.engine_with(catalog, engine::EngineOptions::default())
+            .await
+    }
+
+    /// Opens the engine with `options`, its state store as this argument says.
+    pub(crate) async fn engine_with(
+        &self,
+        catalog: &CatalogArg,
+        options: engine::EngineOptions,
+    ) -> Result<engine::Engine> {
+        let state = match (&self.state, &catalog.catalog) {
+            (Some(s), _) => Some(s.clone()),
+            // The bundled sample is part of the source tree: never write into it.
+            (None, None) => Some(engine::StateStore::user_default()?.url().to_string()),
+            (None, Some(_)) => None,
+        };
+        let options = engine::EngineOptions { state, ..options };
+        Ok(engine::Engine::open_with(&catalog.read_url(), options).await?)
+    }
+}
+
+/// Runs the command the line names.
+pub(crate) async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Sample(args) => sample::run(args).await,
+        Command::Ingest(args) => ingest::run(args).await,
+        Command::Snapshots(args) => snapshots::run(args).await,
+        Command::Compact(args) => maintenance::compact(args).await,
+        Command::Vacuum(args) => maintenance::vacuum(args).await,
+        Command::Query(args) => query::query(args).await,
+        Command::Replay(args) => query::replay(args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Token { action } => query::token(action).await,
+    }
+}
+
+pub(crate) fn bar(len: u64, unit: &str) -> ProgressBar {
+    let b = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(&format!(
+        "{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {unit} {{msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    b.set_style(style);
+    b
+}
