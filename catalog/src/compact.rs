@@ -72,7 +72,7 @@ impl Catalog {
                 let mut pieces: BTreeMap<Option<Cell>, Vec<RecordBatch>> = BTreeMap::new();
                 for (f, fresh) in coarse {
                     let phys = self.folded(ts, f).await?;
-                    let anchor = crate::ingest::anchors(ts, &phys, &|id| index.anchor(id));
+                    let anchor = crate::ingest::sort_anchors(ts, &phys, &|id| index.anchor(id));
                     // A row without an anchor (none in practice) keeps its file's cell.
                     let cell_of = |row: usize| match anchor.as_ref().filter(|a| a.is_valid(row)) {
                         Some(a) => Cell::of_healpix_29(order, a.value(row)),
@@ -114,7 +114,7 @@ impl Catalog {
                     if all.num_rows() == 0 {
                         continue;
                     }
-                    let anchor = crate::ingest::anchors(ts, &all, &|id| index.anchor(id));
+                    let anchor = crate::ingest::sort_anchors(ts, &all, &|id| index.anchor(id));
                     let sorted = datafile::without_empty_columns(
                         ts,
                         &datafile::sort(ts, &all, anchor.as_ref())?,
