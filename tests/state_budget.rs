@@ -237,3 +237,168 @@ async fn an_async_result_past_the_share_ends_the_job_and_is_not_kept() {
         "the store holds {held} bytes after a refused result"
     );
 }
+
+/// A job's parameters rewritten while PENDING: each rewrite was stored
+/// without counting against anything, one job grew to 136 MB from one
+/// address, and every rewrite was counted in full, so deleting the job left
+/// the store "full" for everyone until a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn rewriting_a_pending_job_neither_grows_it_without_bound_nor_fills_the_count() {
+    let state = TempDir::new().unwrap();
+    let s = serve(state.path(), "8");
+    let me = client_from(6);
+    let created = me
+        .post(format!("{}/async", s.tap))
+        .bearer_auth(ALICE)
+        .form(&[("QUERY", "SELECT TOP 1 ra FROM ppdb.DiaObject")])
+        .send()
+        .await
+        .unwrap();
+    let job = created.headers()["location"].to_str().unwrap().to_string();
+    // Twenty rewrites of 1 MiB: 20 MiB if each counted in full, past the 8 MiB store.
+    for i in 0..20 {
+        let r = me
+            .post(&job)
+            .bearer_auth(ALICE)
+            .form(&[("QUERY", padded(i, 1024))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 303, "rewrite {i}");
+    }
+    // New parameters beside the old ones: the job holds at most 4 MiB of them.
+    let mut refused = None;
+    for i in 0..8 {
+        let r = me
+            .post(&job)
+            .bearer_auth(ALICE)
+            .form(&[(format!("EXTRA{i}"), "y".repeat(1 << 20))])
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() != 303 {
+            refused = Some((i, r.status().as_u16(), r.text().await.unwrap()));
+            break;
+        }
+    }
+    let (i, status, body) = refused.expect("a job cannot grow without end");
+    assert_eq!((i, status), (2, 413), "{body}"); // 1 MiB of QUERY and two of EXTRA fit
+    assert!(body.contains("4 MiB of parameters"), "{body}");
+    let deleted = me.delete(&job).bearer_auth(ALICE).send().await.unwrap();
+    assert_eq!(deleted.status().as_u16(), 303);
+    // Nothing is held now, and the service says so and answers everyone.
+    let available = me
+        .get(format!("{}/availability", s.tap))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(available.contains("<vosi:available>true"), "{available}");
+    let (status, body, _) = sync(&client_from(7), &s.tap, &padded(0, 100), None).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Anonymous rewrites count against the address's hour (here 1 MiB).
+    let anon = client_from(8);
+    let created = anon
+        .post(format!("{}/async", s.tap))
+        .form(&[("QUERY", "SELECT TOP 1 ra FROM ppdb.DiaObject")])
+        .send()
+        .await
+        .unwrap();
+    let job = created.headers()["location"].to_str().unwrap().to_string();
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let r = anon
+            .post(&job)
+            .form(&[("QUERY", padded(i, 400))])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [303, 303, 429, 429]);
+}
+
+/// A query that reads an upload and fails leaves nothing in the store: the
+/// upload is kept only with the record of a query that answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_query_keeps_no_upload() {
+    let state = TempDir::new().unwrap();
+    let s = serve(state.path(), "16");
+    let table = "<?xml version=\"1.0\"?><VOTABLE version=\"1.4\" \
+        xmlns=\"http://www.ivoa.net/xml/VOTable/v1.3\"><RESOURCE><TABLE>\
+        <FIELD name=\"n\" datatype=\"int\"/><DATA><TABLEDATA><TR><TD>0</TD></TR>\
+        </TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>";
+    let me = client_from(9);
+    // A multipart body, written out: text fields, then the table as a file.
+    let upload = |query: &str| {
+        let b = "ppdb-budget-boundary";
+        let mut body = String::new();
+        for (k, v) in [
+            ("QUERY", query),
+            ("UPLOAD", "t,param:t"),
+            ("RESPONSEFORMAT", "csv"),
+        ] {
+            body +=
+                &format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n");
+        }
+        body += &format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"t\"; filename=\"t.xml\"\r\n\
+             Content-Type: application/x-votable+xml\r\n\r\n{table}\r\n--{b}--\r\n"
+        );
+        me.post(format!("{}/sync", s.tap))
+            .header("content-type", format!("multipart/form-data; boundary={b}"))
+            .body(body)
+    };
+    let failed = upload("SELECT 1 / n FROM TAP_UPLOAD.t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status().as_u16(), 400);
+    assert_eq!(bytes_under(&state.path().join("uploads")), 0);
+    let answered = upload("SELECT n FROM TAP_UPLOAD.t").send().await.unwrap();
+    assert_eq!(answered.status().as_u16(), 200);
+    assert!(bytes_under(&state.path().join("uploads")) > 0);
+}
+
+/// Asking again for a later destruction kept a job for ever; a job lives at
+/// most its lifetime from when it was made.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_s_destruction_cannot_be_pushed_past_its_lifetime() {
+    let state = TempDir::new().unwrap();
+    let s = Server::start(&[
+        "--state",
+        state.path().to_str().unwrap(),
+        "--job-lifetime-hours",
+        "1",
+    ]);
+    let me = client_from(10);
+    let created = me
+        .post(format!("{}/async", s.tap))
+        .form(&[("QUERY", "SELECT TOP 1 ra FROM ppdb.DiaObject")])
+        .send()
+        .await
+        .unwrap();
+    let job = created.headers()["location"].to_str().unwrap().to_string();
+    let destruction = || async {
+        me.get(format!("{job}/destruction"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let first = destruction().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = me
+        .post(format!("{job}/destruction"))
+        .form(&[("DESTRUCTION", "2099-01-01T00:00:00Z")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(destruction().await, first);
+}

@@ -231,7 +231,13 @@ impl Engine {
         let t0 = Instant::now();
         // Its record (the ADQL as written and pinned) must be kept: refuse now,
         // not after the rows were sent.
-        self.state.check_room(2 * adql.len() as u64 + 4096)?;
+        let uploaded: usize = options
+            .uploads
+            .iter()
+            .map(|u| u.batch.get_array_memory_size())
+            .sum();
+        self.state
+            .check_room((2 * adql.len() + uploaded) as u64 + 4096)?;
         let Prepared {
             log,
             snapshot,
@@ -239,7 +245,7 @@ impl Engine {
             pinned,
             parsed: t1,
         } = self.prepare(adql, options).await?;
-        let uploads = self.keep_uploads(&options.uploads).await?;
+        let uploads = crate::tokens::uploads::upload_refs(&options.uploads)?;
         let upload_identity: String = uploads
             .iter()
             .map(|u| format!("{}={};", u.name, u.digest))
@@ -301,6 +307,7 @@ impl Engine {
         result.keep = self.keep();
         result.end = End::Record {
             store: self.state.clone(),
+            uploads: options.uploads.clone(),
             record: Box::new(record),
         };
         Ok(result)

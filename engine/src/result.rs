@@ -58,6 +58,8 @@ pub(crate) enum End {
     /// A first run: store the record (or check it against the one stored).
     Record {
         store: StateStore,
+        /// The uploads the query read, kept with the record for its replays.
+        uploads: Vec<crate::upload::Upload>,
         record: Box<TokenRecord>,
     },
     /// A replay: the rows must match the record.
@@ -171,8 +173,13 @@ impl QueryResult {
         let token = self.token.clone().unwrap_or_default();
         match end {
             End::Nothing | End::Done => {}
-            End::Record { store, mut record } => {
+            End::Record {
+                store,
+                uploads,
+                mut record,
+            } => {
                 let t = std::time::Instant::now();
+                crate::tokens::uploads::keep_uploads(&store, &uploads, &record.uploads).await?;
                 record.rows = self.sent;
                 record.overflow = self.overflow;
                 record.checksum = checksum.clone().unwrap_or_default();

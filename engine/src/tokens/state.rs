@@ -224,6 +224,49 @@ impl StateStore {
     }
 }
 
+impl StateStore {
+    /// Deletes the kept uploads no token record names (their tokens were
+    /// expired) and older than `grace` (a query may be about to store the
+    /// record that names one); returns how many went, and their bytes.
+    pub async fn remove_unread_uploads(&self, grace: std::time::Duration) -> Result<(usize, u64)> {
+        let read: std::collections::HashSet<String> = self
+            .list()
+            .await?
+            .into_iter()
+            .flat_map(|r| {
+                r.uploads
+                    .into_iter()
+                    .map(|u| format!("{}.parquet", u.digest))
+            })
+            .collect();
+        let before =
+            chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let metas: Vec<_> = self
+            .loc
+            .store
+            .list(Some(&self.loc.child("uploads")))
+            .try_collect()
+            .await
+            .map_err(store_err)?;
+        let (mut gone, mut bytes) = (0, 0);
+        for m in metas {
+            let unread = m.location.filename().is_some_and(|n| !read.contains(n));
+            if unread && m.last_modified < before {
+                match self.loc.store.delete(&m.location).await {
+                    Ok(()) => {
+                        self.release(m.size);
+                        gone += 1;
+                        bytes += m.size;
+                    }
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(store_err(e)),
+                }
+            }
+        }
+        Ok((gone, bytes))
+    }
+}
+
 fn user_dir() -> Option<String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if let Some(s) = env("PPDB_STATE") {
@@ -338,17 +381,39 @@ impl StateStore {
     /// [`StateStore::create`] or check [`StateStore::check_room`] first.
     pub async fn write(&self, key: &str, bytes: Bytes) -> Result<()> {
         check_key(key)?;
+        let path = self.loc.child(key);
         let len = bytes.len() as u64;
+        // What is replaced is given back: counting every rewrite of a job's
+        // record in full let a few rewrites make the store look full.
+        let replaced = match &self.budget {
+            None => 0,
+            Some(_) => match self.loc.store.head(&path).await {
+                Ok(meta) => meta.size,
+                Err(object_store::Error::NotFound { .. }) => 0,
+                Err(e) => return Err(store_err(e)),
+            },
+        };
         self.loc
             .store
-            .put(&self.loc.child(key), PutPayload::from(bytes))
+            .put(&path, PutPayload::from(bytes))
             .await
             .map_err(store_err)?;
         if let Some(b) = &self.budget {
-            // Over-counts a replacement until the next recount: erring towards full.
             b.count(len);
+            b.release(replaced);
         }
         Ok(())
+    }
+
+    /// The bytes held under `prefix` (a folder-like key), from a listing.
+    pub async fn size_under(&self, prefix: &str) -> Result<u64> {
+        check_key(prefix)?;
+        let mut listing = self.loc.store.list(Some(&self.loc.child(prefix)));
+        let mut size = 0u64;
+        while let Some(meta) = listing.try_next().await.map_err(store_err)? {
+            size = size.saturating_add(meta.size);
+        }
+        Ok(size)
     }
 
     /// Starts writing `key` piece by piece (a multipart upload for large
@@ -489,6 +554,13 @@ mod tests {
         assert!(w.put(Bytes::from(vec![0; 300])).await.is_err());
         w.abort().await.unwrap();
         assert_eq!(s.usage(), Some((600, 1000)));
+        // Rewriting a record counts its new size, not both.
+        for _ in 0..10 {
+            s.write("x/job", Bytes::from(vec![0; 100])).await.unwrap();
+        }
+        assert_eq!(s.usage(), Some((700, 1000)));
+        s.write("x/job", Bytes::new()).await.unwrap();
+        assert_eq!(s.usage(), Some((600, 1000)));
         // Another process on the same store writes; the next listing sees it.
         let other = StateStore::open(url).unwrap();
         other.write("d", Bytes::from(vec![0; 350])).await.unwrap();
@@ -497,6 +569,45 @@ mod tests {
         s.remove_all("x").await.unwrap();
         assert_eq!(s.usage(), Some((350, 1000)));
         assert!(s.check_room(600).is_ok());
+    }
+
+    #[tokio::test]
+    async fn uploads_no_record_names_are_removed_after_the_grace() {
+        let s = StateStore::open("memory://state-unread-uploads")
+            .unwrap()
+            .bounded(1 << 20);
+        let token = "a".repeat(crate::tokens::token::TOKEN_LEN);
+        let record: TokenRecord = serde_json::from_value(serde_json::json!({
+            "format": "ppdb-token/1", "token": token, "catalog_id": "c", "catalog_url": "u",
+            "schema_version": "v", "adql": "q", "pinned_adql": "q", "snapshot": 1,
+            "snapshot_time": "2026-01-01T00:00:00Z", "maxrec": null, "rows": 0,
+            "overflow": false, "checksum": "x", "created_at": "2026-01-01T00:00:00Z",
+            "uploads": [{"name": "t", "digest": "kept", "rows": 1}],
+        }))
+        .unwrap();
+        s.put(&record).await.unwrap();
+        for name in ["kept", "orphan"] {
+            s.create(
+                &format!("uploads/{name}.parquet"),
+                Bytes::from_static(b"12345"),
+            )
+            .await
+            .unwrap();
+        }
+        let young = s
+            .remove_unread_uploads(std::time::Duration::from_secs(600))
+            .await
+            .unwrap();
+        assert_eq!(young, (0, 0), "within the grace nothing goes");
+        let held = s.usage().unwrap().0;
+        let gone = s
+            .remove_unread_uploads(std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(gone, (1, 5));
+        assert!(s.exists("uploads/kept.parquet").await.unwrap());
+        assert!(!s.exists("uploads/orphan.parquet").await.unwrap());
+        assert_eq!(s.usage().unwrap().0, held - 5);
     }
 
     #[tokio::test]

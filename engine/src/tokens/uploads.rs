@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::plan::crossmatch::UPLOAD_SCHEMA;
 use crate::session::tables;
 use crate::tokens::checksum::Checksum;
+use crate::tokens::state::StateStore;
 use crate::tokens::token::UploadRef;
 use crate::upload::Upload;
 impl Engine {
@@ -29,34 +30,6 @@ impl Engine {
             ));
         }
         Cow::Owned(all)
-    }
-
-    /// Keeps each upload in the state store (once per content), so that a token
-    /// that read it can be replayed; returns what the record names.
-    pub(crate) async fn keep_uploads(&self, uploads: &[Upload]) -> Result<Vec<UploadRef>> {
-        let mut refs = Vec::new();
-        for u in uploads {
-            let digest = upload_digest(u)?;
-            let key = format!("uploads/{digest}.parquet");
-            if !self.state.exists(&key).await? {
-                let mut bytes = Vec::new();
-                let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
-                    &mut bytes,
-                    u.batch.schema(),
-                    None,
-                )?;
-                w.write(&u.batch)?;
-                w.close()?;
-                // Another query may have kept the same content meanwhile: either copy serves.
-                self.state.create(&key, bytes.into()).await?;
-            }
-            refs.push(UploadRef {
-                name: u.name.clone(),
-                digest,
-                rows: u.batch.num_rows() as u64,
-            });
-        }
-        Ok(refs)
     }
 
     /// The uploads a token's record names, from the state store.
@@ -99,6 +72,46 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// What a token's record names of each upload: its name, content digest and rows.
+pub(crate) fn upload_refs(uploads: &[Upload]) -> Result<Vec<UploadRef>> {
+    uploads
+        .iter()
+        .map(|u| {
+            Ok(UploadRef {
+                name: u.name.clone(),
+                digest: upload_digest(u)?,
+                rows: u.batch.num_rows() as u64,
+            })
+        })
+        .collect()
+}
+
+/// Keeps each upload in the state store (once per content), so that the
+/// token that read it can be replayed. Done only as the token's record is
+/// stored: a query that fails leaves nothing behind.
+pub(crate) async fn keep_uploads(
+    state: &StateStore,
+    uploads: &[Upload],
+    refs: &[UploadRef],
+) -> Result<()> {
+    for (u, r) in uploads.iter().zip(refs) {
+        let key = format!("uploads/{}.parquet", r.digest);
+        if !state.exists(&key).await? {
+            let mut bytes = Vec::new();
+            let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
+                &mut bytes,
+                u.batch.schema(),
+                None,
+            )?;
+            w.write(&u.batch)?;
+            w.close()?;
+            // Another query may have kept the same content meanwhile: either copy serves.
+            state.create(&key, bytes.into()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// What identifies an upload's content: its name, columns and rows.

@@ -288,6 +288,7 @@ pub async fn token(action: TokenAction) -> Result<()> {
                 "expired {expired} token(s) made before {before} in {}",
                 engine.state().url()
             );
+            forget_unread_uploads(&engine).await?;
         }
         TokenAction::Expire {
             catalog,
@@ -300,6 +301,7 @@ pub async fn token(action: TokenAction) -> Result<()> {
             let engine = state.engine(&catalog).await?;
             if engine.state().expire(&token).await? {
                 say!("expired token {token}");
+                forget_unread_uploads(&engine).await?;
             } else {
                 bail!(
                     "unknown token {token}: nothing to expire in {}",
@@ -307,6 +309,19 @@ pub async fn token(action: TokenAction) -> Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Deletes the uploads only expired tokens read (kept ten minutes, for the
+/// record a running query may be about to store).
+async fn forget_unread_uploads(engine: &engine::Engine) -> Result<()> {
+    let (gone, bytes) = engine
+        .state()
+        .remove_unread_uploads(Duration::from_secs(600))
+        .await?;
+    if gone > 0 {
+        say!("deleted {gone} upload(s) no live token reads ({bytes} bytes)");
     }
     Ok(())
 }

@@ -42,15 +42,27 @@ impl Allowance {
         let total: u64 = list.iter().map(|(_, b)| b).sum();
         if total.saturating_add(bytes) > self.per_hour {
             return Err(format!(
-                "you stored {} MiB of query records, uploads and results in the last hour, \
-                 and this needs {} MiB more: one caller may store {} MiB an hour; try again later",
-                total >> 20,
-                (bytes >> 20).max(1),
-                self.per_hour >> 20
+                "you stored {} of query records, uploads and results in the last hour, \
+                 and this needs {} more: one caller may store {} an hour; try again later",
+                human(total),
+                human(bytes),
+                human(self.per_hour)
             ));
         }
         list.push_back((now, bytes));
         Ok(())
+    }
+}
+
+/// Bytes as people read them: `512 bytes`, `37 KiB`, `2.4 MiB`.
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b < 1 << 10 => format!("{b} bytes"),
+        b if b < 1 << 20 => format!("{} KiB", b >> 10),
+        b => {
+            let mib = format!("{:.1}", b as f64 / (1u64 << 20) as f64);
+            format!("{} MiB", mib.trim_end_matches(".0"))
+        }
     }
 }
 
@@ -73,12 +85,17 @@ mod tests {
         let a = Allowance::new(10 << 20);
         assert!(a.spend("address 192.0.2.1", 6 << 20).is_ok());
         let refused = a.spend("address 192.0.2.1", 6 << 20).unwrap_err();
-        assert!(refused.contains("6 MiB"), "{refused}");
+        assert!(refused.contains("stored 6 MiB"), "{refused}");
+        assert!(refused.contains("needs 6 MiB more"), "{refused}");
         assert!(refused.contains("10 MiB an hour"), "{refused}");
         assert!(a.spend("address 192.0.2.2", 6 << 20).is_ok());
         assert!(
             a.spend("address 192.0.2.1", 4 << 20).is_ok(),
             "what fits still fits"
         );
+        let refused = a.spend("address 192.0.2.1", 1536 << 10).unwrap_err();
+        assert!(refused.contains("needs 1.5 MiB more"), "{refused}");
+        assert_eq!(human(700), "700 bytes");
+        assert_eq!(human(70 << 10), "70 KiB");
     }
 }

@@ -45,12 +45,22 @@ pub(crate) async fn landing(State(app): State<Shared>) -> Response {
         .into_response()
 }
 
-pub(crate) async fn availability() -> Response {
-    xml("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+pub(crate) async fn availability(State(app): State<Shared>) -> Response {
+    // A store with no room for a small query's record refuses every new query.
+    let (available, note) = match app.engine.state().check_room(64 << 10) {
+        Ok(()) => ("true", "accepting queries"),
+        Err(_) => (
+            "false",
+            "the store for query records and results is full: new queries are refused \
+             until jobs expire or tokens are expired; replays are served",
+        ),
+    };
+    xml(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <vosi:availability xmlns:vosi=\"http://www.ivoa.net/xml/VOSIAvailability/v1.0\">\
-         <vosi:available>true</vosi:available>\
-         <vosi:note>accepting queries</vosi:note></vosi:availability>\n"
-        .to_string())
+         <vosi:available>{available}</vosi:available>\
+         <vosi:note>{note}</vosi:note></vosi:availability>\n"
+    ))
 }
 
 pub(crate) async fn capabilities(State(app): State<Shared>) -> Response {

@@ -92,6 +92,11 @@ impl Job {
         Params::new(self.parameters.clone())
     }
 
+    /// The bytes of the job's parameters, names and values.
+    pub(super) fn parameter_bytes(&self) -> usize {
+        self.parameters.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+
     pub(super) fn set_parameters(&mut self, pairs: Vec<(String, String)>) {
         for (k, v) in pairs {
             match self

@@ -21,7 +21,7 @@ use chrono::Utc;
 use crate::app::Shared;
 use crate::tap::auth::Caller;
 use crate::tap::failure::{Failure, error, esc};
-use crate::tap::params::{Params, Posted};
+use crate::tap::params::{PARAMETERS_LIMIT, Params, Posted};
 
 mod job;
 mod run;
@@ -316,6 +316,20 @@ async fn post_job(
                 ),
             );
         }
+        let mut after = job.clone();
+        after.set_parameters(changes.clone());
+        if after.parameter_bytes() > PARAMETERS_LIMIT {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "job {id} would hold more than {} MiB of parameters\n",
+                    PARAMETERS_LIMIT >> 20
+                ),
+            );
+        }
+        if let Some(r) = storage_refusal(&app, &caller, &params) {
+            return r;
+        }
         if let Err(r) = keep_parts(&app, &id, &params).await {
             return r;
         }
@@ -512,9 +526,10 @@ async fn set_destruction(app: &Shared, id: &str, value: &str) -> Result<(), Resp
             format!("DESTRUCTION={value} is not an ISO-8601 time\n"),
         ));
     };
-    job_or(app, id).await?;
-    // The server keeps jobs no longer than its configured lifetime.
-    let t = t.min(Utc::now() + app.config.job_lifetime);
+    let job = job_or(app, id).await?;
+    // The server keeps jobs no longer than its configured lifetime from their
+    // creation: asking again must not keep one for ever.
+    let t = t.min(job.created + app.config.job_lifetime);
     update(app, id, |j| j.destruction = t)
         .await
         .map_err(store_failure)?;

@@ -32,20 +32,8 @@ pub(super) async fn create(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("600"));
         return r;
     }
-    let body: usize = params.parts.iter().map(|(_, b)| b.len()).sum::<usize>()
-        + params
-            .pairs()
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>();
-    // The job keeps its parameters, and its run a record with the ADQL twice.
-    if let Err(e) = app.engine.state().check_room(3 * body as u64 + 8192) {
-        return store_failure(e);
-    }
-    if !caller.privileged()
-        && let Err(e) = app.stored.spend(&caller.key(), body as u64 + 4096)
-    {
-        return too_many(&e);
+    if let Some(r) = storage_refusal(&app, &caller, &params) {
+        return r;
     }
     let now = Utc::now();
     let id = uuid::Uuid::new_v4().hyphenated().to_string();
@@ -103,12 +91,40 @@ pub(super) async fn create(
     see_other(job_url(&app, &id))
 }
 
+/// The refusal of what a request would add to a job, if the state store has
+/// no room for it (503) or its caller stored its hour's share (429).
+pub(super) fn storage_refusal(app: &Shared, caller: &Caller, params: &Params) -> Option<Response> {
+    let body: usize = params.parts.iter().map(|(_, b)| b.len()).sum::<usize>()
+        + params
+            .pairs()
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    // The job keeps its parameters, and its run a record with the ADQL twice.
+    if let Err(e) = app.engine.state().check_room(3 * body as u64 + 8192) {
+        return Some(store_failure(e));
+    }
+    if caller.privileged() {
+        return None;
+    }
+    app.stored
+        .spend(&caller.key(), body as u64 + 4096)
+        .err()
+        .map(|e| too_many(&e))
+}
+
 /// Stores the parts of a multipart request with the job, for its `UPLOAD`.
 ///
 /// Every part is checked before any is written, and a write that fails takes
 /// the others with it: a refused job leaves nothing behind in the store.
 pub(super) async fn keep_parts(app: &Shared, id: &str, params: &Params) -> Result<(), Response> {
-    let mut total = 0u64;
+    // Parts sent earlier count too: a job holds at most one upload's worth.
+    let mut total = app
+        .engine
+        .state()
+        .size_under(&format!("jobs/{id}/parts"))
+        .await
+        .map_err(store_failure)?;
     let mut named = Vec::with_capacity(params.parts.len());
     for (name, bytes) in &params.parts {
         total += bytes.len() as u64;
