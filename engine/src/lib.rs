@@ -18,9 +18,9 @@ mod scan;
 mod session;
 mod snapshot;
 mod tokens;
-pub mod upload;
 
 pub use catalog::{ScanFile, TableScan};
+pub use encode::votable::upload;
 pub use engine::Engine;
 pub use error::{Error, Result};
 #[doc(hidden)]

@@ -1,12 +1,12 @@
 //! Result encoders, one file per format: a terminal table and CSV/TSV
 //! ([`text`]), JSON ([`json`]), VOTable in BINARY2 or TABLEDATA ([`votable`],
-//! [`binary2`]) and Parquet (VOParquet: the VOTable header in its metadata).
+//! which also reads uploaded VOTables) and Parquet (VOParquet: the VOTable
+//! header in its metadata).
 //!
 //! Every format that declares types takes them from one place,
 //! [`votable::FieldType::of`]: a VOTable's FIELDs, the BINARY2 layout of each
 //! value and the JSON metadata cannot disagree.
 
-mod binary2;
 pub(crate) mod describe;
 mod json;
 pub(crate) mod lineage;
@@ -23,7 +23,7 @@ use datafusion::parquet::file::metadata::KeyValue;
 
 use crate::error::Result;
 
-pub(crate) use binary2::Binary2;
+pub(crate) use votable::binary2::Binary2;
 pub use votable::votable_error;
 
 /// An output format.

@@ -19,7 +19,7 @@ use arrow::datatypes::{
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use data_encoding::BASE64;
 
-use super::votable::{FieldType, check_count};
+use super::{FieldType, check_count};
 use crate::error::Result;
 
 /// Bytes per base64 line (76 characters).

@@ -2,6 +2,9 @@
 //! the status after the table, the DataLink service descriptor that repeats a
 //! result, and error documents.
 
+pub(crate) mod binary2;
+pub mod upload;
+
 use std::fmt::Write as _;
 use std::io::Write;
 
