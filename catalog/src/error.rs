@@ -183,6 +183,14 @@ pub enum Error {
         /// How many times we tried.
         attempts: usize,
     },
+    /// A path given as chunks holds none.
+    #[error("{path} {why}")]
+    NoChunks {
+        /// The path given.
+        path: String,
+        /// What it is instead.
+        why: &'static str,
+    },
     /// A local file operation failed.
     #[error("{path}: {source}")]
     Io {

@@ -9,6 +9,7 @@ mod catalog;
 pub mod chunk;
 mod compact;
 mod datafile;
+pub mod delivery;
 pub mod error;
 pub mod felis;
 pub mod healpix;

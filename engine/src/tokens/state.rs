@@ -225,6 +225,21 @@ impl StateStore {
 }
 
 impl StateStore {
+    /// The snapshots of catalog `catalog_id` that live tokens read: retention
+    /// must keep them, or those tokens could no longer be replayed.
+    pub async fn snapshots_read(&self, catalog_id: &str) -> Result<Vec<u64>> {
+        let mut read: Vec<u64> = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|r| r.catalog_id == catalog_id)
+            .map(|r| r.snapshot)
+            .collect();
+        read.sort_unstable();
+        read.dedup();
+        Ok(read)
+    }
+
     /// Deletes the kept uploads no token record names (their tokens were
     /// expired) and older than `grace` (a query may be about to store the
     /// record that names one); returns how many went, and their bytes.

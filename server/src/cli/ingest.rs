@@ -1,11 +1,10 @@
 //! `ppdb ingest`: chunk folders found, ordered as the replica stream made them,
 //! and committed one snapshot each.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use catalog::chunk::{self, Manifest};
+use anyhow::Result;
 use catalog::{Catalog, IngestOutcome, store};
 use clap::Args;
 
@@ -34,7 +33,7 @@ pub(super) async fn run(args: IngestArgs) -> Result<()> {
     } = args;
     let url = catalog.write_url("ingest")?;
     let cat = Catalog::open_or_create(&url, partition_order).await?;
-    let ordered = order_chunks(&chunks).await?;
+    let ordered = catalog::delivery::in_order(&chunks).await?;
     let bar = bar(ordered.len() as u64, "chunks");
     let started = Instant::now();
     let (mut committed, mut resent, mut rows) = (0, 0, 0u64);
@@ -78,59 +77,4 @@ pub(super) async fn run(args: IngestArgs) -> Result<()> {
         rows as f64 / secs.max(1e-9)
     );
     Ok(())
-}
-
-/// Finds chunk folders (a folder with chunk.json, or the folders inside one) and
-/// orders them: by chunk_id within each format, formats interleaved by time.
-async fn order_chunks(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Manifest)>> {
-    let mut dirs = Vec::new();
-    for p in paths {
-        if p.join(chunk::MANIFEST).is_file() {
-            dirs.push(p.clone());
-        } else if p.is_dir() {
-            let mut inner: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("reading {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|d| d.is_dir())
-                .collect();
-            inner.sort();
-            if inner.is_empty() {
-                bail!("{} holds no chunk.json and no chunk folders", p.display());
-            }
-            dirs.extend(inner);
-        } else {
-            bail!(
-                "{} is not a chunk folder or a folder of chunk folders",
-                p.display()
-            );
-        }
-    }
-    let mut found: Vec<(PathBuf, Manifest)> = Vec::new();
-    for d in dirs {
-        let loc = store::open_existing_local(Path::new(&d))?;
-        let m = chunk::read_manifest(&loc).await?;
-        found.push((d, m));
-    }
-    // chunk_id order within each format; the formats interleaved by time.
-    let mut by_format: std::collections::BTreeMap<String, Vec<(PathBuf, Manifest)>> =
-        Default::default();
-    for (d, m) in found {
-        by_format.entry(m.format.clone()).or_default().push((d, m));
-    }
-    let mut queues: Vec<std::collections::VecDeque<(PathBuf, Manifest)>> = by_format
-        .into_values()
-        .map(|mut v| {
-            v.sort_by_key(|(_, m)| m.chunk_id);
-            v.into()
-        })
-        .collect();
-    let mut ordered = Vec::new();
-    while let Some(q) = queues
-        .iter_mut()
-        .filter(|q| !q.is_empty())
-        .min_by(|a, b| a[0].1.last_update_time.cmp(&b[0].1.last_update_time))
-    {
-        ordered.extend(q.pop_front());
-    }
-    Ok(ordered)
 }

@@ -84,16 +84,8 @@ pub(super) async fn vacuum(args: VacuumArgs) -> Result<()> {
                 1 + log.snapshots.iter().filter(|s| s.committed_at < t).count() as u64
             }
         };
-        // Live tokens pin their snapshots: retention keeps what they read.
         let engine = state.engine(&catalog).await?;
-        let tokens: Vec<engine::TokenRecord> = engine
-            .state()
-            .list()
-            .await?
-            .into_iter()
-            .filter(|r| r.catalog_id == log.catalog_id)
-            .collect();
-        let keep: Vec<u64> = tokens.iter().map(|r| r.snapshot).collect();
+        let keep = engine.state().snapshots_read(&log.catalog_id).await?;
         let r = cat.expire(before, &keep).await?;
         let latest = cat.state().await?;
         say!(
