@@ -417,7 +417,13 @@ async fn tokens_record_the_cutoff_and_replays_keep_the_embargo() {
         let Err(e) = refused else {
             panic!("a privileged result was replayed without privilege (cache: {use_cache})")
         };
-        assert!(matches!(e, engine::Error::Embargoed { .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                engine::Error::Token(engine::TokenError::Embargoed { .. })
+            ),
+            "{e}"
+        );
         assert!(
             e.message().contains("privileged bearer token"),
             "{}",

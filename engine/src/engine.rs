@@ -21,10 +21,11 @@ use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionConfig;
 
 use crate::encode::ColumnInfo;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::scan::embargo::{self, Access, Embargo};
 use crate::session::tables;
 use crate::tokens::checksum::Checksum;
+use crate::tokens::error::TokenError;
 use crate::tokens::state::StateStore;
 use crate::tokens::token::{Identity, TokenRecord, check_token};
 
@@ -407,12 +408,12 @@ impl Engine {
             )
             .await?;
         if snapshot.snapshot != record.snapshot {
-            return Err(Error::Token {
-                message: format!(
-                    "the record of token {token} is inconsistent: it names snapshot {} but its ADQL reads {}",
-                    record.snapshot, snapshot.snapshot
-                ),
-            });
+            return Err(TokenError::Inconsistent {
+                token: token.to_string(),
+                recorded: record.snapshot,
+                reads: snapshot.snapshot,
+            }
+            .into());
         }
         let limit = options.time_limit.map(|d| (t0 + d, d));
         let mut result = self
@@ -446,26 +447,27 @@ impl Engine {
             .state
             .get(token)
             .await?
-            .ok_or_else(|| Error::UnknownToken {
+            .ok_or_else(|| TokenError::Unknown {
                 token: token.to_string(),
                 store: self.state.url().to_string(),
             })?;
         let log = self.catalog.state().await?;
         if record.catalog_id != log.catalog_id {
-            return Err(Error::ForeignToken {
+            return Err(TokenError::OtherCatalog {
                 token: token.to_string(),
                 made_on: format!("{} at {}", record.catalog_id, record.catalog_url),
                 here: format!("{} at {}", log.catalog_id, self.catalog.url()),
-            });
+            }
+            .into());
         }
         let version = &self.schema_version;
         if &record.schema_version != version {
-            return Err(Error::Token {
-                message: format!(
-                    "token {token} was made with schema version {}; this server serves {version}",
-                    record.schema_version
-                ),
-            });
+            return Err(TokenError::SchemaVersion {
+                token: token.to_string(),
+                made_with: record.schema_version,
+                serving: version.clone(),
+            }
+            .into());
         }
         Ok(record)
     }
@@ -490,10 +492,13 @@ impl Engine {
     /// Refuses a caller without privilege a token whose result holds rows still embargoed.
     pub fn may_replay(&self, record: &TokenRecord, privileged: bool) -> Result<()> {
         match (record.embargoed_until, self.embargo.cutoff()) {
-            (Some(until), Some(cutoff)) if !privileged && until > cutoff => Err(Error::Embargoed {
-                token: record.token.clone(),
-                until,
-            }),
+            (Some(until), Some(cutoff)) if !privileged && until > cutoff => {
+                Err(TokenError::Embargoed {
+                    token: record.token.clone(),
+                    until,
+                }
+                .into())
+            }
             _ => Ok(()),
         }
     }

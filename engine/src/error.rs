@@ -10,65 +10,12 @@ pub enum Error {
     #[error(transparent)]
     Catalog(#[from] catalog::Error),
     /// The query asked for a snapshot the catalog does not have.
-    #[error("{message}")]
-    Snapshot {
-        /// What is wrong, and what exists.
-        message: String,
-    },
-    /// A query token is malformed, unknown here, or belongs to another catalog.
-    #[error("{message}")]
-    Token {
-        /// What is wrong, and what to do.
-        message: String,
-    },
-    /// No state store this engine reads holds a record of the token.
-    #[error(
-        "unknown token {token}: the state store {store} has no record of it (tokens live in \
-         the state store of the catalog or server that made them; pass --state URL to look \
-         in another)"
-    )]
-    UnknownToken {
-        /// The token asked for.
-        token: String,
-        /// Where it was looked for.
-        store: String,
-    },
-    /// The token was made on another catalog than the one this engine serves.
-    #[error(
-        "token {token} was made on another catalog ({made_on}); this is {here}: a token \
-         replays only on the catalog it was made on"
-    )]
-    ForeignToken {
-        /// The token.
-        token: String,
-        /// The catalog it was made on: its id, and where it was.
-        made_on: String,
-        /// The catalog served here: its id, and where it is.
-        here: String,
-    },
-    /// An upload a token read is no longer in the state store.
-    #[error("the upload '{name}' token {token} read is gone from {store} ({key})")]
-    UploadGone {
-        /// The token.
-        token: String,
-        /// The upload's table name.
-        name: String,
-        /// The state store.
-        store: String,
-        /// The key it was kept under.
-        key: String,
-    },
-    /// A token names a result that holds rows the caller may not see yet.
-    #[error(
-        "token {token} names a result that holds embargoed rows: replaying it needs a \
-         privileged bearer token until the embargo passes MJD {until:.5} (TAI)"
-    )]
-    Embargoed {
-        /// The token.
-        token: String,
-        /// The time (MJD, TAI) of the newest embargoed row the result may hold.
-        until: f64,
-    },
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    /// A token could not be used: malformed, unknown, of another catalog, or
+    /// its replay did not match.
+    #[error(transparent)]
+    Token(#[from] crate::tokens::error::TokenError),
     /// An uploaded table could not be read.
     #[error("{message}")]
     Upload {
@@ -89,23 +36,6 @@ pub enum Error {
     StateFull {
         /// The limit, in MiB.
         limit_mib: u64,
-    },
-    /// A replay did not reproduce the result its token recorded.
-    #[error(
-        "replay of token {token} does NOT match its record: recorded {expected_rows} rows, \
-         checksum {expected}; this run gave {rows} rows, checksum {actual}"
-    )]
-    Mismatch {
-        /// The token replayed.
-        token: String,
-        /// Rows recorded.
-        expected_rows: u64,
-        /// Checksum recorded.
-        expected: String,
-        /// Rows now.
-        rows: u64,
-        /// Checksum now.
-        actual: String,
     },
     /// Planning or execution failed.
     #[error("query failed")]
@@ -137,11 +67,7 @@ impl Error {
         use datafusion::error::DataFusionError as D;
         match self {
             Error::Adql(_)
-            | Error::Snapshot { .. }
-            | Error::Token { .. }
-            | Error::UnknownToken { .. }
-            | Error::ForeignToken { .. }
-            | Error::Embargoed { .. }
+            | Error::Snapshot(_)
             | Error::StateFull { .. }
             | Error::Upload { .. } => false,
             Error::Catalog(e) => !matches!(
@@ -155,9 +81,8 @@ impl Error {
                         D::ObjectStore(_) | D::IoError(_) | D::ParquetError(_) | D::External(_)
                     )
             }
-            Error::UploadGone { .. }
-            | Error::State { .. }
-            | Error::Mismatch { .. }
+            Error::Token(t) => t.is_internal(),
+            Error::State { .. }
             | Error::Arrow(_)
             | Error::Parquet(_)
             | Error::Encode { .. }
@@ -172,14 +97,9 @@ impl Error {
         match self {
             // A caller without privilege learns no more of an embargoed token
             // than of one nobody made: whether someone ran a query is itself news.
-            Error::UnknownToken { token, .. } | Error::Embargoed { token, .. } => {
-                format!("unknown token {token}: this service has no record of it")
+            Error::Token(t) if t.public_message().is_some() => {
+                t.public_message().unwrap_or_default()
             }
-            Error::ForeignToken { token, .. } => format!(
-                "token {token} was made on another catalog: a token replays only on the catalog \
-                 it was made on"
-            ),
-            Error::Mismatch { .. } => self.to_string(),
             // The failing value may be one the caller may not see (an embargoed row).
             e if e.expression_failure().is_some() => format!(
                 "query failed: {} on a row it read (the value is not shown)",

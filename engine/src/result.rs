@@ -241,13 +241,14 @@ pub(crate) fn check(token: &str, record: &TokenRecord, rows: u64, checksum: &str
     if record.rows == rows && record.checksum == checksum {
         return Ok(());
     }
-    Err(Error::Mismatch {
+    Err(crate::tokens::error::TokenError::Mismatch {
         token: token.to_string(),
         expected_rows: record.rows,
         expected: record.checksum.clone(),
         rows,
         actual: checksum.to_string(),
-    })
+    }
+    .into())
 }
 
 impl Engine {

@@ -8,6 +8,67 @@ use catalog::log::{LogState, SnapshotInfo};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use crate::error::{Error, Result};
+
+/// A snapshot a query asked for that the catalog cannot give.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Nothing has been ingested.
+    #[error("the catalog has no snapshots yet: ingest a chunk first")]
+    Empty,
+    /// No snapshot has this number.
+    #[error(
+        "no snapshot {asked}: this catalog has snapshots {first} to {last}{}",
+        mjd_hint(*.asked)
+    )]
+    NoSuch {
+        /// The number asked for.
+        asked: u64,
+        /// The first snapshot.
+        first: u64,
+        /// The latest snapshot.
+        last: u64,
+    },
+    /// The time given is not one.
+    #[error("'{text}' is not an ISO-8601 UTC time (e.g. 2025-06-01T12:00:00Z)")]
+    NotATime {
+        /// What was given.
+        text: String,
+    },
+    /// The time is before the first commit.
+    #[error(
+        "no snapshot was committed by {text}; the first was committed at {} (MJD {:.5} UTC; \
+         commit times are when data arrived, not when it was observed)",
+        .first_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        mjd_utc(*.first_at)
+    )]
+    BeforeFirst {
+        /// The time asked for.
+        text: String,
+        /// When the first snapshot was committed.
+        first_at: DateTime<Utc>,
+    },
+    /// The query's FOR SYSTEM_TIME AS OF and the request's AS_OF differ.
+    #[error(
+        "the query reads snapshot {query} (FOR SYSTEM_TIME AS OF) but the request asks for \
+         snapshot {request}"
+    )]
+    Disagree {
+        /// The snapshot the query names.
+        query: u64,
+        /// The snapshot the request names.
+        request: u64,
+    },
+}
+
+/// A large whole number was likely meant as an MJD.
+fn mjd_hint(k: u64) -> String {
+    if k > 40_000 {
+        format!(" (for the snapshot current at MJD {k}, write {k}.0)")
+    } else {
+        String::new()
+    }
+}
+
 impl Engine {
     /// The snapshot a query reads: the one it asks for, else the latest now.
     pub async fn resolve_snapshot(&self, as_of: Option<&adql::AsOf>) -> Result<SnapshotInfo> {
@@ -26,8 +87,8 @@ impl Engine {
             .await
             .map_err(|e| match e {
                 // The query's own FOR SYSTEM_TIME AS OF is what names the snapshot.
-                Error::Snapshot { message } if in_query.is_some() => {
-                    let mut refusal = adql::Error::whole(text, message);
+                Error::Snapshot(e) if in_query.is_some() => {
+                    let mut refusal = adql::Error::whole(text, e.to_string());
                     if let Some((line, column)) = adql::locate_word(text, "SYSTEM_TIME") {
                         (refusal.line, refusal.column) = (line, column);
                     }
@@ -47,12 +108,11 @@ impl Engine {
             (Some(a), Some(b)) => {
                 let (sa, sb) = (resolve(&log, Some(a))?, resolve(&log, Some(b))?);
                 if sa.snapshot != sb.snapshot {
-                    return Err(Error::Snapshot {
-                        message: format!(
-                            "the query reads snapshot {} (FOR SYSTEM_TIME AS OF) but the request asks for snapshot {}",
-                            sa.snapshot, sb.snapshot
-                        ),
-                    });
+                    return Err(SnapshotError::Disagree {
+                        query: sa.snapshot,
+                        request: sb.snapshot,
+                    }
+                    .into());
                 }
                 sa
             }
@@ -77,52 +137,37 @@ pub(crate) fn resolve(state: &LogState, as_of: Option<&adql::AsOf>) -> Result<Sn
 
 pub(crate) fn find(state: &LogState, as_of: Option<&adql::AsOf>) -> Result<SnapshotInfo> {
     let snapshots = &state.snapshots;
-    let none = || Error::Snapshot {
-        message: "the catalog has no snapshots yet: ingest a chunk first".into(),
+    let (Some(first), Some(last)) = (snapshots.first(), snapshots.last()) else {
+        return Err(SnapshotError::Empty.into());
     };
     match as_of {
-        None => snapshots.last().cloned().ok_or_else(none),
+        None => Ok(last.clone()),
         Some(adql::AsOf::Snapshot(k)) => snapshots
             .iter()
             .find(|s| s.snapshot == *k)
             .cloned()
-            .ok_or_else(|| Error::Snapshot {
-                message: format!(
-                    "no snapshot {k}: this catalog has snapshots {} to {}{}",
-                    snapshots.first().map_or(0, |s| s.snapshot),
-                    snapshots.last().map_or(0, |s| s.snapshot),
-                    // A large whole number was likely meant as an MJD.
-                    if *k > 40_000 {
-                        format!(" (for the snapshot current at MJD {k}, write {k}.0)")
-                    } else {
-                        String::new()
-                    }
-                ),
+            .ok_or_else(|| {
+                SnapshotError::NoSuch {
+                    asked: *k,
+                    first: first.snapshot,
+                    last: last.snapshot,
+                }
+                .into()
             }),
         Some(adql::AsOf::Time(text)) => {
-            let t = parse_time(text).ok_or_else(|| Error::Snapshot {
-                message: format!(
-                    "'{text}' is not an ISO-8601 UTC time (e.g. 2025-06-01T12:00:00Z)"
-                ),
-            })?;
+            let t =
+                parse_time(text).ok_or_else(|| SnapshotError::NotATime { text: text.clone() })?;
             snapshots
                 .iter()
                 .rev()
                 .find(|s| s.committed_at <= t)
                 .cloned()
-                .ok_or_else(|| Error::Snapshot {
-                    message: match snapshots.first() {
-                        Some(first) => format!(
-                            "no snapshot was committed by {text}; the first was committed at {} \
-                             (MJD {:.5} UTC; commit times are when data arrived, not when it \
-                             was observed)",
-                            first
-                                .committed_at
-                                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                            mjd_utc(first.committed_at)
-                        ),
-                        None => "the catalog has no snapshots yet: ingest a chunk first".into(),
-                    },
+                .ok_or_else(|| {
+                    SnapshotError::BeforeFirst {
+                        text: text.clone(),
+                        first_at: first.committed_at,
+                    }
+                    .into()
                 })
         }
     }

@@ -13,7 +13,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::tokens::error::TokenError;
 
 /// The format tag of every token record.
 pub const RECORD_FORMAT: &str = "ppdb-token/1";
@@ -142,12 +143,10 @@ pub fn check_token(token: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Token {
-            message: format!(
-                "'{token}' is not a query token: a token is {TOKEN_LEN} characters of a-z and 2-7, \
-                 as printed after `token:`"
-            ),
-        })
+        Err(TokenError::Malformed {
+            token: token.to_string(),
+        }
+        .into())
     }
 }
 

@@ -41,16 +41,14 @@ impl Engine {
         let mut out = Vec::new();
         for r in refs {
             let key = format!("uploads/{}.parquet", r.digest);
-            let bytes = self
-                .state
-                .read(&key)
-                .await?
-                .ok_or_else(|| Error::UploadGone {
+            let bytes = self.state.read(&key).await?.ok_or_else(|| {
+                crate::tokens::error::TokenError::UploadGone {
                     token: token.to_string(),
                     name: r.name.clone(),
                     store: self.state.url().to_string(),
                     key: key.clone(),
-                })?;
+                }
+            })?;
             let reader =
                 datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
                     bytes,

@@ -379,7 +379,7 @@ async fn find_token(
     let engine = state.engine_with(catalog, memory_options(memory)).await?;
     let first = match engine.record(token).await {
         Ok(record) => return Ok((engine, record)),
-        Err(e @ engine::Error::UnknownToken { .. })
+        Err(e @ engine::Error::Token(engine::TokenError::Unknown { .. }))
             if catalog.catalog.is_none() && state.state.is_none() =>
         {
             e

@@ -34,12 +34,16 @@ impl Failure {
     }
 }
 
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        self.response()
+    }
+}
+
 impl From<&engine::Error> for Failure {
     fn from(e: &engine::Error) -> Failure {
         let status = match e {
-            engine::Error::Embargoed { .. }
-            | engine::Error::UnknownToken { .. }
-            | engine::Error::ForeignToken { .. } => StatusCode::NOT_FOUND,
+            engine::Error::Token(t) if t.is_not_found() => StatusCode::NOT_FOUND,
             engine::Error::StateFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             e if e.is_internal() => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
