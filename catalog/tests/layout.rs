@@ -3,7 +3,7 @@
 //! versions and its sources), `_healpix_29`, page indexes, bloom filters, and the
 //! statistics that let a cone find a source across a partition border.
 
-mod support;
+use testkit::chunks as support;
 
 use catalog::healpix::Cell;
 use catalog::log::INGEST_COARSENING;

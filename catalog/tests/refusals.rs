@@ -1,7 +1,7 @@
 //! Every refusal case of CHUNKS.md §4: the whole chunk is refused with an error
 //! naming the file, the column and the row, and the catalog stays as it was.
 
-mod support;
+use testkit::chunks as support;
 
 use arrow_schema::DataType;
 use catalog::{Catalog, Error, IngestOutcome, Refusal, TableId};

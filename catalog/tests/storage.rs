@@ -1,6 +1,6 @@
 //! Commits by conditional put, crash safety, compaction and vacuum, on real stores.
 
-mod support;
+use testkit::chunks as support;
 
 use std::time::Duration;
 

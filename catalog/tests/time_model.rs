@@ -5,7 +5,7 @@
 //! through a second handle, so rows are found both in the memory of the
 //! handle that wrote them and in the store.
 
-mod support;
+use testkit::chunks as support;
 
 use std::collections::BTreeMap;
 

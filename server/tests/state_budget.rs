@@ -7,11 +7,10 @@ use std::path::Path;
 
 use tempfile::TempDir;
 
-mod serve;
-use serve::Server;
+mod common;
+use common::serve::Server;
 
-#[path = "support/ppdb.rs"]
-mod support;
+use common::ppdb as support;
 
 const ALICE: &str = "alice-secret-0123456789";
 

@@ -17,7 +17,7 @@ use engine::{Engine, EngineOptions, Error, QueryOptions};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
+use testkit::SAMPLE;
 
 /// A table a generated query reads, with some of its columns.
 struct Table {

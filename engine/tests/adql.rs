@@ -9,7 +9,7 @@ use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use sqllogictest::{DBOutput, DefaultColumnType};
 
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
+use testkit::SAMPLE;
 const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/adql");
 
 struct Adql {

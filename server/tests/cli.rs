@@ -5,8 +5,8 @@ use std::process::Output;
 
 use tempfile::TempDir;
 
-#[path = "support/ppdb.rs"]
-mod support;
+mod common;
+use common::ppdb as support;
 use support::ok;
 
 fn ppdb(args: &[&str]) -> Output {

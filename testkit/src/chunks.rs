@@ -1,5 +1,4 @@
 //! Builds real chunk folders (chunk.json + Parquet files) for tests.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-mod serve;
-use serve::Server;
+mod common;
+use common::serve::Server;
 
-#[path = "support/ppdb.rs"]
-mod support;
+use common::ppdb as support;
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()

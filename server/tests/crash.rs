@@ -9,10 +9,9 @@
 //! `PPDB_CRASH_ITERATIONS=100 cargo nextest run -p server --test crash --no-capture`
 //! (`PPDB_CRASH_SEED` repeats a run's kill times).
 
-#[path = "support/lines.rs"]
-mod lines;
-#[path = "support/ppdb.rs"]
-mod support;
+use testkit::lines;
+mod common;
+use common::ppdb as support;
 use support::ok;
 
 use std::collections::BTreeMap;

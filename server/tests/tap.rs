@@ -3,8 +3,8 @@
 
 use tempfile::TempDir;
 
-mod serve;
-use serve::Server;
+mod common;
+use common::serve::Server;
 
 async fn get(url: &str, params: &[(&str, &str)]) -> (u16, String, String) {
     // Named as clients name themselves (without a name, /tables answers as for astroquery).

@@ -3,8 +3,7 @@
 //! process on the same catalog, so each of these also proves that tokens
 //! outlive the process that made them.
 
-#[path = "../catalog/tests/support/mod.rs"]
-mod support;
+use testkit::chunks as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

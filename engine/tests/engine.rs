@@ -12,11 +12,10 @@ use catalog::{Catalog, TableId};
 use engine::{Engine, EngineOptions, QueryOptions};
 use tempfile::TempDir;
 
-#[path = "support/lines.rs"]
-mod lines;
 use lines::sorted_lines;
+use testkit::lines;
 
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
+use testkit::SAMPLE;
 
 /// The bundled sample, with tokens kept in memory so the sample stays read-only.
 async fn open_sample() -> Engine {

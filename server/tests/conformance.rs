@@ -5,8 +5,8 @@
 
 use std::process::Command;
 
-mod serve;
-use serve::Server;
+mod common;
+use common::serve::Server;
 
 /// Whether a validator is missing: skipped locally, a failure under CI.
 fn missing(what: &str, how: &str) -> bool {

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-mod serve;
-use serve::Server;
+mod common;
+use common::serve::Server;
 
 /// How a hostile query must end.
 #[derive(Clone, Copy, Debug)]

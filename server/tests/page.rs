@@ -8,8 +8,8 @@
 
 use std::process::Command;
 
-mod serve;
-use serve::Server;
+mod common;
+use common::serve::Server;
 
 #[test]
 fn the_page_shows_every_result_right_in_a_browser() {

@@ -8,13 +8,13 @@
 //!
 //! `PPDB_LOAD_SECONDS=60 PPDB_BIN=$CARGO_TARGET_DIR/bench-fast/ppdb cargo nextest run -p server --test load --no-capture`
 
-mod serve;
+mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::serve::Server;
 use rand::{Rng, SeedableRng};
-use serve::Server;
 
 /// Per query, the memory its sorts, joins and aggregates may take (MiB).
 const QUERY_MEMORY_MB: u64 = 256;

@@ -18,11 +18,10 @@ use arrow::array::{Float64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use engine::{Embargo, Engine, EngineOptions, QueryOptions, ReplayOptions, Upload};
 
-#[path = "support/lines.rs"]
-mod lines;
 use lines::sorted_lines;
+use testkit::lines;
 
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/sample");
+use testkit::SAMPLE;
 /// Between the second night's last src chunk (MJD 61001.55) and the third night.
 const CUTOFF: f64 = 61001.6;
 /// The last snapshot whose chunks all came before the cutoff.

@@ -5,8 +5,8 @@
 //! `alice` and `bob` hold bearer tokens, one from a file and one from the
 //! environment.
 
-mod serve;
-use serve::Server;
+mod common;
+use common::serve::Server;
 
 const ALICE: &str = "alice-0123456789abcdef";
 const BOB: &str = "bob-fedcba9876543210";
