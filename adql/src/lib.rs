@@ -13,6 +13,7 @@ mod dialect;
 mod error;
 mod functions;
 mod pin;
+pub mod shape;
 mod walk;
 mod wildcard;
 
@@ -23,6 +24,7 @@ pub use dialect::AdqlDialect;
 pub use error::{Error, locate_word};
 pub use functions::{FUNCTIONS, FunctionDoc, udf};
 pub use pin::{Pinned, pin};
+pub use shape::{Lookup, Rows};
 
 /// A column as the query's names resolve against it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -142,7 +142,7 @@ impl Engine {
         if !always_plan
             && cutoff.is_none()
             && uploads.is_empty()
-            && let Some(lookup) = crate::plan::direct::recognise(&query.statement)
+            && let Some(lookup) = query.lookup()
             && let Some(table) = self.served_table(k, &lookup.table).await?
             && let Some(read) = crate::plan::direct::prepare(table, lookup)
         {
@@ -344,35 +344,7 @@ pub(crate) async fn off_workers<F: std::future::Future>(f: F) -> F::Output {
 /// cut the same rows every time, and keeps the order the table was given in
 /// (clients check that an upload comes back as sent).
 pub(crate) fn order_is_fixed(query: &adql::Query) -> bool {
-    use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
-    let in_memory =
-        |(schema, _): &(String, String)| schema == UPLOAD_SCHEMA || schema == "TAP_SCHEMA";
-    if query.tables.len() != 1 || !query.tables.iter().all(in_memory) {
-        return false;
-    }
-    let Statement::Query(q) = &query.statement else {
-        return false;
-    };
-    if q.with.is_some() {
-        return false;
-    }
-    let SetExpr::Select(select) = q.body.as_ref() else {
-        return false;
-    };
-    let no_grouping = match &select.group_by {
-        datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, m) => {
-            e.is_empty() && m.is_empty()
-        }
-        datafusion::sql::sqlparser::ast::GroupByExpr::All(_) => false,
-    };
-    select.from.len() == 1
-        && select.from[0].joins.is_empty()
-        && matches!(
-            select.from[0].relation,
-            datafusion::sql::sqlparser::ast::TableFactor::Table { .. }
-        )
-        && select.distinct.is_none()
-        && no_grouping
+    query.order_is_fixed(|schema| schema == UPLOAD_SCHEMA || schema == "TAP_SCHEMA")
 }
 
 /// Stack the ADQL passes may use: they recurse as deep as a query nests (a chain

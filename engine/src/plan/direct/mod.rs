@@ -47,16 +47,9 @@ use crate::scan::provider::{PpdbTable, View};
 use crate::scan::prune::{self, Prune, Sky};
 use catalog::ScanFile;
 
-mod shape;
+use adql::{Lookup, Rows};
 
-use shape::Rows;
-pub(crate) use shape::{Lookup, recognise};
-
-/// The column an id lookup matches.
-const ID: &str = "diaObjectId";
-
-/// The position columns a cone tests.
-const POSITION: [&str; 2] = ["ra", "dec"];
+use adql::shape::{ID, POSITION};
 
 /// A lookup ready to read from one table: which rows, which columns, which files.
 pub(crate) struct Direct {

@@ -1,32 +1,41 @@
-//! The lookup shape: which rewritten statements are an id lookup or a cone
-//! on one table's plain columns, read off the sqlparser tree.
+//! The shapes of query the engine treats specially, read off the rewritten
+//! tree here so that knowledge of sqlparser's fields stays in this crate: an
+//! id lookup or a cone on one table's plain columns (which the engine reads
+//! straight from the partitions that hold them), and a plain filter over one
+//! in-memory table (whose rows come out in one fixed order).
 
-use datafusion::sql::sqlparser::ast::{
+use sqlparser::ast::{
     BinaryOperator, Expr as Sql, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
     Ident, LimitClause, OrderBy, OrderByKind, SelectItem, SetExpr, Statement, TableFactor,
     UnaryOperator, Value, WildcardAdditionalOptions,
 };
 
-use super::*;
+use crate::Query;
+
+/// The column an id lookup matches.
+pub const ID: &str = "diaObjectId";
+
+/// The position columns a cone tests.
+pub const POSITION: [&str; 2] = ["ra", "dec"];
 
 /// A query of the lookup shape: which table, which columns, which rows.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Lookup {
+pub struct Lookup {
     /// The served table, as `(schema, table)`.
-    pub(crate) table: (String, String),
+    pub table: (String, String),
     /// The result's columns: `(column, name in the result)`; `None` for `*`.
-    pub(super) columns: Option<Vec<(String, String)>>,
+    pub columns: Option<Vec<(String, String)>>,
     /// The rows asked for.
-    pub(super) rows: Rows,
+    pub rows: Rows,
     /// The order of the result: `(result column, descending, nulls first)`.
-    pub(super) order: Vec<(usize, bool, bool)>,
+    pub order: Vec<(usize, bool, bool)>,
     /// The most rows (`TOP`, which ADQL's rewriting turns into `LIMIT`).
-    pub(super) limit: Option<usize>,
+    pub limit: Option<usize>,
 }
 
 /// The one condition a lookup's rows meet.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Rows {
+pub enum Rows {
     /// `diaObjectId` is one of these.
     Ids(Vec<i64>),
     /// The row's own `ra`, `dec` lie within `radius` degrees of `(ra, dec)`, as
@@ -34,8 +43,42 @@ pub(super) enum Rows {
     Cone { ra: f64, dec: f64, radius: f64 },
 }
 
+impl Query {
+    /// The lookup this query is, if it has exactly the lookup shape.
+    pub fn lookup(&self) -> Option<Lookup> {
+        recognise(&self.statement)
+    }
+
+    /// Whether the query's rows come out in one fixed order without an ORDER
+    /// BY: a plain filter over one table that `in_memory` says is held in one
+    /// piece (an upload, TAP_SCHEMA) reads it in order.
+    pub fn order_is_fixed(&self, in_memory: impl Fn(&str) -> bool) -> bool {
+        if self.tables.len() != 1 || !self.tables.iter().all(|(schema, _)| in_memory(schema)) {
+            return false;
+        }
+        let Statement::Query(q) = &self.statement else {
+            return false;
+        };
+        if q.with.is_some() {
+            return false;
+        }
+        let SetExpr::Select(select) = q.body.as_ref() else {
+            return false;
+        };
+        let no_grouping = match &select.group_by {
+            GroupByExpr::Expressions(e, m) => e.is_empty() && m.is_empty(),
+            GroupByExpr::All(_) => false,
+        };
+        select.from.len() == 1
+            && select.from[0].joins.is_empty()
+            && matches!(select.from[0].relation, TableFactor::Table { .. })
+            && select.distinct.is_none()
+            && no_grouping
+    }
+}
+
 /// The lookup a rewritten statement is, if it has exactly the lookup shape.
-pub(crate) fn recognise(statement: &Statement) -> Option<Lookup> {
+fn recognise(statement: &Statement) -> Option<Lookup> {
     let Statement::Query(q) = statement else {
         return None;
     };
@@ -247,7 +290,7 @@ pub(super) fn cone(selection: &Sql) -> Option<Rows> {
         _ => return None,
     };
     let plain = call.name.0.len() == 1
-        && call.name.0[0].as_ident()?.value == adql::udf::CONE
+        && call.name.0[0].as_ident()?.value == crate::udf::CONE
         && call.filter.is_none()
         && call.null_treatment.is_none()
         && call.over.is_none()
@@ -315,5 +358,65 @@ pub(super) fn integer(e: &Sql) -> Option<i64> {
         },
         Sql::Nested(e) => integer(e),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Column, Rows, Table, parse};
+
+    fn schema() -> Vec<Table> {
+        let col = |n: &str| Column {
+            name: n.into(),
+            unit: None,
+        };
+        ["DiaSource", "DiaObject"]
+            .into_iter()
+            .map(|t| Table {
+                schema: "ppdb".into(),
+                name: t.into(),
+                columns: vec![col("diaObjectId"), col("ra"), col("dec"), col("psfFlux")],
+                key: vec![],
+            })
+            .chain([Table {
+                schema: "TAP_UPLOAD".into(),
+                name: "t".into(),
+                columns: vec![col("n")],
+                key: vec![],
+            }])
+            .collect()
+    }
+
+    #[test]
+    fn light_curves_and_cones_are_lookups_and_nothing_else_is() {
+        let q = |adql: &str| parse(adql, &schema()).unwrap();
+        let curve = q("SELECT ra, psfFlux FROM ppdb.DiaSource WHERE diaObjectId = 7").lookup();
+        let curve = curve.expect("a light curve is a lookup");
+        assert_eq!(curve.table, ("ppdb".into(), "DiaSource".into()));
+        assert_eq!(curve.rows, Rows::Ids(vec![7]));
+        let cone = q("SELECT * FROM ppdb.DiaObject WHERE \
+                      CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 55, -30, 0.1)) = 1")
+        .lookup()
+        .expect("a cone on the table's own position is a lookup");
+        assert!(matches!(cone.rows, Rows::Cone { radius, .. } if radius == 0.1));
+        for not in [
+            "SELECT COUNT(*) FROM ppdb.DiaSource WHERE diaObjectId = 7",
+            "SELECT ra FROM ppdb.DiaSource WHERE diaObjectId = 7 OR psfFlux > 0",
+            "SELECT ra + 1 AS r FROM ppdb.DiaSource WHERE diaObjectId = 7",
+            "SELECT s.ra FROM ppdb.DiaSource AS s JOIN ppdb.DiaObject AS o \
+             ON s.diaObjectId = o.diaObjectId WHERE s.diaObjectId = 7",
+        ] {
+            assert_eq!(q(not).lookup(), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn only_a_plain_filter_over_an_in_memory_table_keeps_its_order() {
+        let q = |adql: &str| parse(adql, &schema()).unwrap();
+        let memory = |s: &str| s == "TAP_UPLOAD";
+        assert!(q("SELECT n FROM TAP_UPLOAD.t WHERE n > 1").order_is_fixed(memory));
+        assert!(!q("SELECT DISTINCT n FROM TAP_UPLOAD.t").order_is_fixed(memory));
+        assert!(!q("SELECT n, COUNT(*) AS c FROM TAP_UPLOAD.t GROUP BY n").order_is_fixed(memory));
+        assert!(!q("SELECT ra FROM ppdb.DiaObject").order_is_fixed(memory));
     }
 }
