@@ -135,6 +135,8 @@ impl Engine {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_analyzer_rules(crate::plan::types::analyzer_rules())
+            .with_optimizer_rule(Arc::new(crate::plan::registered::Colocate))
+            .with_query_planner(Arc::new(crate::plan::registered::CrossmatchPlanner))
             .build();
         for f in crate::functions::udf::all() {
             base.register_udf(Arc::new(f))?;

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 
 use datafusion::common::Result;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Join, LogicalPlan};
 
 use crate::plan::crossmatch::{column, may_narrow, ppdb_table, rewrite, scan_at, trace};
@@ -25,15 +25,18 @@ struct Narrow {
 
 /// The plan with each co-located join's sides narrowed to the partitions the
 /// other side reads. Plans without such a join come back unchanged.
-pub(crate) fn narrow(plan: LogicalPlan) -> Result<LogicalPlan> {
+pub(crate) fn narrow(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     let mut found = Vec::new();
     find(&plan, &mut Vec::new(), &mut found)?;
+    if found.is_empty() {
+        return Ok(Transformed::no(plan));
+    }
     let mut plan = plan;
     for n in found {
         let partitions = n.partitions;
         plan = rewrite(plan, &n.path, &|t| t.within(partitions.clone()))?.data;
     }
-    Ok(plan)
+    Ok(Transformed::yes(plan))
 }
 
 fn find(plan: &LogicalPlan, path: &mut Vec<usize>, found: &mut Vec<Narrow>) -> Result<()> {

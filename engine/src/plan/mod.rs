@@ -1,7 +1,8 @@
 //! From a checked ADQL query to a physical plan: the analyzer and optimizer
 //! rules the session registers (ADQL types, checked arithmetic, sort keys,
-//! colocated joins), the upload crossmatch hint, the deadline on every
-//! operator, and the direct path that answers id lookups without planning.
+//! colocated joins: `registered`), the upload crossmatch hint (in the
+//! session's query planner), the deadline on every operator, and the direct
+//! path that answers id lookups without planning.
 
 pub(crate) mod checked;
 pub(crate) mod colocate;
@@ -9,5 +10,6 @@ pub(crate) mod crossmatch;
 pub(crate) mod deadline;
 pub(crate) mod direct;
 pub(crate) mod pipeline;
+pub(crate) mod registered;
 pub(crate) mod sort_keys;
 pub(crate) mod types;

@@ -201,12 +201,6 @@ impl Engine {
             let plan = state
                 .optimize(&plan)
                 .map_err(|e| planner_refusal(text, e))?;
-            let plan = crate::plan::colocate::narrow(plan)?;
-            let plan = if uploads.is_empty() {
-                plan
-            } else {
-                crate::plan::crossmatch::hint(plan, &state).await?
-            };
             let t3 = Instant::now();
             let physical = state
                 .query_planner()
