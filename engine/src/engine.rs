@@ -240,7 +240,8 @@ impl Engine {
             .map(|u| u.batch.get_array_memory_size())
             .sum();
         self.state
-            .check_room((2 * adql.len() + uploaded) as u64 + 4096)?;
+            .room_for((2 * adql.len() + uploaded) as u64 + 4096)
+            .await?;
         let Prepared {
             log,
             snapshot,

@@ -71,6 +71,8 @@ pub struct App {
     pub jobs: Jobs,
     /// What each anonymous caller stored in the last hour.
     pub stored: Allowance,
+    /// Request bodies held in memory at once.
+    pub bodies: crate::tap::bodies::Bodies,
     /// The bearer tokens of privileged users.
     pub users: Users,
     /// The DALI examples, written for the served catalog.
@@ -94,6 +96,10 @@ impl App {
         let share = config.per_caller.unwrap_or(concurrent + queue / 2);
         App {
             stored: Allowance::new(config.stored_per_hour),
+            // Sixteen of the largest bodies at once, and never less than 256 MiB.
+            bodies: crate::tap::bodies::Bodies::new(
+                (16 * config.upload_limit.saturating_add(1 << 20)).max(256 << 20),
+            ),
             engine,
             config,
             limits: Limits::new(concurrent, queue, share),

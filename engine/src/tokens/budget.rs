@@ -5,7 +5,9 @@
 //! what other servers on the same store wrote) and follows this process's
 //! writes and deletes until the next listing.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -14,6 +16,8 @@ use crate::error::{Error, Result};
 pub(crate) struct Budget {
     limit: u64,
     used: AtomicU64,
+    /// When a listing last set `used`.
+    counted: Mutex<Option<Instant>>,
 }
 
 impl Budget {
@@ -21,6 +25,7 @@ impl Budget {
         Budget {
             limit,
             used: AtomicU64::new(used),
+            counted: Mutex::new(None),
         }
     }
 
@@ -64,6 +69,15 @@ impl Budget {
     /// Replaces the count with a fresh listing's.
     pub(crate) fn set_used(&self, bytes: u64) {
         self.used.store(bytes, Ordering::Release);
+        *self.counted.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether the last listing is older than `age` (or there was none).
+    pub(crate) fn count_older_than(&self, age: Duration) -> bool {
+        self.counted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|t| t.elapsed() > age)
     }
 
     pub(crate) fn used(&self) -> u64 {

@@ -5,6 +5,7 @@
 //! answer for each other's tokens and jobs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -90,6 +91,19 @@ impl StateStore {
     /// The bytes held (as far as this process knows) and the limit, if bounded.
     pub fn usage(&self) -> Option<(u64, u64)> {
         self.budget.as_ref().map(|b| (b.used(), b.limit()))
+    }
+
+    /// As [`StateStore::check_room`], but a store that looks full is listed
+    /// again first (at most every ten seconds): the room an operator made with
+    /// `ppdb token expire`, or another server's deletes, count at once.
+    pub async fn room_for(&self, bytes: u64) -> Result<()> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        if budget.check_room(bytes).is_err() && budget.count_older_than(Duration::from_secs(10)) {
+            self.recount().await?;
+        }
+        budget.check_room(bytes)
     }
 
     fn charge(&self, bytes: usize) -> Result<()> {
@@ -584,6 +598,26 @@ mod tests {
         s.remove_all("x").await.unwrap();
         assert_eq!(s.usage(), Some((350, 1000)));
         assert!(s.check_room(600).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_store_that_looks_full_is_counted_again_before_it_refuses() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let url = dir.path().to_str().unwrap();
+        let s = StateStore::open(url).unwrap().bounded(1000);
+        s.create("x/a", Bytes::from(vec![0; 900])).await.unwrap();
+        // An operator (another process) makes room.
+        StateStore::open(url)
+            .unwrap()
+            .remove_all("x")
+            .await
+            .unwrap();
+        assert!(
+            s.check_room(500).is_err(),
+            "this process has not seen it yet"
+        );
+        s.room_for(500).await.unwrap();
+        assert_eq!(s.usage(), Some((0, 1000)));
     }
 
     #[tokio::test]

@@ -313,12 +313,12 @@ pub async fn token(action: TokenAction) -> Result<()> {
     Ok(())
 }
 
-/// Deletes the uploads only expired tokens read (kept ten minutes, for the
-/// record a running query may be about to store).
+/// Deletes the uploads only expired tokens read (those younger than a minute
+/// stay: a running query stores its upload just before the record naming it).
 async fn forget_unread_uploads(engine: &engine::Engine) -> Result<()> {
     let (gone, bytes) = engine
         .state()
-        .remove_unread_uploads(Duration::from_secs(600))
+        .remove_unread_uploads(Duration::from_secs(60))
         .await?;
     if gone > 0 {
         say!("deleted {gone} upload(s) no live token reads ({bytes} bytes)");

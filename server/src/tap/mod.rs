@@ -8,6 +8,7 @@ use axum::response::Response;
 use axum::routing::get;
 pub mod allowance;
 pub mod auth;
+pub mod bodies;
 pub mod examples;
 pub mod failure;
 pub mod limits;
@@ -40,6 +41,11 @@ pub fn router(app: Shared) -> Router {
             usize::try_from(app.config.upload_limit)
                 .unwrap_or(usize::MAX)
                 .saturating_add(1 << 20),
+        ))
+        // Inside authentication, which says whose body it is.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::tap::bodies::admit,
         ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -47,7 +47,7 @@ pub(crate) async fn landing(State(app): State<Shared>) -> Response {
 
 pub(crate) async fn availability(State(app): State<Shared>) -> Response {
     // A store with no room for a small query's record refuses every new query.
-    let (available, note) = match app.engine.state().check_room(64 << 10) {
+    let (available, note) = match app.engine.state().room_for(64 << 10).await {
         Ok(()) => ("true", "accepting queries"),
         Err(_) => (
             "false",

@@ -327,7 +327,7 @@ async fn post_job(
                 ),
             );
         }
-        if let Some(r) = storage_refusal(&app, &caller, &params) {
+        if let Some(r) = storage_refusal(&app, &caller, &params).await {
             return r;
         }
         if let Err(r) = keep_parts(&app, &id, &params).await {

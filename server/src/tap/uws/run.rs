@@ -32,7 +32,7 @@ pub(super) async fn create(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("600"));
         return r;
     }
-    if let Some(r) = storage_refusal(&app, &caller, &params) {
+    if let Some(r) = storage_refusal(&app, &caller, &params).await {
         return r;
     }
     let now = Utc::now();
@@ -93,7 +93,11 @@ pub(super) async fn create(
 
 /// The refusal of what a request would add to a job, if the state store has
 /// no room for it (503) or its caller stored its hour's share (429).
-pub(super) fn storage_refusal(app: &Shared, caller: &Caller, params: &Params) -> Option<Response> {
+pub(super) async fn storage_refusal(
+    app: &Shared,
+    caller: &Caller,
+    params: &Params,
+) -> Option<Response> {
     let body: usize = params.parts.iter().map(|(_, b)| b.len()).sum::<usize>()
         + params
             .pairs()
@@ -101,7 +105,7 @@ pub(super) fn storage_refusal(app: &Shared, caller: &Caller, params: &Params) ->
             .map(|(k, v)| k.len() + v.len())
             .sum::<usize>();
     // The job keeps its parameters, and its run a record with the ADQL twice.
-    if let Err(e) = app.engine.state().check_room(3 * body as u64 + 8192) {
+    if let Err(e) = app.engine.state().room_for(3 * body as u64 + 8192).await {
         return Some(store_failure(e));
     }
     if caller.privileged() {
@@ -252,6 +256,24 @@ pub(super) async fn run_job(app: &Shared, id: &str, caller: &str) -> Result<(), 
     Ok(())
 }
 
+/// An error message as a job keeps it: messages may quote what the caller
+/// sent (a 4 MiB RESPONSEFORMAT came back in "unknown format"), and a job's
+/// record must not grow by what it echoes.
+fn cut(message: String) -> String {
+    const MOST: usize = 8 << 10;
+    if message.len() <= MOST {
+        return message;
+    }
+    let mut end = MOST;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… (the rest of this message is not kept)",
+        &message[..end]
+    )
+}
+
 /// Runs a job's query and stores its result; the phase says how it ended.
 /// What it stores counts against `caller`'s allowance unless the job's owner
 /// is a known user.
@@ -289,7 +311,7 @@ pub(super) async fn execute(app: &Shared, id: &str, caller: &str) {
                     }
                     Err(message) => {
                         j.phase = Phase::Error;
-                        j.error = Some(message);
+                        j.error = Some(cut(message));
                     }
                 }
             })
@@ -319,8 +341,16 @@ pub(super) async fn execute(app: &Shared, id: &str, caller: &str) {
         }
     }
     let allowance = (!request.options.privileged).then_some(&app.stored);
+    // Parts sent with the job were counted when it took them.
+    let parts = app
+        .engine
+        .state()
+        .size_under(&format!("jobs/{id}/parts"))
+        .await
+        .unwrap_or(0);
+    let cost = query_cost(&request.adql, &request.options.uploads).saturating_sub(parts);
     if let Some(a) = allowance
-        && let Err(e) = a.spend(caller, query_cost(&request.adql, &request.options.uploads))
+        && let Err(e) = a.spend(caller, cost)
     {
         return finish(Err(e)).await;
     }
@@ -372,5 +402,18 @@ pub(super) async fn execute(app: &Shared, id: &str, caller: &str) {
         (Outcome::Done { rows, .. }, Ok(())) => finish(Ok((rows, size, token, media))).await,
         (Outcome::Failed(failure), Ok(())) => finish(Err(failure.message)).await,
         (Outcome::Gone, Ok(())) => finish(Err("the result was abandoned".into())).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn a_job_keeps_at_most_8_kib_of_an_error() {
+        assert_eq!(cut("short".into()), "short");
+        let long = cut("é".repeat(10_000));
+        assert!(long.len() < (8 << 10) + 64, "{}", long.len());
+        assert!(long.ends_with("(the rest of this message is not kept)"));
     }
 }
