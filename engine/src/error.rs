@@ -153,6 +153,12 @@ impl Error {
             if root.contains("DivideByZero") {
                 return "query failed: division by zero".into();
             }
+            if root.contains("Failed to allocate additional") {
+                return "query failed: it needs more memory for its sorts, joins and aggregates \
+                        than one query may use; narrow it (a condition joining its tables, \
+                        fewer columns, a smaller cone) or ask for fewer rows (MAXREC)"
+                    .into();
+            }
             if root.contains("exceeded the allowable limit") {
                 return "query failed: its sorts and joins, with those of the queries running \
                         beside it, would fill more temporary disk than the service allows; \

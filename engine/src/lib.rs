@@ -30,7 +30,7 @@ pub use plan::deadline::overdue;
 pub use plan::pipeline::THREAD_STACK;
 pub use result::{Finished, QueryResult};
 pub use scan::embargo::Embargo;
-pub use snapshot::{SnapshotError, as_of, mjd_utc};
+pub use snapshot::{SnapshotError, as_of, mjd_utc, parse_time};
 pub use tokens::error::TokenError;
 pub use tokens::state::StateStore;
 pub use tokens::token::TokenRecord;

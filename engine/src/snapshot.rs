@@ -216,7 +216,9 @@ pub fn mjd_utc(t: DateTime<Utc>) -> f64 {
 }
 
 /// Reads an ISO-8601 time; without a zone it is UTC.
-pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+/// A UTC time as people write it: ISO 8601 with or without `Z`, to the
+/// second or the minute, or a date alone (its midnight).
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));

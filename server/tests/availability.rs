@@ -709,10 +709,28 @@ async fn memory_past_the_service_budget_fails_the_query_not_the_service() {
                 AND a.psfFluxErr = b.psfFluxErr";
     let (status, body, _) = csv(&s.tap, join, &[]).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("of memory the service allows"), "{body}");
+    assert!(
+        body.contains("the memory the service allows them together"),
+        "{body}"
+    );
+    // How much the others hold would tell any caller how busy the service is.
+    assert!(!body.contains("MiB"), "{body}");
     let (status, body, _) = csv(&s.tap, "SELECT TOP 2 diaObjectId FROM ppdb.DiaObject", &[]).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body.lines().count(), 3, "{body}");
+}
+
+/// A query past its own memory is told what to change, not the pool's
+/// bookkeeping ("Failed to allocate additional 2.9 MB for TopK[1]...").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_past_its_own_memory_is_told_what_to_change() {
+    let s = Server::start(&["--query-memory-mb", "4"]);
+    let top = "SELECT TOP 20000 * FROM ppdb.DiaForcedSource ORDER BY psfFlux";
+    let (status, body, _) = csv(&s.tap, top, &[("MAXREC", "20000")]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("than one query may use"), "{body}");
+    assert!(body.contains("MAXREC"), "{body}");
+    assert!(!body.contains("Failed to allocate"), "{body}");
 }
 
 /// A server that was killed leaves its spilled files; the next one to start

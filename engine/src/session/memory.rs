@@ -42,15 +42,12 @@ impl SharedMemory {
                 used.checked_add(n).filter(|total| *total <= self.limit)
             })
             .map(|_| ())
-            .map_err(|used| {
-                let mib = |b: usize| b as f64 / f64::from(1 << 20);
+            // How much the others hold is not said: it would tell any caller
+            // how busy the service's other users are.
+            .map_err(|_| {
                 resources_datafusion_err!(
-                    "the queries running now hold {:.1} MiB of the {:.1} MiB of memory the \
-                     service allows them together, and this one needed {:.1} MiB more: try \
-                     again later, or narrow it",
-                    mib(used),
-                    mib(self.limit),
-                    mib(n)
+                    "the queries running now hold the memory the service allows them \
+                     together: try again later, or narrow it"
                 )
             })
     }

@@ -247,8 +247,9 @@ pub async fn token(action: TokenAction) -> Result<()> {
             let records = engine.state().list().await?;
             for r in &records {
                 say!(
-                    "{}  snapshot {:>6}  rows {:>9}  {}",
+                    "{}  made {}  snapshot {:>6}  rows {:>9}  {}",
                     r.token,
+                    r.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
                     r.snapshot,
                     r.rows,
                     r.adql.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -272,11 +273,12 @@ pub async fn token(action: TokenAction) -> Result<()> {
             made_before: Some(when),
             ..
         } => {
-            let before = chrono::DateTime::parse_from_rfc3339(when.trim())
-                .with_context(|| {
-                    format!("--made-before {when}: expected an ISO-8601 time such as 2026-01-01T00:00:00Z")
-                })?
-                .with_timezone(&chrono::Utc);
+            let Some(before) = engine::parse_time(&when) else {
+                bail!(
+                    "--made-before {when}: expected a UTC time such as 2026-01-01, \
+                     2026-01-01T12:00 or 2026-01-01T12:00:00Z"
+                );
+            };
             let engine = state.engine(&catalog).await?;
             let mut expired = 0;
             for r in engine.state().list().await? {
