@@ -15,6 +15,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
@@ -105,10 +106,14 @@ impl ExecutionPlan for DeadlineExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let empty = (self.input.schema().fields().is_empty()).then(|| {
+            MemoryConsumer::new("batches without columns").register(context.memory_pool())
+        });
         Ok(Box::pin(DeadlineStream {
             input: self.input.execute(partition, context)?,
             deadline: self.deadline,
             allowed: self.allowed,
+            empty,
         }))
     }
 }
@@ -117,7 +122,17 @@ struct DeadlineStream {
     input: SendableRecordBatchStream,
     deadline: Instant,
     allowed: Duration,
+    /// For an operator whose batches have no columns (`COUNT(*)` over a cross
+    /// join): such a batch weighs nothing by Arrow's measure, so a cross join
+    /// that collects billions of them (40 copies of TAP_SCHEMA.schemas) grew
+    /// to 23 GB past every memory limit. Each is charged what it costs to
+    /// hold, for as long as the query runs.
+    empty: Option<MemoryReservation>,
 }
+
+/// What a batch without columns costs to hold (the batch, its schema handle
+/// and its place in a collecting operator's list), with room to spare.
+const EMPTY_BATCH_BYTES: usize = 256;
 
 impl Stream for DeadlineStream {
     type Item = Result<RecordBatch>;
@@ -131,6 +146,11 @@ impl Stream for DeadlineStream {
         let next = self.input.as_mut().poll_next(cx);
         if next.is_ready() {
             coop.made_progress();
+        }
+        if let (Poll::Ready(Some(Ok(_))), Some(r)) = (&next, self.empty.as_mut())
+            && let Err(e) = r.try_grow(EMPTY_BATCH_BYTES)
+        {
+            return Poll::Ready(Some(Err(e)));
         }
         if matches!(next, Poll::Ready(Some(Ok(_)))) && Instant::now() >= self.deadline {
             return Poll::Ready(Some(Err(DataFusionError::ResourcesExhausted(overdue(

@@ -159,6 +159,15 @@ pub(crate) async fn sync(app: Shared, caller: Caller, params: Params) -> Respons
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
     request.options.privileged = caller.privileged();
+    // What the query and the uploads it sent would store is counted before
+    // they are parsed: a caller past its share costs no parsing.
+    let sent: u64 = params.parts.iter().map(|(_, b)| b.len() as u64).sum();
+    let counted = query_cost(&request.adql, &[]) + sent;
+    if !caller.privileged()
+        && let Err(e) = app.stored.spend(&caller.key(), counted)
+    {
+        return too_many(&e);
+    }
     // Uploads are read (fetched, parsed) with a turn and within the query's
     // time, as the query is: they are its work.
     let permit = match app.limits.admit(&caller.key()) {
@@ -179,11 +188,14 @@ pub(crate) async fn sync(app: Shared, caller: Caller, params: Params) -> Respons
             Err(_) => return Failure::refused(overdue(&app)).response(),
         }
     }
-    if !caller.privileged() {
-        let cost = query_cost(&request.adql, &request.options.uploads);
-        if let Err(e) = app.stored.spend(&caller.key(), cost) {
-            return too_many(&e);
-        }
+    // Uploads fetched by URL were not in the request: they count once read.
+    let cost = query_cost(&request.adql, &request.options.uploads);
+    if !caller.privileged()
+        && let Err(e) = app
+            .stored
+            .spend(&caller.key(), cost.saturating_sub(counted))
+    {
+        return too_many(&e);
     }
     match start(&app, &request, deadline).await {
         Ok(result) => stream(app, result, request.format, deadline, permit).await,
