@@ -29,13 +29,40 @@ pub(crate) fn limit(
     allowed: Duration,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
+        let node = mark_collected(node)?;
         Ok(Transformed::yes(Arc::new(DeadlineExec {
             input: node,
             deadline,
             allowed,
+            collected: false,
         }) as Arc<dyn ExecutionPlan>))
     })
     .map(|t| t.data)
+}
+
+/// Marks the input a join without keys holds whole in memory (its left, or
+/// build, side): that is where batches without columns pile up.
+fn mark_collected(node: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::physical_plan::joins::{CrossJoinExec, NestedLoopJoinExec};
+    let collects = node.is::<CrossJoinExec>() || node.is::<NestedLoopJoinExec>();
+    let children: Vec<Arc<dyn ExecutionPlan>> = node.children().into_iter().cloned().collect();
+    let Some(left) = children
+        .first()
+        .and_then(|c| c.downcast_ref::<DeadlineExec>())
+    else {
+        return Ok(node);
+    };
+    if !collects || left.collected {
+        return Ok(node);
+    }
+    let mut children = children.clone();
+    children[0] = Arc::new(DeadlineExec {
+        input: left.input.clone(),
+        deadline: left.deadline,
+        allowed: left.allowed,
+        collected: true,
+    });
+    datafusion::physical_plan::replace_children_if_necessary(node, children)
 }
 
 /// The message of a query stopped at its deadline.
@@ -53,6 +80,8 @@ struct DeadlineExec {
     input: Arc<dyn ExecutionPlan>,
     deadline: Instant,
     allowed: Duration,
+    /// Whether the operator above holds this one's output whole.
+    collected: bool,
 }
 
 impl DisplayAs for DeadlineExec {
@@ -98,6 +127,7 @@ impl ExecutionPlan for DeadlineExec {
             input: children.swap_remove(0),
             deadline: self.deadline,
             allowed: self.allowed,
+            collected: self.collected,
         }))
     }
 
@@ -106,7 +136,7 @@ impl ExecutionPlan for DeadlineExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let empty = (self.input.schema().fields().is_empty()).then(|| {
+        let empty = (self.collected && self.input.schema().fields().is_empty()).then(|| {
             MemoryConsumer::new("batches without columns").register(context.memory_pool())
         });
         Ok(Box::pin(DeadlineStream {
@@ -122,11 +152,12 @@ struct DeadlineStream {
     input: SendableRecordBatchStream,
     deadline: Instant,
     allowed: Duration,
-    /// For an operator whose batches have no columns (`COUNT(*)` over a cross
-    /// join): such a batch weighs nothing by Arrow's measure, so a cross join
-    /// that collects billions of them (40 copies of TAP_SCHEMA.schemas) grew
-    /// to 23 GB past every memory limit. Each is charged what it costs to
-    /// hold, for as long as the query runs.
+    /// For a collected input whose batches have no columns (`COUNT(*)` over a
+    /// cross join): such a batch weighs nothing by Arrow's measure, so a cross
+    /// join that collected billions of them (40 copies of TAP_SCHEMA.schemas)
+    /// grew to 23 GB past every memory limit. Each is charged what it costs to
+    /// hold, for as long as the query runs; streamed batches (a `COUNT(*)`
+    /// over a whole table) are not.
     empty: Option<MemoryReservation>,
 }
 
