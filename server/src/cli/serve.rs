@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use server::app::users::Users;
 use server::http::{access_log, connections};
-use server::tap::{self, auth as access, uws as jobs};
+use server::tap::{self, uws as jobs};
 
 use super::{CatalogArg, StateArg};
 
@@ -252,17 +253,15 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
 }
 
 /// The privileged users of `ppdb serve`: the `--tokens` file and `PPDB_TOKENS`.
-fn read_users(file: Option<&std::path::Path>) -> Result<access::Users> {
-    let mut users = access::Users::default();
+fn read_users(file: Option<&std::path::Path>) -> Result<Users> {
+    let mut users = Users::default();
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the tokens file {}", path.display()))?;
-        users =
-            access::Users::parse(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
+        users = Users::parse(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
     }
     if let Ok(text) = std::env::var("PPDB_TOKENS") {
-        users =
-            users.merge(access::Users::parse(&text, "PPDB_TOKENS").map_err(anyhow::Error::msg)?);
+        users = users.merge(Users::parse(&text, "PPDB_TOKENS").map_err(anyhow::Error::msg)?);
     }
     Ok(users)
 }

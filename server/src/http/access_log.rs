@@ -2,7 +2,6 @@
 //! (privileged reads of embargoed rows above all) leaves a trace an operator
 //! can search: who asked, from where, what, and what they were given.
 
-use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -11,42 +10,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::app::Shared;
+pub use crate::app::log_sink::Sink;
 use crate::tap::auth::Caller;
-
-/// Where the lines go.
-#[derive(Debug)]
-pub enum Sink {
-    /// Standard error (the default).
-    Stderr,
-    /// A file, appended to.
-    File(Mutex<std::fs::File>),
-}
-
-impl Sink {
-    /// `-` is standard error; anything else a file to append to.
-    pub fn open(path: &std::path::Path) -> std::io::Result<Sink> {
-        if path.as_os_str() == "-" {
-            return Ok(Sink::Stderr);
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(Sink::File(Mutex::new(file)))
-    }
-
-    fn write(&self, line: &str) {
-        match self {
-            Sink::Stderr => eprintln!("{line}"),
-            Sink::File(f) => {
-                let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(e) = writeln!(f, "{line}") {
-                    eprintln!("warning: the access log cannot be written: {e}");
-                }
-            }
-        }
-    }
-}
 
 /// How a streamed result ended, filled in by the result's stream.
 #[derive(Debug, Clone, Default)]

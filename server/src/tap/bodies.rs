@@ -1,12 +1,5 @@
-//! Request bodies held in memory at once. A body is read whole before its
-//! request is answered (a form, an upload's parts); 300 connections each
-//! sending 15 MiB and holding back the last bytes took 6.6 GB. Each body
-//! takes its size (by `Content-Length`, else the most a body may be) from
-//! one budget before it is read, one caller at most a quarter of it; past
-//! that the request is answered 503 at once, before any byte is read.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! Admission of request bodies against the service's body budget
+//! ([`crate::app::bodies`]), before any byte of them is read.
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -17,62 +10,11 @@ use crate::app::Shared;
 use crate::tap::auth::Caller;
 use crate::tap::sync::busy_response;
 
-/// Bytes of request bodies held, in all and by caller.
-pub struct Bodies {
-    total: u64,
-    per_caller: u64,
-    held: Mutex<(u64, HashMap<String, u64>)>,
-}
-
 /// A body's share of the budget, given back when its request is answered.
 struct Held {
     app: Shared,
     caller: String,
     bytes: u64,
-}
-
-impl Bodies {
-    /// At most `total` bytes of bodies at once, a quarter of them one caller's.
-    pub fn new(total: u64) -> Bodies {
-        Bodies {
-            total,
-            per_caller: total / 4,
-            held: Mutex::new((0, HashMap::new())),
-        }
-    }
-
-    fn take(&self, caller: &str, bytes: u64) -> Result<(), String> {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let mine = held.1.get(caller).copied().unwrap_or(0);
-        if mine + bytes > self.per_caller {
-            return Err(format!(
-                "you are sending {} MiB of request bodies at once, the most one caller may; \
-                 wait for those to be answered",
-                mine >> 20
-            ));
-        }
-        if held.0 + bytes > self.total {
-            return Err(
-                "the service is receiving as many request bodies as it holds at once; \
-                        try again shortly"
-                    .into(),
-            );
-        }
-        held.0 += bytes;
-        *held.1.entry(caller.to_string()).or_default() += bytes;
-        Ok(())
-    }
-
-    fn give_back(&self, caller: &str, bytes: u64) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.0 = held.0.saturating_sub(bytes);
-        if let Some(mine) = held.1.get_mut(caller) {
-            *mine = mine.saturating_sub(bytes);
-            if *mine == 0 {
-                held.1.remove(caller);
-            }
-        }
-    }
 }
 
 impl Drop for Held {
@@ -111,22 +53,4 @@ pub async fn admit(State(app): State<Shared>, request: Request, next: Next) -> R
         bytes,
     };
     next.run(request).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_caller_holds_a_quarter_and_all_hold_the_total() {
-        let b = Bodies::new(400);
-        assert!(b.take("a", 100).is_ok());
-        assert!(b.take("a", 1).is_err(), "a caller holds at most a quarter");
-        for c in ["b", "c", "d"] {
-            assert!(b.take(c, 100).is_ok());
-        }
-        assert!(b.take("e", 1).is_err(), "the total is held");
-        b.give_back("a", 100);
-        assert!(b.take("e", 100).is_ok());
-    }
 }

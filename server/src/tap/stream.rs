@@ -3,8 +3,8 @@
 //! cut short so no client takes it for whole.
 
 use crate::app::Shared;
+use crate::app::limits::Permit;
 use crate::tap::failure::Failure;
-use crate::tap::limits::Permit;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;

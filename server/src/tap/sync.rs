@@ -1,8 +1,8 @@
 //! TAP `sync` and `replay/{token}`: a request's parameters read and checked,
 //! a query or a replay started within the service's limits, its result streamed.
 
+use crate::app::allowance::query_cost;
 use crate::app::{Config, Shared};
-use crate::tap::allowance::query_cost;
 use crate::tap::auth::Caller;
 use crate::tap::failure::{Failure, error};
 use crate::tap::params::{Params, Posted};

@@ -11,7 +11,7 @@ use axum::response::Response;
 use chrono::Utc;
 
 use crate::app::Shared;
-use crate::tap::allowance::query_cost;
+use crate::app::allowance::query_cost;
 use crate::tap::auth::Caller;
 use crate::tap::failure::Failure;
 use crate::tap::params::{Params, Posted};

@@ -1,13 +1,28 @@
 //! What every handler shares: the engine, the service's configuration, its
-//! limits, its jobs, its users, and where requests are logged.
+//! limits, its jobs, its users, and where requests are logged. This module
+//! and its children import nothing else from the crate, so the handlers in
+//! `tap/` and `http/` depend on it and never the other way round.
 
-use crate::tap::allowance::Allowance;
-use crate::tap::auth::Users;
-use crate::tap::limits::Limits;
-use crate::tap::uws::Jobs;
-use engine::Engine;
 use std::sync::Arc;
 use std::time::Duration;
+
+use engine::Engine;
+
+pub mod allowance;
+pub mod bodies;
+pub mod examples;
+pub mod jobs;
+pub mod limits;
+pub mod log_sink;
+pub mod users;
+
+use allowance::Allowance;
+use bodies::Bodies;
+use examples::Example;
+use jobs::Jobs;
+use limits::Limits;
+use users::Users;
+
 /// How the service behaves.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -72,13 +87,13 @@ pub struct App {
     /// What each anonymous caller stored in the last hour.
     pub stored: Allowance,
     /// Request bodies held in memory at once.
-    pub bodies: crate::tap::bodies::Bodies,
+    pub bodies: Bodies,
     /// The bearer tokens of privileged users.
     pub users: Users,
     /// The DALI examples, written for the served catalog.
-    pub examples: Vec<crate::tap::examples::Example>,
+    pub examples: Vec<Example>,
     /// Where each request is logged.
-    pub access_log: crate::http::access_log::Sink,
+    pub access_log: log_sink::Sink,
 }
 
 impl App {
@@ -90,23 +105,21 @@ impl App {
         queue: usize,
         users: Users,
     ) -> App {
-        let examples = crate::tap::examples::for_catalog(&engine).await;
+        let examples = examples::for_catalog(&engine).await;
         // By default one caller may take every slot, but only half the queue:
         // others queue behind it, and are served, rather than told "busy".
         let share = config.per_caller.unwrap_or(concurrent + queue / 2);
         App {
             stored: Allowance::new(config.stored_per_hour),
             // Sixteen of the largest bodies at once, and never less than 256 MiB.
-            bodies: crate::tap::bodies::Bodies::new(
-                (16 * config.upload_limit.saturating_add(1 << 20)).max(256 << 20),
-            ),
+            bodies: Bodies::new((16 * config.upload_limit.saturating_add(1 << 20)).max(256 << 20)),
             engine,
             config,
             limits: Limits::new(concurrent, queue, share),
             jobs: Jobs::default(),
             users,
             examples,
-            access_log: crate::http::access_log::Sink::Stderr,
+            access_log: log_sink::Sink::Stderr,
         }
     }
 }
