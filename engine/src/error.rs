@@ -17,17 +17,11 @@ pub enum Error {
     #[error(transparent)]
     Token(#[from] crate::tokens::error::TokenError),
     /// An uploaded table could not be read.
-    #[error("{message}")]
-    Upload {
-        /// What is wrong, and where.
-        message: String,
-    },
+    #[error(transparent)]
+    Upload(#[from] crate::encode::votable::upload::UploadError),
     /// The state store refused a key, or holds something unreadable.
-    #[error("{message}")]
-    State {
-        /// What is wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    State(#[from] crate::tokens::state::StateError),
     /// The state store holds as much as the service allows it to.
     #[error(
         "the service cannot keep more query records and results just now (its store \
@@ -66,10 +60,9 @@ impl Error {
     pub fn is_internal(&self) -> bool {
         use datafusion::error::DataFusionError as D;
         match self {
-            Error::Adql(_)
-            | Error::Snapshot(_)
-            | Error::StateFull { .. }
-            | Error::Upload { .. } => false,
+            Error::Adql(_) | Error::Snapshot(_) | Error::StateFull { .. } | Error::Upload(_) => {
+                false
+            }
             Error::Catalog(e) => !matches!(
                 e,
                 catalog::Error::NoSuchSnapshot { .. } | catalog::Error::SnapshotExpired { .. }
@@ -82,7 +75,7 @@ impl Error {
                     )
             }
             Error::Token(t) => t.is_internal(),
-            Error::State { .. }
+            Error::State(_)
             | Error::Arrow(_)
             | Error::Parquet(_)
             | Error::Encode { .. }

@@ -32,9 +32,9 @@ pub use result::{Finished, QueryResult};
 pub use scan::embargo::Embargo;
 pub use snapshot::{SnapshotError, as_of, mjd_utc, parse_time};
 pub use tokens::error::TokenError;
-pub use tokens::state::StateStore;
+pub use tokens::state::{StateError, StateStore};
 pub use tokens::token::TokenRecord;
-pub use upload::Upload;
+pub use upload::{Upload, UploadError};
 
 /// The DataFusion release the engine runs on (for reports and the service's metadata).
 pub const DATAFUSION_VERSION: &str = datafusion::DATAFUSION_VERSION;

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::plan::crossmatch::UPLOAD_SCHEMA;
 use crate::session::tables;
 use crate::tokens::checksum::Checksum;
-use crate::tokens::state::StateStore;
+use crate::tokens::state::{StateError, StateStore};
 use crate::tokens::token::UploadRef;
 use crate::upload::Upload;
 impl Engine {
@@ -58,9 +58,11 @@ impl Engine {
             let schema = match batches.first() {
                 Some(b) => b.schema(),
                 None => {
-                    return Err(Error::State {
-                        message: format!("the stored upload '{}' ({key}) is empty", r.name),
-                    });
+                    return Err(StateError::EmptyUpload {
+                        name: r.name.clone(),
+                        key,
+                    }
+                    .into());
                 }
             };
             out.push(Upload {

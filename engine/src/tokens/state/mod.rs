@@ -20,9 +20,12 @@ use crate::error::{Error, Result};
 use crate::tokens::budget::Budget;
 use crate::tokens::token::{TokenRecord, check_token};
 
+mod error;
 mod objects;
 #[cfg(test)]
 mod tests;
+
+pub use error::StateError;
 
 /// Where token records and TAP jobs live: any object-store URL.
 #[derive(Debug, Clone)]
@@ -55,11 +58,7 @@ impl StateStore {
 
     /// The per-user state store: `$PPDB_STATE`, else `$XDG_STATE_HOME/ppdb`, else `~/.local/state/ppdb`.
     pub fn user_default() -> Result<StateStore> {
-        let dir = user_dir().ok_or_else(|| Error::State {
-            message: "no place for query tokens: set PPDB_STATE, XDG_STATE_HOME or HOME, \
-                      or pass --state URL"
-                .into(),
-        })?;
+        let dir = user_dir().ok_or(StateError::NoPlace)?;
         StateStore::open(&dir)
     }
 
@@ -139,19 +138,19 @@ impl StateStore {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(catalog::Error::from(e).into()),
         };
-        let record: TokenRecord = serde_json::from_slice(&bytes).map_err(|e| Error::State {
-            message: format!(
-                "the record of token {token} in {} is unreadable: {e}",
-                self.url()
-            ),
-        })?;
+        let record: TokenRecord =
+            serde_json::from_slice(&bytes).map_err(|e| StateError::Unreadable {
+                what: format!("the record of token {token} in {}", self.url()),
+                reason: e.to_string(),
+            })?;
         Ok(Some(record))
     }
 
     /// Stores a record unless one exists; returns the one that was there first.
     pub async fn put(&self, record: &TokenRecord) -> Result<Option<TokenRecord>> {
-        let body = serde_json::to_vec_pretty(record).map_err(|e| Error::State {
-            message: format!("cannot encode the record of token {}: {e}", record.token),
+        let body = serde_json::to_vec_pretty(record).map_err(|e| StateError::Unencodable {
+            what: format!("the record of token {}", record.token),
+            reason: e.to_string(),
         })?;
         if self
             .create_at(&self.path(&record.token), Bytes::from(body), true)
@@ -325,9 +324,10 @@ fn check_key(key: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::State {
-            message: format!("'{key}' is not a valid state key"),
-        })
+        Err(StateError::BadKey {
+            key: key.to_string(),
+        }
+        .into())
     }
 }
 

@@ -48,11 +48,8 @@ impl StateStore {
             return Ok(b.to_vec());
         }
         let mut fresh = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh).map_err(
-            |_| Error::State {
-                message: "no random source to make the token secret from".into(),
-            },
-        )?;
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh)
+            .map_err(|_| StateError::NoRandomness)?;
         // Never refused for room: without it no query could be answered.
         if self
             .create_at(&self.loc.child(KEY), Bytes::from(fresh.to_vec()), false)
@@ -64,9 +61,7 @@ impl StateStore {
         self.read(KEY)
             .await?
             .map(|b| b.to_vec())
-            .ok_or_else(|| Error::State {
-                message: "the token secret vanished as it was made".into(),
-            })
+            .ok_or_else(|| StateError::SecretVanished.into())
     }
 
     /// Writes `key` only if nothing is there yet: `false` when another writer,
@@ -189,8 +184,11 @@ impl StateWriter {
 
     /// Completes the object.
     pub async fn finish(mut self) -> Result<()> {
-        self.inner.shutdown().await.map_err(|e| Error::State {
-            message: format!("cannot complete a state object: {e}"),
+        self.inner.shutdown().await.map_err(|e| {
+            StateError::Incomplete {
+                reason: e.to_string(),
+            }
+            .into()
         })
     }
 

@@ -134,4 +134,9 @@ async fn reads_and_writes_of_bad_keys_are_refused() {
     );
     assert!(s.read("../../etc/passwd").await.is_err());
     assert!(s.children("..").await.is_err());
+    // Refused by kind, carrying the key, before the object store is asked.
+    match s.exists("jobs/../x").await {
+        Err(Error::State(StateError::BadKey { key })) => assert_eq!(key, "jobs/../x"),
+        other => panic!("expected a bad key, got {other:?}"),
+    }
 }

@@ -4,6 +4,8 @@
 use axum::body::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use engine::StateError;
+
 use crate::app::Shared;
 
 use super::*;
@@ -45,8 +47,9 @@ pub(super) async fn load(app: &Shared, id: &str) -> Result<Option<Job>, engine::
     let Some(bytes) = app.engine.state().read(&key(id)).await? else {
         return Ok(None);
     };
-    let mut job: Job = serde_json::from_slice(&bytes).map_err(|e| engine::Error::State {
-        message: format!("job {id} is unreadable: {e}"),
+    let mut job: Job = serde_json::from_slice(&bytes).map_err(|e| StateError::Unreadable {
+        what: format!("job {id}"),
+        reason: e.to_string(),
     })?;
     let now = Utc::now();
     if job.destruction <= now {
@@ -77,8 +80,9 @@ pub(super) async fn load(app: &Shared, id: &str) -> Result<Option<Job>, engine::
 }
 
 pub(super) async fn save(app: &Shared, job: &Job) -> Result<(), engine::Error> {
-    let body = serde_json::to_vec_pretty(job).map_err(|e| engine::Error::State {
-        message: format!("cannot encode job {}: {e}", job.id),
+    let body = serde_json::to_vec_pretty(job).map_err(|e| StateError::Unencodable {
+        what: format!("job {}", job.id),
+        reason: e.to_string(),
     })?;
     app.engine
         .state()
@@ -98,8 +102,9 @@ pub(super) async fn update(
     let Some(bytes) = app.engine.state().read(&key(id)).await? else {
         return Ok(None);
     };
-    let mut job: Job = serde_json::from_slice(&bytes).map_err(|e| engine::Error::State {
-        message: format!("job {id} is unreadable: {e}"),
+    let mut job: Job = serde_json::from_slice(&bytes).map_err(|e| StateError::Unreadable {
+        what: format!("job {id}"),
+        reason: e.to_string(),
     })?;
     change(&mut job);
     save(app, &job).await?;

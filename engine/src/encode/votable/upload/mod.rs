@@ -48,10 +48,34 @@ pub(crate) const UNICODE: &str = "votable.unicodeChar";
 /// The most columns an upload may have (80 000 once took 42 s to read).
 pub const MAX_COLUMNS: usize = 1000;
 
-fn bad(name: &str, message: impl Into<String>) -> Error {
-    Error::Upload {
-        message: format!("upload '{name}': {}", message.into()),
+/// Why an uploaded table was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// The name it is to be queried by is not an ADQL identifier.
+    #[error(
+        "'{name}' cannot name an upload: use a letter followed by letters, digits or _ \
+         (at most 64)"
+    )]
+    BadName {
+        /// The name given.
+        name: String,
+    },
+    /// The VOTable cannot be read, or holds what an upload may not.
+    #[error("upload '{name}': {problem}")]
+    Unreadable {
+        /// The upload's name.
+        name: String,
+        /// What is wrong, and where in the document.
+        problem: String,
+    },
+}
+
+fn bad(name: &str, problem: impl Into<String>) -> Error {
+    UploadError::Unreadable {
+        name: name.to_string(),
+        problem: problem.into(),
     }
+    .into()
 }
 
 /// Checks an upload's table name: a regular ADQL identifier.
@@ -63,12 +87,10 @@ pub fn check_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Upload {
-            message: format!(
-                "'{name}' cannot name an upload: use a letter followed by letters, digits or _ \
-                 (at most 64)"
-            ),
-        })
+        Err(UploadError::BadName {
+            name: name.to_string(),
+        }
+        .into())
     }
 }
 
