@@ -62,6 +62,8 @@ pub struct Engine {
     pub(crate) memory_limit: usize,
     pub(crate) spill_memory: usize,
     pub(crate) shared_memory: Arc<crate::session::memory::SharedMemory>,
+    /// Where planned queries execute (below the caller's priority).
+    pub(crate) execution: crate::plan::runtime::Execution,
 }
 
 impl Engine {
@@ -196,6 +198,7 @@ impl Engine {
             spill_memory: options.spill_memory,
             shared_memory: crate::session::memory::SharedMemory::new(options.service_memory),
             embargo: options.embargo,
+            execution: crate::plan::runtime::Execution::new(options.target_partitions.max(1))?,
         })
     }
 

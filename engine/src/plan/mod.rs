@@ -11,5 +11,6 @@ pub(crate) mod deadline;
 pub(crate) mod direct;
 pub(crate) mod pipeline;
 pub(crate) mod registered;
+pub(crate) mod runtime;
 pub(crate) mod sort_keys;
 pub(crate) mod types;

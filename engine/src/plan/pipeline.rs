@@ -99,7 +99,8 @@ impl Engine {
             }
             Route::Planned(p) => {
                 let stream =
-                    datafusion::physical_plan::execute_stream(p.physical, p.state.task_ctx())?;
+                    self.execution
+                        .stream(p.physical, p.state.task_ctx(), p.schema.clone())?;
                 (p.schema, stream, p.timings, p.columns)
             }
         };
@@ -259,9 +260,10 @@ impl Engine {
                 Ok(text.replace("\n", &format!(", metrics=[output_rows={rows}]\n")))
             }
             Route::Planned(p) => {
-                let mut stream = datafusion::physical_plan::execute_stream(
+                let mut stream = self.execution.stream(
                     p.physical.clone(),
                     p.state.task_ctx(),
+                    p.schema.clone(),
                 )?;
                 while let Some(b) = stream.next().await {
                     b?;
