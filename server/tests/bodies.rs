@@ -1,7 +1,9 @@
 //! Request bodies held in memory at once are bounded: connections that send a
 //! large body's headers and hold back its bytes took 22 MB each, 6.6 GB for
-//! 300 of them. Past one caller's quarter of the budget a request is refused
-//! at once, before its body is read, and other callers are still served.
+//! 300 of them. The bytes received count against one budget, a quarter of it
+//! per caller; past that a request is refused at once, before its body is
+//! read, and other callers are still served. A length declared and never
+//! sent holds nothing.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,8 +18,9 @@ fn address(tap: &str) -> String {
         .to_string()
 }
 
-/// Sends a form POST's head announcing `length` bytes, and a few of them.
-fn hold_body(address: &str, length: u64) -> TcpStream {
+/// Sends a form POST's head announcing `length` bytes, and `sent` of them
+/// (at least the six of `QUERY=`).
+fn hold_body(address: &str, length: u64, sent: u64) -> TcpStream {
     let mut s = TcpStream::connect(address).unwrap();
     write!(
         s,
@@ -25,7 +28,23 @@ fn hold_body(address: &str, length: u64) -> TcpStream {
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\nQUERY="
     )
     .unwrap();
+    let rest = sent.saturating_sub(6) as usize;
+    s.write_all(&vec![b'a'; rest]).unwrap();
     s
+}
+
+async fn small_query(client: &reqwest::Client, tap: &str) -> u16 {
+    client
+        .post(format!("{tap}/sync"))
+        .form(&[
+            ("QUERY", "SELECT TOP 1 ra FROM ppdb.DiaObject"),
+            ("RESPONSEFORMAT", "csv"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -34,9 +53,10 @@ async fn bodies_held_back_are_bounded_per_caller_and_others_are_served() {
     let s = Server::start(&[]);
     let at = address(&s.tap);
     let length = 16 << 20;
-    let held: Vec<TcpStream> = (0..4).map(|_| hold_body(&at, length)).collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let mut fifth = hold_body(&at, length);
+    // Four bodies whose bytes arrived, all but the last: 64 MiB held.
+    let held: Vec<TcpStream> = (0..4).map(|_| hold_body(&at, length + 1, length)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut fifth = hold_body(&at, length, 6);
     fifth
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -50,15 +70,49 @@ async fn bodies_held_back_are_bounded_per_caller_and_others_are_served() {
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .build()
         .unwrap();
-    let r = other
-        .post(format!("{}/sync", s.tap))
-        .form(&[
-            ("QUERY", "SELECT TOP 1 ra FROM ppdb.DiaObject"),
-            ("RESPONSEFORMAT", "csv"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(small_query(&other, &s.tap).await, 200);
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declared_length_holds_nothing_until_its_bytes_arrive() {
+    // Sixteen bodies that declare 17 MiB and send six bytes used to reserve
+    // 272 MiB, the whole budget, and shut every POST out for minutes.
+    let s = Server::start(&[]);
+    let at = address(&s.tap);
+    let held: Vec<TcpStream> = (0..6).map(|_| hold_body(&at, 17 << 20, 6)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let same = reqwest::Client::new();
+    assert_eq!(small_query(&same, &s.tap).await, 200);
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_the_budget_runs_out_under_is_answered_503() {
+    // Five bodies admitted while nothing was held; their bytes then arrive,
+    // and the fifth finds the caller's quarter (68 MiB) taken.
+    let s = Server::start(&[]);
+    let at = address(&s.tap);
+    let length: u64 = 16 << 20;
+    let mut conns: Vec<TcpStream> = (0..5).map(|_| hold_body(&at, length + 1, 6)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let chunk = vec![b'a'; length as usize - 6];
+    for c in &mut conns {
+        // The refused one may be closed under the writer.
+        let _ = c.write_all(&chunk);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut refused = 0;
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut answer = vec![0u8; 4096];
+        if let Ok(n) = c.read(&mut answer) {
+            let answer = String::from_utf8_lossy(&answer[..n]);
+            if answer.starts_with("HTTP/1.1 503") && answer.contains("request bodies at once") {
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 1, "exactly the body past the quarter is refused");
 }

@@ -132,7 +132,11 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             waited += 1;
         }
-        assert_eq!(metrics.num_alive_tasks(), 0, "the execution outlived its reader");
+        assert_eq!(
+            metrics.num_alive_tasks(),
+            0,
+            "the execution outlived its reader"
+        );
         // Dropping an engine's runtime inside another runtime must not panic.
         drop(exec);
     }

@@ -1,9 +1,8 @@
 //! Request bodies held in memory at once. A body is read whole before its
 //! request is answered (a form, an upload's parts); 300 connections each
-//! sending 15 MiB and holding back the last bytes took 6.6 GB. Each body
-//! takes its size (by `Content-Length`, else the most a body may be) from
-//! one budget before it is read, one caller at most a quarter of it; past
-//! that the request is answered 503 at once, before any byte is read.
+//! sending 15 MiB and holding back the last bytes took 6.6 GB. The bytes of
+//! bodies received and not yet answered come from one budget, one caller at
+//! most a quarter of it (the middleware in `tap/bodies.rs` charges them).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,8 +24,18 @@ impl Bodies {
         }
     }
 
-    pub(crate) fn take(&self, caller: &str, bytes: u64) -> Result<(), String> {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+    /// Why `bytes` more of `caller`'s would not fit now, if they would not.
+    pub(crate) fn fits(&self, caller: &str, bytes: u64) -> Result<(), String> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        self.check(&held, caller, bytes)
+    }
+
+    fn check(
+        &self,
+        held: &(u64, HashMap<String, u64>),
+        caller: &str,
+        bytes: u64,
+    ) -> Result<(), String> {
         let mine = held.1.get(caller).copied().unwrap_or(0);
         if mine + bytes > self.per_caller {
             return Err(format!(
@@ -42,6 +51,13 @@ impl Bodies {
                     .into(),
             );
         }
+        Ok(())
+    }
+
+    /// Takes `bytes` of `caller`'s from the budget, or says why not.
+    pub(crate) fn take(&self, caller: &str, bytes: u64) -> Result<(), String> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        self.check(&held, caller, bytes)?;
         held.0 += bytes;
         *held.1.entry(caller.to_string()).or_default() += bytes;
         Ok(())
