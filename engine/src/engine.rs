@@ -29,6 +29,9 @@ use crate::tokens::error::TokenError;
 use crate::tokens::state::StateStore;
 use crate::tokens::token::{Identity, TokenRecord, check_token};
 
+/// Queries longer than this (bytes) are parsed off the runtime's workers.
+const LONG_QUERY: usize = 64 << 10;
+
 /// A query ready to run (see [`Engine::prepare`]).
 pub(crate) struct Prepared {
     pub(crate) log: Arc<LogState>,
@@ -325,7 +328,15 @@ impl Engine {
     /// MAXREC cut needs one).
     pub(crate) async fn prepare(&self, adql: &str, options: &QueryOptions) -> Result<Prepared> {
         let tables = self.tables_with(&options.uploads);
-        let original = deep(|| adql::parse(adql, &*tables))?;
+        // Tokenising is linear but not free (a 2 MB query dense with tokens
+        // takes seconds): a long text is parsed off the runtime's workers, so
+        // that eight of them do not stop the service answering others.
+        let original = if adql.len() > LONG_QUERY {
+            crate::plan::pipeline::off_workers(async { deep(|| adql::parse(adql, &*tables)) })
+                .await?
+        } else {
+            deep(|| adql::parse(adql, &*tables))?
+        };
         let parsed = Instant::now();
         let (log, snapshot) = self.choose(adql, original.as_of.as_ref(), options).await?;
         let access = self.access(&log, snapshot.snapshot, &original, options.privileged);
