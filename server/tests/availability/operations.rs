@@ -1,0 +1,140 @@
+//! The access log, and maintenance under a live server.
+
+use super::*;
+
+/// Every request leaves one structured line: who, from where, what, how it
+/// ended, its token and rows; privileged reads name their user.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_is_in_the_access_log() {
+    let secret = "s3cret-for-the-access-log-test";
+    let users = format!("alice={secret}");
+    let s = Server::start_with(&[], &[("PPDB_TOKENS", users.as_str())]);
+    let query = "SELECT TOP 2 diaObjectId FROM ppdb.DiaObject ORDER BY diaObjectId";
+    let (_, _, anonymous) = csv(&s.tap, query, &[]).await;
+    let r = client()
+        .post(format!("{}/sync", s.tap))
+        .bearer_auth(secret)
+        .form(&[("QUERY", query), ("RESPONSEFORMAT", "csv")])
+        .send()
+        .await
+        .unwrap();
+    let privileged = r.headers().clone();
+    let _ = r.text().await;
+    let _ = client()
+        .get(format!("{}/sync", s.tap))
+        .bearer_auth("not-a-known-token-at-all")
+        .send()
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = s.access_log();
+    let sync: Vec<_> = log.iter().filter(|l| l["path"] == "/tap/sync").collect();
+    assert_eq!(sync.len(), 3, "{log:?}");
+    assert_eq!(sync[0]["user"], serde_json::Value::Null);
+    assert_eq!(sync[0]["status"], 200);
+    assert_eq!(sync[0]["rows"], 2);
+    assert_eq!(sync[0]["peer"], "127.0.0.1");
+    assert_eq!(sync[0]["query_status"], "OK");
+    assert_eq!(sync[0]["complete"], true);
+    assert!(sync[0]["bytes"].as_u64().unwrap() > 0, "{:?}", sync[0]);
+    assert_eq!(sync[0]["agent"], "ppdb-tests");
+    assert_eq!(
+        sync[0]["token"],
+        anonymous["x-query-token"].to_str().unwrap()
+    );
+    assert_eq!(sync[1]["user"], "alice");
+    assert_eq!(sync[1]["privileged"], true);
+    assert_eq!(
+        sync[1]["token"],
+        privileged["x-query-token"].to_str().unwrap()
+    );
+    assert_eq!(sync[2]["status"], 401);
+    assert!(!format!("{log:?}").contains(secret), "no secret in the log");
+}
+
+/// Compaction and vacuum under a live server: queries at the latest snapshot
+/// and in the past, and replays the server never cached, read the same rows
+/// afterwards (the server's file lists named deleted files until a restart);
+/// and files a compaction replaced are kept for the grace after it, however
+/// old they are.
+#[tokio::test(flavor = "multi_thread")]
+async fn compact_and_vacuum_under_a_live_server_change_no_answer() {
+    let dir = TempDir::new().unwrap();
+    let chunks = dir.path().join("chunks");
+    let chunks = chunks.to_str().unwrap();
+    ppdb(&[
+        "sample",
+        "--out",
+        chunks,
+        "--objects",
+        "600",
+        "--nights",
+        "2",
+        "--visits-per-night",
+        "4",
+        "--visits-per-chunk",
+        "2",
+    ]);
+    let cat = dir.path().join("cat");
+    let cat = cat.to_str().unwrap();
+    ppdb(&["ingest", "--catalog", cat, chunks]);
+    let s = Server::start(&["--catalog", cat, "--embargo-hours", "0"]);
+    let queries = [
+        (
+            "SELECT COUNT(*) AS n, SUM(psfFlux) AS f FROM ppdb.DiaSource",
+            None,
+        ),
+        (
+            "SELECT COUNT(*) AS n, SUM(psfFlux) AS f FROM ppdb.DiaSource",
+            Some("2"),
+        ),
+        (
+            "SELECT diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY diaObjectId",
+            None,
+        ),
+    ];
+    let mut before = Vec::new();
+    for (q, as_of) in queries {
+        let extra: Vec<(&str, &str)> = as_of.map(|k| ("AS_OF", k)).into_iter().collect();
+        let (status, body, _) = csv(&s.tap, q, &extra).await;
+        assert_eq!(status, 200, "{body}");
+        before.push(body);
+    }
+    // A token the server never saw, so its replay reads files.
+    let out = support::command()
+        .args(["query", "--catalog", cat, "--format", "csv"])
+        .arg("SELECT diaSourceId, psfFlux FROM ppdb.DiaSource ORDER BY diaSourceId")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let token = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .expect("a token")
+        .to_string();
+    age(Path::new(cat));
+    let compacted = ppdb(&["compact", "--catalog", cat]);
+    assert!(!compacted.contains(" 0 files replaced"), "{compacted}");
+    let kept = ppdb(&["vacuum", "--catalog", cat]);
+    assert!(
+        kept.starts_with("deleted 0 "),
+        "replaced files went at once: {kept}"
+    );
+    let gone = ppdb(&["vacuum", "--catalog", cat, "--grace-seconds", "0"]);
+    assert!(!gone.starts_with("deleted 0 "), "{gone}");
+    for ((q, as_of), expected) in queries.iter().zip(&before) {
+        let extra: Vec<(&str, &str)> = as_of.map(|k| ("AS_OF", k)).into_iter().collect();
+        let (status, body, _) = csv(&s.tap, q, &extra).await;
+        assert_eq!((status, &body), (200, expected), "{q} AS_OF {as_of:?}");
+    }
+    let r = client()
+        .get(format!("{}/replay/{token}", s.tap))
+        .query(&[("RESPONSEFORMAT", "csv")])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, String::from_utf8_lossy(&out.stdout));
+}
