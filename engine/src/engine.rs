@@ -296,18 +296,8 @@ impl Engine {
             embargoed_until: access.until,
         };
         let t2 = Instant::now();
-        let limit = options.time_limit.map(|d| (t0 + d, d));
         let mut result = self
-            .execute(
-                adql,
-                query,
-                snapshot,
-                access.cutoff,
-                options.maxrec,
-                limit,
-                &options.uploads,
-                options.always_plan,
-            )
+            .run(adql, query, snapshot, access.cutoff, options, t0)
             .await?;
         result.timings.parse = t1 - t0;
         result.timings.pin = t2 - t1 + result.timings.pin;
@@ -321,6 +311,30 @@ impl Engine {
             record: Box::new(record),
         };
         Ok(result)
+    }
+
+    /// [`Engine::execute`] as `options` ask, with the deadline counted from `t0`.
+    async fn run(
+        &self,
+        adql: &str,
+        query: adql::Query,
+        snapshot: SnapshotInfo,
+        cutoff: Option<f64>,
+        options: &QueryOptions,
+        t0: Instant,
+    ) -> Result<QueryResult> {
+        let limit = options.time_limit.map(|d| (t0 + d, d));
+        self.execute(
+            adql,
+            query,
+            snapshot,
+            cutoff,
+            options.maxrec,
+            limit,
+            &options.uploads,
+            options.always_plan,
+        )
+        .await
     }
 
     /// A query made ready to run: parsed and checked, its snapshot chosen, what
@@ -359,18 +373,8 @@ impl Engine {
         let t1 = Instant::now();
         let (log, snapshot) = self.choose(adql, query.as_of.as_ref(), options).await?;
         let access = self.access(&log, snapshot.snapshot, &query, options.privileged);
-        let limit = options.time_limit.map(|d| (t0 + d, d));
         let mut result = self
-            .execute(
-                adql,
-                query,
-                snapshot,
-                access.cutoff,
-                options.maxrec,
-                limit,
-                &options.uploads,
-                options.always_plan,
-            )
+            .run(adql, query, snapshot, access.cutoff, options, t0)
             .await?;
         result.timings.parse = t1 - t0;
         result.end = End::Nothing;

@@ -47,10 +47,7 @@ pub(super) async fn load(app: &Shared, id: &str) -> Result<Option<Job>, engine::
     let Some(bytes) = app.engine.state().read(&key(id)).await? else {
         return Ok(None);
     };
-    let mut job: Job = serde_json::from_slice(&bytes).map_err(|e| StateError::Unreadable {
-        what: format!("job {id}"),
-        reason: e.to_string(),
-    })?;
+    let mut job = decode(id, &bytes)?;
     let now = Utc::now();
     if job.destruction <= now {
         destroy(app, id).await?;
@@ -102,10 +99,7 @@ pub(super) async fn update(
     let Some(bytes) = app.engine.state().read(&key(id)).await? else {
         return Ok(None);
     };
-    let mut job: Job = serde_json::from_slice(&bytes).map_err(|e| StateError::Unreadable {
-        what: format!("job {id}"),
-        reason: e.to_string(),
-    })?;
+    let mut job = decode(id, &bytes)?;
     change(&mut job);
     save(app, &job).await?;
     Ok(Some(job))
@@ -153,4 +147,15 @@ pub(super) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 
 pub(super) fn started_key(id: &str) -> String {
     format!("jobs/{id}/started")
+}
+
+/// A job's record as stored.
+fn decode(id: &str, bytes: &[u8]) -> Result<Job, engine::Error> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        StateError::Unreadable {
+            what: format!("job {id}"),
+            reason: e.to_string(),
+        }
+        .into()
+    })
 }
