@@ -178,7 +178,7 @@ pub async fn for_catalog(engine: &Engine) -> Vec<Example> {
         Example {
             id: "replay",
             name: "Repeat a result exactly",
-            what: "Every result carries a query token and a service descriptor whose access URL, /tap/replay/{token}, returns the same rows in the same order, checked against a recorded checksum, whatever arrived since. TOP without ORDER BY is made deterministic by ordering on every output column.",
+            what: "Every result carries a query token and a service descriptor whose access URL, /tap/replay/{token}, returns the same rows in the same order, checked against a recorded checksum, whatever arrived since. TOP without ORDER BY is made deterministic by a total order: the table key where the query shows it, else every output column.",
             query: "SELECT TOP 10 diaObjectId, ra, dec, nDiaSources FROM ppdb.DiaObject ORDER BY nDiaSources DESC".into(),
         },
         Example {
