@@ -100,6 +100,16 @@ impl Error {
         }
         let hint = if message.contains("LIMIT") {
             Some("ADQL limits rows with SELECT TOP n".to_string())
+        } else if adql
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|w| w.eq_ignore_ascii_case("AS_OF"))
+        {
+            // AS_OF is the TAP request parameter; users write it into the query.
+            Some(
+                "AS_OF is a request parameter (AS_OF=5); in ADQL write the snapshot after \
+                 the table: FROM ppdb.DiaObject FOR SYSTEM_TIME AS OF 5"
+                    .to_string(),
+            )
         } else {
             None
         };

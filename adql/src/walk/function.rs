@@ -178,10 +178,20 @@ impl Walker<'_> {
             }
             "CIRCLE" => {
                 let a = coordsys(args, &[2, 3], &upper, name_span)?;
+                check_numbers(&a, &upper)?;
+                check_centre(&a, 1, &upper, "CIRCLE('ICRS', ra, dec, radius)", name_span)?;
                 call(udf::CIRCLE, flatten_points(a, 1))
             }
             "BOX" => {
                 let a = coordsys(args, &[3, 4], &upper, name_span)?;
+                check_numbers(&a, &upper)?;
+                check_centre(
+                    &a,
+                    2,
+                    &upper,
+                    "BOX('ICRS', ra, dec, width, height)",
+                    name_span,
+                )?;
                 call(udf::BOX, flatten_points(a, 2))
             }
             "POLYGON" => {
@@ -501,4 +511,74 @@ pub(super) fn flatten_points(mut args: Vec<Expr>, rest: usize) -> Vec<Expr> {
         args.insert(0, x);
     }
     args
+}
+
+/// Refuses CONTAINS or INTERSECTS written as a condition (`WHERE CONTAINS(...)`):
+/// in ADQL they give 1 or 0, and the comparison says which is wanted. The
+/// planner's own refusal named an internal function and no position.
+pub(super) fn check_condition(e: &Expr) -> Result<()> {
+    use sqlparser::ast::{BinaryOperator, UnaryOperator};
+    match e {
+        Expr::Nested(inner)
+        | Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr: inner,
+        } => check_condition(inner),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And | BinaryOperator::Or,
+            right,
+        } => {
+            check_condition(left)?;
+            check_condition(right)
+        }
+        Expr::Function(f) => {
+            let name = f.name.to_string().to_uppercase();
+            if name == "CONTAINS" || name == "INTERSECTS" {
+                return Err(
+                    Error::at(e.span(), format!("{name} gives 1 or 0, not true or false"))
+                        .hint(format!("compare it: {name}(...) = 1")),
+                );
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses text where a geometry function wants a number (a coordinate or a
+/// radius); the planner's refusal named an internal function and no position.
+pub(super) fn check_numbers(args: &[Expr], name: &str) -> Result<()> {
+    match args.iter().find(|a| literal_string(a).is_some()) {
+        Some(text) => Err(Error::at(
+            text.span(),
+            format!("{name} takes numbers (coordinates and sizes, in degrees) here, not text"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Refuses the short form `CIRCLE(centre, radius)` (or `BOX(centre, w, h)`)
+/// when what stands for the centre is a plain number: the call lost an
+/// argument (`CIRCLE('ICRS', 55, -30)`), and would otherwise fail as it runs
+/// with no position.
+pub(super) fn check_centre(
+    args: &[Expr],
+    rest: usize,
+    name: &str,
+    usage: &str,
+    span: Span,
+) -> Result<()> {
+    let number = |e: &Expr| {
+        matches!(e, Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Number(..)))
+            || matches!(e, Expr::UnaryOp { expr, .. } if matches!(&**expr, Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Number(..))))
+    };
+    if args.len() == rest + 1 && args.first().is_some_and(number) {
+        return Err(Error::at(
+            span,
+            format!("{name} is missing an argument: its centre is a point or ra, dec"),
+        )
+        .hint(format!("write {usage}")));
+    }
+    Ok(())
 }

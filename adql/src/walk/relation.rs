@@ -109,7 +109,10 @@ impl Walker<'_> {
             ));
         }
         match constraint {
-            JoinConstraint::On(e) => self.expr(e),
+            JoinConstraint::On(e) => {
+                check_condition(e)?;
+                self.expr(e)
+            }
             JoinConstraint::Using(names) => {
                 for n in names {
                     self.object_name(n)?;

@@ -169,6 +169,7 @@ impl Walker<'_> {
             }
         }
         if let Some(e) = &mut s.selection {
+            check_condition(e)?;
             self.expr(e)?;
         }
         match &mut s.group_by {
@@ -183,6 +184,7 @@ impl Walker<'_> {
             }
         }
         if let Some(e) = &mut s.having {
+            check_condition(e)?;
             self.expr(e)?;
         }
         Ok(top)
