@@ -287,6 +287,14 @@ impl Walker<'_> {
             }
             "IVO_HEALPIX_INDEX" => {
                 arity(&[2, 3])?;
+                if args.len() == 2 && !is_point(&args[1]) {
+                    return Err(Error::at(
+                        name_span,
+                        "IVO_HEALPIX_INDEX takes the order and a position: (order, point) or \
+                         (order, ra, dec)",
+                    )
+                    .hint("write ivo_healpix_index(10, ra, dec)"));
+                }
                 let mut a = args;
                 if a.len() == 2 {
                     let (x, y) = split_point(a.pop().unwrap_or_else(|| number(0)));
