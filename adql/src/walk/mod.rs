@@ -243,6 +243,23 @@ mod tests {
     }
 
     #[test]
+    fn set_operation_chains_count_as_operators() {
+        // 3 000 of them overflowed the checking pass and killed the server.
+        let chain = |n: usize| vec!["SELECT ra FROM ppdb.DiaObject"; n].join(" UNION ALL ");
+        let long = chain(crate::MAX_OPERATORS + 1);
+        std::thread::Builder::new()
+            .stack_size(32 << 20)
+            .spawn(move || assert!(parse(&long, &schema()).is_ok()))
+            .unwrap()
+            .join()
+            .unwrap();
+        for n in [crate::MAX_OPERATORS + 2, 3000] {
+            let e = parse(&chain(n), &schema()).unwrap_err();
+            assert!(e.message.contains("more than 500 operators"), "{e}");
+        }
+    }
+
+    #[test]
     fn operator_chains_stop_at_the_limit_with_the_place_of_the_one_too_many() {
         let chain = |n: usize| {
             let terms: Vec<String> = (0..n).map(|i| format!("ra = {i}")).collect();
