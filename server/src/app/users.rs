@@ -40,9 +40,24 @@ impl Caller {
     pub fn key(&self) -> String {
         match self {
             Caller::User(name) => format!("user {name}"),
-            Caller::Anonymous(Some(ip)) => format!("address {ip}"),
+            Caller::Anonymous(Some(ip)) => format!("address {}", network(*ip)),
             Caller::Anonymous(None) => "anonymous".to_string(),
         }
+    }
+}
+
+/// The network an address stands for when callers are told apart: an IPv6
+/// address's /64 (one subscriber's, which hands its hosts any address in it:
+/// counted one by one, a single host could take every connection and share),
+/// and an IPv4 address (also one written as IPv6) itself.
+pub fn network(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
     }
 }
 
@@ -164,6 +179,15 @@ mod tests {
         assert!(e.contains("entry 2"), "{e}");
         let e = Users::parse("../x=0123456789abcdef0", "f").unwrap_err();
         assert!(e.contains("user name"), "{e}");
+    }
+
+    #[test]
+    fn callers_are_told_apart_by_ipv4_address_or_ipv6_slash_64() {
+        let key = |a: &str| Caller::Anonymous(Some(a.parse().unwrap())).key();
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub(crate) struct ServeArgs {
     /// stall (a body may take ten times this in all); idle connections close after it.
     #[arg(long, default_value_t = 30)]
     read_timeout: u64,
-    /// Connections one client address may hold open at once (raise it when a
+    /// Connections one client address (an IPv6 client: its /64) may hold open at once (raise it when a
     /// proxy in front of the service makes every client one address).
     #[arg(long, default_value_t = 256)]
     connections_per_address: usize,

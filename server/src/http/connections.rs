@@ -9,6 +9,8 @@ use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+
+use crate::app::users::network;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -47,7 +49,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
                 continue;
             }
         };
-        let Some(held) = Held::take(&open, peer.ip(), limits.per_address) else {
+        let Some(held) = Held::take(&open, network(peer.ip()), limits.per_address) else {
             // Dropping the stream closes it: the client may come back once its
             // other connections are done.
             continue;
