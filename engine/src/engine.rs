@@ -333,6 +333,7 @@ impl Engine {
             limit,
             &options.uploads,
             options.always_plan,
+            options.hold.clone(),
         )
         .await
     }
@@ -447,6 +448,7 @@ impl Engine {
                 limit,
                 &uploads,
                 false,
+                options.hold.clone(),
             )
             .await?;
         result.timings.parse = t1 - t0;

@@ -25,7 +25,7 @@ pub use engine::Engine;
 pub use error::{Error, Result};
 #[doc(hidden)]
 pub use functions::kernels;
-pub use options::{EngineOptions, QueryOptions, ReplayOptions, Timings};
+pub use options::{EngineOptions, Hold, QueryOptions, ReplayOptions, Timings};
 pub use plan::deadline::overdue;
 pub use plan::pipeline::THREAD_STACK;
 pub use result::{Finished, QueryResult};

@@ -70,7 +70,14 @@ pub struct QueryOptions {
     /// Plan the query with DataFusion even when it is an id lookup the engine
     /// reads directly (to compare the two paths).
     pub always_plan: bool,
+    /// Kept until the query's execution has stopped, not only its reader (a
+    /// service's slot: an operator in the middle of a long step finishes the
+    /// step before it sees that its reader has gone).
+    pub hold: Option<Hold>,
 }
+
+/// Something the caller wants kept alive as long as a query executes.
+pub type Hold = std::sync::Arc<dyn std::any::Any + Send + Sync>;
 
 /// How a token is replayed.
 #[derive(Debug, Clone)]
@@ -81,6 +88,8 @@ pub struct ReplayOptions {
     pub time_limit: Option<Duration>,
     /// Whether the caller may see embargoed rows (needed to replay a result that holds some).
     pub privileged: bool,
+    /// As [`QueryOptions::hold`].
+    pub hold: Option<Hold>,
 }
 
 impl Default for ReplayOptions {
@@ -89,6 +98,7 @@ impl Default for ReplayOptions {
             use_cache: true,
             time_limit: None,
             privileged: false,
+            hold: None,
         }
     }
 }

@@ -59,6 +59,7 @@ impl Engine {
         limit: Option<(Instant, Duration)>,
         uploads: &[Upload],
         always_plan: bool,
+        hold: Option<crate::options::Hold>,
     ) -> Result<QueryResult> {
         let t1 = Instant::now();
         let route = self
@@ -98,9 +99,12 @@ impl Engine {
                 (schema, stream, timings, columns)
             }
             Route::Planned(p) => {
-                let stream =
-                    self.execution
-                        .stream(p.physical, p.state.task_ctx(), p.schema.clone())?;
+                let stream = self.execution.stream(
+                    p.physical,
+                    p.state.task_ctx(),
+                    p.schema.clone(),
+                    hold,
+                )?;
                 (p.schema, stream, p.timings, p.columns)
             }
         };
@@ -264,6 +268,7 @@ impl Engine {
                     p.physical.clone(),
                     p.state.task_ctx(),
                     p.schema.clone(),
+                    None,
                 )?;
                 while let Some(b) = stream.next().await {
                     b?;

@@ -19,6 +19,7 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures::StreamExt;
 use tokio::runtime::{Builder, Handle, Runtime};
 
+use crate::options::Hold;
 use crate::plan::pipeline::THREAD_STACK;
 
 /// Batches produced ahead of the reader: enough to keep both sides busy,
@@ -65,6 +66,7 @@ impl Execution {
         plan: Arc<dyn ExecutionPlan>,
         context: Arc<TaskContext>,
         schema: SchemaRef,
+        hold: Option<Hold>,
     ) -> datafusion::error::Result<SendableRecordBatchStream> {
         let Some(handle) = self.handle() else {
             return datafusion::physical_plan::execute_stream(plan, context);
@@ -73,6 +75,9 @@ impl Execution {
         let tx = builder.tx();
         builder.spawn_on(
             async move {
+                // Dropped when this task ends: after the step running when the
+                // reader went, not when it went.
+                let _hold = hold;
                 // Created here, so that the tasks DataFusion spawns (repartitions,
                 // spills) run on this runtime too.
                 let mut stream = datafusion::physical_plan::execute_stream(plan, context)?;
@@ -126,7 +131,10 @@ mod tests {
             .unwrap();
         let plan = df.create_physical_plan().await.unwrap();
         let schema = plan.schema();
-        let mut stream = exec.stream(plan, ctx.task_ctx(), schema).unwrap();
+        let hold: Hold = Arc::new(());
+        let mut stream = exec
+            .stream(plan, ctx.task_ctx(), schema, Some(hold.clone()))
+            .unwrap();
         let first = stream.next().await.unwrap().unwrap();
         assert!(first.num_rows() > 0);
         // The producer lives on the execution runtime, held back by the reader.
@@ -144,6 +152,8 @@ mod tests {
             0,
             "the execution outlived its reader"
         );
+        // What the caller asked to keep lived as long as the execution.
+        assert_eq!(Arc::strong_count(&hold), 1);
         // Dropping an engine's runtime inside another runtime must not panic.
         drop(exec);
     }

@@ -168,6 +168,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
         // embargo guards the service, not the storage.
         privileged: true,
         always_plan: false,
+        hold: None,
     };
     if args.explain {
         let plan = within(allowed, engine.explain(&adql, &options)).await??;

@@ -148,7 +148,7 @@ pub(crate) async fn stream(
     result: QueryResult,
     format: Format,
     deadline: Instant,
-    permit: Permit,
+    permit: std::sync::Arc<Permit>,
 ) -> Response {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let token = result.token.clone();

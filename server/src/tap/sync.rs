@@ -148,6 +148,7 @@ pub(crate) fn request_of(params: &Params, config: &Config) -> Result<Request, St
             uploads: Vec::new(),
             privileged: false,
             always_plan: false,
+            hold: None,
         },
         format,
     })
@@ -171,9 +172,12 @@ pub(crate) async fn sync(app: Shared, caller: Caller, params: Params) -> Respons
     // Uploads are read (fetched, parsed) with a turn and within the query's
     // time, as the query is: they are its work.
     let permit = match app.limits.admit(&caller.key()) {
-        Ok(p) => p.acquire().await,
+        Ok(p) => std::sync::Arc::new(p.acquire().await),
         Err(busy) => return busy_response(&busy),
     };
+    // The turn is held until the query stops executing, not only until its
+    // client goes: an abandoned query must not let another take its place early.
+    request.options.hold = Some(permit.clone());
     let deadline = Instant::now() + app.config.max_duration;
     if let Some(value) = params.get("UPLOAD") {
         let parts = crate::tap::uploads::Parts::Inline(&params.parts);
@@ -260,13 +264,14 @@ pub(crate) async fn replay(
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
     let permit = match app.limits.admit(&caller.key()) {
-        Ok(p) => p.acquire().await,
+        Ok(p) => std::sync::Arc::new(p.acquire().await),
         Err(busy) => return busy_response(&busy),
     };
     let deadline = Instant::now() + app.config.max_duration;
     let options = ReplayOptions {
         time_limit: Some(app.config.max_duration),
         privileged: caller.privileged(),
+        hold: Some(permit.clone()),
         ..Default::default()
     };
     let replayed =

@@ -244,8 +244,10 @@ pub(super) async fn run_job(app: &Shared, id: &str, caller: &str) -> Result<(), 
     })?;
     let task_caller = caller.to_string();
     let handle = tokio::spawn(async move {
-        let permit = ticket.acquire().await;
-        execute(&task_app, &task_id, &task_caller).await;
+        // Held until the query stops executing, even when this task is
+        // aborted (ABORT, DELETE) while an operator is in the middle of a step.
+        let permit = std::sync::Arc::new(ticket.acquire().await);
+        execute(&task_app, &task_id, &task_caller, permit.clone()).await;
         drop(permit);
         if let Ok(mut r) = task_app.jobs.running.lock() {
             r.remove(&task_id);
@@ -277,7 +279,7 @@ fn cut(message: String) -> String {
 /// Runs a job's query and stores its result; the phase says how it ended.
 /// What it stores counts against `caller`'s allowance unless the job's owner
 /// is a known user.
-pub(super) async fn execute(app: &Shared, id: &str, caller: &str) {
+pub(super) async fn execute(app: &Shared, id: &str, caller: &str, hold: engine::Hold) {
     let Ok(Some(job)) = update(app, id, |j| {
         if j.phase == Phase::Queued {
             j.phase = Phase::Executing;
@@ -324,6 +326,7 @@ pub(super) async fn execute(app: &Shared, id: &str, caller: &str) {
     };
     let allowed = Duration::from_secs(job.execution_duration);
     request.options.time_limit = Some(allowed);
+    request.options.hold = Some(hold);
     // A job runs with its owner's privilege, as long as the owner is still known.
     request.options.privileged = job.owner.as_deref().is_some_and(|o| app.users.knows(o));
     let deadline = Instant::now() + allowed;
