@@ -1,23 +1,37 @@
-//! Where planned queries run: a tokio runtime of their own, whose threads the
-//! operating system schedules below everyone else's.
+//! Where planned queries run: each on a tokio runtime of its own, whose
+//! threads the operating system schedules below everyone else's.
 //!
 //! Executed on the runtime that also answers HTTP, one DiaSource ⋈ DiaObject
 //! join (17–43 s on 2 cores) made `/tap/availability` take 8 s and another
 //! caller's cone 8–18 s: DataFusion's operators hold a worker for as long as
-//! a batch takes. Here they hold only this runtime's threads, which run at a
-//! lower priority (nice 10), so requests that answer from memory, and the
-//! direct reads of id lookups and small cones (which stay on the caller's
-//! runtime), go first; with nothing else to do, a heavy query still has every
-//! core. This is the pattern of DataFusion's `thread_pools` example.
+//! a step takes. On one shared execution runtime, two such joins still made a
+//! 15 ms GROUP BY wait 0.4–5 s for a worker. With a runtime per query, every
+//! query has threads of its own, the operating system shares the cores among
+//! all of them, and they run at a lower priority (nice 10), so requests that
+//! answer from memory, and the direct reads of id lookups and small cones
+//! (which stay on the caller's runtime), go first; alone, a heavy query still
+//! has every core. This is the pattern of DataFusion's `thread_pools` example.
+//!
+//! A query's runtime also says when it has stopped: the tasks DataFusion
+//! spawns (repartitions, a join's build side) finish the step they are in
+//! before they see that their reader has gone, and what the caller asked to
+//! hold (its slot in the service) is released only once every one has.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::execution::TaskContext;
-use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::stream::{
+    RecordBatchReceiverStreamBuilder, RecordBatchStreamAdapter,
+};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
-use futures::StreamExt;
-use tokio::runtime::{Builder, Handle, Runtime};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use tokio::runtime::{Builder, Runtime};
 
 use crate::options::Hold;
 use crate::plan::pipeline::THREAD_STACK;
@@ -26,41 +40,29 @@ use crate::plan::pipeline::THREAD_STACK;
 /// few enough that a slow client holds little.
 const AHEAD: usize = 2;
 
-/// Worker threads per core. One poll of a heavy operator (a nested-loop join
-/// over a batch) can take seconds, and a task waits for a worker; with a
-/// worker per core, two heavy joins made a 10 ms GROUP BY take 0.5–10 s. With
-/// idle workers to spare a new query's tasks start at once, and the operating
-/// system shares the cores among the threads that have work.
-const THREADS_PER_CORE: usize = 8;
+/// The longest a stopped query's tasks are waited for before its hold is
+/// released all the same (a step that long would be a bug of its own).
+const STOPPING: Duration = Duration::from_secs(600);
 
-/// The runtime planned queries execute on.
+/// How planned queries execute.
 pub(crate) struct Execution {
-    runtime: Option<Runtime>,
+    cores: usize,
 }
 
 impl Execution {
-    /// A runtime for `cores` cores at a lower scheduling priority.
+    /// Queries that run with `cores` worker threads each.
     pub(crate) fn new(cores: usize) -> std::io::Result<Execution> {
-        let runtime = Builder::new_multi_thread()
-            .worker_threads(cores.max(1) * THREADS_PER_CORE)
-            .thread_name("ppdb-exec")
-            // DataFusion recurses over a plan as deep as the query nests.
-            .thread_stack_size(THREAD_STACK)
-            .on_thread_start(lower_priority)
-            .enable_all()
-            .build()?;
+        // Fails here, when the engine opens, if threads cannot be made at all.
+        runtime(1)?.shutdown_background();
         Ok(Execution {
-            runtime: Some(runtime),
+            cores: cores.max(1),
         })
     }
 
-    fn handle(&self) -> Option<&Handle> {
-        self.runtime.as_ref().map(Runtime::handle)
-    }
-
-    /// Executes `plan` on this runtime; its batches arrive on the stream
-    /// returned, which stops the execution when dropped and passes on a
-    /// panic of it as a panic of the reader.
+    /// Executes `plan` on a runtime of its own; its batches arrive on the
+    /// stream returned, which stops the execution when dropped (and passes on
+    /// a panic of it as a panic of the reader). `hold` is kept until every
+    /// task of the execution has ended.
     pub(crate) fn stream(
         &self,
         plan: Arc<dyn ExecutionPlan>,
@@ -68,18 +70,14 @@ impl Execution {
         schema: SchemaRef,
         hold: Option<Hold>,
     ) -> datafusion::error::Result<SendableRecordBatchStream> {
-        let Some(handle) = self.handle() else {
-            return datafusion::physical_plan::execute_stream(plan, context);
-        };
-        let mut builder = RecordBatchReceiverStreamBuilder::new(schema, AHEAD);
+        let runtime = runtime(self.cores)
+            .map_err(|e| datafusion::error::DataFusionError::External(e.into()))?;
+        let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), AHEAD);
         let tx = builder.tx();
         builder.spawn_on(
             async move {
-                // Dropped when this task ends: after the step running when the
-                // reader went, not when it went.
-                let _hold = hold;
-                // Created here, so that the tasks DataFusion spawns (repartitions,
-                // spills) run on this runtime too.
+                // Created here, so that the tasks DataFusion spawns run on this
+                // query's runtime too.
                 let mut stream = datafusion::physical_plan::execute_stream(plan, context)?;
                 while let Some(batch) = stream.next().await {
                     if tx.send(batch).await.is_err() {
@@ -89,18 +87,67 @@ impl Execution {
                 }
                 Ok(())
             },
-            handle,
+            runtime.handle(),
         );
-        Ok(builder.build())
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            Owned {
+                inner: builder.build(),
+                runtime: Some(runtime),
+                hold,
+            },
+        )))
     }
 }
 
-impl Drop for Execution {
+/// A runtime of `threads` workers at a lower scheduling priority.
+fn runtime(threads: usize) -> std::io::Result<Runtime> {
+    Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("ppdb-exec")
+        // DataFusion recurses over a plan as deep as the query nests.
+        .thread_stack_size(THREAD_STACK)
+        .on_thread_start(lower_priority)
+        .enable_all()
+        .build()
+}
+
+/// A query's batches, with the runtime that makes them and what the caller
+/// holds while it runs.
+struct Owned {
+    inner: BoxStream<'static, datafusion::error::Result<RecordBatch>>,
+    runtime: Option<Runtime>,
+    hold: Option<Hold>,
+}
+
+impl Stream for Owned {
+    type Item = datafusion::error::Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.poll_next_unpin(cx)
+    }
+}
+
+impl Drop for Owned {
     fn drop(&mut self) {
-        // An engine may be dropped inside another runtime, where blocking to
-        // join the workers is not allowed.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+        // Stops the producer (its task is aborted with the stream).
+        drop(std::mem::replace(
+            &mut self.inner,
+            futures::stream::empty().boxed(),
+        ));
+        let (Some(runtime), hold) = (self.runtime.take(), self.hold.take()) else {
+            return;
+        };
+        // Waiting blocks, and this may be dropped on a runtime's worker: a
+        // thread of its own waits for the query's tasks to end, then lets go.
+        let waited = std::thread::Builder::new()
+            .name("ppdb-exec-end".into())
+            .spawn(move || {
+                runtime.shutdown_timeout(STOPPING);
+                drop(hold);
+            });
+        if let Err(e) = waited {
+            eprintln!("warning: cannot wait for a stopped query's tasks: {e}");
         }
     }
 }
@@ -122,11 +169,11 @@ mod tests {
     use datafusion::prelude::SessionContext;
 
     #[tokio::test]
-    async fn a_plan_runs_on_the_execution_threads_and_stops_with_its_reader() {
-        let exec = Execution::new(1).unwrap();
+    async fn a_query_holds_what_it_was_given_until_every_task_of_it_has_ended() {
+        let exec = Execution::new(2).unwrap();
         let ctx = SessionContext::new();
         let df = ctx
-            .sql("SELECT v FROM generate_series(1, 100000) AS t(v)")
+            .sql("SELECT v FROM generate_series(1, 1000000) AS t(v) ORDER BY v DESC")
             .await
             .unwrap();
         let plan = df.create_physical_plan().await.unwrap();
@@ -137,31 +184,25 @@ mod tests {
             .unwrap();
         let first = stream.next().await.unwrap().unwrap();
         assert!(first.num_rows() > 0);
-        // The producer lives on the execution runtime, held back by the reader.
-        let metrics = exec.handle().unwrap().metrics();
-        assert!(metrics.num_alive_tasks() >= 1);
+        assert_eq!(Arc::strong_count(&hold), 2, "held while it runs");
         drop(stream);
-        // Dropping the reader stops it.
         let mut waited = 0;
-        while metrics.num_alive_tasks() > 0 && waited < 500 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        while Arc::strong_count(&hold) > 1 && waited < 500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
             waited += 1;
         }
-        assert_eq!(
-            metrics.num_alive_tasks(),
-            0,
-            "the execution outlived its reader"
-        );
-        // What the caller asked to keep lived as long as the execution.
-        assert_eq!(Arc::strong_count(&hold), 1);
-        // Dropping an engine's runtime inside another runtime must not panic.
-        drop(exec);
+        assert_eq!(Arc::strong_count(&hold), 1, "released once it stopped");
     }
 
     #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn execution_threads_run_below_the_callers_priority() {
-        let exec = Execution::new(1).unwrap();
+    #[test]
+    fn execution_threads_run_below_the_callers_priority() {
+        let tid = || {
+            std::fs::read_link("/proc/thread-self")
+                .ok()
+                .and_then(|p| p.file_name()?.to_str()?.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
         let nice = |tid: i64| -> i64 {
             let stat =
                 std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
@@ -173,26 +214,13 @@ mod tests {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(i64::MIN)
         };
-        let theirs = exec
-            .handle()
-            .unwrap()
-            .spawn(async {
-                std::fs::read_link("/proc/thread-self")
-                    .ok()
-                    .and_then(|p| p.file_name()?.to_str()?.parse::<i64>().ok())
-                    .unwrap_or(0)
-            })
-            .await
-            .unwrap();
-        let ours = std::fs::read_link("/proc/thread-self")
-            .ok()
-            .and_then(|p| p.file_name()?.to_str()?.parse::<i64>().ok())
-            .unwrap_or(0);
+        let rt = runtime(1).unwrap();
+        let theirs = rt.block_on(async { tokio::spawn(async move { tid() }).await.unwrap() });
+        let (n_theirs, n_ours) = (nice(theirs), nice(tid()));
+        rt.shutdown_background();
         assert!(
-            nice(theirs) > nice(ours),
-            "execution thread nice {} vs caller {}",
-            nice(theirs),
-            nice(ours)
+            n_theirs > n_ours,
+            "execution thread nice {n_theirs} vs caller {n_ours}"
         );
     }
 }
