@@ -242,17 +242,23 @@ mod tests {
         assert_eq!(&over[col - 1..col + 2], "'y'", "{e}");
     }
 
+    /// The checking passes recurse as deep as a chain; the engine gives them a
+    /// grown stack, as this does (a debug build needs more than 2 MiB).
+    fn parses_on_a_grown_stack(adql: String) {
+        std::thread::Builder::new()
+            .stack_size(32 << 20)
+            .spawn(move || assert!(parse(&adql, &schema()).is_ok()))
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
     #[test]
     fn set_operation_chains_count_as_operators() {
         // 3 000 of them overflowed the checking pass and killed the server.
         let chain = |n: usize| vec!["SELECT ra FROM ppdb.DiaObject"; n].join(" UNION ALL ");
         let long = chain(crate::MAX_OPERATORS + 1);
-        std::thread::Builder::new()
-            .stack_size(32 << 20)
-            .spawn(move || assert!(parse(&long, &schema()).is_ok()))
-            .unwrap()
-            .join()
-            .unwrap();
+        parses_on_a_grown_stack(long);
         for n in [crate::MAX_OPERATORS + 2, 3000] {
             let e = parse(&chain(n), &schema()).unwrap_err();
             assert!(e.message.contains("more than 500 operators"), "{e}");
@@ -267,15 +273,8 @@ mod tests {
         };
         // n comparisons and n - 1 ORs.
         let at_limit = crate::MAX_OPERATORS.div_ceil(2);
-        // The checking passes recurse as deep as the chain; the engine gives them
-        // a grown stack, as this test does (a debug build needs more than 2 MiB).
         let long = chain(at_limit);
-        std::thread::Builder::new()
-            .stack_size(32 << 20)
-            .spawn(move || assert!(parse(&long, &schema()).is_ok()))
-            .unwrap()
-            .join()
-            .unwrap();
+        parses_on_a_grown_stack(long);
         let e = parse(&chain(at_limit + 1), &schema()).unwrap_err();
         assert!(e.message.contains("more than 500 operators"), "{e}");
         assert_eq!(e.line, 1);

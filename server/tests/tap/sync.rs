@@ -180,7 +180,9 @@ async fn a_full_queue_answers_busy_and_frees_its_place() {
     // join was in ends first; the slot is held until then).
     let mut after = String::new();
     for _ in 0..100 {
-        after = get(&sync, &[("QUERY", TOP3), ("RESPONSEFORMAT", "csv")]).await.2;
+        after = get(&sync, &[("QUERY", TOP3), ("RESPONSEFORMAT", "csv")])
+            .await
+            .2;
         if !after.contains("busy") {
             break;
         }
