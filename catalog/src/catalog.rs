@@ -161,12 +161,17 @@ impl Catalog {
                 Ok(_) => {}
             }
         }
-        let versions = log::versions(&self.loc).await?;
-        let mut next = if fresh {
-            LogState::default()
+        // A fresh state starts from the newest checkpoint, when there is one.
+        let (mut next, fresh) = if fresh {
+            match log::latest_checkpoint(&self.loc).await {
+                Some(state) => (state, false),
+                None => (LogState::default(), true),
+            }
         } else {
-            (**guard).clone()
+            ((**guard).clone(), false)
         };
+        let after = (!fresh).then_some(next.version);
+        let versions = log::versions_after(&self.loc, after).await?;
         log::refresh_from(&self.loc, &mut next, fresh, versions).await?;
         *guard = Arc::new(next);
         Ok(guard.clone())
@@ -265,6 +270,7 @@ impl Catalog {
                 drop(state);
                 drop(index);
                 self.appended(&entry, prepared.new_anchors).await;
+                self.checkpoint_if_due(entry.version).await;
                 let c = prepared.commit;
                 return Ok(IngestOutcome::Committed(SnapshotInfo {
                     snapshot: c.snapshot,
@@ -281,6 +287,26 @@ impl Catalog {
         Err(Error::Contention {
             attempts: COMMIT_ATTEMPTS,
         })
+    }
+
+    /// Saves the log state as a checkpoint, so that opening the catalog reads it
+    /// and the entries after it (ingest and maintenance do this every
+    /// [`log::CHECKPOINT_EVERY`] entries).
+    pub async fn checkpoint(&self) -> Result<u64> {
+        let state = self.state().await?;
+        log::write_checkpoint(&self.loc, &state).await?;
+        Ok(state.version)
+    }
+
+    /// [`Catalog::checkpoint`] when the entry just written is a multiple of
+    /// [`log::CHECKPOINT_EVERY`]. A failure leaves the catalog as it was
+    /// (opening reads more of the log), so it does not fail the commit.
+    pub(crate) async fn checkpoint_if_due(&self, version: u64) {
+        if version % log::CHECKPOINT_EVERY == 0
+            && let Err(e) = self.checkpoint().await
+        {
+            eprintln!("warning: the log checkpoint at entry {version} was not written: {e}");
+        }
     }
 
     /// Brings the cached state and index forward by the entry this process

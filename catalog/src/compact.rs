@@ -138,6 +138,7 @@ impl Catalog {
                 action: Action::Compact { removed, added },
             };
             if log::try_append(&self.loc, &entry).await? {
+                self.checkpoint_if_due(entry.version).await;
                 return Ok(report);
             }
             // A commit slipped in (it may retire rows of the files we merged): start over.

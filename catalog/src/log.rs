@@ -21,6 +21,13 @@ use crate::store::Location;
 pub const LOG_FORMAT: &str = "ppdb-log/1";
 /// The folder of the log under the catalog root.
 pub const LOG_DIR: &str = "_log";
+/// The folder of log checkpoints under the catalog root (outside `_log`, whose
+/// listing must name entries only).
+pub const CHECKPOINT_DIR: &str = "_checkpoints";
+/// The writer of every this many-th log entry also writes a checkpoint.
+pub const CHECKPOINT_EVERY: u64 = 100;
+/// The format tag of a checkpoint.
+const CHECKPOINT_FORMAT: &str = "ppdb-checkpoint/1";
 
 /// Ranges of selected columns over the rows of one file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -160,7 +167,7 @@ pub struct Entry {
 }
 
 /// A snapshot as listed to users.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
     /// Snapshot number (1 for the first chunk).
     pub snapshot: u64,
@@ -175,7 +182,7 @@ pub struct SnapshotInfo {
 }
 
 /// A listed file and the retirements that apply to its rows.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LiveFile {
     /// The log's record of the file.
     pub entry: FileEntry,
@@ -184,7 +191,7 @@ pub struct LiveFile {
 }
 
 /// The catalog as of one log version: snapshots and the files that serve them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LogState {
     /// The last log entry read.
     pub version: u64,
@@ -357,15 +364,23 @@ pub fn entry_path(version: u64) -> String {
 
 /// Reads every entry after `state.version` (all of them for a fresh state) and applies them.
 pub async fn refresh(loc: &Location, state: &mut LogState, fresh: bool) -> Result<bool> {
-    let versions = versions(loc).await?;
+    let after = (!fresh).then_some(state.version);
+    let versions = versions_after(loc, after).await?;
     refresh_from(loc, state, fresh, versions).await
 }
 
-/// The versions of the log entries in the store, ascending.
-pub async fn versions(loc: &Location) -> Result<Vec<u64>> {
-    let mut versions: Vec<u64> = loc
-        .store
-        .list(Some(&loc.child(LOG_DIR)))
+/// The versions of the log entries in the store after `after` (all of them
+/// for `None`), ascending. Stores that can list from a key (S3) list only
+/// those: a year of history is ten thousand entries.
+pub async fn versions_after(loc: &Location, after: Option<u64>) -> Result<Vec<u64>> {
+    let prefix = loc.child(LOG_DIR);
+    let listing = match after {
+        Some(v) => loc
+            .store
+            .list_with_offset(Some(&prefix), &loc.child(&entry_path(v))),
+        None => loc.store.list(Some(&prefix)),
+    };
+    let mut versions: Vec<u64> = listing
         .map_ok(|meta| meta.location.filename().map(str::to_string))
         .try_filter_map(|name| async move {
             Ok(name.and_then(|n| n.strip_suffix(".json").and_then(|v| v.parse::<u64>().ok())))
@@ -373,6 +388,7 @@ pub async fn versions(loc: &Location) -> Result<Vec<u64>> {
         .try_collect()
         .await?;
     versions.sort_unstable();
+    versions.retain(|v| after.is_none_or(|a| *v > a));
     Ok(versions)
 }
 
@@ -419,7 +435,7 @@ pub async fn replacement_times(
     loc: &Location,
 ) -> Result<std::collections::HashMap<String, DateTime<Utc>>> {
     let mut out = std::collections::HashMap::new();
-    let entries: Vec<Entry> = futures::stream::iter(versions(loc).await?)
+    let entries: Vec<Entry> = futures::stream::iter(versions_after(loc, None).await?)
         .map(|v| async move {
             let path = entry_path(v);
             let bytes = loc.store.get(&loc.child(&path)).await?.bytes().await?;
@@ -461,4 +477,76 @@ pub async fn try_append(loc: &Location, entry: &Entry) -> Result<bool> {
         Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A log state saved whole, so that opening a catalog reads it and the entries
+/// after it rather than every entry since the catalog was made.
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    format: String,
+    state: LogState,
+}
+
+/// The relative path of the checkpoint of log version `version`.
+pub fn checkpoint_path(version: u64) -> String {
+    format!("{CHECKPOINT_DIR}/{version:020}.json")
+}
+
+/// Saves `state` as the checkpoint of its version (a second writer of the same
+/// version would save the same state, so the first one stays).
+pub async fn write_checkpoint(loc: &Location, state: &LogState) -> Result<()> {
+    let path = checkpoint_path(state.version);
+    let body = serde_json::to_vec(&Checkpoint {
+        format: CHECKPOINT_FORMAT.into(),
+        state: state.clone(),
+    })
+    .map_err(|source| Error::LogJson {
+        path: path.clone(),
+        source,
+    })?;
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match loc
+        .store
+        .put_opts(&loc.child(&path), PutPayload::from(body), opts)
+        .await
+    {
+        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The newest checkpoint that reads back whole, if any: one that does not (cut
+/// short, of another format) is passed over for the one before it, and with
+/// none the log is read from its first entry.
+pub async fn latest_checkpoint(loc: &Location) -> Option<LogState> {
+    let mut versions: Vec<u64> = loc
+        .store
+        .list(Some(&loc.child(CHECKPOINT_DIR)))
+        .try_filter_map(|meta| async move {
+            Ok(meta
+                .location
+                .filename()
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|v| v.parse::<u64>().ok()))
+        })
+        .try_collect()
+        .await
+        .ok()?;
+    versions.sort_unstable();
+    for v in versions.into_iter().rev() {
+        let Ok(got) = loc.store.get(&loc.child(&checkpoint_path(v))).await else {
+            continue;
+        };
+        let Ok(bytes) = got.bytes().await else {
+            continue;
+        };
+        match serde_json::from_slice::<Checkpoint>(&bytes) {
+            Ok(c) if c.format == CHECKPOINT_FORMAT && c.state.version == v => return Some(c.state),
+            _ => continue,
+        }
+    }
+    None
 }

@@ -71,6 +71,7 @@ impl Catalog {
                 },
             };
             if log::try_append(&self.loc, &entry).await? {
+                self.checkpoint_if_due(entry.version).await;
                 return Ok(ExpireReport {
                     expired,
                     kept: keep,

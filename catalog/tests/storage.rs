@@ -343,3 +343,54 @@ async fn rows_copied_from_memory_equal_rows_decoded_from_files() {
         }
     }
 }
+
+/// A catalog opens from its newest checkpoint and the entries after it, to
+/// the same state as reading every entry: a year of history is ten thousand
+/// entries, and opening must not read them all.
+#[tokio::test]
+async fn a_catalog_opens_from_its_checkpoint_to_the_state_of_the_whole_log() {
+    let dir = TempDir::new().unwrap();
+    let (_chunks, dirs) = sample_chunks(600, 6);
+    let url = dir.path().to_str().unwrap();
+    let cat = Catalog::open_or_create(url, 6).await.unwrap();
+    let (first, rest) = dirs.split_at(dirs.len() / 2);
+    for d in first {
+        cat.ingest(&loc(d)).await.unwrap();
+    }
+    cat.compact().await.unwrap();
+    cat.expire(2, &[]).await.unwrap();
+    let at = cat.checkpoint().await.unwrap();
+    for d in rest {
+        cat.ingest(&loc(d)).await.unwrap();
+    }
+    // What reading every entry gives.
+    let mut whole = catalog::log::LogState::default();
+    catalog::log::refresh(cat.location(), &mut whole, true)
+        .await
+        .unwrap();
+    assert!(
+        whole.version > at,
+        "entries were written after the checkpoint"
+    );
+    // An entry before the checkpoint is gone: opening must not need it.
+    let early = dir.path().join(catalog::log::entry_path(1));
+    std::fs::remove_file(&early).unwrap();
+    let reopened = Catalog::open(url).await.unwrap();
+    let state = reopened.state().await.unwrap();
+    // Compared as JSON values: maps compare whatever their iteration order.
+    let json = |s: &catalog::log::LogState| serde_json::to_value(s).unwrap();
+    assert_eq!(json(&state), json(&whole));
+    assert!(!whole.files.is_empty() && whole.expired_before == 2);
+    // A checkpoint that does not read back is passed over, not trusted:
+    // with the only one cut short, the log is read from its start again
+    // (and the entry removed above is missed).
+    let cp = dir.path().join(catalog::log::checkpoint_path(at));
+    let text = std::fs::read(&cp).unwrap();
+    std::fs::write(&cp, &text[..text.len() / 2]).unwrap();
+    assert!(
+        Catalog::open(url).await.is_err() || {
+            let c = Catalog::open(url).await.unwrap();
+            c.state().await.is_err()
+        }
+    );
+}
