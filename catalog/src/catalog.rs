@@ -302,7 +302,7 @@ impl Catalog {
     /// [`log::CHECKPOINT_EVERY`]. A failure leaves the catalog as it was
     /// (opening reads more of the log), so it does not fail the commit.
     pub(crate) async fn checkpoint_if_due(&self, version: u64) {
-        if version % log::CHECKPOINT_EVERY == 0
+        if version.is_multiple_of(log::CHECKPOINT_EVERY)
             && let Err(e) = self.checkpoint().await
         {
             eprintln!("warning: the log checkpoint at entry {version} was not written: {e}");
