@@ -116,6 +116,11 @@ impl Query {
 /// stay flat.
 pub const MAX_OPERATORS: usize = 500;
 
+/// The most tables one query may read once its WITH queries are written out
+/// where they are used (see `walk::query::check_expansion`): far more than
+/// any real query, and planned in about a second.
+pub const MAX_READS: u64 = 256;
+
 /// The most columns one SELECT may give: planning a result of 5 000 columns
 /// took 15 s; 1 000 take well under a second, and hold three times the widest
 /// join of the catalog's tables (`SELECT *` over DiaObject, DiaSource,

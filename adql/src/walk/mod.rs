@@ -254,6 +254,39 @@ mod tests {
     }
 
     #[test]
+    fn with_queries_that_multiply_the_tables_read_are_refused_before_planning() {
+        // Each WITH query reads the one before twice: 2^(n-1) tables in all.
+        let fan = |n: usize| {
+            let mut q = "WITH c0 AS (SELECT ra FROM ppdb.DiaObject)".to_string();
+            for i in 1..n {
+                q += &format!(
+                    ", c{i} AS (SELECT ra FROM c{} UNION ALL SELECT ra FROM c{})",
+                    i - 1,
+                    i - 1
+                );
+            }
+            q + &format!(" SELECT COUNT(*) AS n FROM c{}", n - 1)
+        };
+        assert!(parse(&fan(9), &schema()).is_ok(), "256 tables are allowed");
+        let text = fan(10);
+        let e = parse(&text, &schema()).unwrap_err();
+        assert!(
+            e.message
+                .contains("WITH query c9 reads more than 256 tables"),
+            "{e}"
+        );
+        let col = usize::try_from(e.column).unwrap();
+        assert_eq!(&text[col - 1..col + 1], "c9", "{e}");
+        // A long chain that uses each once reads one table.
+        let chain: String = (1..400)
+            .map(|i| format!(", c{i} AS (SELECT ra FROM c{})", i - 1))
+            .collect();
+        let chain =
+            format!("WITH c0 AS (SELECT ra FROM ppdb.DiaObject){chain} SELECT ra FROM c399");
+        parses_on_a_grown_stack(chain);
+    }
+
+    #[test]
     fn set_operation_chains_count_as_operators() {
         // 3 000 of them overflowed the checking pass and killed the server.
         let chain = |n: usize| vec!["SELECT ra FROM ppdb.DiaObject"; n].join(" UNION ALL ");

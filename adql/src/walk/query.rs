@@ -32,6 +32,7 @@ impl Walker<'_> {
             if with.recursive {
                 return Err(not_adql(with.with_token.0.span, "WITH RECURSIVE"));
             }
+            check_expansion(with, &q.body)?;
             for cte in &mut with.cte_tables {
                 if cte.from.is_some() || cte.materialized.is_some() {
                     return Err(not_adql(cte.alias.name.span, "MATERIALIZED"));
@@ -186,4 +187,67 @@ impl Walker<'_> {
             }
         }
     }
+}
+
+/// Refuses a query that reads more than [`crate::MAX_READS`] tables once its
+/// WITH queries are written out where they are used, as the planner writes
+/// them: each use reads one again, so a chain whose every member uses the one
+/// before twice doubles at each step (sixteen such took 4 GB and a core for as
+/// long as the server lived, planning no deadline can stop).
+fn check_expansion(with: &sqlparser::ast::With, body: &SetExpr) -> Result<()> {
+    let too_many = |span: Span, what: &str| {
+        Error::at(
+            span,
+            format!(
+                "{what} reads more than {} tables once the WITH queries it uses are written \
+                 out (each use of one reads it again)",
+                crate::MAX_READS
+            ),
+        )
+        .hint("use each WITH query once, or join it once and refer to that")
+    };
+    let mut weights: HashMap<String, u64> = HashMap::new();
+    for cte in &with.cte_tables {
+        let reads = reads(&cte.query, &weights);
+        if reads > crate::MAX_READS {
+            return Err(too_many(
+                cte.alias.name.span,
+                &format!("WITH query {}", cte.alias.name.value),
+            ));
+        }
+        weights.insert(cte.alias.name.value.to_lowercase(), reads);
+    }
+    if reads(body, &weights) > crate::MAX_READS {
+        return Err(too_many(with.with_token.0.span, "the query"));
+    }
+    Ok(())
+}
+
+/// The tables `node` reads, a WITH query counting as the tables it reads.
+fn reads<T: sqlparser::ast::Visit>(node: &T, weights: &HashMap<String, u64>) -> u64 {
+    struct Count<'a> {
+        weights: &'a HashMap<String, u64>,
+        n: u64,
+    }
+    impl sqlparser::ast::Visitor for Count<'_> {
+        type Break = ();
+        fn pre_visit_relation(
+            &mut self,
+            name: &sqlparser::ast::ObjectName,
+        ) -> std::ops::ControlFlow<()> {
+            let weight = match name.0.as_slice() {
+                [sqlparser::ast::ObjectNamePart::Identifier(id)] => self
+                    .weights
+                    .get(&id.value.to_lowercase())
+                    .copied()
+                    .unwrap_or(1),
+                _ => 1,
+            };
+            self.n = self.n.saturating_add(weight);
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut count = Count { weights, n: 0 };
+    let _ = node.visit(&mut count);
+    count.n
 }
