@@ -51,10 +51,14 @@ impl Walker<'_> {
         }
         let mut star = false;
         let mut args = Vec::with_capacity(list.args.len());
-        for a in &mut list.args {
+        let n = list.args.len();
+        for (i, a) in list.args.iter_mut().enumerate() {
             match a {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => {
-                    self.expr(x)?;
+                    // The planner writes COALESCE(a, b) as CASE WHEN a IS NOT NULL
+                    // THEN a ELSE b END: every argument but the last, twice.
+                    let copies = u32::from(upper == "COALESCE" && i + 1 < n);
+                    self.copied(copies, |w| w.expr(x))?;
                     args.push(x.clone());
                 }
                 FunctionArg::Unnamed(FunctionArgExpr::Wildcard) if upper == "COUNT" => star = true,
