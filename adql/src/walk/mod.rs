@@ -271,16 +271,16 @@ mod tests {
             }
             q + &format!(" SELECT COUNT(*) AS n FROM c{}", n - 1)
         };
-        assert!(parse(&fan(9), &schema()).is_ok(), "256 tables are allowed");
-        let text = fan(10);
+        assert!(parse(&fan(6), &schema()).is_ok(), "32 tables are allowed");
+        let text = fan(7);
         let e = parse(&text, &schema()).unwrap_err();
         assert!(
             e.message
-                .contains("WITH query c9 reads more than 256 tables"),
+                .contains("WITH query c6 reads more than 32 tables"),
             "{e}"
         );
         let col = usize::try_from(e.column).unwrap();
-        assert_eq!(&text[col - 1..col + 1], "c9", "{e}");
+        assert_eq!(&text[col - 1..col + 1], "c6", "{e}");
         // A long chain that uses each once reads one table.
         let chain: String = (1..400)
             .map(|i| format!(", c{i} AS (SELECT ra FROM c{})", i - 1))
@@ -304,7 +304,10 @@ mod tests {
         assert!(parse(&nested(12), &schema()).is_ok());
         for n in [13, 25] {
             let e = parse(&nested(n), &schema()).unwrap_err();
-            assert!(e.message.contains("copied more than 2^12 times"), "{n}: {e}");
+            assert!(
+                e.message.contains("copied more than 2^12 times"),
+                "{n}: {e}"
+            );
         }
         // Nested in its last argument nothing is copied; a long IN list is
         // compared as a list.
@@ -323,11 +326,28 @@ mod tests {
     }
 
     #[test]
+    fn subqueries_nest_at_most_twelve_deep() {
+        let nested = |n: usize| {
+            format!(
+                "SELECT ra FROM ppdb.DiaObject WHERE 1 IN {}(1){}",
+                "(SELECT 1 FROM ppdb.DiaObject WHERE 1 IN ".repeat(n),
+                ")".repeat(n)
+            )
+        };
+        parses_on_a_grown_stack(nested(11));
+        let e = parse(&nested(12), &schema()).unwrap_err();
+        assert!(e.message.contains("subqueries more than 12 deep"), "{e}");
+    }
+
+    #[test]
     fn set_operation_chains_count_as_operators() {
         // 3 000 of them overflowed the checking pass and killed the server.
         let chain = |n: usize| vec!["SELECT ra FROM ppdb.DiaObject"; n].join(" UNION ALL ");
-        let long = chain(crate::MAX_OPERATORS + 1);
-        parses_on_a_grown_stack(long);
+        parses_on_a_grown_stack(chain(crate::MAX_READS as usize));
+        // Past 32 SELECTs the tables read are too many; past 501 the
+        // operators are, found before anything is parsed.
+        let e = parse(&chain(crate::MAX_READS as usize + 1), &schema()).unwrap_err();
+        assert!(e.message.contains("reads more than 32 tables"), "{e}");
         for n in [crate::MAX_OPERATORS + 2, 3000] {
             let e = parse(&chain(n), &schema()).unwrap_err();
             assert!(e.message.contains("more than 500 operators"), "{e}");

@@ -12,6 +12,18 @@ use super::*;
 
 impl Walker<'_> {
     pub(super) fn query(&mut self, q: &mut SqlQuery) -> Result<()> {
+        if self.depth >= crate::MAX_SUBQUERY_DEPTH {
+            // Planning time grows steeply with nesting (30 nested IN subqueries
+            // planned for more than 30 s), and no deadline reaches planning.
+            return Err(Error::at(
+                q.span(),
+                format!(
+                    "the query is nested too deeply: subqueries more than {} deep",
+                    crate::MAX_SUBQUERY_DEPTH
+                ),
+            )
+            .hint("join the tables instead of nesting subqueries"));
+        }
         self.depth += 1;
         let walked = self.query_body(q);
         self.depth -= 1;
@@ -46,6 +58,12 @@ impl Walker<'_> {
                 }
                 self.query(&mut cte.query)?;
             }
+        } else if self.depth == 1 && reads(&q.body, &HashMap::new()) > crate::MAX_READS {
+            return Err(Error::at(
+                span,
+                format!("the query reads more than {} tables", crate::MAX_READS),
+            )
+            .hint("planning time grows steeply with the tables joined; split the query"));
         }
         if q.fetch.is_some() {
             return Err(not_adql(span, "FETCH").hint("use SELECT TOP n"));
