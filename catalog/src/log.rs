@@ -457,11 +457,16 @@ pub async fn replacement_times(
 
 /// Writes entry `entry.version` only if no writer has written it; `Ok(false)` if one has.
 pub async fn try_append(loc: &Location, entry: &Entry) -> Result<bool> {
-    let path = entry_path(entry.version);
     // Compact: a commit that retires many rows lists every position, and
     // pretty-printing puts each on its own line (2.5× the bytes).
-    let body = serde_json::to_vec(entry).map_err(|source| Error::LogJson {
-        path: path.clone(),
+    create_json(loc, &entry_path(entry.version), entry).await
+}
+
+/// Writes `value` as JSON at `path` only if nothing is there; `Ok(false)` if
+/// another writer was first.
+async fn create_json(loc: &Location, path: &str, value: &impl Serialize) -> Result<bool> {
+    let body = serde_json::to_vec(value).map_err(|source| Error::LogJson {
+        path: path.to_string(),
         source,
     })?;
     let opts = PutOptions {
@@ -470,7 +475,7 @@ pub async fn try_append(loc: &Location, entry: &Entry) -> Result<bool> {
     };
     match loc
         .store
-        .put_opts(&loc.child(&path), PutPayload::from(body), opts)
+        .put_opts(&loc.child(path), PutPayload::from(body), opts)
         .await
     {
         Ok(_) => Ok(true),
@@ -495,27 +500,17 @@ pub fn checkpoint_path(version: u64) -> String {
 /// Saves `state` as the checkpoint of its version (a second writer of the same
 /// version would save the same state, so the first one stays).
 pub async fn write_checkpoint(loc: &Location, state: &LogState) -> Result<()> {
-    let path = checkpoint_path(state.version);
-    let body = serde_json::to_vec(&Checkpoint {
-        format: CHECKPOINT_FORMAT.into(),
-        state: state.clone(),
-    })
-    .map_err(|source| Error::LogJson {
-        path: path.clone(),
-        source,
-    })?;
-    let opts = PutOptions {
-        mode: PutMode::Create,
-        ..Default::default()
-    };
-    match loc
-        .store
-        .put_opts(&loc.child(&path), PutPayload::from(body), opts)
-        .await
-    {
-        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
+    #[derive(Serialize)]
+    struct Written<'a> {
+        format: &'a str,
+        state: &'a LogState,
     }
+    let written = Written {
+        format: CHECKPOINT_FORMAT,
+        state,
+    };
+    create_json(loc, &checkpoint_path(state.version), &written).await?;
+    Ok(())
 }
 
 /// The newest checkpoint that reads back whole, if any: one that does not (cut
