@@ -1,9 +1,6 @@
 #!/bin/bash
-BIN=$1; PORT=$2; ROOT="$(cd "$(dirname "$0")/../.." && pwd)"; D=${TMPDIR:-/tmp}/ppdb-availability-$PORT; rm -rf $D; mkdir -p $D
-cp -r "$ROOT/data/sample" $D/cat
-$BIN serve --catalog $D/cat --listen 127.0.0.1:$PORT --state $D/state --access-log $D/access.log > $D/serve.log 2>&1 &
-SP=$!
-for i in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:$PORT/tap/availability && break; sleep 0.2; done
+. "$(dirname "$0")/serve.sh"
+start "$1" "$2"
 python3 -c "print('QUERY=SELECT diaObjectId FROM ppdb.DiaObject WHERE diaObjectId IN (' + '1 ' * 950000 + ')&LANG=ADQL', end='')" > $D/q.txt
 ls -la $D/q.txt | awk '{print $5" bytes"}'
 U=http://127.0.0.1:$PORT/tap
@@ -12,4 +9,4 @@ for k in 2 3 4 5 6 7 8 9; do (curl -s --interface 127.0.0.$k -o /dev/null -w "de
 sleep 0.5
 for i in 1 2 3 4 5 6; do echo "busy availability $(curl -s -o /dev/null -w '%{time_total}' $U/availability)"; sleep 0.5; done
 sleep 6; cat $D/d*.t | sort | head -3
-kill $SP; wait $SP 2>/dev/null
+stop

@@ -1,10 +1,7 @@
 #!/bin/bash
 # Latency of /tap/availability and a small cone while two heavy DISTANCE joins run.
-BIN=$1; PORT=$2; ROOT="$(cd "$(dirname "$0")/../.." && pwd)"; D=${TMPDIR:-/tmp}/ppdb-availability-$PORT; rm -rf $D; mkdir -p $D
-cp -r "$ROOT/data/sample" $D/cat
-$BIN serve --catalog $D/cat --listen 127.0.0.1:$PORT --state $D/state --max-duration 120 --access-log $D/access.log > $D/serve.log 2>&1 &
-SP=$!
-for i in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:$PORT/tap/availability && break; sleep 0.2; done
+. "$(dirname "$0")/serve.sh"
+start "$1" "$2" --max-duration 120
 U=http://127.0.0.1:$PORT/tap/sync
 CONE="SELECT diaObjectId, ra, dec FROM ppdb.DiaObject WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 55.0, -30.0, 0.05)) = 1"
 HEAVY="SELECT COUNT(*) FROM ppdb.DiaSource AS s JOIN ppdb.DiaForcedSource AS f ON DISTANCE(POINT('ICRS', s.ra, s.dec), POINT('ICRS', f.ra, f.dec)) < 0.2"
@@ -17,4 +14,4 @@ for i in 1 2 3 4 5; do
   sleep 1
 done
 wait %2 %3 2>/dev/null; sleep 0.5; cat $D/heavy*.t
-kill $SP; wait $SP 2>/dev/null
+stop
