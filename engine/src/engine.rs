@@ -347,8 +347,7 @@ impl Engine {
         // takes seconds): a long text is parsed off the runtime's workers, so
         // that eight of them do not stop the service answering others.
         let original = if adql.len() > LONG_QUERY {
-            crate::plan::pipeline::off_workers(async { deep(|| adql::parse(adql, &*tables)) })
-                .await?
+            crate::plan::pipeline::in_place(async { deep(|| adql::parse(adql, &*tables)) }).await?
         } else {
             deep(|| adql::parse(adql, &*tables))?
         };

@@ -9,6 +9,7 @@ pub(crate) mod colocate;
 pub(crate) mod crossmatch;
 pub(crate) mod deadline;
 pub(crate) mod direct;
+pub(crate) mod interrupt;
 pub(crate) mod pipeline;
 pub(crate) mod registered;
 pub(crate) mod runtime;

@@ -19,9 +19,10 @@ use datafusion::sql::parser::Statement as DfStatement;
 use futures::StreamExt;
 
 use crate::encode::ColumnInfo;
-use crate::error::{Result, planner_refusal};
+use crate::error::{Error, Result, planner_refusal};
 use crate::plan::crossmatch::UPLOAD_SCHEMA;
 use crate::plan::direct::Direct;
+use crate::plan::interrupt::Interrupt;
 use crate::upload::Upload;
 /// The largest MAXREC planned as a limit (a top-k in memory under an ORDER BY);
 /// larger cuts are made on the result stream.
@@ -72,6 +73,7 @@ impl Engine {
                 limit,
                 uploads,
                 always_plan,
+                hold.clone(),
             )
             .await?;
         let (schema, stream, timings, columns) = match route {
@@ -131,7 +133,8 @@ impl Engine {
     /// Chooses how a checked query at snapshot `k` runs, and plans it: the one
     /// pipeline queries, replays, EXPLAIN and EXPLAIN ANALYZE all take. Id
     /// lookups and small cones are read directly unless `always_plan` (or an
-    /// embargo, or an upload) says otherwise.
+    /// embargo, or an upload) says otherwise. `hold` is kept until planning has
+    /// really ended, even when its caller stopped waiting for it.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn route(
         &self,
@@ -143,6 +146,7 @@ impl Engine {
         limit: Option<(Instant, Duration)>,
         uploads: &[Upload],
         always_plan: bool,
+        hold: Option<crate::options::Hold>,
     ) -> Result<Route> {
         if !always_plan
             && cutoff.is_none()
@@ -153,13 +157,16 @@ impl Engine {
         {
             return Ok(Route::Direct(Box::new(read)));
         }
-        self.plan(text, query, k, cutoff, maxrec, limit, uploads)
+        self.plan(text, query, k, cutoff, maxrec, limit, uploads, hold)
             .await
             .map(|p| Route::Planned(Box::new(p)))
     }
 
     /// Plans a query with DataFusion: its physical plan, its schema and the
-    /// time each planning step took.
+    /// time each planning step took. The planning runs on a thread of its own
+    /// and stops at the deadline, or when the caller goes away, between any
+    /// two steps of DataFusion's rules (see [`crate::plan::interrupt`]);
+    /// `hold` is kept until that thread has ended.
     #[allow(clippy::too_many_arguments)]
     async fn plan(
         &self,
@@ -170,37 +177,34 @@ impl Engine {
         maxrec: Option<u64>,
         limit: Option<(Instant, Duration)>,
         uploads: &[Upload],
+        hold: Option<crate::options::Hold>,
     ) -> Result<Planned> {
-        // Planning is CPU work that cannot be interrupted: off the runtime's
-        // workers, so that a query that takes long to plan does not stop the
-        // service from answering others.
-        off_workers(async {
-            let t1 = Instant::now();
-            let mut state = self.session(k, cutoff, uploads).await?;
-            let rows = batch_rows(query, uploads, state.config().batch_size());
-            if rows != state.config().batch_size() {
-                *state.config_mut() = state.config().clone().with_batch_size(rows);
-            }
-            let t2 = Instant::now();
-            let plan = state
-                .statement_to_plan(DfStatement::Statement(Box::new(query.statement.clone())))
+        let t1 = Instant::now();
+        let interrupt = Interrupt::new(limit);
+        interrupt.check()?;
+        let mut state = interrupt.wrap(self.session(k, cutoff, uploads).await?);
+        let rows = batch_rows(query, uploads, state.config().batch_size());
+        if rows != state.config().batch_size() {
+            *state.config_mut() = state.config().clone().with_batch_size(rows);
+        }
+        let t2 = Instant::now();
+        let statement = DfStatement::Statement(Box::new(query.statement.clone()));
+        let owned_text = text.to_string();
+        let work = async move {
+            let _hold = hold;
+            let text = owned_text.as_str();
+            let written = state
+                .statement_to_plan(statement)
                 .await
                 .map_err(|e| planner_refusal(text, e))?;
-            let columns = crate::encode::lineage::of(
-                &plan,
-                &Known {
-                    columns: &self.column_infos,
-                    uploads,
-                },
-            );
             let plan = match maxrec {
                 // Above TOPK_ROWS the cut is left to the stream: the planner would turn
                 // ORDER BY + LIMIT into a top-k that holds every row it keeps in
                 // memory, where a sort spills.
-                Some(m) if m <= TOPK_ROWS => LogicalPlanBuilder::from(plan)
+                Some(m) if m <= TOPK_ROWS => LogicalPlanBuilder::from(written.clone())
                     .limit(0, Some(m.saturating_add(1) as usize))?
                     .build()?,
-                _ => plan,
+                _ => written.clone(),
             };
             let schema = plan.schema().inner().clone();
             let plan = state
@@ -218,23 +222,30 @@ impl Engine {
                 }
                 None => physical,
             };
-            let t4 = Instant::now();
-            let timings = Timings {
-                parse: Duration::ZERO,
-                pin: t2 - t1,
-                plan: t3 - t2,
-                physical: t4 - t3,
-                record: Duration::ZERO,
-            };
-            Ok(Planned {
-                physical,
-                state,
-                schema,
-                columns,
-                timings,
-            })
+            Ok::<_, Error>((written, physical, state, schema, t3, Instant::now()))
+        };
+        let (written, physical, state, schema, t3, t4) = off_workers(work, &interrupt).await?;
+        let columns = crate::encode::lineage::of(
+            &written,
+            &Known {
+                columns: &self.column_infos,
+                uploads,
+            },
+        );
+        let timings = Timings {
+            parse: Duration::ZERO,
+            pin: t2 - t1,
+            plan: t3 - t2,
+            physical: t4 - t3,
+            record: Duration::ZERO,
+        };
+        Ok(Planned {
+            physical,
+            state,
+            schema,
+            columns,
+            timings,
         })
-        .await
     }
 
     /// How a query would run (in its pinned form, as [`Engine::query`] would
@@ -298,6 +309,7 @@ impl Engine {
             limit,
             &options.uploads,
             options.always_plan,
+            options.hold.clone(),
         )
         .await
     }
@@ -327,9 +339,45 @@ pub(crate) fn batch_rows(query: &adql::Query, uploads: &[Upload], default: usize
     (BATCH_TEXT_BYTES / row).clamp(1, default.max(1))
 }
 
+/// Runs the planning `work` on a thread of the runtime's blocking pool (on a
+/// multi-threaded runtime; in place on a single-threaded one), so that a query
+/// that takes long to plan keeps no worker from answering others. Waiting for
+/// it ends at the deadline of `interrupt`, and the work itself stops at its
+/// next step: when the waiting future is dropped (the caller went away), too.
+pub(crate) async fn off_workers<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    interrupt: &Interrupt,
+) -> Result<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let handle = Handle::current();
+    if handle.runtime_flavor() != RuntimeFlavor::MultiThread {
+        return work.await;
+    }
+    let guard = interrupt.guard();
+    let job = tokio::task::spawn_blocking(move || handle.block_on(work));
+    let joined = match interrupt.deadline() {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), job)
+            .await
+            .map_err(|_| {
+                interrupt
+                    .check()
+                    .err()
+                    .unwrap_or_else(|| interrupt.overdue())
+            })?,
+        None => job.await,
+    };
+    guard.disarm();
+    joined.map_err(|e| {
+        datafusion::error::DataFusionError::External(
+            format!("planning the query failed: {e}").into(),
+        )
+    })?
+}
+
 /// Runs `f` on the current thread with the runtime's other tasks moved to
-/// another worker (on a multi-threaded runtime; as is on a single-threaded one).
-pub(crate) async fn off_workers<F: std::future::Future>(f: F) -> F::Output {
+/// another worker (on a multi-threaded runtime; as is on a single-threaded one):
+/// for CPU work that is bounded but not short, such as parsing a long text.
+pub(crate) async fn in_place<F: std::future::Future>(f: F) -> F::Output {
     use tokio::runtime::{Handle, RuntimeFlavor};
     let handle = Handle::current();
     if handle.runtime_flavor() == RuntimeFlavor::MultiThread {
