@@ -36,6 +36,8 @@ pub struct Catalog {
     pub(crate) state: Mutex<Arc<LogState>>,
     pub(crate) index: Mutex<Arc<AnchorIndex>>,
     pub(crate) columns: datafile::ColumnCache,
+    /// The most rows a commit merges into one file of a coarser cell.
+    pub(crate) cell_rows: usize,
 }
 
 /// What ingesting one chunk did.
@@ -68,6 +70,25 @@ pub struct ScanFile {
     /// Whether some rows must also be filtered by `_added <= k AND (_retired IS NULL OR _retired > k)`;
     /// when false every row not in `hidden` is visible.
     pub filter_by_columns: bool,
+}
+
+impl ScanFile {
+    /// The cells whose partitions (at `partition_order`) this file may hold
+    /// rows of: its own, or for a file of a merged cell the finer ones it
+    /// stands for (`FileStats::merged_cells`).
+    pub fn cells(&self, partition_order: u8) -> Vec<Cell> {
+        match self.cell {
+            Some(_) if !self.stats.merged_cells.is_empty() => {
+                let order = partition_order.saturating_sub(crate::log::INGEST_COARSENING);
+                self.stats
+                    .merged_cells
+                    .iter()
+                    .map(|&npix| Cell { order, npix })
+                    .collect()
+            }
+            cell => cell.into_iter().collect(),
+        }
+    }
 }
 
 /// The files and visibility rule of one table at one snapshot: the seam for the engine.
@@ -128,7 +149,16 @@ impl Catalog {
             state: Mutex::new(Arc::new(LogState::default())),
             index: Mutex::new(Arc::new(AnchorIndex::default())),
             columns: datafile::ColumnCache::new(COLUMN_CACHE_BYTES, WRITTEN_CACHE_BYTES),
+            cell_rows: datafile::ROW_GROUP_ROWS,
         }
+    }
+
+    /// This catalog, with commits from this handle merging cells into one file
+    /// while it holds at most `rows` rows (one row group's worth by default;
+    /// see `ingest/cells.rs`). Every snapshot reads the same whatever it is.
+    pub fn with_cell_rows(mut self, rows: usize) -> Catalog {
+        self.cell_rows = rows;
+        self
     }
 
     /// The catalog's URL.
@@ -252,6 +282,7 @@ impl Catalog {
                 state: &state,
                 index: &index,
                 chunk,
+                cell_rows: self.cell_rows,
             };
             if ingest.check_order()?.is_none() {
                 return Ok(IngestOutcome::AlreadyCommitted {

@@ -1,7 +1,7 @@
 //! Compaction: the files of a partition merged into fewer, with the rows
 //! every retained snapshot sees unchanged; no snapshot changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -38,10 +38,27 @@ impl Catalog {
             let order = state.partition_order;
             // Files are grouped by the ingest-order cell that holds them: fresh
             // files cover such a cell, compacted ones one of its partitions.
+            // A file of a cell a commit merged up (coarser than the ingest
+            // order: sparse sky) joins the group of the coarsest such cell
+            // that holds it, with every file inside: its rows and theirs may
+            // share partitions, and each partition must end as one file.
+            let ingest = state.ingest_order();
+            let merged: BTreeSet<(TableId, Cell)> = state
+                .files
+                .values()
+                .filter_map(|f| Some((f.entry.table, f.entry.cell?)))
+                .filter(|(_, c)| c.order < ingest)
+                .collect();
+            let group_of = |table: TableId, c: Cell| {
+                (0..ingest)
+                    .map(|o| c.ancestor(o))
+                    .find(|a| a.order <= c.order && merged.contains(&(table, *a)))
+                    .unwrap_or(c.ancestor(ingest))
+            };
             let mut groups: BTreeMap<(TableId, Option<Cell>), Vec<&log::LiveFile>> =
                 BTreeMap::new();
             for f in state.files.values() {
-                let key = f.entry.cell.map(|c| c.ancestor(state.ingest_order()));
+                let key = f.entry.cell.map(|c| group_of(f.entry.table, c));
                 groups.entry((f.entry.table, key)).or_default().push(f);
             }
             let mut removed = Vec::new();

@@ -39,6 +39,12 @@ pub struct FileStats {
     /// rows' positions (a source near a border whose object sits next door).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spill_cells: Vec<u64>,
+    /// For a file of a cell a commit merged up from finer ones (sparse sky):
+    /// the cells at the ingest order that hold its rows, by their object's
+    /// partition or by their own position. Readers prune the file by these, as
+    /// they would the finer files it stands for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_cells: Vec<u64>,
     /// Ranges of integer id columns (ids, visits).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ints: BTreeMap<String, (i64, i64)>,

@@ -1,5 +1,5 @@
 //! How rows are laid out: HATS paths, fresh files two orders coarser than the
-//! partitions compaction splits them into, one partition per object (its
+//! partitions compaction splits them into (coarser still where the sky is sparse), one partition per object (its
 //! versions and its sources), `_healpix_29`, page indexes, bloom filters, and the
 //! statistics that let a cone find a source across a partition border.
 
@@ -19,6 +19,23 @@ fn center(cell: Cell) -> (f64, f64) {
 
 #[tokio::test]
 async fn an_objects_rows_share_its_partition_and_border_sources_are_in_the_stats() {
+    // As a dense sky leaves them: one file per cell two orders up, holding 16 partitions.
+    rows_share_a_partition(Some(0), 6 - INGEST_COARSENING).await;
+}
+
+/// A commit of few rows merges its cells up into one file per base cell (as
+/// HATS keeps sparse sky at low orders), and compaction still splits it into
+/// the object's partition.
+#[tokio::test]
+async fn a_sparse_commit_writes_one_file_per_base_cell_and_compacts_into_partitions() {
+    rows_share_a_partition(None, 0).await;
+}
+
+/// One object's versions and sources, at home and across the border of its
+/// partition, committed to a catalog whose commits merge cells while they hold
+/// at most `cell_rows` rows: each table's fresh file covers the home cell at
+/// `fresh_order`, and compaction leaves them in the home partition.
+async fn rows_share_a_partition(cell_rows: Option<usize>, fresh_order: u8) {
     let dir = tempfile::TempDir::new().unwrap();
     let chunks = tempfile::TempDir::new().unwrap();
     let home = Cell::of_position(6, 55.0, -30.0);
@@ -42,9 +59,12 @@ async fn an_objects_rows_share_its_partition_and_border_sources_are_in_the_stats
             vec![V::I(71), V::I(7), V::F(ra2), V::F(dec2)],
         ],
     );
-    let cat = Catalog::open_or_create(dir.path().to_str().unwrap(), 6)
+    let mut cat = Catalog::open_or_create(dir.path().to_str().unwrap(), 6)
         .await
         .unwrap();
+    if let Some(rows) = cell_rows {
+        cat = cat.with_cell_rows(rows);
+    }
     cat.ingest(&loc(
         &TestChunk::replica(1, vec![obj, src]).write(chunks.path())
     ))
@@ -57,8 +77,7 @@ async fn an_objects_rows_share_its_partition_and_border_sources_are_in_the_stats
         Some(home),
         "anchored at its first version"
     );
-    // A fresh ingest writes one file per cell two orders up, holding 16 partitions.
-    let fresh = home.ancestor(6 - INGEST_COARSENING);
+    let fresh = home.ancestor(fresh_order);
     for table in [TableId::DiaObject, TableId::DiaSource] {
         let scan = cat.scan(&state, table, 1).unwrap();
         assert_eq!(scan.files.len(), 1, "{table}: one fresh file");
@@ -139,4 +158,65 @@ async fn an_objects_rows_share_its_partition_and_border_sources_are_in_the_stats
         "page index written"
     );
     assert!(rg.column(col("_healpix_29")).statistics().is_some());
+}
+
+/// A file of a merged cell and a later one at the ingest order inside it
+/// compact into one file per partition (they once became two).
+#[tokio::test]
+async fn files_of_a_merged_cell_and_of_a_fine_one_inside_compact_into_one_partition() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let chunks = tempfile::TempDir::new().unwrap();
+    let url = dir.path().to_str().unwrap();
+    let home = Cell::of_position(6, 55.0, -30.0);
+    let (ra, dec) = center(home);
+    let obj = rows(
+        TableId::DiaObject,
+        &["diaObjectId", "validityStartMjdTai", "ra", "dec"],
+        vec![vec![V::I(7), V::F(1.0), V::F(ra), V::F(dec)]],
+    );
+    let source = |id: i64| {
+        rows(
+            TableId::DiaSource,
+            &["diaSourceId", "diaObjectId", "ra", "dec"],
+            vec![vec![V::I(id), V::I(7), V::F(ra), V::F(dec)]],
+        )
+    };
+    let sparse = Catalog::open_or_create(url, 6).await.unwrap();
+    sparse
+        .ingest(&loc(
+            &TestChunk::replica(1, vec![obj, source(70)]).write(chunks.path())
+        ))
+        .await
+        .unwrap();
+    let dense = Catalog::open_or_create(url, 6)
+        .await
+        .unwrap()
+        .with_cell_rows(0);
+    dense
+        .ingest(&loc(
+            &TestChunk::replica(2, vec![source(71)]).write(chunks.path())
+        ))
+        .await
+        .unwrap();
+    let state = dense.state().await.unwrap();
+    let cells: Vec<Option<Cell>> = dense
+        .scan(&state, TableId::DiaSource, 2)
+        .unwrap()
+        .files
+        .iter()
+        .map(|f| f.cell)
+        .collect();
+    assert_eq!(
+        cells,
+        vec![
+            Some(home.ancestor(0)),
+            Some(home.ancestor(6 - INGEST_COARSENING))
+        ]
+    );
+    dense.compact().await.unwrap();
+    let state = dense.state().await.unwrap();
+    let scan = dense.scan(&state, TableId::DiaSource, 2).unwrap();
+    let cells: Vec<Option<Cell>> = scan.files.iter().map(|f| f.cell).collect();
+    assert_eq!(cells, vec![Some(home)], "one file for the partition");
+    assert_eq!(scan.files[0].rows, 2);
 }

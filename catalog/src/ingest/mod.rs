@@ -15,6 +15,7 @@
 //! sorted, encoded and stored). `stored` reads committed files for them.
 
 mod anchors;
+mod cells;
 mod keys;
 mod objects;
 mod patch;
@@ -78,6 +79,8 @@ pub(crate) struct Ingest<'a> {
     pub state: &'a LogState,
     pub index: &'a AnchorIndex,
     pub chunk: &'a LoadedChunk,
+    /// The most rows a new file of a merged cell may hold.
+    pub cell_rows: usize,
 }
 
 impl<'a> Ingest<'a> {

@@ -19,6 +19,10 @@ pub(super) struct TableRows {
     sources: Vec<RecordBatch>,
     anchors: Option<Vec<Int64Array>>,
     partitions: BTreeMap<Option<Cell>, Vec<(usize, usize)>>,
+    /// The ingest-order cells each merged partition cell stands for.
+    merged: super::cells::Merged,
+    /// The ingest order.
+    order: u8,
 }
 
 /// Stored rows to copy with new values, by file.
@@ -164,7 +168,7 @@ impl<'a> Ingest<'a> {
                 },
             )?;
             sources.extend(copies);
-            table_rows(ts, order, sources, &anchor_of_id)
+            table_rows(ts, order, self.cell_rows, sources, &anchor_of_id)
         })?;
         Ok(out)
     }
@@ -273,7 +277,10 @@ fn encode_partitions(
         let batch = arrow_select::interleave::interleave_record_batch(&sources, &sorted)?;
         let sorted = datafile::without_empty_columns(ts, &batch)?;
         let path = datafile::new_path(ts.id, *cell, snapshot, "s");
-        let (bytes, entry) = datafile::encode_file(ts, *cell, path, &sorted)?;
+        let (bytes, mut entry) = datafile::encode_file(ts, *cell, path, &sorted)?;
+        if let Some(held) = cell.and_then(|c| rows.merged.get(&c)) {
+            entry.stats.merged_cells = merged_cells(held, &sorted, rows.order);
+        }
         Ok(Some((bytes, entry, sorted)))
     })?;
     Ok(encoded.into_iter().flatten().collect())
@@ -286,6 +293,7 @@ fn encode_partitions(
 fn table_rows(
     ts: &TableSchema,
     order: u8,
+    cell_rows: usize,
     sources: Vec<RecordBatch>,
     anchor_of: &(dyn Fn(i64) -> Option<i64> + Sync),
 ) -> Result<TableRows> {
@@ -318,10 +326,28 @@ fn table_rows(
             partitions.entry(Some(cell)).or_default().push((i, row));
         }
     }
+    let (partitions, merged) = super::cells::coarsen(partitions, order, cell_rows);
     Ok(TableRows {
         table: ts.id,
         sources: batches,
         anchors,
         partitions,
+        merged,
+        order,
     })
+}
+
+/// The ingest-order cells a merged file's rows lie in: those its rows were
+/// gathered from (their objects' partitions) and those of their own positions.
+fn merged_cells(held: &[u64], batch: &RecordBatch, order: u8) -> Vec<u64> {
+    let mut cells: std::collections::BTreeSet<u64> = held.iter().copied().collect();
+    if let Some(h) = batch.column_by_name(crate::schema::HEALPIX_29) {
+        let h = h.as_primitive::<Int64Type>();
+        cells.extend(
+            h.iter()
+                .flatten()
+                .map(|v| Cell::of_healpix_29(order, v).npix),
+        );
+    }
+    cells.into_iter().collect()
 }

@@ -134,7 +134,7 @@ impl PpdbTable {
         Some(
             files
                 .iter()
-                .filter_map(|f| f.cell)
+                .flat_map(|f| f.cells(order))
                 .flat_map(|c| c.span(order))
                 .collect(),
         )
@@ -173,12 +173,11 @@ impl PpdbTable {
             .iter()
             .filter(|f| {
                 // A fresh file may cover several partitions (a coarser cell).
+                let order = self.scan.partition_order;
+                let held = f.cells(order);
                 let meets = |set: &BTreeSet<u64>| {
-                    f.cell.is_some_and(|c| {
-                        set.range(c.span(self.scan.partition_order))
-                            .next()
-                            .is_some()
-                    })
+                    held.iter()
+                        .any(|c| set.range(c.span(order)).next().is_some())
                 };
                 if let Some(p) = &self.partitions
                     && table.is_partitioned()
@@ -206,7 +205,13 @@ impl PpdbTable {
                     return false;
                 }
                 skies.iter().all(|sky| {
-                    if table.is_partitioned() && !sky.may_hold(f.cell, &f.stats.spill_cells) {
+                    let holds = if f.stats.merged_cells.is_empty() {
+                        sky.may_hold(f.cell, &f.stats.spill_cells)
+                    } else {
+                        // Merged cells count rows by their own positions too.
+                        held.iter().any(|c| sky.may_hold(Some(*c), &[]))
+                    };
+                    if table.is_partitioned() && !holds {
                         return false;
                     }
                     f.stats

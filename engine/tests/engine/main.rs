@@ -49,13 +49,15 @@ async fn rows(engine: &Engine, adql: &str) -> Vec<RecordBatch> {
 
 /// A generated night in its query layout: ingested, then compacted into partitions.
 async fn generated(objects: usize) -> (TempDir, Arc<Catalog>) {
-    let (dir, cat) = generated_fresh(objects).await;
+    let (dir, cat) = generated_fresh(objects, None).await;
     cat.compact().await.unwrap();
     (dir, cat)
 }
 
-/// A generated night as ingest leaves it: fresh files, each covering 16 partitions.
-async fn generated_fresh(objects: usize) -> (TempDir, Arc<Catalog>) {
+/// A generated night as ingest leaves it: fresh files, each covering 16
+/// partitions or more (a cell merged up while it holds at most `cell_rows`
+/// rows, if given).
+async fn generated_fresh(objects: usize, cell_rows: Option<usize>) -> (TempDir, Arc<Catalog>) {
     let dir = TempDir::new().unwrap();
     let url = dir.path().join("catalog");
     let config = catalog::sample::SampleConfig {
@@ -66,7 +68,7 @@ async fn generated_fresh(objects: usize) -> (TempDir, Arc<Catalog>) {
         src: false,
         ..Default::default()
     };
-    let cat = ingest_generated(dir.path(), url.to_str().unwrap(), &config).await;
+    let cat = ingest_generated(dir.path(), url.to_str().unwrap(), &config, cell_rows).await;
     (dir, Arc::new(cat))
 }
 
@@ -75,10 +77,14 @@ async fn ingest_generated(
     scratch: &Path,
     url: &str,
     config: &catalog::sample::SampleConfig,
+    cell_rows: Option<usize>,
 ) -> Catalog {
     let chunks = scratch.join("chunks");
     catalog::sample::generate(config, &chunks).unwrap();
-    let cat = Catalog::open_or_create(url, 6).await.unwrap();
+    let mut cat = Catalog::open_or_create(url, 6).await.unwrap();
+    if let Some(rows) = cell_rows {
+        cat = cat.with_cell_rows(rows);
+    }
     let mut dirs: Vec<_> = std::fs::read_dir(&chunks)
         .unwrap()
         .map(|e| e.unwrap().path())

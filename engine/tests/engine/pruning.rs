@@ -117,8 +117,39 @@ async fn small_cones_and_id_lookups_open_few_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_files_covering_several_partitions_are_pruned_and_answer_as_partitions_do() {
-    let (_dir, cat) = generated_fresh(20_000).await;
+    fresh_files_answer_as_partitions_do(0).await;
+}
+
+/// Files of cells merged up to lower orders (as a sparse sky leaves them) are
+/// pruned and answer as the partitions do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_of_merged_cells_are_pruned_and_answer_as_partitions_do() {
+    fresh_files_answer_as_partitions_do(3000).await;
+}
+
+/// Fresh files of cells merged while they hold at most `cell_rows` rows (0:
+/// each at the ingest order) answer as the unpruned forms of each query, a
+/// light curve opens at most a third of them, and compaction into partitions
+/// changes no answer.
+async fn fresh_files_answer_as_partitions_do(cell_rows: usize) {
+    let (_dir, cat) = generated_fresh(20_000, Some(cell_rows)).await;
     let fresh_total = files_of(&cat, TableId::DiaSource).await;
+    let state = cat.state().await.unwrap();
+    let orders: std::collections::BTreeSet<u8> = cat
+        .scan(&state, TableId::DiaSource, state.latest())
+        .unwrap()
+        .files
+        .iter()
+        .filter_map(|f| f.cell.map(|c| c.order))
+        .collect();
+    if cell_rows == 0 {
+        assert_eq!(orders, [4].into(), "at the ingest order");
+    } else {
+        assert!(
+            orders.len() > 1 && orders.first() < Some(&4),
+            "merged: {orders:?}"
+        );
+    }
     let engine = engine_over(&cat, "memory://engine-fresh-state");
     let (id, ra, dec) = first_object(&engine).await;
     let opts = QueryOptions::default();

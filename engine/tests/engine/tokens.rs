@@ -136,7 +136,7 @@ async fn tokens_live_beside_a_catalog_on_s3() {
         src: false,
         ..Default::default()
     };
-    ingest_generated(dir.path(), &url, &config).await;
+    ingest_generated(dir.path(), &url, &config, None).await;
     let adql = "SELECT TOP 10 diaSourceId, ra, dec FROM ppdb.DiaSource ORDER BY psfFlux DESC";
     let first = Engine::open(&url).await.unwrap();
     assert!(
