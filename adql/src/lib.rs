@@ -132,6 +132,12 @@ pub const MAX_SUBQUERY_DEPTH: usize = 12;
 /// DiaForcedSource and SSObject gives 280).
 pub const MAX_COLUMNS: usize = 1000;
 
+/// The most output columns times grouping keys all of a query's SELECTs may
+/// have together: turning a grouped SELECT into a plan matches each output
+/// against each key, in one step nothing can interrupt. 32 `UNION`ed SELECTs
+/// of 1 000 columns grouped by all 1 000 took 24 s; 2^18 take about 0.2 s.
+pub const MAX_GROUPED: usize = 1 << 18;
+
 /// The most bytes of text literals one query may hold. A literal is repeated
 /// in every row of a batch: a 100 KB one in `SELECT '...' FROM ppdb.DiaSource`
 /// took the server to 2 GB, and the 4 MiB a request may carry would have
@@ -141,6 +147,12 @@ pub const MAX_TEXT_LITERALS: usize = 64 << 10;
 /// The longest text one value may grow to by concatenation (`||`), in bytes:
 /// doubling a text a few dozen times would fill any memory.
 pub const MAX_TEXT_VALUE: usize = 64 << 10;
+
+/// The most tokens (names, values, operators, commas; not whitespace) one
+/// query may have. Parsing and planning hold each token several times over,
+/// a few hundred bytes each: an `IN` list of two million zeros (4 MiB of text)
+/// took a server to 2.9 GB. 200 000 tokens are an `IN` list of 100 000 values.
+pub const MAX_TOKENS: usize = 200_000;
 
 /// How many parser steps (expressions started, operators looked for) a query
 /// may take per token before its parse is stopped.
@@ -206,7 +218,7 @@ pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
 }
 
 /// Refuses, before parsing, tokens that ADQL does not have and queries with
-/// more than [`MAX_OPERATORS`] operators.
+/// more than [`MAX_OPERATORS`] operators or [`MAX_TOKENS`] tokens.
 ///
 /// sqlparser parses some non-ADQL syntax speculatively and, on failure, parses
 /// the same tokens again another way, at every level of nesting: a few hundred
@@ -219,12 +231,19 @@ pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
 fn check_tokens(adql: &str) -> Result<(u64, usize), Error> {
     use sqlparser::keywords::Keyword;
     use sqlparser::tokenizer::{Token, Tokenizer};
+    // Tokens take a hundred bytes each: a text that surely has too many is
+    // refused before it is tokenized.
+    if let Some(at) = surely_too_many_tokens(adql) {
+        let (line, column) = error::line_column(adql, at);
+        return Err(too_many_tokens(line, column));
+    }
     // A text that does not tokenize is refused by the parser, with its position.
     let Ok(tokens) = Tokenizer::new(&AdqlDialect::default(), adql).tokenize_with_location() else {
         return Ok((0, 0));
     };
     let length = tokens.len() as u64;
     let mut count = 0;
+    let mut significant = 0usize;
     let mut literal_bytes = 0usize;
     let mut widest = 0usize;
     for t in tokens {
@@ -234,6 +253,12 @@ fn check_tokens(adql: &str) -> Result<(u64, usize), Error> {
             column: t.span.start.column,
             hint: hint.map(str::to_owned),
         };
+        if !matches!(t.token, Token::Whitespace(_) | Token::EOF) {
+            significant += 1;
+            if significant > MAX_TOKENS {
+                return Err(too_many_tokens(t.span.start.line, t.span.start.column));
+            }
+        }
         let operator = match &t.token {
             Token::Word(w) if w.quote_style.is_none() => {
                 if let Some(refusal) = not_adql_keyword(w.keyword) {
@@ -342,6 +367,64 @@ fn check_tokens(adql: &str) -> Result<(u64, usize), Error> {
         }
     }
     Ok((length, widest))
+}
+
+fn too_many_tokens(line: u64, column: u64) -> Error {
+    Error {
+        message: format!("the query has more than {MAX_TOKENS} tokens; this one is past the limit"),
+        line,
+        column,
+        hint: Some("send a long list of values as an upload and join it".into()),
+    }
+}
+
+/// Where a text certainly passes [`MAX_TOKENS`] tokens, found without
+/// tokenizing it: outside quotes and comments, each run of non-blank bytes
+/// holds a token, and so does each `,`, `(` and `)`.
+fn surely_too_many_tokens(text: &str) -> Option<usize> {
+    #[derive(PartialEq)]
+    enum In {
+        Code,
+        Quoted(u8),
+        LineComment,
+        BlockComment,
+    }
+    let bytes = text.as_bytes();
+    let (mut state, mut runs, mut marks, mut blank) = (In::Code, 0usize, 0usize, true);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        match state {
+            In::Quoted(q) if b == q => state = In::Code,
+            In::LineComment if b == b'\n' => state = In::Code,
+            In::BlockComment if b == b'*' && next == Some(b'/') => {
+                state = In::Code;
+                i += 1;
+            }
+            In::Quoted(_) | In::LineComment | In::BlockComment => {}
+            In::Code => {
+                match (b, next) {
+                    (b'\'' | b'"', _) => state = In::Quoted(b),
+                    (b'-', Some(b'-')) => state = In::LineComment,
+                    (b'/', Some(b'*')) => state = In::BlockComment,
+                    (b',' | b'(' | b')', _) => marks += 1,
+                    _ => {}
+                }
+                if b.is_ascii_whitespace() {
+                    blank = true;
+                } else if blank {
+                    blank = false;
+                    runs += 1;
+                }
+                if runs.max(marks) > MAX_TOKENS {
+                    return Some(i);
+                }
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Why a keyword that starts syntax ADQL does not have is refused, if it is one.

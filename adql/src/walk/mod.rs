@@ -124,6 +124,8 @@ struct Walker<'a> {
     depth: usize,
     /// Columns the SELECT lists give, in all subqueries.
     outputs: usize,
+    /// Output columns times GROUP BY keys, over all SELECTs (see [`crate::MAX_GROUPED`]).
+    grouped: usize,
     /// How many times, as a power of two, the planner will write out the
     /// expression being walked (see [`Walker::copied`]).
     copies: u32,
@@ -165,6 +167,7 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
         as_of: None,
         depth: 0,
         outputs: 0,
+        grouped: 0,
         copies: 0,
     };
     let source = Statement::Query(query.clone());
@@ -199,10 +202,13 @@ fn not_adql(span: Span, what: &str) -> Error {
 }
 
 #[cfg(test)]
+mod budget_tests;
+
+#[cfg(test)]
 mod tests {
     use crate::{AsOf, Column, Table, parse};
 
-    fn schema() -> Vec<Table> {
+    pub(super) fn schema() -> Vec<Table> {
         let col = |n: &str, u: Option<&str>| Column {
             name: n.into(),
             unit: u.map(Into::into),

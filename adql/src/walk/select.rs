@@ -178,8 +178,24 @@ impl Walker<'_> {
                 if !modifiers.is_empty() {
                     return Err(not_adql(span, "GROUP BY ... WITH"));
                 }
-                for e in exprs {
+                for e in exprs.iter_mut() {
                     self.expr(e)?;
+                }
+                if !self.collecting() && !exprs.is_empty() {
+                    self.grouped = self
+                        .grouped
+                        .saturating_add(width.max(1).saturating_mul(exprs.len()));
+                    if self.grouped > crate::MAX_GROUPED {
+                        return Err(Error::at(
+                            exprs[0].span(),
+                            format!(
+                                "the query groups too many columns by too many keys (output \
+                                 columns times GROUP BY keys, over all its SELECTs, past {})",
+                                crate::MAX_GROUPED
+                            ),
+                        )
+                        .hint("group by fewer keys, or select fewer columns"));
+                    }
                 }
             }
         }

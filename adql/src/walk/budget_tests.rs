@@ -1,0 +1,70 @@
+//! The limits that bound what planning a query costs, where no deadline can
+//! reach: tokens, and output columns times grouping keys.
+
+use super::tests::schema;
+use crate::parse;
+
+#[test]
+fn grouping_wide_selects_by_many_keys_is_refused_at_the_group_by() {
+    let grouped = |keys: usize| {
+        let cols: Vec<String> = (0..1000).map(|i| format!("ra AS c{i}")).collect();
+        let by: Vec<String> = (0..keys).map(|i| format!("c{i}")).collect();
+        format!(
+            "SELECT {} FROM ppdb.DiaObject GROUP BY {}",
+            cols.join(", "),
+            by.join(", ")
+        )
+    };
+    assert!(parse(&grouped(crate::MAX_GROUPED / 1000), &schema()).is_ok());
+    let over = grouped(crate::MAX_GROUPED / 1000 + 1);
+    let e = parse(&over, &schema()).unwrap_err();
+    assert!(e.message.contains("groups too many columns"), "{e}");
+    let at = over.find("GROUP BY c0").unwrap() + "GROUP BY ".len() + 1;
+    assert_eq!((e.line, e.column), (1, at as u64), "{e}");
+}
+
+#[test]
+fn grouped_selects_count_together_across_set_operations() {
+    // 32 of these took 24 s to plan: each alone is within the limit.
+    let cols: Vec<String> = (0..1000).map(|i| format!("ra AS c{i}")).collect();
+    let by: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
+    let one = format!(
+        "SELECT {} FROM ppdb.DiaObject GROUP BY {}",
+        cols.join(", "),
+        by.join(", ")
+    );
+    assert!(parse(&[one.as_str(); 2].join(" UNION "), &schema()).is_ok());
+    let e = parse(&[one.as_str(); 3].join(" UNION "), &schema()).unwrap_err();
+    assert!(e.message.contains("over all its SELECTs"), "{e}");
+}
+
+#[test]
+fn a_query_of_more_tokens_than_the_limit_is_refused_before_parsing() {
+    let list = |n: usize| {
+        let values = vec!["0"; n].join(",");
+        format!("SELECT ra FROM ppdb.DiaObject WHERE diaObjectId IN ({values})")
+    };
+    // Eleven tokens around the list, and one comma between each two values.
+    let fits = (crate::MAX_TOKENS - 11).div_ceil(2);
+    assert!(parse(&list(fits), &schema()).is_ok());
+    let e = parse(&list(fits + 1), &schema()).unwrap_err();
+    assert!(e.message.contains("more than 200000 tokens"), "{e}");
+    assert!(e.hint.unwrap_or_default().contains("upload"));
+}
+
+#[test]
+fn a_text_that_surely_has_too_many_tokens_is_refused_before_tokenizing() {
+    // Two million values (4 MiB) once took a server to 2.9 GB; the commas alone
+    // pass the limit, and quoted text or comments do not count.
+    let values = vec!["0"; 2_000_000].join(",");
+    let adql = format!("SELECT ra FROM ppdb.DiaObject WHERE diaObjectId IN ({values})");
+    let e = parse(&adql, &schema()).unwrap_err();
+    assert!(e.message.contains("more than 200000 tokens"), "{e}");
+    let column = usize::try_from(e.column).unwrap();
+    assert!(column < 500_000, "found early: {e}");
+    let commas = ",".repeat(300_000);
+    let quoted =
+        format!("SELECT '{commas}' AS a, \"{commas}\" AS b FROM ppdb.DiaObject -- {commas}");
+    let e = parse(&quoted, &schema()).unwrap_err();
+    assert!(!e.message.contains("tokens"), "{e}");
+}
