@@ -138,8 +138,8 @@ pub(crate) async fn sent(
 
 /// Streams a result as the response; the permit is held until the last byte.
 ///
-/// A result that ends within its first [`HELD_BYTES`] (and [`HELD_TIME`]) is
-/// held until it does, so that its headers can say how it ended:
+/// Nothing is sent before the result's first bytes. A result that ends within
+/// its first [`HELD_BYTES`] (and [`HELD_TIME`] after them) is held until it does, so that its headers can say how it ended:
 /// `X-Query-Status` (`OK`, `OVERFLOW` when MAXREC cut it, `ERROR`) and
 /// `X-Query-Rows`. CSV and TSV have no other place for that; a larger result
 /// streams at once, and its token record says whether it overflowed.
@@ -170,7 +170,15 @@ pub(crate) async fn stream(
     let until = tokio::time::Instant::now() + HELD_TIME;
     let mut ended = false;
     while size < HELD_BYTES {
-        match tokio::time::timeout_at(until, rx.recv()).await {
+        // Nothing is answered before the first bytes (or the end): a query
+        // that fails before any row gets an error status, however long it ran
+        // (a join that ran out of memory after 2.7 s was a 200 with no body).
+        let next = if held.is_empty() {
+            Ok(rx.recv().await)
+        } else {
+            tokio::time::timeout_at(until, rx.recv()).await
+        };
+        match next {
             Ok(Some(b)) => {
                 size += b.len();
                 held.push(b);
@@ -264,5 +272,5 @@ pub(crate) async fn stream(
 
 /// How much of a result is held back to say in its headers how it ended.
 pub(crate) const HELD_BYTES: usize = 4 << 20;
-/// How long a result is held back at most before it streams.
+/// How long a result is held back at most, from its first bytes, before it streams.
 pub(crate) const HELD_TIME: Duration = Duration::from_secs(2);

@@ -389,3 +389,15 @@ async fn a_repeated_parameter_takes_its_first_value() {
         "a header and one row"
     );
 }
+
+/// A query that fails before its first row, however long it ran, is answered
+/// with an error status and its message, in every format: a CSV result that
+/// failed after 2 s was a 200 with no body, which clients read as empty.
+#[tokio::test]
+async fn a_query_that_fails_late_before_any_row_is_an_error() {
+    let s = Server::start(&["--max-duration", "3"]);
+    let sync = format!("{}/sync", s.tap);
+    let (status, _, body) = get(&sync, &[("QUERY", SLOW), ("RESPONSEFORMAT", "csv")]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("execution duration of 3 s"), "{body}");
+}
