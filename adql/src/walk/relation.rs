@@ -364,10 +364,17 @@ impl Walker<'_> {
                 value: Value::Number(n, _),
                 ..
             }) => n.parse::<u64>().map(AsOf::Snapshot).map_err(|_| {
+                let hint = if n.contains('.') {
+                    "for a time, quote it as an ISO-8601 UTC time ('2026-03-01T05:00:00'); \
+                     the AS_OF parameter also takes an MJD"
+                } else {
+                    "snapshots are numbered from 1; `ppdb snapshots` lists them"
+                };
                 Error::at(
                     span,
                     format!("snapshot number {n} is not a non-negative integer"),
                 )
+                .hint(hint)
             })?,
             Expr::Value(ValueWithSpan {
                 value: Value::SingleQuotedString(s),

@@ -69,8 +69,9 @@ fn mark_collected(node: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>
 pub fn overdue(allowed: Duration) -> String {
     format!(
         "the query ran longer than the execution duration of {} s and was stopped; \
-         narrow it (a smaller cone, fewer columns, TOP) or give it more time (an async \
-         job with a longer EXECUTIONDURATION)",
+         narrow it (a smaller cone, fewer columns, TOP), or, if the service allows more \
+         (its limit is in /tap/capabilities), run it as an async job with a longer \
+         EXECUTIONDURATION",
         allowed.as_secs().max(1)
     )
 }

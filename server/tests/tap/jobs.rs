@@ -29,6 +29,22 @@ async fn an_async_job_runs_waits_and_gives_the_sync_result() {
     assert_eq!(r.status().as_u16(), 303);
     let (_, _, d) = get(&format!("{job}/executionduration"), &[]).await;
     assert_eq!(d, "30");
+    // A value that cannot be read is refused when a job is created, as it is
+    // when set afterwards (it once gave a job of the longest duration).
+    for (name, value) in [
+        ("EXECUTIONDURATION", "abc"),
+        ("EXECUTIONDURATION", "1e9"),
+        ("DESTRUCTION", "soon"),
+    ] {
+        let r = post(
+            &format!("{}/async", s.tap),
+            &[("LANG", "ADQL"), ("QUERY", TOP3), (name, value)],
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 400, "{name}={value}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(&format!("{name}={value}")), "{body}");
+    }
 
     let r = post(&format!("{job}/phase"), &[("PHASE", "RUN")]).await;
     assert_eq!(r.status().as_u16(), 303);

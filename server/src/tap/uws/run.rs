@@ -58,15 +58,25 @@ pub(super) async fn create(
         token: None,
     };
     job.set_parameters(uws_free(params.pairs()));
-    if let Some(d) = params.get("EXECUTIONDURATION")
-        && let Ok(d) = d.trim().parse::<i64>()
-    {
+    // A value that cannot be read is refused, as it is when set on a job
+    // afterwards (it once gave a job of the longest duration, silently).
+    if let Some(d) = params.get("EXECUTIONDURATION") {
+        let Ok(d) = d.trim().parse::<i64>() else {
+            return super::text(
+                StatusCode::BAD_REQUEST,
+                format!("EXECUTIONDURATION={d} must be a whole number of seconds\n"),
+            );
+        };
         job.execution_duration = clamp_duration(&app, d);
     }
-    if let Some(d) = params.get("DESTRUCTION")
-        && let Some(d) = parse_time(d)
-    {
-        job.destruction = d.min(now + app.config.job_lifetime);
+    if let Some(d) = params.get("DESTRUCTION") {
+        let Some(t) = parse_time(d) else {
+            return super::text(
+                StatusCode::BAD_REQUEST,
+                format!("DESTRUCTION={d} is not an ISO-8601 time\n"),
+            );
+        };
+        job.destruction = t.min(now + app.config.job_lifetime);
     }
     if let Err(r) = keep_parts(&app, &id, &params).await {
         return r;
