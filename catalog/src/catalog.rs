@@ -20,6 +20,10 @@ use crate::store::{self, Location};
 
 /// Default HEALPix order of partitions (cells of about 0.84 deg²).
 pub const DEFAULT_PARTITION_ORDER: u8 = 6;
+
+/// The most rows a commit merges into one file of a coarser cell, by default:
+/// one row group's worth (see `ingest/cells.rs`).
+pub const DEFAULT_CELL_ROWS: usize = datafile::ROW_GROUP_ROWS;
 pub(crate) const COMMIT_ATTEMPTS: usize = 32;
 /// Key columns of stored files kept in memory between commits (ingest re-reads them).
 const COLUMN_CACHE_BYTES: u64 = 512 << 20;
@@ -149,7 +153,7 @@ impl Catalog {
             state: Mutex::new(Arc::new(LogState::default())),
             index: Mutex::new(Arc::new(AnchorIndex::default())),
             columns: datafile::ColumnCache::new(COLUMN_CACHE_BYTES, WRITTEN_CACHE_BYTES),
-            cell_rows: datafile::ROW_GROUP_ROWS,
+            cell_rows: DEFAULT_CELL_ROWS,
         }
     }
 

@@ -21,7 +21,9 @@ pub mod sample;
 pub mod schema;
 pub mod store;
 
-pub use catalog::{Catalog, DEFAULT_PARTITION_ORDER, IngestOutcome, ScanFile, TableScan};
+pub use catalog::{
+    Catalog, DEFAULT_CELL_ROWS, DEFAULT_PARTITION_ORDER, IngestOutcome, ScanFile, TableScan,
+};
 pub use compact::CompactReport;
 pub use error::{Error, Refusal, Result};
 pub use index::AnchorIndex;

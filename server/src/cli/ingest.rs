@@ -19,6 +19,10 @@ pub(crate) struct IngestArgs {
     /// HEALPix order of partitions, for a new catalog.
     #[arg(long, default_value_t = catalog::DEFAULT_PARTITION_ORDER)]
     partition_order: u8,
+    /// The most rows a commit merges into one file of a coarser cell where the
+    /// sky is sparse (0: one file per order-4 cell, however few rows it holds).
+    #[arg(long, default_value_t = catalog::DEFAULT_CELL_ROWS)]
+    cell_rows: usize,
     /// Chunk folders, or folders of chunk folders.
     #[arg(required = true)]
     chunks: Vec<PathBuf>,
@@ -29,10 +33,13 @@ pub(super) async fn run(args: IngestArgs) -> Result<()> {
     let IngestArgs {
         catalog,
         partition_order,
+        cell_rows,
         chunks,
     } = args;
     let url = catalog.write_url("ingest")?;
-    let cat = Catalog::open_or_create(&url, partition_order).await?;
+    let cat = Catalog::open_or_create(&url, partition_order)
+        .await?
+        .with_cell_rows(cell_rows);
     let ordered = catalog::delivery::in_order(&chunks).await?;
     let bar = bar(ordered.len() as u64, "chunks");
     let started = Instant::now();

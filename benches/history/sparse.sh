@@ -1,0 +1,36 @@
+#!/bin/bash
+# A sparse wide sky as ingest leaves it, laid out with and without merged
+# cells (`ppdb ingest --cell-rows 0` writes one file per order-4 cell): files
+# per table, ingest rate, and TAP sync p50 of four queries (7 runs after one
+# warm-up). Usage: sparse.sh [BINARY] [OBJECTS] [NIGHTS]
+# Figures in docs/storage.md ("Sparse sky is coarser still").
+set -e
+BIN=${1:-target/debug/ppdb}; OBJECTS=${2:-20000}; NIGHTS=${3:-10}
+source "$(dirname "${BASH_SOURCE[0]}")/../availability/serve.sh"
+W=${TMPDIR:-/tmp}/ppdb-history-sparse; rm -rf "$W"; mkdir -p "$W"
+"$BIN" sample --out "$W/chunks" --objects "$OBJECTS" --density 60 --nights "$NIGHTS" --no-src > /dev/null
+p50() { # PORT QUERY -> p50 ms
+  local ts=()
+  for i in $(seq 8); do
+    t=$(curl -s -o /dev/null -w "%{time_total}" "http://127.0.0.1:$1/tap/sync" \
+      --data-urlencode LANG=ADQL --data-urlencode RESPONSEFORMAT=csv --data-urlencode "QUERY=$2")
+    [ "$i" -gt 1 ] && ts+=("$t")
+  done
+  printf '%s\n' "${ts[@]}" | sort -n | sed -n 4p | awk '{printf "%.1f", $1*1000}'
+}
+echo "| layout | files | ingest rows/s | aggregate | updated since | 0.5° cone | light curve |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for rows in 0 32768; do
+  cat="$W/cat-$rows"
+  rate=$("$BIN" ingest --catalog "$cat" --cell-rows "$rows" "$W/chunks" 2>&1 | grep -o '([0-9]* rows/s)' | tr -dc 0-9)
+  files=$(find "$cat" -name '*.parquet' -not -path '*/_index/*' | wc -l)
+  CATALOG=$cat start "$BIN" 18561
+  id=$(curl -s "http://127.0.0.1:18561/tap/sync" --data-urlencode LANG=ADQL --data-urlencode RESPONSEFORMAT=csv \
+    --data-urlencode "QUERY=SELECT TOP 1 diaObjectId FROM ppdb.DiaObject ORDER BY nDiaSources DESC" | tail -1)
+  agg=$(p50 18561 "SELECT band, COUNT(*) AS n, AVG(psfFlux) AS f FROM ppdb.DiaSource GROUP BY band")
+  since=$(p50 18561 "SELECT COUNT(*) FROM ppdb.DiaObject WHERE validityStartMjdTai > 61370")
+  cone=$(p50 18561 "SELECT diaObjectId, ra, dec FROM ppdb.DiaObject WHERE 1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 55, -30, 0.5))")
+  lc=$(p50 18561 "SELECT midpointMjdTai, psfFlux FROM ppdb.DiaSource WHERE diaObjectId = $id")
+  stop
+  echo "| --cell-rows $rows | $files | $rate | $agg | $since | $cone | $lc |"
+done
