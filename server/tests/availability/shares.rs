@@ -245,10 +245,16 @@ async fn a_result_cut_short_once_streaming_is_not_passed_off_as_whole() {
         .send()
         .await
         .unwrap();
+    // On a loaded machine the query may reach its deadline before its first
+    // rows: then it is an error status with its message, as any failure
+    // before the first byte is.
+    if r.status().as_u16() == 400 {
+        let body = r.text().await.unwrap();
+        assert!(body.contains("execution duration of 8 s"), "{body}");
+        return;
+    }
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.headers().get("x-query-status").is_none(), "it streamed");
-    // On a loaded machine the query may reach its deadline before its first
-    // rows: that too must end in a broken transfer.
     let mut ended = r.chunk().await.map(|_| ());
     if ended.is_ok() {
         tokio::time::sleep(Duration::from_secs(10)).await;
