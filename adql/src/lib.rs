@@ -138,6 +138,12 @@ pub const MAX_COLUMNS: usize = 1000;
 /// of 1 000 columns grouped by all 1 000 took 24 s; 2^18 take about 0.2 s.
 pub const MAX_GROUPED: usize = 1 << 18;
 
+/// The longest LIKE pattern, in characters (see `walk::expr::check_pattern`).
+pub const MAX_LIKE_PATTERN: usize = 256;
+
+/// The most `%` wildcards one LIKE pattern may have.
+pub const MAX_LIKE_WILDCARDS: usize = 16;
+
 /// The most bytes of text literals one query may hold. A literal is repeated
 /// in every row of a batch: a 100 KB one in `SELECT '...' FROM ppdb.DiaSource`
 /// took the server to 2 GB, and the 4 MiB a request may carry would have

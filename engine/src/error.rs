@@ -146,7 +146,8 @@ impl Error {
             if root.contains("DivideByZero") {
                 return "query failed: division by zero".into();
             }
-            if root.contains("Failed to allocate additional") {
+            // The second: a sort that may no longer spill (it is merging).
+            if root.contains("Failed to allocate additional") || root.contains("before spilling") {
                 return "query failed: it needs more memory for its sorts, joins and aggregates \
                         than one query may use; narrow it (a condition joining its tables, \
                         fewer columns, a smaller cone) or ask for fewer rows (MAXREC)"

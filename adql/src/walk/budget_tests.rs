@@ -1,5 +1,5 @@
 //! The limits that bound what planning a query costs, where no deadline can
-//! reach: tokens, and output columns times grouping keys.
+//! reach: tokens, output columns times grouping keys, and LIKE patterns.
 
 use super::tests::schema;
 use crate::parse;
@@ -67,4 +67,27 @@ fn a_text_that_surely_has_too_many_tokens_is_refused_before_tokenizing() {
         format!("SELECT '{commas}' AS a, \"{commas}\" AS b FROM ppdb.DiaObject -- {commas}");
     let e = parse(&quoted, &schema()).unwrap_err();
     assert!(!e.message.contains("tokens"), "{e}");
+}
+
+#[test]
+fn a_like_pattern_from_a_column_is_refused_where_an_upload_is_read() {
+    let mut tables = schema();
+    tables.push(crate::Table {
+        schema: "TAP_UPLOAD".into(),
+        name: "t".into(),
+        columns: vec![crate::Column {
+            name: "p".into(),
+            unit: None,
+        }],
+        key: vec![],
+    });
+    let from_catalog = "SELECT o.ra FROM ppdb.DiaObject AS o, ppdb.DiaSource AS s \
+                        WHERE CAST(o.ra AS VARCHAR) LIKE CAST(s.ra AS VARCHAR) || '%'";
+    assert!(parse(from_catalog, &tables).is_ok());
+    let from_upload = "SELECT o.ra FROM ppdb.DiaObject AS o, TAP_UPLOAD.t AS u \
+                       WHERE CAST(o.ra AS VARCHAR) LIKE u.p";
+    let e = parse(from_upload, &tables).unwrap_err();
+    assert!(e.message.contains("reads an upload"), "{e}");
+    let literal = "SELECT o.ra FROM ppdb.DiaObject AS o, TAP_UPLOAD.t AS u WHERE u.p LIKE 'NGC%'";
+    assert!(parse(literal, &tables).is_ok());
 }
