@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use engine::encode::Format;
 use engine::{QueryOptions, QueryResult, ReplayOptions};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 /// The record behind a token, as JSON (the page shows the pinned ADQL and snapshot).
 pub(crate) async fn record(
     State(app): State<Shared>,
@@ -171,9 +171,9 @@ pub(crate) async fn sync(app: Shared, caller: Caller, params: Params) -> Respons
     }
     // Uploads are read (fetched, parsed) with a turn and within the query's
     // time, as the query is: they are its work.
-    let permit = match app.limits.admit(&caller.key()) {
-        Ok(p) => std::sync::Arc::new(p.acquire().await),
-        Err(busy) => return busy_response(&busy),
+    let permit = match turn(&app, &caller.key()).await {
+        Ok(p) => p,
+        Err(busy) => return busy,
     };
     // The turn is held until the query stops executing, not only until its
     // client goes: an abandoned query must not let another take its place early.
@@ -204,6 +204,29 @@ pub(crate) async fn sync(app: Shared, caller: Caller, params: Params) -> Respons
     match start(&app, &request, deadline).await {
         Ok(result) => stream(app, result, request.format, deadline, permit).await,
         Err(e) => e.response(),
+    }
+}
+
+/// A turn to run a sync request, waited for at most twice the longest a
+/// query may run and five seconds more (the queries ahead end at their
+/// deadlines, and stop within a step after): a request in the queue is then
+/// answered "busy", not kept waiting for as long as the queries ahead of it
+/// take (a runaway query once kept every queued request waiting 93 s).
+async fn turn(
+    app: &Shared,
+    caller: &str,
+) -> Result<std::sync::Arc<crate::app::limits::Permit>, Response> {
+    let ticket = app
+        .limits
+        .admit(caller)
+        .map_err(|busy| busy_response(&busy))?;
+    let wait = app.config.max_duration * 2 + Duration::from_secs(5);
+    match tokio::time::timeout(wait, ticket.acquire()).await {
+        Ok(p) => Ok(std::sync::Arc::new(p)),
+        Err(_) => Err(busy_response(&format!(
+            "the service is busy: no turn to run came within {} s; try again later",
+            wait.as_secs()
+        ))),
     }
 }
 
@@ -263,9 +286,9 @@ pub(crate) async fn replay(
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
-    let permit = match app.limits.admit(&caller.key()) {
-        Ok(p) => std::sync::Arc::new(p.acquire().await),
-        Err(busy) => return busy_response(&busy),
+    let permit = match turn(&app, &caller.key()).await {
+        Ok(p) => p,
+        Err(busy) => return busy,
     };
     let deadline = Instant::now() + app.config.max_duration;
     let options = ReplayOptions {
