@@ -47,7 +47,13 @@ fn main() -> ExitCode {
         // Whoever read the output stopped reading (`ppdb snapshots | head -1`).
         Err(e) if e.is::<stdout::Closed>() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", explain(&e));
+            // On the command line, more time is one flag away.
+            let message = explain(&e).replace(
+                "give it more time where that is allowed (the service's limit is in \
+                 /tap/capabilities)",
+                "give it more time (`--max-duration SECONDS`)",
+            );
+            eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }

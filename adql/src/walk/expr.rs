@@ -145,13 +145,32 @@ impl Walker<'_> {
             }
             Expr::Exists { subquery, .. } | Expr::Subquery(subquery) => self.query(subquery),
             Expr::Like {
-                any, expr, pattern, ..
+                any,
+                expr,
+                pattern,
+                escape_char,
+                ..
             }
             | Expr::ILike {
-                any, expr, pattern, ..
+                any,
+                expr,
+                pattern,
+                escape_char,
+                ..
             } => {
                 if *any {
                     return Err(not_adql(span, "LIKE ANY"));
+                }
+                // DataFusion escapes with a backslash only; it refused any
+                // other while running, at no position.
+                if let Some(escape) = escape_char
+                    && !matches!(&escape.value, Value::SingleQuotedString(c) if c == "\\")
+                {
+                    return Err(Error::at(
+                        escape.span,
+                        "ESCAPE takes only a backslash here ('\\')",
+                    )
+                    .hint("write the pattern with \\% or \\_ for a literal % or _"));
                 }
                 self.expr(expr)?;
                 self.check_pattern(pattern)?;

@@ -69,9 +69,8 @@ fn mark_collected(node: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>
 pub fn overdue(allowed: Duration) -> String {
     format!(
         "the query ran longer than the execution duration of {} s and was stopped; \
-         narrow it (a smaller cone, fewer columns, TOP), or, if the service allows more \
-         (its limit is in /tap/capabilities), run it as an async job with a longer \
-         EXECUTIONDURATION",
+         narrow it (fewer rows or columns, a condition joining its tables, TOP), or give \
+         it more time where that is allowed (the service's limit is in /tap/capabilities)",
         allowed.as_secs().max(1)
     )
 }

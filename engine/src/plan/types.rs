@@ -159,6 +159,18 @@ fn check(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 negated,
             })))
         }
+        Expr::Like(like) => {
+            if let Ok(t) = like.expr.get_type(schema)
+                && !is_text(&t)
+                && t != DataType::Null
+            {
+                return plan_err!(
+                    "{} is not text: LIKE matches text; CAST it to VARCHAR first",
+                    named(&like.expr)
+                );
+            }
+            Ok(Transformed::no(Expr::Like(like)))
+        }
         other => Ok(Transformed::no(other)),
     }
 }

@@ -19,8 +19,11 @@ pub(crate) struct IngestArgs {
     /// HEALPix order of partitions, for a new catalog.
     #[arg(long, default_value_t = catalog::DEFAULT_PARTITION_ORDER)]
     partition_order: u8,
-    /// The most rows a commit merges into one file of a coarser cell where the
-    /// sky is sparse (0: one file per order-4 cell, however few rows it holds).
+    /// Where the sky is sparse, a commit writes one file for a larger HEALPix
+    /// cell (down to order 0) instead of one per order-4 cell, as long as that
+    /// file holds at most this many rows; 0 writes one file per order-4 cell
+    /// (two orders above --partition-order). It changes only how this run's
+    /// commits lay out files: every snapshot reads the same.
     #[arg(long, default_value_t = catalog::DEFAULT_CELL_ROWS)]
     cell_rows: usize,
     /// Chunk folders, or folders of chunk folders.

@@ -30,7 +30,8 @@ pub(crate) struct Cli {
 #[derive(Args, Clone)]
 pub(crate) struct CatalogArg {
     /// Catalog URL: a local path, file://, memory:// or s3://bucket/prefix
-    /// (default: the sample catalog bundled in data/sample).
+    /// (commands that only read default to the sample bundled in data/sample;
+    /// those that write need it).
     #[arg(long, env = "PPDB_CATALOG")]
     pub(crate) catalog: Option<String>,
 }
