@@ -269,19 +269,30 @@ impl Walker<'_> {
     /// stops between: `%a` 8 000 times against 30 000 characters kept both
     /// cores busy for 93 s past a 5 s deadline. The quoted parts of a pattern
     /// may have at most [`crate::MAX_LIKE_PATTERN`] characters and
-    /// [`crate::MAX_LIKE_WILDCARDS`] `%`; a pattern taken from a column is
+    /// [`crate::MAX_LIKE_WILDCARDS`] wildcards; a pattern taken from a column is
     /// refused where the query reads an upload, whose values are the caller's.
     fn check_pattern(&self, pattern: &Expr) -> Result<()> {
         let span = pattern.span();
         let mut parts = Vec::new();
         let derived = pattern_parts(pattern, &mut parts);
         let chars: usize = parts.iter().map(|p| p.chars().count()).sum();
-        let wildcards: usize = parts.iter().map(|p| p.matches('%').count()).sum();
+        let wildcards: usize = parts.iter().map(|p| p.matches(['%', '_']).count()).sum();
+        let singles: usize = parts.iter().map(|p| p.matches('_').count()).sum();
+        if singles > crate::MAX_LIKE_SINGLES {
+            return Err(Error::at(
+                span,
+                format!(
+                    "a LIKE pattern may have at most {} _ wildcards",
+                    crate::MAX_LIKE_SINGLES
+                ),
+            )
+            .hint("match a run of characters with %"));
+        }
         if chars > crate::MAX_LIKE_PATTERN || wildcards > crate::MAX_LIKE_WILDCARDS {
             return Err(Error::at(
                 span,
                 format!(
-                    "a LIKE pattern may have at most {} characters and {} %",
+                    "a LIKE pattern may have at most {} characters and {} wildcards (% and _)",
                     crate::MAX_LIKE_PATTERN,
                     crate::MAX_LIKE_WILDCARDS
                 ),
