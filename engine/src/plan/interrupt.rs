@@ -92,22 +92,27 @@ impl Interrupt {
         Ok(())
     }
 
-    /// `state` with each of its rules checking this interrupt before it runs.
-    pub(crate) fn wrap(&self, state: SessionState) -> SessionState {
-        let analyzer = state
+    /// `builder` with each of `base`'s rules checking this interrupt before it
+    /// runs (the rules go in with the session being built, not in a second one).
+    pub(crate) fn wrap(
+        &self,
+        builder: SessionStateBuilder,
+        base: &SessionState,
+    ) -> SessionStateBuilder {
+        let analyzer = base
             .analyzer()
             .rules
             .iter()
             .map(|r| Arc::new(Checked::new(r.clone(), self)) as Arc<dyn AnalyzerRule + Send + Sync>)
             .collect();
-        let optimizer = state
+        let optimizer = base
             .optimizers()
             .iter()
             .map(|r| {
                 Arc::new(Checked::new(r.clone(), self)) as Arc<dyn OptimizerRule + Send + Sync>
             })
             .collect();
-        let physical = state
+        let physical = base
             .physical_optimizers()
             .iter()
             .map(|r| {
@@ -115,11 +120,10 @@ impl Interrupt {
                     as Arc<dyn PhysicalOptimizerRule + Send + Sync>
             })
             .collect();
-        SessionStateBuilder::new_from_existing(state)
+        builder
             .with_analyzer_rules(analyzer)
             .with_optimizer_rules(optimizer)
             .with_physical_optimizer_rules(physical)
-            .build()
     }
 }
 
@@ -251,7 +255,12 @@ mod tests {
             .with_default_features()
             .with_analyzer_rules(vec![step(leave), step(None)])
             .build();
-        let state = interrupt.wrap(state);
+        let state = interrupt
+            .wrap(
+                SessionStateBuilder::new_from_existing(state.clone()),
+                &state,
+            )
+            .build();
         let plan = LogicalPlanBuilder::empty(true)
             .build()
             .expect("an empty plan");

@@ -182,7 +182,7 @@ impl Engine {
         let t1 = Instant::now();
         let interrupt = Interrupt::new(limit);
         interrupt.check()?;
-        let mut state = interrupt.wrap(self.session(k, cutoff, uploads).await?);
+        let mut state = self.session(k, cutoff, uploads, &interrupt).await?;
         let rows = batch_rows(query, uploads, state.config().batch_size());
         if rows != state.config().batch_size() {
             *state.config_mut() = state.config().clone().with_batch_size(rows);

@@ -19,12 +19,14 @@ use crate::scan::provider::{PpdbTable, View};
 use crate::session::memory::QueryPool;
 use crate::upload::Upload;
 impl Engine {
-    /// A session whose catalog holds the tables at snapshot `k`, and the uploads.
+    /// A session whose catalog holds the tables at snapshot `k`, and the
+    /// uploads, its rules checking `interrupt` before each step.
     pub(crate) async fn session(
         &self,
         k: u64,
         cutoff: Option<f64>,
         uploads: &[Upload],
+        interrupt: &crate::plan::interrupt::Interrupt,
     ) -> Result<SessionState> {
         let mut list = self.catalog_list(k, cutoff).await?;
         if !uploads.is_empty() {
@@ -36,10 +38,10 @@ impl Engine {
             self.spill_memory,
             self.shared_memory.clone(),
         ));
-        Ok(SessionStateBuilder::new_from_existing(self.base.clone())
+        let builder = SessionStateBuilder::new_from_existing(self.base.clone())
             .with_catalog_list(list)
-            .with_runtime_env(Arc::new(runtime))
-            .build())
+            .with_runtime_env(Arc::new(runtime));
+        Ok(interrupt.wrap(builder, &self.base).build())
     }
 
     /// The tables at one snapshot, as a caller subject to `cutoff` sees them;
