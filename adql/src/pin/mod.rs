@@ -55,6 +55,7 @@ pub fn pin(
             source,
             text_width: query.text_width,
             outputs: query.outputs,
+            operations: query.operations,
         },
         adql,
         ordered,

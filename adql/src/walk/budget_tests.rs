@@ -1,5 +1,6 @@
 //! The limits that bound what planning a query costs, where no deadline can
-//! reach: tokens, output columns times grouping keys, and LIKE patterns.
+//! reach: tokens, output columns times grouping keys, LIKE patterns, how
+//! deep expressions nest and how many operations they hold.
 
 use super::tests::schema;
 use crate::parse;
@@ -90,4 +91,59 @@ fn a_like_pattern_from_a_column_is_refused_where_an_upload_is_read() {
     assert!(e.message.contains("reads an upload"), "{e}");
     let literal = "SELECT o.ra FROM ppdb.DiaObject AS o, TAP_UPLOAD.t AS u WHERE u.p LIKE 'NGC%'";
     assert!(parse(literal, &tables).is_ok());
+}
+
+#[test]
+fn functions_and_operators_nest_at_most_forty_deep_with_the_place_of_the_one_too_deep() {
+    // Planning a chain costs the cube of its depth: `id + 1 + 1 ...` with 499
+    // operators (2 KB) planned for 17 s in one step no deadline reaches.
+    let chain = |n: usize| format!("SELECT ra{} FROM ppdb.DiaObject", " + 1".repeat(n));
+    assert!(parse(&chain(crate::MAX_NESTING), &schema()).is_ok());
+    let e = parse(&chain(crate::MAX_NESTING + 1), &schema()).unwrap_err();
+    assert!(e.message.contains("nest at most 40 deep"), "{e}");
+    assert_eq!(
+        (e.line, e.column),
+        (1, 8),
+        "the outermost + spans from ra: {e}"
+    );
+    let nested = |n: usize| {
+        format!(
+            "SELECT {}ra{} FROM ppdb.DiaObject",
+            "ABS(".repeat(n),
+            ")".repeat(n)
+        )
+    };
+    assert!(parse(&nested(crate::MAX_NESTING), &schema()).is_ok());
+    let e = parse(&nested(crate::MAX_NESTING + 1), &schema()).unwrap_err();
+    assert_eq!(
+        (e.line, e.column),
+        (1, 8 + 4 * crate::MAX_NESTING as u64),
+        "{e}"
+    );
+    // AND and OR chains are not deep in that sense: they plan in linear time.
+    let ors: Vec<String> = (0..240).map(|i| format!("diaObjectId = {i}")).collect();
+    let q = format!("SELECT ra FROM ppdb.DiaObject WHERE {}", ors.join(" OR "));
+    super::tests::parses_on_a_grown_stack(q);
+}
+
+#[test]
+fn operations_are_counted_over_the_whole_query_and_stop_at_the_limit() {
+    // 500 columns of 10 nested functions: 20 operations each (a call and its
+    // argument), 10 000 in all.
+    let select = |cols: usize| {
+        let e = format!("{}ra{}", "ABS(".repeat(10), ")".repeat(10));
+        let list: Vec<String> = (0..cols).map(|i| format!("{e} AS c{i}")).collect();
+        format!("SELECT {} FROM ppdb.DiaObject", list.join(", "))
+    };
+    let q = parse(&select(500), &schema()).expect("at the limit");
+    assert_eq!(q.operations, crate::MAX_OPERATIONS);
+    let e = parse(&select(501), &schema()).unwrap_err();
+    assert!(e.message.contains("more than 10000 operations"), "{e}");
+    // Literal lists cost one operation, whatever their length.
+    let ids: Vec<String> = (0..20_000).map(|i| i.to_string()).collect();
+    let q = format!(
+        "SELECT ra FROM ppdb.DiaObject WHERE diaObjectId IN ({})",
+        ids.join(", ")
+    );
+    assert!(parse(&q, &schema()).expect("a long IN list").operations < 10);
 }

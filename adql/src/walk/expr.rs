@@ -12,7 +12,43 @@ use crate::Error;
 use super::*;
 
 impl Walker<'_> {
+    /// Checks (and in the rewriting pass rewrites) one expression, counting
+    /// its operations and how deep its operators nest.
     pub(super) fn expr(&mut self, e: &mut Expr) -> Result<()> {
+        if !self.collecting() {
+            return self.expr_node(e);
+        }
+        if !matches!(
+            e,
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Nested(_) | Expr::Value(_)
+        ) {
+            self.count(1, e.span())?;
+        }
+        let nests = match e {
+            Expr::BinaryOp { op, .. } => !matches!(op, BinaryOperator::And | BinaryOperator::Or),
+            Expr::Function(_) | Expr::UnaryOp { .. } => true,
+            _ => false,
+        };
+        if !nests {
+            return self.expr_node(e);
+        }
+        if self.nesting == MAX_NESTING {
+            return Err(Error::at(
+                e.span(),
+                format!(
+                    "functions and operators nest at most {MAX_NESTING} deep (a chain \
+                     a + b + c ... nests one level per operator); this one is one too deep"
+                ),
+            )
+            .hint("compute part of the expression in a subquery, or group a long chain with parentheses"));
+        }
+        self.nesting += 1;
+        let walked = self.expr_node(e);
+        self.nesting -= 1;
+        walked
+    }
+
+    fn expr_node(&mut self, e: &mut Expr) -> Result<()> {
         let span = e.span();
         if self.copies > MAX_COPIES {
             return Err(Error::at(
@@ -364,6 +400,25 @@ pub(super) fn check_cast_type(t: &DataType, span: Span) -> Result<()> {
 pub(super) const MAX_COPIES: u32 = 12;
 
 impl Walker<'_> {
+    /// Counts `n` operations of the expression at `span`, once for each copy
+    /// the planner will write of it; past [`MAX_OPERATIONS`] the query is refused.
+    pub(super) fn count(&mut self, n: usize, span: Span) -> Result<()> {
+        let copies = 1usize.checked_shl(self.copies).unwrap_or(usize::MAX);
+        self.operations = self.operations.saturating_add(n.saturating_mul(copies));
+        if self.operations > MAX_OPERATIONS {
+            return Err(Error::at(
+                span,
+                format!(
+                    "the query has more than {MAX_OPERATIONS} operations (operators, function \
+                     calls and their arguments, CASE, CAST; counted once for each copy the \
+                     planner makes); this one is past the limit"
+                ),
+            )
+            .hint("split the query, or upload a table of values and join it"));
+        }
+        Ok(())
+    }
+
     /// Walks an operand the planner writes out 2^`doublings` times.
     pub(super) fn copied(
         &mut self,

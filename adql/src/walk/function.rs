@@ -52,6 +52,11 @@ impl Walker<'_> {
         let mut star = false;
         let mut args = Vec::with_capacity(list.args.len());
         let n = list.args.len();
+        // Each argument is a step, a literal one too: a POLYGON's vertices are
+        // each visited for every row.
+        if self.collecting() {
+            self.count(n, name_span)?;
+        }
         for (i, a) in list.args.iter_mut().enumerate() {
             match a {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => {

@@ -32,7 +32,7 @@ pub(crate) use adql_join_constraint;
 use sqlparser::ast::{Spanned, Statement};
 use sqlparser::tokenizer::Span;
 
-use crate::{AsOf, Error, Query, SchemaInfo, Table};
+use crate::{AsOf, Error, MAX_NESTING, MAX_OPERATIONS, Query, SchemaInfo, Table};
 
 mod expr;
 mod function;
@@ -129,6 +129,10 @@ struct Walker<'a> {
     /// How many times, as a power of two, the planner will write out the
     /// expression being walked (see [`Walker::copied`]).
     copies: u32,
+    /// Operations in all expressions walked (see [`Query::operations`]).
+    operations: usize,
+    /// How deep the expression being walked is in functions and operators.
+    nesting: usize,
 }
 
 /// Checks and rewrites one parsed statement.
@@ -169,6 +173,8 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
         outputs: 0,
         grouped: 0,
         copies: 0,
+        operations: 0,
+        nesting: 0,
     };
     let source = Statement::Query(query.clone());
     let mut scratch = query.clone();
@@ -188,6 +194,7 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
         source,
         text_width: 0,
         outputs: w.outputs,
+        operations: w.operations,
     })
 }
 
@@ -206,7 +213,7 @@ mod budget_tests;
 
 #[cfg(test)]
 mod tests {
-    use crate::{AsOf, Column, Table, parse};
+    use crate::{AsOf, Column, MAX_NESTING, Table, parse};
 
     pub(super) fn schema() -> Vec<Table> {
         let col = |n: &str, u: Option<&str>| Column {
@@ -254,7 +261,7 @@ mod tests {
 
     /// The checking passes recurse as deep as a chain; the engine gives them a
     /// grown stack, as this does (a debug build needs more than 2 MiB).
-    fn parses_on_a_grown_stack(adql: String) {
+    pub(super) fn parses_on_a_grown_stack(adql: String) {
         std::thread::Builder::new()
             .stack_size(32 << 20)
             .spawn(move || assert!(parse(&adql, &schema()).is_ok()))
@@ -307,11 +314,14 @@ mod tests {
                 ", 2)".repeat(n)
             )
         };
-        assert!(parse(&nested(12), &schema()).is_ok());
-        for n in [13, 25] {
+        // Eleven levels make 2^11 copies; twelve pass the operations a query
+        // may hold (`MAX_OPERATIONS`) before they pass the copies.
+        assert!(parse(&nested(11), &schema()).is_ok());
+        for n in [12, 13, 25] {
             let e = parse(&nested(n), &schema()).unwrap_err();
             assert!(
-                e.message.contains("copied more than 2^12 times"),
+                e.message.contains("copied more than 2^12 times")
+                    || e.message.contains("more than 10000 operations"),
                 "{n}: {e}"
             );
         }
@@ -319,8 +329,8 @@ mod tests {
         // compared as a list.
         let last = format!(
             "SELECT {}ra{} FROM ppdb.DiaObject",
-            "COALESCE(NULL, ".repeat(60),
-            ")".repeat(60)
+            "COALESCE(NULL, ".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
         );
         parses_on_a_grown_stack(last);
         let ids: Vec<String> = (0..50_000).map(|i| i.to_string()).collect();
