@@ -51,6 +51,8 @@ pub struct Engine {
     pub(crate) tap: Vec<(&'static str, Arc<dyn TableProvider>)>,
     /// Metadata of the served and `TAP_SCHEMA` columns, by `("schema.table", column)`.
     pub(crate) column_infos: HashMap<(String, String), ColumnInfo>,
+    /// The longest text value of TAP_SCHEMA, for the cost of a query's rows.
+    pub(crate) tap_text: usize,
     pub(crate) store_url: ObjectStoreUrl,
     pub(crate) reader: Arc<CachedParquetFileReaderFactory>,
     /// The tables per snapshot and embargo cutoff (as bits).
@@ -151,6 +153,11 @@ impl Engine {
         }
         let tap_batches = tables::tap_schema(&schema);
         let column_infos = tables::column_infos(&tap_batches);
+        let tap_text = tap_batches
+            .iter()
+            .map(|(_, b)| crate::plan::batches::widest_text(b))
+            .max()
+            .unwrap_or(0);
         let tap = tap_batches
             .iter()
             .map(
@@ -187,6 +194,7 @@ impl Engine {
             base,
             tap,
             column_infos,
+            tap_text,
             store_url,
             reader,
             pinned: moka::sync::Cache::builder()

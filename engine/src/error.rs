@@ -31,6 +31,19 @@ pub enum Error {
         /// The limit, in MiB.
         limit_mib: u64,
     },
+    /// One row of the query would cost more work than a whole batch may
+    /// (see `plan::batches`): nothing could stop it at its deadline.
+    #[error(
+        "the query does too much for each row: its expressions would pass about {work_mib} MiB \
+         through their operations for one row (at most {limit_mib} MiB); compute fewer \
+         expressions, or fewer of them on long text"
+    )]
+    TooMuchPerRow {
+        /// The estimated work of one row, in MiB.
+        work_mib: usize,
+        /// The most one row may cost, in MiB.
+        limit_mib: usize,
+    },
     /// Planning or execution failed.
     #[error("query failed")]
     DataFusion(#[from] datafusion::error::DataFusionError),
@@ -60,9 +73,11 @@ impl Error {
     pub fn is_internal(&self) -> bool {
         use datafusion::error::DataFusionError as D;
         match self {
-            Error::Adql(_) | Error::Snapshot(_) | Error::StateFull { .. } | Error::Upload(_) => {
-                false
-            }
+            Error::Adql(_)
+            | Error::Snapshot(_)
+            | Error::StateFull { .. }
+            | Error::Upload(_)
+            | Error::TooMuchPerRow { .. } => false,
             Error::Catalog(e) => !matches!(
                 e,
                 catalog::Error::NoSuchSnapshot { .. } | catalog::Error::SnapshotExpired { .. }

@@ -4,6 +4,7 @@
 //! session's query planner), the deadline on every operator, and the direct
 //! path that answers id lookups without planning.
 
+pub(crate) mod batches;
 pub(crate) mod checked;
 pub(crate) mod colocate;
 pub(crate) mod crossmatch;

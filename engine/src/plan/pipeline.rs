@@ -8,7 +8,6 @@ use crate::result::{End, QueryResult, Rows};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::AsArray;
 use arrow::datatypes::SchemaRef;
 use catalog::log::SnapshotInfo;
 use datafusion::execution::session_state::SessionState;
@@ -20,6 +19,7 @@ use futures::StreamExt;
 
 use crate::encode::ColumnInfo;
 use crate::error::{Error, Result, planner_refusal};
+use crate::plan::batches::RowCost;
 use crate::plan::crossmatch::UPLOAD_SCHEMA;
 use crate::plan::direct::Direct;
 use crate::plan::interrupt::Interrupt;
@@ -182,11 +182,9 @@ impl Engine {
         let t1 = Instant::now();
         let interrupt = Interrupt::new(limit);
         interrupt.check()?;
-        let mut state = self.session(k, cutoff, uploads, &interrupt).await?;
-        let rows = batch_rows(query, uploads, state.config().batch_size());
-        if rows != state.config().batch_size() {
-            *state.config_mut() = state.config().clone().with_batch_size(rows);
-        }
+        let rows = RowCost::of(query, uploads, self.tap_text)
+            .batch_rows(self.base.config().batch_size())?;
+        let state = self.session(k, cutoff, uploads, rows, &interrupt).await?;
         let t2 = Instant::now();
         let statement = DfStatement::Statement(Box::new(query.statement.clone()));
         let owned_text = text.to_string();
@@ -313,30 +311,6 @@ impl Engine {
         )
         .await
     }
-}
-
-/// The bytes of text one batch of a query's rows may hold, by what the query
-/// makes itself. Batches are built whole before any pool can count them: eight
-/// `UPPER` copies of a 64 KiB literal in 8 192-row batches took one query to
-/// 6.6 GB against a 128 MiB limit.
-const BATCH_TEXT_BYTES: usize = 32 << 20;
-
-/// Rows per batch for `query`: DataFusion's `default` unless the text the
-/// query makes (a wide literal, or concatenation) or brings (the longest
-/// value of each text column of its uploads, which a join copies into every
-/// row it makes: three 200 KiB values took one query to 6.9 GB) would put
-/// more than [`BATCH_TEXT_BYTES`] in a batch; then fewer, down to one.
-pub(crate) fn batch_rows(query: &adql::Query, uploads: &[Upload], default: usize) -> usize {
-    let uploaded: usize = uploads
-        .iter()
-        .flat_map(|u| u.batch.columns())
-        .filter_map(|c| {
-            let text = c.as_string_opt::<i32>()?;
-            text.iter().map(|v| v.map_or(0, str::len)).max()
-        })
-        .sum();
-    let row = query.row_text_bytes().saturating_add(uploaded).max(1);
-    (BATCH_TEXT_BYTES / row).clamp(1, default.max(1))
 }
 
 /// Runs the planning `work` on a thread of the runtime's blocking pool (on a

@@ -18,14 +18,17 @@ use crate::scan::embargo::{self, Timing};
 use crate::scan::provider::{PpdbTable, View};
 use crate::session::memory::QueryPool;
 use crate::upload::Upload;
+
 impl Engine {
     /// A session whose catalog holds the tables at snapshot `k`, and the
-    /// uploads, its rules checking `interrupt` before each step.
+    /// uploads, reading batches of `batch_rows` rows, its rules checking
+    /// `interrupt` before each step.
     pub(crate) async fn session(
         &self,
         k: u64,
         cutoff: Option<f64>,
         uploads: &[Upload],
+        batch_rows: usize,
         interrupt: &crate::plan::interrupt::Interrupt,
     ) -> Result<SessionState> {
         let mut list = self.catalog_list(k, cutoff).await?;
@@ -38,7 +41,12 @@ impl Engine {
             self.spill_memory,
             self.shared_memory.clone(),
         ));
+        let mut config = self.base.config().clone();
+        if config.batch_size() != batch_rows {
+            config = config.with_batch_size(batch_rows);
+        }
         let builder = SessionStateBuilder::new_from_existing(self.base.clone())
+            .with_config(config)
             .with_catalog_list(list)
             .with_runtime_env(Arc::new(runtime));
         Ok(interrupt.wrap(builder, &self.base).build())
