@@ -1,33 +1,30 @@
 //! The engine: one DataFusion session template per catalog, and queries pinned to a snapshot.
 
-use crate::options::{EngineOptions, QueryOptions, ReplayOptions, Timings};
+use crate::options::{EngineOptions, QueryOptions};
 use crate::plan::pipeline::{deep, order_is_fixed};
-use crate::result::{Cached, End, QueryResult, ResultCache, Rows};
+use crate::result::{Cached, End, QueryResult, ResultCache};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
 use catalog::Catalog;
 use catalog::log::{LogState, SnapshotInfo};
 use chrono::Utc;
 use datafusion::catalog::{CatalogProviderList, TableProvider};
-use datafusion::datasource::MemTable;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::execution::registry::FunctionRegistry;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
-use datafusion::prelude::SessionConfig;
+use datafusion::execution::session_state::SessionState;
 
 use crate::encode::ColumnInfo;
 use crate::error::Result;
 use crate::scan::embargo::{self, Access, Embargo};
+use crate::session::memory::counted;
 use crate::session::tables;
+use crate::session::tap_schema::TapSchema;
+use crate::session::template;
 use crate::tokens::checksum::Checksum;
-use crate::tokens::error::TokenError;
 use crate::tokens::state::StateStore;
-use crate::tokens::token::{Identity, TokenRecord, check_token};
+use crate::tokens::token::{Identity, TokenRecord};
 
 /// Queries longer than this (bytes) are parsed off the runtime's workers.
 const LONG_QUERY: usize = 64 << 10;
@@ -88,7 +85,9 @@ impl Engine {
         let schema = catalog.schema().clone();
         let state = match &options.state {
             Some(url) => StateStore::open(url)?,
-            None if writable(catalog.location()) => StateStore::in_catalog(catalog.location()),
+            None if StateStore::catalog_may_hold(catalog.location()) => {
+                StateStore::in_catalog(catalog.location())
+            }
             None => StateStore::user_default()?,
         };
         let state = match options.state_limit {
@@ -99,93 +98,13 @@ impl Engine {
             .max_capacity(options.result_cache_bytes)
             .weigher(|_: &String, c: &Arc<Cached>| u32::try_from(c.bytes).unwrap_or(u32::MAX))
             .build();
-        let mut config = SessionConfig::new()
-            .with_target_partitions(options.target_partitions.max(1))
-            .with_information_schema(false)
-            .with_create_default_catalog_and_schema(false);
-        {
-            let o = config.options_mut();
-            // Names arrive resolved to their exact spelling from the adql crate.
-            o.sql_parser.enable_ident_normalization = false;
-            // Planner errors then carry the line and column of what they are about.
-            o.sql_parser.collect_spans = true;
-            o.execution.parquet.pushdown_filters = true;
-            o.execution.parquet.reorder_filters = true;
-            o.execution.parquet.enable_page_index = true;
-            o.execution.parquet.bloom_filter_on_read = false;
-            // Scans already spread their files over target_partitions groups; a round-robin
-            // shuffle on top only costs small queries time.
-            o.optimizer.enable_round_robin_repartition = false;
-            // A top-k pushes its current bound into the scan as a filter; under the
-            // pinned form's order over every output column that filter is a
-            // lexicographic comparison of ~100 columns evaluated on every row:
-            // `SELECT * FROM ppdb.DiaSource` cut at 3000 rows took 215 s with it
-            // and 6 s without (1.08e6 rows).
-            o.optimizer.enable_topk_dynamic_filter_pushdown = false;
-        }
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(options.memory_limit, 1.0)
-            .with_disk_manager_builder(crate::session::spill::disk_manager(
-                options.spill_dir.as_deref(),
-                options.spill_disk,
-            ))
-            .build_arc()?;
-        let store_url = ObjectStoreUrl::parse("ppdb://catalog")?;
-        let store = catalog.location().store.clone();
-        runtime.register_object_store(store_url.as_ref(), store.clone());
-        let reader = Arc::new(CachedParquetFileReaderFactory::new(
-            store,
-            runtime.cache_manager.get_file_metadata_cache(),
-        ));
-        let mut base = SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(runtime)
-            .with_default_features()
-            .with_analyzer_rules(crate::plan::types::analyzer_rules())
-            .with_optimizer_rule(Arc::new(crate::plan::registered::Colocate))
-            .with_query_planner(Arc::new(crate::plan::registered::CrossmatchPlanner))
-            .build();
-        for f in crate::functions::udf::all() {
-            base.register_udf(Arc::new(f))?;
-        }
-        for f in crate::functions::aggregate::all() {
-            base.register_udaf(Arc::new(f))?;
-        }
-        let tap_batches = tables::tap_schema(&schema);
-        let column_infos = tables::column_infos(&tap_batches);
-        let tap_text = tap_batches
-            .iter()
-            .map(|(_, b)| crate::plan::batches::widest_text(b))
-            .max()
-            .unwrap_or(0);
-        let tap = tap_batches
-            .iter()
-            .map(
-                |(name, batch)| -> Result<(&'static str, Arc<dyn TableProvider>)> {
-                    let t = MemTable::try_new(batch.schema(), vec![vec![batch.clone()]])?;
-                    Ok((*name, Arc::new(t) as Arc<dyn TableProvider>))
-                },
-            )
-            .collect::<Result<Vec<_>>>()?;
-        // TAP_SCHEMA is generated by this engine, not stored in the catalog: its
-        // digest joins the schema version, so a token made before TAP_SCHEMA changed
-        // is refused clearly instead of failing its checksum.
-        let mut digest = crate::tokens::checksum::Checksum::new(true);
-        for (name, batch) in &tap_batches {
-            digest.update(&RecordBatch::try_new(
-                Arc::new(arrow::datatypes::Schema::new(vec![
-                    arrow::datatypes::Field::new("table", arrow::datatypes::DataType::Utf8, false),
-                ])),
-                vec![Arc::new(arrow::array::StringArray::from(vec![*name]))],
-            )?);
-            digest.update(batch);
-        }
-        let digest = digest.finish();
-        let schema_version = format!(
-            "{} / TAP_SCHEMA {}",
-            schema.version(),
-            &digest[digest.len() - 8..]
-        );
+        let (base, store_url, reader) = template::build(&catalog, &options)?;
+        let TapSchema {
+            tables: tap,
+            column_infos,
+            widest_text: tap_text,
+            schema_version,
+        } = TapSchema::of(&schema)?;
         Ok(Engine {
             schema_version,
             adql_tables: tables::adql_tables(&schema),
@@ -391,119 +310,6 @@ impl Engine {
         Ok(result)
     }
 
-    /// Repeats the query a token names, and checks the rows against its record.
-    ///
-    /// The check happens after the last row: a mismatch is the stream's last item,
-    /// an error. Unknown and malformed tokens, and tokens of another catalog or
-    /// schema version, are refused before anything runs.
-    pub async fn replay(&self, token: &str, options: &ReplayOptions) -> Result<QueryResult> {
-        let record = self.record(token).await?;
-        self.may_replay(&record, options.privileged)?;
-        let uploads = self.load_uploads(token, &record.uploads).await?;
-        if options.use_cache
-            && let Some(hit) = self.results.get(token)
-        {
-            let snapshot = self
-                .resolve_snapshot(Some(&adql::AsOf::Snapshot(record.snapshot)))
-                .await?;
-            return Ok(QueryResult {
-                snapshot,
-                schema: hit.schema.clone(),
-                query: deep(|| adql::parse(&record.pinned_adql, &*self.tables_with(&uploads)))?,
-                timings: Timings::default(),
-                token: Some(record.token.clone()),
-                pinned_adql: Some(record.pinned_adql.clone()),
-                embargo_cutoff: record.embargo_cutoff,
-                columns: hit.columns.clone(),
-                rows: Rows::Cached(hit.batches.clone().into_iter()),
-                maxrec: None,
-                sent: 0,
-                overflow: hit.overflow,
-                checksum: Some(Checksum::new(record.checksum.starts_with("ordered:"))),
-                end: End::Verify {
-                    record: Box::new(record),
-                    from_cache: true,
-                },
-                finished: None,
-                keep: None,
-            });
-        }
-        let t0 = Instant::now();
-        let query = deep(|| adql::parse(&record.pinned_adql, &*self.tables_with(&uploads)))?;
-        let t1 = Instant::now();
-        let (_, snapshot) = self
-            .choose(
-                &record.pinned_adql,
-                query.as_of.as_ref(),
-                &QueryOptions::default(),
-            )
-            .await?;
-        if snapshot.snapshot != record.snapshot {
-            return Err(TokenError::Inconsistent {
-                token: token.to_string(),
-                recorded: record.snapshot,
-                reads: snapshot.snapshot,
-            }
-            .into());
-        }
-        let limit = options.time_limit.map(|d| (t0 + d, d));
-        let mut result = self
-            .execute(
-                &record.pinned_adql,
-                query,
-                snapshot,
-                record.embargo_cutoff,
-                record.maxrec,
-                limit,
-                &uploads,
-                false,
-                options.hold.clone(),
-            )
-            .await?;
-        result.timings.parse = t1 - t0;
-        result.token = Some(record.token.clone());
-        result.pinned_adql = Some(record.pinned_adql.clone());
-        result.checksum = Some(Checksum::new(record.checksum.starts_with("ordered:")));
-        result.keep = if options.use_cache { self.keep() } else { None };
-        result.end = End::Verify {
-            record: Box::new(record),
-            from_cache: false,
-        };
-        Ok(result)
-    }
-
-    /// The record of a token, checked against this catalog.
-    pub async fn record(&self, token: &str) -> Result<TokenRecord> {
-        check_token(token)?;
-        let record = self
-            .state
-            .get(token)
-            .await?
-            .ok_or_else(|| TokenError::Unknown {
-                token: token.to_string(),
-                store: self.state.url().to_string(),
-            })?;
-        let log = self.catalog.state().await?;
-        if record.catalog_id != log.catalog_id {
-            return Err(TokenError::OtherCatalog {
-                token: token.to_string(),
-                made_on: format!("{} at {}", record.catalog_id, record.catalog_url),
-                here: format!("{} at {}", log.catalog_id, self.catalog.url()),
-            }
-            .into());
-        }
-        let version = &self.schema_version;
-        if &record.schema_version != version {
-            return Err(TokenError::SchemaVersion {
-                token: token.to_string(),
-                made_with: record.schema_version,
-                serving: version.clone(),
-            }
-            .into());
-        }
-        Ok(record)
-    }
-
     /// What the embargo does to a query at snapshot `k`.
     pub(crate) fn access(
         &self,
@@ -520,53 +326,4 @@ impl Engine {
         });
         embargo::access(&self.embargo, log, k, stored, privileged)
     }
-
-    /// Refuses a caller without privilege a token whose result holds rows still embargoed.
-    pub fn may_replay(&self, record: &TokenRecord, privileged: bool) -> Result<()> {
-        match (record.embargoed_until, self.embargo.cutoff()) {
-            (Some(until), Some(cutoff)) if !privileged && until > cutoff => {
-                Err(TokenError::Embargoed {
-                    token: record.token.clone(),
-                    until,
-                }
-                .into())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// The state store's token secret, read (or made) once.
-    pub(crate) async fn token_secret(&self) -> Result<Arc<Vec<u8>>> {
-        self.secret
-            .get_or_try_init(|| async { self.state.secret().await.map(Arc::new) })
-            .await
-            .cloned()
-    }
-}
-
-/// Whether a catalog can hold its own state: object stores are taken to be;
-/// a local folder is if a `_state` folder can be made and written in it.
-fn writable(loc: &catalog::store::Location) -> bool {
-    if loc.url.contains("://") && !loc.url.starts_with("file://") {
-        return true;
-    }
-    let root = std::path::Path::new(loc.url.trim_start_matches("file://"));
-    let dir = root.join("_state");
-    if std::fs::create_dir_all(&dir).is_err() {
-        return false;
-    }
-    let probe = dir.join(format!(".probe-{}", std::process::id()));
-    let ok = std::fs::write(&probe, b"").is_ok();
-    let _ = std::fs::remove_file(&probe);
-    ok
-}
-
-/// The part of a memory limit the pools may count. They count what operators
-/// reserve; the process holds about a third more (hash tables beyond their
-/// estimate, batches in flight, the allocator's own): a 32-table join peaked
-/// at 1.3 times its pool's limit over the idle process, with a limit of 512
-/// MiB and of 2 GiB. Counting three quarters keeps the process within the
-/// limits it was given.
-fn counted(limit: usize) -> usize {
-    limit / 4 * 3
 }

@@ -4,6 +4,7 @@
 pub(crate) mod budget;
 pub(crate) mod checksum;
 pub mod error;
+pub(crate) mod replay;
 pub(crate) mod state;
 pub(crate) mod token;
 pub(crate) mod uploads;

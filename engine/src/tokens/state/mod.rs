@@ -56,6 +56,23 @@ impl StateStore {
         }
     }
 
+    /// Whether a catalog can hold its own state: object stores are taken to be;
+    /// a local folder is if a `_state` folder can be made and written in it.
+    pub(crate) fn catalog_may_hold(loc: &Location) -> bool {
+        if loc.url.contains("://") && !loc.url.starts_with("file://") {
+            return true;
+        }
+        let root = std::path::Path::new(loc.url.trim_start_matches("file://"));
+        let dir = root.join("_state");
+        if std::fs::create_dir_all(&dir).is_err() {
+            return false;
+        }
+        let probe = dir.join(format!(".probe-{}", std::process::id()));
+        let ok = std::fs::write(&probe, b"").is_ok();
+        let _ = std::fs::remove_file(&probe);
+        ok
+    }
+
     /// The per-user state store: `$PPDB_STATE`, else `$XDG_STATE_HOME/ppdb`, else `~/.local/state/ppdb`.
     pub fn user_default() -> Result<StateStore> {
         let dir = user_dir().ok_or(StateError::NoPlace)?;
