@@ -1,7 +1,7 @@
 //! The engine: one DataFusion session template per catalog, and queries pinned to a snapshot.
 
 use crate::options::{EngineOptions, QueryOptions};
-use crate::plan::pipeline::{deep, order_is_fixed};
+use crate::plan::pipeline::{Run, deep, order_is_fixed};
 use crate::result::{Cached, End, QueryResult, ResultCache};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -225,9 +225,8 @@ impl Engine {
             embargoed_until: access.until,
         };
         let t2 = Instant::now();
-        let mut result = self
-            .run(adql, query, snapshot, access.cutoff, options, t0)
-            .await?;
+        let run = Run::asked(adql, snapshot.snapshot, access.cutoff, options, t0);
+        let mut result = self.execute(query, snapshot, run).await?;
         result.timings.parse = t1 - t0;
         result.timings.pin = t2 - t1 + result.timings.pin;
         result.token = Some(token);
@@ -240,31 +239,6 @@ impl Engine {
             record: Box::new(record),
         };
         Ok(result)
-    }
-
-    /// [`Engine::execute`] as `options` ask, with the deadline counted from `t0`.
-    async fn run(
-        &self,
-        adql: &str,
-        query: adql::Query,
-        snapshot: SnapshotInfo,
-        cutoff: Option<f64>,
-        options: &QueryOptions,
-        t0: Instant,
-    ) -> Result<QueryResult> {
-        let limit = options.time_limit.map(|d| (t0 + d, d));
-        self.execute(
-            adql,
-            query,
-            snapshot,
-            cutoff,
-            options.maxrec,
-            limit,
-            &options.uploads,
-            options.always_plan,
-            options.hold.clone(),
-        )
-        .await
     }
 
     /// A query made ready to run: parsed and checked, its snapshot chosen, what
@@ -302,9 +276,8 @@ impl Engine {
         let t1 = Instant::now();
         let (log, snapshot) = self.choose(adql, query.as_of.as_ref(), options).await?;
         let access = self.access(&log, snapshot.snapshot, &query, options.privileged);
-        let mut result = self
-            .run(adql, query, snapshot, access.cutoff, options, t0)
-            .await?;
+        let run = Run::asked(adql, snapshot.snapshot, access.cutoff, options, t0);
+        let mut result = self.execute(query, snapshot, run).await?;
         result.timings.parse = t1 - t0;
         result.end = End::Nothing;
         Ok(result)

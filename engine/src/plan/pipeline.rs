@@ -36,6 +36,47 @@ pub(crate) enum Route {
     Planned(Box<Planned>),
 }
 
+/// One run of a checked query: its text, the snapshot and embargo cutoff it
+/// reads at, and the limits it runs under.
+pub(crate) struct Run<'a> {
+    /// The query as it runs (the pinned ADQL), for the places in its errors.
+    pub(crate) text: &'a str,
+    /// The snapshot it reads.
+    pub(crate) k: u64,
+    /// The embargo cutoff it reads under, if any.
+    pub(crate) cutoff: Option<f64>,
+    pub(crate) maxrec: Option<u64>,
+    /// The deadline, and how long the query was given (for the message).
+    pub(crate) limit: Option<(Instant, Duration)>,
+    pub(crate) uploads: &'a [Upload],
+    /// Plan even an id lookup (for comparisons and tests).
+    pub(crate) always_plan: bool,
+    /// Kept until the query has really ended (a slot of the service's).
+    pub(crate) hold: Option<crate::options::Hold>,
+}
+
+impl<'a> Run<'a> {
+    /// A run as `options` ask, its deadline counted from `t0`.
+    pub(crate) fn asked(
+        text: &'a str,
+        k: u64,
+        cutoff: Option<f64>,
+        options: &'a QueryOptions,
+        t0: Instant,
+    ) -> Run<'a> {
+        Run {
+            text,
+            k,
+            cutoff,
+            maxrec: options.maxrec,
+            limit: options.time_limit.map(|d| (t0 + d, d)),
+            uploads: &options.uploads,
+            always_plan: options.always_plan,
+            hold: options.hold.clone(),
+        }
+    }
+}
+
 /// A query DataFusion planned: the physical plan, ready to run in its session.
 pub(crate) struct Planned {
     physical: Arc<dyn ExecutionPlan>,
@@ -46,36 +87,15 @@ pub(crate) struct Planned {
 }
 
 impl Engine {
-    /// Plans and starts a checked query at a snapshot; `limit` is its deadline and
-    /// the time it was given.
-    // Each argument is one independent setting of a run; a struct would only rename them.
-    #[allow(clippy::too_many_arguments)]
+    /// Plans and starts a checked query at `snapshot` (the one `run` reads).
     pub(crate) async fn execute(
         &self,
-        text: &str,
         query: adql::Query,
         snapshot: SnapshotInfo,
-        cutoff: Option<f64>,
-        maxrec: Option<u64>,
-        limit: Option<(Instant, Duration)>,
-        uploads: &[Upload],
-        always_plan: bool,
-        hold: Option<crate::options::Hold>,
+        run: Run<'_>,
     ) -> Result<QueryResult> {
         let t1 = Instant::now();
-        let route = self
-            .route(
-                text,
-                &query,
-                snapshot.snapshot,
-                cutoff,
-                maxrec,
-                limit,
-                uploads,
-                always_plan,
-                hold.clone(),
-            )
-            .await?;
+        let route = self.route(&query, &run).await?;
         let (schema, stream, timings, columns) = match route {
             Route::Direct(read) => {
                 let (schema, stream) = read.run().await?;
@@ -105,7 +125,7 @@ impl Engine {
                     p.physical,
                     p.state.task_ctx(),
                     p.schema.clone(),
-                    hold,
+                    run.hold,
                 )?;
                 (p.schema, stream, p.timings, p.columns)
             }
@@ -117,10 +137,10 @@ impl Engine {
             timings,
             token: None,
             pinned_adql: None,
-            embargo_cutoff: cutoff,
+            embargo_cutoff: run.cutoff,
             columns,
             rows: Rows::Live(stream),
-            maxrec,
+            maxrec: run.maxrec,
             sent: 0,
             overflow: false,
             checksum: None,
@@ -130,34 +150,22 @@ impl Engine {
         })
     }
 
-    /// Chooses how a checked query at snapshot `k` runs, and plans it: the one
-    /// pipeline queries, replays, EXPLAIN and EXPLAIN ANALYZE all take. Id
-    /// lookups and small cones are read directly unless `always_plan` (or an
-    /// embargo, or an upload) says otherwise. `hold` is kept until planning has
+    /// Chooses how a checked query runs, and plans it: the one pipeline
+    /// queries, replays, EXPLAIN and EXPLAIN ANALYZE all take. Id lookups and
+    /// small cones are read directly unless `run.always_plan` (or an embargo,
+    /// or an upload) says otherwise. `run.hold` is kept until planning has
     /// really ended, even when its caller stopped waiting for it.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn route(
-        &self,
-        text: &str,
-        query: &adql::Query,
-        k: u64,
-        cutoff: Option<f64>,
-        maxrec: Option<u64>,
-        limit: Option<(Instant, Duration)>,
-        uploads: &[Upload],
-        always_plan: bool,
-        hold: Option<crate::options::Hold>,
-    ) -> Result<Route> {
-        if !always_plan
-            && cutoff.is_none()
-            && uploads.is_empty()
+    pub(crate) async fn route(&self, query: &adql::Query, run: &Run<'_>) -> Result<Route> {
+        if !run.always_plan
+            && run.cutoff.is_none()
+            && run.uploads.is_empty()
             && let Some(lookup) = query.lookup()
-            && let Some(table) = self.served_table(k, &lookup.table).await?
+            && let Some(table) = self.served_table(run.k, &lookup.table).await?
             && let Some(read) = crate::plan::direct::prepare(table, lookup)
         {
             return Ok(Route::Direct(Box::new(read)));
         }
-        self.plan(text, query, k, cutoff, maxrec, limit, uploads, hold)
+        self.plan(query, run)
             .await
             .map(|p| Route::Planned(Box::new(p)))
     }
@@ -167,18 +175,17 @@ impl Engine {
     /// and stops at the deadline, or when the caller goes away, between any
     /// two steps of DataFusion's rules (see [`crate::plan::interrupt`]);
     /// `hold` is kept until that thread has ended.
-    #[allow(clippy::too_many_arguments)]
-    async fn plan(
-        &self,
-        text: &str,
-        query: &adql::Query,
-        k: u64,
-        cutoff: Option<f64>,
-        maxrec: Option<u64>,
-        limit: Option<(Instant, Duration)>,
-        uploads: &[Upload],
-        hold: Option<crate::options::Hold>,
-    ) -> Result<Planned> {
+    async fn plan(&self, query: &adql::Query, run: &Run<'_>) -> Result<Planned> {
+        let Run {
+            text,
+            k,
+            cutoff,
+            maxrec,
+            limit,
+            uploads,
+            ..
+        } = *run;
+        let hold = run.hold.clone();
         let t1 = Instant::now();
         let interrupt = Interrupt::new(limit);
         interrupt.check()?;
@@ -297,19 +304,14 @@ impl Engine {
     async fn route_of(&self, adql: &str, options: &QueryOptions) -> Result<Route> {
         let t0 = Instant::now();
         let prepared = self.prepare(adql, options).await?;
-        let limit = options.time_limit.map(|d| (t0 + d, d));
-        self.route(
+        let run = Run::asked(
             adql,
-            &prepared.pinned.query,
             prepared.snapshot.snapshot,
             prepared.access.cutoff,
-            options.maxrec,
-            limit,
-            &options.uploads,
-            options.always_plan,
-            options.hold.clone(),
-        )
-        .await
+            options,
+            t0,
+        );
+        self.route(&prepared.pinned.query, &run).await
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::Engine;
 use crate::error::Result;
 use crate::options::{QueryOptions, ReplayOptions, Timings};
-use crate::plan::pipeline::deep;
+use crate::plan::pipeline::{Run, deep};
 use crate::result::{End, QueryResult, Rows};
 use crate::tokens::checksum::Checksum;
 use crate::tokens::error::TokenError;
@@ -69,20 +69,17 @@ impl Engine {
             }
             .into());
         }
-        let limit = options.time_limit.map(|d| (t0 + d, d));
-        let mut result = self
-            .execute(
-                &record.pinned_adql,
-                query,
-                snapshot,
-                record.embargo_cutoff,
-                record.maxrec,
-                limit,
-                &uploads,
-                false,
-                options.hold.clone(),
-            )
-            .await?;
+        let run = Run {
+            text: &record.pinned_adql,
+            k: snapshot.snapshot,
+            cutoff: record.embargo_cutoff,
+            maxrec: record.maxrec,
+            limit: options.time_limit.map(|d| (t0 + d, d)),
+            uploads: &uploads,
+            always_plan: false,
+            hold: options.hold.clone(),
+        };
+        let mut result = self.execute(query, snapshot, run).await?;
         result.timings.parse = t1 - t0;
         result.token = Some(record.token.clone());
         result.pinned_adql = Some(record.pinned_adql.clone());
