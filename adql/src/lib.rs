@@ -278,7 +278,14 @@ fn check_tokens(adql: &str) -> Result<(u64, usize), Error> {
     let mut significant = 0usize;
     let mut literal_bytes = 0usize;
     let mut widest = 0usize;
-    for t in tokens {
+    let significant_at = |i: usize| {
+        tokens
+            .get(i)
+            .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+    };
+    let mut previous: Option<&Token> = None;
+    for (i, t) in tokens.iter().enumerate() {
+        let next = (i + 1..tokens.len()).find_map(|j| significant_at(j));
         let at = |message: String, hint: Option<&str>| Error {
             message,
             line: t.span.start.line,
@@ -307,6 +314,24 @@ fn check_tokens(adql: &str) -> Result<(u64, usize), Error> {
                         | Keyword::INTERSECT
                         | Keyword::EXCEPT
                 )
+            }
+            // The sign of a number (`IN (-1, -2)`, a POLYGON at negative
+            // declinations) and the `*` of `SELECT *`, `t.*` and `COUNT(*)`
+            // are no operators: only the walk sees them, as values.
+            Token::Plus | Token::Minus
+                if !previous.is_some_and(ends_value)
+                    && next.is_some_and(|n| matches!(n.token, Token::Number(..))) =>
+            {
+                false
+            }
+            Token::Mul
+                if previous.is_none_or(|p| {
+                    matches!(p, Token::LParen | Token::Period | Token::Comma)
+                        || matches!(p, Token::Word(w) if w.quote_style.is_none()
+                            && matches!(w.keyword, Keyword::SELECT | Keyword::DISTINCT | Keyword::ALL))
+                }) =>
+            {
+                false
             }
             Token::Plus
             | Token::Minus
@@ -391,14 +416,34 @@ fn check_tokens(adql: &str) -> Result<(u64, usize), Error> {
                         "the query has more than {MAX_OPERATORS} operators; this one is one too many"
                     ),
                     Some(
-                        "write a long list of values as `column IN (v1, v2, ...)`, or upload \
-                         it as a table and join it",
+                        "operators count over the whole query (arithmetic, comparisons, AND, OR, \
+                         UNION): write a list of values as `column IN (v1, v2, ...)` or upload it \
+                         as a table and join it, and split wide computed SELECT lists or long \
+                         conditions into several queries",
                     ),
                 ));
             }
         }
+        if !matches!(t.token, Token::Whitespace(_)) {
+            previous = Some(&t.token);
+        }
     }
     Ok((length, widest))
+}
+
+/// Whether a query can have a value end with `token` (so that a `-` after it
+/// is a subtraction, not a sign).
+fn ends_value(token: &sqlparser::tokenizer::Token) -> bool {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::Token;
+    match token {
+        Token::Number(..) | Token::SingleQuotedString(_) | Token::RParen => true,
+        Token::Word(w) => {
+            w.quote_style.is_some()
+                || matches!(w.keyword, Keyword::NoKeyword | Keyword::END | Keyword::NULL)
+        }
+        _ => false,
+    }
 }
 
 fn too_many_tokens(line: u64, column: u64) -> Error {

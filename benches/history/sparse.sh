@@ -1,8 +1,9 @@
 #!/bin/bash
 # A sparse wide sky as ingest leaves it, laid out with and without merged
-# cells (`ppdb ingest --cell-rows 0` writes one file per order-4 cell): files
-# per table, ingest rate, and TAP sync p50 of four queries (7 runs after one
-# warm-up). Usage: sparse.sh [BINARY] [OBJECTS] [NIGHTS]
+# cells (`ppdb ingest --cell-rows 0` writes one file per order-4 cell), and
+# the merged one after `ppdb compact`: files per table, ingest rate, and TAP
+# sync p50 of four queries (7 runs after one warm-up).
+# Usage: sparse.sh [BINARY] [OBJECTS] [NIGHTS]
 # Figures in docs/storage.md ("Sparse sky is coarser still").
 set -e
 BIN=${1:-target/debug/ppdb}; OBJECTS=${2:-20000}; NIGHTS=${3:-10}
@@ -20,9 +21,15 @@ p50() { # PORT QUERY -> p50 ms
 }
 echo "| layout | files | ingest rows/s | aggregate | updated since | 0.5° cone | light curve |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-for rows in 0 32768; do
-  cat="$W/cat-$rows"
-  rate=$("$BIN" ingest --catalog "$cat" --cell-rows "$rows" "$W/chunks" 2>&1 | grep -o '([0-9]* rows/s)' | tr -dc 0-9)
+for layout in 0 32768 compacted; do
+  if [ "$layout" = compacted ]; then
+    cat="$W/cat-32768"; rate=-; label="--cell-rows 32768, compacted"
+    "$BIN" compact --catalog "$cat" > /dev/null
+    "$BIN" vacuum --catalog "$cat" --grace-seconds 0 > /dev/null
+  else
+    cat="$W/cat-$layout"; label="--cell-rows $layout"
+    rate=$("$BIN" ingest --catalog "$cat" --cell-rows "$layout" "$W/chunks" 2>&1 | grep -o '([0-9]* rows/s)' | tr -dc 0-9)
+  fi
   files=$(find "$cat" -name '*.parquet' -not -path '*/_index/*' | wc -l)
   CATALOG=$cat start "$BIN" 18561
   id=$(curl -s "http://127.0.0.1:18561/tap/sync" --data-urlencode LANG=ADQL --data-urlencode RESPONSEFORMAT=csv \
@@ -32,5 +39,5 @@ for rows in 0 32768; do
   cone=$(p50 18561 "SELECT diaObjectId, ra, dec FROM ppdb.DiaObject WHERE 1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 55, -30, 0.5))")
   lc=$(p50 18561 "SELECT midpointMjdTai, psfFlux FROM ppdb.DiaSource WHERE diaObjectId = $id")
   stop
-  echo "| --cell-rows $rows | $files | $rate | $agg | $since | $cone | $lc |"
+  echo "| $label | $files | $rate | $agg | $since | $cone | $lc |"
 done

@@ -170,6 +170,32 @@ fn without_catalog_the_bundled_sample_is_listed_and_never_written() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --catalog"));
 }
 
+/// Named by its path (as a new user in a fresh clone names it), the bundled
+/// sample is still never written: its tokens go to the per-user state folder.
+/// A copy elsewhere keeps its own, as any catalog does.
+#[test]
+fn the_bundled_sample_named_by_its_path_is_never_written_and_a_copy_keeps_its_own_state() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample");
+    let query = "SELECT COUNT(*) AS n FROM ppdb.DiaObject";
+    ok(&["query", "--catalog", sample.to_str().unwrap(), query]);
+    assert!(
+        !sample.join("_state").exists(),
+        "nothing written into the source tree"
+    );
+    let dir = TempDir::new().unwrap();
+    let copy = dir.path().join("sample");
+    let status = std::process::Command::new("cp")
+        .args(["-r", sample.to_str().unwrap(), copy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    ok(&["query", "--catalog", copy.to_str().unwrap(), query]);
+    assert!(
+        copy.join("_state").is_dir(),
+        "a copy keeps its tokens beside it"
+    );
+}
+
 #[test]
 fn a_missing_catalog_is_a_clear_error() {
     let dir = TempDir::new().unwrap();

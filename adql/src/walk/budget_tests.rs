@@ -103,8 +103,8 @@ fn functions_and_operators_nest_at_most_forty_deep_with_the_place_of_the_one_too
     assert!(e.message.contains("nest at most 40 deep"), "{e}");
     assert_eq!(
         (e.line, e.column),
-        (1, 8),
-        "the outermost + spans from ra: {e}"
+        (1, 13),
+        "the innermost +, at its right operand: {e}"
     );
     let nested = |n: usize| {
         format!(
@@ -146,4 +146,25 @@ fn operations_are_counted_over_the_whole_query_and_stop_at_the_limit() {
         ids.join(", ")
     );
     assert!(parse(&q, &schema()).expect("a long IN list").operations < 10);
+}
+
+#[test]
+fn signs_of_numbers_and_the_star_of_select_are_not_operators() {
+    // 600 negative values: once 600 operators, refused with advice to write
+    // exactly this IN list.
+    let values: Vec<String> = (1..=600).map(|i| format!("-{i}")).collect();
+    let q = format!(
+        "SELECT COUNT(*) FROM ppdb.DiaObject WHERE ROUND(ra, 0) IN ({})",
+        values.join(", ")
+    );
+    assert!(parse(&q, &schema()).is_ok());
+    let stars: Vec<String> = (0..600).map(|_| "COUNT(*)".to_string()).collect();
+    let q = format!("SELECT {} FROM ppdb.DiaObject", stars.join(", "));
+    assert!(parse(&q, &schema()).is_ok());
+    // Subtraction still counts, with or without spaces.
+    let chain = |op: &str| format!("SELECT ra{} FROM ppdb.DiaObject", op.repeat(501));
+    for op in [" - 1", "-1", " * 2"] {
+        let e = parse(&chain(op), &schema()).unwrap_err();
+        assert!(e.message.contains("more than 500 operators"), "{op}: {e}");
+    }
 }

@@ -33,8 +33,14 @@ impl Walker<'_> {
             return self.expr_node(e);
         }
         if self.nesting == MAX_NESTING {
+            // An operator's place is its right operand's: in a chain the left
+            // one starts where the whole chain does.
+            let place = match e {
+                Expr::BinaryOp { right, .. } => right.span(),
+                e => e.span(),
+            };
             return Err(Error::at(
-                e.span(),
+                place,
                 format!(
                     "functions and operators nest at most {MAX_NESTING} deep (a chain \
                      a + b + c ... nests one level per operator); this one is one too deep"

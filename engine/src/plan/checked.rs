@@ -192,7 +192,7 @@ impl ScalarUDFImpl for Checked {
             Err(arrow::error::ArrowError::ArithmeticOverflow(_)) => {
                 return exec_err!(
                     "integer overflow: the result of {} does not fit in {} (CAST an operand \
-                     to DOUBLE for an approximate answer)",
+                     to DOUBLE PRECISION for an approximate answer)",
                     self.op.symbol(),
                     adql_type(l.data_type())
                 );

@@ -106,13 +106,39 @@ impl StateArg {
     ) -> Result<engine::Engine> {
         let state = match (&self.state, &catalog.catalog) {
             (Some(s), _) => Some(s.clone()),
-            // The bundled sample is part of the source tree: never write into it.
+            // The bundled sample is part of the source tree: never write into it,
+            // wherever the tree was cloned (it holds a marker file saying so).
             (None, None) => Some(engine::StateStore::user_default()?.url().to_string()),
+            (None, Some(url)) if is_bundled_sample(url) => {
+                Some(engine::StateStore::user_default()?.url().to_string())
+            }
             (None, Some(_)) => None,
         };
         let options = engine::EngineOptions { state, ..options };
         Ok(engine::Engine::open_with(&catalog.read_url(), options).await?)
     }
+}
+
+/// The file that marks a catalog folder as the bundled sample (read-only).
+const SAMPLE_MARKER: &str = ".bundled-sample";
+
+/// Whether a catalog URL names the bundled sample in a source tree (this
+/// binary's or another clone's): the marked folder `data/sample` beside a
+/// `Cargo.toml`. A copy taken elsewhere is a catalog like any other.
+fn is_bundled_sample(url: &str) -> bool {
+    let path = url.strip_prefix("file://").unwrap_or(url);
+    if path.contains("://") {
+        return false;
+    }
+    let Ok(dir) = std::path::Path::new(path).canonicalize() else {
+        return false;
+    };
+    dir.join(SAMPLE_MARKER).is_file()
+        && dir.ends_with("data/sample")
+        && dir
+            .parent()
+            .and_then(|d| d.parent())
+            .is_some_and(|root| root.join("Cargo.toml").is_file())
 }
 
 /// Runs the command the line names.
