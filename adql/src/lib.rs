@@ -285,7 +285,7 @@ fn check_tokens(adql: &str) -> Result<(u64, usize), Error> {
     };
     let mut previous: Option<&Token> = None;
     for (i, t) in tokens.iter().enumerate() {
-        let next = (i + 1..tokens.len()).find_map(|j| significant_at(j));
+        let next = (i + 1..tokens.len()).find_map(&significant_at);
         let at = |message: String, hint: Option<&str>| Error {
             message,
             line: t.span.start.line,
