@@ -98,6 +98,10 @@ pub struct Query {
     /// argument of a function, each copy the planner makes) its expressions
     /// hold in all: a bound on the steps one row can go through.
     pub operations: usize,
+    /// The steps of spherical geometry (vertex against vertex or edge) one row
+    /// may take in its CONTAINS, INTERSECTS, AREA and CENTROID calls, each
+    /// counted once for every copy the planner makes.
+    pub geometry_steps: usize,
 }
 
 impl Query {

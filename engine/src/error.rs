@@ -36,7 +36,7 @@ pub enum Error {
     #[error(
         "the query does too much for each row: its expressions would pass about {work_mib} MiB \
          through their operations for one row (at most {limit_mib} MiB); compute fewer \
-         expressions, or fewer of them on long text"
+         expressions, fewer of them on long text, or compare polygons of fewer vertices"
     )]
     TooMuchPerRow {
         /// The estimated work of one row, in MiB.

@@ -56,6 +56,7 @@ pub fn pin(
             text_width: query.text_width,
             outputs: query.outputs,
             operations: query.operations,
+            geometry_steps: query.geometry_steps,
         },
         adql,
         ordered,

@@ -70,6 +70,13 @@ impl Walker<'_> {
                 _ => return Err(not_adql(span, &format!("this argument to {upper}"))),
             }
         }
+        if self.collecting() {
+            let steps = geometry_steps(&upper, &args);
+            let copies = 1usize.checked_shl(self.copies).unwrap_or(usize::MAX);
+            self.geometry_steps = self
+                .geometry_steps
+                .saturating_add(steps.saturating_mul(copies));
+        }
         let arity = |ok: &[usize]| -> Result<()> {
             if ok.contains(&args.len()) {
                 Ok(())

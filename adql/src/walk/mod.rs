@@ -135,6 +135,8 @@ struct Walker<'a> {
     operations: usize,
     /// How deep the expression being walked is in functions and operators.
     nesting: usize,
+    /// Steps of the engine's geometry one row takes (see [`Query::geometry_steps`]).
+    geometry_steps: usize,
 }
 
 /// Checks and rewrites one parsed statement.
@@ -177,6 +179,7 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
         copies: 0,
         operations: 0,
         nesting: 0,
+        geometry_steps: 0,
     };
     let source = Statement::Query(query.clone());
     let mut scratch = query.clone();
@@ -197,6 +200,7 @@ pub(crate) fn check(adql: &str, statement: Statement, schema: &dyn SchemaInfo) -
         text_width: 0,
         outputs: w.outputs,
         operations: w.operations,
+        geometry_steps: w.geometry_steps,
     })
 }
 

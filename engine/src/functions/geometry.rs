@@ -110,6 +110,14 @@ impl Shape {
                 }
                 Ok(Shape::Circle(vector(v[0], v[1]), v[2].to_radians()))
             }
+            // The vertices of a shape from data (an upload's column) are
+            // bounded as a written POLYGON's are: comparing two costs the
+            // product of their vertices on every row.
+            n if n / 2 > adql::MAX_POLYGON_VERTICES => Err(BadShape(format!(
+                "a polygon may have at most {} vertices, this one has {}",
+                adql::MAX_POLYGON_VERTICES,
+                n / 2
+            ))),
             n if n >= 6 && n % 2 == 0 => {
                 let mut vs = Vec::with_capacity(n / 2);
                 for p in v.chunks(2) {
@@ -424,5 +432,20 @@ mod tests {
             (ra - 11.0).abs() < 0.01 && (dec - 11.0).abs() < 0.02,
             "{ra} {dec}"
         );
+    }
+
+    #[test]
+    fn a_polygon_from_data_has_at_most_as_many_vertices_as_a_written_one() {
+        let ring = |n: usize| -> Vec<f64> {
+            (0..n)
+                .flat_map(|i| {
+                    let a = i as f64 / n as f64 * std::f64::consts::TAU;
+                    [10.0 + a.cos(), 5.0 + a.sin()]
+                })
+                .collect()
+        };
+        assert!(Shape::from_values(&ring(adql::MAX_POLYGON_VERTICES)).is_ok());
+        let e = Shape::from_values(&ring(adql::MAX_POLYGON_VERTICES + 1)).unwrap_err();
+        assert!(e.0.contains("at most 256 vertices"), "{}", e.0);
     }
 }

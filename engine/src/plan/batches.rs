@@ -6,8 +6,9 @@
 //! its text is bounded ([`BATCH_TEXT_BYTES`]), and so is the work its
 //! expressions do ([`BATCH_WORK`]). 120 columns of 40 nested `UPPER`/`LOWER`
 //! over an upload of 240 values of 64 KB ran 11.6 s past a 5 s deadline in
-//! one batch; such a query is now refused, since one of its rows alone would
-//! cost more than a batch may. (DataFusion cuts a table's batches, uploads
+//! one batch, and INTERSECTS of two 256-vertex polygons made per row (20 ms
+//! a row) 15 s past it; such a query now runs a row or two a batch, or is
+//! refused where one of its rows alone would cost more than a batch may. (DataFusion cuts a table's batches, uploads
 //! included, to the batch size chosen here.)
 
 use arrow::array::{AsArray, RecordBatch};
@@ -30,12 +31,18 @@ pub(crate) const BATCH_WORK: usize = 256 << 20;
 /// short codes such as `band`) is counted as.
 const VALUE_BYTES: usize = 32;
 
+/// The bytes one step of spherical geometry (see
+/// [`adql::Query::geometry_steps`]) is counted as: about 34 ns here, where
+/// the text kernels pass 170 bytes.
+const GEOMETRY_STEP_BYTES: usize = 256;
+
 /// What one row of a query costs, as the batch size follows from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RowCost {
     /// Bytes of text one result row may carry.
     pub text: usize,
-    /// Operations times the widest value they may meet.
+    /// Operations times the widest value they may meet, and the steps of
+    /// geometry.
     pub work: usize,
 }
 
@@ -59,7 +66,11 @@ impl RowCost {
             .unwrap_or(VALUE_BYTES);
         RowCost {
             text: query.row_text_bytes().saturating_add(uploaded).max(1),
-            work: query.operations.max(1).saturating_mul(widest),
+            work: query
+                .operations
+                .max(1)
+                .saturating_mul(widest)
+                .saturating_add(query.geometry_steps.saturating_mul(GEOMETRY_STEP_BYTES)),
         }
     }
 
@@ -138,6 +149,50 @@ mod tests {
         // The same over concatenated text (up to 64 KiB a value): one row
         // alone is past the bound.
         let refused = RowCost::of(&query(&select(60, "s || s")), &[], 0).batch_rows(8192);
+        assert!(
+            matches!(refused, Err(Error::TooMuchPerRow { .. })),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn geometry_counts_the_vertices_it_compares() {
+        // A circle of `n` vertices around (`ra`, 5), its first made per row.
+        let polygon = |n: usize, ra: f64, per_row: bool| {
+            let vs: Vec<String> = (0..n)
+                .map(|i| {
+                    let a = i as f64 / n as f64 * std::f64::consts::TAU;
+                    let first = if per_row && i == 0 { "x * 0 + " } else { "" };
+                    format!("{first}{:.4}, {:.4}", ra + a.cos(), 5.0 + a.sin())
+                })
+                .collect();
+            format!("POLYGON('ICRS', {})", vs.join(", "))
+        };
+        let pair = |n: usize| {
+            format!(
+                "INTERSECTS({}, {})",
+                polygon(n, 10.0, true),
+                polygon(n, 12.5, false)
+            )
+        };
+        // A point in a polygon stays in large batches.
+        let inside = query(&format!(
+            "SELECT x FROM ppdb.T WHERE 1 = CONTAINS(POINT(x, x), {})",
+            polygon(256, 10.0, false)
+        ));
+        assert_eq!(inside.geometry_steps, 9 * 256);
+        assert!(RowCost::of(&inside, &[], 0).batch_rows(8192).expect("runs") >= 100);
+        // Two 256-vertex polygons made per row: a row a batch.
+        let one = query(&format!("SELECT {} AS c FROM ppdb.T", pair(256)));
+        assert_eq!(one.geometry_steps, 9 * 256 * 256);
+        assert_eq!(RowCost::of(&one, &[], 0).batch_rows(8192).ok(), Some(1));
+        // Two such pairs in one row are more than a batch may cost.
+        let two = query(&format!(
+            "SELECT {} AS a, {} AS b FROM ppdb.T",
+            pair(256),
+            pair(255)
+        ));
+        let refused = RowCost::of(&two, &[], 0).batch_rows(8192);
         assert!(
             matches!(refused, Err(Error::TooMuchPerRow { .. })),
             "{refused:?}"
