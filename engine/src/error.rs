@@ -156,7 +156,7 @@ impl Error {
                 .nth(1)
                 .and_then(|r| r.split("\")").next())
             {
-                return format!("query failed: {cast}");
+                return format!("query failed: {}", adql_type_names(cast));
             }
             if root.contains("DivideByZero") {
                 return "query failed: division by zero".into();
@@ -182,7 +182,7 @@ impl Error {
             ]
             .iter()
             .fold(root.as_str(), |t, p| t.strip_prefix(p).unwrap_or(t));
-            return format!("query failed: {text}");
+            return format!("query failed: {}", adql_type_names(text));
         }
         let mut out = self.to_string();
         let mut cause = std::error::Error::source(self);
@@ -231,6 +231,7 @@ pub(crate) fn planner_refusal(text: &str, e: datafusion::error::DataFusionError)
         .replace("This feature is not implemented: ", "not supported: ")
         // The pinned form wraps the query in a SELECT *; the user wrote no wildcard.
         .replace("While expanding wildcard, column", "column");
+    let message = adql_type_names(&message);
     let spanned = e
         .diagnostic()
         .and_then(|d| d.span)
@@ -253,4 +254,61 @@ pub(crate) fn planner_refusal(text: &str, e: datafusion::error::DataFusionError)
         refusal.column = column;
     }
     Error::Adql(refusal)
+}
+
+/// `text` with Arrow's names of types (`Int32`, `Float64`, `Utf8`) given as
+/// ADQL's (`INTEGER`, `DOUBLE PRECISION`, `VARCHAR`): DataFusion's messages
+/// name the types the query was turned into, which the user never wrote.
+fn adql_type_names(text: &str) -> String {
+    const NAMES: [(&str, &str); 9] = [
+        ("Int16", "SMALLINT"),
+        ("Int32", "INTEGER"),
+        ("Int64", "BIGINT"),
+        ("Float32", "REAL"),
+        ("Float64", "DOUBLE PRECISION"),
+        ("LargeUtf8", "VARCHAR"),
+        ("Utf8View", "VARCHAR"),
+        ("Utf8", "VARCHAR"),
+        ("Boolean", "BOOLEAN"),
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while let Some(c) = rest.chars().next() {
+        let boundary = out
+            .chars()
+            .last()
+            .is_none_or(|p| !p.is_ascii_alphanumeric());
+        if boundary {
+            for (arrow, adql) in NAMES {
+                if let Some(after) = rest.strip_prefix(arrow)
+                    && after
+                        .chars()
+                        .next()
+                        .is_none_or(|n| !n.is_ascii_alphanumeric())
+                {
+                    out.push_str(adql);
+                    rest = after;
+                    continue 'scan;
+                }
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod type_name_tests {
+    #[test]
+    fn arrow_type_names_read_as_adql_ones() {
+        assert_eq!(
+            super::adql_type_names(
+                "Cannot coerce arithmetic expression Float32 + Utf8 to valid types; \
+                 Can't cast value 1e10 to type Int32 (MyInt32 stays)"
+            ),
+            "Cannot coerce arithmetic expression REAL + VARCHAR to valid types; \
+             Can't cast value 1e10 to type INTEGER (MyInt32 stays)"
+        );
+    }
 }
