@@ -75,6 +75,42 @@ async fn planning_stops_at_the_deadline() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A join whose condition is costly stops at its deadline: a nested-loop
+/// join evaluates its condition on one buffered row against a whole batch of
+/// the other side, for every buffered row, inside one poll and with nothing
+/// out while nothing matches. A self-join of DiaObject on INTERSECTS of two
+/// 64-vertex polygons ran 145 s past a 5 s deadline and held its slot: the
+/// next caller was refused as busy (the queue waits 2 × 2 s + 5 s at most).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_join_with_a_costly_condition_stops_at_the_deadline() {
+    let s = Server::start(&["--max-duration", "2", "--max-concurrent", "1"]);
+    let polygon = |ra: f64, table: &str| {
+        let vs: Vec<String> = (0..64)
+            .map(|i| {
+                let a = f64::from(i) / 64.0 * std::f64::consts::TAU;
+                let first = if i == 0 {
+                    format!("{table}.ra * 0 + ")
+                } else {
+                    String::new()
+                };
+                format!("{first}{:.5}, {:.5}", ra + a.cos(), 5.0 + a.sin())
+            })
+            .collect();
+        format!("POLYGON('ICRS', {})", vs.join(", "))
+    };
+    let join = format!(
+        "SELECT COUNT(*) AS n FROM ppdb.DiaObject AS a JOIN ppdb.DiaObject AS b \
+         ON INTERSECTS({}, {}) = 1",
+        polygon(11.0, "a"),
+        polygon(14.5, "b")
+    );
+    let (status, body, _) = csv(&s.tap, &join, &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("execution duration of 2 s"), "{body}");
+    let (status, body, _) = csv(&s.tap, "SELECT TOP 1 ra FROM ppdb.DiaObject", &[]).await;
+    assert_eq!(status, 200, "the slot came free: {body}");
+}
+
 /// One caller cannot take every place: past its share its queries are
 /// refused, and another caller's query is queued and answered (twelve
 /// requests from one address made every other caller "busy").
