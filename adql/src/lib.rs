@@ -450,6 +450,27 @@ fn ends_value(token: &sqlparser::tokenizer::Token) -> bool {
     }
 }
 
+/// Whether a LIKE pattern is within [`MAX_LIKE_PATTERN`] characters,
+/// [`MAX_LIKE_WILDCARDS`] wildcards and [`MAX_LIKE_SINGLES`] `_`; the
+/// refusal otherwise. Written patterns are checked as the query is; patterns
+/// an expression makes (a column, `COALESCE('...')`) as it runs.
+pub fn like_pattern_fits(pattern: &str) -> Result<(), String> {
+    if pattern.matches('_').count() > MAX_LIKE_SINGLES {
+        return Err(format!(
+            "a LIKE pattern may have at most {MAX_LIKE_SINGLES} _ wildcards"
+        ));
+    }
+    if pattern.chars().count() > MAX_LIKE_PATTERN
+        || pattern.matches(['%', '_']).count() > MAX_LIKE_WILDCARDS
+    {
+        return Err(format!(
+            "a LIKE pattern may have at most {MAX_LIKE_PATTERN} characters and \
+             {MAX_LIKE_WILDCARDS} wildcards (% and _)"
+        ));
+    }
+    Ok(())
+}
+
 fn too_many_tokens(line: u64, column: u64) -> Error {
     Error {
         message: format!("the query has more than {MAX_TOKENS} tokens; this one is past the limit"),

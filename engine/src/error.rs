@@ -138,6 +138,11 @@ impl Error {
             || (text.contains("Compute error") && text.contains("overflow on"))
         {
             Some("an arithmetic overflow")
+        } else if text.contains(crate::plan::like_pattern::MADE_FROM_DATA) {
+            Some(
+                "a LIKE pattern the query made from its data is past the limits on patterns \
+                 (256 characters, 16 wildcards, 8 of them _)",
+            )
         } else if text.contains("Error evaluating filter predicate") {
             Some("a condition could not be evaluated")
         } else {
@@ -150,6 +155,12 @@ impl Error {
         if let Error::DataFusion(e) = self {
             // DataFusion's own words for its error kinds say nothing to a user.
             let root = e.find_root().strip_backtrace();
+            if root.contains(crate::plan::like_pattern::MADE_FROM_DATA) {
+                return format!(
+                    "query failed: {}",
+                    self.expression_failure().unwrap_or_default()
+                );
+            }
             // A failure inside the Parquet reader repeats itself once per layer.
             if let Some(cast) = root
                 .split("CastError(\"")

@@ -313,33 +313,29 @@ impl Walker<'_> {
     /// may have at most [`crate::MAX_LIKE_PATTERN`] characters and
     /// [`crate::MAX_LIKE_WILDCARDS`] wildcards; a pattern taken from a column is
     /// refused where the query reads an upload, whose values are the caller's.
-    fn check_pattern(&self, pattern: &Expr) -> Result<()> {
+    fn check_pattern(&mut self, pattern: &Expr) -> Result<()> {
         let span = pattern.span();
         let mut parts = Vec::new();
         let derived = pattern_parts(pattern, &mut parts);
         let chars: usize = parts.iter().map(|p| p.chars().count()).sum();
-        let wildcards: usize = parts.iter().map(|p| p.matches(['%', '_']).count()).sum();
-        let singles: usize = parts.iter().map(|p| p.matches('_').count()).sum();
-        if singles > crate::MAX_LIKE_SINGLES {
-            return Err(Error::at(
-                span,
-                format!(
-                    "a LIKE pattern may have at most {} _ wildcards",
-                    crate::MAX_LIKE_SINGLES
-                ),
-            )
-            .hint("match a run of characters with %"));
+        if let Err(refusal) = crate::like_pattern_fits(&parts.concat()) {
+            let hint = if refusal.contains("_ wildcards") {
+                "match a run of characters with %"
+            } else {
+                "split the match into several LIKE conditions joined with AND"
+            };
+            return Err(Error::at(span, refusal).hint(hint));
         }
-        if chars > crate::MAX_LIKE_PATTERN || wildcards > crate::MAX_LIKE_WILDCARDS {
-            return Err(Error::at(
-                span,
-                format!(
-                    "a LIKE pattern may have at most {} characters and {} wildcards (% and _)",
-                    crate::MAX_LIKE_PATTERN,
-                    crate::MAX_LIKE_WILDCARDS
-                ),
-            )
-            .hint("split the match into several LIKE conditions joined with AND"));
+        // Matching costs the pattern's length on every character of the text:
+        // it counts as that many operations in a row's cost, and a pattern
+        // made by an expression (checked as the query runs) as the longest.
+        if self.collecting() {
+            let weight = if derived {
+                crate::MAX_LIKE_PATTERN
+            } else {
+                chars
+            };
+            self.count(weight, span)?;
         }
         let uploads = self
             .read

@@ -8,7 +8,8 @@
 //! functions that call arrow's checked kernels; names of output columns stay
 //! what the user's expression made them. Text `||` is bounded the same way:
 //! a value may not grow past [`MAX_TEXT`], since doubling a text a few dozen
-//! times would fill any memory.
+//! times would fill any memory; and a LIKE pattern an expression makes is
+//! checked as it runs (see [`crate::plan::like_pattern`]).
 
 use std::sync::Arc;
 
@@ -68,6 +69,16 @@ fn checked(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         return Ok(Transformed::yes(Expr::ScalarFunction(
             ScalarFunction::new_udf(udf, vec![zero, *inner]),
         )));
+    }
+    // A LIKE pattern an expression makes is checked as a written one is.
+    if let Expr::Like(like) = &e
+        && !matches!(*like.pattern, Expr::Literal(..))
+    {
+        let Expr::Like(mut like) = e else {
+            return Ok(Transformed::no(e));
+        };
+        like.pattern = Box::new(crate::plan::like_pattern::checked(*like.pattern));
+        return Ok(Transformed::yes(Expr::Like(like)));
     }
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
         return Ok(Transformed::no(e));

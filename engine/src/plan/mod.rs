@@ -11,6 +11,7 @@ pub(crate) mod crossmatch;
 pub(crate) mod deadline;
 pub(crate) mod direct;
 pub(crate) mod interrupt;
+pub(crate) mod like_pattern;
 pub(crate) mod pipeline;
 pub(crate) mod registered;
 pub(crate) mod runtime;
