@@ -14,6 +14,7 @@ mod error;
 mod functions;
 mod pin;
 pub mod shape;
+mod tokens;
 mod walk;
 mod wildcard;
 
@@ -196,7 +197,7 @@ pub(crate) const STEPS_PER_TOKEN: u64 = 50;
 
 /// Parses, checks and rewrites one ADQL query.
 pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
-    let (tokens, text_width) = check_tokens(adql)?;
+    let (tokens, text_width) = tokens::check(adql)?;
     // Ordinary queries take a few parser steps per token; exponential
     // backtracking takes millions.
     let dialect = AdqlDialect::with_budget(STEPS_PER_TOKEN * tokens + 10_000);
@@ -253,203 +254,6 @@ pub fn parse(adql: &str, schema: &dyn SchemaInfo) -> Result<Query, Error> {
     Ok(query)
 }
 
-/// Refuses, before parsing, tokens that ADQL does not have and queries with
-/// more than [`MAX_OPERATORS`] operators or [`MAX_TOKENS`] tokens.
-///
-/// sqlparser parses some non-ADQL syntax speculatively and, on failure, parses
-/// the same tokens again another way, at every level of nesting: a few hundred
-/// bytes of unfinished `[`, `INTERVAL` or `POSITION(` kept a core busy for
-/// seconds to hours (found by the fuzzer). Refusing them here keeps parsing linear.
-///
-/// Returns how many tokens the query has (whitespace and comments included).
-/// Returns the number of tokens and the widest text a value of the query may
-/// hold (see [`Query::text_width`]).
-fn check_tokens(adql: &str) -> Result<(u64, usize), Error> {
-    use sqlparser::keywords::Keyword;
-    use sqlparser::tokenizer::{Token, Tokenizer};
-    // Tokens take a hundred bytes each: a text that surely has too many is
-    // refused before it is tokenized.
-    if let Some(at) = surely_too_many_tokens(adql) {
-        let (line, column) = error::line_column(adql, at);
-        return Err(too_many_tokens(line, column));
-    }
-    // A text that does not tokenize is refused by the parser, with its position.
-    let Ok(tokens) = Tokenizer::new(&AdqlDialect::default(), adql).tokenize_with_location() else {
-        return Ok((0, 0));
-    };
-    let length = tokens.len() as u64;
-    let mut count = 0;
-    let mut significant = 0usize;
-    let mut literal_bytes = 0usize;
-    let mut widest = 0usize;
-    let significant_at = |i: usize| {
-        tokens
-            .get(i)
-            .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-    };
-    let mut previous: Option<&Token> = None;
-    for (i, t) in tokens.iter().enumerate() {
-        let next = (i + 1..tokens.len()).find_map(&significant_at);
-        let at = |message: String, hint: Option<&str>| Error {
-            message,
-            line: t.span.start.line,
-            column: t.span.start.column,
-            hint: hint.map(str::to_owned),
-        };
-        if !matches!(t.token, Token::Whitespace(_) | Token::EOF) {
-            significant += 1;
-            if significant > MAX_TOKENS {
-                return Err(too_many_tokens(t.span.start.line, t.span.start.column));
-            }
-        }
-        let operator = match &t.token {
-            Token::Word(w) if w.quote_style.is_none() => {
-                if let Some(refusal) = not_adql_keyword(w.keyword) {
-                    return Err(at(refusal.into(), None));
-                }
-                // A chain of set operations nests as deep as it is long, like
-                // one of ANDs: 3 000 UNION ALLs overflowed the checking pass's
-                // 64 MiB stack and took the server down.
-                matches!(
-                    w.keyword,
-                    Keyword::AND
-                        | Keyword::OR
-                        | Keyword::UNION
-                        | Keyword::INTERSECT
-                        | Keyword::EXCEPT
-                )
-            }
-            // The sign of a number (`IN (-1, -2)`, a POLYGON at negative
-            // declinations) and the `*` of `SELECT *`, `t.*` and `COUNT(*)`
-            // are no operators: only the walk sees them, as values.
-            Token::Plus | Token::Minus
-                if !previous.is_some_and(ends_value)
-                    && next.is_some_and(|n| matches!(n.token, Token::Number(..))) =>
-            {
-                false
-            }
-            Token::Mul
-                if previous.is_none_or(|p| {
-                    matches!(p, Token::LParen | Token::Period | Token::Comma)
-                        || matches!(p, Token::Word(w) if w.quote_style.is_none()
-                            && matches!(w.keyword, Keyword::SELECT | Keyword::DISTINCT | Keyword::ALL))
-                }) =>
-            {
-                false
-            }
-            Token::Plus
-            | Token::Minus
-            | Token::Mul
-            | Token::Div
-            | Token::Mod
-            | Token::Eq
-            | Token::Neq
-            | Token::Lt
-            | Token::Gt
-            | Token::LtEq
-            | Token::GtEq
-            | Token::Ampersand
-            | Token::Pipe
-            | Token::Caret
-            | Token::ShiftLeft
-            | Token::ShiftRight => true,
-            Token::StringConcat => {
-                widest = MAX_TEXT_VALUE;
-                true
-            }
-            Token::SingleQuotedString(text) => {
-                literal_bytes += text.len();
-                widest = widest.max(text.len());
-                if literal_bytes > MAX_TEXT_LITERALS {
-                    return Err(at(
-                        format!(
-                            "the query's text literals hold more than {} KiB; this one is past \
-                             the limit",
-                            MAX_TEXT_LITERALS >> 10
-                        ),
-                        Some("send long lists of values as an upload and join it"),
-                    ));
-                }
-                false
-            }
-            Token::EOF
-            | Token::Word(_)
-            | Token::Number(..)
-            | Token::HexStringLiteral(_)
-            | Token::Whitespace(_)
-            | Token::Comma
-            | Token::Period
-            | Token::LParen
-            | Token::RParen
-            | Token::SemiColon
-            | Token::Tilde => false,
-            Token::Placeholder(p) => {
-                return Err(at(format!("parameter {p} is not part of ADQL"), None));
-            }
-            Token::DoubleColon => {
-                return Err(at(
-                    "`::` is not part of ADQL".into(),
-                    Some("use CAST(x AS type)"),
-                ));
-            }
-            Token::DoubleEq => {
-                return Err(at("`==` is not part of ADQL".into(), Some("use =")));
-            }
-            Token::NationalStringLiteral(_) => {
-                return Err(at(
-                    "national string literals (N'...') are not part of ADQL".into(),
-                    Some("write '...'"),
-                ));
-            }
-            Token::Char('`') => {
-                return Err(at(
-                    "backquotes are not part of ADQL".into(),
-                    Some("quote a name with double quotes: \"ra\""),
-                ));
-            }
-            Token::Char(c) => {
-                return Err(at(format!("the character {c:?} is not part of ADQL"), None));
-            }
-            other => return Err(at(format!("`{other}` is not part of ADQL"), None)),
-        };
-        if operator {
-            count += 1;
-            if count > MAX_OPERATORS {
-                return Err(at(
-                    format!(
-                        "the query has more than {MAX_OPERATORS} operators; this one is one too many"
-                    ),
-                    Some(
-                        "operators count over the whole query (arithmetic, comparisons, AND, OR, \
-                         UNION): write a list of values as `column IN (v1, v2, ...)` or upload it \
-                         as a table and join it, and split wide computed SELECT lists or long \
-                         conditions into several queries",
-                    ),
-                ));
-            }
-        }
-        if !matches!(t.token, Token::Whitespace(_)) {
-            previous = Some(&t.token);
-        }
-    }
-    Ok((length, widest))
-}
-
-/// Whether a query can have a value end with `token` (so that a `-` after it
-/// is a subtraction, not a sign).
-fn ends_value(token: &sqlparser::tokenizer::Token) -> bool {
-    use sqlparser::keywords::Keyword;
-    use sqlparser::tokenizer::Token;
-    match token {
-        Token::Number(..) | Token::SingleQuotedString(_) | Token::RParen => true,
-        Token::Word(w) => {
-            w.quote_style.is_some()
-                || matches!(w.keyword, Keyword::NoKeyword | Keyword::END | Keyword::NULL)
-        }
-        _ => false,
-    }
-}
-
 /// Whether a LIKE pattern is within [`MAX_LIKE_PATTERN`] characters,
 /// [`MAX_LIKE_WILDCARDS`] wildcards and [`MAX_LIKE_SINGLES`] `_`; the
 /// refusal otherwise. Written patterns are checked as the query is; patterns
@@ -469,74 +273,6 @@ pub fn like_pattern_fits(pattern: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn too_many_tokens(line: u64, column: u64) -> Error {
-    Error {
-        message: format!("the query has more than {MAX_TOKENS} tokens; this one is past the limit"),
-        line,
-        column,
-        hint: Some("send a long list of values as an upload and join it".into()),
-    }
-}
-
-/// Where a text certainly passes [`MAX_TOKENS`] tokens, found without
-/// tokenizing it: outside quotes and comments, each run of non-blank bytes
-/// holds a token, and so does each `,`, `(` and `)`.
-fn surely_too_many_tokens(text: &str) -> Option<usize> {
-    #[derive(PartialEq)]
-    enum In {
-        Code,
-        Quoted(u8),
-        LineComment,
-        BlockComment,
-    }
-    let bytes = text.as_bytes();
-    let (mut state, mut runs, mut marks, mut blank) = (In::Code, 0usize, 0usize, true);
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let next = bytes.get(i + 1).copied();
-        match state {
-            In::Quoted(q) if b == q => state = In::Code,
-            In::LineComment if b == b'\n' => state = In::Code,
-            In::BlockComment if b == b'*' && next == Some(b'/') => {
-                state = In::Code;
-                i += 1;
-            }
-            In::Quoted(_) | In::LineComment | In::BlockComment => {}
-            In::Code => {
-                match (b, next) {
-                    (b'\'' | b'"', _) => state = In::Quoted(b),
-                    (b'-', Some(b'-')) => state = In::LineComment,
-                    (b'/', Some(b'*')) => state = In::BlockComment,
-                    (b',' | b'(' | b')', _) => marks += 1,
-                    _ => {}
-                }
-                if b.is_ascii_whitespace() {
-                    blank = true;
-                } else if blank {
-                    blank = false;
-                    runs += 1;
-                }
-                if runs.max(marks) > MAX_TOKENS {
-                    return Some(i);
-                }
-            }
-        }
-        i += 1;
-    }
-    None
-}
-
-/// Why a keyword that starts syntax ADQL does not have is refused, if it is one.
-fn not_adql_keyword(keyword: sqlparser::keywords::Keyword) -> Option<&'static str> {
-    use sqlparser::keywords::Keyword;
-    Some(match keyword {
-        Keyword::INTERVAL => "this date/time syntax is not part of ADQL",
-        Keyword::POSITION => "POSITION is not part of ADQL",
-        _ => return None,
-    })
 }
 
 /// Where the text after the first top-level `;` starts.
