@@ -46,17 +46,12 @@ fn vertices(e: &Expr) -> usize {
             match f.name.to_string().trim_matches('"').to_uppercase().as_str() {
                 "POINT" | "CIRCLE" => 1,
                 "BOX" => 4,
-                // Vertices as POINTs, or as pairs of numbers after an optional
-                // coordinate system.
+                // Every argument that is a call (a POINT, a CENTROID), however
+                // deeply parenthesised, is a vertex; two numbers make one.
                 "POLYGON" => {
-                    let points = args.iter().filter(|a| is_point_call(a)).count();
-                    let numbers = args.iter().filter(|a| !is_text(a)).count();
-                    if points > 0 {
-                        points
-                    } else {
-                        numbers.div_ceil(2)
-                    }
-                    .max(3)
+                    let calls = args.iter().filter(|a| is_call(a)).count();
+                    let numbers = args.iter().filter(|a| !is_text(a) && !is_call(a)).count();
+                    (calls + numbers.div_ceil(2)).max(3)
                 }
                 _ => crate::MAX_POLYGON_VERTICES,
             }
@@ -65,8 +60,11 @@ fn vertices(e: &Expr) -> usize {
     }
 }
 
-fn is_point_call(e: &Expr) -> bool {
-    matches!(e, Expr::Function(f) if f.name.to_string().trim_matches('"').eq_ignore_ascii_case("POINT"))
+fn is_call(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_call(inner),
+        e => matches!(e, Expr::Function(_)),
+    }
 }
 
 fn is_text(e: &Expr) -> bool {

@@ -186,6 +186,21 @@ mod tests {
         let one = query(&format!("SELECT {} AS c FROM ppdb.T", pair(256)));
         assert_eq!(one.geometry_steps, 9 * 256 * 256);
         assert_eq!(RowCost::of(&one, &[], 0).batch_rows(8192).ok(), Some(1));
+        // Vertices written as POINTs, parenthesised past the first, count
+        // all the same (the first form counted 3 and ran 89 s past a deadline).
+        let points: Vec<String> = (0..256)
+            .map(|i| {
+                let a = f64::from(i) / 256.0 * std::f64::consts::TAU;
+                let p = format!("POINT({:.4}, {:.4})", 10.0 + a.cos(), 5.0 + a.sin());
+                if i == 0 { p } else { format!("({p})") }
+            })
+            .collect();
+        let hidden = query(&format!(
+            "SELECT INTERSECTS(POLYGON({}), {}) AS c FROM ppdb.T",
+            points.join(", "),
+            polygon(256, 12.5, false)
+        ));
+        assert_eq!(hidden.geometry_steps, 9 * 256 * 256);
         // Two such pairs in one row are more than a batch may cost.
         let two = query(&format!(
             "SELECT {} AS a, {} AS b FROM ppdb.T",

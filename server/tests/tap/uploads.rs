@@ -261,3 +261,57 @@ async fn a_query_that_does_too_much_to_each_row_of_long_text_is_refused_before_i
     let text = r.text().await.unwrap();
     assert_eq!(text.lines().count(), 4, "a header and three rows");
 }
+
+/// The upload side of a cone join is read while the query is planned, to
+/// narrow the catalog side: only a plain upload (cheap filters and
+/// projections) is read so. Three copies of a 1 000-row upload crossed on
+/// that side were computed for 24 s after the answer, holding the slot (the
+/// next caller was refused as busy), and keeping their rows took 1.2 GB past
+/// every memory limit; such a side is now joined under the deadline.
+#[tokio::test]
+async fn a_cone_join_on_a_costly_upload_side_stops_at_the_deadline() {
+    let s = Server::start(&["--max-duration", "2", "--max-concurrent", "1"]);
+    let rows: String = (0..1000)
+        .map(|i| {
+            format!(
+                "<TR><TD>{i}</TD><TD>{}</TD><TD>-30</TD></TR>",
+                50.0 + f64::from(i) / 100.0
+            )
+        })
+        .collect();
+    let table = format!(
+        r#"<?xml version="1.0"?>
+<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3"><RESOURCE><TABLE>
+<FIELD name="id" datatype="int"/><FIELD name="ra" datatype="double"/><FIELD name="dec" datatype="double"/>
+<DATA><TABLEDATA>{rows}</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>"#
+    );
+    let query = "SELECT COUNT(*) AS n FROM ppdb.DiaObject AS o JOIN \
+         (SELECT u0.ra AS ra, u0.dec AS dec FROM TAP_UPLOAD.t AS u0 CROSS JOIN TAP_UPLOAD.t AS u1 \
+          CROSS JOIN TAP_UPLOAD.t AS u2 WHERE SIN(u0.ra + u1.ra + u2.ra) > 2) AS x \
+         ON CONTAINS(POINT('ICRS', o.ra, o.dec), CIRCLE('ICRS', x.ra, x.dec, 0.01)) = 1";
+    let (ct, body) = multipart(
+        &[
+            ("QUERY", query),
+            ("UPLOAD", "t,param:t"),
+            ("RESPONSEFORMAT", "csv"),
+        ],
+        &[("t", &table)],
+    );
+    let r = post_multipart(&format!("{}/sync", s.tap), ct, body).await;
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("execution duration of 2 s"), "{text}");
+    let (status, _, body) = get(
+        &format!("{}/sync", s.tap),
+        &[
+            ("QUERY", "SELECT COUNT(*) AS n FROM ppdb.SSObject"),
+            ("RESPONSEFORMAT", "csv"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "n\n15\n"),
+        "the slot came free"
+    );
+}
