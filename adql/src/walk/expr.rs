@@ -405,7 +405,7 @@ impl Walker<'_> {
     /// Counts `n` operations of the expression at `span`, once for each copy
     /// the planner will write of it; past [`MAX_OPERATIONS`] the query is refused.
     pub(super) fn count(&mut self, n: usize, span: Span) -> Result<()> {
-        let copies = 1usize.checked_shl(self.copies).unwrap_or(usize::MAX);
+        let copies = self.copy_count();
         self.operations = self.operations.saturating_add(n.saturating_mul(copies));
         if self.operations > MAX_OPERATIONS {
             return Err(Error::at(
@@ -419,6 +419,11 @@ impl Walker<'_> {
             .hint("split the query, or upload a table of values and join it"));
         }
         Ok(())
+    }
+
+    /// How many copies of the expression being walked the planner will write.
+    pub(super) fn copy_count(&self) -> usize {
+        1usize.checked_shl(self.copies).unwrap_or(usize::MAX)
     }
 
     /// Walks an operand the planner writes out 2^`doublings` times.

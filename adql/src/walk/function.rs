@@ -72,7 +72,7 @@ impl Walker<'_> {
         }
         if self.collecting() {
             let steps = geometry_steps(&upper, &args);
-            let copies = 1usize.checked_shl(self.copies).unwrap_or(usize::MAX);
+            let copies = self.copy_count();
             self.geometry_steps = self
                 .geometry_steps
                 .saturating_add(steps.saturating_mul(copies));

@@ -53,13 +53,16 @@ impl RowCost {
     /// hold, each counted as if it met the widest text the query makes or
     /// reads.
     pub(crate) fn of(query: &adql::Query, uploads: &[Upload], tap_text: usize) -> RowCost {
-        let widths = uploads.iter().map(|u| widest_text(&u.batch));
-        let uploaded: usize = widths.clone().sum();
+        // Each text column's longest value: a join copies every one of them
+        // into each row it makes.
+        let widths: Vec<usize> = uploads.iter().flat_map(|u| text_widths(&u.batch)).collect();
+        let uploaded: usize = widths.iter().sum();
         let reads_tap = query
             .tables
             .iter()
             .any(|(s, _)| s.eq_ignore_ascii_case("TAP_SCHEMA"));
         let widest = widths
+            .into_iter()
             .chain([query.text_width, VALUE_BYTES])
             .chain(reads_tap.then_some(tap_text))
             .max()
@@ -90,17 +93,22 @@ impl RowCost {
     }
 }
 
+/// The longest value of each text column of `batch`, in bytes.
+fn text_widths(batch: &RecordBatch) -> impl Iterator<Item = usize> + '_ {
+    batch.columns().iter().filter_map(|c| {
+        let text = c.as_string_opt::<i32>()?;
+        Some(
+            text.iter()
+                .map(|v| v.map_or(0, str::len))
+                .max()
+                .unwrap_or(0),
+        )
+    })
+}
+
 /// The longest text value in `batch`, in bytes (0 without text columns).
 pub(crate) fn widest_text(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .filter_map(|c| {
-            let text = c.as_string_opt::<i32>()?;
-            text.iter().map(|v| v.map_or(0, str::len)).max()
-        })
-        .max()
-        .unwrap_or(0)
+    text_widths(batch).max().unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -238,5 +246,10 @@ mod tests {
         )
         .expect("batch");
         assert_eq!(widest_text(&batch), 900);
+        assert_eq!(
+            text_widths(&batch).collect::<Vec<_>>(),
+            [900],
+            "one per text column"
+        );
     }
 }
