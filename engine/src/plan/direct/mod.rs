@@ -179,6 +179,10 @@ impl Direct {
     }
 }
 
+/// The most ids a lookup tests against each row group's bloom filter; a
+/// longer list would match most row groups anyway.
+const BLOOM_IDS: usize = 64;
+
 /// Whether a row group with these statistics may hold rows of the lookup:
 /// for ids, by `diaObjectId`'s range; for a cone, by `_healpix_29`'s.
 fn may_hold(rows: &Rows, sky: Option<&Sky>, stats: Option<&ParquetStatistics>) -> bool {
@@ -220,9 +224,10 @@ async fn read(
                 .reader
                 .create_reader(0, table.partitioned_file(f), None, &metrics)?;
         let options = ArrowReaderOptions::new();
-        let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options).await?;
+        let mut builder =
+            ParquetRecordBatchStreamBuilder::new_with_options(reader, options).await?;
         let file_schema = builder.schema().clone();
-        let parquet_schema = builder.parquet_schema();
+        let parquet_schema = builder.metadata().file_metadata().schema_descr_ptr();
         // Without the columns the condition tests, no row of the file matches.
         if matched.iter().any(|c| file_schema.index_of(c).is_err()) {
             continue;
@@ -239,6 +244,23 @@ async fn read(
                     })
             })
             .collect();
+        // An object's rows are contiguous but its id is not ordered with its
+        // neighbours' (rows sort by position), so in a file of many row groups
+        // the id's bloom filter, not its range, finds the one to read.
+        let id_leaf = parquet_schema.columns().iter().position(|c| c.name() == ID);
+        let groups = match (&lookup.rows, id_leaf) {
+            (Rows::Ids(ids), Some(at)) if f.hidden.is_empty() && ids.len() <= BLOOM_IDS => {
+                let mut kept = Vec::with_capacity(groups.len());
+                for g in groups {
+                    match builder.get_row_group_column_bloom_filter(g, at).await? {
+                        Some(bloom) if !ids.iter().any(|id| bloom.check(id)) => {}
+                        _ => kept.push(g),
+                    }
+                }
+                kept
+            }
+            _ => groups,
+        };
         if groups.is_empty() {
             continue;
         }
@@ -256,7 +278,7 @@ async fn read(
             .copied()
             .filter(|c| file_schema.index_of(c).is_ok())
             .collect();
-        let mask = ProjectionMask::columns(parquet_schema, present.iter().copied());
+        let mask = ProjectionMask::columns(&parquet_schema, present.iter().copied());
         let rows = lookup.rows.clone();
         let by_columns = f.filter_by_columns;
         let mut predicates: Vec<Box<dyn ArrowPredicate>> = Vec::new();
@@ -267,7 +289,7 @@ async fn read(
         if let Some(near) = near.clone()
             && file_schema.index_of(healpix).is_ok()
         {
-            let mask = ProjectionMask::columns(parquet_schema, [healpix]);
+            let mask = ProjectionMask::columns(&parquet_schema, [healpix]);
             predicates.push(Box::new(ArrowPredicateFn::new(
                 mask,
                 move |batch: RecordBatch| {
@@ -290,7 +312,7 @@ async fn read(
             .map(|(i, _)| table.served.field(*i).name().as_str())
             .filter(|c| file_schema.index_of(c).is_ok())
             .collect();
-        let projection = ProjectionMask::columns(parquet_schema, read.iter().copied());
+        let projection = ProjectionMask::columns(&parquet_schema, read.iter().copied());
         let mut builder = builder
             .with_row_groups(groups)
             .with_projection(projection)
