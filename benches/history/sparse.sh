@@ -1,8 +1,9 @@
 #!/bin/bash
 # A sparse wide sky as ingest leaves it, laid out with and without merged
 # cells (`ppdb ingest --cell-rows 0` writes one file per order-4 cell), and
-# the merged one after `ppdb compact`: files per table, ingest rate, and TAP
-# sync p50 of four queries (7 runs after one warm-up).
+# the merged one after `ppdb compact` (cells as coarse as its --target-rows
+# allows) and after `ppdb compact --target-rows 0` (into partitions): files,
+# ingest rate, and TAP sync p50 of four queries (7 runs after one warm-up).
 # Usage: sparse.sh [BINARY] [OBJECTS] [NIGHTS]
 # Figures in docs/storage.md ("Sparse sky is coarser still").
 set -e
@@ -21,10 +22,15 @@ p50() { # PORT QUERY -> p50 ms
 }
 echo "| layout | files | ingest rows/s | aggregate | updated since | 0.5° cone | light curve |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-for layout in 0 32768 compacted; do
-  if [ "$layout" = compacted ]; then
-    cat="$W/cat-32768"; rate=-; label="--cell-rows 32768, compacted"
-    "$BIN" compact --catalog "$cat" > /dev/null
+for layout in 0 32768 adaptive partitions; do
+  if [ "$layout" = adaptive ] || [ "$layout" = partitions ]; then
+    cat="$W/cat-$layout"; rate=-; cp -r "$W/cat-32768" "$cat"
+    if [ "$layout" = adaptive ]; then
+      label="--cell-rows 32768, compacted"; target=()
+    else
+      label="--cell-rows 32768, compacted into partitions"; target=(--target-rows 0)
+    fi
+    "$BIN" compact --catalog "$cat" "${target[@]}" > /dev/null
     "$BIN" vacuum --catalog "$cat" --grace-seconds 0 > /dev/null
   else
     cat="$W/cat-$layout"; label="--cell-rows $layout"

@@ -24,6 +24,11 @@ pub const DEFAULT_PARTITION_ORDER: u8 = 6;
 /// The most rows a commit merges into one file of a coarser cell, by default:
 /// one row group's worth (see `ingest/cells.rs`).
 pub const DEFAULT_CELL_ROWS: usize = datafile::ROW_GROUP_ROWS;
+/// The most rows compaction keeps in one file of a cell coarser than a
+/// partition, by default (see `compact/layout.rs`): large enough that a
+/// sparse sky is a few files, small enough that a cone or light curve in
+/// one reads a few row groups of it.
+pub const DEFAULT_COMPACT_ROWS: usize = 1 << 18;
 pub(crate) const COMMIT_ATTEMPTS: usize = 32;
 /// Key columns of stored files kept in memory between commits (ingest re-reads them).
 const COLUMN_CACHE_BYTES: u64 = 512 << 20;
@@ -42,6 +47,7 @@ pub struct Catalog {
     pub(crate) columns: datafile::ColumnCache,
     /// The most rows a commit merges into one file of a coarser cell.
     pub(crate) cell_rows: usize,
+    pub(crate) compact_rows: usize,
 }
 
 /// What ingesting one chunk did.
@@ -154,6 +160,7 @@ impl Catalog {
             index: Mutex::new(Arc::new(AnchorIndex::default())),
             columns: datafile::ColumnCache::new(COLUMN_CACHE_BYTES, WRITTEN_CACHE_BYTES),
             cell_rows: DEFAULT_CELL_ROWS,
+            compact_rows: DEFAULT_COMPACT_ROWS,
         }
     }
 
@@ -162,6 +169,15 @@ impl Catalog {
     /// see `ingest/cells.rs`). Every snapshot reads the same whatever it is.
     pub fn with_cell_rows(mut self, rows: usize) -> Catalog {
         self.cell_rows = rows;
+        self
+    }
+
+    /// This catalog, with compactions from this handle keeping a cell whole
+    /// while it holds at most `rows` rows, and splitting it into its children
+    /// (down to partitions) past that. Every snapshot reads the same whatever
+    /// it is.
+    pub fn with_compact_rows(mut self, rows: usize) -> Catalog {
+        self.compact_rows = rows;
         self
     }
 

@@ -22,7 +22,8 @@ pub mod schema;
 pub mod store;
 
 pub use catalog::{
-    Catalog, DEFAULT_CELL_ROWS, DEFAULT_PARTITION_ORDER, IngestOutcome, ScanFile, TableScan,
+    Catalog, DEFAULT_CELL_ROWS, DEFAULT_COMPACT_ROWS, DEFAULT_PARTITION_ORDER, IngestOutcome,
+    ScanFile, TableScan,
 };
 pub use compact::CompactReport;
 pub use error::{Error, Refusal, Result};

@@ -97,7 +97,8 @@ async fn rows_share_a_partition(cell_rows: Option<usize>, fresh_order: u8) {
             .collect();
         assert_eq!(f.stats.spill_cells, spill, "{table}");
     }
-    // Compaction splits it into the partitions, the object's rows in its own.
+    // Compaction into partitions splits it, the object's rows in their own.
+    let cat = cat.with_compact_rows(0);
     let report = cat.compact().await.unwrap();
     assert_eq!(report.files_removed, 2);
     let state = cat.state().await.unwrap();
@@ -191,7 +192,8 @@ async fn files_of_a_merged_cell_and_of_a_fine_one_inside_compact_into_one_partit
     let dense = Catalog::open_or_create(url, 6)
         .await
         .unwrap()
-        .with_cell_rows(0);
+        .with_cell_rows(0)
+        .with_compact_rows(0);
     dense
         .ingest(&loc(
             &TestChunk::replica(2, vec![source(71)]).write(chunks.path())

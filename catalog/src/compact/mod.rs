@@ -1,7 +1,7 @@
 //! Compaction: the files of a partition merged into fewer, with the rows
 //! every retained snapshot sees unchanged; no snapshot changes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 use crate::healpix::Cell;
 use crate::log::{self, Action, Entry, LOG_FORMAT};
 use crate::schema::{ADDED, RETIRED, TableId};
+
+mod layout;
 
 /// What a compaction did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -30,119 +32,37 @@ pub struct CompactReport {
 }
 
 impl Catalog {
-    /// Merges each partition's files into one, folding retirements into `_retired`.
-    /// No snapshot changes: every snapshot shows the same rows before and after.
+    /// Rewrites each table's files as few, large files, folding retirements
+    /// into `_retired`: per base cell, cells as coarse as
+    /// [`Catalog::with_compact_rows`] allows (see `layout.rs`). No snapshot
+    /// changes: every snapshot shows the same rows before and after.
     pub async fn compact(&self) -> Result<CompactReport> {
         for _ in 0..COMMIT_ATTEMPTS {
             let state = self.state().await?;
-            let order = state.partition_order;
-            // Files are grouped by the ingest-order cell that holds them: fresh
-            // files cover such a cell, compacted ones one of its partitions.
-            // A file of a cell a commit merged up (coarser than the ingest
-            // order: sparse sky) joins the group of the coarsest such cell
-            // that holds it, with every file inside: its rows and theirs may
-            // share partitions, and each partition must end as one file.
-            let ingest = state.ingest_order();
-            let merged: BTreeSet<(TableId, Cell)> = state
-                .files
-                .values()
-                .filter_map(|f| Some((f.entry.table, f.entry.cell?)))
-                .filter(|(_, c)| c.order < ingest)
-                .collect();
-            let group_of = |table: TableId, c: Cell| {
-                (0..ingest)
-                    .map(|o| c.ancestor(o))
-                    .find(|a| a.order <= c.order && merged.contains(&(table, *a)))
-                    .unwrap_or(c.ancestor(ingest))
-            };
             let mut groups: BTreeMap<(TableId, Option<Cell>), Vec<&log::LiveFile>> =
                 BTreeMap::new();
             for f in state.files.values() {
-                let key = f.entry.cell.map(|c| group_of(f.entry.table, c));
-                groups.entry((f.entry.table, key)).or_default().push(f);
+                let base = f.entry.cell.map(|c| c.ancestor(0));
+                groups.entry((f.entry.table, base)).or_default().push(f);
             }
-            let mut removed = Vec::new();
-            let mut added = Vec::new();
-            let mut report = CompactReport::default();
-            let horizon = (state.expired_before > 0).then_some(state.expired_before);
-            let index = self.anchor_index(&state).await?;
-            for ((table, _), files) in groups {
-                let ts = self.schema.table(table);
-                // Rows retired before the horizon may be droppable, unless this
-                // file was already pruned at this horizon.
-                let prunable = |f: &log::LiveFile| {
-                    horizon.is_some()
-                        && f.entry
-                            .retired_min
-                            .is_some_and(|r| r <= state.expired_before)
-                        && f.entry.pruned_below != horizon
-                };
-                let mut by_cell: BTreeMap<Option<Cell>, Vec<&log::LiveFile>> = BTreeMap::new();
-                let mut coarse = Vec::new();
-                for f in files {
-                    match f.entry.cell {
-                        Some(c) if c.order < order => coarse.push((f, c)),
-                        cell => by_cell.entry(cell).or_default().push(f),
-                    }
-                }
-                // A coarse file's rows go to the partitions their anchors name.
-                let mut pieces: BTreeMap<Option<Cell>, Vec<RecordBatch>> = BTreeMap::new();
-                for (f, fresh) in coarse {
-                    let phys = self.folded(ts, f).await?;
-                    let anchor = crate::ingest::sort_anchors(ts, &phys, &|id| index.anchor(id));
-                    // A row without an anchor (none in practice) keeps its file's cell.
-                    let cell_of = |row: usize| match anchor.as_ref().filter(|a| a.is_valid(row)) {
-                        Some(a) => Cell::of_healpix_29(order, a.value(row)),
-                        None => fresh,
-                    };
-                    let mut rows: BTreeMap<Cell, Vec<u32>> = BTreeMap::new();
-                    for row in 0..phys.num_rows() {
-                        rows.entry(cell_of(row)).or_default().push(row as u32);
-                    }
-                    for (cell, rows) in rows {
-                        let taken = arrow_select::take::take_record_batch(
-                            &phys,
-                            &arrow_array::UInt32Array::from(rows),
-                        )?;
-                        pieces.entry(Some(cell)).or_default().push(taken);
-                    }
-                    removed.push(f.entry.path.clone());
-                }
-                for (cell, files) in by_cell {
-                    let dirty = files.iter().any(|f| !f.retired.is_empty());
-                    let joined = pieces.contains_key(&cell);
-                    if files.len() < 2 && !dirty && !joined && !files.iter().any(|f| prunable(f)) {
-                        continue;
-                    }
-                    let piece = pieces.entry(cell).or_default();
-                    for f in files {
-                        piece.push(self.folded(ts, f).await?);
-                        removed.push(f.entry.path.clone());
-                    }
-                }
-                for (cell, batches) in pieces {
-                    let mut all = arrow_select::concat::concat_batches(&ts.physical, &batches)?;
-                    if horizon.is_some() {
-                        let before = all.num_rows();
-                        all = retained_rows(&state, &all)?;
-                        report.rows_dropped += (before - all.num_rows()) as u64;
-                    }
-                    report.partitions += 1;
-                    if all.num_rows() == 0 {
-                        continue;
-                    }
-                    let anchor = crate::ingest::sort_anchors(ts, &all, &|id| index.anchor(id));
-                    let sorted = datafile::without_empty_columns(
-                        ts,
-                        &datafile::sort(ts, &all, anchor.as_ref())?,
-                    )?;
-                    let path = datafile::new_path(table, cell, state.latest(), "c");
-                    let mut entry = datafile::write(&self.loc, ts, cell, path, &sorted).await?;
-                    entry.retired_min = retired_min(&sorted);
-                    entry.pruned_below = horizon;
-                    added.push(entry);
-                }
+            let mut job = Job {
+                cat: self,
+                state: &state,
+                index: self.anchor_index(&state).await?,
+                horizon: (state.expired_before > 0).then_some(state.expired_before),
+                removed: Vec::new(),
+                added: Vec::new(),
+                report: CompactReport::default(),
+            };
+            for ((table, base), files) in groups {
+                job.group(table, base, files).await?;
             }
+            let Job {
+                removed,
+                added,
+                mut report,
+                ..
+            } = job;
             report.files_removed = removed.len();
             report.files_added = added.len();
             if removed.is_empty() {
@@ -174,6 +94,180 @@ impl Catalog {
         let phys = datafile::read(&self.loc, &f.entry.path, None).await?;
         fold_retirements(&datafile::conform_physical(ts, &phys)?, &f.retired)
     }
+}
+
+/// One compaction's work over one log state.
+struct Job<'a> {
+    cat: &'a Catalog,
+    state: &'a log::LogState,
+    index: Arc<crate::index::AnchorIndex>,
+    /// The retention horizon: rows only expired snapshots saw are left out.
+    horizon: Option<u64>,
+    removed: Vec<String>,
+    added: Vec<log::FileEntry>,
+    report: CompactReport,
+}
+
+impl Job<'_> {
+    /// Rows retired before the horizon may be droppable, unless this file was
+    /// already pruned at this horizon.
+    fn prunable(&self, f: &log::LiveFile) -> bool {
+        self.horizon.is_some()
+            && f.entry
+                .retired_min
+                .is_some_and(|r| r <= self.state.expired_before)
+            && f.entry.pruned_below != self.horizon
+    }
+
+    /// Whether a file has nothing to fold in or leave out.
+    fn clean(&self, f: &log::LiveFile) -> bool {
+        f.retired.is_empty() && !self.prunable(f)
+    }
+
+    /// Lays out one table's files under one base cell (all of an
+    /// unpartitioned table's files: one file).
+    async fn group(
+        &mut self,
+        table: TableId,
+        base: Option<Cell>,
+        files: Vec<&log::LiveFile>,
+    ) -> Result<()> {
+        let ts = self.cat.schema.table(table);
+        let Some(base) = base else {
+            if let [f] = files.as_slice()
+                && self.clean(f)
+            {
+                return Ok(());
+            }
+            let mut batches = Vec::new();
+            for f in files {
+                batches.push(self.cat.folded(ts, f).await?);
+                self.removed.push(f.entry.path.clone());
+            }
+            return self.write(ts, None, batches).await;
+        };
+        let order = self.state.partition_order;
+        let (cat, index) = (self.cat, &self.index);
+        let mut split_paths = Vec::new();
+        let targets = layout::layout(
+            base,
+            files,
+            self.cat.compact_rows as u64,
+            self.state.ingest_order(),
+            order,
+            |f: &log::LiveFile| {
+                split_paths.push(f.entry.path.clone());
+                async move { split(cat, ts, index, order, f).await }
+            },
+        )
+        .await?;
+        self.removed.extend(split_paths);
+        for t in targets {
+            if t.settled(|f| self.clean(f)) {
+                continue;
+            }
+            let mut batches: Vec<RecordBatch> = t.pieces.into_values().flatten().collect();
+            for f in t.files {
+                batches.push(self.cat.folded(ts, f).await?);
+                self.removed.push(f.entry.path.clone());
+            }
+            self.write(ts, Some(t.cell), batches).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `batches` as the one file of `cell`, sorted, without the rows no
+    /// retained snapshot sees; nothing if no row is left. A cell coarser than
+    /// the ingest order lists the ingest-order cells its rows lie in, as a
+    /// commit's merged file does.
+    async fn write(
+        &mut self,
+        ts: &crate::schema::TableSchema,
+        cell: Option<Cell>,
+        batches: Vec<RecordBatch>,
+    ) -> Result<()> {
+        let mut all = arrow_select::concat::concat_batches(&ts.physical, &batches)?;
+        if self.horizon.is_some() {
+            let before = all.num_rows();
+            all = retained_rows(self.state, &all)?;
+            self.report.rows_dropped += (before - all.num_rows()) as u64;
+        }
+        self.report.partitions += 1;
+        if all.num_rows() == 0 {
+            return Ok(());
+        }
+        let index = &self.index;
+        let anchor = crate::ingest::sort_anchors(ts, &all, &|id| index.anchor(id));
+        let sorted =
+            datafile::without_empty_columns(ts, &datafile::sort(ts, &all, anchor.as_ref())?)?;
+        let path = datafile::new_path(ts.id, cell, self.state.latest(), "c");
+        let mut entry = datafile::write(&self.cat.loc, ts, cell, path, &sorted).await?;
+        let ingest = self.state.ingest_order();
+        if let Some(c) = cell.filter(|c| c.order < ingest) {
+            let sorted_anchor = crate::ingest::sort_anchors(ts, &sorted, &|id| index.anchor(id));
+            let held: Vec<u64> = match &sorted_anchor {
+                Some(a) => a
+                    .iter()
+                    .map(|a| {
+                        a.map_or(c.descendants(ingest).start, |a| {
+                            Cell::of_healpix_29(ingest, a).npix
+                        })
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            entry.stats.merged_cells = crate::ingest::merged_cells(&held, &sorted, ingest);
+            if entry.stats.merged_cells.is_empty() {
+                // No row says where it lies: the file stands for its whole cell.
+                entry.stats.merged_cells = c.descendants(ingest).collect();
+            }
+        }
+        entry.retired_min = retired_min(&sorted);
+        entry.pruned_below = self.horizon;
+        self.added.push(entry);
+        Ok(())
+    }
+}
+
+/// A file's rows (retirements folded in) by the partition each belongs to:
+/// its object's anchor, else its own position, else the first partition of
+/// the file's cell.
+async fn split(
+    cat: &Catalog,
+    ts: &crate::schema::TableSchema,
+    index: &crate::index::AnchorIndex,
+    order: u8,
+    f: &log::LiveFile,
+) -> Result<layout::Pieces> {
+    let phys = cat.folded(ts, f).await?;
+    let fallback = f.entry.cell.map_or(0, |c| c.descendants(order).start);
+    let anchor = crate::ingest::sort_anchors(ts, &phys, &|id| index.anchor(id));
+    let own = phys
+        .column_by_name(crate::schema::HEALPIX_29)
+        .map(|c| c.as_primitive::<Int64Type>().clone());
+    let position = |row: usize| {
+        anchor
+            .as_ref()
+            .filter(|a| a.is_valid(row))
+            .map(|a| a.value(row))
+            .or_else(|| {
+                own.as_ref()
+                    .filter(|o| o.is_valid(row))
+                    .map(|o| o.value(row))
+            })
+    };
+    let mut rows: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    for row in 0..phys.num_rows() {
+        let p = position(row).map_or(fallback, |h| Cell::of_healpix_29(order, h).npix);
+        rows.entry(p).or_default().push(row as u32);
+    }
+    let mut out = layout::Pieces::new();
+    for (p, rows) in rows {
+        let taken =
+            arrow_select::take::take_record_batch(&phys, &arrow_array::UInt32Array::from(rows))?;
+        out.entry(p).or_default().push(taken);
+    }
+    Ok(out)
 }
 
 /// Writes the retirements recorded by position into the `_retired` column.

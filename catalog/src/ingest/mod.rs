@@ -46,6 +46,7 @@ use anchors::Anchors;
 use stored::StoredFile;
 
 pub(crate) use anchors::sort_anchors;
+pub(crate) use write::merged_cells;
 
 /// A row the chunk touches: one of its own new rows, or a stored one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

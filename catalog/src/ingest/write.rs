@@ -339,7 +339,7 @@ fn table_rows(
 
 /// The ingest-order cells a merged file's rows lie in: those its rows were
 /// gathered from (their objects' partitions) and those of their own positions.
-fn merged_cells(held: &[u64], batch: &RecordBatch, order: u8) -> Vec<u64> {
+pub(crate) fn merged_cells(held: &[u64], batch: &RecordBatch, order: u8) -> Vec<u64> {
     let mut cells: std::collections::BTreeSet<u64> = held.iter().copied().collect();
     if let Some(h) = batch.column_by_name(crate::schema::HEALPIX_29) {
         let h = h.as_primitive::<Int64Type>();

@@ -47,11 +47,22 @@ async fn rows(engine: &Engine, adql: &str) -> Vec<RecordBatch> {
         .0
 }
 
-/// A generated night in its query layout: ingested, then compacted into partitions.
+/// A generated night ingested, then compacted into partitions (the finest
+/// layout: what file pruning is measured on).
 async fn generated(objects: usize) -> (TempDir, Arc<Catalog>) {
     let (dir, cat) = generated_fresh(objects, None).await;
-    cat.compact().await.unwrap();
+    compact_into(&cat, 0).await;
     (dir, cat)
+}
+
+/// Compacts `cat` keeping at most `rows` rows in a file coarser than a
+/// partition (0: into partitions), through a second handle.
+async fn compact_into(cat: &Catalog, rows: usize) -> catalog::CompactReport {
+    let handle = Catalog::open(cat.url())
+        .await
+        .unwrap()
+        .with_compact_rows(rows);
+    handle.compact().await.unwrap()
 }
 
 /// A generated night as ingest leaves it: fresh files, each covering 16

@@ -15,15 +15,25 @@ use super::{CatalogArg, StateArg};
 pub(crate) struct CompactArgs {
     #[command(flatten)]
     catalog: CatalogArg,
+    /// The most rows one file of a cell coarser than a partition may hold: a
+    /// region holding fewer stays one file (sparse sky), a fuller one is split
+    /// into its HEALPix children, down to partitions (dense sky)
+    #[arg(long, default_value_t = catalog::DEFAULT_COMPACT_ROWS)]
+    target_rows: usize,
 }
 
-/// Merges small files per partition.
+/// Rewrites each table's files as few, large ones.
 pub(super) async fn compact(args: CompactArgs) -> Result<()> {
-    let CompactArgs { catalog } = args;
-    let cat = Catalog::open(&catalog.write_url("compact")?).await?;
+    let CompactArgs {
+        catalog,
+        target_rows,
+    } = args;
+    let cat = Catalog::open(&catalog.write_url("compact")?)
+        .await?
+        .with_compact_rows(target_rows);
     let r = cat.compact().await?;
     say!(
-        "compacted {} partitions: {} files replaced by {}{}",
+        "compacted {} cells: {} files replaced by {}{}",
         r.partitions,
         r.files_removed,
         r.files_added,
@@ -105,7 +115,7 @@ pub(super) async fn vacuum(args: VacuumArgs) -> Result<()> {
         );
         let c = cat.compact().await?;
         say!(
-            "compacted {} partitions: {} files replaced by {}; dropped {} rows no retained snapshot sees",
+            "compacted {} cells: {} files replaced by {}; dropped {} rows no retained snapshot sees",
             c.partitions,
             c.files_removed,
             c.files_added,
