@@ -43,6 +43,9 @@ async fn a_sync_query_carries_its_token_and_a_replay_descriptor() {
     assert!(ct.starts_with("text/csv"), "{ct}");
     assert_eq!(csv.lines().count(), 4, "{csv}");
     assert!(csv.starts_with("diaObjectId,ra,dec\n"), "{csv}");
+    let (status, _, table) = get(&url, &[("RESPONSEFORMAT", "table")]).await;
+    assert_eq!(status, 400, "{table}");
+    assert!(table.contains("not offered over TAP"), "{table}");
 }
 
 #[tokio::test]
@@ -105,6 +108,16 @@ async fn errors_come_back_as_error_votables_with_a_position() {
         (
             vec![("QUERY", TOP3), ("RESPONSEFORMAT", "xlsx")],
             "unknown format",
+        ),
+        // The command line's aligned table holds every row in memory before
+        // its first line: not over HTTP, where anyone could ask for millions.
+        (
+            vec![("QUERY", TOP3), ("RESPONSEFORMAT", "table")],
+            "not offered over TAP",
+        ),
+        (
+            vec![("QUERY", TOP3), ("FORMAT", "text")],
+            "not offered over TAP",
         ),
     ] {
         let (status, ct, body) = get(&sync, &params).await;
