@@ -1,11 +1,11 @@
 #!/bin/bash
-# A sparse wide sky as ingest leaves it, laid out with and without merged
-# cells (`ppdb ingest --cell-rows 0` writes one file per order-4 cell), and
-# the merged one after `ppdb compact` (cells as coarse as its --target-rows
-# allows) and after `ppdb compact --target-rows 0` (into partitions): files,
-# ingest rate, and TAP sync p50 of four queries (7 runs after one warm-up).
-# Usage: sparse.sh [BINARY] [OBJECTS] [NIGHTS]
-# Figures in docs/storage.md ("Sparse sky is coarser still").
+# A sparse wide sky as ingest leaves it: one file per order-4 cell and chunk
+# (`--cell-rows 0 --no-maintenance`), merged cells without maintenance
+# (`--no-maintenance`), and by default (merged cells, and compaction whenever
+# a partition's files pile up); then the default one after `ppdb compact`
+# (cells as coarse as its --target-rows allows) and after `ppdb compact
+# --target-rows 0` (into partitions): files, ingest rate (maintenance not
+# counted) and TAP sync p50 of four queries (7 runs after one warm-up).
 set -e
 BIN=${1:-target/debug/ppdb}; OBJECTS=${2:-20000}; NIGHTS=${3:-10}
 source "$(dirname "${BASH_SOURCE[0]}")/../availability/serve.sh"
@@ -22,19 +22,23 @@ p50() { # PORT QUERY -> p50 ms
 }
 echo "| layout | files | ingest rows/s | aggregate | updated since | 0.5° cone | light curve |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-for layout in 0 32768 adaptive partitions; do
-  if [ "$layout" = adaptive ] || [ "$layout" = partitions ]; then
-    cat="$W/cat-$layout"; rate=-; cp -r "$W/cat-32768" "$cat"
-    if [ "$layout" = adaptive ]; then
-      label="--cell-rows 32768, compacted"; target=()
-    else
-      label="--cell-rows 32768, compacted into partitions"; target=(--target-rows 0)
-    fi
+layouts=("cell-rows-0" "no-maintenance" "default" "compacted" "partitions")
+for layout in "${layouts[@]}"; do
+  cat="$W/cat-$layout"; rate=-
+  case $layout in
+    cell-rows-0) label="--cell-rows 0 --no-maintenance"; flags=(--cell-rows 0 --no-maintenance) ;;
+    no-maintenance) label="--no-maintenance"; flags=(--no-maintenance) ;;
+    default) label="default"; flags=() ;;
+    compacted) label="default, then compact"; cp -r "$W/cat-default" "$cat"; target=() ;;
+    partitions) label="default, then compact --target-rows 0"; cp -r "$W/cat-default" "$cat"; target=(--target-rows 0) ;;
+  esac
+  if [ -d "$cat" ]; then
     "$BIN" compact --catalog "$cat" "${target[@]}" > /dev/null
     "$BIN" vacuum --catalog "$cat" --grace-seconds 0 > /dev/null
   else
-    cat="$W/cat-$layout"; label="--cell-rows $layout"
-    rate=$("$BIN" ingest --catalog "$cat" --cell-rows "$layout" "$W/chunks" 2>&1 | grep -o '([0-9]* rows/s)' | tr -dc 0-9)
+    out=$("$BIN" ingest --catalog "$cat" "${flags[@]}" "$W/chunks" 2>&1)
+    rate=$(echo "$out" | grep -o '([0-9]* rows/s)' | tr -dc 0-9)
+    "$BIN" vacuum --catalog "$cat" --grace-seconds 0 > /dev/null
   fi
   files=$(find "$cat" -name '*.parquet' -not -path '*/_index/*' | wc -l)
   CATALOG=$cat start "$BIN" 18561

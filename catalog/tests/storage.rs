@@ -254,6 +254,47 @@ async fn compaction_then_vacuum_keeps_every_snapshot() {
     assert_eq!(before, after, "compaction and vacuum change no snapshot");
 }
 
+/// Maintenance compacts exactly when some partition's rows lie in more files
+/// than it allows, leaves at most that many, and changes no snapshot.
+#[tokio::test]
+async fn maintenance_keeps_each_partition_in_few_files_and_changes_no_snapshot() {
+    let dir = TempDir::new().unwrap();
+    let (_chunks, dirs) = sample_chunks(800, 12);
+    let url = dir.path().to_str().unwrap();
+    let cat = Catalog::open_or_create(url, 6).await.unwrap();
+    let most = 3;
+    let (mut compactions, mut seen) = (0, Vec::new());
+    for d in &dirs {
+        cat.ingest(&loc(d)).await.unwrap();
+        let k = cat.state().await.unwrap().latest();
+        for t in TableId::ALL {
+            seen.push(sorted_csv(&cat.read_table(t, k).await.unwrap()));
+        }
+        let piled = catalog::files_per_partition(&cat.state().await.unwrap());
+        match cat.maintain(most).await.unwrap() {
+            Some(report) => {
+                assert!(piled > most, "compacted at {piled} files: {report:?}");
+                compactions += 1;
+            }
+            None => assert!(piled <= most, "{piled} files left"),
+        }
+        assert!(catalog::files_per_partition(&cat.state().await.unwrap()) <= most);
+    }
+    assert!(
+        compactions >= 2,
+        "{compactions} compactions in {} chunks",
+        dirs.len()
+    );
+    let reopened = Catalog::open(url).await.unwrap();
+    let mut after = Vec::new();
+    for k in 1..=dirs.len() as u64 {
+        for t in TableId::ALL {
+            after.push(sorted_csv(&reopened.read_table(t, k).await.unwrap()));
+        }
+    }
+    assert_eq!(seen, after, "maintenance changes no snapshot");
+}
+
 /// Two generated nights of `visits` visits, two per chunk: the folder that
 /// holds them, and the chunk folders in commit order.
 fn sample_chunks(objects: usize, visits: usize) -> (TempDir, Vec<std::path::PathBuf>) {

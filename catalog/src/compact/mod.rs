@@ -17,6 +17,9 @@ use crate::log::{self, Action, Entry, LOG_FORMAT};
 use crate::schema::{ADDED, RETIRED, TableId};
 
 mod layout;
+mod maintain;
+
+pub use maintain::{MAX_FILES_PER_PARTITION, files_per_partition};
 
 /// What a compaction did.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -26,6 +26,11 @@ pub(crate) struct IngestArgs {
     /// commits lay out files: every snapshot reads the same.
     #[arg(long, default_value_t = catalog::DEFAULT_CELL_ROWS)]
     cell_rows: usize,
+    /// Do not compact: by default, whenever some partition's rows lie in more
+    /// than 8 files of a table (checked every 32 chunks and at the end), the
+    /// catalog is compacted (`ppdb compact`), which changes no snapshot.
+    #[arg(long)]
+    no_maintenance: bool,
     /// Chunk folders, or folders of chunk folders.
     #[arg(required = true)]
     chunks: Vec<PathBuf>,
@@ -37,6 +42,7 @@ pub(super) async fn run(args: IngestArgs) -> Result<()> {
         catalog,
         partition_order,
         cell_rows,
+        no_maintenance,
         chunks,
     } = args;
     let url = catalog.write_url("ingest")?;
@@ -61,30 +67,75 @@ pub(super) async fn run(args: IngestArgs) -> Result<()> {
     if !ordered.is_empty() {
         bar.set_message(name(0));
     }
-    cat.ingest_sequence(&locs, |i, outcome| {
-        match outcome {
-            IngestOutcome::Committed(info) => {
-                committed += 1;
-                rows += info.rows_added.values().sum::<u64>();
+    // Maintenance between runs of chunks keeps the files a commit re-reads
+    // (and every query) few however long the delivery.
+    let mut maintained = Maintained::default();
+    for (run, locs) in locs.chunks(MAINTAIN_EVERY).enumerate() {
+        let first = run * MAINTAIN_EVERY;
+        cat.ingest_sequence(locs, |i, outcome| {
+            let i = first + i;
+            match outcome {
+                IngestOutcome::Committed(info) => {
+                    committed += 1;
+                    rows += info.rows_added.values().sum::<u64>();
+                }
+                IngestOutcome::AlreadyCommitted { .. } => resent += 1,
             }
-            IngestOutcome::AlreadyCommitted { .. } => resent += 1,
+            bar.inc(1);
+            if i + 1 < ordered.len() {
+                bar.set_message(name(i + 1));
+            }
+        })
+        .await
+        .map_err(|(i, e)| {
+            anyhow::Error::new(e).context(format!("ingesting {}", ordered[first + i].0.display()))
+        })?;
+        if !no_maintenance {
+            maintained.run(&cat).await?;
         }
-        bar.inc(1);
-        if i + 1 < ordered.len() {
-            bar.set_message(name(i + 1));
-        }
-    })
-    .await
-    .map_err(|(i, e)| {
-        anyhow::Error::new(e).context(format!("ingesting {}", ordered[i].0.display()))
-    })?;
+    }
     bar.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
+    let secs = (started.elapsed() - maintained.took).as_secs_f64();
     let latest = cat.state().await?.latest();
     say!(
         "committed {committed} chunks ({resent} already committed), {rows} rows in {secs:.2} s \
          ({:.0} rows/s); latest snapshot {latest}",
         rows as f64 / secs.max(1e-9)
     );
+    if maintained.runs > 0 {
+        say!(
+            "maintenance compacted {} times in {:.2} s: {} files replaced by {}",
+            maintained.runs,
+            maintained.took.as_secs_f64(),
+            maintained.removed,
+            maintained.added
+        );
+    }
     Ok(())
+}
+
+/// Chunks committed between two maintenance checks.
+const MAINTAIN_EVERY: usize = 32;
+
+/// What maintenance did during one ingest.
+#[derive(Default)]
+struct Maintained {
+    runs: usize,
+    removed: usize,
+    added: usize,
+    took: std::time::Duration,
+}
+
+impl Maintained {
+    /// Compacts if some partition's files have piled up.
+    async fn run(&mut self, cat: &Catalog) -> Result<()> {
+        let started = Instant::now();
+        if let Some(r) = cat.maintain(catalog::MAX_FILES_PER_PARTITION).await? {
+            self.runs += 1;
+            self.removed += r.files_removed;
+            self.added += r.files_added;
+        }
+        self.took += started.elapsed();
+        Ok(())
+    }
 }

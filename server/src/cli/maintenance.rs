@@ -130,3 +130,52 @@ pub(super) async fn vacuum(args: VacuumArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// Checks the catalog at `url` every `every` and compacts it when some
+/// partition's files have piled up, on a thread of its own so that its
+/// sorting and encoding never hold up a request. Failures are reported and
+/// tried again at the next check (a read-only store fails every time: say so
+/// once).
+pub(super) fn background(url: String, every: Duration) {
+    let run = async move {
+        let mut failed = false;
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let outcome = match Catalog::open(&url).await {
+                Ok(cat) => cat.maintain(catalog::MAX_FILES_PER_PARTITION).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(Some(r)) => eprintln!(
+                    "maintenance: compacted {} cells, {} files replaced by {}",
+                    r.partitions, r.files_removed, r.files_added
+                ),
+                Ok(None) => {}
+                Err(e) if !failed => {
+                    failed = true;
+                    eprintln!(
+                        "warning: maintenance of {url} failed (tried again every {} s): {e}",
+                        every.as_secs()
+                    );
+                }
+                Err(_) => {}
+            }
+        }
+    };
+    let started = std::thread::Builder::new()
+        .name("maintenance".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(run),
+                Err(e) => eprintln!("warning: maintenance did not start: {e}"),
+            }
+        });
+    if let Err(e) = started {
+        eprintln!("warning: maintenance did not start: {e}");
+    }
+}

@@ -43,6 +43,11 @@ impl CatalogArg {
             .unwrap_or_else(|| SAMPLE_CATALOG.to_string())
     }
 
+    /// The catalog's URL if one was named and it is not the bundled sample.
+    pub(crate) fn writable_url(&self) -> Option<String> {
+        self.catalog.clone().filter(|url| !is_bundled_sample(url))
+    }
+
     pub(crate) fn write_url(&self, what: &str) -> Result<String> {
         match &self.catalog {
             Some(c) => Ok(c.clone()),

@@ -96,6 +96,13 @@ pub(crate) struct ServeArgs {
     /// where, what, status, token, rows); `-` is standard error.
     #[arg(long, default_value = "-")]
     access_log: PathBuf,
+    /// Seconds between maintenance checks of a catalog given with --catalog:
+    /// when some partition's rows lie in more than 8 files of a table, the
+    /// catalog is compacted in the background (as `ppdb compact`; no snapshot
+    /// changes, queries go on). 0 turns it off; the bundled sample is never
+    /// changed.
+    #[arg(long, default_value_t = 300)]
+    maintenance_seconds: u64,
     /// A file of bearer tokens, one `user=secret` per line: those users see
     /// embargoed rows. More may come in the PPDB_TOKENS variable, same format.
     #[arg(long, env = "PPDB_TOKENS_FILE")]
@@ -136,6 +143,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
         connections_per_address,
         max_connections,
         access_log,
+        maintenance_seconds,
         tokens,
         embargo_hours,
         embargo_until,
@@ -215,6 +223,11 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
             }
         }
     });
+    if maintenance_seconds > 0
+        && let Some(url) = catalog.writable_url()
+    {
+        super::maintenance::background(url, std::time::Duration::from_secs(maintenance_seconds));
+    }
     println!("serving {} at {base_url}/tap", catalog.read_url());
     // On stderr: the first line of stdout is the address, which scripts read.
     eprintln!(

@@ -138,3 +138,81 @@ async fn compact_and_vacuum_under_a_live_server_change_no_answer() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, String::from_utf8_lossy(&out.stdout));
 }
+
+/// A server on a catalog whose files have piled up (ingested without
+/// maintenance) compacts it by itself, and every answer, now and in the
+/// past, stays the same while and after it does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_compacts_a_catalog_whose_files_pile_up() {
+    let dir = TempDir::new().unwrap();
+    let chunks = dir.path().join("chunks");
+    let chunks = chunks.to_str().unwrap();
+    ppdb(&[
+        "sample",
+        "--out",
+        chunks,
+        "--objects",
+        "600",
+        "--nights",
+        "2",
+        "--visits-per-night",
+        "10",
+        "--visits-per-chunk",
+        "1",
+    ]);
+    let cat = dir.path().join("cat");
+    let cat = cat.to_str().unwrap();
+    let said = ppdb(&["ingest", "--catalog", cat, "--no-maintenance", chunks]);
+    assert!(!said.contains("maintenance"), "{said}");
+    let entries = || {
+        std::fs::read_dir(Path::new(cat).join("_log"))
+            .unwrap()
+            .count()
+    };
+    let committed = entries();
+    let s = Server::start(&[
+        "--catalog",
+        cat,
+        "--embargo-hours",
+        "0",
+        "--maintenance-seconds",
+        "1",
+    ]);
+    let queries = [
+        "SELECT COUNT(*) AS n, SUM(psfFlux) AS f FROM ppdb.DiaSource",
+        "SELECT diaObjectId, ra, dec, nDiaSources FROM ppdb.DiaObject ORDER BY diaObjectId",
+    ];
+    let ask = async |q: &str, as_of: &str| {
+        let (status, body, _) = csv(&s.tap, q, &[("AS_OF", as_of)]).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let mut before = Vec::new();
+    for q in queries {
+        for as_of in ["3", "20"] {
+            before.push(ask(q, as_of).await);
+        }
+    }
+    let started = std::time::Instant::now();
+    while entries() == committed {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "no compaction after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let log = std::fs::read_to_string(Path::new(cat).join(format!("_log/{:020}.json", committed)))
+        .unwrap();
+    assert!(log.contains("\"compact\""), "{log}");
+    let mut after = Vec::new();
+    for q in queries {
+        for as_of in ["3", "20"] {
+            after.push(ask(q, as_of).await);
+        }
+    }
+    assert_eq!(before, after);
+    // Settled: the next checks find nothing to do.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(entries(), committed + 1);
+}

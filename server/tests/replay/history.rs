@@ -116,6 +116,33 @@ fn replays_survive_new_chunks_compaction_vacuum_and_restarts() {
             "after compact and vacuum",
         );
     }
+    // Re-partitioning: into partitions, then back into cells as coarse as
+    // 262 144 rows allow. Tokens taken before replay the same after each.
+    for target in ["0", "262144"] {
+        let out = ok(
+            home,
+            &[
+                "compact",
+                "--catalog",
+                cat.to_str().unwrap(),
+                "--target-rows",
+                target,
+            ],
+        );
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            !said.contains(": 0 files replaced"),
+            "--target-rows {target}: {said}"
+        );
+        for (first, (_, _, ordered)) in runs.iter().zip(QUERIES) {
+            assert_same(
+                first,
+                &replay(home, &cat, &first.token),
+                *ordered,
+                &format!("after compact --target-rows {target}"),
+            );
+        }
+    }
 }
 
 /// Scenarios 2 and 3 with hand-made chunks, and the naive alternative beside
