@@ -63,7 +63,7 @@ impl Survey<'_> {
             if self.sources.is_empty() {
                 break;
             }
-            match self.rng.random_range(0..6) {
+            match self.events_rng.random_range(0..6) {
                 0 | 1 => self.withdraw_source(&mut stamp, t),
                 2 => self.reassign_source(&mut stamp, t),
                 3 => self.close_or_recount(&mut stamp, t),
@@ -75,7 +75,7 @@ impl Survey<'_> {
 
     /// Withdraws a standing DiaSource (sometimes one from this very chunk).
     fn withdraw_source(&mut self, stamp: &mut Stamp, t: &mut Tables) {
-        let i = self.rng.random_range(0..self.sources.len());
+        let i = self.events_rng.random_range(0..self.sources.len());
         if self.sources[i].withdrawn {
             return;
         }
@@ -84,7 +84,7 @@ impl Survey<'_> {
         if let Some(o) = s.obj {
             self.objs[self.by_id[&o]].withdrawn += 1;
         }
-        let obj_hint = if self.rng.random_bool(0.5) {
+        let obj_hint = if self.events_rng.random_bool(0.5) {
             s.obj
         } else {
             None
@@ -101,7 +101,7 @@ impl Survey<'_> {
 
     /// Re-attributes a detection to a new solar-system object.
     fn reassign_source(&mut self, stamp: &mut Stamp, t: &mut Tables) {
-        let i = self.rng.random_range(0..self.sources.len());
+        let i = self.events_rng.random_range(0..self.sources.len());
         if self.sources[i].withdrawn || self.sources[i].obj.is_none() {
             return;
         }
@@ -129,7 +129,7 @@ impl Survey<'_> {
     /// The object of a random DiaSource (or the first object, for a
     /// reassigned one).
     fn object_of_a_source(&mut self) -> usize {
-        let s = &self.sources[self.rng.random_range(0..self.sources.len())];
+        let s = &self.sources[self.events_rng.random_range(0..self.sources.len())];
         self.by_id[&s.obj.unwrap_or(self.objs[0].id)]
     }
 
@@ -142,7 +142,7 @@ impl Survey<'_> {
         }
         let at = (o.ra, o.dec);
         let n = Some(o.n_src - o.withdrawn);
-        if self.rng.random_bool(0.5) {
+        if self.events_rng.random_bool(0.5) {
             o.open = false;
             let record = Record {
                 dia_object_id: Some(o.id),
@@ -166,7 +166,7 @@ impl Survey<'_> {
         if self.forced.is_empty() {
             return;
         }
-        let i = self.rng.random_range(0..self.forced.len());
+        let i = self.events_rng.random_range(0..self.forced.len());
         let f = &mut self.forced[i];
         if f.withdrawn {
             return;

@@ -81,7 +81,11 @@ pub(super) struct Tables {
 pub(super) struct Survey<'a> {
     pub(super) cfg: &'a SampleConfig,
     out: &'a Path,
+    /// Draws for what visits observe: the same whatever the chunking.
     pub(super) rng: ChaCha8Rng,
+    /// Draws for each chunk's update records and file ids, so that cutting
+    /// the same visits into more chunks leaves the visits' rows as they were.
+    pub(super) events_rng: ChaCha8Rng,
     pub(super) sky: Sky,
     pub(super) objs: Vec<Obj>,
     pub(super) by_id: BTreeMap<i64, usize>,
@@ -140,6 +144,7 @@ impl<'a> Survey<'a> {
             cfg,
             out,
             rng,
+            events_rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x9e37_79b9_7f4a_7c15),
             sky,
             objs,
             by_id,
@@ -188,7 +193,7 @@ impl<'a> Survey<'a> {
                 id = self.last_src_chunk + 1;
             }
             self.last_src_chunk = id;
-            let uid = uuid_from(&mut self.rng);
+            let uid = uuid_from(&mut self.events_rng);
             write_chunk(
                 &self.out.join(format!("src-{id}")),
                 SRC_FORMAT,
@@ -239,7 +244,7 @@ impl<'a> Survey<'a> {
                 tables.push((name, b));
             }
         }
-        let uid = uuid_from(&mut self.rng);
+        let uid = uuid_from(&mut self.events_rng);
         write_chunk(
             &self.out.join(format!("chunk-{chunk_id}")),
             REPLICA_FORMAT,
