@@ -127,7 +127,11 @@ def load(work, port, catalog):
         os.remove(csv)
         n = con.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]
         print(f"postgres: loaded {n} rows into {name} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-    # The indexes of a PPDB: q3c on positions (clustered), btree on ids.
+    index_as_ppdb(con)
+
+
+def index_as_ppdb(con):
+    """The indexes of a PPDB: q3c on positions (clustered), btree on ids."""
     con.execute("CREATE INDEX ON diaobject (q3c_ang2ipix(ra, dec))")
     con.execute('CLUSTER diaobject USING "diaobject_q3c_ang2ipix_idx"')
     con.execute('CREATE UNIQUE INDEX ON diaobject ("diaObjectId")')

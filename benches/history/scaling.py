@@ -167,16 +167,7 @@ def load_postgres(work, files):
                 while block := f.read(1 << 20):
                     copy.write(block)
         os.remove(csv)
-    # The PPDB's indexes: q3c on positions (clustered), btree on ids and validity.
-    con.execute("CREATE INDEX ON diaobject (q3c_ang2ipix(ra, dec))")
-    con.execute('CLUSTER diaobject USING "diaobject_q3c_ang2ipix_idx"')
-    con.execute('CREATE UNIQUE INDEX ON diaobject ("diaObjectId")')
-    con.execute('CREATE INDEX ON diaobject ("validityStartMjdTai")')
-    con.execute('CREATE INDEX ON diasource ("diaObjectId")')
-    con.execute('CLUSTER diasource USING "diasource_diaObjectId_idx"')
-    con.execute('CREATE INDEX ON diaforcedsource ("diaObjectId")')
-    con.execute('CLUSTER diaforcedsource USING "diaforcedsource_diaObjectId_idx"')
-    con.execute("VACUUM ANALYZE")
+    peers.index_as_ppdb(con)
     return con
 
 

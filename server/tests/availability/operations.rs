@@ -61,19 +61,7 @@ async fn compact_and_vacuum_under_a_live_server_change_no_answer() {
     let dir = TempDir::new().unwrap();
     let chunks = dir.path().join("chunks");
     let chunks = chunks.to_str().unwrap();
-    ppdb(&[
-        "sample",
-        "--out",
-        chunks,
-        "--objects",
-        "600",
-        "--nights",
-        "2",
-        "--visits-per-night",
-        "4",
-        "--visits-per-chunk",
-        "2",
-    ]);
+    sample(chunks, 4, 2);
     let cat = dir.path().join("cat");
     let cat = cat.to_str().unwrap();
     ppdb(&["ingest", "--catalog", cat, chunks]);
@@ -147,19 +135,7 @@ async fn the_server_compacts_a_catalog_whose_files_pile_up() {
     let dir = TempDir::new().unwrap();
     let chunks = dir.path().join("chunks");
     let chunks = chunks.to_str().unwrap();
-    ppdb(&[
-        "sample",
-        "--out",
-        chunks,
-        "--objects",
-        "600",
-        "--nights",
-        "2",
-        "--visits-per-night",
-        "10",
-        "--visits-per-chunk",
-        "1",
-    ]);
+    sample(chunks, 10, 1);
     let cat = dir.path().join("cat");
     let cat = cat.to_str().unwrap();
     let said = ppdb(&["ingest", "--catalog", cat, "--no-maintenance", chunks]);
@@ -215,4 +191,22 @@ async fn the_server_compacts_a_catalog_whose_files_pile_up() {
     // Settled: the next checks find nothing to do.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(entries(), committed + 1);
+}
+
+/// Two nights of 600 objects, written as chunks of `per_chunk` of each night's `visits`.
+fn sample(out: &str, visits: u32, per_chunk: u32) {
+    let (visits, per_chunk) = (visits.to_string(), per_chunk.to_string());
+    ppdb(&[
+        "sample",
+        "--out",
+        out,
+        "--objects",
+        "600",
+        "--nights",
+        "2",
+        "--visits-per-night",
+        &visits,
+        "--visits-per-chunk",
+        &per_chunk,
+    ]);
 }
