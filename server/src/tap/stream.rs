@@ -41,6 +41,10 @@ impl Pending {
     }
 }
 
+/// Encoded bytes handed on at a time (see [`encode`]): with the eight pieces
+/// the channel to the body holds, what one response keeps in memory.
+const PIECE_BYTES: usize = 1 << 20;
+
 /// How encoding a result ended.
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
@@ -86,26 +90,51 @@ pub(crate) async fn encode(
         }
     };
     let mut rows = 0u64;
+    // Encoded bytes per row, as the last slice measured them (a first guess
+    // from the columns before any).
+    let mut row_bytes = 64 * result.schema.fields().len().max(1);
     loop {
         let next = match tokio::time::timeout_at(deadline.into(), result.next_batch()).await {
             Ok(next) => next.map(|r| r.map_err(|e| Failure::from(&e))),
             Err(_) => Some(Err(Failure::refused(engine::overdue(allowed)))),
         };
         let failure = match next {
-            Some(Ok(batch)) => match writer.write(&batch) {
-                Ok(()) => {
-                    rows += batch.num_rows() as u64;
+            Some(Ok(batch)) => {
+                // A batch of wide rows (a column repeated a thousand times
+                // costs the query nothing) encodes to hundreds of MB: it goes
+                // out in slices of about PIECE_BYTES, each handed on before the
+                // next is encoded and the deadline checked between them, so
+                // neither memory nor the deadline waits on a whole batch.
+                let mut at = 0;
+                let mut failed = None;
+                while at < batch.num_rows() {
+                    let n = (PIECE_BYTES / row_bytes).clamp(1, batch.num_rows() - at);
+                    if let Err(e) = writer.write(&batch.slice(at, n)) {
+                        failed = Some(Failure::from(&e));
+                        break;
+                    }
+                    at += n;
+                    rows += n as u64;
                     let chunk = pending.take();
+                    if !chunk.is_empty() {
+                        row_bytes = (chunk.len() / n).max(1);
+                    }
                     // A client that went away stops the query, and so does one
                     // that stops reading: a send waits no later than the deadline,
                     // or a reader that never reads would hold a slot for ever.
                     if !chunk.is_empty() && !sent(&tx, chunk, deadline).await {
                         return Outcome::Gone;
                     }
-                    continue;
+                    if at < batch.num_rows() && Instant::now() >= deadline {
+                        failed = Some(Failure::refused(engine::overdue(allowed)));
+                        break;
+                    }
                 }
-                Err(e) => Failure::from(&e),
-            },
+                match failed {
+                    None => continue,
+                    Some(f) => f,
+                }
+            }
             Some(Err(e)) => e,
             None => break,
         };

@@ -92,7 +92,12 @@ pub(crate) fn format_of(params: &Params) -> Result<Format, String> {
         (_, Some(other)) => Err(format!(
             "VOTable serialization {other} is not offered: use BINARY2 (the default) or TABLEDATA"
         )),
-        (other, None) => match other.parse().map_err(|e: String| e)? {
+        (other, None) => match other.parse().map_err(|_: String| {
+            format!(
+                "unknown format '{other}': use votable (the default), votable-td, csv, tsv, \
+                 json or parquet"
+            )
+        })? {
             // The terminal's aligned table needs every row before its first
             // line, held in memory no limit counts: the command line's only.
             Format::Table => Err(format!(

@@ -218,3 +218,59 @@ async fn copies_of_a_wide_literal_stay_within_the_query_s_memory() {
     let peak = peak_memory(&s);
     assert!(peak < 1 << 30, "the server held {} MiB", peak >> 20);
 }
+
+/// Wide rows cost a query little (a column repeated a thousand times is one
+/// array) but encode to hundreds of MB a batch: results go out in pieces of
+/// about 1 MiB, each handed on before the next is encoded, so a client that
+/// does not read holds a few of them, not whole batches (a hostile pass held
+/// 4.9 GB with one such query against --query-memory-mb 256).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wide_result_its_client_does_not_read_holds_little_memory() {
+    unread_wide_result("csv");
+}
+
+/// As above in Parquet, whose writer holds a row group (up to a million rows)
+/// until it ends it: it ends one every 8 MiB.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wide_parquet_result_holds_little_memory() {
+    unread_wide_result("parquet");
+}
+
+fn unread_wide_result(format: &str) {
+    let s = Server::start(&["--max-duration", "30"]);
+    let idle = peak_memory(&s);
+    let columns = vec!["s.ra"; 990].join(", ");
+    let query = format!(
+        "SELECT s.diaSourceId, {columns} FROM ppdb.DiaSource AS s CROSS JOIN ppdb.SSObject AS x"
+    );
+    let body = format!(
+        "RESPONSEFORMAT={format}&MAXREC=10000000&QUERY={}",
+        query.replace(' ', "+").replace(',', "%2C")
+    );
+    let mut c = TcpStream::connect(address(&s.tap)).unwrap();
+    c.set_nodelay(true).unwrap();
+    c.write_all(
+        format!(
+            "POST /tap/sync HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    // Read the first bytes (the query has started), then stop reading.
+    let mut first = [0u8; 4096];
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let n = c.read(&mut first).unwrap();
+    let head = String::from_utf8_lossy(&first[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    std::thread::sleep(Duration::from_secs(8));
+    let peak = peak_memory(&s);
+    assert!(
+        peak < idle + (256 << 20),
+        "the server went from {} to {} MiB for one unread {format} result",
+        idle >> 20,
+        peak >> 20
+    );
+    drop(c);
+}

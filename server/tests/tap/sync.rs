@@ -107,7 +107,7 @@ async fn errors_come_back_as_error_votables_with_a_position() {
         ),
         (
             vec![("QUERY", TOP3), ("RESPONSEFORMAT", "xlsx")],
-            "unknown format",
+            "unknown format 'xlsx': use votable (the default), votable-td, csv",
         ),
         // The command line's aligned table holds every row in memory before
         // its first line: not over HTTP, where anyone could ask for millions.
