@@ -206,6 +206,7 @@ def main():
     deliveries = [int(c) for c in a.chunks.split(",")]
     ours = {}
     facts = {}
+    snapshots = {}
     qs = None
     for chunks in deliveries:
         per = max(1, visits // chunks)
@@ -221,6 +222,8 @@ def main():
         files = sum(1 for d, _, fs in os.walk(cat) if "_index" not in d and "_state" not in d
                     for f in fs if f.endswith(".parquet"))
         committed = said.splitlines()[0]
+        # The visits are cut into whole chunks: the count may differ a little.
+        snapshots[chunks] = int(committed.rsplit("latest snapshot ", 1)[1].split()[0])
         facts[chunks] = {"ingest": committed, "maintenance": said.splitlines()[1:], "ingest_wall_s": round(wall, 2),
                          "live_files": files}
         print(f"{chunks} chunks: {committed}; {' '.join(said.splitlines()[1:])}; {files} files", file=sys.stderr)
@@ -248,9 +251,10 @@ def main():
         peers.stop(os.path.join(a.work, "pg"))
     import duckdb
 
-    head = ["query"] + list(peer) + [f"ours, {c} snapshots" for c in deliveries]
+    head = ["query"] + list(peer) + [f"ours, {snapshots[c]} snapshots" for c in deliveries]
     first, last = deliveries[0], deliveries[-1]
-    head += [f"ours@{last} / PG", f"ours@{last} / DuckDB Parquet", f"ours@{last} / ours@{first}"]
+    a_, z_ = snapshots[first], snapshots[last]
+    head += [f"ours@{z_} / PG", f"ours@{z_} / DuckDB Parquet", f"ours@{z_} / ours@{a_}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
     mismatches = []
     for name, *_ in qs:
@@ -270,24 +274,25 @@ def main():
         "# History scaling: the same sparse sky in few and many snapshots",
         "",
         f"`python benches/history/scaling.py --bin {a.bin} --objects {a.objects} --nights {a.nights} "
+        f"--visits-per-night {a.visits_per_night} "
         f"--chunks {a.chunks} --runs {a.runs}`, {time.strftime('%Y-%m-%d')}, p50 in ms over {a.runs} runs "
         f"(TAP sync CSV for ours); PostgreSQL {pgv} + q3c, DuckDB {duckdb.__version__}.",
         "",
         *lines,
         "",
-        *[f"- {c} chunks: {facts[c]['ingest']}; {' '.join(facts[c]['maintenance'])}; "
+        *[f"- {snapshots[c]} chunks: {facts[c]['ingest']}; {' '.join(facts[c]['maintenance'])}; "
           f"{facts[c]['live_files']} live Parquet files" for c in deliveries],
         *[f"- **answer mismatch**: {m}" for m in mismatches],
     ]
     with open(os.path.join(a.out, "report.md"), "w") as f:
         f.write("\n".join(report) + "\n")
     with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump({"ours": ours, "peers": peer, "facts": facts}, f, indent=1)
-    plot(qs, ours, deliveries, os.path.join(a.out, "history.svg"))
+        json.dump({"ours": ours, "peers": peer, "facts": facts, "snapshots": snapshots}, f, indent=1)
+    plot(qs, ours, deliveries, snapshots, os.path.join(a.out, "history.svg"))
     print("\n".join(report))
 
 
-def plot(qs, ours, deliveries, path):
+def plot(qs, ours, deliveries, snapshots, path):
     import matplotlib
 
     matplotlib.use("svg")
@@ -295,7 +300,7 @@ def plot(qs, ours, deliveries, path):
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, *_ in qs:
-        ax.plot(deliveries, [ours[c][name][1] for c in deliveries], marker="o", label=name)
+        ax.plot([snapshots[c] for c in deliveries], [ours[c][name][1] for c in deliveries], marker="o", label=name)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("snapshots (the same rows)")
