@@ -474,11 +474,17 @@ async fn run(seed: u64, chunks: usize) -> u64 {
 }
 
 /// Compacts through a handle of its own, keeping at most a random number of
-/// rows in a cell coarser than a partition (0: into partitions).
+/// rows in a cell coarser than a partition (0: into partitions), wholly or
+/// as maintenance does.
 async fn compact_into(url: &str, rng: &mut ChaCha8Rng) -> catalog::CompactReport {
     let rows = [0, 8, 64, catalog::DEFAULT_COMPACT_ROWS][rng.random_range(0..4)];
     let handle = Catalog::open(url).await.unwrap().with_compact_rows(rows);
-    handle.compact().await.unwrap()
+    if rng.random_bool(0.5) {
+        // As maintenance does it: each cell's large file left as it is.
+        handle.maintain(0).await.unwrap().unwrap_or_default()
+    } else {
+        handle.compact().await.unwrap()
+    }
 }
 
 proptest! {

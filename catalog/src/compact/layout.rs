@@ -29,7 +29,34 @@ pub(super) struct Target<'a> {
     pub pieces: Pieces,
 }
 
-impl Target<'_> {
+/// How many times the rest of a cell's rows its large file must hold for
+/// maintenance to leave it as it is.
+const TIER: u64 = 4;
+
+impl<'a> Target<'a> {
+    /// The file maintenance leaves alone: the cell's largest `keepable` file
+    /// (one with nothing to fold in), if it holds at least [`TIER`] times the
+    /// rest of the cell's rows, so that maintenance writes about what arrived
+    /// since it last ran rather than the whole cell. Files whose rows later
+    /// commits retired are not kept: readers then read every row group of
+    /// them (allowing a few retirements cut maintenance at 5 220 snapshots
+    /// from 239 s to 133 s but made light curves 3x slower).
+    pub fn base(&self, keepable: impl Fn(&LiveFile) -> bool) -> Option<&'a LiveFile> {
+        let total = self.files.iter().map(|f| f.entry.rows).sum::<u64>()
+            + self
+                .pieces
+                .values()
+                .flatten()
+                .map(|b| b.num_rows() as u64)
+                .sum::<u64>();
+        let big = self
+            .files
+            .iter()
+            .filter(|f| f.entry.cell == Some(self.cell) && keepable(f))
+            .max_by_key(|f| f.entry.rows)?;
+        (big.entry.rows >= TIER * (total - big.entry.rows)).then_some(*big)
+    }
+
     /// Whether the cell is already one file as compaction would write it
     /// (`clean`: nothing to fold into it or drop from it).
     pub fn settled(&self, clean: impl Fn(&LiveFile) -> bool) -> bool {
@@ -190,6 +217,35 @@ mod tests {
                 (Cell { order: 6, npix: 0 }, 0, 1),
                 (Cell { order: 6, npix: 1 }, 0, 1),
             ]
+        );
+    }
+
+    #[test]
+    fn maintenance_keeps_a_cell_s_large_file_while_the_rest_is_small() {
+        let (big, small, other) = (file(2, 5, 404), file(2, 5, 100), file(4, 80, 1));
+        let target = |files: Vec<&'static LiveFile>| Target {
+            cell: Cell { order: 2, npix: 5 },
+            files,
+            pieces: Pieces::new(),
+        };
+        let leak = |f: LiveFile| &*Box::leak(Box::new(f));
+        let (big, small, other) = (leak(big), leak(small), leak(other));
+        // 404 rows against 101 (four times): kept; against 101 + 1 more, not.
+        assert_eq!(
+            target(vec![small, big, other])
+                .base(|_| true)
+                .map(|f| f.entry.rows),
+            Some(404)
+        );
+        let mut fuller = target(vec![small, big, other]);
+        fuller.pieces.insert(5 << 8, rows(1));
+        assert!(fuller.base(|_| true).is_none());
+        // A file of a finer cell, or one with rows to fold in, is never kept.
+        assert!(target(vec![other]).base(|_| true).is_none());
+        assert!(
+            target(vec![big, small])
+                .base(|f| f.entry.rows != 404)
+                .is_none()
         );
     }
 

@@ -15,13 +15,15 @@ pub const MAX_FILES_PER_PARTITION: usize = 8;
 
 impl Catalog {
     /// Compacts if some partition's rows lie in more than `most` live files of
-    /// one table; `None` when none does (nothing was written).
+    /// one table; `None` when none does (nothing was written). Each cell's
+    /// large file stays as it is while the rest of its rows are few: those
+    /// become one file beside it.
     pub async fn maintain(&self, most: usize) -> Result<Option<CompactReport>> {
         let state = self.state().await?;
         if files_per_partition(&state) <= most {
             return Ok(None);
         }
-        self.compact().await.map(Some)
+        self.compact_with(true).await.map(Some)
     }
 }
 

@@ -40,6 +40,12 @@ impl Catalog {
     /// [`Catalog::with_compact_rows`] allows (see `layout.rs`). No snapshot
     /// changes: every snapshot shows the same rows before and after.
     pub async fn compact(&self) -> Result<CompactReport> {
+        self.compact_with(false).await
+    }
+
+    /// [`Catalog::compact`]; `tiered` leaves each cell's large file alone
+    /// and rewrites only the rest of its rows (see [`layout::Target::base`]).
+    async fn compact_with(&self, tiered: bool) -> Result<CompactReport> {
         for _ in 0..COMMIT_ATTEMPTS {
             let state = self.state().await?;
             let mut groups: BTreeMap<(TableId, Option<Cell>), Vec<&log::LiveFile>> =
@@ -56,6 +62,7 @@ impl Catalog {
                 removed: Vec::new(),
                 added: Vec::new(),
                 report: CompactReport::default(),
+                tiered,
             };
             for ((table, base), files) in groups {
                 job.group(table, base, files).await?;
@@ -109,6 +116,8 @@ struct Job<'a> {
     removed: Vec<String>,
     added: Vec<log::FileEntry>,
     report: CompactReport,
+    /// Whether a cell's large file stays as it is (maintenance).
+    tiered: bool,
 }
 
 impl Job<'_> {
@@ -169,8 +178,30 @@ impl Job<'_> {
             if t.settled(|f| self.clean(f)) {
                 continue;
             }
+            let base = self
+                .tiered
+                .then(|| t.base(|f| self.clean(f)))
+                .flatten()
+                .map(|f| f.entry.path.clone());
+            if base.is_some() && t.pieces.is_empty() {
+                // The large file, and at most one clean file of the rest: as
+                // maintenance leaves a cell.
+                let rest: Vec<_> = t
+                    .files
+                    .iter()
+                    .filter(|f| Some(&f.entry.path) != base.as_ref())
+                    .collect();
+                match rest.as_slice() {
+                    [] => continue,
+                    [f] if f.entry.cell == Some(t.cell) && self.clean(f) => continue,
+                    _ => {}
+                }
+            }
             let mut batches: Vec<RecordBatch> = t.pieces.into_values().flatten().collect();
             for f in t.files {
+                if Some(&f.entry.path) == base.as_ref() {
+                    continue;
+                }
                 batches.push(self.cat.folded(ts, f).await?);
                 self.removed.push(f.entry.path.clone());
             }
