@@ -234,23 +234,13 @@ async fn compaction_then_vacuum_keeps_every_snapshot() {
         cat.ingest(&loc(d)).await.unwrap();
     }
     let latest = cat.state().await.unwrap().latest();
-    let mut before = Vec::new();
-    for k in 0..=latest {
-        for t in TableId::ALL {
-            before.push(sorted_csv(&cat.read_table(t, k).await.unwrap()));
-        }
-    }
+    let before = every_table(&cat, 0..=latest).await;
     let files_before = cat.state().await.unwrap().files.len();
     let report = cat.compact().await.unwrap();
     assert!(report.files_added < files_before);
     cat.vacuum(Duration::ZERO).await.unwrap();
     let reopened = Catalog::open(url).await.unwrap();
-    let mut after = Vec::new();
-    for k in 0..=latest {
-        for t in TableId::ALL {
-            after.push(sorted_csv(&reopened.read_table(t, k).await.unwrap()));
-        }
-    }
+    let after = every_table(&reopened, 0..=latest).await;
     assert_eq!(before, after, "compaction and vacuum change no snapshot");
 }
 
@@ -267,9 +257,7 @@ async fn maintenance_keeps_each_partition_in_few_files_and_changes_no_snapshot()
     for d in &dirs {
         cat.ingest(&loc(d)).await.unwrap();
         let k = cat.state().await.unwrap().latest();
-        for t in TableId::ALL {
-            seen.push(sorted_csv(&cat.read_table(t, k).await.unwrap()));
-        }
+        seen.extend(every_table(&cat, k..=k).await);
         let piled = catalog::files_per_partition(&cat.state().await.unwrap());
         match cat.maintain(most).await.unwrap() {
             Some(report) => {
@@ -286,12 +274,7 @@ async fn maintenance_keeps_each_partition_in_few_files_and_changes_no_snapshot()
         dirs.len()
     );
     let reopened = Catalog::open(url).await.unwrap();
-    let mut after = Vec::new();
-    for k in 1..=dirs.len() as u64 {
-        for t in TableId::ALL {
-            after.push(sorted_csv(&reopened.read_table(t, k).await.unwrap()));
-        }
-    }
+    let after = every_table(&reopened, 1..=dirs.len() as u64).await;
     assert_eq!(seen, after, "maintenance changes no snapshot");
 }
 
@@ -320,12 +303,7 @@ async fn maintenance_writes_new_rows_beside_a_cell_s_large_file() {
         cat.ingest(&loc(d)).await.unwrap();
     }
     let latest = cat.state().await.unwrap().latest();
-    let mut before = Vec::new();
-    for k in 1..=latest {
-        for t in TableId::ALL {
-            before.push(sorted_csv(&cat.read_table(t, k).await.unwrap()));
-        }
-    }
+    let before = every_table(&cat, 1..=latest).await;
     let report = cat.maintain(0).await.unwrap().expect("a compaction");
     let live: std::collections::BTreeSet<String> = cat
         .state()
@@ -339,12 +317,7 @@ async fn maintenance_writes_new_rows_beside_a_cell_s_large_file() {
     assert!(kept > 0, "every large file was rewritten: {report:?}");
     assert!(report.files_added > 0, "{report:?}");
     let reopened = Catalog::open(url).await.unwrap();
-    let mut after = Vec::new();
-    for k in 1..=latest {
-        for t in TableId::ALL {
-            after.push(sorted_csv(&reopened.read_table(t, k).await.unwrap()));
-        }
-    }
+    let after = every_table(&reopened, 1..=latest).await;
     assert_eq!(before, after, "maintenance changes no snapshot");
     // A second run finds the cells as it leaves them.
     assert_eq!(
@@ -379,6 +352,17 @@ fn sample_chunks(objects: usize, visits: usize) -> (TempDir, Vec<std::path::Path
         .collect();
     dirs.sort();
     (chunks, dirs)
+}
+
+/// Every table at each of `snapshots`, as sorted CSV lines.
+async fn every_table(cat: &Catalog, snapshots: std::ops::RangeInclusive<u64>) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for k in snapshots {
+        for t in TableId::ALL {
+            out.push(sorted_csv(&cat.read_table(t, k).await.unwrap()));
+        }
+    }
+    out
 }
 
 fn sorted_csv(b: &arrow_array::RecordBatch) -> Vec<String> {

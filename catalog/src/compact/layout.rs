@@ -34,6 +34,17 @@ pub(super) struct Target<'a> {
 const TIER: u64 = 4;
 
 impl<'a> Target<'a> {
+    /// Rows the cell's files and pieces hold.
+    fn rows(&self) -> u64 {
+        self.files.iter().map(|f| f.entry.rows).sum::<u64>()
+            + self
+                .pieces
+                .values()
+                .flatten()
+                .map(|b| b.num_rows() as u64)
+                .sum::<u64>()
+    }
+
     /// The file maintenance leaves alone: the cell's largest `keepable` file
     /// (one with nothing to fold in), if it holds at least [`TIER`] times the
     /// rest of the cell's rows, so that maintenance writes about what arrived
@@ -42,13 +53,7 @@ impl<'a> Target<'a> {
     /// them (allowing a few retirements cut maintenance at 5 220 snapshots
     /// from 239 s to 133 s but made light curves 3x slower).
     pub fn base(&self, keepable: impl Fn(&LiveFile) -> bool) -> Option<&'a LiveFile> {
-        let total = self.files.iter().map(|f| f.entry.rows).sum::<u64>()
-            + self
-                .pieces
-                .values()
-                .flatten()
-                .map(|b| b.num_rows() as u64)
-                .sum::<u64>();
+        let total = self.rows();
         let big = self
             .files
             .iter()
@@ -88,14 +93,7 @@ where
         pieces: Pieces::new(),
     }];
     while let Some(node) = stack.pop() {
-        let rows = node.files.iter().map(|f| f.entry.rows).sum::<u64>()
-            + node
-                .pieces
-                .values()
-                .flatten()
-                .map(|b| b.num_rows() as u64)
-                .sum::<u64>();
-        if rows <= most || node.cell.order >= order {
+        if node.rows() <= most || node.cell.order >= order {
             targets.push(node);
             continue;
         }
