@@ -105,10 +105,10 @@ async fn the_state_store_stays_within_its_limit_and_says_so_when_full() {
         "the store holds {held} bytes"
     );
 
-    // Everyone is refused what does not fit, with the same words, before any work.
+    // Everyone is refused what does not fit, before any work.
     let (status, body, _) = sync(&client_from(2), &s.tap, &padded(200, 100), None).await;
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("full at 1 MiB"), "{body}");
+    assert!(body.contains("no room left"), "{body}");
     let job = me
         .post(format!("{}/async", s.tap))
         .form(&[("QUERY", padded(201, 100))])
@@ -176,6 +176,74 @@ async fn one_address_stores_only_its_share_an_hour() {
     // Nor is a privileged user.
     let (status, body, _) = sync(&greedy, &s.tap, &padded(50, 200), Some(ALICE)).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// Sixteen addresses, each within its hourly share, filled the whole store
+/// in an hour, and then every caller was refused, privileged ones too.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_addresses_fill_only_the_anonymous_half_of_the_store() {
+    let state = TempDir::new().unwrap();
+    let s = serve(state.path(), "16");
+    let mut refused = None;
+    'addresses: for address in 10..60u8 {
+        let client = client_from(address);
+        for n in 0..2 {
+            let query = padded(1000 * address as usize + n, 200);
+            let (status, body, _) = sync(&client, &s.tap, &query, None).await;
+            if status != 200 {
+                refused = Some((address, status, body));
+                break 'addresses;
+            }
+        }
+    }
+    let (address, status, body) = refused.expect("anonymous callers together are bounded");
+    assert!(
+        address >= 18,
+        "refused at the {}th address: {body}",
+        address - 10
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("anonymous queries"), "{body}");
+    assert!(!body.contains(state.path().to_str().unwrap()), "{body}");
+    let held = bytes_under(state.path());
+    assert!(held <= 9 << 20, "anonymous callers filled {held} bytes");
+    // A fresh address is refused as much too; smaller queries fill what is left.
+    let (status, _, _) = sync(&client_from(99), &s.tap, &padded(99_000, 200), None).await;
+    assert_eq!(status, 503);
+    let mut small = 0;
+    while sync(
+        &client_from(100 + small as u8),
+        &s.tap,
+        &padded(100_000 + small, 20),
+        None,
+    )
+    .await
+    .0 == 200
+    {
+        small += 1;
+        assert!(
+            small < 40,
+            "small queries fill the rest of the anonymous half"
+        );
+    }
+    let availability = client_from(99)
+        .get(format!("{}/availability", s.tap))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        availability.contains("<vosi:available>true") && availability.contains("anonymous"),
+        "{availability}"
+    );
+    // The other half is for privileged callers.
+    for n in 0..8 {
+        let (status, body, _) =
+            sync(&client_from(98), &s.tap, &padded(300 + n, 200), Some(ALICE)).await;
+        assert_eq!(status, 200, "privileged query {n}: {body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

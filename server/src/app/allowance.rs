@@ -3,6 +3,12 @@
 //! its async results. The state store as a whole is bounded too
 //! (`--state-limit-mb`); without a share per caller, one address could fill it
 //! and every other caller would be refused until an operator made room.
+//!
+//! Shares per address cannot stop many addresses together, so anonymous
+//! callers may store only while the store is less than half full: the other
+//! half is kept for privileged callers, as a file system keeps blocks for its
+//! administrator. Nothing anyone stored is ever evicted to make room (every
+//! token stays replayable); an operator makes room with `ppdb token expire`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -23,9 +29,21 @@ impl Allowance {
         }
     }
 
-    /// Counts `bytes` stored for `caller`, or refuses (with the message for
-    /// the caller) when they would take it past its hour's allowance.
-    pub fn spend(&self, caller: &str, bytes: u64) -> Result<(), String> {
+    /// Counts `bytes` stored for `caller`, or refuses them when they would
+    /// take it past its hour's allowance, or take the store (`held`: its bytes
+    /// and limit, when bounded) into the half kept for privileged callers.
+    pub fn spend(&self, caller: &str, bytes: u64, held: Option<(u64, u64)>) -> Result<(), Refused> {
+        if let Some((used, limit)) = held
+            && used.saturating_add(bytes) > limit / 2
+        {
+            return Err(Refused {
+                message: "the service has no room left for the records of anonymous queries: \
+                          they are refused until its operator makes room (queries with a \
+                          privileged token, and replays, are still served)"
+                    .to_string(),
+                reserved: true,
+            });
+        }
         let now = Instant::now();
         let hour = Duration::from_secs(3600);
         let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
@@ -41,17 +59,30 @@ impl Allowance {
         let list = spent.entry(caller.to_string()).or_default();
         let total: u64 = list.iter().map(|(_, b)| b).sum();
         if total.saturating_add(bytes) > self.per_hour {
-            return Err(format!(
-                "you stored {} of query records, uploads and results in the last hour, \
-                 and this needs {} more: one caller may store {} an hour; try again later",
-                human(total),
-                human(bytes),
-                human(self.per_hour)
-            ));
+            return Err(Refused {
+                message: format!(
+                    "you stored {} of query records, uploads and results in the last hour, \
+                     and this needs {} more: one caller may store {} an hour; try again later",
+                    human(total),
+                    human(bytes),
+                    human(self.per_hour)
+                ),
+                reserved: false,
+            });
         }
         list.push_back((now, bytes));
         Ok(())
     }
+}
+
+/// Why an anonymous caller may not store something, in words for it.
+#[derive(Debug)]
+pub struct Refused {
+    /// What to tell the caller.
+    pub message: String,
+    /// Whether the store, rather than the caller's hourly share, is what ran
+    /// out (a 503 for the service, not a 429 for the caller).
+    pub reserved: bool,
 }
 
 /// Bytes as people read them: `512 bytes`, `37 KiB`, `2.4 MiB`.
@@ -83,19 +114,41 @@ mod tests {
     #[test]
     fn a_caller_is_refused_past_its_hour_and_others_are_not() {
         let a = Allowance::new(10 << 20);
-        assert!(a.spend("address 192.0.2.1", 6 << 20).is_ok());
-        let refused = a.spend("address 192.0.2.1", 6 << 20).unwrap_err();
+        assert!(a.spend("address 192.0.2.1", 6 << 20, None).is_ok());
+        let refused = a.spend("address 192.0.2.1", 6 << 20, None).unwrap_err();
+        assert!(!refused.reserved);
+        let refused = refused.message;
         assert!(refused.contains("stored 6 MiB"), "{refused}");
         assert!(refused.contains("needs 6 MiB more"), "{refused}");
         assert!(refused.contains("10 MiB an hour"), "{refused}");
-        assert!(a.spend("address 192.0.2.2", 6 << 20).is_ok());
+        assert!(a.spend("address 192.0.2.2", 6 << 20, None).is_ok());
         assert!(
-            a.spend("address 192.0.2.1", 4 << 20).is_ok(),
+            a.spend("address 192.0.2.1", 4 << 20, None).is_ok(),
             "what fits still fits"
         );
-        let refused = a.spend("address 192.0.2.1", 1536 << 10).unwrap_err();
-        assert!(refused.contains("needs 1.5 MiB more"), "{refused}");
+        let refused = a.spend("address 192.0.2.1", 1536 << 10, None).unwrap_err();
+        assert!(
+            refused.message.contains("needs 1.5 MiB more"),
+            "{refused:?}"
+        );
         assert_eq!(human(700), "700 bytes");
         assert_eq!(human(70 << 10), "70 KiB");
+    }
+
+    #[test]
+    fn anonymous_callers_together_stop_at_half_the_store() {
+        let a = Allowance::new(10 << 20);
+        let half = Some((50 << 20, 100 << 20));
+        let refused = a.spend("address 192.0.2.3", 1, half).unwrap_err();
+        assert!(refused.reserved);
+        assert!(refused.message.contains("privileged token"), "{refused:?}");
+        assert!(
+            a.spend("address 192.0.2.3", 1 << 20, Some((49 << 20, 100 << 20)))
+                .is_ok()
+        );
+        assert!(
+            a.spend("address 192.0.2.3", 0, half).is_ok(),
+            "nothing to store fits"
+        );
     }
 }

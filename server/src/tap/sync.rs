@@ -178,9 +178,11 @@ pub(crate) async fn sync(app: Shared, caller: Caller, params: Params) -> Respons
     let sent: u64 = params.parts.iter().map(|(_, b)| b.len() as u64).sum();
     let counted = query_cost(&request.adql, &[]) + sent;
     if !caller.privileged()
-        && let Err(e) = app.stored.spend(&caller.key(), counted)
+        && let Err(e) = app
+            .stored
+            .spend(&caller.key(), counted, app.engine.state().usage())
     {
-        return too_many(&e);
+        return refused(&e);
     }
     // Uploads are read (fetched, parsed) with a turn and within the query's
     // time, as the query is: they are its work.
@@ -208,11 +210,13 @@ pub(crate) async fn sync(app: Shared, caller: Caller, params: Params) -> Respons
     // Uploads fetched by URL were not in the request: they count once read.
     let cost = query_cost(&request.adql, &request.options.uploads);
     if !caller.privileged()
-        && let Err(e) = app
-            .stored
-            .spend(&caller.key(), cost.saturating_sub(counted))
+        && let Err(e) = app.stored.spend(
+            &caller.key(),
+            cost.saturating_sub(counted),
+            app.engine.state().usage(),
+        )
     {
-        return too_many(&e);
+        return refused(&e);
     }
     match start(&app, &request, deadline).await {
         Ok(result) => stream(app, result, request.format, deadline, permit).await,
@@ -240,6 +244,20 @@ async fn turn(
             "the service is busy: no turn to run came within {} s; try again later",
             wait.as_secs()
         ))),
+    }
+}
+
+/// The refusal of what an anonymous caller would store: 429 past its own
+/// share, 503 when the part of the store anonymous callers may fill is full.
+pub(crate) fn refused(e: &crate::app::allowance::Refused) -> Response {
+    if e.reserved {
+        let mut response = error(StatusCode::SERVICE_UNAVAILABLE, &e.message);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("600"));
+        response
+    } else {
+        too_many(&e.message)
     }
 }
 

@@ -47,7 +47,19 @@ pub(crate) async fn landing(State(app): State<Shared>) -> Response {
 
 pub(crate) async fn availability(State(app): State<Shared>) -> Response {
     // A store with no room for a small query's record refuses every new query.
-    let (available, note) = match app.engine.state().room_for(64 << 10).await {
+    let state = app.engine.state();
+    let (available, note) = match state.room_for(64 << 10).await {
+        Ok(())
+            if state
+                .usage()
+                .is_some_and(|(used, limit)| used + (64 << 10) > limit / 2) =>
+        {
+            (
+                "true",
+                "accepting queries with a privileged token; the room for anonymous query records \
+             is full, and anonymous queries are refused until it is made",
+            )
+        }
         Ok(()) => ("true", "accepting queries"),
         Err(_) => (
             "false",

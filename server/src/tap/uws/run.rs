@@ -16,7 +16,7 @@ use crate::tap::auth::Caller;
 use crate::tap::failure::Failure;
 use crate::tap::params::{Params, Posted};
 use crate::tap::stream::{Outcome, encode};
-use crate::tap::sync::{request_of, start, too_many};
+use crate::tap::sync::{refused, request_of, start};
 
 use super::*;
 
@@ -122,9 +122,13 @@ pub(super) async fn storage_refusal(
         return None;
     }
     app.stored
-        .spend(&caller.key(), body as u64 + 4096)
+        .spend(
+            &caller.key(),
+            body as u64 + 4096,
+            app.engine.state().usage(),
+        )
         .err()
-        .map(|e| too_many(&e))
+        .map(|e| refused(&e))
 }
 
 /// Stores the parts of a multipart request with the job, for its `UPLOAD`.
@@ -363,9 +367,9 @@ pub(super) async fn execute(app: &Shared, id: &str, caller: &str, hold: engine::
         .unwrap_or(0);
     let cost = query_cost(&request.adql, &request.options.uploads).saturating_sub(parts);
     if let Some(a) = allowance
-        && let Err(e) = a.spend(caller, cost)
+        && let Err(e) = a.spend(caller, cost, app.engine.state().usage())
     {
-        return finish(Err(e)).await;
+        return finish(Err(e.message)).await;
     }
     let result = match start(app, &request, deadline).await {
         Ok(r) => r,
@@ -387,9 +391,9 @@ pub(super) async fn execute(app: &Shared, id: &str, caller: &str, hold: engine::
         while let Some(chunk) = rx.recv().await {
             size += chunk.len() as u64;
             if let Some(a) = allowance
-                && let Err(e) = a.spend(caller, chunk.len() as u64)
+                && let Err(e) = a.spend(caller, chunk.len() as u64, app.engine.state().usage())
             {
-                stored = Err(e);
+                stored = Err(e.message);
                 break;
             }
             if let Err(e) = writer.put(chunk).await {
