@@ -66,7 +66,8 @@ pub(crate) struct ServeArgs {
     /// The most the state store may hold, in MiB: token records, the uploads
     /// they read and async results. Past it new queries and jobs are refused
     /// (503) until jobs expire or an operator expires tokens; one anonymous
-    /// caller may store a sixteenth of it an hour (429 beyond).
+    /// caller may store a sixteenth of it an hour (429 beyond), and anonymous
+    /// callers together only while it is less than half full (503 beyond).
     #[arg(long, default_value_t = 10240)]
     state_limit_mb: u64,
     /// The largest TAP upload accepted, in MiB.
