@@ -94,7 +94,7 @@ pub(crate) fn format_of(params: &Params) -> Result<Format, String> {
         )),
         (other, None) => match other.parse().map_err(|_: String| {
             format!(
-                "unknown format '{other}': use votable (the default), votable-td, csv, tsv, \
+                "unknown format '{other}': use votable (the default), votable/td, csv, tsv, \
                  json or parquet"
             )
         })? {
@@ -102,7 +102,7 @@ pub(crate) fn format_of(params: &Params) -> Result<Format, String> {
             // line, held in memory no limit counts: the command line's only.
             Format::Table => Err(format!(
                 "{other} (the command line's aligned text table) is not offered over TAP: \
-                 use votable (the default), votable-td, csv, tsv, json or parquet"
+                 use votable (the default), votable/td, csv, tsv, json or parquet"
             )),
             f => Ok(f),
         },
@@ -143,7 +143,13 @@ pub(crate) fn request_of(params: &Params, config: &Config) -> Result<Request, St
         return Err("QUERY is missing: send the ADQL as QUERY=...".into());
     };
     let format = format_of(params)?;
-    let maxrec = match params.get("MAXREC").map(|m| m.trim().parse::<u64>()) {
+    // An empty MAXREC (a form's cleared box) asks for nothing: the default.
+    let maxrec = match params
+        .get("MAXREC")
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::parse::<u64>)
+    {
         None => config.maxrec_default,
         Some(Ok(m)) => m.min(config.maxrec_limit),
         Some(Err(_)) => return Err("MAXREC must be a non-negative integer".into()),

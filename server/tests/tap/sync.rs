@@ -107,7 +107,7 @@ async fn errors_come_back_as_error_votables_with_a_position() {
         ),
         (
             vec![("QUERY", TOP3), ("RESPONSEFORMAT", "xlsx")],
-            "unknown format 'xlsx': use votable (the default), votable-td, csv",
+            "unknown format 'xlsx': use votable (the default), votable/td, csv",
         ),
         // The command line's aligned table holds every row in memory before
         // its first line: not over HTTP, where anyone could ask for millions.
@@ -294,6 +294,10 @@ async fn csv_and_json_say_when_maxrec_cut_the_result() {
     assert_eq!(doc["data"].as_array().unwrap().len(), 2);
     let doc = json(ask("json", "100000").await.unwrap().text().await.unwrap());
     assert_eq!(doc["status"], "OK");
+    // A cleared MAXREC box on a form sends `MAXREC=`: the default, not an error.
+    let r = ask("csv", " ").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-query-status"], "OK");
 }
 
 #[tokio::test]
