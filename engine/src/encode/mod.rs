@@ -119,10 +119,12 @@ impl FromStr for Format {
             "csv" | "text/csv" => Format::Csv,
             "tsv" | "text/tab-separated-values" => Format::Tsv,
             "json" | "application/json" => Format::Json,
-            "votable" | "xml" | "binary2" | "votable/b2" | "votable/binary2"
-            | "application/x-votable+xml" => {
-                Format::Votable
-            }
+            "votable"
+            | "xml"
+            | "binary2"
+            | "votable/b2"
+            | "votable/binary2"
+            | "application/x-votable+xml" => Format::Votable,
             "votable-td" | "votable/td" | "tabledata" => Format::VotableTd,
             "parquet" | "voparquet" | "application/vnd.apache.parquet" => Format::Parquet,
             other => {
