@@ -337,21 +337,34 @@ pub(crate) fn visibility_rule(k: i64) -> Expr {
 
 /// A row selection that reads every row of a `rows`-row file except `hidden` (ascending).
 pub(crate) fn skip_positions(hidden: &[u32], rows: u64) -> RowSelection {
-    let mut sel = Vec::with_capacity(hidden.len() * 2 + 1);
-    let mut at = 0u64;
-    for &h in hidden {
-        let h = u64::from(h);
-        if h < at || h >= rows {
-            continue;
+    skip_positions_in(hidden, &[0..rows])
+}
+
+/// A row selection over the rows of `spans` (ascending file positions, as the
+/// row groups a reader was told to read), all of them but `hidden`
+/// (ascending): the reader counts positions within what it reads.
+pub(crate) fn skip_positions_in(hidden: &[u32], spans: &[std::ops::Range<u64>]) -> RowSelection {
+    let mut sel = Vec::new();
+    for span in spans {
+        let first = hidden.partition_point(|&h| u64::from(h) < span.start);
+        let mut at = span.start;
+        for &h in &hidden[first..] {
+            let h = u64::from(h);
+            if h >= span.end {
+                break;
+            }
+            if h < at {
+                continue;
+            }
+            if h > at {
+                sel.push(RowSelector::select((h - at) as usize));
+            }
+            sel.push(RowSelector::skip(1));
+            at = h + 1;
         }
-        if h > at {
-            sel.push(RowSelector::select((h - at) as usize));
+        if at < span.end {
+            sel.push(RowSelector::select((span.end - at) as usize));
         }
-        sel.push(RowSelector::skip(1));
-        at = h + 1;
-    }
-    if at < rows {
-        sel.push(RowSelector::select((rows - at) as usize));
     }
     RowSelection::from(sel)
 }
@@ -543,5 +556,22 @@ mod tests {
         assert_eq!(s.row_count(), 6);
         let s = skip_positions(&[], 5);
         assert_eq!(s.row_count(), 5);
+    }
+
+    #[test]
+    fn skipping_positions_within_chosen_row_groups_counts_only_their_rows() {
+        // Row groups [0, 4), [4, 8), [8, 12); the reader reads the first and last.
+        let s = skip_positions_in(&[1, 5, 8, 11], &[0..4, 8..12]);
+        assert_eq!(s.row_count(), 5);
+        assert_eq!(s.skipped_row_count(), 3);
+        let mut kept = Vec::new();
+        let mut at = 0;
+        for sel in s.iter() {
+            if !sel.skip {
+                kept.extend(at..at + sel.row_count);
+            }
+            at += sel.row_count;
+        }
+        assert_eq!(kept, [0, 2, 3, 5, 6]);
     }
 }

@@ -232,16 +232,14 @@ async fn read(
         if matched.iter().any(|c| file_schema.index_of(c).is_err()) {
             continue;
         }
-        // Row groups whose statistics allow a match (all when rows are skipped
-        // by position: that selection spans the whole file).
+        // Row groups whose statistics allow a match.
         let stats_at = file_schema.index_of(pruned_by).ok();
         let groups: Vec<usize> = (0..builder.metadata().num_row_groups())
             .filter(|&g| {
-                !f.hidden.is_empty()
-                    || stats_at.is_none_or(|at| {
-                        let stats = builder.metadata().row_group(g).column(at).statistics();
-                        may_hold(&lookup.rows, sky, stats)
-                    })
+                stats_at.is_none_or(|at| {
+                    let stats = builder.metadata().row_group(g).column(at).statistics();
+                    may_hold(&lookup.rows, sky, stats)
+                })
             })
             .collect();
         // An object's rows are contiguous but its id is not ordered with its
@@ -249,7 +247,7 @@ async fn read(
         // the id's bloom filter, not its range, finds the one to read.
         let id_leaf = parquet_schema.columns().iter().position(|c| c.name() == ID);
         let groups = match (&lookup.rows, id_leaf) {
-            (Rows::Ids(ids), Some(at)) if f.hidden.is_empty() && ids.len() <= BLOOM_IDS => {
+            (Rows::Ids(ids), Some(at)) if ids.len() <= BLOOM_IDS => {
                 let mut kept = Vec::with_capacity(groups.len());
                 for g in groups {
                     match builder.get_row_group_column_bloom_filter(g, at).await? {
@@ -313,13 +311,28 @@ async fn read(
             .filter(|c| file_schema.index_of(c).is_ok())
             .collect();
         let projection = ProjectionMask::columns(&parquet_schema, read.iter().copied());
+        // Rows hidden by position are skipped within the chosen row groups.
+        let selection = (!f.hidden.is_empty()).then(|| {
+            let meta = builder.metadata();
+            let starts: Vec<u64> = (0..meta.num_row_groups())
+                .scan(0u64, |at, g| {
+                    let start = *at;
+                    *at += meta.row_group(g).num_rows() as u64;
+                    Some(start)
+                })
+                .collect();
+            let spans: Vec<Range<u64>> = groups
+                .iter()
+                .map(|&g| starts[g]..starts[g] + meta.row_group(g).num_rows() as u64)
+                .collect();
+            crate::scan::provider::skip_positions_in(&f.hidden, &spans)
+        });
         let mut builder = builder
             .with_row_groups(groups)
             .with_projection(projection)
             .with_row_filter(RowFilter::new(predicates));
-        if !f.hidden.is_empty() {
-            builder = builder
-                .with_row_selection(crate::scan::provider::skip_positions(&f.hidden, f.rows));
+        if let Some(selection) = selection {
+            builder = builder.with_row_selection(selection);
         }
         let batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
         for b in batches {
