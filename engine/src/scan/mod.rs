@@ -5,4 +5,5 @@
 pub(crate) mod embargo;
 pub(crate) mod provider;
 pub(crate) mod prune;
+mod read;
 pub(crate) mod visible;

@@ -13,20 +13,16 @@ use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use catalog::{AnchorIndex, ScanFile, TableId, TableScan};
 use datafusion::catalog::Session;
-use datafusion::common::stats::Precision;
-use datafusion::common::{DFSchema, Result, ScalarValue, Statistics};
+use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::physical_plan::parquet::{
     CachedParquetFileReaderFactory, ParquetRowSelection,
 };
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, listing::PartitionedFile};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, ident, lit, when};
 use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::projection::ProjectionExec;
 
 use crate::scan::prune::{self, Prune, Sky};
@@ -35,7 +31,7 @@ use crate::scan::prune::{self, Prune, Sky};
 pub(crate) const VALIDITY_END: &str = "validityEndMjdTai";
 
 /// Most `_healpix_29` ranges per region handed to the Parquet reader.
-const PUSHED_RANGES: usize = 4;
+pub(super) const PUSHED_RANGES: usize = 4;
 
 /// Which rows of the stored table a served table shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +137,7 @@ impl PpdbTable {
     }
 
     /// The regions a scan's rows must lie in: its filters' cone and the hints.
-    fn skies<'a>(&'a self, prune: &'a Prune) -> Vec<&'a Sky> {
+    pub(super) fn skies<'a>(&'a self, prune: &'a Prune) -> Vec<&'a Sky> {
         prune
             .sky
             .iter()
@@ -234,7 +230,7 @@ impl PpdbTable {
 
 /// Shows a DiaObject version's `validityEndMjdTai` as known at the cutoff: an end
 /// set by a later, embargoed version reads NULL.
-fn hide_later_ends(
+pub(super) fn hide_later_ends(
     state: &dyn Session,
     input: Arc<dyn ExecutionPlan>,
     cutoff: f64,
@@ -266,7 +262,7 @@ fn hide_later_ends(
 /// may run before the visibility rule without telling anything of a hidden
 /// row): comparisons, `BETWEEN`, `IN` and `IS NULL` of a column (or of a
 /// number widened to a larger type) with constants, and their AND, OR and NOT.
-fn cannot_fail(e: &Expr, schema: &DFSchema) -> bool {
+pub(super) fn cannot_fail(e: &Expr, schema: &DFSchema) -> bool {
     use datafusion::logical_expr::{Between, BinaryExpr, Operator, expr::InList};
     let column = |e: &Expr| match e {
         Expr::Column(c) => schema.field_with_unqualified_name(&c.name).is_ok(),
@@ -406,143 +402,7 @@ impl TableProvider for PpdbTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let prune = prune::analyse(filters, self.scan.partition_order);
-        let skies = self.skies(&prune);
-        let files = self.files(&prune, &skies);
-        let k = self.scan.snapshot as i64;
-        let by_columns = files.iter().any(|f| f.filter_by_columns);
-
-        // Rows the view hides, beyond the positions skipped per file.
-        let mut visibility: Vec<Expr> = Vec::new();
-        if by_columns {
-            visibility.push(visibility_rule(k));
-        }
-        let end = || ident(VALIDITY_END);
-        match (self.view, self.embargo) {
-            (View::Current, None) => visibility.push(end().is_null()),
-            // The version current at the cutoff: a later one may have closed it since.
-            (View::Current, Some((_, cutoff))) => {
-                visibility.push(end().is_null().or(end().gt(lit(cutoff))))
-            }
-            (View::All, _) => {}
-        }
-        if let Some((column, cutoff)) = self.embargo {
-            visibility.push(ident(column).lt_eq(lit(cutoff)));
-        }
-
-        // Columns to read: what the query asked for, plus what the visibility rule needs.
-        let wanted: Vec<usize> = match projection {
-            Some(p) => p.clone(),
-            None => (0..self.served.fields().len()).collect(),
-        };
-        let mut read = wanted.clone();
-        if !visibility.is_empty() {
-            let mut extra = vec![];
-            if by_columns {
-                extra.push(catalog::schema::ADDED);
-                extra.push(catalog::schema::RETIRED);
-            }
-            if self.view == View::Current {
-                extra.push(VALIDITY_END);
-            }
-            if let Some((column, _)) = self.embargo {
-                extra.push(column);
-            }
-            for name in extra {
-                let i = self.physical.index_of(name)?;
-                if !read.contains(&i) {
-                    read.push(i);
-                }
-            }
-        }
-
-        // The predicate handed to the Parquet reader: the sky region as
-        // `_healpix_29` ranges, and those of the query's conjuncts that cannot
-        // fail on a row (comparisons of a column with a constant), which prune
-        // row groups and pages. The query's other conjuncts stay above the
-        // scan's visible rows (see `crate::scan::visible`). The visibility rule
-        // reaches the reader through DataFusion's physical filter pushdown.
-        let df_schema = DFSchema::try_from(self.physical.as_ref().clone())?;
-        let mut pushed: Vec<Expr> = filters
-            .iter()
-            .filter(|f| cannot_fail(f, &df_schema))
-            .cloned()
-            .collect();
-        if self.physical.index_of(catalog::schema::HEALPIX_29).is_ok() {
-            for sky in &skies {
-                let h = || ident(catalog::schema::HEALPIX_29);
-                // Every file rewrites, simplifies and evaluates this predicate, at
-                // a cost that grows with its length (64 ranges cost a 1 000-target
-                // crossmatch 2 ms per file); files are already chosen with the
-                // fine ranges, and the query's own test is exact.
-                let any = prune::coarsen(sky.ranges.clone(), PUSHED_RANGES)
-                    .iter()
-                    .map(|r| {
-                        h().gt_eq(lit(r.start as i64))
-                            .and(h().lt(lit(r.end as i64)))
-                    })
-                    .reduce(Expr::or)
-                    // No range at all: no row can be needed.
-                    .unwrap_or(lit(false));
-                pushed.push(any);
-            }
-        }
-        let source = ParquetSource::new(self.physical.clone())
-            .with_table_parquet_options(state.table_options().parquet.clone())
-            .with_bloom_filter_on_read(false)
-            .with_parquet_file_reader_factory(self.reader.clone());
-        let source = match pushed.into_iter().reduce(Expr::and) {
-            Some(p) => source.with_predicate(state.create_physical_expr(p, &df_schema)?),
-            None => source,
-        };
-
-        let parts = state.config().target_partitions().max(1);
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parts.min(files.len()).max(1)];
-        let mut loads = vec![0u64; groups.len()];
-        let mut ordered = files.clone();
-        ordered.sort_by_key(|f| std::cmp::Reverse(f.bytes));
-        for f in ordered {
-            let i = (0..loads.len()).min_by_key(|&i| loads[i]).unwrap_or(0);
-            loads[i] += f.bytes;
-            groups[i].push(self.partitioned_file(f));
-        }
-        // Row counts from the snapshot log (an upper bound once filters apply) let
-        // the planner put the small side of a join where it is built in memory.
-        let rows: u64 = files.iter().map(|f| f.rows).sum();
-        let statistics = Statistics::new_unknown(&self.physical).with_num_rows(Precision::Inexact(
-            usize::try_from(rows).unwrap_or(usize::MAX),
-        ));
-        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
-            .with_statistics(statistics)
-            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-            .with_projection_indices(Some(read.clone()))?
-            .with_limit(if visibility.is_empty() && filters.is_empty() {
-                limit
-            } else {
-                None
-            })
-            .build();
-        let exec: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
-        let Some(rule) = visibility.into_iter().reduce(Expr::and) else {
-            return Ok(exec);
-        };
-        let read_schema = exec.schema();
-        let read_df = DFSchema::try_from(read_schema.as_ref().clone())?;
-        let predicate = state.create_physical_expr(rule, &read_df)?;
-        let keep: Vec<usize> = (0..wanted.len()).collect();
-        let filtered: Arc<dyn ExecutionPlan> = Arc::new(
-            FilterExecBuilder::new(predicate, exec)
-                .apply_projection(Some(keep))?
-                .build()?,
-        );
-        let visible = match self.embargo {
-            Some((_, cutoff)) if self.scan.table == TableId::DiaObject => {
-                hide_later_ends(state, filtered, cutoff)?
-            }
-            _ => filtered,
-        };
-        // The query's own expressions run on these rows only.
-        Ok(crate::scan::visible::VisibleRowsExec::above(visible))
+        self.read_plan(state, projection, filters, limit)
     }
 }
 
