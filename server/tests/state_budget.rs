@@ -52,6 +52,12 @@ async fn sync(
     (status, r.text().await.unwrap(), token)
 }
 
+/// The VOSI availability document.
+async fn availability(client: &reqwest::Client, tap: &str) -> String {
+    let r = client.get(format!("{tap}/availability")).send().await;
+    r.unwrap().text().await.unwrap()
+}
+
 fn bytes_under(dir: &Path) -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -226,17 +232,10 @@ async fn many_addresses_fill_only_the_anonymous_half_of_the_store() {
             "small queries fill the rest of the anonymous half"
         );
     }
-    let availability = client_from(99)
-        .get(format!("{}/availability", s.tap))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let said = availability(&client_from(99), &s.tap).await;
     assert!(
-        availability.contains("<vosi:available>true") && availability.contains("anonymous"),
-        "{availability}"
+        said.contains("<vosi:available>true") && said.contains("anonymous"),
+        "{said}"
     );
     // The other half is for privileged callers.
     for n in 0..8 {
@@ -354,14 +353,7 @@ async fn rewriting_a_pending_job_neither_grows_it_without_bound_nor_fills_the_co
     let deleted = me.delete(&job).bearer_auth(ALICE).send().await.unwrap();
     assert_eq!(deleted.status().as_u16(), 303);
     // Nothing is held now, and the service says so and answers everyone.
-    let available = me
-        .get(format!("{}/availability", s.tap))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let available = availability(&me, &s.tap).await;
     assert!(available.contains("<vosi:available>true"), "{available}");
     let (status, body, _) = sync(&client_from(7), &s.tap, &padded(0, 100), None).await;
     assert_eq!(status, 200, "{body}");

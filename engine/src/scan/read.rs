@@ -101,7 +101,11 @@ impl PpdbTable {
         }
         let read: Arc<dyn ExecutionPlan> = match parts.len() {
             // No file: an empty scan of the columns asked for.
-            0 => self.part(state, &[], false, &wanted, pushed, limit)?.0,
+            0 => {
+                let (part, rule) = self.part(state, &[], false, &wanted, pushed, limit)?;
+                ruled = rule;
+                part
+            }
             1 => parts.remove(0),
             _ => UnionExec::try_new(parts)?,
         };
