@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::app::users::network;
+use crate::http::write_deadline::{Watch, overdue};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -59,18 +60,48 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
         if let Err(e) = tcp.set_nodelay(true) {
             eprintln!("warning: cannot set TCP_NODELAY on a connection: {e}");
         }
+        // A second handle on the socket, to reset it if a response is late.
+        let linger = tcp
+            .into_std()
+            .and_then(|std| Ok((std.try_clone()?, std)))
+            .and_then(|(dup, std)| Ok((dup, tokio::net::TcpStream::from_std(std)?)));
+        let (dup, tcp) = match linger {
+            Ok(pair) => pair,
+            Err(e) => {
+                eprintln!("warning: cannot take a connection: {e}");
+                continue;
+            }
+        };
         let router = router.clone();
         tokio::spawn(async move {
+            let (watch, deadline) = Watch::new();
             let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().call(request.map(axum::body::Body::new))
+                watch.request();
+                let watch = watch.clone();
+                let response = router.clone().call(request.map(axum::body::Body::new));
+                async move {
+                    let response = response.await?;
+                    watch.response(&response);
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(limits.read_timeout);
             // An error here is the client's (a reset, a timeout, a malformed
-            // head): hyper has answered what can be answered.
-            let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+            // head): hyper has answered what can be answered. A response not
+            // written by its deadline closes the connection, and frees what
+            // it held.
+            tokio::select! {
+                _ = http.serve_connection(TokioIo::new(tcp), service) => {}
+                () = overdue(deadline) => {
+                    // Reset, not closed: a graceful close would still send the
+                    // megabytes the kernel holds for the reader, at its pace.
+                    let _ = socket2::SockRef::from(&dup).set_linger(Some(Duration::ZERO));
+                }
+            }
+            drop(dup);
             drop(held);
             drop(slot);
         });

@@ -4,6 +4,7 @@
 
 use crate::app::Shared;
 use crate::app::limits::Permit;
+use crate::http::write_deadline::WriteBy;
 use crate::tap::failure::Failure;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, header};
@@ -239,13 +240,22 @@ pub(crate) async fn stream(
     // when the body ends).
     let ending = crate::http::access_log::Ending::default();
     let ended = ending.clone();
+    // What was encoded by the deadline must be read soon after it: a reader
+    // slower than that has its connection closed (see `write_deadline`).
+    let write_by = WriteBy::new(tokio::time::Instant::from_std(deadline) + WRITE_GRACE);
+    let written = write_by.clone();
     let rest = futures::stream::unfold(Some((rx, encoder)), move |state| {
         let ended = ended.clone();
+        let written = written.clone();
         async move {
-            let (mut rx, encoder) = state?;
+            let Some((mut rx, encoder)) = state else {
+                written.ended();
+                return None;
+            };
             match rx.recv().await {
                 Some(b) => Some((Ok(b), Some((rx, encoder)))),
                 None => {
+                    written.ended();
                     let outcome = encoder?.await;
                     ended.set(&outcome);
                     let why = match outcome {
@@ -270,6 +280,7 @@ pub(crate) async fn stream(
         ending.set(&Ok(o.clone()));
     }
     response.extensions_mut().insert(ending);
+    response.extensions_mut().insert(write_by);
     let (status, rows) = match outcome {
         Some(Outcome::Done { rows, overflow }) => (
             Some(engine::encode::Status::of(overflow).as_str()),
@@ -298,6 +309,9 @@ pub(crate) async fn stream(
     }
     response
 }
+
+/// How long after its deadline a result may still be read.
+pub(crate) const WRITE_GRACE: Duration = Duration::from_secs(2);
 
 /// How much of a result is held back to say in its headers how it ended.
 pub(crate) const HELD_BYTES: usize = 4 << 20;

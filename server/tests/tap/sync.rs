@@ -371,6 +371,62 @@ async fn a_reader_that_stops_reading_frees_its_slot_at_the_deadline() {
     drop(stalled);
 }
 
+/// A client that reads a large result slowly has its connection closed soon
+/// after the deadline: it kept the connection and about 10 MB of what was
+/// already encoded for as long as it read (thirty held 425 MB for minutes).
+#[tokio::test]
+async fn a_reader_too_slow_for_the_deadline_is_cut_off_soon_after_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // As in the test above: the first rows go out well before the deadline.
+    let s = Server::start(&["--max-duration", "20"]);
+    let addr: std::net::SocketAddr = s
+        .tap
+        .trim_start_matches("http://")
+        .trim_end_matches("/tap")
+        .parse()
+        .unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut conn = socket.connect(addr).await.unwrap();
+    let query = "QUERY=SELECT+a.*,+b.ssObjectId+AS+s+FROM+ppdb.DiaSource+AS+a+CROSS+JOIN+ppdb.SSObject+AS+b\
+                 &RESPONSEFORMAT=csv&MAXREC=100000";
+    let started = std::time::Instant::now();
+    conn.write_all(
+        format!(
+            "POST /tap/sync HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{query}",
+            query.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // About 20 KB a second: the ~12 MB encoded by the deadline would take ten minutes.
+    let mut buf = [0u8; 1000];
+    let mut read = 0usize;
+    let cut = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        cut.is_ok(),
+        "still reading after {:?} ({read} bytes)",
+        started.elapsed()
+    );
+    assert!(read > 0, "nothing was sent");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "cut only after {:?}",
+        started.elapsed()
+    );
+}
+
 /// Every body is bounded before it is kept: a form of parameters larger than
 /// 4 MiB is refused (a 100 MB form was read whole, and stored in a job).
 #[tokio::test]
