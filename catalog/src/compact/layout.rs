@@ -46,9 +46,12 @@ impl<'a> Target<'a> {
     }
 
     /// The file maintenance leaves alone: the cell's largest `keepable` file
-    /// (one with few rows to fold in), if it holds at least [`TIER`] times the
+    /// (one with nothing to fold in), if it holds at least [`TIER`] times the
     /// rest of the cell's rows, so that maintenance writes about what arrived
-    /// since it last ran rather than the whole cell.
+    /// since it last ran rather than the whole cell. Files whose rows later
+    /// commits retired are not kept: readers then read every row group of
+    /// them (allowing a few retirements cut maintenance at 5 220 snapshots
+    /// from 239 s to 133 s but made light curves 3x slower).
     pub fn base(&self, keepable: impl Fn(&LiveFile) -> bool) -> Option<&'a LiveFile> {
         let total = self.rows();
         let big = self

@@ -21,11 +21,6 @@ mod maintain;
 
 pub use maintain::{MAX_FILES_PER_PARTITION, files_per_partition};
 
-/// Maintenance leaves a large file as it is while later commits retired at
-/// most one of this many of its rows: rewriting a cell because a few of its
-/// objects changed cost most of maintenance's time on a long history.
-const RETIRED_KEPT: u64 = 8;
-
 /// What a compaction did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CompactReport {
@@ -141,13 +136,6 @@ impl Job<'_> {
         f.retired.is_empty() && !self.prunable(f)
     }
 
-    /// Whether maintenance may leave a large file as it is: nothing to leave
-    /// out, and at most one row in [`RETIRED_KEPT`] retired by later commits
-    /// (readers skip those by position, within the row groups they read).
-    fn keepable(&self, f: &log::LiveFile) -> bool {
-        !self.prunable(f) && (f.retired.len() as u64).saturating_mul(RETIRED_KEPT) <= f.entry.rows
-    }
-
     /// Lays out one table's files under one base cell (all of an
     /// unpartitioned table's files: one file).
     async fn group(
@@ -192,7 +180,7 @@ impl Job<'_> {
             }
             let base = self
                 .tiered
-                .then(|| t.base(|f| self.keepable(f)))
+                .then(|| t.base(|f| self.clean(f)))
                 .flatten()
                 .map(|f| f.entry.path.clone());
             if base.is_some() && t.pieces.is_empty() {
