@@ -333,7 +333,7 @@ pub(crate) fn visibility_rule(k: i64) -> Expr {
 
 /// A row selection that reads every row of a `rows`-row file except `hidden` (ascending).
 pub(crate) fn skip_positions(hidden: &[u32], rows: u64) -> RowSelection {
-    skip_positions_in(hidden, &[0..rows])
+    skip_positions_in(hidden, std::slice::from_ref(&(0..rows)))
 }
 
 /// A row selection over the rows of `spans` (ascending file positions, as the
