@@ -20,6 +20,7 @@ use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::logical_expr::{Expr, ident, lit};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::union::UnionExec;
@@ -78,7 +79,11 @@ impl PpdbTable {
                 pushed.push(any);
             }
         }
-        let pushed = pushed.into_iter().reduce(Expr::and);
+        let pushed = pushed
+            .into_iter()
+            .reduce(Expr::and)
+            .map(|p| state.create_physical_expr(p, &df_schema))
+            .transpose()?;
 
         let (by_columns, by_log): (Vec<&ScanFile>, Vec<&ScanFile>) =
             files.into_iter().partition(|f| f.filter_by_columns);
@@ -131,7 +136,7 @@ impl PpdbTable {
         files: &[&ScanFile],
         test_columns: bool,
         wanted: &[usize],
-        pushed: Option<Expr>,
+        pushed: Option<Arc<dyn PhysicalExpr>>,
         limit: Option<usize>,
     ) -> Result<(Arc<dyn ExecutionPlan>, bool)> {
         let k = self.scan.snapshot as i64;
@@ -175,13 +180,12 @@ impl PpdbTable {
             }
         }
 
-        let df_schema = DFSchema::try_from(self.physical.as_ref().clone())?;
         let source = ParquetSource::new(self.physical.clone())
             .with_table_parquet_options(state.table_options().parquet.clone())
             .with_bloom_filter_on_read(false)
             .with_parquet_file_reader_factory(self.reader.clone());
         let source = match pushed {
-            Some(p) => source.with_predicate(state.create_physical_expr(p, &df_schema)?),
+            Some(p) => source.with_predicate(p),
             None => source,
         };
 
