@@ -291,28 +291,14 @@ async fn maintenance_writes_new_rows_beside_a_cell_s_large_file() {
         cat.ingest(&loc(d)).await.unwrap();
     }
     cat.compact().await.unwrap();
-    let compacted: std::collections::BTreeSet<String> = cat
-        .state()
-        .await
-        .unwrap()
-        .files
-        .values()
-        .map(|f| f.entry.path.clone())
-        .collect();
+    let compacted = live_paths(&cat).await;
     for d in new {
         cat.ingest(&loc(d)).await.unwrap();
     }
     let latest = cat.state().await.unwrap().latest();
     let before = every_table(&cat, 1..=latest).await;
     let report = cat.maintain(0).await.unwrap().expect("a compaction");
-    let live: std::collections::BTreeSet<String> = cat
-        .state()
-        .await
-        .unwrap()
-        .files
-        .values()
-        .map(|f| f.entry.path.clone())
-        .collect();
+    let live = live_paths(&cat).await;
     let kept = compacted.intersection(&live).count();
     assert!(kept > 0, "every large file was rewritten: {report:?}");
     assert!(report.files_added > 0, "{report:?}");
@@ -328,6 +314,12 @@ async fn maintenance_writes_new_rows_beside_a_cell_s_large_file() {
             .files_added,
         0
     );
+}
+
+/// The paths of the catalog's live files.
+async fn live_paths(cat: &Catalog) -> std::collections::BTreeSet<String> {
+    let state = cat.state().await.unwrap();
+    state.files.values().map(|f| f.entry.path.clone()).collect()
 }
 
 /// Two generated nights of `visits` visits, two per chunk: the folder that

@@ -12,12 +12,6 @@ use std::time::Duration;
 mod common;
 use common::serve::Server;
 
-fn address(tap: &str) -> String {
-    tap.trim_start_matches("http://")
-        .trim_end_matches("/tap")
-        .to_string()
-}
-
 /// Sends a form POST's head announcing `length` bytes, and `sent` of them
 /// (at least the six of `QUERY=`).
 fn hold_body(address: &str, length: u64, sent: u64) -> TcpStream {
@@ -51,7 +45,7 @@ async fn small_query(client: &reqwest::Client, tap: &str) -> u16 {
 async fn bodies_held_back_are_bounded_per_caller_and_others_are_served() {
     // 16 MiB uploads: a 272 MiB budget, 68 MiB of it one caller's.
     let s = Server::start(&[]);
-    let at = address(&s.tap);
+    let at = s.address();
     let length = 16 << 20;
     // Four bodies whose bytes arrived, all but the last: 64 MiB held.
     let held: Vec<TcpStream> = (0..4).map(|_| hold_body(&at, length + 1, length)).collect();
@@ -79,7 +73,7 @@ async fn a_declared_length_holds_nothing_until_its_bytes_arrive() {
     // Sixteen bodies that declare 17 MiB and send six bytes used to reserve
     // 272 MiB, the whole budget, and shut every POST out for minutes.
     let s = Server::start(&[]);
-    let at = address(&s.tap);
+    let at = s.address();
     let held: Vec<TcpStream> = (0..6).map(|_| hold_body(&at, 17 << 20, 6)).collect();
     std::thread::sleep(Duration::from_millis(300));
     let same = reqwest::Client::new();
@@ -92,7 +86,7 @@ async fn a_body_the_budget_runs_out_under_is_answered_503() {
     // Five bodies admitted while nothing was held; their bytes then arrive,
     // and the fifth finds the caller's quarter (68 MiB) taken.
     let s = Server::start(&[]);
-    let at = address(&s.tap);
+    let at = s.address();
     let length: u64 = 16 << 20;
     let mut conns: Vec<TcpStream> = (0..5).map(|_| hold_body(&at, length + 1, 6)).collect();
     std::thread::sleep(Duration::from_millis(300));

@@ -8,7 +8,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_that_trickle_are_closed_at_the_read_timeout() {
     let s = Server::start(&["--read-timeout", "2", "--connections-per-address", "1000"]);
-    let at = address(&s.tap);
+    let at = s.address();
     let mut trickling: Vec<TcpStream> = (0..300)
         .map(|_| {
             let mut c = TcpStream::connect(&at).unwrap();
@@ -44,7 +44,7 @@ async fn connections_that_trickle_are_closed_at_the_read_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_address_holds_only_so_many_connections() {
     let s = Server::start(&["--connections-per-address", "8"]);
-    let at = address(&s.tap);
+    let at = s.address();
     let mut held: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&at).unwrap()).collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut ninth = TcpStream::connect(&at).unwrap();
@@ -63,7 +63,7 @@ async fn one_address_holds_only_so_many_connections() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_past_the_total_wait_for_one_to_close() {
     let s = Server::start(&["--max-connections", "4", "--read-timeout", "2"]);
-    let at = address(&s.tap);
+    let at = s.address();
     let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&at).unwrap()).collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
@@ -86,7 +86,7 @@ async fn connections_past_the_total_wait_for_one_to_close() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_that_stalls_is_refused_at_the_read_timeout() {
     let s = Server::start(&["--read-timeout", "1"]);
-    let mut c = TcpStream::connect(address(&s.tap)).unwrap();
+    let mut c = TcpStream::connect(s.address()).unwrap();
     c.write_all(
         b"POST /tap/sync HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
           Content-Length: 100\r\n\r\nQUERY=SEL",

@@ -18,7 +18,7 @@ mod shares;
 #[path = "../common/mod.rs"]
 mod common;
 use common::ppdb as support;
-use common::serve::Server;
+use common::serve::{Server, sync_request};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -44,12 +44,6 @@ async fn csv(
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     (status, r.text().await.unwrap(), headers)
-}
-
-fn address(tap: &str) -> String {
-    tap.trim_start_matches("http://")
-        .trim_end_matches("/tap")
-        .to_string()
 }
 
 /// Whether the server has closed `stream` (a read gives end of file or a reset).

@@ -247,17 +247,9 @@ fn unread_wide_result(format: &str) {
         "RESPONSEFORMAT={format}&MAXREC=10000000&QUERY={}",
         query.replace(' ', "+").replace(',', "%2C")
     );
-    let mut c = TcpStream::connect(address(&s.tap)).unwrap();
+    let mut c = TcpStream::connect(s.address()).unwrap();
     c.set_nodelay(true).unwrap();
-    c.write_all(
-        format!(
-            "POST /tap/sync HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    c.write_all(sync_request(&body).as_bytes()).unwrap();
     // Read the first bytes (the query has started), then stop reading.
     let mut first = [0u8; 4096];
     c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();

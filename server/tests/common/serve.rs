@@ -58,6 +58,15 @@ impl Server {
         }
     }
 
+    /// `127.0.0.1:PORT`, for raw connections.
+    #[allow(dead_code)]
+    pub fn address(&self) -> String {
+        self.tap
+            .trim_start_matches("http://")
+            .trim_end_matches("/tap")
+            .to_string()
+    }
+
     /// The server's process id.
     #[allow(dead_code)]
     pub fn pid(&self) -> u32 {
@@ -97,4 +106,15 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A sync query's whole request, written out for a raw connection: a form
+/// POST of `body` (already encoded).
+#[allow(dead_code)]
+pub fn sync_request(body: &str) -> String {
+    format!(
+        "POST /tap/sync HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }

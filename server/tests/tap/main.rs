@@ -10,7 +10,7 @@ mod uploads;
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::serve::Server;
+use common::serve::{Server, sync_request};
 
 async fn get(url: &str, params: &[(&str, &str)]) -> (u16, String, String) {
     // Named as clients name themselves (without a name, /tables answers as for astroquery).

@@ -379,28 +379,16 @@ async fn a_reader_too_slow_for_the_deadline_is_cut_off_soon_after_it() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // As in the test above: the first rows go out well before the deadline.
     let s = Server::start(&["--max-duration", "20"]);
-    let addr: std::net::SocketAddr = s
-        .tap
-        .trim_start_matches("http://")
-        .trim_end_matches("/tap")
-        .parse()
-        .unwrap();
+    let addr: std::net::SocketAddr = s.address().parse().unwrap();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut conn = socket.connect(addr).await.unwrap();
     let query = "QUERY=SELECT+a.*,+b.ssObjectId+AS+s+FROM+ppdb.DiaSource+AS+a+CROSS+JOIN+ppdb.SSObject+AS+b\
                  &RESPONSEFORMAT=csv&MAXREC=100000";
     let started = std::time::Instant::now();
-    conn.write_all(
-        format!(
-            "POST /tap/sync HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-             Content-Length: {}\r\n\r\n{query}",
-            query.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    conn.write_all(sync_request(query).as_bytes())
+        .await
+        .unwrap();
     // About 20 KB a second: the ~12 MB encoded by the deadline would take ten minutes.
     let mut buf = [0u8; 1000];
     let mut read = 0usize;
