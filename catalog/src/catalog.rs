@@ -48,6 +48,9 @@ pub struct Catalog {
     /// The most rows a commit merges into one file of a coarser cell.
     pub(crate) cell_rows: usize,
     pub(crate) compact_rows: usize,
+    /// Compactions leave alone the files of snapshots whose chunks came after
+    /// this time (MJD, TAI): see [`Catalog::with_embargo_cutoff`].
+    pub(crate) embargo_cutoff: Option<f64>,
 }
 
 /// What ingesting one chunk did.
@@ -80,6 +83,8 @@ pub struct ScanFile {
     /// Whether some rows must also be filtered by `_added <= k AND (_retired IS NULL OR _retired > k)`;
     /// when false every row not in `hidden` is visible.
     pub filter_by_columns: bool,
+    /// The last snapshot that added rows to the file.
+    pub added_max: u64,
 }
 
 impl ScanFile {
@@ -161,6 +166,7 @@ impl Catalog {
             columns: datafile::ColumnCache::new(COLUMN_CACHE_BYTES, WRITTEN_CACHE_BYTES),
             cell_rows: DEFAULT_CELL_ROWS,
             compact_rows: DEFAULT_COMPACT_ROWS,
+            embargo_cutoff: None,
         }
     }
 
@@ -179,6 +185,27 @@ impl Catalog {
     pub fn with_compact_rows(mut self, rows: usize) -> Catalog {
         self.compact_rows = rows;
         self
+    }
+
+    /// This catalog, with compactions from this handle leaving as they are the
+    /// files that hold rows of snapshots whose chunks came after `cutoff` (MJD,
+    /// TAI), so that no file they write mixes rows a caller under that embargo
+    /// may read with rows it may not. Such a caller's reads then skip whole
+    /// files for the rows it may not see, and no file statistic it is pruned by
+    /// counts them: how long its query takes says nothing about them. Give it
+    /// the cutoff of the service's embargo (or an earlier one).
+    pub fn with_embargo_cutoff(mut self, cutoff: Option<f64>) -> Catalog {
+        self.embargo_cutoff = cutoff;
+        self
+    }
+
+    /// The last snapshot whose rows compactions from this handle may merge
+    /// with older ones (every snapshot when it has no embargo cutoff).
+    pub(crate) fn settled_through(&self, state: &LogState) -> u64 {
+        match self.embargo_cutoff {
+            Some(c) => state.public_snapshot(c, state.latest()),
+            None => state.latest(),
+        }
     }
 
     /// The catalog's URL.
@@ -419,6 +446,7 @@ impl Catalog {
                     hidden,
                     filter_by_columns: f.entry.added_max > snapshot
                         || f.entry.retired_min.is_some_and(|r| r <= snapshot),
+                    added_max: f.entry.added_max,
                 }
             })
             .collect();

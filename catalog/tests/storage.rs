@@ -2,6 +2,7 @@
 
 use testkit::chunks as support;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use catalog::log::{Action, Entry, LOG_FORMAT, try_append};
@@ -47,6 +48,7 @@ async fn two_writers_one_version(url: &str) {
         action: Action::Compact {
             removed: vec![],
             added: vec![],
+            retired: Default::default(),
         },
     };
     let (la, lb) = (a.location().clone(), b.location().clone());
@@ -258,15 +260,15 @@ async fn maintenance_keeps_each_partition_in_few_files_and_changes_no_snapshot()
         cat.ingest(&loc(d)).await.unwrap();
         let k = cat.state().await.unwrap().latest();
         seen.extend(every_table(&cat, k..=k).await);
-        let piled = catalog::files_per_partition(&cat.state().await.unwrap());
+        let before = piled(&cat).await;
         match cat.maintain(most).await.unwrap() {
             Some(report) => {
-                assert!(piled > most, "compacted at {piled} files: {report:?}");
+                assert!(before > most, "compacted at {before} files: {report:?}");
                 compactions += 1;
             }
-            None => assert!(piled <= most, "{piled} files left"),
+            None => assert!(before <= most, "{before} files left"),
         }
-        assert!(catalog::files_per_partition(&cat.state().await.unwrap()) <= most);
+        assert!(piled(&cat).await <= most);
     }
     assert!(
         compactions >= 2,
@@ -276,6 +278,68 @@ async fn maintenance_keeps_each_partition_in_few_files_and_changes_no_snapshot()
     let reopened = Catalog::open(url).await.unwrap();
     let after = every_table(&reopened, 1..=dirs.len() as u64).await;
     assert_eq!(seen, after, "maintenance changes no snapshot");
+}
+
+/// The most live files that hold rows of one partition.
+async fn piled(cat: &Catalog) -> usize {
+    let state = cat.state().await.unwrap();
+    catalog::files_per_partition(&state, state.latest())
+}
+
+/// Under an embargo, compaction merges only the files of snapshots whose
+/// chunks came before the cutoff: every file it leaves holds rows of snapshots
+/// on one side of it, those after it are the files ingest wrote, and no
+/// snapshot changes. Without the cutoff some file holds both.
+#[tokio::test]
+async fn compaction_under_an_embargo_keeps_later_snapshots_out_of_older_files() {
+    let (_chunks, dirs) = sample_chunks(800, 12);
+    let mut mixed = Vec::new();
+    for cutoff in [false, true] {
+        let dir = TempDir::new().unwrap();
+        let url = dir.path().to_str().unwrap();
+        let cat = Catalog::open_or_create(url, 6).await.unwrap();
+        for d in &dirs {
+            cat.ingest(&loc(d)).await.unwrap();
+        }
+        let state = cat.state().await.unwrap();
+        let public = 6;
+        let time = state.snapshots[public as usize - 1].chunk_mjd_tai();
+        assert!(state.snapshots[public as usize].chunk_mjd_tai() > time);
+        let later: BTreeSet<String> = state
+            .files
+            .values()
+            .filter(|f| f.entry.added_min > public)
+            .map(|f| f.entry.path.clone())
+            .collect();
+        let before = every_table(&cat, 1..=state.latest()).await;
+        let cat = cat.with_embargo_cutoff(cutoff.then_some(time));
+        let report = cat.compact().await.unwrap();
+        assert!(report.files_removed > 0, "{report:?}");
+        let state = cat.state().await.unwrap();
+        mixed.push(
+            state
+                .files
+                .values()
+                .filter(|f| f.entry.added_min <= public && f.entry.added_max > public)
+                .count(),
+        );
+        if cutoff {
+            let kept: BTreeSet<String> = state
+                .files
+                .values()
+                .filter(|f| f.entry.added_min > public)
+                .map(|f| f.entry.path.clone())
+                .collect();
+            assert_eq!(
+                kept, later,
+                "the files of later snapshots stay as ingest wrote them"
+            );
+        }
+        let reopened = Catalog::open(url).await.unwrap();
+        assert_eq!(before, every_table(&reopened, 1..=state.latest()).await);
+    }
+    assert!(mixed[0] > 0, "without a cutoff compaction mixes snapshots");
+    assert_eq!(mixed[1], 0, "under the embargo no file mixes the two sides");
 }
 
 /// After a compaction, maintenance leaves each cell's large file as it is and
@@ -317,7 +381,7 @@ async fn maintenance_writes_new_rows_beside_a_cell_s_large_file() {
 }
 
 /// The paths of the catalog's live files.
-async fn live_paths(cat: &Catalog) -> std::collections::BTreeSet<String> {
+async fn live_paths(cat: &Catalog) -> BTreeSet<String> {
     let state = cat.state().await.unwrap();
     state.files.values().map(|f| f.entry.path.clone()).collect()
 }

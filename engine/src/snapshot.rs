@@ -73,7 +73,7 @@ impl Engine {
     /// The snapshot a query reads: the one it asks for, else the latest now.
     pub async fn resolve_snapshot(&self, as_of: Option<&adql::AsOf>) -> Result<SnapshotInfo> {
         let state = self.catalog.state().await?;
-        resolve(&state, as_of)
+        resolve(&state, as_of, u64::MAX)
     }
 
     /// The snapshot for a query and its request, which must agree.
@@ -104,9 +104,19 @@ impl Engine {
         options: &QueryOptions,
     ) -> Result<(Arc<LogState>, SnapshotInfo)> {
         let log = self.catalog.state().await?;
+        // A caller under the embargo is shown the catalog as it stood at the
+        // cutoff: the snapshots made since, even their number and commit
+        // times, would tell how much arrived during the embargo.
+        let through = match self.embargo.cutoff() {
+            Some(c) if !options.privileged => log.public_snapshot(c, log.latest()),
+            _ => u64::MAX,
+        };
         let snapshot = match (in_query, &options.as_of) {
             (Some(a), Some(b)) => {
-                let (sa, sb) = (resolve(&log, Some(a))?, resolve(&log, Some(b))?);
+                let (sa, sb) = (
+                    resolve(&log, Some(a), through)?,
+                    resolve(&log, Some(b), through)?,
+                );
                 if sa.snapshot != sb.snapshot {
                     return Err(SnapshotError::Disagree {
                         query: sa.snapshot,
@@ -116,15 +126,20 @@ impl Engine {
                 }
                 sa
             }
-            (a, b) => resolve(&log, a.or(b.as_ref()))?,
+            (a, b) => resolve(&log, a.or(b.as_ref()), through)?,
         };
         Ok((log, snapshot))
     }
 }
 
-/// Finds the snapshot `as_of` names in a log state (the latest when `None`).
-pub(crate) fn resolve(state: &LogState, as_of: Option<&adql::AsOf>) -> Result<SnapshotInfo> {
-    let info = find(state, as_of)?;
+/// Finds the snapshot `as_of` names in a log state, among the snapshots up to
+/// `through` (the latest of those when `None`).
+pub(crate) fn resolve(
+    state: &LogState,
+    as_of: Option<&adql::AsOf>,
+    through: u64,
+) -> Result<SnapshotInfo> {
+    let info = find(state, as_of, through)?;
     if state.is_expired(info.snapshot) {
         return Err(catalog::Error::SnapshotExpired {
             asked: info.snapshot,
@@ -135,8 +150,13 @@ pub(crate) fn resolve(state: &LogState, as_of: Option<&adql::AsOf>) -> Result<Sn
     Ok(info)
 }
 
-pub(crate) fn find(state: &LogState, as_of: Option<&adql::AsOf>) -> Result<SnapshotInfo> {
-    let snapshots = &state.snapshots;
+pub(crate) fn find(
+    state: &LogState,
+    as_of: Option<&adql::AsOf>,
+    through: u64,
+) -> Result<SnapshotInfo> {
+    let shown = state.snapshots.partition_point(|s| s.snapshot <= through);
+    let snapshots = &state.snapshots[..shown];
     let (Some(first), Some(last)) = (snapshots.first(), snapshots.last()) else {
         return Err(SnapshotError::Empty.into());
     };

@@ -20,20 +20,26 @@ impl Catalog {
     /// become one file beside it.
     pub async fn maintain(&self, most: usize) -> Result<Option<CompactReport>> {
         let state = self.state().await?;
-        if files_per_partition(&state) <= most {
+        if files_per_partition(&state, self.settled_through(&state)) <= most {
             return Ok(None);
         }
         self.compact_with(true).await.map(Some)
     }
 }
 
-/// The most live files of one table that may hold rows of one partition: a
-/// file covers the partitions of its cell, or of the cells it lists as merged.
-pub fn files_per_partition(state: &LogState) -> usize {
+/// The most live files of one table, among those holding only rows of
+/// snapshots up to `settled` (those a compaction may merge), that may hold rows
+/// of one partition: a file covers the partitions of its cell, or of the cells
+/// it lists as merged.
+pub fn files_per_partition(state: &LogState, settled: u64) -> usize {
     let order = state.partition_order;
     let ingest = state.ingest_order();
     let mut count: HashMap<(crate::TableId, u64), usize> = HashMap::new();
-    for f in state.files.values() {
+    for f in state
+        .files
+        .values()
+        .filter(|f| f.entry.added_max <= settled)
+    {
         let Some(cell) = f.entry.cell else { continue };
         let mut bump = |range: std::ops::Range<u64>| {
             for p in range {

@@ -37,8 +37,9 @@ pub struct CompactReport {
 impl Catalog {
     /// Rewrites each table's files as few, large files, folding retirements
     /// into `_retired`: per base cell, cells as coarse as
-    /// [`Catalog::with_compact_rows`] allows (see `layout.rs`). No snapshot
-    /// changes: every snapshot shows the same rows before and after.
+    /// [`Catalog::with_compact_rows`] allows (see `layout.rs`), leaving alone
+    /// the files of snapshots after [`Catalog::with_embargo_cutoff`]. No
+    /// snapshot changes: every snapshot shows the same rows before and after.
     pub async fn compact(&self) -> Result<CompactReport> {
         self.compact_with(false).await
     }
@@ -48,15 +49,24 @@ impl Catalog {
     async fn compact_with(&self, tiered: bool) -> Result<CompactReport> {
         for _ in 0..COMMIT_ATTEMPTS {
             let state = self.state().await?;
+            let settled = self.settled_through(&state);
             let mut groups: BTreeMap<(TableId, Option<Cell>), Vec<&log::LiveFile>> =
                 BTreeMap::new();
-            for f in state.files.values() {
+            // Files with rows of later snapshots stay as they are, until the
+            // embargo passes their chunks (see `Catalog::with_embargo_cutoff`).
+            for f in state
+                .files
+                .values()
+                .filter(|f| f.entry.added_max <= settled)
+            {
                 let base = f.entry.cell.map(|c| c.ancestor(0));
                 groups.entry((f.entry.table, base)).or_default().push(f);
             }
             let mut job = Job {
                 cat: self,
                 state: &state,
+                settled,
+                carried: BTreeMap::new(),
                 index: self.anchor_index(&state).await?,
                 horizon: (state.expired_before > 0).then_some(state.expired_before),
                 removed: Vec::new(),
@@ -70,6 +80,7 @@ impl Catalog {
             let Job {
                 removed,
                 added,
+                carried,
                 mut report,
                 ..
             } = job;
@@ -82,7 +93,11 @@ impl Catalog {
                 format: LOG_FORMAT.into(),
                 version: state.version + 1,
                 written_at: chrono::Utc::now(),
-                action: Action::Compact { removed, added },
+                action: Action::Compact {
+                    removed,
+                    added,
+                    retired: carried,
+                },
             };
             if log::try_append(&self.loc, &entry).await? {
                 self.checkpoint_if_due(entry.version).await;
@@ -110,6 +125,11 @@ impl Catalog {
 struct Job<'a> {
     cat: &'a Catalog,
     state: &'a log::LogState,
+    /// The last snapshot whose rows and retirements the written files hold
+    /// (see `Catalog::with_embargo_cutoff`); later retirements are carried.
+    settled: u64,
+    /// Retirements by later snapshots, by position in the written files.
+    carried: BTreeMap<String, Vec<(u32, u64)>>,
     index: Arc<crate::index::AnchorIndex>,
     /// The retention horizon: rows only expired snapshots saw are left out.
     horizon: Option<u64>,
@@ -131,9 +151,10 @@ impl Job<'_> {
             && f.entry.pruned_below != self.horizon
     }
 
-    /// Whether a file has nothing to fold in or leave out.
+    /// Whether a file has nothing to fold in or leave out (retirements after
+    /// the settled snapshot stay by position: see [`carry_later`]).
     fn clean(&self, f: &log::LiveFile) -> bool {
-        f.retired.is_empty() && !self.prunable(f)
+        f.retired.iter().all(|(_, r)| *r > self.settled) && !self.prunable(f)
     }
 
     /// Lays out one table's files under one base cell (all of an
@@ -232,9 +253,13 @@ impl Job<'_> {
         }
         let index = &self.index;
         let anchor = crate::ingest::sort_anchors(ts, &all, &|id| index.anchor(id));
-        let sorted =
-            datafile::without_empty_columns(ts, &datafile::sort(ts, &all, anchor.as_ref())?)?;
+        let (sorted, carried) =
+            carry_later(&datafile::sort(ts, &all, anchor.as_ref())?, self.settled)?;
+        let sorted = datafile::without_empty_columns(ts, &sorted)?;
         let path = datafile::new_path(ts.id, cell, self.state.latest(), "c");
+        if !carried.is_empty() {
+            self.carried.insert(path.clone(), carried);
+        }
         let mut entry = datafile::write(&self.cat.loc, ts, cell, path, &sorted).await?;
         let ingest = self.state.ingest_order();
         if let Some(c) = cell.filter(|c| c.order < ingest) {
@@ -331,6 +356,30 @@ pub(crate) fn fold_retirements(phys: &RecordBatch, retired: &[(u32, u64)]) -> Re
     let mut cols = phys.columns().to_vec();
     cols[idx] = Arc::new(Int64Array::from(v));
     Ok(RecordBatch::try_new(phys.schema(), cols)?)
+}
+
+/// The rows with retirements by snapshots after `settled` left unretired in
+/// `_retired`, and those retirements by position (in commit order).
+fn carry_later(phys: &RecordBatch, settled: u64) -> Result<(RecordBatch, Vec<(u32, u64)>)> {
+    let idx = phys.schema().index_of(RETIRED)?;
+    let column = phys.column(idx).as_primitive::<Int64Type>();
+    let mut carried: Vec<(u32, u64)> = column
+        .iter()
+        .enumerate()
+        .filter_map(|(pos, r)| Some((pos as u32, r? as u64)))
+        .filter(|(_, r)| *r > settled)
+        .collect();
+    if carried.is_empty() {
+        return Ok((phys.clone(), carried));
+    }
+    let kept: Int64Array = column
+        .iter()
+        .map(|r| r.filter(|r| *r as u64 <= settled))
+        .collect();
+    let mut cols = phys.columns().to_vec();
+    cols[idx] = Arc::new(kept);
+    carried.sort_by_key(|&(pos, r)| (r, pos));
+    Ok((RecordBatch::try_new(phys.schema(), cols)?, carried))
 }
 
 /// The rows some retained snapshot can see.

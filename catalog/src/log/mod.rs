@@ -18,9 +18,11 @@ use crate::schema::TableId;
 use crate::store::Location;
 
 mod checkpoint;
+mod public;
 pub use checkpoint::{
     CHECKPOINT_DIR, CHECKPOINT_EVERY, checkpoint_path, latest_checkpoint, write_checkpoint,
 };
+pub use public::mjd_tai;
 
 /// The format tag of every log entry.
 pub const LOG_FORMAT: &str = "ppdb-log/1";
@@ -153,6 +155,12 @@ pub enum Action {
         removed: Vec<String>,
         /// Their replacements.
         added: Vec<FileEntry>,
+        /// Retirements of the replacements' rows kept by position, not folded
+        /// in: those by snapshots later than an embargo cutoff, so that no
+        /// byte of a file public rows are read from depends on them
+        /// (relative path to (position, snapshot) pairs).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        retired: BTreeMap<String, Vec<(u32, u64)>>,
     },
 }
 
@@ -338,7 +346,11 @@ impl LogState {
                 self.expired_before = *before;
                 self.kept = keep.iter().copied().filter(|&k| k < *before).collect();
             }
-            Action::Compact { removed, added } => {
+            Action::Compact {
+                removed,
+                added,
+                retired,
+            } => {
                 self.layout_version = entry.version;
                 for p in removed {
                     self.files
@@ -350,7 +362,7 @@ impl LogState {
                         f.path.clone(),
                         LiveFile {
                             entry: f.clone(),
-                            retired: vec![],
+                            retired: retired.get(&f.path).cloned().unwrap_or_default(),
                         },
                     );
                 }

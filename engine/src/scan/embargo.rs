@@ -18,13 +18,8 @@
 use std::time::Duration;
 
 use catalog::TableId;
-use catalog::log::{LogState, SnapshotInfo};
-use chrono::{DateTime, Utc};
-
-/// Seconds TAI is ahead of UTC (since 2017; no leap second has been announced since).
-const TAI_MINUS_UTC: f64 = 37.0;
-/// The MJD of the Unix epoch.
-const MJD_UNIX_EPOCH: f64 = 40587.0;
+use catalog::log::{LogState, SnapshotInfo, mjd_tai};
+use chrono::Utc;
 
 /// Which rows are embargoed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,12 +55,6 @@ impl Embargo {
     }
 }
 
-/// The MJD (TAI) of a UTC time.
-pub fn mjd_tai(t: DateTime<Utc>) -> f64 {
-    let unix = t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) * 1e-9;
-    (unix + TAI_MINUS_UTC) / 86400.0 + MJD_UNIX_EPOCH
-}
-
 /// How the rows of a stored table are timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Timing {
@@ -84,26 +73,6 @@ pub(crate) fn timing(table: TableId) -> Timing {
             Timing::Chunk
         }
     }
-}
-
-/// The time of a snapshot's chunk (MJD, TAI); unreadable times count as the far future.
-fn chunk_time(s: &SnapshotInfo) -> f64 {
-    DateTime::parse_from_rfc3339(&s.chunk.last_update_time)
-        .map(|t| mjd_tai(t.with_timezone(&Utc)))
-        .unwrap_or(f64::INFINITY)
-}
-
-/// The last snapshot at or before `k` whose chunk, and every chunk before it,
-/// came before `cutoff` (0 when the first already came after).
-pub(crate) fn public_snapshot(log: &LogState, cutoff: f64, k: u64) -> u64 {
-    let mut last = 0;
-    for s in log.snapshots.iter().take_while(|s| s.snapshot <= k) {
-        if chunk_time(s) > cutoff {
-            break;
-        }
-        last = s.snapshot;
-    }
-    last
 }
 
 /// The latest time of a row of `table` at snapshot `k` (an upper bound, from the
@@ -130,7 +99,7 @@ pub(crate) fn latest(log: &LogState, table: TableId, k: u64) -> Option<f64> {
                 s.rows_added.get(&table).is_some_and(|n| *n > 0)
                     || s.rows_updated.get(&table).is_some_and(|n| *n > 0)
             })
-            .map(chunk_time)
+            .map(SnapshotInfo::chunk_mjd_tai)
             .reduce(f64::max),
     }
 }
@@ -182,15 +151,6 @@ pub(crate) fn access(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mjd_of_a_known_time() {
-        let t = DateTime::parse_from_rfc3339("2025-11-21T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let mjd = mjd_tai(t);
-        assert!((mjd - (61000.0 + 37.0 / 86400.0)).abs() < 1e-9, "{mjd}");
-    }
 
     #[test]
     fn a_moving_cutoff_is_whole_minutes_in_the_past() {

@@ -63,6 +63,12 @@ pub(crate) struct PpdbTable {
     /// For a caller without privilege: the column that times each row and the
     /// cutoff (MJD, TAI) after which rows are embargoed (see [`crate::scan::embargo`]).
     pub(crate) embargo: Option<(&'static str, f64)>,
+    /// For a caller without privilege: the last snapshot whose chunks all came
+    /// before the cutoff. A file with rows of later snapshots, or with row
+    /// times after the cutoff, is *sealed*: its statistics count rows the
+    /// caller may not see, so no filter of the query prunes it (see
+    /// [`PpdbTable::sealed`]).
+    pub(crate) public_through: Option<u64>,
 }
 
 impl fmt::Debug for PpdbTable {
@@ -74,6 +80,7 @@ impl fmt::Debug for PpdbTable {
             .field("files", &self.scan.files.len())
             .field("hints", &self.hints.len())
             .field("embargo", &self.embargo)
+            .field("public_through", &self.public_through)
             .finish()
     }
 }
@@ -123,7 +130,9 @@ impl PpdbTable {
         }
         let skies = self.skies(&prune);
         let files = self.files(&prune, &skies);
-        if files.iter().any(|f| f.cell.is_none()) {
+        // A sealed file's cells count hidden rows: narrowing the other side
+        // of a join by them would time those rows.
+        if files.iter().any(|f| f.cell.is_none() || self.sealed(f)) {
             return None;
         }
         let order = self.scan.partition_order;
@@ -143,6 +152,23 @@ impl PpdbTable {
             .iter()
             .chain(self.hints.iter().map(|h| h.as_ref()))
             .collect()
+    }
+
+    /// Whether a file holds rows a caller under the embargo may not see beside
+    /// rows it may. Its statistics (column ranges, cells, row groups, pages)
+    /// count both, so pruning it by the query's own filters would make how
+    /// long the query takes depend on whether hidden rows match them: such a
+    /// file is read whole, pruned only by the visibility rule and the
+    /// embargo, whatever the query asks. Maintenance under the same embargo
+    /// writes no such file (`Catalog::with_embargo_cutoff`).
+    pub(crate) fn sealed(&self, f: &ScanFile) -> bool {
+        let Some(public) = self.public_through else {
+            return false;
+        };
+        f.added_max > public
+            || self.embargo.is_some_and(|(column, cutoff)| {
+                f.stats.times.get(column).is_none_or(|(_, hi)| *hi > cutoff)
+            })
     }
 
     /// The files a scan with these ids and regions needs.
@@ -168,6 +194,17 @@ impl PpdbTable {
             .files
             .iter()
             .filter(|f| {
+                if let Some((column, cutoff)) = self.embargo
+                    && f.stats
+                        .times
+                        .get(column)
+                        .is_some_and(|(lo, _)| *lo > cutoff)
+                {
+                    return false;
+                }
+                if self.sealed(f) {
+                    return true;
+                }
                 // A fresh file may cover several partitions (a coarser cell).
                 let order = self.scan.partition_order;
                 let held = f.cells(order);
@@ -183,14 +220,6 @@ impl PpdbTable {
                 }
                 if let Some(cells) = &cells
                     && !meets(cells)
-                {
-                    return false;
-                }
-                if let Some((column, cutoff)) = self.embargo
-                    && f.stats
-                        .times
-                        .get(column)
-                        .is_some_and(|(lo, _)| *lo > cutoff)
                 {
                     return false;
                 }

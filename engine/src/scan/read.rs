@@ -3,12 +3,15 @@
 //! the visibility rule and the embargo above them, before any user expression
 //! sees a row.
 //!
-//! Files are read in two kinds. Where the log decides visibility for a whole
+//! Files are read in kinds. Where the log decides visibility for a whole
 //! file (no row added after the snapshot, none retired at or before it other
 //! than by position), its scan reads only the columns the query names; only
 //! the other files read `_added` and `_retired` and test them per row. Before,
 //! one such file made every file of the table read and test both columns, and
-//! a full-table aggregate read twice the columns it named.
+//! a full-table aggregate read twice the columns it named. For a caller under
+//! the embargo, the files that hold rows it may not see beside rows it may
+//! (`PpdbTable::sealed`) are a kind of their own, which no filter of the
+//! query prunes.
 
 use std::sync::Arc;
 
@@ -85,20 +88,25 @@ impl PpdbTable {
             .map(|p| state.create_physical_expr(p, &df_schema))
             .transpose()?;
 
-        let (by_columns, by_log): (Vec<&ScanFile>, Vec<&ScanFile>) =
-            files.into_iter().partition(|f| f.filter_by_columns);
+        // Files by (whether the rule tests `_added`/`_retired`, whether sealed).
+        let mut kinds: [Vec<&ScanFile>; 4] = Default::default();
+        for f in files {
+            kinds[usize::from(f.filter_by_columns) + 2 * usize::from(self.sealed(f))].push(f);
+        }
         let mut parts = Vec::new();
         let mut ruled = false;
-        for (kind, test_columns) in [(by_log, false), (by_columns, true)] {
+        for (i, kind) in kinds.iter().enumerate() {
             if kind.is_empty() {
                 continue;
             }
+            let (test_columns, sealed) = (i % 2 == 1, i >= 2);
             let (part, rule) = self.part(
                 state,
-                &kind,
+                kind,
                 test_columns,
                 &wanted,
-                pushed.clone(),
+                // A sealed file's row groups and pages are pruned by the rule alone.
+                if sealed { None } else { pushed.clone() },
                 filters.is_empty().then_some(limit).flatten(),
             )?;
             parts.push(part);

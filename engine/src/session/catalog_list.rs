@@ -86,8 +86,8 @@ impl Engine {
         };
         for t in &self.served {
             let ts = schema.table(t.stored);
-            let (scan, embargo) = match cutoff {
-                None => (self.catalog.scan(&state, t.stored, k)?, None),
+            let (scan, embargo, public_through) = match cutoff {
+                None => (self.catalog.scan(&state, t.stored, k)?, None, None),
                 // A caller subject to the embargo reads every table as it stood at
                 // the cutoff: at the last snapshot whose chunks all came before it.
                 // Rows and every column of them are then as they were, including
@@ -96,7 +96,7 @@ impl Engine {
                 // own times cannot hide. Such a snapshot may lag the cutoff by a
                 // chunk, never lead it.
                 Some(c) => {
-                    let public = embargo::public_snapshot(&state, c, k);
+                    let public = state.public_snapshot(c, k);
                     let mut scan = self.catalog.scan(&state, t.stored, k)?;
                     if public < k {
                         match self.catalog.scan(&state, t.stored, public) {
@@ -114,7 +114,11 @@ impl Engine {
                         Timing::Column(column) => Some((column, c)),
                         Timing::Chunk => None,
                     };
-                    (scan, by_time)
+                    (
+                        scan,
+                        by_time,
+                        Some(state.public_snapshot(c, state.latest())),
+                    )
                 }
             };
             let scan = Arc::new(scan);
@@ -134,6 +138,7 @@ impl Engine {
                 hints: Vec::new(),
                 partitions: None,
                 embargo,
+                public_through,
             };
             schema_of(t.schema).register_table(t.name.to_string(), Arc::new(provider))?;
         }

@@ -25,6 +25,7 @@ use testkit::SAMPLE;
 
 mod channels;
 mod rows;
+mod timing;
 
 /// Between the second night's last src chunk (MJD 61001.55) and the third night.
 const CUTOFF: f64 = 61001.6;
