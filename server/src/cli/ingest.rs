@@ -9,7 +9,7 @@ use catalog::{Catalog, IngestOutcome, store};
 use clap::Args;
 
 use super::stdout::say;
-use super::{CatalogArg, bar};
+use super::{CatalogArg, EmbargoArg, bar};
 
 /// `ppdb ingest`.
 #[derive(Args)]
@@ -31,6 +31,8 @@ pub(crate) struct IngestArgs {
     /// catalog is compacted (`ppdb compact`), which changes no snapshot.
     #[arg(long)]
     no_maintenance: bool,
+    #[command(flatten)]
+    embargo: EmbargoArg,
     /// Chunk folders, or folders of chunk folders.
     #[arg(required = true)]
     chunks: Vec<PathBuf>,
@@ -43,12 +45,17 @@ pub(super) async fn run(args: IngestArgs) -> Result<()> {
         partition_order,
         cell_rows,
         no_maintenance,
+        embargo,
         chunks,
     } = args;
     let url = catalog.write_url("ingest")?;
+    // The cutoff as this run starts: no later than the service's, so it can
+    // only leave more files alone.
+    let cutoff = embargo.embargo()?.cutoff();
     let cat = Catalog::open_or_create(&url, partition_order)
         .await?
-        .with_cell_rows(cell_rows);
+        .with_cell_rows(cell_rows)
+        .with_embargo_cutoff(cutoff);
     let ordered = catalog::delivery::in_order(&chunks).await?;
     let bar = bar(ordered.len() as u64, "chunks");
     let started = Instant::now();

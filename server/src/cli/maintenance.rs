@@ -8,7 +8,7 @@ use catalog::Catalog;
 use clap::Args;
 
 use super::stdout::say;
-use super::{CatalogArg, StateArg};
+use super::{CatalogArg, EmbargoArg, StateArg};
 
 /// `ppdb compact`.
 #[derive(Args)]
@@ -20,6 +20,8 @@ pub(crate) struct CompactArgs {
     /// into its HEALPix children, down to partitions (dense sky)
     #[arg(long, default_value_t = catalog::DEFAULT_COMPACT_ROWS)]
     target_rows: usize,
+    #[command(flatten)]
+    embargo: EmbargoArg,
 }
 
 /// Rewrites each table's files as few, large ones.
@@ -27,10 +29,13 @@ pub(super) async fn compact(args: CompactArgs) -> Result<()> {
     let CompactArgs {
         catalog,
         target_rows,
+        embargo,
     } = args;
+    let cutoff = embargo.embargo()?.cutoff();
     let cat = Catalog::open(&catalog.write_url("compact")?)
         .await?
-        .with_compact_rows(target_rows);
+        .with_compact_rows(target_rows)
+        .with_embargo_cutoff(cutoff);
     let r = cat.compact().await?;
     say!(
         "compacted {} cells: {} files replaced by {}{}",
@@ -66,6 +71,8 @@ pub(crate) struct VacuumArgs {
     #[arg(long)]
     expire_before: Option<String>,
     #[command(flatten)]
+    embargo: EmbargoArg,
+    #[command(flatten)]
     state: StateArg,
 }
 
@@ -75,9 +82,13 @@ pub(super) async fn vacuum(args: VacuumArgs) -> Result<()> {
         catalog,
         grace_seconds,
         expire_before,
+        embargo,
         state,
     } = args;
-    let cat = Catalog::open(&catalog.write_url("vacuum")?).await?;
+    let cutoff = embargo.embargo()?.cutoff();
+    let cat = Catalog::open(&catalog.write_url("vacuum")?)
+        .await?
+        .with_embargo_cutoff(cutoff);
     if let Some(when) = expire_before {
         let log = cat.state().await?;
         let before = match when.trim().parse::<u64>() {
@@ -132,11 +143,11 @@ pub(super) async fn vacuum(args: VacuumArgs) -> Result<()> {
 }
 
 /// Checks the catalog at `url` every `every` and compacts it when some
-/// partition's files have piled up, on a thread of its own so that its
-/// sorting and encoding never hold up a request. Failures are reported and
-/// tried again at the next check (a read-only store fails every time: say so
-/// once).
-pub(super) fn background(url: String, every: Duration) {
+/// partition's files have piled up (under the service's `embargo`, its cutoff
+/// at each check), on a thread of its own so that its sorting and encoding
+/// never hold up a request. Failures are reported and tried again at the next
+/// check (a read-only store fails every time: say so once).
+pub(super) fn background(url: String, every: Duration, embargo: engine::Embargo) {
     let run = async move {
         let mut failed = false;
         let mut tick = tokio::time::interval(every);
@@ -144,7 +155,11 @@ pub(super) fn background(url: String, every: Duration) {
         loop {
             tick.tick().await;
             let outcome = match Catalog::open(&url).await {
-                Ok(cat) => cat.maintain(catalog::MAX_FILES_PER_PARTITION).await,
+                Ok(cat) => {
+                    cat.with_embargo_cutoff(embargo.cutoff())
+                        .maintain(catalog::MAX_FILES_PER_PARTITION)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match outcome {

@@ -87,6 +87,44 @@ enum Command {
     },
 }
 
+/// The embargo, as `serve` applies it and as maintenance lays files out for
+/// it: give every process that serves or compacts a catalog the same.
+#[derive(Args, Clone)]
+pub(crate) struct EmbargoArg {
+    /// Rows younger than this many hours (by observation time) are shown only to
+    /// users with a bearer token, and compaction keeps them out of the files of
+    /// older rows (so that how long a query takes says nothing about them); 0
+    /// turns the embargo off.
+    #[arg(long, default_value_t = 80.0)]
+    embargo_hours: f64,
+    /// Embargo the rows after this time instead (MJD, TAI), whatever the time now.
+    #[arg(long, conflicts_with = "embargo_hours")]
+    embargo_until: Option<f64>,
+}
+
+impl EmbargoArg {
+    /// The embargo the flags name, or why they name none.
+    pub(crate) fn embargo(&self) -> Result<engine::Embargo> {
+        let hours = self.embargo_hours;
+        Ok(match self.embargo_until {
+            // NaN compares false with every time: it would embargo nothing.
+            Some(t) if !t.is_finite() => {
+                bail!("--embargo-until {t}: expected an MJD (TAI), such as 61001.6")
+            }
+            Some(t) => engine::Embargo::Until(t),
+            None if hours == 0.0 => engine::Embargo::Off,
+            // A century is the most; beyond that the window overflows a duration.
+            None if hours > 0.0 && hours <= 876_600.0 => {
+                engine::Embargo::Window(std::time::Duration::from_secs_f64(hours * 3600.0))
+            }
+            None => bail!(
+                "--embargo-hours {hours}: expected a number of hours from 0 \
+                 (no embargo) to 876600 (a century)"
+            ),
+        })
+    }
+}
+
 #[derive(Args, Clone, Default)]
 pub(crate) struct StateArg {
     /// Where query tokens are kept (an object-store URL). Default: the catalog's own

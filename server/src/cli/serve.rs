@@ -3,14 +3,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
 use server::app::users::Users;
 use server::http::{access_log, connections};
 use server::tap::{self, uws as jobs};
 
-use super::{CatalogArg, StateArg};
+use super::{CatalogArg, EmbargoArg, StateArg};
 
 /// `ppdb serve`.
 #[derive(Args)]
@@ -108,13 +108,8 @@ pub(crate) struct ServeArgs {
     /// embargoed rows. More may come in the PPDB_TOKENS variable, same format.
     #[arg(long, env = "PPDB_TOKENS_FILE")]
     tokens: Option<PathBuf>,
-    /// Rows younger than this many hours (by observation time) are shown only to
-    /// users with a bearer token; 0 turns the embargo off.
-    #[arg(long, default_value_t = 80.0)]
-    embargo_hours: f64,
-    /// Embargo the rows after this time instead (MJD, TAI), whatever the time now.
-    #[arg(long, conflicts_with = "embargo_hours")]
-    embargo_until: Option<f64>,
+    #[command(flatten)]
+    embargo: EmbargoArg,
     #[command(flatten)]
     state: StateArg,
 }
@@ -146,26 +141,10 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
         access_log,
         maintenance_seconds,
         tokens,
-        embargo_hours,
-        embargo_until,
+        embargo,
         state,
     } = args;
-    let embargo = match embargo_until {
-        // NaN compares false with every time: it would embargo nothing.
-        Some(t) if !t.is_finite() => {
-            bail!("--embargo-until {t}: expected an MJD (TAI), such as 61001.6")
-        }
-        Some(t) => engine::Embargo::Until(t),
-        None if embargo_hours == 0.0 => engine::Embargo::Off,
-        // A century is the most; beyond that the window overflows a duration.
-        None if embargo_hours > 0.0 && embargo_hours <= 876_600.0 => {
-            engine::Embargo::Window(std::time::Duration::from_secs_f64(embargo_hours * 3600.0))
-        }
-        None => bail!(
-            "--embargo-hours {embargo_hours}: expected a number of hours from 0 \
-             (no embargo) to 876600 (a century)"
-        ),
-    };
+    let embargo = embargo.embargo()?;
     let users = read_users(tokens.as_deref())?;
     let mib = |n: usize| n.saturating_mul(1 << 20);
     let defaults = engine::EngineOptions::default();
@@ -227,7 +206,11 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
     if maintenance_seconds > 0
         && let Some(url) = catalog.writable_url()
     {
-        super::maintenance::background(url, std::time::Duration::from_secs(maintenance_seconds));
+        super::maintenance::background(
+            url,
+            std::time::Duration::from_secs(maintenance_seconds),
+            embargo,
+        );
     }
     println!("serving {} at {base_url}/tap", catalog.read_url());
     // On stderr: the first line of stdout is the address, which scripts read.
