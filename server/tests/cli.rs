@@ -197,7 +197,12 @@ fn compact_under_an_embargo_leaves_the_files_of_later_chunks_alone() {
         assert!(public > 0);
         let mut args = vec!["compact", "--catalog", cat_s];
         args.extend(embargo);
-        ok(&args);
+        let said = ok(&args);
+        assert_eq!(
+            said.contains("files of chunks after the embargo cutoff (MJD 61000.60000 TAI)"),
+            !embargo.is_empty(),
+            "{said}"
+        );
         // Ingest names a file `s` and the snapshot that wrote it.
         let removed = replaced(&cat);
         assert!(removed.iter().all(|f| f.starts_with('s')), "{removed:?}");
@@ -208,13 +213,28 @@ fn compact_under_an_embargo_leaves_the_files_of_later_chunks_alone() {
         );
     }
     assert_eq!(kept, [true, false]);
-    let out = ppdb(&["compact", "--catalog", "x", "--embargo-until", "nan"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--embargo-until NaN: expected an MJD"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for (flag, value, said) in [
+        (
+            "--embargo-until",
+            "nan",
+            "--embargo-until NaN: expected an MJD",
+        ),
+        (
+            "--embargo-until",
+            "-5",
+            "--embargo-until -5: expected an MJD",
+        ),
+        (
+            "--embargo-hours",
+            "-3",
+            "--embargo-hours -3: expected a number of hours",
+        ),
+    ] {
+        let out = ppdb(&["compact", "--catalog", "x", flag, value]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(said), "{err}");
+    }
 }
 
 #[test]

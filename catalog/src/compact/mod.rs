@@ -32,6 +32,9 @@ pub struct CompactReport {
     pub partitions: usize,
     /// Rows left out because no retained snapshot sees them.
     pub rows_dropped: u64,
+    /// Files left as they are because they hold rows of chunks after the
+    /// embargo cutoff (see [`Catalog::with_embargo_cutoff`]).
+    pub files_held: usize,
 }
 
 impl Catalog {
@@ -86,6 +89,11 @@ impl Catalog {
             } = job;
             report.files_removed = removed.len();
             report.files_added = added.len();
+            report.files_held = state
+                .files
+                .values()
+                .filter(|f| f.entry.added_max > settled)
+                .count();
             if removed.is_empty() {
                 return Ok(report);
             }

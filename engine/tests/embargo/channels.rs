@@ -243,16 +243,7 @@ async fn no_failure_tells_of_an_embargoed_row() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lookup_of_an_embargoed_object_reads_what_a_lookup_of_nothing_reads() {
     let engine = open(CUTOFF, "embargo-lookup").await;
-    let newborn = lines(
-        &engine,
-        &format!(
-            "SELECT MIN(diaObjectId) FROM (SELECT diaObjectId FROM ppdb.DiaObjectHistory \
-             GROUP BY diaObjectId HAVING MIN(validityStartMjdTai) > {CUTOFF}) AS t"
-        ),
-        true,
-    )
-    .await
-    .remove(0);
+    let newborn = newborn(&engine).await;
     let nobody = "424242424242";
     for table in [
         "ppdb.DiaSource",

@@ -208,6 +208,20 @@ const HOSTILE: &[&str] = &[
     "SELECT TOP 10 diaSourceId FROM {DiaSource} AS s ORDER BY midpointMjdTai DESC, diaSourceId OFFSET 5",
 ];
 
+/// The smallest id of an object first seen after the cutoff (read with privilege).
+async fn newborn(engine: &Engine) -> String {
+    lines(
+        engine,
+        &format!(
+            "SELECT MIN(diaObjectId) FROM (SELECT diaObjectId FROM ppdb.DiaObjectHistory \
+             GROUP BY diaObjectId HAVING MIN(validityStartMjdTai) > {CUTOFF}) AS t"
+        ),
+        true,
+    )
+    .await
+    .remove(0)
+}
+
 /// The plan of an anonymous lookup of one id, with the id written `ID`.
 async fn anonymous_plan(engine: &Engine, table: &str, id: &str) -> String {
     let q = format!("SELECT * FROM {table} WHERE diaObjectId = {id}");

@@ -172,16 +172,7 @@ async fn compacted_under_the_embargo_a_query_reads_as_if_later_chunks_never_came
     let public =
         compacted_under_the_embargo(&dirs[..PUBLIC_SNAPSHOT as usize], public.to_str().unwrap())
             .await;
-    let newborn = lines(
-        &all,
-        &format!(
-            "SELECT MIN(diaObjectId) FROM (SELECT diaObjectId FROM ppdb.DiaObjectHistory \
-             GROUP BY diaObjectId HAVING MIN(validityStartMjdTai) > {CUTOFF}) AS t"
-        ),
-        true,
-    )
-    .await
-    .remove(0);
+    let newborn = newborn(&all).await;
     let mut queries: Vec<String> = pairs(&all).await.into_iter().map(|(h, _)| h).collect();
     for table in [
         "DiaSource",

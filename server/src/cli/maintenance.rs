@@ -38,7 +38,7 @@ pub(super) async fn compact(args: CompactArgs) -> Result<()> {
         .with_embargo_cutoff(cutoff);
     let r = cat.compact().await?;
     say!(
-        "compacted {} cells: {} files replaced by {}{}",
+        "compacted {} cells: {} files replaced by {}{}{}",
         r.partitions,
         r.files_removed,
         r.files_added,
@@ -49,6 +49,14 @@ pub(super) async fn compact(args: CompactArgs) -> Result<()> {
             )
         } else {
             String::new()
+        },
+        match cutoff {
+            Some(c) if r.files_held > 0 => format!(
+                "; left {} files of chunks after the embargo cutoff (MJD {c:.5} TAI) as they \
+                 are, until it passes them",
+                r.files_held
+            ),
+            _ => String::new(),
         }
     );
     Ok(())

@@ -91,14 +91,17 @@ enum Command {
 /// it: give every process that serves or compacts a catalog the same.
 #[derive(Args, Clone)]
 pub(crate) struct EmbargoArg {
-    /// Rows younger than this many hours (by observation time) are shown only to
-    /// users with a bearer token, and compaction keeps them out of the files of
-    /// older rows (so that how long a query takes says nothing about them); 0
-    /// turns the embargo off.
-    #[arg(long, default_value_t = 80.0)]
+    /// The service's embargo: rows observed less than this many hours before
+    /// now are shown only to users with a bearer token (`serve`), and
+    /// compaction keeps the chunks that brought them out of the files of
+    /// older rows, so that how long a query takes says nothing about them
+    /// (`ingest`, `compact`, `vacuum`: give them what `serve` is given). 0
+    /// turns it off
+    #[arg(long, default_value_t = 80.0, allow_negative_numbers = true)]
     embargo_hours: f64,
-    /// Embargo the rows after this time instead (MJD, TAI), whatever the time now.
-    #[arg(long, conflicts_with = "embargo_hours")]
+    /// A fixed cutoff instead of --embargo-hours: rows observed after this
+    /// MJD (TAI, not UTC) are embargoed, whatever the time now
+    #[arg(long, conflicts_with = "embargo_hours", allow_negative_numbers = true)]
     embargo_until: Option<f64>,
 }
 
@@ -108,7 +111,7 @@ impl EmbargoArg {
         let hours = self.embargo_hours;
         Ok(match self.embargo_until {
             // NaN compares false with every time: it would embargo nothing.
-            Some(t) if !t.is_finite() => {
+            Some(t) if !t.is_finite() || t < 0.0 => {
                 bail!("--embargo-until {t}: expected an MJD (TAI), such as 61001.6")
             }
             Some(t) => engine::Embargo::Until(t),
