@@ -76,6 +76,16 @@ impl Engine {
         resolve(&state, as_of, u64::MAX)
     }
 
+    /// The latest snapshot a caller is shown: under the embargo, for a caller
+    /// without privilege, the last one whose chunks all came before the cutoff.
+    pub async fn latest_shown(&self, privileged: bool) -> Result<SnapshotInfo> {
+        let options = QueryOptions {
+            privileged,
+            ..Default::default()
+        };
+        Ok(self.choose_snapshot(None, &options).await?.1)
+    }
+
     /// The snapshot for a query and its request, which must agree.
     pub(crate) async fn choose(
         &self,

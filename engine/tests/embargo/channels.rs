@@ -336,6 +336,9 @@ async fn snapshots_made_after_the_cutoff_are_not_shown() {
     let engine = open(CUTOFF, "embargo-snapshots").await;
     let latest = engine.resolve_snapshot(None).await.unwrap().snapshot;
     assert!(latest > PUBLIC_SNAPSHOT);
+    let shown = |privileged| engine.latest_shown(privileged);
+    assert_eq!(shown(false).await.unwrap().snapshot, PUBLIC_SNAPSHOT);
+    assert_eq!(shown(true).await.unwrap().snapshot, latest);
     let q = "SELECT COUNT(*) FROM ppdb.DiaSource";
     let at = |as_of: Option<adql::AsOf>, privileged| QueryOptions {
         as_of,

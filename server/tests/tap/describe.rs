@@ -101,6 +101,20 @@ async fn the_examples_fit_any_catalog() {
     );
 }
 
+/// Under the embargo the time-travel example names a snapshot from those an
+/// anonymous caller is shown (half the last public one, 8 on the sample with
+/// this cutoff): before, half the latest (12) told how many came after it.
+#[tokio::test]
+async fn the_examples_do_not_count_the_snapshots_after_the_embargo_cutoff() {
+    let s = Server::start(&["--embargo-until", "61001.6"]);
+    let queries = every_example_returns_rows(&s).await;
+    let travel: Vec<_> = queries.iter().filter(|q| q.contains("AS OF")).collect();
+    assert!(
+        !travel.is_empty() && travel.iter().all(|q| q.contains("AS OF 4")),
+        "{travel:?}"
+    );
+}
+
 #[tokio::test]
 async fn geometry_fields_carry_their_dali_xtype() {
     let s = Server::start(&[]);
