@@ -2,6 +2,7 @@
 //! files, row groups and pages, and the embargo and visibility rule that sits
 //! above every scan before any user expression sees a row.
 
+pub(crate) mod bounds;
 pub(crate) mod embargo;
 pub(crate) mod provider;
 pub(crate) mod prune;

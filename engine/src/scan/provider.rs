@@ -223,6 +223,15 @@ impl PpdbTable {
                 {
                     return false;
                 }
+                // "Changed since T": the log's time ranges drop whole files.
+                if !f
+                    .stats
+                    .times
+                    .iter()
+                    .all(|(column, range)| super::bounds::may_meet(&prune.bounds, column, *range))
+                {
+                    return false;
+                }
                 if let (Some(ids), true) = (&prune.ids, by_id)
                     && let Some((lo, hi)) = f.stats.ints.get("diaObjectId")
                     && !ids.iter().any(|id| lo <= id && id <= hi)

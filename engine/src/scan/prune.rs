@@ -29,9 +29,11 @@ pub(crate) struct Prune {
     pub sky: Option<Sky>,
     /// The `diaObjectId` values the rows can have.
     pub ids: Option<BTreeSet<i64>>,
+    /// The intervals columns' values must lie in (see `bounds.rs`).
+    pub bounds: super::bounds::Bounds,
 }
 
-fn f64_of(e: &Expr) -> Option<f64> {
+pub(super) fn f64_of(e: &Expr) -> Option<f64> {
     match e {
         Expr::Literal(v, _) => match v {
             ScalarValue::Float64(Some(x)) => Some(*x),
@@ -64,7 +66,7 @@ fn i64_of(e: &Expr) -> Option<i64> {
     }
 }
 
-fn column_of(e: &Expr) -> Option<&str> {
+pub(super) fn column_of(e: &Expr) -> Option<&str> {
     match e {
         Expr::Column(c) => Some(c.name.as_str()),
         Expr::Cast(c) => column_of(&c.expr),
@@ -428,6 +430,7 @@ pub(crate) fn analyse(filters: &[Expr], partition_order: u8) -> Prune {
         {
             p.sky = sky(&r, partition_order);
         }
+        super::bounds::narrow(&mut p.bounds, c);
         if let Some(set) = ids(c) {
             p.ids = Some(match p.ids.take() {
                 Some(have) => have.intersection(&set).copied().collect(),

@@ -97,6 +97,7 @@ pub(crate) fn prepare(table: PpdbTable, lookup: Lookup) -> Option<Direct> {
                     table.partition_order(),
                 )?),
                 ids: None,
+                bounds: Default::default(),
             }
         }
     };
