@@ -229,6 +229,10 @@ pub struct LogState {
     /// committed (a compaction or an expiry): readers that keep per-snapshot
     /// file lists must build them again when it moves.
     pub layout_version: u64,
+    /// For each snapshot, the latest chunk time up to it (see `public.rs`),
+    /// computed when first asked and dropped when a snapshot is added.
+    #[serde(skip)]
+    pub(crate) chunk_times: std::sync::OnceLock<Vec<f64>>,
 }
 
 /// How many orders coarser than the partitions an ingest writes its files.
@@ -318,6 +322,7 @@ impl LogState {
                     .entry(c.chunk.format.clone())
                     .or_default()
                     .insert(c.chunk.chunk_id, c.chunk.unique_id.clone());
+                self.chunk_times = std::sync::OnceLock::new();
                 self.snapshots.push(SnapshotInfo {
                     snapshot: c.snapshot,
                     committed_at: c.committed_at,

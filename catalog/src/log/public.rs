@@ -33,21 +33,71 @@ impl SnapshotInfo {
 impl LogState {
     /// The last snapshot at or before `k` whose chunk, and every chunk before
     /// it, came before `cutoff` (MJD, TAI); 0 when the first already came after.
+    ///
+    /// Every query of a caller under the embargo asks this: the chunk times are
+    /// read once per log state, and each answer is a binary search.
     pub fn public_snapshot(&self, cutoff: f64, k: u64) -> u64 {
-        let mut last = 0;
-        for s in self.snapshots.iter().take_while(|s| s.snapshot <= k) {
-            if s.chunk_mjd_tai() > cutoff {
-                break;
-            }
-            last = s.snapshot;
+        let times = self.chunk_times.get_or_init(|| {
+            let mut latest = f64::NEG_INFINITY;
+            self.snapshots
+                .iter()
+                .map(|s| {
+                    latest = latest.max(s.chunk_mjd_tai());
+                    latest
+                })
+                .collect()
+        });
+        // Nondecreasing, so the snapshots before the cutoff are a prefix.
+        let public = times.partition_point(|t| *t <= cutoff);
+        match public.checked_sub(1) {
+            Some(i) => self.snapshots[i].snapshot.min(k),
+            None => 0,
         }
-        last
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn snapshot(n: u64, time: &str) -> SnapshotInfo {
+        SnapshotInfo {
+            snapshot: n,
+            committed_at: Utc::now(),
+            chunk: crate::log::ChunkRef {
+                format: "ppdb-replica-chunk/1".into(),
+                chunk_id: n as i64,
+                unique_id: String::new(),
+                last_update_time: time.into(),
+            },
+            rows_added: Default::default(),
+            rows_updated: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_public_snapshot_is_the_last_of_the_prefix_before_the_cutoff() {
+        let mut state = LogState::default();
+        for (n, t) in [
+            (1, "2025-11-21T00:00:00Z"),
+            (2, "2025-11-22T00:00:00Z"),
+            // Out of order: everything from here waits for the later time.
+            (3, "2025-11-24T00:00:00Z"),
+            (4, "2025-11-23T00:00:00Z"),
+        ] {
+            state.snapshots.push(snapshot(n, t));
+        }
+        let day = |d: f64| 61000.0 + d;
+        assert_eq!(state.public_snapshot(day(-1.0), 4), 0);
+        assert_eq!(state.public_snapshot(day(1.5), 4), 2);
+        assert_eq!(state.public_snapshot(day(1.5), 1), 1);
+        assert_eq!(
+            state.public_snapshot(day(2.5), 4),
+            2,
+            "4 came before it, 3 after"
+        );
+        assert_eq!(state.public_snapshot(day(3.5), 4), 4);
+    }
 
     #[test]
     fn mjd_of_a_known_time() {
