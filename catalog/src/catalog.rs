@@ -85,6 +85,9 @@ pub struct ScanFile {
     pub filter_by_columns: bool,
     /// The last snapshot that added rows to the file.
     pub added_max: u64,
+    /// For a file compaction wrote, the snapshot whose retirements decided
+    /// which of its rows went to the history file instead.
+    pub folded_through: Option<u64>,
 }
 
 impl ScanFile {
@@ -429,6 +432,8 @@ impl Catalog {
             .files
             .values()
             .filter(|f| f.entry.table == table && f.entry.added_min <= snapshot)
+            // A file of history whose rows were all retired by now.
+            .filter(|f| f.entry.retired_max.is_none_or(|r| r > snapshot))
             .map(|f| {
                 let mut hidden: Vec<u32> = f
                     .retired
@@ -447,6 +452,7 @@ impl Catalog {
                     filter_by_columns: f.entry.added_max > snapshot
                         || f.entry.retired_min.is_some_and(|r| r <= snapshot),
                     added_max: f.entry.added_max,
+                    folded_through: f.entry.folded_through,
                 }
             })
             .collect();

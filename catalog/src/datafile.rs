@@ -34,7 +34,9 @@ const INT_STATS: [&str; 6] = [
     "ssObjectId",
 ];
 /// Time columns whose ranges the log keeps per file.
-const TIME_STATS: [&str; 2] = ["midpointMjdTai", "validityStartMjdTai"];
+const TIME_STATS: [&str; 3] = ["midpointMjdTai", "validityStartMjdTai", VALIDITY_END];
+/// The column that closes a DiaObject version.
+pub(crate) const VALIDITY_END: &str = "validityEndMjdTai";
 /// Id columns that get a Parquet bloom filter.
 const BLOOM: [&str; 4] = [
     "diaObjectId",
@@ -285,6 +287,16 @@ pub fn stats(batch: &RecordBatch, cell: Option<Cell>) -> FileStats {
     s
 }
 
+/// Rows with an open version, for a table with versions (a column left out
+/// of a file because every value was NULL counts as all open).
+fn open_versions(ts: &TableSchema, batch: &RecordBatch) -> Option<u64> {
+    ts.physical.index_of(VALIDITY_END).ok()?;
+    Some(match batch.column_by_name(VALIDITY_END) {
+        Some(c) => c.null_count() as u64,
+        None => batch.num_rows() as u64,
+    })
+}
+
 /// The relative path of a new data file.
 pub fn new_path(table: TableId, cell: Option<Cell>, snapshot: u64, tag: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -320,7 +332,12 @@ pub fn encode_file(
         added_max: arrow::compute::max(&added).unwrap_or(0) as u64,
         retired_min: None,
         pruned_below: None,
-        stats: stats(batch, cell),
+        retired_max: None,
+        folded_through: None,
+        stats: FileStats {
+            open_versions: open_versions(ts, batch),
+            ..stats(batch, cell)
+        },
     };
     Ok((bytes, entry))
 }

@@ -378,6 +378,71 @@ async fn maintenance_writes_new_rows_beside_a_cell_s_large_file() {
     );
 }
 
+/// Compaction lays each cell out as its current rows, its closed DiaObject
+/// versions and its retired rows, one file each: the latest snapshot's scan
+/// lists no file of retired rows, its current DiaObject versions lie in the
+/// current files alone, earlier snapshots still read the history, no
+/// snapshot changes, and a second compaction finds nothing to do.
+#[tokio::test]
+async fn compaction_keeps_history_out_of_the_files_the_latest_snapshot_reads() {
+    use catalog::log::Part;
+    let dir = TempDir::new().unwrap();
+    let (_chunks, dirs) = sample_chunks(800, 12);
+    let url = dir.path().to_str().unwrap();
+    let cat = Catalog::open_or_create(url, 6).await.unwrap();
+    for d in &dirs {
+        cat.ingest(&loc(d)).await.unwrap();
+    }
+    let latest = cat.state().await.unwrap().latest();
+    let before = every_table(&cat, 1..=latest).await;
+    cat.compact().await.unwrap();
+    let state = cat.state().await.unwrap();
+    let parts = |table: TableId, part: Part| -> Vec<catalog::log::FileEntry> {
+        state
+            .files
+            .values()
+            .filter(|f| f.entry.table == table && f.entry.part() == part)
+            .map(|f| f.entry.clone())
+            .collect()
+    };
+    let retired = parts(TableId::DiaObject, Part::Retired);
+    let closed = parts(TableId::DiaObject, Part::Closed);
+    assert!(
+        !retired.is_empty() && !closed.is_empty(),
+        "no history written"
+    );
+    // The latest snapshot lists no file of retired rows; the first lists them.
+    let listed = |k: u64| -> BTreeSet<String> {
+        let scan = cat.scan(&state, TableId::DiaObject, k).unwrap();
+        scan.files.into_iter().map(|f| f.path).collect()
+    };
+    assert!(retired.iter().all(|f| !listed(latest).contains(&f.path)));
+    assert!(retired.iter().any(|f| listed(1).contains(&f.path)));
+    // The current files hold exactly the open versions the latest snapshot shows.
+    let objects = cat.read_table(TableId::DiaObject, latest).await.unwrap();
+    let open = objects
+        .column_by_name("validityEndMjdTai")
+        .unwrap()
+        .null_count();
+    let current: u64 = parts(TableId::DiaObject, Part::Current)
+        .iter()
+        .map(|f| f.rows)
+        .sum();
+    assert_eq!(current, open as u64);
+    assert!(
+        current * 3
+            < state
+                .files
+                .values()
+                .filter(|f| f.entry.table == TableId::DiaObject)
+                .map(|f| f.entry.rows)
+                .sum::<u64>()
+    );
+    let reopened = Catalog::open(url).await.unwrap();
+    assert_eq!(before, every_table(&reopened, 1..=latest).await);
+    assert_eq!(cat.compact().await.unwrap().files_added, 0);
+}
+
 /// The paths of the catalog's live files.
 async fn live_paths(cat: &Catalog) -> BTreeSet<String> {
     let state = cat.state().await.unwrap();

@@ -1,7 +1,8 @@
 //! Random chunk sequences (new versions, late versions, withdrawals,
 //! reassignments, closures, in-place updates) checked at every snapshot
-//! against a plain in-memory model of CHUNKS.md §4 — before and after
-//! compaction, and from a freshly opened handle. Some chunks are committed
+//! against a plain in-memory model of CHUNKS.md §4 — with compaction and
+//! maintenance racing commits, after compaction, and from a freshly opened
+//! handle. Some chunks are committed
 //! through a second handle, so rows are found both in the memory of the
 //! handle that wrote them and in the store.
 
@@ -421,12 +422,17 @@ async fn run(seed: u64, chunks: usize) -> u64 {
             2 => Some(Catalog::open(&url).await.unwrap()),
             _ => None,
         };
-        other
-            .as_ref()
-            .unwrap_or(&cat)
-            .ingest(&loc(&path))
-            .await
-            .unwrap_or_else(|e| panic!("chunk {i} of seed {seed}: {e}"));
+        let chunk = loc(&path);
+        let ingest = other.as_ref().unwrap_or(&cat).ingest(&chunk);
+        // Maintenance races some commits, as `ppdb serve` runs it beside a
+        // replica stream: whichever appends second starts over.
+        let racing = rng.random_bool(0.4).then(|| Compaction::draw(&mut rng));
+        let (done, _) = tokio::join!(ingest, async {
+            if let Some(c) = racing {
+                c.run(&url).await;
+            }
+        });
+        done.unwrap_or_else(|e| panic!("chunk {i} of seed {seed}: {e}"));
         models.push(model.clone());
     }
     for (k, m) in models.iter().enumerate() {
@@ -473,17 +479,37 @@ async fn run(seed: u64, chunks: usize) -> u64 {
     compacted.rows_dropped
 }
 
-/// Compacts through a handle of its own, keeping at most a random number of
-/// rows in a cell coarser than a partition (0: into partitions), wholly or
-/// as maintenance does.
+/// Compacts through a handle of its own (see [`Compaction`]).
 async fn compact_into(url: &str, rng: &mut ChaCha8Rng) -> catalog::CompactReport {
-    let rows = [0, 8, 64, catalog::DEFAULT_COMPACT_ROWS][rng.random_range(0..4)];
-    let handle = Catalog::open(url).await.unwrap().with_compact_rows(rows);
-    if rng.random_bool(0.5) {
-        // As maintenance does it: each cell's large file left as it is.
-        handle.maintain(0).await.unwrap().unwrap_or_default()
-    } else {
-        handle.compact().await.unwrap()
+    Compaction::draw(rng).run(url).await
+}
+
+/// A compaction keeping at most a random number of rows in a cell coarser
+/// than a partition (0: into partitions), wholly or as maintenance does.
+struct Compaction {
+    rows: usize,
+    tiered: bool,
+}
+
+impl Compaction {
+    fn draw(rng: &mut ChaCha8Rng) -> Compaction {
+        Compaction {
+            rows: [0, 8, 64, catalog::DEFAULT_COMPACT_ROWS][rng.random_range(0..4)],
+            tiered: rng.random_bool(0.5),
+        }
+    }
+
+    async fn run(&self, url: &str) -> catalog::CompactReport {
+        let handle = Catalog::open(url)
+            .await
+            .unwrap()
+            .with_compact_rows(self.rows);
+        if self.tiered {
+            // As maintenance does it: each cell's large files left as they are.
+            handle.maintain(0).await.unwrap().unwrap_or_default()
+        } else {
+            handle.compact().await.unwrap()
+        }
     }
 }
 

@@ -16,8 +16,8 @@ pub const MAX_FILES_PER_PARTITION: usize = 8;
 impl Catalog {
     /// Compacts if some partition's rows lie in more than `most` live files of
     /// one table; `None` when none does (nothing was written). Each cell's
-    /// large file stays as it is while the rest of its rows are few: those
-    /// become one file beside it.
+    /// large files stay as they are while the rest of its rows are few: those
+    /// become a file per part beside them.
     pub async fn maintain(&self, most: usize) -> Result<Option<CompactReport>> {
         let state = self.state().await?;
         if files_per_partition(&state, self.settled_through(&state)) <= most {

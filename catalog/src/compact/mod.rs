@@ -1,5 +1,11 @@
 //! Compaction: the files of a partition merged into fewer, with the rows
 //! every retained snapshot sees unchanged; no snapshot changes.
+//!
+//! Each cell is written as up to three files (`log::Part`): its current rows,
+//! its closed DiaObject versions and its retired rows. Only the first grows
+//! with the sky rather than with history, and it is all a query of the latest
+//! snapshot's current view opens; the others are read by queries of the past
+//! and of the history view.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,7 +45,8 @@ pub struct CompactReport {
 
 impl Catalog {
     /// Rewrites each table's files as few, large files, folding retirements
-    /// into `_retired`: per base cell, cells as coarse as
+    /// into `_retired` and setting the history apart (see the module
+    /// comment): per base cell, cells as coarse as
     /// [`Catalog::with_compact_rows`] allows (see `layout.rs`), leaving alone
     /// the files of snapshots after [`Catalog::with_embargo_cutoff`]. No
     /// snapshot changes: every snapshot shows the same rows before and after.
@@ -47,8 +54,8 @@ impl Catalog {
         self.compact_with(false).await
     }
 
-    /// [`Catalog::compact`]; `tiered` leaves each cell's large file alone
-    /// and rewrites only the rest of its rows (see [`layout::Target::base`]).
+    /// [`Catalog::compact`]; `tiered` leaves each cell's large files alone
+    /// and rewrites only the rest of its rows (see [`layout::Target::bases`]).
     async fn compact_with(&self, tiered: bool) -> Result<CompactReport> {
         for _ in 0..COMMIT_ATTEMPTS {
             let state = self.state().await?;
@@ -144,7 +151,7 @@ struct Job<'a> {
     removed: Vec<String>,
     added: Vec<log::FileEntry>,
     report: CompactReport,
-    /// Whether a cell's large file stays as it is (maintenance).
+    /// Whether a cell's large files stay as they are (maintenance).
     tiered: bool,
 }
 
@@ -175,9 +182,7 @@ impl Job<'_> {
     ) -> Result<()> {
         let ts = self.cat.schema.table(table);
         let Some(base) = base else {
-            if let [f] = files.as_slice()
-                && self.clean(f)
-            {
+            if layout::laid_out(&files, |f| self.clean(f)) {
                 return Ok(());
             }
             let mut batches = Vec::new();
@@ -207,30 +212,28 @@ impl Job<'_> {
             if t.settled(|f| self.clean(f)) {
                 continue;
             }
-            let base = self
-                .tiered
-                .then(|| t.base(|f| self.clean(f)))
-                .flatten()
-                .map(|f| f.entry.path.clone());
-            if base.is_some() && t.pieces.is_empty() {
-                // The large file, and at most one clean file of the rest: as
-                // maintenance leaves a cell.
-                let rest: Vec<_> = t
-                    .files
+            let bases: Vec<String> = if self.tiered {
+                t.bases(|f| self.clean(f))
                     .iter()
-                    .filter(|f| Some(&f.entry.path) != base.as_ref())
-                    .collect();
-                match rest.as_slice() {
-                    [] => continue,
-                    [f] if f.entry.cell == Some(t.cell) && self.clean(f) => continue,
-                    _ => {}
+                    .map(|f| f.entry.path.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let (kept, rest): (Vec<&log::LiveFile>, Vec<&log::LiveFile>) =
+                t.files.iter().partition(|f| bases.contains(&f.entry.path));
+            if !kept.is_empty() && t.pieces.is_empty() {
+                // The large files, and the rest as one clean file per part at
+                // most: as maintenance leaves a cell.
+                if rest.is_empty()
+                    || (rest.iter().all(|f| f.entry.cell == Some(t.cell))
+                        && layout::laid_out(&rest, |f| self.clean(f)))
+                {
+                    continue;
                 }
             }
             let mut batches: Vec<RecordBatch> = t.pieces.into_values().flatten().collect();
-            for f in t.files {
-                if Some(&f.entry.path) == base.as_ref() {
-                    continue;
-                }
+            for f in rest {
                 batches.push(self.cat.folded(ts, f).await?);
                 self.removed.push(f.entry.path.clone());
             }
@@ -261,10 +264,27 @@ impl Job<'_> {
         }
         let index = &self.index;
         let anchor = crate::ingest::sort_anchors(ts, &all, &|id| index.anchor(id));
-        let (sorted, carried) =
-            carry_later(&datafile::sort(ts, &all, anchor.as_ref())?, self.settled)?;
+        let sorted = datafile::sort(ts, &all, anchor.as_ref())?;
+        for (part, tag) in split_parts(&sorted, self.settled)? {
+            if part.num_rows() > 0 {
+                self.write_part(ts, cell, &part, tag).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one part of a cell's sorted rows as one file.
+    async fn write_part(
+        &mut self,
+        ts: &crate::schema::TableSchema,
+        cell: Option<Cell>,
+        part: &RecordBatch,
+        tag: &str,
+    ) -> Result<()> {
+        let index = &self.index;
+        let (sorted, carried) = carry_later(part, self.settled)?;
         let sorted = datafile::without_empty_columns(ts, &sorted)?;
-        let path = datafile::new_path(ts.id, cell, self.state.latest(), "c");
+        let path = datafile::new_path(ts.id, cell, self.state.latest(), tag);
         if !carried.is_empty() {
             self.carried.insert(path.clone(), carried);
         }
@@ -290,7 +310,9 @@ impl Job<'_> {
             }
         }
         entry.retired_min = retired_min(&sorted);
+        entry.retired_max = retired_max(&sorted);
         entry.pruned_below = self.horizon;
+        entry.folded_through = Some(self.settled);
         self.added.push(entry);
         Ok(())
     }
@@ -405,6 +427,46 @@ pub(crate) fn retained_rows(state: &log::LogState, phys: &RecordBatch) -> Result
         })
         .collect();
     Ok(arrow_select::filter::filter_record_batch(phys, &keep)?)
+}
+
+/// The largest `_retired`, if every row has one.
+fn retired_max(phys: &RecordBatch) -> Option<u64> {
+    let c = phys.column_by_name(RETIRED)?.as_primitive::<Int64Type>();
+    if c.null_count() > 0 {
+        return None;
+    }
+    arrow::compute::max(c).map(|v| v as u64)
+}
+
+/// A cell's sorted rows as the three parts of its layout (see
+/// [`log::Part`]), each in the order of `phys` and tagged for its file name:
+/// rows retired by `settled`; closed DiaObject versions visible then; the
+/// rest, which is all a query of the latest snapshot's current view reads.
+fn split_parts(phys: &RecordBatch, settled: u64) -> Result<Vec<(RecordBatch, &'static str)>> {
+    let retired = phys
+        .column(phys.schema().index_of(RETIRED)?)
+        .as_primitive::<Int64Type>();
+    let closed = phys.column_by_name(datafile::VALIDITY_END);
+    let part = |r: usize| {
+        if retired.is_valid(r) && retired.value(r) as u64 <= settled {
+            log::Part::Retired
+        } else if closed.is_some_and(|c| c.is_valid(r)) {
+            log::Part::Closed
+        } else {
+            log::Part::Current
+        }
+    };
+    let parts: Vec<log::Part> = (0..phys.num_rows()).map(part).collect();
+    let mut out = Vec::new();
+    for (want, tag) in [
+        (log::Part::Current, "c"),
+        (log::Part::Closed, "v"),
+        (log::Part::Retired, "h"),
+    ] {
+        let mask: BooleanArray = parts.iter().map(|p| Some(*p == want)).collect();
+        out.push((arrow_select::filter::filter_record_batch(phys, &mask)?, tag));
+    }
+    Ok(out)
 }
 
 pub(crate) fn retired_min(phys: &RecordBatch) -> Option<u64> {

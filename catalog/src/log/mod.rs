@@ -13,83 +13,22 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::healpix::Cell;
 use crate::schema::TableId;
 use crate::store::Location;
 
 mod checkpoint;
+mod files;
 mod public;
 pub use checkpoint::{
     CHECKPOINT_DIR, CHECKPOINT_EVERY, checkpoint_path, latest_checkpoint, write_checkpoint,
 };
+pub use files::{FileEntry, FileStats, Part, Retirement};
 pub use public::mjd_tai;
 
 /// The format tag of every log entry.
 pub const LOG_FORMAT: &str = "ppdb-log/1";
 /// The folder of the log under the catalog root.
 pub const LOG_DIR: &str = "_log";
-
-/// Ranges of selected columns over the rows of one file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FileStats {
-    /// Smallest and largest `_healpix_29` of the rows (positioned tables).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub healpix_29: Option<(i64, i64)>,
-    /// Partition-order cells other than the file's own that hold some of its
-    /// rows' positions (a source near a border whose object sits next door).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub spill_cells: Vec<u64>,
-    /// For a file of a cell a commit merged up from finer ones (sparse sky):
-    /// the cells at the ingest order that hold its rows, by their object's
-    /// partition or by their own position. Readers prune the file by these, as
-    /// they would the finer files it stands for.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub merged_cells: Vec<u64>,
-    /// Ranges of integer id columns (ids, visits).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub ints: BTreeMap<String, (i64, i64)>,
-    /// Ranges of time columns (MJD TAI).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub times: BTreeMap<String, (f64, f64)>,
-}
-
-/// One data file as the log records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FileEntry {
-    /// Path relative to the catalog root.
-    pub path: String,
-    /// The table its rows belong to.
-    pub table: TableId,
-    /// The partition, for partitioned tables.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cell: Option<Cell>,
-    /// Physical rows in the file (visible or not).
-    pub rows: u64,
-    /// Size in bytes.
-    pub bytes: u64,
-    /// Smallest `_added` in the file.
-    pub added_min: u64,
-    /// Largest `_added` in the file.
-    pub added_max: u64,
-    /// Smallest `_retired` in the file (set by compaction), if any row has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retired_min: Option<u64>,
-    /// The retention horizon compaction applied when it wrote the file: rows no
-    /// retained snapshot could see were left out (see [`Action::Expire`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pruned_below: Option<u64>,
-    /// Column ranges for pruning without opening the file.
-    pub stats: FileStats,
-}
-
-/// Rows of a file retired by a commit, by their 0-based position in the file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Retirement {
-    /// Path relative to the catalog root.
-    pub path: String,
-    /// Positions of the retired rows, ascending.
-    pub rows: Vec<u32>,
-}
 
 /// The chunk a commit came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

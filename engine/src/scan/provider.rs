@@ -166,9 +166,28 @@ impl PpdbTable {
             return false;
         };
         f.added_max > public
+            // Compaction split its rows by retirements the caller may not see.
+            || f.folded_through.is_some_and(|s| s > public)
             || self.embargo.is_some_and(|(column, cutoff)| {
                 f.stats.times.get(column).is_none_or(|(_, hi)| *hi > cutoff)
             })
+    }
+
+    /// Whether a file may hold a row of the current view: not if every row of
+    /// it is a closed version (a history file compaction wrote), closed no
+    /// later than the cutoff for a caller under the embargo.
+    fn holds_current(&self, f: &ScanFile) -> bool {
+        if f.stats.open_versions != Some(0) {
+            return true;
+        }
+        match self.embargo {
+            None => false,
+            Some((_, cutoff)) => f
+                .stats
+                .times
+                .get(VALIDITY_END)
+                .is_none_or(|(_, hi)| *hi > cutoff),
+        }
     }
 
     /// The files a scan with these ids and regions needs.
@@ -204,6 +223,9 @@ impl PpdbTable {
                 }
                 if self.sealed(f) {
                     return true;
+                }
+                if self.view == View::Current && !self.holds_current(f) {
+                    return false;
                 }
                 // A fresh file may cover several partitions (a coarser cell).
                 let order = self.scan.partition_order;

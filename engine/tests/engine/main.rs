@@ -109,7 +109,6 @@ async fn ingest_generated(
     cat
 }
 
-/// Files of a table at the latest snapshot.
 /// The id and position of the object with the smallest id.
 async fn first_object(engine: &Engine) -> (i64, f64, f64) {
     let b = rows(
@@ -124,6 +123,7 @@ async fn first_object(engine: &Engine) -> (i64, f64, f64) {
     )
 }
 
+/// Files of a table at the latest snapshot.
 async fn files_of(cat: &Catalog, table: TableId) -> usize {
     let state = cat.state().await.unwrap();
     cat.scan(&state, table, state.latest()).unwrap().files.len()
