@@ -115,8 +115,7 @@ async fn a_query_reads_as_much_whether_hidden_rows_match_it_or_not() {
     }
 }
 
-/// The sample's chunks (`ppdb sample` as the bundled sample was made) in a
-/// catalog at `url`: `take` of them ingested, then compacted under the embargo.
+/// The sample's chunks in a catalog at `url`, compacted under the embargo.
 async fn compacted_under_the_embargo(chunks: &[std::path::PathBuf], url: &str) -> Engine {
     let cat = Catalog::open_or_create(url, 6).await.unwrap();
     for d in chunks {
@@ -142,14 +141,10 @@ async fn compacted_under_the_embargo(chunks: &[std::path::PathBuf], url: &str) -
     .unwrap()
 }
 
-/// Compacted without the embargo, every file compaction wrote holds rows of
-/// later chunks, or rows it placed by later commits (a version closed after
-/// the cutoff lies with the retired rows, `catalog::log::Part`): a caller
-/// under the embargo reads each of them whole, so an empty cone reads as much
-/// as a cone on an object born after the cutoff; a privileged caller's empty
-/// cone opens nothing.
-#[tokio::test(flavor = "multi_thread")]
-async fn compacted_across_the_cutoff_every_compacted_file_is_read_whole() {
+/// The sample's chunks (`ppdb sample` as the bundled sample was made) in a
+/// folder, and their folders as `ppdb ingest` orders them: by chunk id, the
+/// replica stream's order.
+async fn sample_chunks() -> (TempDir, Vec<std::path::PathBuf>) {
     let dir = TempDir::new().unwrap();
     let chunks = dir.path().join("chunks");
     let config = catalog::sample::SampleConfig {
@@ -160,11 +155,29 @@ async fn compacted_across_the_cutoff_every_compacted_file_is_read_whole() {
         ..Default::default()
     };
     catalog::sample::generate(&config, &chunks).unwrap();
+    let dirs = catalog::delivery::in_order(&[chunks])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    (dir, dirs)
+}
+
+/// Compacted without the embargo, every file compaction wrote holds rows of
+/// later chunks, or rows it placed by later commits (a version closed after
+/// the cutoff lies with the retired rows, `catalog::log::Part`): a caller
+/// under the embargo reads each of them whole, so an empty cone reads as much
+/// as a cone on an object born after the cutoff; a privileged caller's empty
+/// cone opens nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn compacted_across_the_cutoff_every_compacted_file_is_read_whole() {
+    let (dir, dirs) = sample_chunks().await;
     let url = dir.path().join("cat");
     let url = url.to_str().unwrap();
     let cat = Catalog::open_or_create(url, 6).await.unwrap();
-    for (d, _) in catalog::delivery::in_order(&[chunks]).await.unwrap() {
-        cat.ingest(&catalog::store::open_existing_local(&d).unwrap())
+    for d in &dirs {
+        cat.ingest(&catalog::store::open_existing_local(d).unwrap())
             .await
             .unwrap();
     }
@@ -229,23 +242,7 @@ async fn compacted_across_the_cutoff_every_compacted_file_is_read_whole() {
 /// pruning kept (an embargoed object's lookup opens no file).
 #[tokio::test(flavor = "multi_thread")]
 async fn compacted_under_the_embargo_a_query_reads_as_if_later_chunks_never_came() {
-    let dir = TempDir::new().unwrap();
-    let chunks = dir.path().join("chunks");
-    let config = catalog::sample::SampleConfig {
-        objects: 3000,
-        nights: 3,
-        visits_per_night: Some(6),
-        visits_per_chunk: 2,
-        ..Default::default()
-    };
-    catalog::sample::generate(&config, &chunks).unwrap();
-    // As `ppdb ingest` orders them: by chunk id, the replica stream's order.
-    let dirs: Vec<_> = catalog::delivery::in_order(&[chunks])
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(d, _)| d)
-        .collect();
+    let (dir, dirs) = sample_chunks().await;
     let all = dir.path().join("all");
     let all = compacted_under_the_embargo(&dirs, all.to_str().unwrap()).await;
     let public = dir.path().join("public");
