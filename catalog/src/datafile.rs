@@ -332,6 +332,7 @@ pub fn encode_file(
         added_max: arrow::compute::max(&added).unwrap_or(0) as u64,
         retired_min: None,
         pruned_below: None,
+        pruned_keeping: None,
         retired_max: None,
         folded_through: None,
         stats: FileStats {

@@ -182,6 +182,7 @@ mod tests {
                 added_max: 1,
                 retired_min: None,
                 pruned_below: None,
+                pruned_keeping: None,
                 retired_max: None,
                 folded_through: None,
                 stats: FileStats::default(),

@@ -157,13 +157,14 @@ struct Job<'a> {
 
 impl Job<'_> {
     /// Rows retired before the horizon may be droppable, unless this file was
-    /// already pruned at this horizon.
+    /// already pruned at this horizon keeping the same snapshots.
     fn prunable(&self, f: &log::LiveFile) -> bool {
         self.horizon.is_some()
             && f.entry
                 .retired_min
                 .is_some_and(|r| r <= self.state.expired_before)
-            && f.entry.pruned_below != self.horizon
+            && (f.entry.pruned_below != self.horizon
+                || f.entry.pruned_keeping != Some(self.state.kept.len() as u64))
     }
 
     /// Whether a file has nothing to fold in or leave out (retirements after
@@ -312,6 +313,7 @@ impl Job<'_> {
         entry.retired_min = retired_min(&sorted);
         entry.retired_max = retired_max(&sorted);
         entry.pruned_below = self.horizon;
+        entry.pruned_keeping = self.horizon.map(|_| self.state.kept.len() as u64);
         entry.folded_through = Some(self.settled);
         self.added.push(entry);
         Ok(())

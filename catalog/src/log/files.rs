@@ -62,6 +62,11 @@ pub struct FileEntry {
     /// retained snapshot could see were left out (see [`Action::Expire`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruned_below: Option<u64>,
+    /// How many snapshots below that horizon retention kept then: the kept
+    /// set only shrinks at one horizon, so a smaller one means rows only the
+    /// released snapshots saw may be left out now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned_keeping: Option<u64>,
     /// Largest `_retired`, when compaction retired every row of the file: no
     /// snapshot from this one on sees any of its rows (a file of history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
