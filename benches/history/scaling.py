@@ -9,10 +9,15 @@ keep-alive connection). The peers hold the rows of the latest snapshot, set
 up as their own users would: PostgreSQL 15 + q3c indexed as the PPDB is,
 DuckDB on its native tables, and DuckDB on one Parquet file per table sorted
 (objects by declination, sources by object). Every answer's row count is
-checked against ours before its time is reported.
+checked against ours before its time is reported. Then 20 clients (half 5′
+cones, half light curves, one connection each) load ours at the longest
+history and PostgreSQL, for --load-seconds each. Each delivery of 90 chunks
+or more is ingested in three runs, its first 30 chunks, the middle and its
+last 30, so the report can compare the ingest rate late in a long history
+with the rate early in it.
 
   python benches/history/scaling.py --bin ~/.cache/ppdb-target/bench-fast/ppdb \\
-      [--objects 100000] [--nights 10] [--chunks 30,600] [--runs 15] [--out DIR]
+      [--objects 100000] [--density 60] [--nights 10] [--chunks 30,600] [--runs 15] [--out DIR]
 
 Run with the bench virtualenv (`benches/run` makes it: duckdb, psycopg,
 matplotlib). Writes DIR/report.md, DIR/results.json and DIR/history.svg.
@@ -21,7 +26,9 @@ matplotlib). Writes DIR/report.md, DIR/results.json and DIR/history.svg.
 import argparse
 import http.client
 import json
+import multiprocessing as mp
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -122,6 +129,84 @@ class Tap:
         self.proc.wait()
 
 
+def tap_client(queries, seconds, barrier, out):
+    """One load client: a keep-alive connection to our TAP service."""
+    conn = http.client.HTTPConnection("127.0.0.1", TAP_PORT)
+    rng = random.Random(os.getpid())
+    latencies, errors = [], 0
+    barrier.wait()
+    end = time.perf_counter() + seconds
+    while (t := time.perf_counter()) < end:
+        body = urllib.parse.urlencode({"LANG": "ADQL", "RESPONSEFORMAT": "csv", "QUERY": rng.choice(queries)})
+        conn.request("POST", "/tap/sync", body, {"Content-Type": "application/x-www-form-urlencoded"})
+        r = conn.getresponse()
+        r.read()
+        errors += r.status != 200
+        latencies.append(time.perf_counter() - t)
+    out.put((latencies, errors))
+
+
+def pg_client(queries, seconds, barrier, out):
+    """One load client: a connection to PostgreSQL."""
+    peers.client(PG_PORT, queries, seconds, barrier, out)
+
+
+def load(client, queries, clients, seconds):
+    """(ops/s, p99 ms, errors) of `clients` processes running `queries` at random."""
+    barrier = mp.Barrier(clients + 1)
+    out = mp.Queue()
+    procs = [mp.Process(target=client, args=(queries, seconds, barrier, out)) for _ in range(clients)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    latencies, errors = [], 0
+    for _ in procs:
+        got = out.get()
+        lat, err = got if isinstance(got, tuple) else (got, 0)
+        latencies.extend(lat)
+        errors += err
+    for p in procs:
+        p.join()
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1e3 if latencies else float("nan")
+    return round(len(latencies) / seconds, 1), round(p99, 2), errors
+
+
+def load_mix(ids, centres):
+    """Half 5′ cones at objects, half light curves of objects: (ADQL, PostgreSQL)."""
+    adql, sql = [], []
+    for id_, (ra, dec) in zip(ids, centres):
+        r = 5 / 60
+        adql.append(f"SELECT diaObjectId, ra, dec FROM ppdb.DiaObject "
+                    f"WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, {r})) = 1")
+        sql.append(f'SELECT "diaObjectId", ra, dec FROM diaobject WHERE q3c_radial_query(ra, dec, {ra}, {dec}, {r})')
+        adql.append(f"SELECT diaSourceId, midpointMjdTai, band, psfFlux FROM ppdb.DiaSource WHERE diaObjectId = {id_}")
+        sql.append(f'SELECT "diaSourceId", "midpointMjdTai", band, "psfFlux" FROM diasource WHERE "diaObjectId" = {id_}')
+    return adql, sql
+
+
+def ingest(binary, cat, src):
+    """Ingests a delivery as `ppdb ingest` does; a long one in three runs (its
+    first 30 chunks, the middle, its last 30). Returns (the whole delivery's
+    summary line, maintenance lines, wall seconds, rows/s of the first and the
+    last 30 chunks or None)."""
+    dirs = sorted(os.path.join(src, d) for d in os.listdir(src))
+    runs = [dirs] if len(dirs) < 90 else [dirs[:30], dirs[30:-30], dirs[-30:]]
+    said, wall = [], 0.0
+    for part in runs:
+        t = time.perf_counter()
+        said.append(run(binary, "ingest", "--catalog", cat, *part).stdout.splitlines())
+        wall += time.perf_counter() - t
+    rates = [float(s[0].rsplit("(", 1)[1].split()[0]) for s in said]
+    chunks = sum(int(s[0].split()[1]) for s in said)
+    rows = sum(int(s[0].split(", ")[1].split()[0]) for s in said)
+    secs = sum(float(s[0].split(" rows in ")[1].split()[0]) for s in said)
+    latest = said[-1][0].rsplit("latest snapshot ", 1)[1]
+    summary = f"committed {chunks} chunks, {rows} rows in {secs:.2f} s ({rows / secs:.0f} rows/s); latest snapshot {latest}"
+    maintenance = [line for s in said for line in s[1:]]
+    return summary, maintenance, wall, (rates[0], rates[-1]) if len(runs) > 1 else None
+
+
 def timed(execute, runs):
     """Rows of the answer, then the p50 of `runs` runs after two warm-ups, in ms."""
     n = len(execute())
@@ -195,6 +280,8 @@ def main():
     p.add_argument("--visits-per-night", type=int, default=60)
     p.add_argument("--chunks", default="30,600", help="deliveries, in chunks (each must divide the visits)")
     p.add_argument("--runs", type=int, default=15)
+    p.add_argument("--clients", type=int, default=20)
+    p.add_argument("--load-seconds", type=float, default=10.0)
     p.add_argument("--out", default="benches/history/report")
     p.add_argument("--work", default="/tmp/ppdb-history-scaling")
     a = p.parse_args()
@@ -214,25 +301,28 @@ def main():
         run(binary, "sample", "--out", src, "--objects", a.objects, "--density", a.density, "--nights", a.nights,
             "--visits-per-night", a.visits_per_night, "--visits-per-chunk", per, "--no-src")
         cat = os.path.join(a.work, f"cat-{chunks}")
-        t = time.perf_counter()
-        said = run(binary, "ingest", "--catalog", cat, src).stdout
-        wall = time.perf_counter() - t
+        committed, maintenance, wall, rates = ingest(binary, cat, src)
         # Files replaced by maintenance are never read; count the live ones.
         run(binary, "vacuum", "--catalog", cat, "--grace-seconds", "0")
         files = sum(1 for d, _, fs in os.walk(cat) if "_index" not in d and "_state" not in d
                     for f in fs if f.endswith(".parquet"))
-        committed = said.splitlines()[0]
         # The visits are cut into whole chunks: the count may differ a little.
         snapshots[chunks] = int(committed.rsplit("latest snapshot ", 1)[1].split()[0])
-        facts[chunks] = {"ingest": committed, "maintenance": said.splitlines()[1:], "ingest_wall_s": round(wall, 2),
-                         "live_files": files}
-        print(f"{chunks} chunks: {committed}; {' '.join(said.splitlines()[1:])}; {files} files", file=sys.stderr)
+        facts[chunks] = {"ingest": committed, "maintenance": maintenance, "ingest_wall_s": round(wall, 2),
+                         "live_files": files, "rates_first_last_30": rates}
+        print(f"{chunks} chunks: {committed}; {' '.join(maintenance)}; {files} files; first/last 30: {rates}",
+              file=sys.stderr)
         tap = Tap(binary, cat, f"file://{a.work}/state-{chunks}")
         if qs is None:
             id_ = int(tap.rows("SELECT TOP 1 diaObjectId FROM ppdb.DiaObject ORDER BY nDiaSources DESC")[0])
             starts = tap.rows("SELECT TOP 1000 validityStartMjdTai FROM ppdb.DiaObject ORDER BY validityStartMjdTai DESC")
             qs = queries(id_, float(starts[-1]))
+            picked = tap.rows("SELECT TOP 200 diaObjectId, ra, dec FROM ppdb.DiaObject ORDER BY nDiaSources DESC")
+            picked = [line.split(",") for line in picked]
+            mix_adql, mix_sql = load_mix([int(p[0]) for p in picked], [(float(p[1]), float(p[2])) for p in picked])
         ours[chunks] = {name: timed(lambda q=adql: tap.rows(q), a.runs) for name, adql, _, _ in qs}
+        if chunks == deliveries[-1]:
+            loaded = {"ours": load(tap_client, mix_adql, a.clients, a.load_seconds)}
         tap.stop()
         if chunks == deliveries[0]:
             exported = export(binary, cat, a.work)
@@ -247,6 +337,7 @@ def main():
                                   for name, _, _, sql in qs},
         }
         pgv = pg.execute("SHOW server_version").fetchone()[0].split()[0]
+        loaded["PG+q3c"] = load(pg_client, mix_sql, a.clients, a.load_seconds)
     finally:
         peers.stop(os.path.join(a.work, "pg"))
     import duckdb
@@ -271,9 +362,10 @@ def main():
         rows = "/".join(str(ours[c][name][0]) for c in deliveries)
         lines.append(f"| {name} ({rows} rows) | " + " | ".join(cells) + " |")
     report = [
-        "# History scaling: the same sparse sky in few and many snapshots",
+        f"# History scaling: the same sky ({a.objects} objects at {a.density:g}/deg²) in few and many snapshots",
         "",
-        f"`python benches/history/scaling.py --bin {a.bin} --objects {a.objects} --nights {a.nights} "
+        f"`python benches/history/scaling.py --bin {a.bin} --objects {a.objects} --density {a.density} "
+        f"--nights {a.nights} "
         f"--visits-per-night {a.visits_per_night} "
         f"--chunks {a.chunks} --runs {a.runs}`, {time.strftime('%Y-%m-%d')}, p50 in ms over {a.runs} runs "
         f"(TAP sync CSV for ours); PostgreSQL {pgv} + q3c, DuckDB {duckdb.__version__}.",
@@ -282,12 +374,22 @@ def main():
         "",
         *[f"- {snapshots[c]} chunks: {facts[c]['ingest']}; {' '.join(facts[c]['maintenance'])}; "
           f"{facts[c]['live_files']} live Parquet files" for c in deliveries],
+        *[f"- {snapshots[c]} chunks: ingest over the first 30 chunks {r[0]:.0f} rows/s, over the last 30 "
+          f"{r[1]:.0f} rows/s ({r[1] / r[0]:.2f}×; maintenance not counted)"
+          for c in deliveries if (r := facts[c]["rates_first_last_30"])],
+        "",
+        f"{a.clients} clients for {a.load_seconds:.0f} s each (half 5′ cones, half light curves of 200 objects; "
+        f"ours over TAP sync at {snapshots[last]} snapshots):",
+        "",
+        "| peer | ops/s | p99 ms | errors |",
+        "|---|---:|---:|---:|",
+        *[f"| {k} | {v[0]:.0f} | {v[1]:.1f} | {v[2]} |" for k, v in loaded.items()],
         *[f"- **answer mismatch**: {m}" for m in mismatches],
     ]
     with open(os.path.join(a.out, "report.md"), "w") as f:
         f.write("\n".join(report) + "\n")
     with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump({"ours": ours, "peers": peer, "facts": facts, "snapshots": snapshots}, f, indent=1)
+        json.dump({"ours": ours, "peers": peer, "facts": facts, "snapshots": snapshots, "load": loaded}, f, indent=1)
     plot(qs, ours, deliveries, snapshots, os.path.join(a.out, "history.svg"))
     print("\n".join(report))
 
