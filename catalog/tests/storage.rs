@@ -386,13 +386,8 @@ async fn maintenance_writes_new_rows_beside_a_cell_s_large_file() {
 #[tokio::test]
 async fn compaction_keeps_history_out_of_the_files_the_latest_snapshot_reads() {
     use catalog::log::Part;
-    let dir = TempDir::new().unwrap();
-    let (_chunks, dirs) = sample_chunks(800, 12);
+    let (dir, _chunks, cat) = ingested_sample().await;
     let url = dir.path().to_str().unwrap();
-    let cat = Catalog::open_or_create(url, 6).await.unwrap();
-    for d in &dirs {
-        cat.ingest(&loc(d)).await.unwrap();
-    }
     let latest = cat.state().await.unwrap().latest();
     let before = every_table(&cat, 1..=latest).await;
     cat.compact().await.unwrap();
@@ -448,13 +443,8 @@ async fn compaction_keeps_history_out_of_the_files_the_latest_snapshot_reads() {
 /// still retained reads as before.
 #[tokio::test]
 async fn releasing_kept_snapshots_lets_compaction_drop_what_only_they_saw() {
-    let dir = TempDir::new().unwrap();
-    let (_chunks, dirs) = sample_chunks(800, 12);
+    let (dir, _chunks, cat) = ingested_sample().await;
     let url = dir.path().to_str().unwrap();
-    let cat = Catalog::open_or_create(url, 6).await.unwrap();
-    for d in &dirs {
-        cat.ingest(&loc(d)).await.unwrap();
-    }
     let latest = cat.state().await.unwrap().latest();
     let before = every_table(&cat, 6..=latest).await;
     cat.expire(6, &[3]).await.unwrap();
@@ -464,6 +454,20 @@ async fn releasing_kept_snapshots_lets_compaction_drop_what_only_they_saw() {
     assert!(report.rows_dropped > 0, "{report:?}");
     let reopened = Catalog::open(url).await.unwrap();
     assert_eq!(before, every_table(&reopened, 6..=latest).await);
+}
+
+/// A catalog of the sample's chunks (800 objects, 12 visits) as ingest
+/// leaves them, its folder, and the chunks' folder.
+async fn ingested_sample() -> (TempDir, TempDir, Catalog) {
+    let dir = TempDir::new().unwrap();
+    let (chunks, dirs) = sample_chunks(800, 12);
+    let cat = Catalog::open_or_create(dir.path().to_str().unwrap(), 6)
+        .await
+        .unwrap();
+    for d in &dirs {
+        cat.ingest(&loc(d)).await.unwrap();
+    }
+    (dir, chunks, cat)
 }
 
 /// The paths of the catalog's live files.
