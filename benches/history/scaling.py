@@ -225,9 +225,11 @@ def export(binary, catalog, work):
     for table in ["DiaObject", "DiaSource", "DiaForcedSource"]:
         path = os.path.join(work, f"{table}.parquet")
         with open(path, "wb") as f:
-            subprocess.run([binary, "query", "--catalog", catalog, "--format", "parquet", "--maxrec", "1000000000",
-                            "--state", f"file://{work}/export-state", f"SELECT * FROM ppdb.{table}"],
-                           check=True, stdout=f, stderr=subprocess.DEVNULL)
+            done = subprocess.run([binary, "query", "--catalog", catalog, "--format", "parquet", "--maxrec",
+                                   "1000000000", "--state", f"file://{work}/export-state",
+                                   f"SELECT * FROM ppdb.{table}"], stdout=f, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"exporting {table} failed: {done.stderr}")
         out[table.lower()] = path
     return out
 
