@@ -12,6 +12,8 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
+mod inline;
+
 /// An object store and the prefix a catalog (or chunk set) lives under.
 #[derive(Clone, Debug)]
 pub struct Location {
@@ -121,7 +123,7 @@ fn open_local(path: &str, url: &str, create: bool) -> Result<Location> {
         message: e.to_string(),
     })?;
     Ok(Location {
-        store: Arc::new(store),
+        store: Arc::new(inline::InlineLocal::new(store)),
         prefix: Path::default(),
         url: abs.display().to_string(),
     })
@@ -138,7 +140,7 @@ pub fn open_existing_local(path: &std::path::Path) -> Result<Location> {
         message: e.to_string(),
     })?;
     Ok(Location {
-        store: Arc::new(store),
+        store: Arc::new(inline::InlineLocal::new(store)),
         prefix: Path::default(),
         url: abs.display().to_string(),
     })
