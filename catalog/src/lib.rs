@@ -25,7 +25,7 @@ pub use catalog::{
     Catalog, DEFAULT_CELL_ROWS, DEFAULT_COMPACT_ROWS, DEFAULT_PARTITION_ORDER, IngestOutcome,
     ScanFile, TableScan,
 };
-pub use compact::{CompactReport, MAX_FILES_PER_PARTITION, files_per_partition};
+pub use compact::{CompactReport, MAX_FILES_PER_PARTITION, Piled, files_per_partition};
 pub use error::{Error, Refusal, Result};
 pub use index::AnchorIndex;
 pub use retention::{ExpireReport, VacuumReport};

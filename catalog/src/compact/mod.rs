@@ -25,7 +25,7 @@ use crate::schema::{ADDED, RETIRED, TableId};
 mod layout;
 mod maintain;
 
-pub use maintain::{MAX_FILES_PER_PARTITION, files_per_partition};
+pub use maintain::{MAX_FILES_PER_PARTITION, Piled, files_per_partition};
 
 /// What a compaction did.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -26,9 +26,9 @@ pub(crate) struct IngestArgs {
     /// commits lay out files: every snapshot reads the same.
     #[arg(long, default_value_t = catalog::DEFAULT_CELL_ROWS)]
     cell_rows: usize,
-    /// Do not compact: by default, whenever some partition's rows lie in more
-    /// than 8 files of a table (checked every 32 chunks and at the end), the
-    /// catalog is compacted (`ppdb compact`), which changes no snapshot.
+    /// Do not compact: by default, whenever the latest snapshot reads some
+    /// partition's rows from more than 8 files of a table, or 16 hold them
+    /// (checked every 32 chunks and at the end), the catalog is compacted (`ppdb compact`), which changes no snapshot.
     #[arg(long)]
     no_maintenance: bool,
     #[command(flatten)]

@@ -98,10 +98,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "-")]
     access_log: PathBuf,
     /// Seconds between maintenance checks of a catalog given with --catalog:
-    /// when some partition's rows lie in more than 8 files of a table, the
-    /// catalog is compacted in the background (as `ppdb compact`; no snapshot
-    /// changes, queries go on). 0 turns it off; the bundled sample is never
-    /// changed.
+    /// when the latest snapshot reads some partition's rows from more than 8
+    /// files of a table (or 16 hold them), the catalog is compacted in the
+    /// background (as `ppdb compact`; no snapshot changes, queries go on).
+    /// 0 turns it off; the bundled sample is never changed.
     #[arg(long, default_value_t = 300)]
     maintenance_seconds: u64,
     /// A file of bearer tokens, one `user=secret` per line: those users see
