@@ -304,6 +304,33 @@ mod tests {
         assert!(matches!(again, Err(Error::AlreadyExists { .. })));
     }
 
+    #[test]
+    fn small_reads_do_not_wait_for_the_blocking_pool() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (_dir, local, inline) = stores();
+            let p = Path::from("a.bin");
+            local.put(&p, vec![3u8; 100].into()).await.unwrap();
+            // The pool's one thread is busy until told otherwise.
+            let (go, wait) = std::sync::mpsc::channel::<()>();
+            let busy = tokio::task::spawn_blocking(move || wait.recv());
+            let soon = std::time::Duration::from_secs(1);
+            let read = tokio::time::timeout(soon, inline.get_ranges(&p, &[10..20])).await;
+            assert_eq!(read.unwrap().unwrap()[0].len(), 10);
+            let whole = tokio::time::timeout(soon, async { inline.get(&p).await?.bytes().await });
+            assert_eq!(whole.await.unwrap().unwrap().len(), 100);
+            let theirs = tokio::time::timeout(soon, local.get_ranges(&p, &[10..20])).await;
+            assert!(theirs.is_err(), "LocalFileSystem waits for the pool");
+            go.send(()).unwrap();
+            busy.await.unwrap().unwrap();
+        });
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn large_reads_go_to_the_local_store() {
         let (_dir, local, inline) = stores();

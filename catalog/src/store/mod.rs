@@ -114,29 +114,22 @@ fn open_local(path: &str, url: &str, create: bool) -> Result<Location> {
             url: url.to_string(),
         });
     }
-    let abs = std::fs::canonicalize(path).map_err(|source| Error::Io {
-        path: path.to_string(),
-        source,
-    })?;
-    let store = LocalFileSystem::new_with_prefix(&abs).map_err(|e| Error::Url {
-        url: url.to_string(),
-        message: e.to_string(),
-    })?;
-    Ok(Location {
-        store: Arc::new(inline::InlineLocal::new(store)),
-        prefix: Path::default(),
-        url: abs.display().to_string(),
-    })
+    local(std::path::Path::new(path), url)
 }
 
 /// Opens a local folder without creating it (for reading chunk sets).
 pub fn open_existing_local(path: &std::path::Path) -> Result<Location> {
+    local(path, &path.display().to_string())
+}
+
+/// The existing folder `path` as a store (`url` names it in errors).
+fn local(path: &std::path::Path, url: &str) -> Result<Location> {
     let abs = std::fs::canonicalize(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
     })?;
     let store = LocalFileSystem::new_with_prefix(&abs).map_err(|e| Error::Url {
-        url: path.display().to_string(),
+        url: url.to_string(),
         message: e.to_string(),
     })?;
     Ok(Location {
