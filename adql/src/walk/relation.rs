@@ -334,7 +334,11 @@ impl Walker<'_> {
                 };
                 let e = Error::at(span, format!("unknown table '{wanted}'"));
                 Err(if near.is_empty() {
-                    e.hint("the tables are listed in TAP_SCHEMA.tables")
+                    if parts.len() > 1 && parts[0].value.eq_ignore_ascii_case("TAP_UPLOAD") {
+                        e.hint("an upload is named by the UPLOAD parameter (name,URL), not listed in TAP_SCHEMA")
+                    } else {
+                        e.hint("the tables are listed in TAP_SCHEMA.tables")
+                    }
                 } else {
                     e.hint(format!("did you mean {}?", near.join(", ")))
                 })
