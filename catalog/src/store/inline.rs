@@ -9,9 +9,10 @@
 //! under load), which made thread switching the largest single cost of such
 //! a query served from a local catalog. Reads of at most [`INLINE_MAX`]
 //! bytes (a page cache copy of well under a millisecond) are done here on
-//! the worker instead; larger reads, writes, listings and deletes go to
-//! `LocalFileSystem` unchanged, and what a read returns (metadata, ETag,
-//! errors) is what `LocalFileSystem` returns.
+//! the worker instead; a larger get returns the opened file as
+//! `LocalFileSystem` does (read on the blocking pool), larger range reads,
+//! writes, listings and deletes go to `LocalFileSystem` unchanged, and what a
+//! read returns (metadata, ETag, errors) is what `LocalFileSystem` returns.
 
 use std::fmt;
 use std::fs::{File, Metadata};
@@ -96,16 +97,19 @@ impl ObjectStore for InlineLocal {
             Some(r) => r.as_range(meta.size).map_err(|e| generic(e.into()))?,
             None => 0..meta.size,
         };
-        let bytes = if options.head {
-            Bytes::new()
-        } else if range.end - range.start <= INLINE_MAX {
-            read(&file, &path, range.clone())?
+        let payload = if !options.head && range.end - range.start > INLINE_MAX {
+            // The file, as LocalFileSystem gives it: read on the blocking pool.
+            GetResultPayload::File(file, path)
         } else {
-            drop(file);
-            return self.inner.get_opts(location, options).await;
+            let bytes = if options.head {
+                Bytes::new()
+            } else {
+                read(&file, &path, range.clone())?
+            };
+            GetResultPayload::Stream(futures::stream::once(async { Ok(bytes) }).boxed())
         };
         Ok(GetResult {
-            payload: GetResultPayload::Stream(futures::stream::once(async { Ok(bytes) }).boxed()),
+            payload,
             attributes: Default::default(),
             range,
             meta,
