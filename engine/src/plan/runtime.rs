@@ -55,7 +55,23 @@ const STOPPING: Duration = Duration::from_secs(600);
 const IDLE: usize = 4;
 
 /// Runtimes whose last query has ended, ready for the next.
-type Idle = Arc<Mutex<Vec<Runtime>>>;
+type Idle = Arc<Pool>;
+
+/// The idle runtimes; whoever lets go of the pool last (the engine, or a
+/// query's stream that outlived it) may be on a runtime's thread.
+struct Pool(Mutex<Vec<Runtime>>);
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics on a runtime's thread; idle
+        // ones run nothing, so letting them go in the background loses nothing.
+        if let Ok(idle) = self.0.get_mut() {
+            for r in idle.drain(..) {
+                r.shutdown_background();
+            }
+        }
+    }
+}
 
 /// How planned queries execute.
 pub(crate) struct Execution {
@@ -71,13 +87,13 @@ impl Execution {
         let first = runtime(cores)?;
         Ok(Execution {
             cores,
-            idle: Arc::new(Mutex::new(vec![first])),
+            idle: Arc::new(Pool(Mutex::new(vec![first]))),
         })
     }
 
     /// An idle runtime, or a new one.
     fn runtime(&self) -> std::io::Result<Runtime> {
-        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let reused = self.idle.0.lock().ok().and_then(|mut idle| idle.pop());
         match reused {
             Some(r) => Ok(r),
             None => runtime(self.cores),
@@ -124,18 +140,6 @@ impl Execution {
                 idle: self.idle.clone(),
             },
         )))
-    }
-}
-
-impl Drop for Execution {
-    fn drop(&mut self) {
-        // Dropping a runtime blocks, which panics on a runtime's thread; idle
-        // ones run nothing, so letting them go in the background loses nothing.
-        if let Ok(mut idle) = self.idle.lock() {
-            for r in idle.drain(..) {
-                r.shutdown_background();
-            }
-        }
     }
 }
 
@@ -210,7 +214,7 @@ impl Drop for Owned {
 
 /// Keeps a runtime nothing runs on for the next query, if the pool has room.
 fn give_back(runtime: Runtime, idle: &Idle) {
-    match idle.lock().ok().as_mut() {
+    match idle.0.lock().ok().as_mut() {
         Some(idle) if idle.len() < IDLE => idle.push(runtime),
         // Nothing runs on it: shutting down waits for nothing.
         _ => runtime.shutdown_background(),
@@ -305,14 +309,14 @@ mod tests {
             let mut stream = exec
                 .stream(plan, ctx.task_ctx(), schema, Some(hold.clone()))
                 .unwrap();
-            assert_eq!(exec.idle.lock().unwrap().len(), 0, "taken while it runs");
+            assert_eq!(exec.idle.0.lock().unwrap().len(), 0, "taken while it runs");
             while let Some(b) = stream.next().await {
                 b.unwrap();
             }
             drop(stream);
             // DataFusion's own tasks may outlive the last batch by a moment.
             assert!(released(&hold).await, "released once it ended");
-            assert_eq!(exec.idle.lock().unwrap().len(), 1, "back in the pool");
+            assert_eq!(exec.idle.0.lock().unwrap().len(), 1, "back in the pool");
             assert_eq!(execution_threads(), pooled, "the same threads ran it");
         }
     }
