@@ -23,6 +23,11 @@
 //! tasks has seen them end), a runtime goes back to a small pool of idle ones
 //! for the next query. (Blocking reads are not tasks: one a stopped query
 //! started may end after the release, and its bytes are dropped.)
+//!
+//! A query that fails says so only once every task of it has ended: until
+//! then its operators still hold their memory, and the caller's next query,
+//! sent the moment the error arrives, was refused for the memory of the one
+//! that had just failed.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -36,8 +41,9 @@ use datafusion::physical_plan::stream::{
     RecordBatchReceiverStreamBuilder, RecordBatchStreamAdapter,
 };
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use futures::channel::oneshot;
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tokio::runtime::{Builder, Runtime};
 
 use crate::options::Hold;
@@ -50,6 +56,9 @@ const AHEAD: usize = 2;
 /// The longest a stopped query's tasks are waited for before its hold is
 /// released all the same (a step that long would be a bug of its own).
 const STOPPING: Duration = Duration::from_secs(600);
+
+/// The longest a failed query's error waits for its tasks to end.
+const TELL_AFTER: Duration = Duration::from_secs(2);
 
 /// Idle runtimes kept for the next queries (each keeps its threads parked).
 const IDLE: usize = 4;
@@ -138,6 +147,7 @@ impl Execution {
                 runtime: Some(runtime),
                 hold,
                 idle: self.idle.clone(),
+                failing: None,
             },
         )))
     }
@@ -162,54 +172,94 @@ struct Owned {
     runtime: Option<Runtime>,
     hold: Option<Hold>,
     idle: Idle,
+    /// The error the query failed with, told once every task of it has ended.
+    failing: Option<(oneshot::Receiver<()>, datafusion::error::DataFusionError)>,
+}
+
+impl Owned {
+    /// Stops the producer (its task is aborted with the stream) and lets go
+    /// of the runtime and the hold once no task of the query runs; the
+    /// receiver hears when (or is dropped with nothing left to wait for).
+    fn stop(&mut self) -> Option<oneshot::Receiver<()>> {
+        drop(std::mem::replace(
+            &mut self.inner,
+            futures::stream::empty().boxed(),
+        ));
+        let runtime = self.runtime.take()?;
+        Some(release(runtime, self.hold.take(), self.idle.clone()))
+    }
 }
 
 impl Stream for Owned {
     type Item = datafusion::error::Result<RecordBatch>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.poll_next_unpin(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some((ended, _)) = &mut this.failing {
+            // Sent or dropped, either way nothing of the query runs any more.
+            let _ = std::task::ready!(ended.poll_unpin(cx));
+            return Poll::Ready(this.failing.take().map(|(_, e)| Err(e)));
+        }
+        match std::task::ready!(this.inner.poll_next_unpin(cx)) {
+            Some(Err(e)) => match this.stop() {
+                Some(ended) => {
+                    this.failing = Some((ended, e));
+                    Pin::new(this).poll_next(cx)
+                }
+                None => Poll::Ready(Some(Err(e))),
+            },
+            other => Poll::Ready(other),
+        }
     }
 }
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        // Stops the producer (its task is aborted with the stream).
-        drop(std::mem::replace(
-            &mut self.inner,
-            futures::stream::empty().boxed(),
-        ));
-        let (Some(runtime), hold) = (self.runtime.take(), self.hold.take()) else {
-            return;
-        };
-        if runtime.metrics().num_alive_tasks() == 0 {
-            give_back(runtime, &self.idle);
-            drop(hold);
-            return;
-        }
-        // Waiting blocks, and this may be dropped on a runtime's worker: a
-        // thread of its own waits for the query's tasks to end, then lets go.
-        let idle = self.idle.clone();
-        let waited = std::thread::Builder::new()
-            .name("ppdb-exec-end".into())
-            .spawn(move || {
-                let start = Instant::now();
-                let mut pause = Duration::from_micros(200);
-                while runtime.metrics().num_alive_tasks() > 0 && start.elapsed() < STOPPING {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                if runtime.metrics().num_alive_tasks() == 0 {
-                    give_back(runtime, &idle);
-                } else {
-                    runtime.shutdown_timeout(Duration::ZERO);
-                }
-                drop(hold);
-            });
-        if let Err(e) = waited {
-            eprintln!("warning: cannot wait for a stopped query's tasks: {e}");
-        }
+        self.stop();
     }
+}
+
+/// Gives back `runtime` and lets go of `hold` once no task runs on it: at
+/// once, or from a thread of its own that waits (waiting blocks, and this may
+/// run on a runtime's worker). The receiver hears when it has let go, or
+/// after [`TELL_AFTER`] if that takes longer.
+fn release(runtime: Runtime, hold: Option<Hold>, idle: Idle) -> oneshot::Receiver<()> {
+    let (tx, rx) = oneshot::channel();
+    if runtime.metrics().num_alive_tasks() == 0 {
+        give_back(runtime, &idle);
+        drop(hold);
+        let _ = tx.send(());
+        return rx;
+    }
+    let waited = std::thread::Builder::new()
+        .name("ppdb-exec-end".into())
+        .spawn(move || {
+            let start = Instant::now();
+            let mut pause = Duration::from_micros(200);
+            let mut tx = Some(tx);
+            while runtime.metrics().num_alive_tasks() > 0 && start.elapsed() < STOPPING {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+                if start.elapsed() >= TELL_AFTER
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(());
+                }
+            }
+            if runtime.metrics().num_alive_tasks() == 0 {
+                give_back(runtime, &idle);
+            } else {
+                runtime.shutdown_timeout(Duration::ZERO);
+            }
+            drop(hold);
+            if let Some(tx) = tx {
+                let _ = tx.send(());
+            }
+        });
+    if let Err(e) = waited {
+        eprintln!("warning: cannot wait for a stopped query's tasks: {e}");
+    }
+    rx
 }
 
 /// Keeps a runtime nothing runs on for the next query, if the pool has room.
@@ -256,6 +306,33 @@ mod tests {
         assert_eq!(Arc::strong_count(&hold), 2, "held while it runs");
         drop(stream);
         assert!(released(&hold).await, "released once it stopped");
+    }
+
+    #[tokio::test]
+    async fn a_failed_query_says_so_once_nothing_of_it_holds_anything() {
+        let exec = Execution::new(2).unwrap();
+        let ctx = SessionContext::new();
+        let df = ctx
+            .sql("SELECT 1 / (v - 500000) AS x FROM generate_series(1, 1000000) AS t(v) ORDER BY x")
+            .await
+            .unwrap();
+        let plan = df.create_physical_plan().await.unwrap();
+        let schema = plan.schema();
+        let hold: Hold = Arc::new(());
+        let mut stream = exec
+            .stream(plan, ctx.task_ctx(), schema, Some(hold.clone()))
+            .unwrap();
+        let error = loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => break e,
+                None => panic!("the division by zero did not fail"),
+            }
+        };
+        assert!(error.to_string().contains("Divide by zero"), "{error}");
+        assert_eq!(Arc::strong_count(&hold), 1, "let go before the error");
+        assert_eq!(exec.idle.0.lock().unwrap().len(), 1, "back in the pool");
+        assert!(stream.next().await.is_none(), "nothing after the error");
     }
 
     /// Whether `hold` is let go within 5 s.
