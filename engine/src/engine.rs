@@ -66,6 +66,9 @@ pub struct Engine {
     pub(crate) shared_memory: Arc<crate::session::memory::SharedMemory>,
     /// Where planned queries execute (below the caller's priority).
     pub(crate) execution: crate::plan::runtime::Execution,
+    /// Where queries spill; removed when the engine is dropped (last, after
+    /// the session template whose disk manager writes there).
+    _spill: crate::session::spill::SpillFolder,
 }
 
 impl Engine {
@@ -98,7 +101,7 @@ impl Engine {
             .max_capacity(options.result_cache_bytes)
             .weigher(|_: &String, c: &Arc<Cached>| u32::try_from(c.bytes).unwrap_or(u32::MAX))
             .build();
-        let (base, store_url, reader) = template::build(&catalog, &options)?;
+        let (base, store_url, reader, spill) = template::build(&catalog, &options)?;
         let TapSchema {
             tables: tap,
             column_infos,
@@ -131,6 +134,7 @@ impl Engine {
             )),
             embargo: options.embargo,
             execution: crate::plan::runtime::Execution::new(options.target_partitions.max(1))?,
+            _spill: spill,
         })
     }
 

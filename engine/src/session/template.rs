@@ -14,9 +14,10 @@ use datafusion::prelude::SessionConfig;
 
 use crate::error::Result;
 use crate::options::EngineOptions;
+use crate::session::spill::SpillFolder;
 
 /// The template session for `catalog`, the URL its object store is registered
-/// under, and the Parquet reader that caches file metadata.
+/// under, the Parquet reader that caches file metadata, and the spill folder.
 pub(crate) fn build(
     catalog: &Catalog,
     options: &EngineOptions,
@@ -24,6 +25,7 @@ pub(crate) fn build(
     SessionState,
     ObjectStoreUrl,
     Arc<CachedParquetFileReaderFactory>,
+    SpillFolder,
 )> {
     let mut config = SessionConfig::new()
         .with_target_partitions(options.target_partitions.max(1))
@@ -49,12 +51,11 @@ pub(crate) fn build(
         // and 6 s without (1.08e6 rows).
         o.optimizer.enable_topk_dynamic_filter_pushdown = false;
     }
+    let (disk, spill) =
+        crate::session::spill::disk_manager(options.spill_dir.as_deref(), options.spill_disk);
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(options.memory_limit, 1.0)
-        .with_disk_manager_builder(crate::session::spill::disk_manager(
-            options.spill_dir.as_deref(),
-            options.spill_disk,
-        ))
+        .with_disk_manager_builder(disk)
         .build_arc()?;
     let store_url = ObjectStoreUrl::parse("ppdb://catalog")?;
     let store = catalog.location().store.clone();
@@ -77,5 +78,5 @@ pub(crate) fn build(
     for f in crate::functions::aggregate::all() {
         base.register_udaf(Arc::new(f))?;
     }
-    Ok((base, store_url, reader))
+    Ok((base, store_url, reader, spill))
 }

@@ -79,7 +79,7 @@ enum Command {
     /// the row count and checksum recorded when the token was made.
     Replay(query::ReplayArgs),
     /// Serve the catalog over TAP 1.1 at http://LISTEN/tap (sync, async, uploads, VOSI, replay, and a web page at /).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Show, list or expire query tokens.
     Token {
         #[command(subcommand)]
@@ -197,7 +197,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Vacuum(args) => maintenance::vacuum(args).await,
         Command::Query(args) => query::query(args).await,
         Command::Replay(args) => query::replay(args).await,
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Token { action } => query::token(action).await,
     }
 }

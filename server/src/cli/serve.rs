@@ -104,6 +104,11 @@ pub(crate) struct ServeArgs {
     /// 0 turns it off; the bundled sample is never changed.
     #[arg(long, default_value_t = 300)]
     maintenance_seconds: u64,
+    /// On SIGTERM or Ctrl-C: no new connection is taken, requests in
+    /// progress are answered, for at most this many seconds; then the process
+    /// exits (async jobs still running end as ERROR; see docs/operations.md).
+    #[arg(long, default_value_t = 30)]
+    stop_grace_seconds: u64,
     /// A file of bearer tokens, one `user=secret` per line: those users see
     /// embargoed rows. More may come in the PPDB_TOKENS variable, same format.
     #[arg(long, env = "PPDB_TOKENS_FILE")]
@@ -114,7 +119,7 @@ pub(crate) struct ServeArgs {
     state: StateArg,
 }
 
-/// Serves until the process is stopped.
+/// Serves until SIGTERM or Ctrl-C, then stops as `--stop-grace-seconds` says.
 pub(super) async fn run(args: ServeArgs) -> Result<()> {
     let ServeArgs {
         catalog,
@@ -140,6 +145,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
         max_connections,
         access_log,
         maintenance_seconds,
+        stop_grace_seconds,
         tokens,
         embargo,
         state,
@@ -237,16 +243,53 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
     }
     use std::io::Write as _;
     std::io::stdout().flush()?;
-    // Runs until the process is stopped; every request is independent and
-    // token records are written before a response ends, so nothing is lost.
+    // Every request is independent and token records are written before a
+    // response ends, so a stop loses nothing that was answered.
     let limits = connections::ConnectionLimits {
         read_timeout: std::time::Duration::from_secs(read_timeout.max(1)),
         per_address: connections_per_address.max(1),
         total: max_connections.max(1),
     };
     let router = tap::router(app);
-    connections::serve(listener, router, limits).await;
+    let grace = std::time::Duration::from_secs(stop_grace_seconds);
+    let stopped = connections::serve(listener, router, limits, stop_signal(), grace).await;
+    eprintln!(
+        "{}",
+        match stopped {
+            connections::Stopped::Drained => "stopped: every request in progress was answered",
+            connections::Stopped::Cut =>
+                "stopped: requests still in progress after --stop-grace-seconds were cut",
+        }
+    );
+    // The engine (and its spill folder) goes when the runtime drops the
+    // tasks that hold it, as this command returns.
     Ok(())
+}
+
+/// Completes at the first SIGTERM or Ctrl-C (SIGINT); never where neither can
+/// be listened for.
+async fn stop_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
 }
 
 /// The privileged users of `ppdb serve`: the `--tokens` file and `PPDB_TOKENS`.

@@ -31,16 +31,45 @@ pub struct ConnectionLimits {
     pub total: usize,
 }
 
-/// Serves `router` on `listener` until the process stops.
-pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits) {
+/// How a stop went: whether every connection had closed within the grace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every request in progress was answered.
+    Drained,
+    /// Connections still open when the grace ran out (their requests end
+    /// with the process).
+    Cut,
+}
+
+/// Serves `router` on `listener` until `stop` completes; then takes no new
+/// connection, lets every open one finish the request it is in (keep-alive
+/// ends there), and returns once all have closed or `grace` has passed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    stop: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) -> Stopped {
     let open: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
-    let total = Arc::new(tokio::sync::Semaphore::new(limits.total.max(1)));
+    let most = u32::try_from(limits.total.max(1)).unwrap_or(u32::MAX);
+    let total = Arc::new(tokio::sync::Semaphore::new(most as usize));
+    let (quit, quitting) = tokio::sync::watch::channel(false);
+    let mut stop = std::pin::pin!(stop);
     loop {
-        // The semaphore is never closed.
-        let Ok(slot) = total.clone().acquire_owned().await else {
-            return;
+        let slot = tokio::select! {
+            slot = total.clone().acquire_owned() => slot,
+            () = &mut stop => break,
         };
-        let (tcp, peer) = match listener.accept().await {
+        // The semaphore is never closed.
+        let Ok(slot) = slot else {
+            break;
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let (tcp, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 // Out of file descriptors, mostly: wait for connections to close
@@ -73,6 +102,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
             }
         };
         let router = router.clone();
+        let mut quitting = quitting.clone();
         tokio::spawn(async move {
             let (watch, deadline) = Watch::new();
             let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
@@ -93,18 +123,38 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
             // head): hyper has answered what can be answered. A response not
             // written by its deadline closes the connection, and frees what
             // it held.
-            tokio::select! {
-                _ = http.serve_connection(TokioIo::new(tcp), service) => {}
-                () = overdue(deadline) => {
-                    // Reset, not closed: a graceful close would still send the
-                    // megabytes the kernel holds for the reader, at its pace.
-                    let _ = socket2::SockRef::from(&dup).set_linger(Some(Duration::ZERO));
+            let connection = http.serve_connection(TokioIo::new(tcp), service);
+            let mut connection = std::pin::pin!(connection);
+            let mut overdue = std::pin::pin!(overdue(deadline));
+            let mut told = false;
+            loop {
+                tokio::select! {
+                    _ = connection.as_mut() => break,
+                    () = overdue.as_mut() => {
+                        // Reset, not closed: a graceful close would still send the
+                        // megabytes the kernel holds for the reader, at its pace.
+                        let _ = socket2::SockRef::from(&dup).set_linger(Some(Duration::ZERO));
+                        break;
+                    }
+                    // Stopping (or the accept loop gone): the request in
+                    // progress is answered, then the connection closes.
+                    _ = quitting.wait_for(|q| *q), if !told => {
+                        told = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
                 }
             }
             drop(dup);
             drop(held);
             drop(slot);
         });
+    }
+    drop(listener);
+    let _ = quit.send(true);
+    // Every open connection holds one of `total`'s permits until it closes.
+    match tokio::time::timeout(grace, total.acquire_many(most)).await {
+        Ok(_) => Stopped::Drained,
+        Err(_) => Stopped::Cut,
     }
 }
 

@@ -139,10 +139,11 @@ fn the_next_server_removes_what_a_killed_one_spilled() {
         !gone.exists(),
         "the files of a process that is gone are removed"
     );
+    // The folder of the server's one engine.
     let mine = spill
         .path()
         .join("ppdb-spill")
-        .join(first.pid().to_string());
+        .join(format!("{}-0", first.pid()));
     assert!(mine.exists(), "{mine:?}");
     let _second = Server::start(&["--spill-dir", dir]);
     assert!(mine.exists(), "a running server's folder stays");

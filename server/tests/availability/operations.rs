@@ -194,6 +194,54 @@ async fn the_server_compacts_a_catalog_whose_files_pile_up() {
 }
 
 /// Two nights of 600 objects, written as chunks of `per_chunk` of each night's `visits`.
+/// SIGTERM: the query in progress is answered whole, the process exits 0,
+/// and its spill folder goes with it (a stopped server left an empty one).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_server_answers_the_query_in_progress_and_leaves_nothing() {
+    let spill = TempDir::new().unwrap();
+    let mut s = Server::start(&["--spill-dir", spill.path().to_str().unwrap()]);
+    let folders = spill.path().join("ppdb-spill");
+    let ours = |pid: u32| {
+        std::fs::read_dir(&folders)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{pid}-")))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(ours(s.pid()), 1, "the engine's spill folder");
+    let slow = "SELECT COUNT(*) AS n FROM ppdb.DiaForcedSource AS a \
+                JOIN ppdb.DiaSource AS b ON a.psfFlux < b.psfFlux";
+    let tap = s.tap.clone();
+    let before = s.cpu_seconds();
+    let answer = tokio::spawn(async move {
+        let got = csv(&tap, slow, &[]).await;
+        (got, Instant::now())
+    });
+    // Running once the server burns CPU on it.
+    let start = Instant::now();
+    while s.cpu_seconds() < before + 0.1 && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let signalled = Instant::now();
+    s.terminate();
+    let ((status, body, _), answered) = answer.await.unwrap();
+    assert!(
+        answered > signalled,
+        "the query ended before the signal: the test needs a slower one"
+    );
+    assert_eq!(status, 200, "{body}");
+    let n: u64 = body
+        .strip_prefix("n\n")
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(n > 0);
+    let exit = s.exited(Duration::from_secs(30)).expect("the server stopped");
+    assert!(exit.success(), "{exit}");
+    assert_eq!(ours(s.pid()), 0, "the spill folder is gone");
+}
+
 fn sample(out: &str, visits: u32, per_chunk: u32) {
     let (visits, per_chunk) = (visits.to_string(), per_chunk.to_string());
     ppdb(&[

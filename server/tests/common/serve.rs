@@ -94,6 +94,31 @@ impl Server {
         ticks / 100.0
     }
 
+    /// Asks the server to stop, as `kill` (SIGTERM) or a service manager does.
+    #[allow(dead_code)]
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM {}", self.pid());
+    }
+
+    /// How the process exited, waiting at most `within`; `None` if it runs on.
+    #[allow(dead_code)]
+    pub fn exited(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child can be waited for") {
+                return Some(status);
+            }
+            if std::time::Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The server's root, where the web page is.
     #[allow(dead_code)]
     pub fn base(&self) -> &str {
