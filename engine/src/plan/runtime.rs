@@ -287,20 +287,29 @@ mod tests {
     use super::*;
     use datafusion::prelude::SessionContext;
 
+    /// `sql` started on `exec`, and what its caller holds while it runs.
+    async fn started(exec: &Execution, sql: &str) -> (SendableRecordBatchStream, Hold) {
+        let ctx = SessionContext::new();
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let schema = plan.schema();
+        let hold: Hold = Arc::new(());
+        let stream = exec
+            .stream(plan, ctx.task_ctx(), schema, Some(hold.clone()))
+            .unwrap();
+        (stream, hold)
+    }
+
     #[tokio::test]
     async fn a_query_holds_what_it_was_given_until_every_task_of_it_has_ended() {
         let exec = Execution::new(2).unwrap();
-        let ctx = SessionContext::new();
-        let df = ctx
-            .sql("SELECT v FROM generate_series(1, 1000000) AS t(v) ORDER BY v DESC")
-            .await
-            .unwrap();
-        let plan = df.create_physical_plan().await.unwrap();
-        let schema = plan.schema();
-        let hold: Hold = Arc::new(());
-        let mut stream = exec
-            .stream(plan, ctx.task_ctx(), schema, Some(hold.clone()))
-            .unwrap();
+        let sql = "SELECT v FROM generate_series(1, 1000000) AS t(v) ORDER BY v DESC";
+        let (mut stream, hold) = started(&exec, sql).await;
         let first = stream.next().await.unwrap().unwrap();
         assert!(first.num_rows() > 0);
         assert_eq!(Arc::strong_count(&hold), 2, "held while it runs");
@@ -311,17 +320,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_query_says_so_once_nothing_of_it_holds_anything() {
         let exec = Execution::new(2).unwrap();
-        let ctx = SessionContext::new();
-        let df = ctx
-            .sql("SELECT 1 / (v - 500000) AS x FROM generate_series(1, 1000000) AS t(v) ORDER BY x")
-            .await
-            .unwrap();
-        let plan = df.create_physical_plan().await.unwrap();
-        let schema = plan.schema();
-        let hold: Hold = Arc::new(());
-        let mut stream = exec
-            .stream(plan, ctx.task_ctx(), schema, Some(hold.clone()))
-            .unwrap();
+        let sql = "SELECT 1 / (v - 500000) AS x FROM generate_series(1, 1000000) AS t(v) ORDER BY x";
+        let (mut stream, hold) = started(&exec, sql).await;
         let error = loop {
             match stream.next().await {
                 Some(Ok(_)) => continue,
@@ -362,7 +362,6 @@ mod tests {
     #[tokio::test]
     async fn a_finished_querys_runtime_serves_the_next_query() {
         let exec = Execution::new(2).unwrap();
-        let ctx = SessionContext::new();
         // The pooled runtime's threads start on their own time.
         let mut pooled = execution_threads();
         for _ in 0..500 {
@@ -374,18 +373,8 @@ mod tests {
         }
         assert_eq!(pooled.len(), 2);
         for _ in 0..3 {
-            let plan = ctx
-                .sql("SELECT count(*) AS n FROM generate_series(1, 1000) AS t(v)")
-                .await
-                .unwrap()
-                .create_physical_plan()
-                .await
-                .unwrap();
-            let schema = plan.schema();
-            let hold: Hold = Arc::new(());
-            let mut stream = exec
-                .stream(plan, ctx.task_ctx(), schema, Some(hold.clone()))
-                .unwrap();
+            let sql = "SELECT count(*) AS n FROM generate_series(1, 1000) AS t(v)";
+            let (mut stream, hold) = started(&exec, sql).await;
             assert_eq!(exec.idle.0.lock().unwrap().len(), 0, "taken while it runs");
             while let Some(b) = stream.next().await {
                 b.unwrap();

@@ -94,6 +94,8 @@ pub struct App {
     pub examples: Vec<Example>,
     /// Where each request is logged.
     pub access_log: log_sink::Sink,
+    /// TAP_SCHEMA's rows for the VOSI tables documents, read on first use.
+    pub(crate) tap_rows: tokio::sync::OnceCell<crate::tap::vosi::TapRows>,
 }
 
 impl App {
@@ -120,6 +122,7 @@ impl App {
             users,
             examples,
             access_log: log_sink::Sink::Stderr,
+            tap_rows: tokio::sync::OnceCell::new(),
         }
     }
 }
