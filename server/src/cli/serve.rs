@@ -106,7 +106,7 @@ pub(crate) struct ServeArgs {
     maintenance_seconds: u64,
     /// On SIGTERM or Ctrl-C: no new connection is taken, requests in
     /// progress are answered, for at most this many seconds; then the process
-    /// exits (async jobs still running end as ERROR; see docs/operations.md).
+    /// exits; async jobs still running end as ERROR (see docs/operations.md).
     #[arg(long, default_value_t = 30)]
     stop_grace_seconds: u64,
     /// A file of bearer tokens, one `user=secret` per line: those users see
@@ -250,15 +250,20 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
         per_address: connections_per_address.max(1),
         total: max_connections.max(1),
     };
-    let router = tap::router(app);
+    let router = tap::router(app.clone());
     let grace = std::time::Duration::from_secs(stop_grace_seconds);
     let stopped = connections::serve(listener, router, limits, stop_signal(), grace).await;
+    let jobs = jobs::end_running(&app).await;
     eprintln!(
-        "{}",
+        "{}{}",
         match stopped {
             connections::Stopped::Drained => "stopped: every request in progress was answered",
             connections::Stopped::Cut =>
                 "stopped: requests still in progress after --stop-grace-seconds were cut",
+        },
+        match jobs {
+            0 => String::new(),
+            n => format!("; {n} async job(s) still running now read ERROR (run them again)"),
         }
     );
     // The engine (and its spill folder) goes when the runtime drops the

@@ -242,6 +242,64 @@ async fn a_stopped_server_answers_the_query_in_progress_and_leaves_nothing() {
     assert_eq!(ours(s.pid()), 0, "the spill folder is gone");
 }
 
+/// SIGTERM with an async job running: the job reads ERROR, saying the server
+/// stopped, from the next server on the same state store at once (not
+/// EXECUTING until its duration has passed), and stderr counts it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_server_ends_its_running_jobs_as_errors() {
+    let state = TempDir::new().unwrap();
+    let url = format!("file://{}", state.path().display());
+    let args = ["--state", url.as_str(), "--max-duration", "600"];
+    let mut s = Server::start(&args);
+    let slow = "SELECT COUNT(*) AS n FROM ppdb.DiaForcedSource AS a \
+                JOIN ppdb.DiaSource AS b ON a.psfFlux < b.psfFlux \
+                JOIN ppdb.DiaObject AS c ON c.ra * a.psfFlux < b.ra * b.psfFlux";
+    let r = client()
+        .post(format!("{}/async", s.tap))
+        .form(&[
+            ("LANG", "ADQL"),
+            ("QUERY", slow),
+            ("RESPONSEFORMAT", "csv"),
+            ("PHASE", "RUN"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let job = r.headers()["location"].to_str().unwrap().to_string();
+    let id = job.rsplit('/').next().unwrap().to_string();
+    let phase = |tap: String| {
+        let id = id.clone();
+        async move {
+            let r = client()
+                .get(format!("{tap}/async/{id}/phase"))
+                .send()
+                .await
+                .unwrap();
+            r.text().await.unwrap()
+        }
+    };
+    let start = Instant::now();
+    while phase(s.tap.clone()).await != "EXECUTING" && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(phase(s.tap.clone()).await, "EXECUTING");
+    s.terminate();
+    let exit = s.exited(Duration::from_secs(30)).expect("the server stopped");
+    assert!(exit.success(), "{exit}");
+    let next = Server::start(&args);
+    assert_eq!(phase(next.tap.clone()).await, "ERROR");
+    let error = client()
+        .get(format!("{}/async/{id}/error", next.tap))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(error.contains("the server stopped before the job finished"), "{error}");
+}
+
 fn sample(out: &str, visits: u32, per_chunk: u32) {
     let (visits, per_chunk) = (visits.to_string(), per_chunk.to_string());
     ppdb(&[

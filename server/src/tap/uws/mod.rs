@@ -32,7 +32,7 @@ mod xml;
 use fields::*;
 pub use job::{Job, Phase};
 use run::*;
-pub use store::sweep;
+pub use store::{end_running, sweep};
 use store::*;
 use xml::*;
 

@@ -117,6 +117,44 @@ pub(super) async fn destroy(app: &Shared, id: &str) -> Result<(), engine::Error>
     Ok(())
 }
 
+/// What a job this process was running says once the server has stopped.
+const STOPPED: &str = "the server stopped before the job finished; run it again";
+
+/// Ends the jobs this process runs as ERROR, saying the server stopped (run
+/// as it stops), so that their phase is definite at once rather than
+/// EXECUTING until their duration has passed. How many there were.
+pub async fn end_running(app: &Shared) -> usize {
+    let running: Vec<String> = match app.jobs.running.lock() {
+        Ok(mut running) => running
+            .drain()
+            .map(|(id, handle)| {
+                handle.abort();
+                id
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    for id in &running {
+        let ended = update(app, id, |j| {
+            if j.phase.active() {
+                j.phase = Phase::Error;
+                j.ended = Some(Utc::now());
+                j.error = Some(STOPPED.into());
+            }
+        })
+        .await;
+        // A result it finished writing just before stays; a partial one goes.
+        if ended.is_ok_and(|j| j.is_some_and(|j| j.error.as_deref() == Some(STOPPED))) {
+            let _ = app
+                .engine
+                .state()
+                .remove_all(&format!("jobs/{id}/result"))
+                .await;
+        }
+    }
+    running.len()
+}
+
 /// Deletes every job past its destruction time (run now and then by the server).
 pub async fn sweep(app: &Shared) -> Result<usize, engine::Error> {
     let mut gone = 0;
