@@ -54,7 +54,36 @@ pub async fn log(State(app): State<Shared>, request: Request, next: Next) -> Res
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|a| a.chars().take(200).collect::<String>());
+    // A client that goes away before the response begins drops this handler
+    // (a sync query answers nothing until its first rows): its line is
+    // written then, with the user its credentials name.
+    let user = match crate::tap::auth::caller_of(&app, &request) {
+        Ok(Caller::User(name)) => Some(name),
+        _ => None,
+    };
+    let mut unanswered = Unanswered(Some(Line {
+        app: app.clone(),
+        started,
+        fields: serde_json::json!({
+            "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "peer": peer,
+            "user": user,
+            "privileged": user.is_some(),
+            "agent": agent,
+            "method": method,
+            "path": path,
+            "status": null,
+            "token": null,
+            "rows": null,
+            "query_status": "ABANDONED",
+        }),
+        ending: None,
+        bytes: 0,
+        written: false,
+    }));
     let response = next.run(request).await;
+    // Answered: the line below replaces it.
+    unanswered.0 = None;
     let header = |name: &str| {
         response
             .headers()
@@ -94,6 +123,17 @@ pub async fn log(State(app): State<Shared>, request: Request, next: Next) -> Res
     };
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, axum::body::Body::new(Logged { inner: body, line }))
+}
+
+/// The line of a request whose handler was dropped before it answered.
+struct Unanswered(Option<Line>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(mut line) = self.0.take() {
+            line.write(false);
+        }
+    }
 }
 
 /// The fields of one line, completed when the body ends.

@@ -9,27 +9,30 @@ use axum::response::{IntoResponse, Response};
 use crate::app::Shared;
 pub use crate::app::users::Caller;
 
+/// The caller a request names, or why its credentials are refused.
+pub(crate) fn caller_of(app: &Shared, request: &Request) -> Result<Caller, &'static str> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Ok(Caller::Anonymous(
+            crate::http::connections::peer(request).map(|p| p.ip()),
+        ));
+    };
+    let text = value.to_str().unwrap_or("");
+    let secret = text
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+        .map(|(_, s)| s.trim());
+    match secret.and_then(|s| app.users.user_of(s)) {
+        Some(user) => Ok(Caller::User(user.to_string())),
+        None if secret.is_some() => Err("the bearer token is not known to this server"),
+        None => Err("only `Authorization: Bearer <token>` is accepted"),
+    }
+}
+
 /// Finds the caller of each request; refuses unknown or malformed credentials.
 pub async fn authenticate(State(app): State<Shared>, mut request: Request, next: Next) -> Response {
-    let caller = match request.headers().get(header::AUTHORIZATION) {
-        None => Caller::Anonymous(crate::http::connections::peer(&request).map(|p| p.ip())),
-        Some(value) => {
-            let text = value.to_str().unwrap_or("");
-            let secret = text
-                .split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
-                .map(|(_, s)| s.trim());
-            match secret.and_then(|s| app.users.user_of(s)) {
-                Some(user) => Caller::User(user.to_string()),
-                None => {
-                    return unauthorized(if secret.is_some() {
-                        "the bearer token is not known to this server"
-                    } else {
-                        "only `Authorization: Bearer <token>` is accepted"
-                    });
-                }
-            }
-        }
+    let caller = match caller_of(&app, &request) {
+        Ok(caller) => caller,
+        Err(why) => return unauthorized(why),
     };
     request.extensions_mut().insert(caller.clone());
     let mut response = next.run(request).await;

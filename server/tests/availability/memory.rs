@@ -152,7 +152,7 @@ fn the_next_server_removes_what_a_killed_one_spilled() {
 /// A client that goes away stops its query: a cross join that sends nothing
 /// until its end no longer holds its slot to the deadline (eight such
 /// requests, abandoned after two seconds, kept every other caller waiting
-/// 90 s).
+/// 90 s); and the access log says it was abandoned.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_goes_away_stops_its_query() {
     let s = Server::start(&["--max-concurrent", "1", "--max-duration", "120"]);
@@ -184,6 +184,17 @@ async fn a_client_that_goes_away_stops_its_query() {
         spent < 0.5,
         "the server spent {spent} s of CPU in 2 s of quiet"
     );
+    // It leaves its line in the access log all the same (none was written
+    // for a request dropped before its response began).
+    let log = s.access_log();
+    let left: Vec<_> = log
+        .iter()
+        .filter(|l| l["path"] == "/tap/sync" && l["query_status"] == "ABANDONED")
+        .collect();
+    assert_eq!(left.len(), 1, "{log:?}");
+    assert_eq!(left[0]["complete"], false);
+    assert_eq!(left[0]["status"], serde_json::Value::Null);
+    assert_eq!(left[0]["peer"], "127.0.0.1");
 }
 
 /// Text a query makes itself (a wide literal, copies of it) goes in batches
