@@ -320,7 +320,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_query_says_so_once_nothing_of_it_holds_anything() {
         let exec = Execution::new(2).unwrap();
-        let sql = "SELECT 1 / (v - 500000) AS x FROM generate_series(1, 1000000) AS t(v) ORDER BY x";
+        let sql =
+            "SELECT 1 / (v - 500000) AS x FROM generate_series(1, 1000000) AS t(v) ORDER BY x";
         let (mut stream, hold) = started(&exec, sql).await;
         let error = loop {
             match stream.next().await {

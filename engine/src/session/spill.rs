@@ -63,7 +63,9 @@ fn remove_orphans(root: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         // `<pid>-<engine>`, or `<pid>` as earlier versions named them.
-        let pid = name.to_str().and_then(|n| n.split('-').next()?.parse::<u32>().ok());
+        let pid = name
+            .to_str()
+            .and_then(|n| n.split('-').next()?.parse::<u32>().ok());
         let Some(pid) = pid else {
             continue;
         };
@@ -96,7 +98,9 @@ mod tests {
         assert_eq!(manager.max_temp_directory_size(), 1 << 20);
         let ours = spill.join(format!("{}-", std::process::id()));
         let mine = |d: &std::fs::DirEntry| {
-            d.path().to_string_lossy().starts_with(&*ours.to_string_lossy())
+            d.path()
+                .to_string_lossy()
+                .starts_with(&*ours.to_string_lossy())
         };
         let count = || {
             std::fs::read_dir(&spill)

@@ -105,8 +105,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 300)]
     maintenance_seconds: u64,
     /// On SIGTERM or Ctrl-C: no new connection is taken, requests in
-    /// progress are answered, for at most this many seconds; then the process
-    /// exits; async jobs still running end as ERROR (see docs/operations.md).
+    /// progress are answered, for at most this many seconds (a second signal
+    /// cuts them at once); then the process exits; async jobs still running
+    /// end as ERROR (see docs/operations.md).
     #[arg(long, default_value_t = 30)]
     stop_grace_seconds: u64,
     /// A file of bearer tokens, one `user=secret` per line: those users see
@@ -165,6 +166,9 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
     };
     let engine = state.engine_with(&catalog, options).await?;
     let held = engine.state().recount().await?;
+    // Listened for before the port opens: until the accept loop ran, a
+    // SIGTERM killed the process outright (its spill folder left behind).
+    let signals = stop_signals();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -252,7 +256,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
     };
     let router = tap::router(app.clone());
     let grace = std::time::Duration::from_secs(stop_grace_seconds);
-    let stopped = connections::serve(listener, router, limits, stop_signal(), grace).await;
+    let stopped = connections::serve(listener, router, limits, signals, grace).await;
     let jobs = jobs::end_running(&app).await;
     eprintln!(
         "{}{}",
@@ -271,30 +275,33 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Completes at the first SIGTERM or Ctrl-C (SIGINT); never where neither can
-/// be listened for.
-async fn stop_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+/// Each SIGTERM or SIGINT (Ctrl-C) from now on; none where neither can be
+/// listened for.
+#[cfg(unix)]
+fn stop_signals() -> impl futures::Stream<Item = ()> {
+    use futures::StreamExt as _;
+    use tokio::signal::unix::{SignalKind, signal};
+    let each = |kind: SignalKind| {
+        // Registered here, at once, not when first polled.
+        let listened = signal(kind).ok();
+        futures::stream::unfold(listened, |s| async move {
+            let mut s = s?;
+            s.recv().await?;
+            Some(((), Some(s)))
+        })
     };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
+    futures::stream::select(
+        each(SignalKind::terminate()).boxed(),
+        each(SignalKind::interrupt()).boxed(),
+    )
+}
+
+/// Each Ctrl-C from when the accept loop starts.
+#[cfg(not(unix))]
+fn stop_signals() -> impl futures::Stream<Item = ()> {
+    futures::stream::unfold((), |()| async {
+        tokio::signal::ctrl_c().await.ok().map(|()| ((), ()))
+    })
 }
 
 /// The privileged users of `ppdb serve`: the `--tokens` file and `PPDB_TOKENS`.

@@ -41,25 +41,29 @@ pub enum Stopped {
     Cut,
 }
 
-/// Serves `router` on `listener` until `stop` completes; then takes no new
-/// connection, lets every open one finish the request it is in (keep-alive
-/// ends there), and returns once all have closed or `grace` has passed.
+/// Serves `router` on `listener` until the first of `signals`; then takes no
+/// new connection, lets every open one finish the request it is in
+/// (keep-alive ends there), and returns once all have closed, `grace` has
+/// passed, or a second signal came.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
-    stop: impl std::future::Future<Output = ()>,
+    signals: impl futures::Stream<Item = ()>,
     grace: Duration,
 ) -> Stopped {
+    use futures::StreamExt as _;
     let open: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let most = u32::try_from(limits.total.max(1)).unwrap_or(u32::MAX);
     let total = Arc::new(tokio::sync::Semaphore::new(most as usize));
     let (quit, quitting) = tokio::sync::watch::channel(false);
-    let mut stop = std::pin::pin!(stop);
+    let mut signals = std::pin::pin!(signals.fuse());
     loop {
+        // A stream of signals that has ended (none could be listened for)
+        // stops nothing: its branch is disabled.
         let slot = tokio::select! {
             slot = total.clone().acquire_owned() => slot,
-            () = &mut stop => break,
+            Some(()) = signals.next() => break,
         };
         // The semaphore is never closed.
         let Ok(slot) = slot else {
@@ -67,7 +71,7 @@ pub async fn serve(
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = &mut stop => break,
+            Some(()) = signals.next() => break,
         };
         let (tcp, peer) = match accepted {
             Ok(c) => c,
@@ -152,9 +156,12 @@ pub async fn serve(
     drop(listener);
     let _ = quit.send(true);
     // Every open connection holds one of `total`'s permits until it closes.
-    match tokio::time::timeout(grace, total.acquire_many(most)).await {
-        Ok(_) => Stopped::Drained,
-        Err(_) => Stopped::Cut,
+    tokio::select! {
+        drained = tokio::time::timeout(grace, total.acquire_many(most)) => match drained {
+            Ok(_) => Stopped::Drained,
+            Err(_) => Stopped::Cut,
+        },
+        Some(()) = signals.next() => Stopped::Cut,
     }
 }
 

@@ -205,7 +205,11 @@ async fn a_stopped_server_answers_the_query_in_progress_and_leaves_nothing() {
         std::fs::read_dir(&folders)
             .map(|d| {
                 d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{pid}-")))
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(&format!("{pid}-"))
+                    })
                     .count()
             })
             .unwrap_or(0)
@@ -237,9 +241,84 @@ async fn a_stopped_server_answers_the_query_in_progress_and_leaves_nothing() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("{body}"));
     assert!(n > 0);
-    let exit = s.exited(Duration::from_secs(30)).expect("the server stopped");
+    let exit = s
+        .exited(Duration::from_secs(30))
+        .expect("the server stopped");
     assert!(exit.success(), "{exit}");
     assert_eq!(ours(s.pid()), 0, "the spill folder is gone");
+}
+
+/// SIGTERM the moment the port takes connections, before the server has
+/// answered anything: a clean stop too (it was killed outright, its spill
+/// folder left behind, in each of six tries).
+#[test]
+fn a_server_stopped_as_soon_as_it_listens_stops_cleanly() {
+    let home = TempDir::new().unwrap();
+    let spill = home.path().join("spill");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ppdb"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--spill-dir")
+        .arg(&spill)
+        .args(["--access-log", "-"])
+        .env_remove("PPDB_CATALOG")
+        .env_remove("PPDB_STATE")
+        .env("XDG_STATE_HOME", home.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "never listened");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+    let left: Vec<_> = std::fs::read_dir(spill.join("ppdb-spill"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A second SIGTERM during the grace cuts the requests still in progress and
+/// exits at once, as service managers expect.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_stops_at_once() {
+    let mut s = Server::start(&["--stop-grace-seconds", "120"]);
+    let slow = "SELECT COUNT(*) AS n FROM ppdb.DiaForcedSource AS a \
+                JOIN ppdb.DiaSource AS b ON a.psfFlux < b.psfFlux \
+                JOIN ppdb.DiaObject AS c ON c.ra * a.psfFlux < b.ra * b.psfFlux";
+    let tap = s.tap.clone();
+    let before = s.cpu_seconds();
+    let _cut = tokio::spawn(async move {
+        client()
+            .post(format!("{tap}/sync"))
+            .form(&[("QUERY", slow)])
+            .send()
+            .await
+    });
+    let start = Instant::now();
+    while s.cpu_seconds() < before + 0.1 && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(s.exited(Duration::ZERO).is_none(), "the grace had begun");
+    s.terminate();
+    let exit = s
+        .exited(Duration::from_secs(10))
+        .expect("stopped at the second signal");
+    assert!(exit.success(), "{exit}");
 }
 
 /// SIGTERM with an async job running: the job reads ERROR, saying the server
@@ -285,7 +364,9 @@ async fn a_stopped_server_ends_its_running_jobs_as_errors() {
     }
     assert_eq!(phase(s.tap.clone()).await, "EXECUTING");
     s.terminate();
-    let exit = s.exited(Duration::from_secs(30)).expect("the server stopped");
+    let exit = s
+        .exited(Duration::from_secs(30))
+        .expect("the server stopped");
     assert!(exit.success(), "{exit}");
     let next = Server::start(&args);
     assert_eq!(phase(next.tap.clone()).await, "ERROR");
@@ -297,7 +378,10 @@ async fn a_stopped_server_ends_its_running_jobs_as_errors() {
         .text()
         .await
         .unwrap();
-    assert!(error.contains("the server stopped before the job finished"), "{error}");
+    assert!(
+        error.contains("the server stopped before the job finished"),
+        "{error}"
+    );
 }
 
 fn sample(out: &str, visits: u32, per_chunk: u32) {

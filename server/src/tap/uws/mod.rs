@@ -32,8 +32,8 @@ mod xml;
 use fields::*;
 pub use job::{Job, Phase};
 use run::*;
-pub use store::{end_running, sweep};
 use store::*;
+pub use store::{end_running, sweep};
 use xml::*;
 
 /// The routes under `/tap/async`.
