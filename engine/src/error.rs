@@ -86,7 +86,11 @@ impl Error {
                 self.expression_failure().is_none()
                     && matches!(
                         e.find_root(),
-                        D::ObjectStore(_) | D::IoError(_) | D::ParquetError(_) | D::External(_)
+                        D::ObjectStore(_)
+                            | D::IoError(_)
+                            | D::ParquetError(_)
+                            | D::External(_)
+                            | D::Internal(_)
                     )
             }
             Error::Token(t) => t.is_internal(),
@@ -113,6 +117,15 @@ impl Error {
                 "query failed: {} on a row it read (the value is not shown)",
                 e.expression_failure().unwrap_or_default()
             ),
+            // DataFusion's own bugs ("Left side produced no data to spill"
+            // under a small memory budget) say nothing a caller can act on.
+            Error::DataFusion(e)
+                if matches!(e.find_root(), datafusion::error::DataFusionError::Internal(_)) =>
+            {
+                "query failed: the query engine met an internal error (the failure is in the \
+                 service's log); try again, or narrow the query"
+                    .to_string()
+            }
             e if e.is_internal() => "the service failed to read or write its storage; the \
                                      failure is in its log"
                 .to_string(),
@@ -321,5 +334,21 @@ mod type_name_tests {
             "Cannot coerce arithmetic expression REAL + VARCHAR to valid types; \
              Can't cast value 1e10 to type INTEGER (MyInt32 stays)"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::error::DataFusionError as D;
+
+    #[test]
+    fn an_engine_bug_reaches_the_caller_as_what_it_is_not_in_datafusions_words() {
+        let e = Error::DataFusion(D::Internal("Left side produced no data to spill".into()));
+        let public = e.public_message();
+        assert!(public.contains("internal error"), "{public}");
+        assert!(!public.contains("spill"), "{public}");
+        assert!(e.is_internal(), "a server error, not a refusal");
+        assert!(e.message().contains("Left side produced no data to spill"));
     }
 }
