@@ -120,7 +120,10 @@ impl Error {
             // DataFusion's own bugs ("Left side produced no data to spill"
             // under a small memory budget) say nothing a caller can act on.
             Error::DataFusion(e)
-                if matches!(e.find_root(), datafusion::error::DataFusionError::Internal(_)) =>
+                if matches!(
+                    e.find_root(),
+                    datafusion::error::DataFusionError::Internal(_)
+                ) =>
             {
                 "query failed: the query engine met an internal error (the failure is in the \
                  service's log); try again, or narrow the query"

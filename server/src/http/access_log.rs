@@ -65,7 +65,7 @@ pub async fn log(State(app): State<Shared>, request: Request, next: Next) -> Res
         app: app.clone(),
         started,
         fields: serde_json::json!({
-            "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "time": null,
             "peer": peer,
             "user": user,
             "privileged": user.is_some(),
@@ -82,8 +82,6 @@ pub async fn log(State(app): State<Shared>, request: Request, next: Next) -> Res
         written: false,
     }));
     let response = next.run(request).await;
-    // Answered: the line below replaces it.
-    unanswered.0 = None;
     let header = |name: &str| {
         response
             .headers()
@@ -101,26 +99,21 @@ pub async fn log(State(app): State<Shared>, request: Request, next: Next) -> Res
         (status >= 400 && (path.ends_with("/sync") || path.contains("/replay/")))
             .then(|| "ERROR".to_string())
     });
-    let line = Line {
-        app: app.clone(),
-        started,
-        fields: serde_json::json!({
-            "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "peer": peer,
-            "user": user,
-            "privileged": user.is_some(),
-            "agent": agent,
-            "method": method,
-            "path": path,
-            "status": status,
-            "token": header("x-query-token"),
-            "rows": header("x-query-rows").and_then(|r| r.parse::<u64>().ok()),
-            "query_status": query_status,
-        }),
-        ending: response.extensions().get::<Ending>().cloned(),
-        bytes: 0,
-        written: false,
+    // Answered: the line is the response's, written when its body ends.
+    let Some(mut line) = unanswered.0.take() else {
+        return response;
     };
+    line.stamp();
+    if let Some(o) = line.fields.as_object_mut() {
+        o.insert("user".into(), user.clone().into());
+        o.insert("privileged".into(), user.is_some().into());
+        o.insert("status".into(), status.into());
+        o.insert("token".into(), header("x-query-token").into());
+        let rows = header("x-query-rows").and_then(|r| r.parse::<u64>().ok());
+        o.insert("rows".into(), rows.into());
+        o.insert("query_status".into(), query_status.into());
+    }
+    line.ending = response.extensions().get::<Ending>().cloned();
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, axum::body::Body::new(Logged { inner: body, line }))
 }
@@ -131,6 +124,7 @@ struct Unanswered(Option<Line>);
 impl Drop for Unanswered {
     fn drop(&mut self) {
         if let Some(mut line) = self.0.take() {
+            line.stamp();
             line.write(false);
         }
     }
@@ -147,6 +141,14 @@ struct Line {
 }
 
 impl Line {
+    /// Sets the line's time to now (when the response began, or the client left).
+    fn stamp(&mut self) {
+        if let Some(o) = self.fields.as_object_mut() {
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            o.insert("time".into(), now.into());
+        }
+    }
+
     fn write(&mut self, complete: bool) {
         if std::mem::replace(&mut self.written, true) {
             return;

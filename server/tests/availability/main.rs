@@ -46,6 +46,24 @@ async fn csv(
     (status, r.text().await.unwrap(), headers)
 }
 
+/// A join that runs for minutes on the sample (debug build), to be in
+/// progress when something happens to the server.
+const MINUTES_LONG: &str = "SELECT COUNT(*) AS n FROM ppdb.DiaForcedSource AS a \
+                            JOIN ppdb.DiaSource AS b ON a.psfFlux < b.psfFlux \
+                            JOIN ppdb.DiaObject AS c ON c.ra * a.psfFlux < b.ra * b.psfFlux";
+
+/// The body of a GET.
+async fn text(url: String) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Whether the server has closed `stream` (a read gives end of file or a reset).
 fn closed(stream: &mut TcpStream) -> bool {
     stream

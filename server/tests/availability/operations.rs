@@ -295,15 +295,12 @@ fn a_server_stopped_as_soon_as_it_listens_stops_cleanly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_signal_stops_at_once() {
     let mut s = Server::start(&["--stop-grace-seconds", "120"]);
-    let slow = "SELECT COUNT(*) AS n FROM ppdb.DiaForcedSource AS a \
-                JOIN ppdb.DiaSource AS b ON a.psfFlux < b.psfFlux \
-                JOIN ppdb.DiaObject AS c ON c.ra * a.psfFlux < b.ra * b.psfFlux";
     let tap = s.tap.clone();
     let before = s.cpu_seconds();
     let _cut = tokio::spawn(async move {
         client()
             .post(format!("{tap}/sync"))
-            .form(&[("QUERY", slow)])
+            .form(&[("QUERY", MINUTES_LONG)])
             .send()
             .await
     });
@@ -330,14 +327,11 @@ async fn a_stopped_server_ends_its_running_jobs_as_errors() {
     let url = format!("file://{}", state.path().display());
     let args = ["--state", url.as_str(), "--max-duration", "600"];
     let mut s = Server::start(&args);
-    let slow = "SELECT COUNT(*) AS n FROM ppdb.DiaForcedSource AS a \
-                JOIN ppdb.DiaSource AS b ON a.psfFlux < b.psfFlux \
-                JOIN ppdb.DiaObject AS c ON c.ra * a.psfFlux < b.ra * b.psfFlux";
     let r = client()
         .post(format!("{}/async", s.tap))
         .form(&[
             ("LANG", "ADQL"),
-            ("QUERY", slow),
+            ("QUERY", MINUTES_LONG),
             ("RESPONSEFORMAT", "csv"),
             ("PHASE", "RUN"),
         ])
@@ -347,17 +341,7 @@ async fn a_stopped_server_ends_its_running_jobs_as_errors() {
     assert_eq!(r.status().as_u16(), 303);
     let job = r.headers()["location"].to_str().unwrap().to_string();
     let id = job.rsplit('/').next().unwrap().to_string();
-    let phase = |tap: String| {
-        let id = id.clone();
-        async move {
-            let r = client()
-                .get(format!("{tap}/async/{id}/phase"))
-                .send()
-                .await
-                .unwrap();
-            r.text().await.unwrap()
-        }
-    };
+    let phase = |tap: String| text(format!("{tap}/async/{id}/phase"));
     let start = Instant::now();
     while phase(s.tap.clone()).await != "EXECUTING" && start.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -370,14 +354,7 @@ async fn a_stopped_server_ends_its_running_jobs_as_errors() {
     assert!(exit.success(), "{exit}");
     let next = Server::start(&args);
     assert_eq!(phase(next.tap.clone()).await, "ERROR");
-    let error = client()
-        .get(format!("{}/async/{id}/error", next.tap))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let error = text(format!("{}/async/{id}/error", next.tap)).await;
     assert!(
         error.contains("the server stopped before the job finished"),
         "{error}"
