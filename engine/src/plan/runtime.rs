@@ -86,17 +86,25 @@ impl Drop for Pool {
 pub(crate) struct Execution {
     cores: usize,
     idle: Idle,
+    /// Its threads' name, `ppdb-exec-<n>`: one per engine of the process.
+    name: String,
 }
+
+/// Executions this process has made, to name their threads apart.
+static EXECUTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Execution {
     /// Queries that run with `cores` worker threads each.
     pub(crate) fn new(cores: usize) -> std::io::Result<Execution> {
         let cores = cores.max(1);
+        let n = EXECUTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("ppdb-exec-{n}");
         // Fails here, when the engine opens, if threads cannot be made at all.
-        let first = runtime(cores)?;
+        let first = runtime(cores, &name)?;
         Ok(Execution {
             cores,
             idle: Arc::new(Pool(Mutex::new(vec![first]))),
+            name,
         })
     }
 
@@ -105,7 +113,7 @@ impl Execution {
         let reused = self.idle.0.lock().ok().and_then(|mut idle| idle.pop());
         match reused {
             Some(r) => Ok(r),
-            None => runtime(self.cores),
+            None => runtime(self.cores, &self.name),
         }
     }
 
@@ -153,11 +161,11 @@ impl Execution {
     }
 }
 
-/// A runtime of `threads` workers at a lower scheduling priority.
-fn runtime(threads: usize) -> std::io::Result<Runtime> {
+/// A runtime of `threads` workers named `name`, at a lower scheduling priority.
+fn runtime(threads: usize, name: &str) -> std::io::Result<Runtime> {
     Builder::new_multi_thread()
         .worker_threads(threads.max(1))
-        .thread_name("ppdb-exec")
+        .thread_name(name)
         // DataFusion recurses over a plan as deep as the query nests.
         .thread_stack_size(THREAD_STACK)
         .on_thread_start(lower_priority)
@@ -346,15 +354,15 @@ mod tests {
         Arc::strong_count(hold) == 1
     }
 
-    /// The ids of this process's execution threads.
+    /// The ids of the threads of `exec` (other tests run executions beside it).
     #[cfg(target_os = "linux")]
-    fn execution_threads() -> std::collections::BTreeSet<String> {
+    fn execution_threads(exec: &Execution) -> std::collections::BTreeSet<String> {
         std::fs::read_dir("/proc/self/task")
             .unwrap()
             .filter_map(|t| {
                 let t = t.ok()?.path();
                 let name = std::fs::read_to_string(t.join("comm")).ok()?;
-                (name.trim() == "ppdb-exec").then(|| t.file_name()?.to_str().map(String::from))?
+                (name.trim() == exec.name).then(|| t.file_name()?.to_str().map(String::from))?
             })
             .collect()
     }
@@ -364,13 +372,13 @@ mod tests {
     async fn a_finished_querys_runtime_serves_the_next_query() {
         let exec = Execution::new(2).unwrap();
         // The pooled runtime's threads start on their own time.
-        let mut pooled = execution_threads();
+        let mut pooled = execution_threads(&exec);
         for _ in 0..500 {
             if pooled.len() == 2 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
-            pooled = execution_threads();
+            pooled = execution_threads(&exec);
         }
         assert_eq!(pooled.len(), 2);
         for _ in 0..3 {
@@ -384,7 +392,7 @@ mod tests {
             // DataFusion's own tasks may outlive the last batch by a moment.
             assert!(released(&hold).await, "released once it ended");
             assert_eq!(exec.idle.0.lock().unwrap().len(), 1, "back in the pool");
-            assert_eq!(execution_threads(), pooled, "the same threads ran it");
+            assert_eq!(execution_threads(&exec), pooled, "the same threads ran it");
         }
     }
 
@@ -408,7 +416,7 @@ mod tests {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(i64::MIN)
         };
-        let rt = runtime(1).unwrap();
+        let rt = runtime(1, "ppdb-exec-test").unwrap();
         let theirs = rt.block_on(async { tokio::spawn(async move { tid() }).await.unwrap() });
         let (n_theirs, n_ours) = (nice(theirs), nice(tid()));
         rt.shutdown_background();
