@@ -60,8 +60,10 @@ impl Ingest<'_> {
         for path in &paths {
             self.read_stored(cache, path, &obj_cols).await?;
         }
-        // Each file is scanned whole for the touched ids: on every core.
-        let found = parallel_map(&paths, |path| {
+        // A file holds every version its objects ever had: its id index finds
+        // the touched ones without a pass over all of them.
+        let mut found = Vec::new();
+        for path in &paths {
             let f = &cache[path];
             let c = columns(&f.batch, &obj_cols);
             let (ids, start) = (
@@ -72,14 +74,18 @@ impl Ingest<'_> {
                 c[2].as_primitive::<Float64Type>(),
                 c[3].as_primitive::<Int32Type>(),
             );
+            let index = self.files.id_rows(path, obj_cols[0], ids);
             let p: Arc<str> = Arc::from(path.as_str());
             let mut versions = Vec::new();
-            for (row, id) in ids.values().iter().enumerate() {
-                if touched.contains(id) && f.live(row) {
+            let rows = touched
+                .iter()
+                .flat_map(|id| index.rows(*id).iter().map(move |r| (*r as usize, *id)));
+            for (row, id) in rows {
+                if f.live(row) {
                     let e = end.is_valid(row).then(|| end.value(row));
                     let n = ndia.is_valid(row).then(|| ndia.value(row));
                     versions.push((
-                        *id,
+                        id,
                         Version {
                             start: start.value(row),
                             end: e,
@@ -94,9 +100,9 @@ impl Ingest<'_> {
                     ));
                 }
             }
-            Ok(versions)
-        })?;
-        for (id, v) in found.into_iter().flatten() {
+            found.extend(versions);
+        }
+        for (id, v) in found {
             objects.entry(id).or_default().push(v);
         }
         for v in objects.values_mut() {

@@ -120,19 +120,23 @@ impl Ingest<'_> {
             self.read_stored(cache, path, cols).await?;
             let f = &cache[path];
             let c = columns(&f.batch, key_cols);
-            // The first key column is an Int64 id: a set of its wanted values
-            // rejects almost every row before the whole key is built.
-            let first: HashSet<i64> = wanted.iter().map(|k| k[0]).collect();
+            // The first key column is an Int64 id: its index gives the few rows
+            // that may hold a wanted key, however many rows the file gathered.
             let Some(ids) = c.first().and_then(|c| c.as_primitive_opt::<Int64Type>()) else {
                 continue;
             };
-            for (row, id) in ids.values().iter().enumerate() {
-                if !first.contains(id) {
+            let index = self.files.id_rows(path, key_cols[0], ids);
+            for key in wanted {
+                if found.contains_key(key) {
                     continue;
                 }
-                let key = key_at(&c, row);
-                if wanted.contains(&key) && f.live(row) {
-                    found.entry(key).or_insert_with(|| (path.clone(), row));
+                let row = index
+                    .rows(key[0])
+                    .iter()
+                    .map(|r| *r as usize)
+                    .find(|&row| key_at(&c, row) == *key && f.live(row));
+                if let Some(row) = row {
+                    found.insert(*key, (path.clone(), row));
                 }
             }
         }

@@ -24,6 +24,10 @@ use crate::log::{FileEntry, FileStats};
 use crate::schema::{ADDED, HEALPIX_29, RETIRED, TableId, TableSchema};
 use crate::store::Location;
 
+mod cache;
+
+pub use cache::ColumnCache;
+
 /// Integer columns whose ranges the log keeps per file.
 const INT_STATS: [&str; 6] = [
     "diaObjectId",
@@ -470,60 +474,4 @@ pub fn visible_by_columns(physical: &RecordBatch, snapshot: u64, row: usize) -> 
         .column_by_name(RETIRED)
         .map(|c| c.as_primitive::<Int64Type>());
     added.is_some_and(|a| a <= k) && retired.is_none_or(|r| r.is_null(row) || r.value(row) > k)
-}
-
-/// Columns already read from stored files, and whole files this process
-/// wrote. Files never change once written, so an entry never goes stale;
-/// each cache is bounded by bytes.
-pub struct ColumnCache {
-    inner: moka::sync::Cache<(String, String), RecordBatch>,
-    written: moka::sync::Cache<String, RecordBatch>,
-}
-
-impl ColumnCache {
-    /// A cache holding at most `bytes` of columns read and `written` bytes of
-    /// files written.
-    pub fn new(bytes: u64, written: u64) -> Self {
-        let weigh = |v: &RecordBatch| v.get_array_memory_size().try_into().unwrap_or(u32::MAX);
-        let inner = moka::sync::Cache::builder()
-            .weigher(move |_k: &(String, String), v: &RecordBatch| weigh(v))
-            .max_capacity(bytes)
-            .build();
-        let written = moka::sync::Cache::builder()
-            .weigher(move |_k: &String, v: &RecordBatch| weigh(v))
-            .max_capacity(written)
-            .build();
-        ColumnCache { inner, written }
-    }
-
-    /// Keeps a file just written (its physical rows, in file order), so that
-    /// the next commits read and copy its rows without decoding it.
-    pub fn wrote(&self, path: &str, batch: RecordBatch) {
-        self.written.insert(path.to_string(), batch);
-    }
-
-    /// A file this process wrote, whole, if still kept.
-    pub fn written(&self, path: &str) -> Option<RecordBatch> {
-        self.written.get(path)
-    }
-
-    /// Some columns of a stored file, all rows in file order (absent ones NULL).
-    pub async fn read(
-        &self,
-        loc: &Location,
-        ts: &TableSchema,
-        path: &str,
-        columns: &[&str],
-    ) -> Result<RecordBatch> {
-        if let Some(b) = self.written.get(path) {
-            return project(ts, &b, columns);
-        }
-        let key = (path.to_string(), columns.join(","));
-        if let Some(b) = self.inner.get(&key) {
-            return Ok(b);
-        }
-        let b = read_columns(loc, ts, path, columns).await?;
-        self.inner.insert(key, b.clone());
-        Ok(b)
-    }
 }
