@@ -67,6 +67,10 @@ pub struct QueryArgs {
     /// Print the plan the query would run (pinned, pruned) instead of its rows.
     #[arg(long)]
     explain: bool,
+    /// Run the query and print its plan with what each step did (rows, files
+    /// and row groups pruned, bytes read, time) instead of its rows.
+    #[arg(long, conflicts_with = "explain")]
+    analyze: bool,
     /// Read the ADQL from this file (`-` for standard input).
     #[arg(short = 'f', long, conflicts_with = "adql")]
     file: Option<PathBuf>,
@@ -172,6 +176,11 @@ pub async fn query(args: QueryArgs) -> Result<()> {
     };
     if args.explain {
         let plan = within(allowed, engine.explain(&adql, &options)).await??;
+        say!("{plan}");
+        return Ok(());
+    }
+    if args.analyze {
+        let plan = within(allowed, engine.explain_analyze(&adql, &options)).await??;
         say!("{plan}");
         return Ok(());
     }
