@@ -67,8 +67,16 @@ impl RowCost {
             .chain(reads_tap.then_some(tap_text))
             .max()
             .unwrap_or(VALUE_BYTES);
+        // Every column a row carries counts at least a value's bytes: operators
+        // that copy rows (a merge, a sort, a join's output) copy each column
+        // apart, even one the SELECT list repeats a thousand times.
+        let carried = query.outputs.max(1).saturating_mul(VALUE_BYTES);
         RowCost {
-            text: query.row_text_bytes().saturating_add(uploaded).max(1),
+            text: query
+                .row_text_bytes()
+                .max(carried)
+                .saturating_add(uploaded)
+                .max(1),
             work: query
                 .operations
                 .max(1)
@@ -139,6 +147,17 @@ mod tests {
         let q = query("SELECT x + 1, SIN(x), UPPER(s) FROM ppdb.T WHERE x BETWEEN 1 AND 2");
         let cost = RowCost::of(&q, &[], 4096);
         assert_eq!(cost.batch_rows(8192).ok(), Some(8192));
+    }
+
+    #[test]
+    fn a_column_repeated_a_thousand_times_makes_small_batches() {
+        let list = vec!["x"; 990].join(", ");
+        let wide = RowCost::of(&query(&format!("SELECT {list} FROM ppdb.T")), &[], 0);
+        let rows = wide.batch_rows(8192).expect("runs");
+        assert!(
+            rows < 8192 && rows * 990 * VALUE_BYTES <= BATCH_TEXT_BYTES,
+            "{rows}"
+        );
     }
 
     #[test]
