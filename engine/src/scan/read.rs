@@ -190,7 +190,7 @@ impl PpdbTable {
 
         let source = ParquetSource::new(self.physical.clone())
             .with_table_parquet_options(state.table_options().parquet.clone())
-            .with_bloom_filter_on_read(false)
+            .with_bloom_filter_on_read(true)
             .with_parquet_file_reader_factory(self.reader.clone());
         let source = match pushed {
             Some(p) => source.with_predicate(p),
