@@ -329,6 +329,27 @@ fn query_prints_the_result_on_stdout_only() {
 }
 
 #[test]
+fn explain_shows_the_plan_and_analyze_what_it_did() {
+    let join = "SELECT COUNT(*) FROM ppdb.DiaObject AS o JOIN ppdb.DiaSource AS s \
+                ON s.diaObjectId = o.diaObjectId WHERE o.ra > 0";
+    let explain = ok(&["query", "--explain", join]);
+    let analyze = ok(&["query", "--analyze", join]);
+    for plan in [&explain, &analyze] {
+        assert!(
+            plan.contains("HashJoinExec") && plan.contains("DataSourceExec"),
+            "{plan}"
+        );
+    }
+    assert!(!explain.contains("metrics=["), "{explain}");
+    assert!(
+        analyze.contains("output_rows=") && analyze.contains("files_opened="),
+        "{analyze}"
+    );
+    let both = ppdb(&["query", "--explain", "--analyze", join]);
+    assert!(!both.status.success());
+}
+
+#[test]
 fn query_errors_go_to_stderr_with_a_position_and_fail() {
     let out = ppdb(&["query", "SELECT raa FROM ppdb.DiaObject"]);
     assert!(!out.status.success());

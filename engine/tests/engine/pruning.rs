@@ -393,3 +393,53 @@ async fn current_objects_are_read_without_opening_the_history() {
 async fn catalog_rows(cat: &Catalog, table: TableId, snapshot: u64) -> usize {
     cat.read_table(table, snapshot).await.unwrap().num_rows()
 }
+
+/// `row_groups_pruned_bloom_filter=N total → M matched` of a plan line, as (N, M).
+fn bloom_pruned(line: &str) -> Option<(f64, f64)> {
+    let rest = line.split("row_groups_pruned_bloom_filter=").nth(1)?;
+    let (total, rest) = rest.split_once(" total → ")?;
+    let matched = rest.split(" matched").next()?;
+    Some((total.parse().ok()?, matched.parse().ok()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cone_join_builds_the_cone_whole_and_skips_row_groups_without_its_objects() {
+    // Sparse files coarser than a partition, as a wide sparse sky leaves them,
+    // so one file holds many row groups of many objects' sources.
+    let (_dir, cat) = generated_fresh(60_000, Some(1 << 30)).await;
+    compact_into(&cat, 1 << 30).await;
+    let engine = engine_over(&cat, "memory://engine-bloom-state");
+    let (_, ra, dec) = first_object(&engine).await;
+    let join = format!(
+        "SELECT o.diaObjectId, s.diaSourceId FROM ppdb.DiaObject AS o JOIN ppdb.DiaSource AS s \
+         ON s.diaObjectId = o.diaObjectId \
+         WHERE CONTAINS(POINT('ICRS', o.ra, o.dec), CIRCLE('ICRS', {ra}, {dec}, 0.1)) = 1"
+    );
+    let plan = engine
+        .explain_analyze(&join, &QueryOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        plan.contains("HashJoinExec: mode=CollectLeft"),
+        "the cone's few objects are the join's whole build side:\n{plan}"
+    );
+    let source = plan
+        .lines()
+        .find(|l| l.contains("DataSourceExec") && l.contains("DiaSource/"))
+        .unwrap_or_else(|| panic!("no DiaSource scan:\n{plan}"));
+    let (total, matched) =
+        bloom_pruned(source).unwrap_or_else(|| panic!("no bloom filter metric:\n{source}"));
+    assert!(
+        total >= 2.0 && matched < total,
+        "the objects' bloom filters should skip some of {total} row groups, kept {matched}:\n{source}"
+    );
+    // The answer is the join's, whatever was skipped.
+    let plain = join.replace(
+        "s.diaObjectId = o.diaObjectId",
+        "s.diaObjectId + 0 = o.diaObjectId",
+    );
+    let opts = QueryOptions::default();
+    let a = sorted_lines(&rows_with(&engine, &join, &opts).await);
+    assert!(!a.is_empty());
+    assert_eq!(a, sorted_lines(&rows_with(&engine, &plain, &opts).await));
+}
