@@ -347,6 +347,16 @@ fn explain_shows_the_plan_and_analyze_what_it_did() {
     );
     let both = ppdb(&["query", "--explain", "--analyze", join]);
     assert!(!both.status.success());
+    // A plan is text: a format asked for beside it is refused, not ignored.
+    let formatted = ppdb(&["query", "--analyze", "--format", "json", join]);
+    assert!(!formatted.status.success());
+    // An id lookup is read directly, and says what it read and how long it took.
+    let lookup = "SELECT * FROM ppdb.DiaSource WHERE diaObjectId = 1";
+    let direct = ok(&["query", "--analyze", lookup]);
+    assert!(
+        direct.contains("DirectReadExec") && direct.contains("elapsed="),
+        "{direct}"
+    );
 }
 
 #[test]

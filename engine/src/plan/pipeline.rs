@@ -258,7 +258,7 @@ impl Engine {
     /// plan, or the direct read. Refusals come out as from [`Engine::query`].
     pub async fn explain(&self, adql: &str, options: &QueryOptions) -> Result<String> {
         Ok(match self.route_of(adql, options).await? {
-            Route::Direct(read) => read.describe(None),
+            Route::Direct(read) => read.describe(),
             Route::Planned(p) => DisplayableExecutionPlan::new(p.physical.as_ref())
                 .indent(true)
                 .to_string(),
@@ -270,15 +270,7 @@ impl Engine {
     /// tests of pruning.
     pub async fn explain_analyze(&self, adql: &str, options: &QueryOptions) -> Result<String> {
         match self.route_of(adql, options).await? {
-            Route::Direct(read) => {
-                let text = read.describe(None);
-                let (_, mut stream) = read.run().await?;
-                let mut rows = 0;
-                while let Some(b) = stream.next().await {
-                    rows += b?.num_rows();
-                }
-                Ok(text.replace("\n", &format!(", metrics=[output_rows={rows}]\n")))
-            }
+            Route::Direct(read) => read.analyse().await,
             Route::Planned(p) => {
                 let mut stream = self.execution.stream(
                     p.physical.clone(),

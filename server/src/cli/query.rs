@@ -65,11 +65,13 @@ pub struct QueryArgs {
     #[command(flatten)]
     limits: LimitArgs,
     /// Print the plan the query would run (pinned, pruned) instead of its rows.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "format")]
     explain: bool,
-    /// Run the query and print its plan with what each step did (rows, files
-    /// and row groups pruned, bytes read, time) instead of its rows.
-    #[arg(long, conflicts_with = "explain")]
+    /// Run the query and print its plan with what each step did instead of its
+    /// rows: rows out and time, and for DataFusion's scans the files, row groups
+    /// and pages pruned and the bytes read (an id lookup or small cone, read
+    /// directly, lists its files).
+    #[arg(long, conflicts_with_all = ["explain", "format"])]
     analyze: bool,
     /// Read the ADQL from this file (`-` for standard input).
     #[arg(short = 'f', long, conflicts_with = "adql")]

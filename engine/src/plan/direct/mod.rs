@@ -137,18 +137,33 @@ impl Direct {
             .files(&self.prune, &sky.into_iter().collect::<Vec<_>>())
     }
 
-    /// What EXPLAIN shows for the read: the table, the rows and the files (and
-    /// with `rows`, what EXPLAIN ANALYZE adds: the rows it returned).
-    pub(crate) fn describe(&self, rows_out: Option<usize>) -> String {
+    /// What EXPLAIN shows for the read: the table, the rows and the files.
+    pub(crate) fn describe(&self) -> String {
+        self.describe_files(None, &self.files())
+    }
+
+    /// The description, with `ran` what EXPLAIN ANALYZE adds: the rows the
+    /// read returned and how long it took.
+    fn describe_files(
+        &self,
+        ran: Option<(usize, std::time::Duration)>,
+        files: &[&ScanFile],
+    ) -> String {
         let (schema, table) = &self.lookup.table;
         let rows = match &self.lookup.rows {
+            Rows::Ids(ids) if ids.len() == 1 => format!("{ID} = {}", ids[0]),
             Rows::Ids(ids) => format!("{ID} IN ({} ids)", ids.len()),
             Rows::Cone { ra, dec, radius } => {
                 format!("CONTAINS(POINT(ra, dec), CIRCLE({ra}, {dec}, {radius})) = 1")
             }
         };
-        let files: Vec<&str> = self.files().iter().map(|f| f.path.as_str()).collect();
-        let metrics = rows_out.map_or(String::new(), |n| format!(", metrics=[output_rows={n}]"));
+        let files: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        let metrics = ran.map_or(String::new(), |(n, took)| {
+            format!(
+                ", metrics=[output_rows={n}, elapsed={:.3}ms]",
+                took.as_secs_f64() * 1e3
+            )
+        });
         format!(
             "DirectReadExec: {schema}.{table} WHERE {rows}, snapshot={}, columns={}, \
              files=[{}]{metrics}\n",
@@ -156,6 +171,27 @@ impl Direct {
             self.wanted.len(),
             files.join(", ")
         )
+    }
+
+    /// Reads the rows and says how it went, as EXPLAIN ANALYZE shows it.
+    pub(crate) async fn analyse(self) -> Result<String> {
+        let started = std::time::Instant::now();
+        let files = self.files();
+        let batches = read(
+            &self.table,
+            &self.lookup,
+            &files,
+            self.prune.sky.as_ref(),
+            self.near.clone(),
+            &self.wanted,
+            self.schema.clone(),
+        )
+        .await?;
+        let rows = arrange(batches, &self.lookup, &self.schema)?
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum();
+        Ok(self.describe_files(Some((rows, started.elapsed())), &files))
     }
 
     /// Reads the rows, in the lookup's order.
