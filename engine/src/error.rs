@@ -44,6 +44,21 @@ pub enum Error {
         /// The most one row may cost, in MiB.
         limit_mib: usize,
     },
+    /// A Parquet result whose footer (a record per column per row group, held
+    /// by the writer until the file ends) would pass what it may hold.
+    #[error(
+        "the result is too large for Parquet with {columns} columns: its footer, held until \
+         the file ends, would pass {limit_mib} MiB after {row_groups} row groups; ask for fewer \
+         columns or rows (TOP, MAXREC), or for CSV or VOTable"
+    )]
+    ParquetFooterFull {
+        /// Columns of the result.
+        columns: usize,
+        /// Row groups written when it stopped.
+        row_groups: usize,
+        /// What the footer may hold, in MiB.
+        limit_mib: usize,
+    },
     /// Planning or execution failed.
     #[error("query failed")]
     DataFusion(#[from] datafusion::error::DataFusionError),
@@ -77,7 +92,8 @@ impl Error {
             | Error::Snapshot(_)
             | Error::StateFull { .. }
             | Error::Upload(_)
-            | Error::TooMuchPerRow { .. } => false,
+            | Error::TooMuchPerRow { .. }
+            | Error::ParquetFooterFull { .. } => false,
             Error::Catalog(e) => !matches!(
                 e,
                 catalog::Error::NoSuchSnapshot { .. } | catalog::Error::SnapshotExpired { .. }

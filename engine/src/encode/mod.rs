@@ -21,7 +21,7 @@ use arrow::datatypes::SchemaRef;
 
 use datafusion::parquet::file::metadata::KeyValue;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub(crate) use votable::binary2::Binary2;
 pub use votable::votable_error;
@@ -250,6 +250,17 @@ pub fn write(
 /// result, 8 MiB took the server to 414 MB of RSS, 2 MiB to 310).
 const PARQUET_GROUP_BYTES: usize = 2 << 20;
 
+/// What a Parquet result's footer may hold: the writer keeps a record of each
+/// column of each row group until the file ends, so a result of a thousand
+/// columns, cut into a row group every [`PARQUET_GROUP_BYTES`], grew the server
+/// by as much again as it sent (8.7 GB for 7.4 GB, with statistics; a hostile
+/// pass). Statistics are not written, which leaves a few hundred bytes a
+/// column chunk; past this the result fails rather than the server.
+const PARQUET_FOOTER_BYTES: usize = 64 << 20;
+
+/// The bytes the writer holds for one column of one row group, counted high.
+const PARQUET_CHUNK_RECORD_BYTES: usize = 512;
+
 enum Sink<'a> {
     Table(text::Table<'a>),
     Delimited(text::Delimited<'a>),
@@ -298,6 +309,14 @@ impl<'a> ResultWriter<'a> {
                             // 274).
                             datafusion::parquet::file::properties::WriterProperties::builder()
                                 .set_dictionary_enabled(false)
+                                // A result is read whole: statistics and page
+                                // indexes would only grow the footer (by the
+                                // width of the longest values, per column and
+                                // row group).
+                                .set_statistics_enabled(
+                                    datafusion::parquet::file::properties::EnabledStatistics::None,
+                                )
+                                .set_offset_index_disabled(true)
                                 .build(),
                         ),
                 )?,
@@ -332,6 +351,15 @@ impl<'a> ResultWriter<'a> {
                 // early rather than hold up to a million wide rows.
                 if w.memory_size() >= PARQUET_GROUP_BYTES {
                     w.flush()?;
+                    let columns = b.num_columns().max(1);
+                    let row_groups = w.flushed_row_groups().len();
+                    if row_groups * columns * PARQUET_CHUNK_RECORD_BYTES > PARQUET_FOOTER_BYTES {
+                        return Err(Error::ParquetFooterFull {
+                            columns,
+                            row_groups,
+                            limit_mib: PARQUET_FOOTER_BYTES >> 20,
+                        });
+                    }
                 }
             }
             Sink::Votable(out, enc) => enc.write(b, *out)?,
