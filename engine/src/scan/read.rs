@@ -190,6 +190,9 @@ impl PpdbTable {
 
         let source = ParquetSource::new(self.physical.clone())
             .with_table_parquet_options(state.table_options().parquet.clone())
+            // A bloom filter answers for every row of its row group, hidden
+            // ones too; a file holding rows past the embargo's cutoff is sealed
+            // and gets no predicate, so no bloom filter of it prunes a read.
             .with_bloom_filter_on_read(true)
             .with_parquet_file_reader_factory(self.reader.clone());
         let source = match pushed {
