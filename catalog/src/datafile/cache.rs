@@ -13,6 +13,12 @@ use crate::error::Result;
 use crate::schema::TableSchema;
 use crate::store::Location;
 
+/// Scans of a file's id column before it is indexed: sorting a file's ids
+/// costs about as much as a dozen scans of them, and indexing every file on
+/// its second look made a 30-chunk delivery of 7.3 M rows ingest in
+/// 12.5-14.3 s rather than 10.3-10.9 s.
+const INDEX_AFTER_LOOKS: u32 = 16;
+
 /// Columns already read from stored files, and whole files this process
 /// wrote. Files never change once written, so an entry never goes stale;
 /// each cache is bounded by bytes.
@@ -20,6 +26,8 @@ pub struct ColumnCache {
     inner: moka::sync::Cache<(String, String), RecordBatch>,
     written: moka::sync::Cache<String, RecordBatch>,
     ids: moka::sync::Cache<(String, String), Arc<IdRows>>,
+    /// How often each id column was looked up without an index.
+    looked: moka::sync::Cache<(String, String), u32>,
 }
 
 impl ColumnCache {
@@ -45,6 +53,7 @@ impl ColumnCache {
             inner,
             written,
             ids,
+            looked: moka::sync::Cache::new(1 << 16),
         }
     }
 
@@ -79,20 +88,46 @@ impl ColumnCache {
         Ok(b)
     }
 
-    /// The rows of stored file `path` that hold each value of its Int64
-    /// column `column`, whose values are `values`. Built once per file, so a
-    /// commit finds the few ids it touches without scanning every row the
-    /// file has gathered over the catalog's history.
-    pub fn id_rows(
+    /// The rows of stored file `path` whose Int64 column `column` (whose
+    /// values are `values`) holds one of `ids`, as (id, row) sorted. A file is
+    /// scanned until it was looked up [`INDEX_AFTER_LOOKS`] times, then indexed
+    /// (a partition's files, touched by commit after commit, hold every version
+    /// and source it ever had), so that each later lookup costs a binary search
+    /// per id rather than a pass over rows that grow with the catalog's history.
+    pub fn rows_of(
         &self,
         path: &str,
         column: &str,
         values: &PrimitiveArray<Int64Type>,
-    ) -> Arc<IdRows> {
-        self.ids
-            .get_with((path.to_string(), column.to_string()), || {
-                Arc::new(IdRows::new(values))
+        ids: impl Iterator<Item = i64>,
+    ) -> Vec<(i64, u32)> {
+        let key = (path.to_string(), column.to_string());
+        let looks = self.looked.get(&key).unwrap_or(0);
+        let index = self.ids.get(&key).or_else(|| {
+            (looks >= INDEX_AFTER_LOOKS).then(|| {
+                self.ids
+                    .get_with(key.clone(), || Arc::new(IdRows::new(values)))
             })
+        });
+        let mut out: Vec<(i64, u32)> = match index {
+            Some(index) => ids
+                .flat_map(|id| index.rows(id).iter().map(move |r| (id, *r)))
+                .collect(),
+            None => {
+                self.looked.insert(key, looks + 1);
+                let wanted: foldhash::HashSet<i64> = ids.collect();
+                values
+                    .values()
+                    .iter()
+                    .enumerate()
+                    .filter(|(r, v)| wanted.contains(v) && values.is_valid(*r))
+                    .map(|(r, v)| (*v, r as u32))
+                    .collect()
+            }
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 
@@ -130,6 +165,30 @@ impl IdRows {
 mod tests {
     use super::*;
     use arrow_array::Int64Array;
+
+    #[test]
+    fn a_file_scanned_then_indexed_gives_the_same_rows_each_time() {
+        let cache = ColumnCache::new(1 << 20, 1 << 20);
+        let values = Int64Array::from(vec![
+            Some(7),
+            None,
+            Some(3),
+            Some(7),
+            Some(9),
+            Some(3),
+            Some(7),
+        ]);
+        let want = || [7, 3, 8, 7].into_iter();
+        let key = ("f".to_string(), "id".to_string());
+        let expected = vec![(3, 2), (3, 5), (7, 0), (7, 3), (7, 6)];
+        for _ in 0..INDEX_AFTER_LOOKS {
+            assert_eq!(cache.rows_of("f", "id", &values, want()), expected);
+            assert!(!cache.ids.contains_key(&key));
+        }
+        assert_eq!(cache.rows_of("f", "id", &values, want()), expected);
+        assert!(cache.ids.contains_key(&key));
+        assert_eq!(cache.rows_of("f", "id", &values, want()), expected);
+    }
 
     #[test]
     fn each_id_finds_exactly_its_rows_and_nulls_none() {

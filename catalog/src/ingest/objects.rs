@@ -60,8 +60,8 @@ impl Ingest<'_> {
         for path in &paths {
             self.read_stored(cache, path, &obj_cols).await?;
         }
-        // A file holds every version its objects ever had: its id index finds
-        // the touched ones without a pass over all of them.
+        // A file holds every version its objects ever had: the cache finds the
+        // touched ones (by an index once the file is looked up again).
         let mut found = Vec::new();
         for path in &paths {
             let f = &cache[path];
@@ -74,13 +74,13 @@ impl Ingest<'_> {
                 c[2].as_primitive::<Float64Type>(),
                 c[3].as_primitive::<Int32Type>(),
             );
-            let index = self.files.id_rows(path, obj_cols[0], ids);
+            let rows = self
+                .files
+                .rows_of(path, obj_cols[0], ids, touched.iter().copied());
             let p: Arc<str> = Arc::from(path.as_str());
             let mut versions = Vec::new();
-            let rows = touched
-                .iter()
-                .flat_map(|id| index.rows(*id).iter().map(move |r| (*r as usize, *id)));
-            for (row, id) in rows {
+            for (id, row) in rows {
+                let row = row as usize;
                 if f.live(row) {
                     let e = end.is_valid(row).then(|| end.value(row));
                     let n = ndia.is_valid(row).then(|| ndia.value(row));

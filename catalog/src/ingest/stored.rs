@@ -120,20 +120,24 @@ impl Ingest<'_> {
             self.read_stored(cache, path, cols).await?;
             let f = &cache[path];
             let c = columns(&f.batch, key_cols);
-            // The first key column is an Int64 id: its index gives the few rows
-            // that may hold a wanted key, however many rows the file gathered.
+            // The first key column is an Int64 id: the cache gives the few rows
+            // that may hold a wanted key (by an index once the file is looked up
+            // again, however many rows it gathered).
             let Some(ids) = c.first().and_then(|c| c.as_primitive_opt::<Int64Type>()) else {
                 continue;
             };
-            let index = self.files.id_rows(path, key_cols[0], ids);
+            let rows = self
+                .files
+                .rows_of(path, key_cols[0], ids, wanted.iter().map(|k| k[0]));
             for key in wanted {
                 if found.contains_key(key) {
                     continue;
                 }
-                let row = index
-                    .rows(key[0])
+                let from = rows.partition_point(|(id, _)| *id < key[0]);
+                let row = rows[from..]
                     .iter()
-                    .map(|r| *r as usize)
+                    .take_while(|(id, _)| *id == key[0])
+                    .map(|(_, r)| *r as usize)
                     .find(|&row| key_at(&c, row) == *key && f.live(row));
                 if let Some(row) = row {
                     found.insert(*key, (path.clone(), row));
