@@ -166,10 +166,9 @@ mod tests {
     use super::*;
     use arrow_array::Int64Array;
 
-    #[test]
-    fn a_file_scanned_then_indexed_gives_the_same_rows_each_time() {
-        let cache = ColumnCache::new(1 << 20, 1 << 20);
-        let values = Int64Array::from(vec![
+    /// Ids with repeats, a gap and a NULL.
+    fn values() -> Int64Array {
+        Int64Array::from(vec![
             Some(7),
             None,
             Some(3),
@@ -177,7 +176,13 @@ mod tests {
             Some(9),
             Some(3),
             Some(7),
-        ]);
+        ])
+    }
+
+    #[test]
+    fn a_file_scanned_then_indexed_gives_the_same_rows_each_time() {
+        let cache = ColumnCache::new(1 << 20, 1 << 20);
+        let values = values();
         let want = || [7, 3, 8, 7].into_iter();
         let key = ("f".to_string(), "id".to_string());
         let expected = vec![(3, 2), (3, 5), (7, 0), (7, 3), (7, 6)];
@@ -192,15 +197,7 @@ mod tests {
 
     #[test]
     fn each_id_finds_exactly_its_rows_and_nulls_none() {
-        let values = Int64Array::from(vec![
-            Some(7),
-            None,
-            Some(3),
-            Some(7),
-            Some(9),
-            Some(3),
-            Some(7),
-        ]);
+        let values = values();
         let idx = IdRows::new(&values);
         assert_eq!(idx.rows(7), &[0, 3, 6]);
         assert_eq!(idx.rows(3), &[2, 5]);

@@ -177,17 +177,9 @@ impl Direct {
     pub(crate) async fn analyse(self) -> Result<String> {
         let started = std::time::Instant::now();
         let files = self.files();
-        let batches = read(
-            &self.table,
-            &self.lookup,
-            &files,
-            self.prune.sky.as_ref(),
-            self.near.clone(),
-            &self.wanted,
-            self.schema.clone(),
-        )
-        .await?;
-        let rows = arrange(batches, &self.lookup, &self.schema)?
+        let rows = self
+            .arranged(&files)
+            .await?
             .iter()
             .map(RecordBatch::num_rows)
             .sum();
@@ -196,23 +188,27 @@ impl Direct {
 
     /// Reads the rows, in the lookup's order.
     pub(crate) async fn run(self) -> Result<(SchemaRef, SendableRecordBatchStream)> {
-        let files = self.files();
+        let batches = self.arranged(&self.files()).await?;
+        let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::stream::iter(batches.into_iter().map(Ok)),
+        ));
+        Ok((self.schema, stream))
+    }
+
+    /// The rows `files` hold for the lookup, in its order.
+    async fn arranged(&self, files: &[&ScanFile]) -> Result<Vec<RecordBatch>> {
         let batches = read(
             &self.table,
             &self.lookup,
-            &files,
+            files,
             self.prune.sky.as_ref(),
             self.near.clone(),
             &self.wanted,
             self.schema.clone(),
         )
         .await?;
-        let batches = arrange(batches, &self.lookup, &self.schema)?;
-        let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
-            futures::stream::iter(batches.into_iter().map(Ok)),
-        ));
-        Ok((self.schema, stream))
+        arrange(batches, &self.lookup, &self.schema)
     }
 }
 
