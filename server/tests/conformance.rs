@@ -89,7 +89,7 @@ fn client_session(script: &str, needs: &str, url: impl Fn(&Server) -> String, pa
 
 #[test]
 fn a_pyvo_session_uses_every_feature() {
-    client_session("pyvo_session.py", "pyvo", |s| s.tap.clone(), 8);
+    client_session("pyvo_session.py", "pyvo", |s| s.tap.clone(), 9);
 }
 
 #[test]

@@ -6,7 +6,8 @@
 Checks, each with pyvo itself (no hand-made HTTP): the tables, a sync query,
 an async query with wait, a cone crossmatch against an uploaded target list,
 MAXREC overflow, an error query, replay through the result's DataLink
-service descriptor, and a join's wildcard columns under one name each. Prints PASS/FAIL per step and exits 1 if any failed.
+service descriptor, a join's wildcard columns under one name each, and the
+IVOA Data Origin items of sync, async and replayed results. Prints PASS/FAIL per step and exits 1 if any failed.
 """
 import sys
 
@@ -115,6 +116,57 @@ def replay():
     return f"{len(again)} identical rows from {access}"
 
 
+def infos(results):
+    """The INFOs of a result's RESOURCE, by name."""
+    return {i.name: i.value for i in results.votable.resources[0].infos}
+
+
+def data_origin():
+    # The IVOA Data Origin items, in a sync result, an async one and a replay.
+    import io
+    from datetime import datetime, timezone
+
+    import pyarrow.parquet as pq
+    from astropy.io.votable import parse
+
+    before = datetime.now(timezone.utc)
+    r = service.search(TOP)
+    got = infos(r)
+    assert got["publisher"], got
+    assert got["service_protocol"] == "ivo://ivoa.net/std/TAP", got
+    assert got["query"] == TOP, got
+    assert got["resource_version"] == got["snapshot"], got
+    assert got["request"].startswith(url + "/sync?") and "QUERY=SELECT+TOP+5" in got["request"], got
+    asked = datetime.fromisoformat(got["request_date"].replace("Z", "+00:00"))
+    assert abs((asked - before).total_seconds()) < 60, (asked, before)
+    assert got["citation"] == f"{url}/replay/{got['query_token']}", got
+    assert got["server_software"].startswith("ppdb "), got
+    # The citation gives the same rows again.
+    again = pyvo.dal.DALResults.from_result_url(got["citation"])
+    assert list(again.to_table()["diaObjectId"]) == list(r.to_table()["diaObjectId"])
+    assert infos(again)["query"] == TOP and infos(again)["resource_version"] == got["snapshot"]
+    job = service.submit_job(TOP)
+    job.run()
+    job.wait(phases=["COMPLETED", "ERROR", "ABORTED"], timeout=60)
+    done = infos(job.fetch_result())
+    job.delete()
+    assert done["request"].startswith(url + "/async?") and done["query"] == TOP, done
+    # CSV has no place for them but its headers; Parquet keeps the VOTable header.
+    session = service._session
+    csv = session.get(f"{url}/sync", params={"LANG": "ADQL", "QUERY": TOP, "RESPONSEFORMAT": "csv"})
+    csv.raise_for_status()
+    assert csv.headers["X-Data-Origin-Publisher"] == got["publisher"], csv.headers
+    token = csv.headers["X-Query-Token"]
+    assert csv.headers["Link"] == f'<{url}/replay/{token}>; rel="cite-as"', csv.headers
+    assert csv.headers["X-Data-Origin-Resource-Version"] == got["snapshot"], csv.headers
+    pq_bytes = session.get(f"{url}/sync", params={"LANG": "ADQL", "QUERY": TOP, "RESPONSEFORMAT": "parquet"})
+    meta = pq.read_metadata(io.BytesIO(pq_bytes.content)).metadata
+    header = parse(io.BytesIO(meta[b"IVOA.VOTable-Parquet.content"]))
+    inside = {i.name: i.value for i in header.resources[0].infos}
+    assert inside["query"] == TOP and inside["publisher"] == got["publisher"], inside
+    return f"{len(got)} INFOs, citation {got['citation']}"
+
+
 for name, fn in [
     ("tables", tables),
     ("sync", sync),
@@ -124,7 +176,8 @@ for name, fn in [
     ("error query", error),
     ("replay through the service descriptor", replay),
     ("a join's wildcard columns keep one name each", join_wildcard),
+    ("Data Origin in VOTable, CSV headers and Parquet", data_origin),
 ]:
     step(name, fn)
-print(f"pyvo-session: {8 - len(failed)} passed, {len(failed)} failed")
+print(f"pyvo-session: {9 - len(failed)} passed, {len(failed)} failed")
 sys.exit(1 if failed else 0)

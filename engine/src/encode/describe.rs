@@ -19,6 +19,16 @@ impl Engine {
                 "snapshot_time".into(),
                 result.snapshot.committed_at.to_rfc3339(),
             ),
+            // The IVOA Data Origin items the engine knows: the snapshot is the
+            // version of the data the rows come from.
+            (
+                "resource_version".into(),
+                result.snapshot.snapshot.to_string(),
+            ),
+            (
+                "server_software".into(),
+                format!("ppdb {}", env!("CARGO_PKG_VERSION")),
+            ),
         ];
         if let Some(t) = &result.token {
             infos.push(("query_token".into(), t.clone()));

@@ -52,6 +52,8 @@ pub struct Config {
     /// Bytes one anonymous caller may leave in the state store in an hour
     /// (token records, kept uploads, async results).
     pub stored_per_hour: u64,
+    /// Who publishes the results (the Data Origin items each result carries).
+    pub publisher: crate::tap::origin::Publisher,
 }
 
 impl Config {
@@ -70,6 +72,7 @@ impl Config {
             per_caller: None,
             jobs_per_hour: 200,
             stored_per_hour: 640 << 20,
+            publisher: Default::default(),
         }
     }
 }

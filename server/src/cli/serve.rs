@@ -114,6 +114,16 @@ pub(crate) struct ServeArgs {
     /// embargoed rows. More may come in the PPDB_TOKENS variable, same format.
     #[arg(long, env = "PPDB_TOKENS_FILE")]
     tokens: Option<PathBuf>,
+    /// The data centre named as `publisher` in every result (IVOA Data Origin).
+    #[arg(long, default_value = "Vera C. Rubin Observatory")]
+    publisher: String,
+    /// An e-mail address or URL named as `contact` in every result ("" for none).
+    #[arg(long, default_value = "https://community.lsst.org")]
+    contact: String,
+    /// What every result gives as `citation` (a DOI, say); by default each
+    /// result's own replay URL, which gives its rows again.
+    #[arg(long)]
+    citation: Option<String>,
     #[command(flatten)]
     embargo: EmbargoArg,
     #[command(flatten)]
@@ -148,6 +158,9 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
         maintenance_seconds,
         stop_grace_seconds,
         tokens,
+        publisher,
+        contact,
+        citation,
         embargo,
         state,
     } = args;
@@ -186,6 +199,11 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
     config.per_caller = max_per_caller;
     config.jobs_per_hour = jobs_per_hour.max(1);
     config.stored_per_hour = (state_limit_mb.saturating_mul(1 << 20) / 16).max(1 << 20);
+    config.publisher = server::tap::origin::Publisher {
+        name: publisher,
+        contact: Some(contact).filter(|c| !c.trim().is_empty()),
+        citation,
+    };
     config.job_lifetime =
         std::time::Duration::from_secs(job_lifetime_hours.saturating_mul(3600).max(60));
     let concurrent = max_concurrent

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod bodies;
 pub mod examples;
 pub mod failure;
+pub mod origin;
 pub mod params;
 pub mod stream;
 pub mod sync;

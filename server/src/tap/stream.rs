@@ -6,6 +6,7 @@ use crate::app::Shared;
 use crate::app::limits::Permit;
 use crate::http::write_deadline::WriteBy;
 use crate::tap::failure::Failure;
+use crate::tap::origin::Origin;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
@@ -72,12 +73,16 @@ pub(crate) async fn encode(
     deadline: Instant,
     allowed: Duration,
     tx: tokio::sync::mpsc::Sender<Bytes>,
+    origin: &Origin,
 ) -> Outcome {
     let mut describe = app.engine.describe(&result);
     describe.replay_url = result
         .token
         .as_ref()
         .map(|t| format!("{}/tap/replay/{t}", app.config.base_url));
+    describe
+        .infos
+        .extend(origin.infos(&app.config, describe.replay_url.as_deref()));
     let pending = Pending::default();
     let mut out = pending.clone();
     let mut writer = match ResultWriter::new(format, result.schema.clone(), &describe, &mut out) {
@@ -179,9 +184,21 @@ pub(crate) async fn stream(
     format: Format,
     deadline: Instant,
     permit: std::sync::Arc<Permit>,
+    origin: Origin,
 ) -> Response {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let token = result.token.clone();
+    let snapshot = result.snapshot.snapshot;
+    let replay_url = token
+        .as_ref()
+        .map(|t| format!("{}/tap/replay/{t}", app.config.base_url));
+    let mut origin_headers = axum::http::HeaderMap::new();
+    origin.headers(
+        &app.config,
+        replay_url.as_deref(),
+        Some(snapshot),
+        &mut origin_headers,
+    );
     let encoder = tokio::spawn(async move {
         let _permit = permit;
         let allowed = app.config.max_duration;
@@ -191,7 +208,7 @@ pub(crate) async fn stream(
         // after two seconds, kept every other caller waiting 90 s).
         let gone = tx.clone();
         tokio::select! {
-            outcome = encode(app, result, format, deadline, allowed, tx) => outcome,
+            outcome = encode(app, result, format, deadline, allowed, tx, &origin) => outcome,
             () = gone.closed() => Outcome::Gone,
         }
     });
@@ -307,6 +324,7 @@ pub(crate) async fn stream(
     {
         response.headers_mut().insert("x-query-token", v);
     }
+    response.headers_mut().extend(origin_headers);
     response
 }
 

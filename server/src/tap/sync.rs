@@ -5,6 +5,7 @@ use crate::app::allowance::query_cost;
 use crate::app::{Config, Shared};
 use crate::tap::auth::Caller;
 use crate::tap::failure::{Failure, error};
+use crate::tap::origin::Origin;
 use crate::tap::params::{Params, Posted};
 use crate::tap::stream::stream;
 use axum::Extension;
@@ -224,8 +225,9 @@ pub(crate) async fn sync(app: Shared, caller: Caller, params: Params) -> Respons
     {
         return refused(&e);
     }
+    let origin = Origin::of(&app.config, "/tap/sync", &params.pairs(), &request.adql);
     match start(&app, &request, deadline).await {
-        Ok(result) => stream(app, result, request.format, deadline, permit).await,
+        Ok(result) => stream(app, result, request.format, deadline, permit, origin).await,
         Err(e) => e.response(),
     }
 }
@@ -315,9 +317,10 @@ pub(crate) async fn replay(
 ) -> Response {
     let params = Params::new(pairs);
     // An unknown token is a 404 before the request takes a turn.
-    if let Err(e) = app.engine.record(&token).await {
-        return Failure::from(&e).response();
-    }
+    let asked = match app.engine.record(&token).await {
+        Ok(r) => r.adql,
+        Err(e) => return Failure::from(&e).response(),
+    };
     // A token names rows, not an encoding: without RESPONSEFORMAT, the service's default.
     let format = match format_of(&params) {
         Ok(f) => f,
@@ -337,7 +340,11 @@ pub(crate) async fn replay(
     let replayed =
         tokio::time::timeout_at(deadline.into(), app.engine.replay(&token, &options)).await;
     match replayed {
-        Ok(Ok(result)) => stream(app, result, format, deadline, permit).await,
+        Ok(Ok(result)) => {
+            let path = format!("/tap/replay/{token}");
+            let origin = Origin::of(&app.config, &path, &params.pairs(), &asked);
+            stream(app, result, format, deadline, permit, origin).await
+        }
         // The engine refuses an embargoed result to a caller without privilege (403).
         Ok(Err(e)) => Failure::from(&e).response(),
         Err(_) => Failure::refused(overdue(&app)).response(),

@@ -14,6 +14,7 @@ use crate::app::Shared;
 use crate::app::allowance::query_cost;
 use crate::tap::auth::Caller;
 use crate::tap::failure::Failure;
+use crate::tap::origin::Origin;
 use crate::tap::params::{Params, Posted};
 use crate::tap::stream::{Outcome, encode};
 use crate::tap::sync::{refused, request_of, start};
@@ -384,7 +385,22 @@ pub(super) async fn execute(app: &Shared, id: &str, caller: &str, hold: engine::
     // Encoding runs inside this task, not beside it: aborting or deleting the
     // job drops the query's stream with the task, which stops the query, and
     // the task holds its slot until then.
-    let encoder = encode(app.clone(), result, request.format, deadline, allowed, tx);
+    // A POST of these parameters to /tap/async makes the same job.
+    let origin = Origin::of(
+        &app.config,
+        "/tap/async",
+        &job.params().pairs(),
+        &request.adql,
+    );
+    let encoder = encode(
+        app.clone(),
+        result,
+        request.format,
+        deadline,
+        allowed,
+        tx,
+        &origin,
+    );
     let store = async {
         let mut stored = Ok(());
         let mut size = 0u64;
