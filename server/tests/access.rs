@@ -109,6 +109,47 @@ async fn bearer_tokens_unlock_the_embargo_and_bad_ones_are_refused() {
 }
 
 #[tokio::test]
+async fn a_token_made_where_no_embargo_applies_replays_only_with_privilege() {
+    // The command line reads as the files' owner, with no embargo; its tokens
+    // land in the state store a service may share.
+    let dir = tempfile::TempDir::new().unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let out = common::ppdb::command()
+        .args(["query", "--state", state, "--format", "csv", COUNT])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    let token = said
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap_or_else(|| panic!("no token in {said}"))
+        .trim()
+        .to_string();
+    let file = dir.path().join("tokens.txt");
+    std::fs::write(&file, format!("alice={ALICE}\n")).unwrap();
+    let s = Server::start(&[
+        "--embargo-until",
+        "61001.6",
+        "--state",
+        state,
+        "--tokens",
+        file.to_str().unwrap(),
+    ]);
+    let replay = format!("{}/replay/{token}?RESPONSEFORMAT=csv", s.tap);
+    let (status, body) = get(&replay, None).await;
+    assert_eq!(status, 404, "the embargoed night must not replay: {body}");
+    let (status, body) = get(&replay, Some(ALICE)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, String::from_utf8_lossy(&out.stdout));
+}
+
+#[tokio::test]
 async fn a_privileged_token_replays_only_with_privilege() {
     let (s, _dir) = start();
     let (_, token, rows) = sync(&s, Some(ALICE), COUNT).await;

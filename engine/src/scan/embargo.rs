@@ -109,8 +109,9 @@ pub(crate) fn latest(log: &LogState, table: TableId, k: u64) -> Option<f64> {
 pub(crate) struct Access {
     /// Rows after this time are left out (`None`: nothing is left out).
     pub cutoff: Option<f64>,
-    /// The result may hold rows up to this time that are still embargoed: only
-    /// privileged callers may replay it until the embargo passes it.
+    /// The newest row the result may hold (an upper bound from the log's
+    /// statistics): only privileged callers may replay it while a service's
+    /// embargo has not passed it.
     pub until: Option<f64>,
 }
 
@@ -127,23 +128,31 @@ pub(crate) fn access(
     tables: impl IntoIterator<Item = TableId>,
     privileged: bool,
 ) -> Access {
-    let Some(cutoff) = embargo.cutoff() else {
-        return Access::default();
-    };
-    let hidden = tables
+    let newest = tables
         .into_iter()
         .filter_map(|t| latest(log, t, k))
-        .filter(|&t| t > cutoff)
         .reduce(f64::max);
-    match (hidden, privileged) {
-        (None, _) => Access::default(),
+    // `until` is recorded whatever the embargo here: a token made where none
+    // applies (the command line, a service without one) must not replay rows
+    // to anonymous callers of a service that embargoes them.
+    let Some(cutoff) = embargo.cutoff() else {
+        return Access {
+            cutoff: None,
+            until: newest,
+        };
+    };
+    match (newest.filter(|&t| t > cutoff), privileged) {
+        (None, _) => Access {
+            cutoff: None,
+            until: newest,
+        },
         (Some(until), true) => Access {
             cutoff: None,
             until: Some(until),
         },
         (Some(_), false) => Access {
             cutoff: Some(cutoff),
-            until: None,
+            until: Some(cutoff),
         },
     }
 }

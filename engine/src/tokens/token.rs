@@ -63,8 +63,9 @@ pub struct TokenRecord {
     /// Rows after this time (MJD, TAI) were embargoed and left out; replays leave them out too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embargo_cutoff: Option<f64>,
-    /// The result may hold rows up to this time (MJD, TAI) that were embargoed when
-    /// it was made: replaying it needs privilege until the embargo passes it.
+    /// The newest row the result may hold (MJD, TAI; an upper bound), whether or
+    /// not an embargo applied where it was made: replaying it needs privilege
+    /// until the serving embargo passes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embargoed_until: Option<f64>,
 }
