@@ -16,6 +16,9 @@ pub enum Error {
     /// its replay did not match.
     #[error(transparent)]
     Token(#[from] crate::tokens::error::TokenError),
+    /// A coverage could not be made.
+    #[error(transparent)]
+    Coverage(#[from] crate::coverage::CoverageError),
     /// An uploaded table could not be read.
     #[error(transparent)]
     Upload(#[from] crate::encode::votable::upload::UploadError),
@@ -92,6 +95,7 @@ impl Error {
             | Error::Snapshot(_)
             | Error::StateFull { .. }
             | Error::Upload(_)
+            | Error::Coverage(_)
             | Error::TooMuchPerRow { .. }
             | Error::ParquetFooterFull { .. } => false,
             Error::Catalog(e) => !matches!(

@@ -7,6 +7,7 @@
 //! as a stream of Arrow record batches. This is the only crate that uses
 //! DataFusion.
 
+pub mod coverage;
 pub mod encode;
 mod engine;
 mod error;

@@ -88,6 +88,59 @@ fn client_session(script: &str, needs: &str, url: impl Fn(&Server) -> String, pa
 }
 
 #[test]
+fn coverage_mocs_read_by_mocpy_match_footprints_and_positions_drawn_independently() {
+    let Some(python) = std::env::var_os("PPDB_PYTHON") else {
+        missing(
+            "PPDB_PYTHON (a python with mocpy and pyvo)",
+            "see tests/conformance/requirements.txt",
+        );
+        return;
+    };
+    // The bundled sample predates detector corners: a catalog generated now has them.
+    let dir = tempfile::TempDir::new().unwrap();
+    let chunks = dir.path().join("chunks");
+    let catalog = dir.path().join("catalog");
+    let (chunks, catalog) = (chunks.to_str().unwrap(), catalog.to_str().unwrap());
+    common::ppdb::ok(&[
+        "sample",
+        "--out",
+        chunks,
+        "--objects",
+        "3000",
+        "--nights",
+        "3",
+        "--visits-per-night",
+        "6",
+        "--visits-per-chunk",
+        "2",
+    ]);
+    common::ppdb::ok(&[
+        "ingest",
+        "--catalog",
+        catalog,
+        "--embargo-until",
+        "61001.6",
+        chunks,
+    ]);
+    let s = Server::start_with(
+        &["--catalog", catalog, "--embargo-until", "61001.6"],
+        &[("PPDB_TOKENS", "alice=alice-0123456789abcdef")],
+    );
+    let script = format!(
+        "{}/../tests/conformance/coverage_session.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new(python)
+        .args([script.as_str(), s.tap.as_str(), "alice-0123456789abcdef"])
+        .output()
+        .expect("python runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(": 5 passed, 0 failed"), "{text}");
+}
+
+#[test]
 fn a_pyvo_session_uses_every_feature() {
     client_session("pyvo_session.py", "pyvo", |s| s.tap.clone(), 9);
 }

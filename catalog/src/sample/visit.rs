@@ -113,6 +113,21 @@ impl Survey<'_> {
             );
             dvps.f64("ra", Some(dra));
             dvps.f64("dec", Some(ddec));
+            // The detector's corners (no draw: the other columns keep their
+            // values), lower left first, around the square it covers.
+            let x0 = ix * DETECTOR_SIDE - FIELD_RADIUS;
+            let y0 = iy * DETECTOR_SIDE - FIELD_RADIUS;
+            let (x1, y1) = (x0 + DETECTOR_SIDE, y0 + DETECTOR_SIDE);
+            for (ra_name, dec_name, (xi, eta)) in [
+                ("llcra", "llcdec", (x0, y0)),
+                ("ulcra", "ulcdec", (x0, y1)),
+                ("urcra", "urcdec", (x1, y1)),
+                ("lrcra", "lrcdec", (x1, y0)),
+            ] {
+                let (cra, cdec) = sky::untangent(xi, eta, pra, pdec);
+                dvps.f64(ra_name, Some(cra));
+                dvps.f64(dec_name, Some(cdec));
+            }
             dvps.f64("seeing", Some(0.6 + self.rng.random::<f64>()));
             dvps.f32("zeroPoint", Some(31.0 + self.rng.random::<f32>() * 0.5));
             dvps.f32("skyBg", Some(100.0 + self.rng.random::<f32>() * 50.0));

@@ -5,6 +5,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod coverage;
 mod ingest;
 mod maintenance;
 mod query;
@@ -80,6 +81,9 @@ enum Command {
     Replay(query::ReplayArgs),
     /// Serve the catalog over TAP 1.1 at http://LISTEN/tap (sync, async, uploads, VOSI, replay, and a web page at /).
     Serve(Box<serve::ServeArgs>),
+    /// Sky coverage as an IVOA MOC: where detectors looked (footprints, by
+    /// night, with or without DIA rows), or where a table's rows are.
+    Coverage(coverage::CoverageArgs),
     /// Show, list or expire query tokens.
     Token {
         #[command(subcommand)]
@@ -196,6 +200,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Compact(args) => maintenance::compact(args).await,
         Command::Vacuum(args) => maintenance::vacuum(args).await,
         Command::Query(args) => query::query(args).await,
+        Command::Coverage(args) => coverage::run(args).await,
         Command::Replay(args) => query::replay(args).await,
         Command::Serve(args) => serve::run(*args).await,
         Command::Token { action } => query::token(action).await,

@@ -26,18 +26,18 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
-    fn duration(&self) -> Duration {
+    pub(super) fn duration(&self) -> Duration {
         Duration::from_secs(self.max_duration.max(1))
     }
 
-    fn memory(&self) -> usize {
+    pub(super) fn memory(&self) -> usize {
         self.query_memory_mb.saturating_mul(1 << 20)
     }
 }
 
 /// Engine options giving each query `memory` bytes, with no embargo (the
 /// command line reads the catalog as its owner).
-fn memory_options(memory: usize) -> engine::EngineOptions {
+pub(super) fn memory_options(memory: usize) -> engine::EngineOptions {
     engine::EngineOptions {
         memory_limit: memory,
         embargo: engine::Embargo::Off,
@@ -341,7 +341,7 @@ async fn forget_unread_uploads(engine: &engine::Engine) -> Result<()> {
 }
 
 /// Runs `work` for at most `allowed`, as the service would.
-async fn within<T>(allowed: Duration, work: impl Future<Output = T>) -> Result<T> {
+pub(super) async fn within<T>(allowed: Duration, work: impl Future<Output = T>) -> Result<T> {
     tokio::time::timeout(allowed, work)
         .await
         .map_err(|_| anyhow::anyhow!("{}", engine::overdue(allowed)))
@@ -353,7 +353,7 @@ const KNOWN_CATALOGS: &str = "catalogs.json";
 
 /// Notes a catalog named with `--catalog` in the per-user state store.
 /// Remembering is a convenience: a failure to do so does not fail the query.
-async fn remember(engine: &engine::Engine, catalog: &CatalogArg) {
+pub(super) async fn remember(engine: &engine::Engine, catalog: &CatalogArg) {
     if catalog.catalog.is_none() {
         return;
     }
@@ -384,7 +384,7 @@ async fn known_catalogs(user: &engine::StateStore) -> Vec<String> {
 /// The engine that can replay a token, and its record. With `--catalog` or
 /// `--state`, that is where the token must be; without, it is looked for in the
 /// default place, then in each catalog this user has queried (newest first).
-async fn find_token(
+pub(super) async fn find_token(
     token: &str,
     catalog: &CatalogArg,
     state: &StateArg,

@@ -8,6 +8,7 @@ use axum::response::Response;
 use axum::routing::get;
 pub mod auth;
 pub mod bodies;
+pub mod coverage;
 pub mod examples;
 pub mod failure;
 pub mod origin;
@@ -35,6 +36,9 @@ pub fn router(app: Shared) -> Router {
         .route("/tap/replay/{token}", get(replay))
         .route("/tap/replay/{token}/record", get(record))
         .route("/tap/examples", get(crate::tap::examples::page))
+        .route("/tap/coverage/footprints", get(coverage::footprints))
+        .route("/tap/coverage/tables/{name}", get(coverage::table))
+        .route("/tap/coverage/replay/{token}", get(coverage::replay))
         .merge(crate::tap::uws::routes(app.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(
             usize::try_from(app.config.upload_limit)

@@ -237,7 +237,7 @@ pub(crate) async fn sync(app: Shared, caller: Caller, params: Params) -> Respons
 /// deadlines, and stop within a step after): a request in the queue is then
 /// answered "busy", not kept waiting for as long as the queries ahead of it
 /// take (a runaway query once kept every queued request waiting 93 s).
-async fn turn(
+pub(crate) async fn turn(
     app: &Shared,
     caller: &str,
 ) -> Result<std::sync::Arc<crate::app::limits::Permit>, Response> {

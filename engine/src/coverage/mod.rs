@@ -1,0 +1,439 @@
+//! Sky coverage as IVOA MOCs (MOC 2.0): where detectors looked, where a
+//! table's rows are.
+//!
+//! A coverage is the answer to an ADQL query the engine writes (see
+//! [`Of::adql`]) and runs like any other: pinned at a snapshot, the embargo
+//! applied to the caller, a token kept. Its rows are then folded into a MOC
+//! ([`Coverage::of_rows`]); a replayed token gives the same rows, and so the
+//! same MOC. Detector footprints are the polygons of each
+//! `DetectorVisitProcessingSummary` row's four corners; a table's coverage is
+//! the distinct HEALPix cells of its rows' positions.
+
+mod write;
+
+use std::ops::Range;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int64Type};
+use moc::moc::range::{CellSelection, RangeMOC};
+use moc::qty::Hpx;
+
+use crate::result::QueryResult;
+
+pub use write::MocFormat;
+
+/// The deepest order a coverage may ask for: order 13 cells are 26″ across,
+/// finer than any detector edge needs, and the MOC of a year of footprints
+/// stays a few MB.
+pub const MAX_ORDER: u8 = 13;
+/// The order used when none is asked for: cells of 3.4′.
+pub const DEFAULT_ORDER: u8 = 10;
+
+/// The detector-visit table and the columns of its corners, in the order
+/// their polygon goes round.
+const DETECTORS: &str = "ppdb.DetectorVisitProcessingSummary";
+const CORNERS: [(&str, &str); 4] = [
+    ("llcra", "llcdec"),
+    ("ulcra", "ulcdec"),
+    ("urcra", "urcdec"),
+    ("lrcra", "lrcdec"),
+];
+/// The prefix of the cell column of a table's coverage, followed by its order.
+const CELL_COLUMN: &str = "healpix_order_";
+/// Rubin's visit ids are `day_obs * 100000 + seq_num`.
+const VISITS_PER_NIGHT: i64 = 100_000;
+
+/// Why a coverage could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CoverageError {
+    /// The order is out of range.
+    #[error("order {order} is not offered: use 0 to {MAX_ORDER} (the default is {DEFAULT_ORDER})")]
+    Order {
+        /// The order asked for.
+        order: i64,
+    },
+    /// A night is not a date.
+    #[error(
+        "night '{text}' is not a night: give it as YYYY-MM-DD (the day_obs of its visits) or 'last'"
+    )]
+    Night {
+        /// What was given.
+        text: String,
+    },
+    /// The table has no positions to cover.
+    #[error("{table}: {why}")]
+    Table {
+        /// The table named.
+        table: String,
+        /// Why it has no coverage.
+        why: String,
+    },
+    /// The rows given are not those of a coverage query.
+    #[error("the rows are not a coverage's (columns {columns}): replay a coverage's token")]
+    NotCoverage {
+        /// The columns they had.
+        columns: String,
+    },
+    /// A corner or a position is not on the sky.
+    #[error("row {row}: {what} is not on the sky")]
+    OffSky {
+        /// The row of the result.
+        row: u64,
+        /// Which value.
+        what: String,
+    },
+}
+
+/// The nights of detector-visits a footprint covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nights {
+    /// Every night.
+    All,
+    /// The latest night the caller may see.
+    Last,
+    /// From one `day_obs` to another, both included (`YYYYMMDD`).
+    Between(u32, u32),
+}
+
+impl Nights {
+    /// A night as `YYYY-MM-DD` (or `YYYYMMDD`), or `last`.
+    pub fn parse(text: &str) -> Result<Nights, CoverageError> {
+        if text.eq_ignore_ascii_case("last") {
+            return Ok(Nights::Last);
+        }
+        let day = day_obs(text).ok_or_else(|| CoverageError::Night { text: text.into() })?;
+        Ok(Nights::Between(day, day))
+    }
+}
+
+/// `YYYY-MM-DD` or `YYYYMMDD` as the number `YYYYMMDD`, if it is a date.
+fn day_obs(text: &str) -> Option<u32> {
+    let digits: String = text.trim().chars().filter(|c| *c != '-').collect();
+    let date = chrono::NaiveDate::parse_from_str(&digits, "%Y%m%d").ok()?;
+    digits
+        .parse()
+        .ok()
+        .filter(|_| date.format("%Y%m%d").to_string() == digits)
+}
+
+/// What a coverage covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Of {
+    /// The footprints of processed detector-visits; with `dia`, only those
+    /// that gave (`Some(true)`) or did not give (`Some(false)`) DIA rows, which
+    /// is where a template existed.
+    Footprints {
+        /// Which nights.
+        nights: Nights,
+        /// Only detector-visits with (or without) DiaSources or forced photometry.
+        dia: Option<bool>,
+    },
+    /// Where a table's rows are (`schema.table`, or a table of `ppdb`).
+    Table(String),
+}
+
+/// Which nights' visits: a condition on `visit` (`alias.visit`).
+fn night_condition(nights: Nights, alias: &str) -> Option<String> {
+    let n = VISITS_PER_NIGHT;
+    match nights {
+        Nights::All => None,
+        Nights::Between(a, b) => Some(format!(
+            "{alias}.visit >= {} AND {alias}.visit < {}",
+            i64::from(a) * n,
+            (i64::from(b) + 1) * n
+        )),
+        Nights::Last => Some(format!(
+            "{alias}.visit >= (SELECT MAX(v.visit) - MOD(MAX(v.visit), {n}) FROM {DETECTORS} AS v)"
+        )),
+    }
+}
+
+impl Of {
+    /// The ADQL whose rows are this coverage at `order`; `tables` are those
+    /// the engine serves (a table's must have `ra` and `dec`).
+    pub fn adql(&self, order: u8, tables: &[adql::Table]) -> Result<String, CoverageError> {
+        if order > MAX_ORDER {
+            return Err(CoverageError::Order {
+                order: order.into(),
+            });
+        }
+        match self {
+            Of::Footprints { nights, dia } => {
+                let corners: Vec<String> = CORNERS
+                    .iter()
+                    .flat_map(|(r, d)| [format!("d.{r}"), format!("d.{d}")])
+                    .collect();
+                let mut conditions: Vec<String> =
+                    night_condition(*nights, "d").into_iter().collect();
+                if let Some(with) = dia {
+                    let made = ["ppdb.DiaSource", "ppdb.DiaForcedSource"].map(|t| {
+                        format!(
+                            "EXISTS (SELECT 1 FROM {t} AS s WHERE s.visit = d.visit \
+                             AND s.detector = d.detector)"
+                        )
+                    });
+                    let any = format!("({} OR {})", made[0], made[1]);
+                    conditions.push(if *with { any } else { format!("NOT {any}") });
+                }
+                let filter = if conditions.is_empty() {
+                    String::new()
+                } else {
+                    format!(" WHERE {}", conditions.join(" AND "))
+                };
+                Ok(format!(
+                    "SELECT {} FROM {DETECTORS} AS d{filter}",
+                    corners.join(", ")
+                ))
+            }
+            Of::Table(name) => {
+                let wanted = if name.contains('.') {
+                    name.clone()
+                } else {
+                    format!("ppdb.{name}")
+                };
+                let table = tables
+                    .iter()
+                    .find(|t| format!("{}.{}", t.schema, t.name).eq_ignore_ascii_case(&wanted))
+                    .ok_or_else(|| CoverageError::Table {
+                        table: name.clone(),
+                        why: "no such table (see /tap/tables)".into(),
+                    })?;
+                for c in ["ra", "dec"] {
+                    if !table.columns.iter().any(|col| col.name == c) {
+                        return Err(CoverageError::Table {
+                            table: name.clone(),
+                            why: "has no ra and dec to place its rows on the sky".into(),
+                        });
+                    }
+                }
+                Ok(format!(
+                    "SELECT DISTINCT ivo_healpix_index({order}, ra, dec) AS {CELL_COLUMN}{order} \
+                     FROM {}.{} WHERE ra IS NOT NULL AND dec IS NOT NULL",
+                    table.schema, table.name
+                ))
+            }
+        }
+    }
+}
+
+/// A coverage: the MOC and what it was made from.
+#[derive(Debug, Clone)]
+pub struct Coverage {
+    /// The cells covered.
+    pub moc: RangeMOC<u64, Hpx<u64>>,
+    /// Rows read (detector-visits, or distinct cells), those not drawn included.
+    pub rows: u64,
+    /// Detector-visits left out because a corner was NULL.
+    pub without_corners: u64,
+}
+
+/// How many ranges gather before they are merged: bounds the memory of a
+/// coverage of many overlapping footprints.
+const MERGE_EVERY: usize = 1 << 20;
+
+impl Coverage {
+    /// Folds a coverage query's rows (or a replay of one) into a MOC;
+    /// footprints are drawn at `order` (a table's cells carry theirs).
+    pub async fn of_rows(result: &mut QueryResult, order: u8) -> crate::Result<Coverage> {
+        let names: Vec<String> = result
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let corners: Vec<&str> = CORNERS.iter().flat_map(|(r, d)| [*r, *d]).collect();
+        let cells_at = match names.as_slice() {
+            [one] => one
+                .strip_prefix(CELL_COLUMN)
+                .and_then(|o| o.parse::<u8>().ok())
+                .filter(|o| *o <= MAX_ORDER),
+            _ => None,
+        };
+        let footprints = names.iter().map(String::as_str).eq(corners.iter().copied());
+        if cells_at.is_none() && !footprints {
+            return Err(CoverageError::NotCoverage {
+                columns: names.join(", "),
+            }
+            .into());
+        }
+        let depth = cells_at.unwrap_or(order);
+        if depth > MAX_ORDER {
+            return Err(CoverageError::Order {
+                order: depth.into(),
+            }
+            .into());
+        }
+        let mut ranges: Vec<Range<u64>> = Vec::new();
+        let mut rows = 0u64;
+        let mut without_corners = 0u64;
+        while let Some(batch) = result.next_batch().await {
+            let batch = batch?;
+            if cells_at.is_some() {
+                cells(&batch, depth, &mut ranges)?;
+                rows += batch.num_rows() as u64;
+            } else {
+                // A batch of footprints at a fine order is CPU work of up to a
+                // second: the runtime's other tasks move off this worker.
+                let (n, skipped) = crate::plan::pipeline::in_place(async {
+                    footprints_of(&batch, depth, rows, &mut ranges)
+                })
+                .await?;
+                rows += n + skipped;
+                without_corners += skipped;
+            }
+            if ranges.len() > MERGE_EVERY {
+                merge(&mut ranges);
+            }
+        }
+        merge(&mut ranges);
+        Ok(Coverage {
+            moc: RangeMOC::new(depth, moc::elemset::range::MocRanges::new_unchecked(ranges)),
+            rows,
+            without_corners,
+        })
+    }
+
+    /// The area covered, in square degrees.
+    pub fn area_deg2(&self) -> f64 {
+        const SKY_DEG2: f64 = 41_252.961_249_419_27;
+        self.moc.coverage_percentage() * SKY_DEG2
+    }
+
+    /// How many cells of its order the coverage holds.
+    pub fn cells(&self) -> u64 {
+        self.moc.n_depth_max_cells()
+    }
+}
+
+/// The order-29 range of cell `idx` at `depth`.
+fn range_of(depth: u8, idx: u64) -> Range<u64> {
+    let shift = 2 * (29 - u32::from(depth));
+    (idx << shift)..((idx + 1) << shift)
+}
+
+/// Adds the cells of a table's coverage rows.
+fn cells(batch: &RecordBatch, depth: u8, ranges: &mut Vec<Range<u64>>) -> crate::Result<()> {
+    let column = batch.column(0);
+    let column = arrow::compute::cast(column, &arrow::datatypes::DataType::Int64)?;
+    let values = column.as_primitive::<Int64Type>();
+    let max = 12u64 << (2 * u32::from(depth));
+    for v in values.iter().flatten() {
+        let idx = u64::try_from(v).ok().filter(|i| *i < max);
+        if let Some(i) = idx {
+            ranges.push(range_of(depth, i));
+        }
+    }
+    Ok(())
+}
+
+/// Adds each row's detector polygon; gives the rows drawn and those left out
+/// for a NULL corner. `first` numbers the batch's rows in errors.
+fn footprints_of(
+    batch: &RecordBatch,
+    depth: u8,
+    first: u64,
+    ranges: &mut Vec<Range<u64>>,
+) -> crate::Result<(u64, u64)> {
+    let mut columns = Vec::with_capacity(8);
+    for c in batch.columns() {
+        let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Float64)?;
+        columns.push(c);
+    }
+    let values: Vec<_> = columns
+        .iter()
+        .map(|c| c.as_primitive::<Float64Type>())
+        .collect();
+    let (mut drawn, mut skipped) = (0, 0);
+    for row in 0..batch.num_rows() {
+        if values.iter().any(|v| v.is_null(row)) {
+            skipped += 1;
+            continue;
+        }
+        let mut vertices = Vec::with_capacity(4);
+        for (k, pair) in values.chunks(2).enumerate() {
+            let (ra, dec) = (pair[0].value(row), pair[1].value(row));
+            if !ra.is_finite() || !(-90.0..=90.0).contains(&dec) {
+                return Err(CoverageError::OffSky {
+                    row: first + row as u64 + 1,
+                    what: format!("corner {} ({ra}, {dec})", CORNERS[k].0),
+                }
+                .into());
+            }
+            vertices.push((ra.rem_euclid(360.0).to_radians(), dec.to_radians()));
+        }
+        let polygon: RangeMOC<u64, Hpx<u64>> =
+            RangeMOC::from_polygon(&vertices, false, depth, CellSelection::All);
+        ranges.extend(polygon.moc_ranges().iter().cloned());
+        drawn += 1;
+    }
+    Ok((drawn, skipped))
+}
+
+/// Sorts ranges and joins those that overlap or touch.
+fn merge(ranges: &mut Vec<Range<u64>>) {
+    ranges.sort_unstable_by_key(|r| r.start);
+    let mut out: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for r in ranges.drain(..) {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    *ranges = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nights_are_dates_or_last() {
+        assert_eq!(
+            Nights::parse("2025-11-26").unwrap(),
+            Nights::Between(20251126, 20251126)
+        );
+        assert_eq!(
+            Nights::parse("20251126").unwrap(),
+            Nights::Between(20251126, 20251126)
+        );
+        assert_eq!(Nights::parse("LAST").unwrap(), Nights::Last);
+        for bad in [
+            "2025-13-01",
+            "2025-02-30",
+            "yesterday",
+            "",
+            "2025-11-26; DROP",
+        ] {
+            assert!(Nights::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_night_is_its_visits_by_day_obs() {
+        let q = Of::Footprints {
+            nights: Nights::Between(20251126, 20251127),
+            dia: None,
+        }
+        .adql(10, &[])
+        .unwrap();
+        assert!(
+            q.ends_with("WHERE d.visit >= 2025112600000 AND d.visit < 2025112800000"),
+            "{q}"
+        );
+        assert!(matches!(
+            Of::Table("DiaObject".into()).adql(14, &[]),
+            Err(CoverageError::Order { order: 14 })
+        ));
+        assert!(matches!(
+            Of::Table("Nothing".into()).adql(10, &[]),
+            Err(CoverageError::Table { .. })
+        ));
+    }
+
+    #[test]
+    fn merging_joins_ranges_that_overlap_or_touch() {
+        let mut r = vec![5..7, 0..2, 2..3, 6..9, 20..21];
+        merge(&mut r);
+        assert_eq!(r, vec![0..3, 5..9, 20..21]);
+    }
+}

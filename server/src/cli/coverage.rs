@@ -1,0 +1,184 @@
+//! `ppdb coverage`: MOCs of where detectors looked and where a table's rows
+//! are, at a snapshot, with a token that replays them (see
+//! `engine::coverage`).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use engine::coverage::{Coverage, DEFAULT_ORDER, MocFormat, Nights, Of};
+
+use super::query::{LimitArgs, find_token, memory_options, remember, within};
+use super::{CatalogArg, StateArg};
+
+/// `ppdb coverage`.
+#[derive(Args)]
+pub(crate) struct CoverageArgs {
+    #[command(subcommand)]
+    of: CoverageOf,
+}
+
+#[derive(Subcommand)]
+enum CoverageOf {
+    /// Where detectors looked: the union of the processed detector-visits'
+    /// footprints (the polygons of their four corners).
+    Footprints {
+        /// Only this night's visits (YYYY-MM-DD, the day_obs of Rubin's visit
+        /// ids), or `last` for the latest night.
+        #[arg(long)]
+        night: Option<String>,
+        /// With --night, every night up to this one (YYYY-MM-DD) too.
+        #[arg(long, requires = "night")]
+        until: Option<String>,
+        /// Only detector-visits that made DIA rows (DiaSources or forced
+        /// photometry: a template existed), or only those that did not.
+        #[arg(long, value_parser = ["with", "without"])]
+        dia: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Where a table's rows are: the cells of their positions.
+    Table {
+        /// The table (DiaObject, DiaSource, ..., or schema.table).
+        table: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The MOC of a coverage's token, made again from the same rows.
+    Replay {
+        /// The token printed with the coverage.
+        token: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// What every coverage takes.
+#[derive(Args)]
+struct Common {
+    #[command(flatten)]
+    catalog: CatalogArg,
+    /// Read this snapshot (as `ppdb query --as-of`).
+    #[arg(long)]
+    as_of: Option<String>,
+    /// HEALPix order of the MOC's cells, 0 to 13 (10: cells of 3.4′).
+    #[arg(long, default_value_t = DEFAULT_ORDER)]
+    order: u8,
+    /// fits, ascii or json (default: fits into --out, ascii to the terminal).
+    #[arg(long)]
+    format: Option<MocFormat>,
+    /// Write the MOC to this file instead of standard output.
+    #[arg(long, short = 'o')]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateArg,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Runs `ppdb coverage`.
+pub(crate) async fn run(args: CoverageArgs) -> Result<()> {
+    let (of, common, token) = match args.of {
+        CoverageOf::Footprints {
+            night,
+            until,
+            dia,
+            common,
+        } => {
+            let nights = match (night.as_deref().map(Nights::parse), until) {
+                (None, _) => Nights::All,
+                (Some(n), None) => n?,
+                (Some(from), Some(to)) => match (from?, Nights::parse(&to)?) {
+                    (Nights::Between(a, _), Nights::Between(_, b)) => Nights::Between(a, b),
+                    _ => bail!("--until takes a date after a dated --night, not 'last'"),
+                },
+            };
+            let dia = dia.map(|d| d == "with");
+            (Some(Of::Footprints { nights, dia }), common, None)
+        }
+        CoverageOf::Table { table, common } => (Some(Of::Table(table)), common, None),
+        CoverageOf::Replay { token, common } => (None, common, Some(token)),
+    };
+    if common.order > engine::coverage::MAX_ORDER {
+        bail!(
+            "--order {} is not offered: use 0 to {}",
+            common.order,
+            engine::coverage::MAX_ORDER
+        );
+    }
+    let allowed = common.limits.duration();
+    let memory = common.limits.memory();
+    let (_engine, result) = match (of, token) {
+        (Some(of), _) => {
+            let engine = common
+                .state
+                .engine_with(&common.catalog, memory_options(memory))
+                .await?;
+            remember(&engine, &common.catalog).await;
+            let adql = of.adql(common.order, engine.tables())?;
+            let as_of = common
+                .as_of
+                .as_deref()
+                .map(|a| engine::as_of(a).map_err(|e| anyhow::anyhow!("--as-of: {e}")))
+                .transpose()?;
+            let options = engine::QueryOptions {
+                as_of,
+                time_limit: Some(allowed),
+                // As `ppdb query`: whoever runs this reads the files.
+                privileged: true,
+                ..Default::default()
+            };
+            let result = within(allowed, engine.query(&adql, &options)).await??;
+            (engine, result)
+        }
+        (None, Some(token)) => {
+            let (engine, _) = find_token(&token, &common.catalog, &common.state, memory).await?;
+            let options = engine::ReplayOptions {
+                privileged: true,
+                time_limit: Some(allowed),
+                ..Default::default()
+            };
+            let result = within(allowed, engine.replay(&token, &options)).await??;
+            (engine, result)
+        }
+        (None, None) => unreachable!("a coverage names what it covers or a token"),
+    };
+    let mut result = result;
+    let snapshot = result.snapshot.snapshot;
+    let token = result.token.clone().unwrap_or_default();
+    let coverage = within(allowed, Coverage::of_rows(&mut result, common.order)).await??;
+    let format = common.format.unwrap_or(if common.out.is_some() {
+        MocFormat::Fits
+    } else {
+        MocFormat::Ascii
+    });
+    match &common.out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            coverage.write(format, Some(token.clone()), &mut w)?;
+            w.flush()?;
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            coverage.write(format, Some(token.clone()), &mut out)?;
+            out.flush()?;
+        }
+    }
+    let skipped = if coverage.without_corners > 0 {
+        format!(" ({} without corners, not drawn)", coverage.without_corners)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "snapshot: {snapshot}, from {} rows{skipped}: {} cells of order {}, {:.3} deg²",
+        coverage.rows,
+        coverage.cells(),
+        coverage.moc.depth_max(),
+        coverage.area_deg2()
+    );
+    eprintln!("token: {token}");
+    Ok(())
+}

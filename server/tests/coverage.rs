@@ -1,0 +1,133 @@
+//! `ppdb coverage` as a user runs it: MOCs of a generated catalog, their
+//! tokens replayed, and what it says where it cannot draw. The values are
+//! checked against mocpy in `conformance.rs`.
+
+use std::process::Output;
+
+use tempfile::TempDir;
+
+mod common;
+use common::ppdb::{command, ok};
+
+fn ppdb(args: &[&str]) -> Output {
+    command().args(args).output().expect("ppdb runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn coverages_print_their_snapshot_and_token_and_replay_the_same() {
+    let dir = TempDir::new().unwrap();
+    let chunks = dir.path().join("chunks");
+    let catalog = dir.path().join("catalog");
+    let (chunks, catalog) = (chunks.to_str().unwrap(), catalog.to_str().unwrap());
+    ok(&[
+        "sample",
+        "--out",
+        chunks,
+        "--objects",
+        "600",
+        "--nights",
+        "2",
+        "--visits-per-night",
+        "4",
+        "--visits-per-chunk",
+        "2",
+    ]);
+    ok(&[
+        "ingest",
+        "--catalog",
+        catalog,
+        "--embargo-hours",
+        "0",
+        chunks,
+    ]);
+
+    let table = ppdb(&[
+        "coverage",
+        "table",
+        "DiaObject",
+        "--catalog",
+        catalog,
+        "--order",
+        "3",
+    ]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let moc = String::from_utf8(table.stdout.clone()).unwrap();
+    assert!(moc.starts_with("3/") && moc.trim().len() > 2, "{moc}");
+    let said = stderr(&table);
+    assert!(
+        said.starts_with("snapshot: 6, from 1 rows: 1 cells of order 3"),
+        "{said}"
+    );
+    let token = said
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap_or_else(|| panic!("{said}"));
+    let again = ppdb(&["coverage", "replay", token, "--catalog", catalog]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(again.stdout, table.stdout, "a replay draws the same MOC");
+
+    // Two nights of four visits of 189 detectors, into a FITS file.
+    let fits = dir.path().join("where.fits");
+    let drawn = ppdb(&[
+        "coverage",
+        "footprints",
+        "--catalog",
+        catalog,
+        "--order",
+        "6",
+        "-o",
+        fits.to_str().unwrap(),
+    ]);
+    assert!(drawn.status.success(), "{}", stderr(&drawn));
+    assert!(
+        stderr(&drawn).contains("from 1512 rows"),
+        "{}",
+        stderr(&drawn)
+    );
+    let bytes = std::fs::read(&fits).unwrap();
+    assert!(bytes.starts_with(b"SIMPLE  =") && bytes.len().is_multiple_of(2880));
+    let one = ppdb(&[
+        "coverage",
+        "footprints",
+        "--catalog",
+        catalog,
+        "--night",
+        "last",
+        "--order",
+        "6",
+    ]);
+    assert!(stderr(&one).contains("from 756 rows"), "{}", stderr(&one));
+}
+
+#[test]
+fn what_cannot_be_drawn_is_said() {
+    // The bundled sample's detector-visits have no corners.
+    let sample = ppdb(&["coverage", "footprints", "--order", "4"]);
+    assert!(sample.status.success(), "{}", stderr(&sample));
+    assert!(
+        stderr(&sample).contains("3402 without corners, not drawn"),
+        "{}",
+        stderr(&sample)
+    );
+    for (args, says) in [
+        (&["coverage", "table", "SSObject"][..], "has no ra and dec"),
+        (&["coverage", "table", "Nothing"][..], "no such table"),
+        (
+            &["coverage", "footprints", "--night", "2025-02-30"][..],
+            "is not a night",
+        ),
+        (&["coverage", "footprints", "--order", "14"][..], "0 to 13"),
+        (
+            &["coverage", "replay", "aaaaaaaaaaaaaaaaaaaa"][..],
+            "unknown token",
+        ),
+    ] {
+        let o = ppdb(args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+}

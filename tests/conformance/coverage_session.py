@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Coverage MOCs read back with mocpy and checked against footprints and
+positions computed here, from rows fetched with pyvo.
+
+    python tests/conformance/coverage_session.py http://127.0.0.1:PORT/tap BEARER
+
+The server must serve a catalog whose detector-visits have corners, with an
+embargo that hides some of them from anonymous callers; BEARER is a token of
+a privileged user. Prints PASS/FAIL per step and exits 1 if any failed.
+"""
+import io
+import sys
+import tempfile
+
+import numpy as np
+import pyvo
+import requests
+from astropy.coordinates import SkyCoord
+from mocpy import MOC
+
+url, bearer = sys.argv[1], sys.argv[2]
+service = pyvo.dal.TAPService(url)
+privileged = requests.Session()
+privileged.headers["Authorization"] = f"Bearer {bearer}"
+anonymous = requests.Session()
+failed = []
+ORDER = 8
+CORNERS = "llcra, llcdec, ulcra, ulcdec, urcra, urcdec, lrcra, lrcdec"
+
+
+def step(name, fn):
+    try:
+        detail = fn()
+        print(f"PASS {name}: {detail}")
+    except Exception as e:  # noqa: BLE001 - every failure is reported
+        failed.append(name)
+        print(f"FAIL {name}: {type(e).__name__}: {e}")
+
+
+def fetch(session, path, **params):
+    r = session.get(f"{url}/coverage/{path}", params=params, timeout=120)
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    return r
+
+
+def read_fits(body):
+    with tempfile.NamedTemporaryFile(suffix=".fits") as f:
+        f.write(body)
+        f.flush()
+        return MOC.from_fits(f.name)
+
+
+def footprints_of(rows):
+    """The union of the detectors' polygons, drawn by mocpy."""
+    polygons = [
+        SkyCoord([r[0], r[2], r[4], r[6]], [r[1], r[3], r[5], r[7]], unit="deg") for r in rows
+    ]
+    mocs = MOC.from_polygons(polygons, max_depth=ORDER)
+    return mocs[0].union(*mocs[1:])
+
+
+def corners(session_service, where=""):
+    t = session_service.search(
+        f"SELECT {CORNERS} FROM ppdb.DetectorVisitProcessingSummary {where}", maxrec=10_000_000
+    ).to_table()
+    return [tuple(float(row[c]) for c in t.colnames) for row in t]
+
+
+def footprints():
+    # What an anonymous caller is shown: only the detector-visits it may see.
+    r = fetch(anonymous, "footprints", ORDER=ORDER)
+    ours = read_fits(r.content)
+    rows = corners(service)
+    theirs = footprints_of(rows)
+    assert ours == theirs, (ours.sky_fraction, theirs.sky_fraction)
+    assert int(r.headers["X-Coverage-Rows"]) == len(rows), r.headers
+    area = ours.sky_fraction * 4 * np.pi * (180 / np.pi) ** 2
+    assert abs(float(r.headers["X-Coverage-Area-Deg2"]) - area) < 1e-3 * area, (r.headers, area)
+    return f"{len(rows)} detector-visits, {area:.2f} deg² at order {ORDER}, as mocpy draws them"
+
+
+def embargo():
+    # A privileged caller sees the embargoed visits too: a larger footprint,
+    # and the anonymous one is inside it.
+    mine = fetch(privileged, "footprints", ORDER=ORDER)
+    theirs = fetch(anonymous, "footprints", ORDER=ORDER)
+    full, shown = read_fits(mine.content), read_fits(theirs.content)
+    assert int(mine.headers["X-Coverage-Rows"]) > int(theirs.headers["X-Coverage-Rows"]), (
+        mine.headers,
+        theirs.headers,
+    )
+    assert shown.intersection(full) == shown and full != shown
+    # The privileged coverage's token replays for its owner, never for others.
+    token = mine.headers["X-Query-Token"]
+    again = fetch(privileged, f"replay/{token}", ORDER=ORDER)
+    assert read_fits(again.content) == full
+    refused = anonymous.get(f"{url}/coverage/replay/{token}", params={"ORDER": ORDER}, timeout=60)
+    assert refused.status_code in (403, 404), refused.status_code
+    assert "llcra" not in refused.text and "visit" not in refused.text, refused.text
+    # The embargo's nights are not news either: 'last' is the last night shown.
+    last = fetch(anonymous, "footprints", ORDER=ORDER, NIGHT="last")
+    last_rows = int(last.headers["X-Coverage-Rows"])
+    assert 0 < last_rows < int(theirs.headers["X-Coverage-Rows"]), last.headers
+    return f"{mine.headers['X-Coverage-Rows']} visible to the owner, {theirs.headers['X-Coverage-Rows']} to others"
+
+
+def nights_and_templates():
+    # One night is its visits by day_obs; with and without DIA rows split it.
+    t = service.search(
+        "SELECT MIN(visit) AS v FROM ppdb.DetectorVisitProcessingSummary", maxrec=10
+    ).to_table()
+    visit = int(t["v"][0])
+    day = str(visit // 100000)
+    night = f"{day[:4]}-{day[4:6]}-{day[6:]}"
+    lo, hi = int(day) * 100000, (int(day) + 1) * 100000
+    rows = corners(service, f"WHERE visit >= {lo} AND visit < {hi}")
+    ours = read_fits(fetch(anonymous, "footprints", ORDER=ORDER, NIGHT=night).content)
+    assert ours == footprints_of(rows)
+    dia = (
+        "EXISTS (SELECT 1 FROM ppdb.DiaSource AS s WHERE s.visit = d.visit AND s.detector = d.detector) "
+        "OR EXISTS (SELECT 1 FROM ppdb.DiaForcedSource AS f WHERE f.visit = d.visit AND f.detector = d.detector)"
+    )
+    with_rows = service.search(
+        f"SELECT {', '.join('d.' + c.strip() for c in CORNERS.split(','))} "
+        f"FROM ppdb.DetectorVisitProcessingSummary AS d WHERE {dia}",
+        maxrec=10_000_000,
+    ).to_table()
+    with_dia = read_fits(fetch(anonymous, "footprints", ORDER=ORDER, DIA="with").content)
+    assert with_dia == footprints_of([tuple(float(x) for x in r) for r in with_rows])
+    without = fetch(anonymous, "footprints", ORDER=ORDER, DIA="without")
+    total = len(corners(service))
+    assert int(without.headers["X-Coverage-Rows"]) + len(with_rows) == total
+    return f"night {night}: {len(rows)} detector-visits; {len(with_rows)} of {total} made DIA rows"
+
+
+def table_coverage():
+    # A table's coverage is the cells of its positions, as mocpy computes them.
+    t = service.search("SELECT ra, dec FROM ppdb.DiaObject", maxrec=10_000_000).to_table()
+    theirs = MOC.from_lonlat(
+        np.asarray(t["ra"]) * 1.0 * MOC_DEG, np.asarray(t["dec"]) * 1.0 * MOC_DEG, max_norder=ORDER
+    )
+    fits = fetch(anonymous, "tables/DiaObject", ORDER=ORDER)
+    ours = read_fits(fits.content)
+    assert ours == theirs, (ours.sky_fraction, theirs.sky_fraction)
+    # The same MOC in every serialisation mocpy reads.
+    as_json = MOC.from_json(fetch(anonymous, "tables/DiaObject", ORDER=ORDER, FORMAT="json").json())
+    as_text = MOC.from_str(fetch(anonymous, "tables/DiaObject", ORDER=ORDER, FORMAT="ascii").text)
+    assert as_json == ours and as_text == ours
+    return f"{len(t)} objects in {int(fits.headers['X-Coverage-Cells'])} cells, FITS = JSON = ASCII"
+
+
+def refusals():
+    for path, params, status in [
+        ("footprints", {"ORDER": 30}, 400),
+        ("footprints", {"NIGHT": "2025-02-30"}, 400),
+        ("footprints", {"DIA": "maybe"}, 400),
+        ("tables/SSObject", {}, 400),
+        ("tables/NoSuchTable", {}, 400),
+        ("footprints", {"FORMAT": "png"}, 400),
+        ("replay/aaaaaaaaaaaaaaaaaaaa", {}, 404),
+    ]:
+        r = anonymous.get(f"{url}/coverage/{path}", params=params, timeout=60)
+        assert r.status_code == status, (path, params, r.status_code, r.text)
+        assert r.text.strip(), (path, params)
+    return "7 bad requests, each told why"
+
+
+from astropy import units as u  # noqa: E402
+
+MOC_DEG = u.deg
+
+for name, fn in [
+    ("footprints as mocpy draws them", footprints),
+    ("the embargo holds", embargo),
+    ("a night, and detector-visits with and without DIA rows", nights_and_templates),
+    ("a table's coverage in FITS, JSON and ASCII", table_coverage),
+    ("refusals", refusals),
+]:
+    step(name, fn)
+print(f"coverage-session: {5 - len(failed)} passed, {len(failed)} failed")
+sys.exit(1 if failed else 0)
