@@ -17,6 +17,22 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
+/// The token a coverage printed.
+fn token_of(o: &Output) -> String {
+    let said = stderr(o);
+    said.lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap_or_else(|| panic!("no token in {said}"))
+        .to_string()
+}
+
+/// The area a coverage printed, in deg².
+fn area_of(o: &Output) -> f64 {
+    let said = stderr(o);
+    let before = said.split(" deg²").next().unwrap();
+    before.rsplit(", ").next().unwrap().parse().unwrap()
+}
+
 #[test]
 fn coverages_print_their_snapshot_and_token_and_replay_the_same() {
     let dir = TempDir::new().unwrap();
@@ -59,7 +75,7 @@ fn coverages_print_their_snapshot_and_token_and_replay_the_same() {
     assert!(moc.starts_with("3/") && moc.trim().len() > 2, "{moc}");
     let said = stderr(&table);
     assert!(
-        said.starts_with("snapshot: 6, from 1 rows: 1 cells of order 3"),
+        said.starts_with("snapshot: 6, from 1 distinct cells: 1 cell of order 3"),
         "{said}"
     );
     let token = said
@@ -69,6 +85,18 @@ fn coverages_print_their_snapshot_and_token_and_replay_the_same() {
     let again = ppdb(&["coverage", "replay", token, "--catalog", catalog]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(again.stdout, table.stdout, "a replay draws the same MOC");
+
+    // A table's own name finds it in whichever schema holds it.
+    let prompt = ppdb(&[
+        "coverage",
+        "table",
+        "PromptSource",
+        "--catalog",
+        catalog,
+        "--order",
+        "2",
+    ]);
+    assert!(prompt.status.success(), "{}", stderr(&prompt));
 
     // Two nights of four visits of 189 detectors, into a FITS file.
     let fits = dir.path().join("where.fits");
@@ -84,7 +112,7 @@ fn coverages_print_their_snapshot_and_token_and_replay_the_same() {
     ]);
     assert!(drawn.status.success(), "{}", stderr(&drawn));
     assert!(
-        stderr(&drawn).contains("from 1512 rows"),
+        stderr(&drawn).contains("from 1512 detector-visits"),
         "{}",
         stderr(&drawn)
     );
@@ -100,7 +128,45 @@ fn coverages_print_their_snapshot_and_token_and_replay_the_same() {
         "--order",
         "6",
     ]);
-    assert!(stderr(&one).contains("from 756 rows"), "{}", stderr(&one));
+    assert!(
+        stderr(&one).contains("from 756 detector-visits"),
+        "{}",
+        stderr(&one)
+    );
+    // A replay draws at the order the coverage was drawn at.
+    let token = token_of(&drawn);
+    let again = dir.path().join("again.fits");
+    let replayed = ppdb(&[
+        "coverage",
+        "replay",
+        &token,
+        "--catalog",
+        catalog,
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    assert!(replayed.status.success(), "{}", stderr(&replayed));
+    assert_eq!(std::fs::read(&again).unwrap(), bytes, "the same FITS file");
+
+    // Night by night: the last cumulative area is the whole footprint's, and
+    // the new areas add up to it.
+    let growth = ppdb(&["coverage", "growth", "--catalog", catalog, "--order", "6"]);
+    assert!(growth.status.success(), "{}", stderr(&growth));
+    let nights: Vec<serde_json::Value> = serde_json::from_slice(&growth.stdout).unwrap();
+    assert_eq!(nights.len(), 2, "{nights:?}");
+    let added: f64 = nights
+        .iter()
+        .map(|n| n["new_area_deg2"].as_f64().unwrap())
+        .sum();
+    let last = nights[1]["cumulative_area_deg2"].as_f64().unwrap();
+    assert!((added - last).abs() < 1e-9, "{nights:?}");
+    assert!(
+        (last - area_of(&drawn)).abs() < 1e-3,
+        "{last} against {}",
+        stderr(&drawn)
+    );
+    assert_eq!(nights[0]["night"], "2025-11-26");
+    assert_eq!(nights[0]["detector_visits"], 756);
 }
 
 #[test]

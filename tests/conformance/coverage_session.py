@@ -92,7 +92,8 @@ def embargo():
     assert shown.intersection(full) == shown and full != shown
     # The privileged coverage's token replays for its owner, never for others.
     token = mine.headers["X-Query-Token"]
-    again = fetch(privileged, f"replay/{token}", ORDER=ORDER)
+    # Without ORDER, a replay draws at the order the coverage was drawn at.
+    again = fetch(privileged, f"replay/{token}")
     assert read_fits(again.content) == full
     refused = anonymous.get(f"{url}/coverage/replay/{token}", params={"ORDER": ORDER}, timeout=60)
     assert refused.status_code in (403, 404), refused.status_code
@@ -149,6 +150,27 @@ def table_coverage():
     return f"{len(t)} objects in {int(fits.headers['X-Coverage-Cells'])} cells, FITS = JSON = ASCII"
 
 
+def growth():
+    # Night by night: the areas of each night, the new and the cumulative
+    # ones, against MOCs of the same nights read with mocpy.
+    r = anonymous.get(f"{url}/coverage/growth", params={"ORDER": ORDER}, timeout=120)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    nights = body["nights"]
+    assert len(nights) >= 2, body
+    so_far = None
+    for n in nights:
+        one = read_fits(fetch(anonymous, "footprints", ORDER=ORDER, NIGHT=n["night"]).content)
+        so_far = one if so_far is None else so_far.union(one)
+        deg2 = 4 * np.pi * (180 / np.pi) ** 2
+        assert abs(one.sky_fraction * deg2 - n["area_deg2"]) < 1e-6 * deg2, n
+        assert abs(so_far.sky_fraction * deg2 - n["cumulative_area_deg2"]) < 1e-6 * deg2, n
+    # Its token gives the same nights again.
+    again = anonymous.get(body["replay"], timeout=120).json()
+    assert again["nights"] == nights and again["snapshot"] == body["snapshot"]
+    return f"{len(nights)} nights, {nights[-1]['cumulative_area_deg2']:.2f} deg² in all"
+
+
 def refusals():
     for path, params, status in [
         ("footprints", {"ORDER": 30}, 400),
@@ -158,11 +180,13 @@ def refusals():
         ("tables/NoSuchTable", {}, 400),
         ("footprints", {"FORMAT": "png"}, 400),
         ("replay/aaaaaaaaaaaaaaaaaaaa", {}, 404),
+        ("footprints", {"UNTIL": "2025-11-27"}, 400),
+        ("footprints", {"NIGHT": "2025-11-28", "UNTIL": "2025-11-26"}, 400),
     ]:
         r = anonymous.get(f"{url}/coverage/{path}", params=params, timeout=60)
         assert r.status_code == status, (path, params, r.status_code, r.text)
         assert r.text.strip(), (path, params)
-    return "7 bad requests, each told why"
+    return "9 bad requests, each told why"
 
 
 from astropy import units as u  # noqa: E402
@@ -174,8 +198,9 @@ for name, fn in [
     ("the embargo holds", embargo),
     ("a night, and detector-visits with and without DIA rows", nights_and_templates),
     ("a table's coverage in FITS, JSON and ASCII", table_coverage),
+    ("growth night by night", growth),
     ("refusals", refusals),
 ]:
     step(name, fn)
-print(f"coverage-session: {5 - len(failed)} passed, {len(failed)} failed")
+print(f"coverage-session: {6 - len(failed)} passed, {len(failed)} failed")
 sys.exit(1 if failed else 0)

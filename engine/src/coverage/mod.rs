@@ -9,6 +9,7 @@
 //! `DetectorVisitProcessingSummary` row's four corners; a table's coverage is
 //! the distinct HEALPix cells of its rows' positions.
 
+pub mod growth;
 mod write;
 
 use std::ops::Range;
@@ -32,7 +33,7 @@ pub const DEFAULT_ORDER: u8 = 10;
 /// The detector-visit table and the columns of its corners, in the order
 /// their polygon goes round.
 const DETECTORS: &str = "ppdb.DetectorVisitProcessingSummary";
-const CORNERS: [(&str, &str); 4] = [
+pub(crate) const CORNERS: [(&str, &str); 4] = [
     ("llcra", "llcdec"),
     ("ulcra", "ulcdec"),
     ("urcra", "urcdec"),
@@ -40,8 +41,11 @@ const CORNERS: [(&str, &str); 4] = [
 ];
 /// The prefix of the cell column of a table's coverage, followed by its order.
 const CELL_COLUMN: &str = "healpix_order_";
+/// The prefix of the last column of footprints, followed by the order they
+/// are drawn at.
+pub(crate) const ORDER_COLUMN: &str = "moc_order_";
 /// Rubin's visit ids are `day_obs * 100000 + seq_num`.
-const VISITS_PER_NIGHT: i64 = 100_000;
+pub(crate) const VISITS_PER_NIGHT: i64 = 100_000;
 
 /// Why a coverage could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,12 @@ pub enum CoverageError {
     Night {
         /// What was given.
         text: String,
+    },
+    /// A range of nights is not one.
+    #[error("nights: {why}")]
+    Range {
+        /// What is wrong with it.
+        why: String,
     },
     /// The table has no positions to cover.
     #[error("{table}: {why}")]
@@ -106,6 +116,31 @@ impl Nights {
     }
 }
 
+impl Nights {
+    /// The nights from `night` to `until` (both included), as a request names
+    /// them: one night, `last`, a range of dates, or every night.
+    pub fn range(night: Option<&str>, until: Option<&str>) -> Result<Nights, CoverageError> {
+        match (night, until) {
+            (None, None) => Ok(Nights::All),
+            (Some(n), None) => Nights::parse(n),
+            (None, Some(_)) => Err(CoverageError::Range {
+                why: "a last night needs a first one: give both".into(),
+            }),
+            (Some(first), Some(last)) => match (Nights::parse(first)?, Nights::parse(last)?) {
+                (Nights::Between(a, _), Nights::Between(_, b)) if a <= b => {
+                    Ok(Nights::Between(a, b))
+                }
+                (Nights::Between(..), Nights::Between(..)) => Err(CoverageError::Range {
+                    why: format!("the last night ({last}) is before the first ({first})"),
+                }),
+                _ => Err(CoverageError::Range {
+                    why: "a range of nights is two dates, not 'last'".into(),
+                }),
+            },
+        }
+    }
+}
+
 /// `YYYY-MM-DD` or `YYYYMMDD` as the number `YYYYMMDD`, if it is a date.
 fn day_obs(text: &str) -> Option<u32> {
     let digits: String = text.trim().chars().filter(|c| *c != '-').collect();
@@ -130,6 +165,12 @@ pub enum Of {
     },
     /// Where a table's rows are (`schema.table`, or a table of `ppdb`).
     Table(String),
+    /// The footprints night by night (see [`growth`]), of every
+    /// detector-visit or, with `dia`, of those with (or without) DIA rows.
+    Growth {
+        /// Only detector-visits with (or without) DiaSources or forced photometry.
+        dia: Option<bool>,
+    },
 }
 
 /// Which nights' visits: a condition on `visit` (`alias.visit`).
@@ -148,6 +189,42 @@ fn night_condition(nights: Nights, alias: &str) -> Option<String> {
     }
 }
 
+/// The ADQL of detector footprints: their corners (after their visit, with
+/// `with_visit`), of the `nights`, with or without DIA rows.
+fn footprints_adql(nights: Nights, dia: Option<bool>, with_visit: bool, order: u8) -> String {
+    let mut columns: Vec<String> = with_visit
+        .then(|| "d.visit".to_string())
+        .into_iter()
+        .collect();
+    columns.extend(
+        CORNERS
+            .iter()
+            .flat_map(|(r, d)| [format!("d.{r}"), format!("d.{d}")]),
+    );
+    let mut conditions: Vec<String> = night_condition(nights, "d").into_iter().collect();
+    if let Some(with) = dia {
+        let made = ["ppdb.DiaSource", "ppdb.DiaForcedSource"].map(|t| {
+            format!(
+                "EXISTS (SELECT 1 FROM {t} AS s WHERE s.visit = d.visit \
+                 AND s.detector = d.detector)"
+            )
+        });
+        let any = format!("({} OR {})", made[0], made[1]);
+        conditions.push(if with { any } else { format!("NOT {any}") });
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    // The order is named in the last column, so that a replay draws at it.
+    columns.push(format!("{order} AS {ORDER_COLUMN}{order}"));
+    format!(
+        "SELECT {} FROM {DETECTORS} AS d{filter}",
+        columns.join(", ")
+    )
+}
+
 impl Of {
     /// The ADQL whose rows are this coverage at `order`; `tables` are those
     /// the engine serves (a table's must have `ra` and `dec`).
@@ -158,50 +235,27 @@ impl Of {
             });
         }
         match self {
-            Of::Footprints { nights, dia } => {
-                let corners: Vec<String> = CORNERS
-                    .iter()
-                    .flat_map(|(r, d)| [format!("d.{r}"), format!("d.{d}")])
-                    .collect();
-                let mut conditions: Vec<String> =
-                    night_condition(*nights, "d").into_iter().collect();
-                if let Some(with) = dia {
-                    let made = ["ppdb.DiaSource", "ppdb.DiaForcedSource"].map(|t| {
-                        format!(
-                            "EXISTS (SELECT 1 FROM {t} AS s WHERE s.visit = d.visit \
-                             AND s.detector = d.detector)"
-                        )
-                    });
-                    let any = format!("({} OR {})", made[0], made[1]);
-                    conditions.push(if *with { any } else { format!("NOT {any}") });
-                }
-                let filter = if conditions.is_empty() {
-                    String::new()
-                } else {
-                    format!(" WHERE {}", conditions.join(" AND "))
-                };
-                Ok(format!(
-                    "SELECT {} FROM {DETECTORS} AS d{filter}",
-                    corners.join(", ")
-                ))
-            }
+            Of::Footprints { nights, dia } => Ok(footprints_adql(*nights, *dia, false, order)),
+            Of::Growth { dia } => Ok(footprints_adql(Nights::All, *dia, true, order)),
             Of::Table(name) => {
-                let wanted = if name.contains('.') {
-                    name.clone()
-                } else {
-                    format!("ppdb.{name}")
+                // `schema.table`, or a table's own name where one schema has it
+                // (`ppdb` first), as ADQL resolves it.
+                let named = |t: &&adql::Table| match name.split_once('.') {
+                    Some((schema, table)) => {
+                        t.schema.eq_ignore_ascii_case(schema) && t.name.eq_ignore_ascii_case(table)
+                    }
+                    None => t.name.eq_ignore_ascii_case(name),
                 };
-                let table = tables
-                    .iter()
-                    .find(|t| format!("{}.{}", t.schema, t.name).eq_ignore_ascii_case(&wanted))
-                    .ok_or_else(|| CoverageError::Table {
-                        table: name.clone(),
-                        why: "no such table (see /tap/tables)".into(),
-                    })?;
+                let mut found: Vec<&adql::Table> = tables.iter().filter(named).collect();
+                found.sort_by_key(|t| t.schema != "ppdb");
+                let table = found.first().ok_or_else(|| CoverageError::Table {
+                    table: name.chars().take(100).collect(),
+                    why: "no such table (see /tap/tables)".into(),
+                })?;
                 for c in ["ra", "dec"] {
                     if !table.columns.iter().any(|col| col.name == c) {
                         return Err(CoverageError::Table {
-                            table: name.clone(),
+                            table: name.chars().take(100).collect(),
                             why: "has no ra and dec to place its rows on the sky".into(),
                         });
                     }
@@ -223,25 +277,26 @@ pub struct Coverage {
     pub moc: RangeMOC<u64, Hpx<u64>>,
     /// Rows read (detector-visits, or distinct cells), those not drawn included.
     pub rows: u64,
+    /// What the rows were: footprints of detector-visits, or a table's cells.
+    pub footprints: bool,
     /// Detector-visits left out because a corner was NULL.
     pub without_corners: u64,
 }
 
 /// How many ranges gather before they are merged: bounds the memory of a
 /// coverage of many overlapping footprints.
-const MERGE_EVERY: usize = 1 << 20;
+pub(crate) const MERGE_EVERY: usize = 1 << 20;
 
 impl Coverage {
-    /// Folds a coverage query's rows (or a replay of one) into a MOC;
-    /// footprints are drawn at `order` (a table's cells carry theirs).
-    pub async fn of_rows(result: &mut QueryResult, order: u8) -> crate::Result<Coverage> {
+    /// Folds a coverage query's rows (or a replay of one) into a MOC at the
+    /// order the query names, or footprints at `order` if one is given.
+    pub async fn of_rows(result: &mut QueryResult, order: Option<u8>) -> crate::Result<Coverage> {
         let names: Vec<String> = result
             .schema
             .fields()
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let corners: Vec<&str> = CORNERS.iter().flat_map(|(r, d)| [*r, *d]).collect();
         let cells_at = match names.as_slice() {
             [one] => one
                 .strip_prefix(CELL_COLUMN)
@@ -249,14 +304,18 @@ impl Coverage {
                 .filter(|o| *o <= MAX_ORDER),
             _ => None,
         };
-        let footprints = names.iter().map(String::as_str).eq(corners.iter().copied());
+        // Footprints, and footprints by night (their visit first).
+        let (from, drawn_at) =
+            footprint_columns(&names).map_or((0, None), |(from, at)| (from, Some(at)));
+        let footprints = drawn_at.is_some();
         if cells_at.is_none() && !footprints {
-            return Err(CoverageError::NotCoverage {
-                columns: names.join(", "),
-            }
-            .into());
+            return Err(not_coverage(&names).into());
         }
-        let depth = cells_at.unwrap_or(order);
+        let depth = match (cells_at, order, drawn_at) {
+            (Some(cells), _, _) => cells,
+            (None, Some(asked), _) => asked,
+            (None, None, at) => at.unwrap_or(DEFAULT_ORDER),
+        };
         if depth > MAX_ORDER {
             return Err(CoverageError::Order {
                 order: depth.into(),
@@ -275,7 +334,7 @@ impl Coverage {
                 // A batch of footprints at a fine order is CPU work of up to a
                 // second: the runtime's other tasks move off this worker.
                 let (n, skipped) = crate::plan::pipeline::in_place(async {
-                    footprints_of(&batch, depth, rows, &mut ranges)
+                    footprints_of(&batch, from, depth, rows, &mut ranges)
                 })
                 .await?;
                 rows += n + skipped;
@@ -289,6 +348,7 @@ impl Coverage {
         Ok(Coverage {
             moc: RangeMOC::new(depth, moc::elemset::range::MocRanges::new_unchecked(ranges)),
             rows,
+            footprints,
             without_corners,
         })
     }
@@ -303,6 +363,35 @@ impl Coverage {
     pub fn cells(&self) -> u64 {
         self.moc.n_depth_max_cells()
     }
+}
+
+/// The refusal of rows that are not a coverage's, naming a few of their columns.
+pub(crate) fn not_coverage(names: &[String]) -> CoverageError {
+    let mut columns: Vec<&str> = names.iter().take(4).map(String::as_str).collect();
+    if names.len() > 4 {
+        columns.push("...");
+    }
+    CoverageError::NotCoverage {
+        columns: columns.join(", "),
+    }
+}
+
+/// Where the corners of footprint rows start (after their visit, if any),
+/// and the order the query drew them at; `None` if they are not footprints.
+pub(crate) fn footprint_columns(names: &[String]) -> Option<(usize, u8)> {
+    let from = usize::from(names.first().is_some_and(|n| n == "visit"));
+    let (last, corners) = names[from..].split_last()?;
+    let at = last
+        .strip_prefix(ORDER_COLUMN)?
+        .parse::<u8>()
+        .ok()
+        .filter(|o| *o <= MAX_ORDER)?;
+    let expected = CORNERS.iter().flat_map(|(r, d)| [*r, *d]);
+    corners
+        .iter()
+        .map(String::as_str)
+        .eq(expected)
+        .then_some((from, at))
 }
 
 /// The order-29 range of cell `idx` at `depth`.
@@ -326,51 +415,82 @@ fn cells(batch: &RecordBatch, depth: u8, ranges: &mut Vec<Range<u64>>) -> crate:
     Ok(())
 }
 
-/// Adds each row's detector polygon; gives the rows drawn and those left out
-/// for a NULL corner. `first` numbers the batch's rows in errors.
+/// The corner columns of a batch (from column `from` on) as doubles.
+pub(crate) fn corner_columns(
+    batch: &RecordBatch,
+    from: usize,
+) -> crate::Result<Vec<arrow::array::ArrayRef>> {
+    let mut columns = Vec::with_capacity(8);
+    for c in &batch.columns()[from..from + 2 * CORNERS.len()] {
+        columns.push(arrow::compute::cast(
+            c,
+            &arrow::datatypes::DataType::Float64,
+        )?);
+    }
+    Ok(columns)
+}
+
+/// The polygon of one row's corners at `depth` (`None` when a corner is
+/// NULL); `row` numbers the row in errors.
+pub(crate) fn draw(
+    values: &[&arrow::array::Float64Array],
+    at: usize,
+    depth: u8,
+    row: u64,
+) -> crate::Result<Option<RangeMOC<u64, Hpx<u64>>>> {
+    if values.iter().any(|v| v.is_null(at)) {
+        return Ok(None);
+    }
+    let mut vertices = Vec::with_capacity(4);
+    for (k, pair) in values.chunks(2).enumerate() {
+        let (ra, dec) = (pair[0].value(at), pair[1].value(at));
+        if !ra.is_finite() || !(-90.0..=90.0).contains(&dec) {
+            return Err(CoverageError::OffSky {
+                row,
+                what: format!("corner {} ({ra}, {dec})", CORNERS[k].0),
+            }
+            .into());
+        }
+        vertices.push((ra.rem_euclid(360.0).to_radians(), dec.to_radians()));
+    }
+    Ok(Some(RangeMOC::from_polygon(
+        &vertices,
+        false,
+        depth,
+        CellSelection::All,
+    )))
+}
+
+/// Adds each row's detector polygon (corners from column `from` on); gives
+/// the rows drawn and those left out for a NULL corner. `first` numbers the
+/// batch's rows in errors.
 fn footprints_of(
     batch: &RecordBatch,
+    from: usize,
     depth: u8,
     first: u64,
     ranges: &mut Vec<Range<u64>>,
 ) -> crate::Result<(u64, u64)> {
-    let mut columns = Vec::with_capacity(8);
-    for c in batch.columns() {
-        let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Float64)?;
-        columns.push(c);
-    }
+    let columns = corner_columns(batch, from)?;
     let values: Vec<_> = columns
         .iter()
         .map(|c| c.as_primitive::<Float64Type>())
         .collect();
     let (mut drawn, mut skipped) = (0, 0);
-    for row in 0..batch.num_rows() {
-        if values.iter().any(|v| v.is_null(row)) {
-            skipped += 1;
-            continue;
-        }
-        let mut vertices = Vec::with_capacity(4);
-        for (k, pair) in values.chunks(2).enumerate() {
-            let (ra, dec) = (pair[0].value(row), pair[1].value(row));
-            if !ra.is_finite() || !(-90.0..=90.0).contains(&dec) {
-                return Err(CoverageError::OffSky {
-                    row: first + row as u64 + 1,
-                    what: format!("corner {} ({ra}, {dec})", CORNERS[k].0),
-                }
-                .into());
+    for at in 0..batch.num_rows() {
+        match draw(&values, at, depth, first + at as u64 + 1)? {
+            Some(polygon) => {
+                ranges.extend(polygon.moc_ranges().iter().cloned());
+                drawn += 1;
             }
-            vertices.push((ra.rem_euclid(360.0).to_radians(), dec.to_radians()));
+            None => skipped += 1,
         }
-        let polygon: RangeMOC<u64, Hpx<u64>> =
-            RangeMOC::from_polygon(&vertices, false, depth, CellSelection::All);
-        ranges.extend(polygon.moc_ranges().iter().cloned());
-        drawn += 1;
     }
     Ok((drawn, skipped))
 }
 
 /// Sorts ranges and joins those that overlap or touch.
-fn merge(ranges: &mut Vec<Range<u64>>) {
+pub(crate) fn merge(ranges: &mut Vec<Range<u64>>) {
     ranges.sort_unstable_by_key(|r| r.start);
     let mut out: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
     for r in ranges.drain(..) {

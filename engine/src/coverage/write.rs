@@ -74,7 +74,11 @@ impl Coverage {
             MocFormat::Fits => ranges
                 .to_fits_ivoa(
                     id.filter(|i| i.len() <= MOCID_CHARS && i.is_ascii()),
-                    Some(MocType::Image),
+                    Some(if self.footprints {
+                        MocType::Image
+                    } else {
+                        MocType::Catalog
+                    }),
                     out,
                 )
                 .map_err(std::io::Error::other),
@@ -107,6 +111,7 @@ mod tests {
                 moc::elemset::range::MocRanges::new_unchecked(ranges),
             ),
             rows: 2,
+            footprints: false,
             without_corners: 0,
         }
     }

@@ -45,7 +45,17 @@ enum CoverageOf {
         #[command(flatten)]
         common: Common,
     },
-    /// The MOC of a coverage's token, made again from the same rows.
+    /// Footprint area night by night (the night's, the new, the total so far)
+    /// as JSON; with --dia, of the detector-visits with or without DIA rows.
+    Growth {
+        /// Only detector-visits that made DIA rows, or only those that did not.
+        #[arg(long, value_parser = ["with", "without"])]
+        dia: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The MOC of a coverage's token (or the nights of a growth's), made again
+    /// from the same rows, at the order it was drawn at unless --order says.
     Replay {
         /// The token printed with the coverage.
         token: String,
@@ -62,9 +72,10 @@ struct Common {
     /// Read this snapshot (as `ppdb query --as-of`).
     #[arg(long)]
     as_of: Option<String>,
-    /// HEALPix order of the MOC's cells, 0 to 13 (10: cells of 3.4′).
-    #[arg(long, default_value_t = DEFAULT_ORDER)]
-    order: u8,
+    /// HEALPix order of the MOC's cells, 0 to 13 (default 10: cells of 3.4′;
+    /// a replay's, the order it was drawn at).
+    #[arg(long)]
+    order: Option<u8>,
     /// fits, ascii or json (default: fits into --out, ascii to the terminal).
     #[arg(long)]
     format: Option<MocFormat>,
@@ -86,24 +97,20 @@ pub(crate) async fn run(args: CoverageArgs) -> Result<()> {
             dia,
             common,
         } => {
-            let nights = match (night.as_deref().map(Nights::parse), until) {
-                (None, _) => Nights::All,
-                (Some(n), None) => n?,
-                (Some(from), Some(to)) => match (from?, Nights::parse(&to)?) {
-                    (Nights::Between(a, _), Nights::Between(_, b)) => Nights::Between(a, b),
-                    _ => bail!("--until takes a date after a dated --night, not 'last'"),
-                },
-            };
+            let nights = Nights::range(night.as_deref(), until.as_deref())?;
             let dia = dia.map(|d| d == "with");
             (Some(Of::Footprints { nights, dia }), common, None)
+        }
+        CoverageOf::Growth { dia, common } => {
+            let dia = dia.map(|d| d == "with");
+            (Some(Of::Growth { dia }), common, None)
         }
         CoverageOf::Table { table, common } => (Some(Of::Table(table)), common, None),
         CoverageOf::Replay { token, common } => (None, common, Some(token)),
     };
-    if common.order > engine::coverage::MAX_ORDER {
+    if let Some(o) = common.order.filter(|o| *o > engine::coverage::MAX_ORDER) {
         bail!(
-            "--order {} is not offered: use 0 to {}",
-            common.order,
+            "--order {o} is not offered: use 0 to {}",
             engine::coverage::MAX_ORDER
         );
     }
@@ -116,7 +123,7 @@ pub(crate) async fn run(args: CoverageArgs) -> Result<()> {
                 .engine_with(&common.catalog, memory_options(memory))
                 .await?;
             remember(&engine, &common.catalog).await;
-            let adql = of.adql(common.order, engine.tables())?;
+            let adql = of.adql(common.order.unwrap_or(DEFAULT_ORDER), engine.tables())?;
             let as_of = common
                 .as_of
                 .as_deref()
@@ -147,38 +154,72 @@ pub(crate) async fn run(args: CoverageArgs) -> Result<()> {
     let mut result = result;
     let snapshot = result.snapshot.snapshot;
     let token = result.token.clone().unwrap_or_default();
+    let growth = result
+        .schema
+        .fields()
+        .first()
+        .is_some_and(|f| f.name() == "visit");
+    if growth && common.format.is_none() {
+        let nights = within(
+            allowed,
+            engine::coverage::growth::by_night(&mut result, common.order),
+        )
+        .await??;
+        let text = serde_json::to_string_pretty(&nights)? + "\n";
+        write_out(common.out.as_deref(), text.as_bytes())?;
+        eprintln!("snapshot: {snapshot}, {} nights", nights.len());
+        eprintln!("token: {token}");
+        return Ok(());
+    }
     let coverage = within(allowed, Coverage::of_rows(&mut result, common.order)).await??;
     let format = common.format.unwrap_or(if common.out.is_some() {
         MocFormat::Fits
     } else {
         MocFormat::Ascii
     });
-    match &common.out {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            let mut w = std::io::BufWriter::new(file);
-            coverage.write(format, Some(token.clone()), &mut w)?;
-            w.flush()?;
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            coverage.write(format, Some(token.clone()), &mut out)?;
-            out.flush()?;
-        }
-    }
+    let mut bytes = Vec::new();
+    coverage.write(format, Some(token.clone()), &mut bytes)?;
+    write_out(common.out.as_deref(), &bytes)?;
+    let what = if coverage.footprints {
+        "detector-visits"
+    } else {
+        "distinct cells"
+    };
     let skipped = if coverage.without_corners > 0 {
         format!(" ({} without corners, not drawn)", coverage.without_corners)
     } else {
         String::new()
     };
+    let cells = coverage.cells();
     eprintln!(
-        "snapshot: {snapshot}, from {} rows{skipped}: {} cells of order {}, {:.3} deg²",
+        "snapshot: {snapshot}, from {} {what}{skipped}: {cells} cell{} of order {}, {:.3} deg²",
         coverage.rows,
-        coverage.cells(),
+        if cells == 1 { "" } else { "s" },
         coverage.moc.depth_max(),
         coverage.area_deg2()
     );
+    if coverage.rows == 0 {
+        eprintln!("note: no detector-visit or row matched: the MOC is empty");
+    } else if coverage.without_corners == coverage.rows {
+        eprintln!(
+            "note: no detector-visit has its corners (llcra ... lrcdec are NULL), as in the \
+             bundled sample; a catalog made by `ppdb sample` has them"
+        );
+    }
     eprintln!("token: {token}");
+    Ok(())
+}
+
+/// Writes `bytes` to `out`, or to standard output.
+fn write_out(out: Option<&std::path::Path>, bytes: &[u8]) -> Result<()> {
+    match out {
+        Some(path) => std::fs::write(path, bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(bytes)?;
+            o.flush()?;
+        }
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! - `GET /tap/coverage/footprints?NIGHT=YYYY-MM-DD|last&UNTIL=YYYY-MM-DD&DIA=with|without`
 //! - `GET /tap/coverage/tables/{table}`
 //! - `GET /tap/coverage/replay/{token}`
+//! - `GET /tap/coverage/growth?DIA=...` (JSON: area night by night; `TOKEN=` replays one)
 //!
 //! each with `ORDER` (0–13, 10 by default), `FORMAT` (`fits`, `ascii`,
 //! `json`) and, but for a replay, `AS_OF`.
@@ -40,26 +41,41 @@ fn failed(f: &Failure) -> Response {
     text(f.status, &f.message)
 }
 
-/// `ORDER` and `FORMAT`, as every coverage request takes them.
-fn order_and_format(params: &Params) -> Result<(u8, MocFormat), String> {
+/// `ORDER` (`None` when not given) and `FORMAT`, as every coverage request takes them.
+fn order_and_format(params: &Params) -> Result<(Option<u8>, MocFormat), String> {
     let order = match params.get("ORDER").map(str::trim).filter(|o| !o.is_empty()) {
-        None => DEFAULT_ORDER,
-        Some(o) => o
-            .parse::<u8>()
-            .ok()
-            .filter(|o| *o <= engine::coverage::MAX_ORDER)
-            .ok_or_else(|| {
-                format!(
-                    "ORDER={o} is not offered: use 0 to {} (the default is {DEFAULT_ORDER})",
-                    engine::coverage::MAX_ORDER
-                )
-            })?,
+        None => None,
+        Some(o) => Some(
+            o.parse::<u8>()
+                .ok()
+                .filter(|o| *o <= engine::coverage::MAX_ORDER)
+                .ok_or_else(|| {
+                    format!(
+                        "ORDER={} is not offered: use 0 to {} (the default is {DEFAULT_ORDER})",
+                        o.chars().take(40).collect::<String>(),
+                        engine::coverage::MAX_ORDER
+                    )
+                })?,
+        ),
     };
     let format = match params.get("FORMAT").or(params.get("RESPONSEFORMAT")) {
         None => MocFormat::Fits,
         Some(f) => f.parse()?,
     };
     Ok((order, format))
+}
+
+/// `DIA`: only detector-visits with DIA rows, only those without, or all.
+fn dia_of(params: &Params) -> Result<Option<bool>, String> {
+    match params.get("DIA").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") => Ok(None),
+        Some("with") => Ok(Some(true)),
+        Some("without") => Ok(Some(false)),
+        Some(other) => Err(format!(
+            "DIA={} is not offered: use with or without (or leave it out)",
+            other.chars().take(40).collect::<String>()
+        )),
+    }
 }
 
 /// `GET /tap/coverage/footprints`.
@@ -69,46 +85,19 @@ pub(crate) async fn footprints(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
     let params = Params::new(pairs);
-    let nights = match (params.get("NIGHT"), params.get("UNTIL")) {
-        (None, None) => Ok(Nights::All),
-        (Some(n), None) => Nights::parse(n),
-        (first, Some(last)) => {
-            let from = first.map(Nights::parse).transpose();
-            match (from, Nights::parse(last)) {
-                (Ok(None), Ok(Nights::Between(_, b))) => Ok(Nights::Between(0, b)),
-                (Ok(Some(Nights::Between(a, _))), Ok(Nights::Between(_, b))) => {
-                    Ok(Nights::Between(a, b))
-                }
-                (Err(e), _) | (_, Err(e)) => Err(e),
-                _ => Err(engine::coverage::CoverageError::Night {
-                    text: "last".into(),
-                }),
-            }
-        }
-    };
-    let nights = match nights {
+    let nights = match Nights::range(params.get("NIGHT"), params.get("UNTIL")) {
         Ok(n) => n,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let dia = match params.get("DIA").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("" | "any") => None,
-        Some("with") => Some(true),
-        Some("without") => Some(false),
-        Some(other) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                &format!("DIA={other} is not offered: use with, without or any"),
-            );
-        }
+    let dia = match dia_of(&params) {
+        Ok(d) => d,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &e),
     };
-    covered(
-        app,
-        caller,
-        params,
-        Of::Footprints { nights, dia },
-        "footprints",
-    )
-    .await
+    let of = Of::Footprints { nights, dia };
+    match run(&app, &caller, &params, of, "footprints").await {
+        Ok(ran) => answer(&app, ran, &params).await,
+        Err(refusal) => refusal,
+    }
 }
 
 /// `GET /tap/coverage/tables/{table}`.
@@ -118,56 +107,125 @@ pub(crate) async fn table(
     Path(name): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
+    let params = Params::new(pairs);
     let path = format!("tables/{name}");
-    covered(app, caller, Params::new(pairs), Of::Table(name), &path).await
+    match run(&app, &caller, &params, Of::Table(name), &path).await {
+        Ok(ran) => answer(&app, ran, &params).await,
+        Err(refusal) => refusal,
+    }
 }
 
-/// Runs a coverage's query for `caller` and answers with its MOC.
-async fn covered(app: Shared, caller: Caller, params: Params, of: Of, what: &str) -> Response {
-    let (order, format) = match order_and_format(&params) {
-        Ok(x) => x,
+/// `GET /tap/coverage/growth`: footprint area night by night, as JSON; with
+/// `TOKEN`, the same from a growth's token.
+pub(crate) async fn growth(
+    State(app): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    let params = Params::new(pairs);
+    let ran = match params.get("TOKEN") {
+        Some(token) => replayed(&app, &caller, token.trim(), &params).await,
+        None => match dia_of(&params) {
+            Ok(dia) => run(&app, &caller, &params, Of::Growth { dia }, "growth").await,
+            Err(e) => return text(StatusCode::BAD_REQUEST, &e),
+        },
+    };
+    let Ran {
+        mut result,
+        origin,
+        deadline,
+    } = match ran {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
+    let order = match order_and_format(&params) {
+        Ok((o, _)) if params.get("TOKEN").is_some() => o,
+        Ok(_) => None,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e),
     };
-    let adql = match of.adql(order, app.engine.tables()) {
-        Ok(q) => q,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
+    let nights = match tokio::time::timeout_at(
+        deadline.into(),
+        engine::coverage::growth::by_night(&mut result, order),
+    )
+    .await
+    {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => return failed(&Failure::from(&e)),
+        Err(_) => return text(StatusCode::SERVICE_UNAVAILABLE, &overdue(&app)),
     };
-    let as_of = match params
+    let token = result.token.clone();
+    let snapshot = result.snapshot.snapshot;
+    let replay = token
+        .as_ref()
+        .map(|t| format!("{}/tap/coverage/growth?TOKEN={t}", app.config.base_url));
+    let body = serde_json::json!({
+        "snapshot": snapshot,
+        "token": token,
+        "replay": replay,
+        "nights": nights,
+    });
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(t) = token.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
+        headers.insert("x-query-token", t);
+    }
+    origin.headers(&app.config, replay.as_deref(), Some(snapshot), &mut headers);
+    let text = serde_json::to_string_pretty(&body).unwrap_or_default() + "\n";
+    (StatusCode::OK, headers, text).into_response()
+}
+
+/// A coverage's query started, and where it came from.
+struct Ran {
+    result: QueryResult,
+    origin: Origin,
+    deadline: Instant,
+}
+
+/// Starts a coverage's query for `caller`, as a sync query would start:
+/// within its share, with a turn, by the deadline.
+async fn run(
+    app: &Shared,
+    caller: &Caller,
+    params: &Params,
+    of: Of,
+    what: &str,
+) -> Result<Ran, Response> {
+    let (order, _) = order_and_format(params).map_err(|e| text(StatusCode::BAD_REQUEST, &e))?;
+    let adql = of
+        .adql(order.unwrap_or(DEFAULT_ORDER), app.engine.tables())
+        .map_err(|e| text(StatusCode::BAD_REQUEST, &e.to_string()))?;
+    let as_of = params
         .get("AS_OF")
         .map(|a| engine::as_of(a).map_err(|e| format!("AS_OF: {e}")))
         .transpose()
-    {
-        Ok(a) => a,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &e),
-    };
-    let request = Request {
-        adql,
-        options: engine::QueryOptions {
-            as_of,
-            // Every row is folded into the MOC; none is sent.
-            maxrec: None,
-            time_limit: Some(app.config.max_duration),
-            privileged: caller.privileged(),
-            ..Default::default()
-        },
-        format: engine::encode::Format::Csv,
-    };
+        .map_err(|e| text(StatusCode::BAD_REQUEST, &e))?;
     // The token's record is kept: it counts against the caller's share.
     if !caller.privileged()
         && let Err(e) = app.stored.spend(
             &caller.key(),
-            query_cost(&request.adql, &[]),
+            query_cost(&adql, &[]),
             app.engine.state().usage(),
         )
     {
-        return refused(&e);
+        return Err(refused(&e));
     }
-    let permit = match turn(&app, &caller.key()).await {
-        Ok(p) => p,
-        Err(busy) => return busy,
+    let permit = turn(app, &caller.key()).await?;
+    let request = Request {
+        adql,
+        options: engine::QueryOptions {
+            as_of,
+            // Every row is folded into the answer; none is sent.
+            maxrec: None,
+            time_limit: Some(app.config.max_duration),
+            privileged: caller.privileged(),
+            hold: Some(permit),
+            ..Default::default()
+        },
+        format: engine::encode::Format::Csv,
     };
-    let mut request = request;
-    request.options.hold = Some(permit.clone());
     let deadline = Instant::now() + app.config.max_duration;
     let origin = Origin::of(
         &app.config,
@@ -175,15 +233,52 @@ async fn covered(app: Shared, caller: Caller, params: Params, of: Of, what: &str
         &params.pairs(),
         &request.adql,
     );
-    let result = match start(&app, &request, deadline).await {
-        Ok(r) => r,
-        Err(f) => return failed(&f),
+    let result = start(app, &request, deadline)
+        .await
+        .map_err(|f| failed(&f))?;
+    Ok(Ran {
+        result,
+        origin,
+        deadline,
+    })
+}
+
+/// Replays a coverage's token for `caller`.
+async fn replayed(
+    app: &Shared,
+    caller: &Caller,
+    token: &str,
+    params: &Params,
+) -> Result<Ran, Response> {
+    let asked = match app.engine.record(token).await {
+        Ok(r) => r.adql,
+        Err(e) => return Err(failed(&Failure::from(&e))),
     };
-    answer(&app, result, order, format, deadline, &origin).await
+    let permit = turn(app, &caller.key()).await?;
+    let deadline = Instant::now() + app.config.max_duration;
+    let options = ReplayOptions {
+        time_limit: Some(app.config.max_duration),
+        privileged: caller.privileged(),
+        hold: Some(permit),
+        ..Default::default()
+    };
+    let path = format!("/tap/coverage/replay/{token}");
+    let origin = Origin::of(&app.config, &path, &params.pairs(), &asked);
+    let result =
+        match tokio::time::timeout_at(deadline.into(), app.engine.replay(token, &options)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(failed(&Failure::from(&e))),
+            Err(_) => return Err(text(StatusCode::SERVICE_UNAVAILABLE, &overdue(app))),
+        };
+    Ok(Ran {
+        result,
+        origin,
+        deadline,
+    })
 }
 
 /// `GET /tap/coverage/replay/{token}`: the MOC of a coverage's token, from
-/// the same rows.
+/// the same rows, at the order it was drawn at unless `ORDER` says otherwise.
 pub(crate) async fn replay(
     State(app): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -191,50 +286,27 @@ pub(crate) async fn replay(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
     let params = Params::new(pairs);
-    let (order, format) = match order_and_format(&params) {
-        Ok(x) => x,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &e),
-    };
-    let asked = match app.engine.record(&token).await {
-        Ok(r) => r.adql,
-        Err(e) => return failed(&Failure::from(&e)),
-    };
-    let permit = match turn(&app, &caller.key()).await {
-        Ok(p) => p,
-        Err(busy) => return busy,
-    };
-    let deadline = Instant::now() + app.config.max_duration;
-    let options = ReplayOptions {
-        time_limit: Some(app.config.max_duration),
-        privileged: caller.privileged(),
-        hold: Some(permit.clone()),
-        ..Default::default()
-    };
-    let origin = Origin::of(
-        &app.config,
-        &format!("/tap/coverage/replay/{token}"),
-        &params.pairs(),
-        &asked,
-    );
-    let result =
-        match tokio::time::timeout_at(deadline.into(), app.engine.replay(&token, &options)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return failed(&Failure::from(&e)),
-            Err(_) => return text(StatusCode::SERVICE_UNAVAILABLE, &overdue(&app)),
-        };
-    answer(&app, result, order, format, deadline, &origin).await
+    if let Err(e) = order_and_format(&params) {
+        return text(StatusCode::BAD_REQUEST, &e);
+    }
+    match replayed(&app, &caller, &token, &params).await {
+        Ok(ran) => answer(&app, ran, &params).await,
+        Err(refusal) => refusal,
+    }
 }
 
 /// Folds a coverage query's rows into its MOC, within the deadline, and
 /// answers with it: the MOC in the body, what it is in the headers.
-async fn answer(
-    app: &Shared,
-    mut result: QueryResult,
-    order: u8,
-    format: MocFormat,
-    deadline: Instant,
-    origin: &Origin,
-) -> Response {
+async fn answer(app: &Shared, ran: Ran, params: &Params) -> Response {
+    let Ran {
+        mut result,
+        origin,
+        deadline,
+    } = ran;
+    let (order, format) = match order_and_format(params) {
+        Ok(x) => x,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &e),
+    };
     let snapshot = result.snapshot.snapshot;
     let token = result.token.clone();
     let coverage =
@@ -264,7 +336,12 @@ async fn answer(
         HeaderValue::from_static(format.media_type()),
     );
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "inline; filename=\"coverage-{snapshot}.{}\"",
+        "inline; filename=\"{}-{snapshot}.{}\"",
+        if coverage.footprints {
+            "footprints"
+        } else {
+            "cells"
+        },
         format.extension()
     )) {
         headers.insert(header::CONTENT_DISPOSITION, v);
@@ -277,6 +354,15 @@ async fn answer(
         ("x-coverage-order", coverage.moc.depth_max().to_string()),
         ("x-coverage-cells", coverage.cells().to_string()),
         ("x-coverage-rows", coverage.rows.to_string()),
+        (
+            "x-coverage-of",
+            if coverage.footprints {
+                "detector-visits"
+            } else {
+                "cells"
+            }
+            .to_string(),
+        ),
         (
             "x-coverage-without-corners",
             coverage.without_corners.to_string(),

@@ -39,6 +39,7 @@ pub fn router(app: Shared) -> Router {
         .route("/tap/coverage/footprints", get(coverage::footprints))
         .route("/tap/coverage/tables/{name}", get(coverage::table))
         .route("/tap/coverage/replay/{token}", get(coverage::replay))
+        .route("/tap/coverage/growth", get(coverage::growth))
         .merge(crate::tap::uws::routes(app.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(
             usize::try_from(app.config.upload_limit)

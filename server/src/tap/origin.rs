@@ -108,6 +108,10 @@ impl Origin {
         if let Some(k) = snapshot {
             infos.push(("resource_version".into(), k.to_string()));
         }
+        infos.push((
+            "server_software".into(),
+            format!("ppdb {}", env!("CARGO_PKG_VERSION")),
+        ));
         for (name, value) in infos {
             let name = format!("x-data-origin-{}", name.replace('_', "-"));
             if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_str(&value)) {

@@ -385,10 +385,11 @@ pub(super) async fn execute(app: &Shared, id: &str, caller: &str, hold: engine::
     // Encoding runs inside this task, not beside it: aborting or deleting the
     // job drops the query's stream with the task, which stops the query, and
     // the task holds its slot until then.
-    // A POST of these parameters to /tap/async makes the same job.
+    // The job's parameters sent to /tap/sync give the same rows (as a URL
+    // pasted into a browser; /tap/async would list jobs).
     let origin = Origin::of(
         &app.config,
-        "/tap/async",
+        "/tap/sync",
         &job.params().pairs(),
         &request.adql,
     );
