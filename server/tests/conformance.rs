@@ -142,7 +142,7 @@ fn coverage_mocs_read_by_mocpy_match_footprints_and_positions_drawn_independentl
 
 #[test]
 fn a_pyvo_session_uses_every_feature() {
-    client_session("pyvo_session.py", "pyvo", |s| s.tap.clone(), 9);
+    client_session("pyvo_session.py", "pyvo", |s| s.tap.clone(), 10);
 }
 
 #[test]

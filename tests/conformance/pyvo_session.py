@@ -7,7 +7,8 @@ Checks, each with pyvo itself (no hand-made HTTP): the tables, a sync query,
 an async query with wait, a cone crossmatch against an uploaded target list,
 MAXREC overflow, an error query, replay through the result's DataLink
 service descriptor, a join's wildcard columns under one name each, and the
-IVOA Data Origin items of sync, async and replayed results. Prints PASS/FAIL per step and exits 1 if any failed.
+IVOA Data Origin items of sync, async and replayed results, and each object's
+DataLink links. Prints PASS/FAIL per step and exits 1 if any failed.
 """
 import sys
 
@@ -150,7 +151,10 @@ def data_origin():
     job.wait(phases=["COMPLETED", "ERROR", "ABORTED"], timeout=60)
     done = infos(job.fetch_result())
     job.delete()
-    assert done["request"].startswith(url + "/async?") and done["query"] == TOP, done
+    # An async job's request is its parameters at /sync: the same rows when pasted.
+    assert done["request"].startswith(url + "/sync?") and done["query"] == TOP, done
+    pasted = pyvo.dal.DALResults.from_result_url(done["request"]).to_table()
+    assert list(pasted["diaObjectId"]) == list(r.to_table()["diaObjectId"])
     # CSV has no place for them but its headers; Parquet keeps the VOTable header.
     session = service._session
     csv = session.get(f"{url}/sync", params={"LANG": "ADQL", "QUERY": TOP, "RESPONSEFORMAT": "csv"})
@@ -167,6 +171,30 @@ def data_origin():
     return f"{len(got)} INFOs, citation {got['citation']}"
 
 
+def datalinks():
+    # Each object's links (DataLink 1.1, found by pyvo through the result's
+    # service descriptor) give its light curve at the result's snapshot.
+    r = service.search(TOP)
+    snapshot = infos(r)["snapshot"]
+    seen = 0
+    for row, links in zip(r, r.iter_datalinks()):
+        by = {link.description.split(":")[0]: link for link in links}
+        assert set(by) == {"the object", "light curve", "forced photometry"}, list(by)
+        assert f"AS_OF={snapshot}" in by["light curve"].access_url, by["light curve"].access_url
+        object_id = row["diaObjectId"]
+        curve = pyvo.dal.DALResults.from_result_url(by["light curve"].access_url).to_table()
+        direct = service.search(
+            f"SELECT diaSourceId FROM ppdb.DiaSource WHERE diaObjectId = {object_id}"
+        ).to_table()
+        assert sorted(curve["diaSourceId"]) == sorted(direct["diaSourceId"]), object_id
+        assert list(curve["midpointMjdTai"]) == sorted(curve["midpointMjdTai"])
+        this = pyvo.dal.DALResults.from_result_url(by["the object"].access_url).to_table()
+        assert list(this["diaObjectId"]) == [object_id], this
+        seen += 1
+    assert seen == 5, seen
+    return f"{seen} objects, each with its light curve and forced photometry"
+
+
 for name, fn in [
     ("tables", tables),
     ("sync", sync),
@@ -177,7 +205,8 @@ for name, fn in [
     ("replay through the service descriptor", replay),
     ("a join's wildcard columns keep one name each", join_wildcard),
     ("Data Origin in VOTable, CSV headers and Parquet", data_origin),
+    ("DataLink links of each object", datalinks),
 ]:
     step(name, fn)
-print(f"pyvo-session: {9 - len(failed)} passed, {len(failed)} failed")
+print(f"pyvo-session: {10 - len(failed)} passed, {len(failed)} failed")
 sys.exit(1 if failed else 0)

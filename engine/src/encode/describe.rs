@@ -51,6 +51,7 @@ impl Engine {
             columns: result.columns.clone(),
             infos,
             replay_url: None,
+            links: None,
         }
     }
 }

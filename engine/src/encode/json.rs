@@ -242,6 +242,7 @@ mod tests {
             ],
             infos: vec![("snapshot".into(), "12".into())],
             replay_url: None,
+            links: None,
         };
         let mut out = Vec::new();
         write(Format::Json, &schema, &[batch], &describe, true, &mut out).unwrap();

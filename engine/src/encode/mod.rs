@@ -188,6 +188,9 @@ pub struct Describe {
     /// Where the same result can be fetched again (a DataLink service descriptor
     /// in a VOTable): the replay URL of the query's token.
     pub replay_url: Option<String>,
+    /// The DataLink `{links}` endpoint for a result's `diaObjectId` column, and
+    /// the snapshot its links read (a second service descriptor in a VOTable).
+    pub links: Option<(String, u64)>,
 }
 
 impl Describe {
@@ -275,7 +278,7 @@ enum Sink<'a> {
 /// (except for `table`, which needs every row to size its columns).
 pub struct ResultWriter<'a> {
     sink: Sink<'a>,
-    replay_url: Option<String>,
+    services: votable::Services,
 }
 
 impl<'a> ResultWriter<'a> {
@@ -287,6 +290,7 @@ impl<'a> ResultWriter<'a> {
         out: Out<'a>,
     ) -> Result<ResultWriter<'a>> {
         let types = votable::FieldType::all(&schema, describe);
+        let services = votable::Services::of(&schema, describe);
         let sink = match format {
             Format::Table => Sink::Table(text::Table::new(schema, out)),
             Format::Csv => Sink::Delimited(text::Delimited::new(b',', schema, out)),
@@ -333,10 +337,7 @@ impl<'a> ResultWriter<'a> {
                 Sink::VotableTd(out, votable::TableData::new(types))
             }
         };
-        Ok(ResultWriter {
-            sink,
-            replay_url: describe.replay_url.clone(),
-        })
+        Ok(ResultWriter { sink, services })
     }
 
     /// Writes one batch.
@@ -376,12 +377,16 @@ impl<'a> ResultWriter<'a> {
             Sink::Votable(out, enc) => {
                 enc.finish(out)?;
                 out.write_all(b"</STREAM></BINARY2></DATA>\n")?;
-                out.write_all(votable::close(Err(message), None).as_bytes())?;
+                out.write_all(
+                    votable::close(Err(message), &votable::Services::default()).as_bytes(),
+                )?;
                 out.flush()?;
             }
             Sink::VotableTd(out, _) => {
                 out.write_all(b"</TABLEDATA></DATA>\n")?;
-                out.write_all(votable::close(Err(message), None).as_bytes())?;
+                out.write_all(
+                    votable::close(Err(message), &votable::Services::default()).as_bytes(),
+                )?;
                 out.flush()?;
             }
             Sink::Json(w) => w.finish(Err(message))?,
@@ -395,14 +400,14 @@ impl<'a> ResultWriter<'a> {
     /// Ends the result; `overflow` says that MAXREC cut rows.
     pub fn finish(self, overflow: bool) -> Result<()> {
         let status = Status::of(overflow);
-        let replay = self.replay_url.as_deref();
+        let services = &self.services;
         match self.sink {
             Sink::Table(t) => t.finish(overflow)?,
             Sink::Delimited(w) => w.finish()?,
             Sink::Json(w) => w.finish(Ok(status))?,
             Sink::Parquet(mut w, head) => {
                 let mut doc = head;
-                doc.push_str(&votable::close(Ok(status), replay));
+                doc.push_str(&votable::close(Ok(status), services));
                 w.append_key_value_metadata(KeyValue::new(
                     "IVOA.VOTable-Parquet.version".into(),
                     "1.0".to_string(),
@@ -416,12 +421,12 @@ impl<'a> ResultWriter<'a> {
             Sink::Votable(out, enc) => {
                 enc.finish(out)?;
                 out.write_all(b"</STREAM></BINARY2></DATA>\n")?;
-                out.write_all(votable::close(Ok(status), replay).as_bytes())?;
+                out.write_all(votable::close(Ok(status), services).as_bytes())?;
                 out.flush()?;
             }
             Sink::VotableTd(out, _) => {
                 out.write_all(b"</TABLEDATA></DATA>\n")?;
-                out.write_all(votable::close(Ok(status), replay).as_bytes())?;
+                out.write_all(votable::close(Ok(status), services).as_bytes())?;
                 out.flush()?;
             }
         }

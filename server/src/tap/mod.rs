@@ -11,6 +11,7 @@ pub mod bodies;
 pub mod coverage;
 pub mod examples;
 pub mod failure;
+pub mod links;
 pub mod origin;
 pub mod params;
 pub mod stream;
@@ -40,6 +41,7 @@ pub fn router(app: Shared) -> Router {
         .route("/tap/coverage/tables/{name}", get(coverage::table))
         .route("/tap/coverage/replay/{token}", get(coverage::replay))
         .route("/tap/coverage/growth", get(coverage::growth))
+        .route("/tap/links", get(links::links_get).post(links::links_post))
         .merge(crate::tap::uws::routes(app.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(
             usize::try_from(app.config.upload_limit)

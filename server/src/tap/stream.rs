@@ -83,6 +83,10 @@ pub(crate) async fn encode(
     describe
         .infos
         .extend(origin.infos(&app.config, describe.replay_url.as_deref()));
+    describe.links = Some((
+        format!("{}/tap/links", app.config.base_url),
+        result.snapshot.snapshot,
+    ));
     let pending = Pending::default();
     let mut out = pending.clone();
     let mut writer = match ResultWriter::new(format, result.schema.clone(), &describe, &mut out) {

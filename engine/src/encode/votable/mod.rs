@@ -99,6 +99,7 @@ pub(crate) fn head(schema: &SchemaRef, types: &[FieldType], describe: &Describe)
         let _ = writeln!(head, "<INFO name=\"{}\" value=\"{}\"/>", esc(n), esc(v));
     }
     head.push_str("<TABLE>\n");
+    let linked = describe.links.as_ref().and(linked_column(schema));
     for (i, (f, t)) in schema.fields().iter().zip(types).enumerate() {
         let info = describe.column(i);
         let _ = write!(
@@ -107,6 +108,9 @@ pub(crate) fn head(schema: &SchemaRef, types: &[FieldType], describe: &Describe)
             esc(f.name()),
             t.datatype
         );
+        if let Some((_, id)) = linked.as_ref().filter(|(at, _)| *at == i) {
+            let _ = write!(head, " ID=\"{}\"", esc(id));
+        }
         if let Some(a) = &t.arraysize {
             let _ = write!(head, " arraysize=\"{a}\"");
         }
@@ -232,9 +236,44 @@ pub(crate) fn check_count(len: usize, fixed: Option<usize>) -> Result<()> {
     }
 }
 
+/// The column a result's DataLink links are for: its first `diaObjectId`.
+/// Its XML ID is its name: astropy (and so astroquery and pyvo) names a
+/// column by its ID where it has one.
+fn linked_column(schema: &SchemaRef) -> Option<(usize, String)> {
+    schema
+        .fields()
+        .iter()
+        .position(|f| f.name().eq_ignore_ascii_case("diaObjectId"))
+        .map(|i| (i, schema.field(i).name().clone()))
+}
+
+/// The DataLink service descriptors a VOTable result ends with.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Services {
+    /// The replay URL of the result's token.
+    replay: Option<String>,
+    /// The `{links}` endpoint, the snapshot, and the ID of the `diaObjectId`
+    /// column, when the result has one.
+    links: Option<(String, u64, String)>,
+}
+
+impl Services {
+    /// The descriptors of a result of `schema` that `describe` describes.
+    pub(crate) fn of(schema: &SchemaRef, describe: &Describe) -> Services {
+        Services {
+            replay: describe.replay_url.clone(),
+            links: describe.links.clone().and_then(|(url, snapshot)| {
+                linked_column(schema).map(|(_, id)| (url, snapshot, id))
+            }),
+        }
+    }
+}
+
 /// A VOTable from the end of its DATA: the status after the table and the
-/// DataLink service descriptor that repeats the result.
-pub(crate) fn close(status: std::result::Result<Status, &str>, replay_url: Option<&str>) -> String {
+/// DataLink service descriptors: one that repeats the result, and one that
+/// links each object to its light curves.
+pub(crate) fn close(status: std::result::Result<Status, &str>, services: &Services) -> String {
+    let replay_url = services.replay.as_deref();
     let mut out = String::from("</TABLE>\n");
     match status {
         Err(message) => {
@@ -259,6 +298,23 @@ pub(crate) fn close(status: std::result::Result<Status, &str>, replay_url: Optio
              <PARAM name=\"RESPONSEFORMAT\" datatype=\"char\" arraysize=\"*\" value=\"\"><DESCRIPTION>Output format (default: VOTable)</DESCRIPTION></PARAM>\n\
              </GROUP>\n</RESOURCE>",
             esc(url)
+        );
+    }
+    if let Some((url, snapshot, id)) = &services.links {
+        // DataLink 1.1 §4: each row's diaObjectId is the ID its links are for;
+        // AS_OF keeps them at the result's snapshot.
+        let _ = writeln!(
+            out,
+            "<RESOURCE type=\"meta\" utype=\"adhoc:service\" ID=\"links\" name=\"links\">\n\
+             <DESCRIPTION>Links of each object: its current version, its light curve (DiaSource) and its forced photometry (DiaForcedSource), as TAP queries at this result's snapshot.</DESCRIPTION>\n\
+             <PARAM name=\"standardID\" datatype=\"char\" arraysize=\"*\" value=\"ivo://ivoa.net/std/DataLink#links-1.1\"/>\n\
+             <PARAM name=\"accessURL\" datatype=\"char\" arraysize=\"*\" value=\"{}\"/>\n\
+             <GROUP name=\"inputParams\">\n\
+             <PARAM name=\"ID\" datatype=\"char\" arraysize=\"*\" ref=\"{}\" value=\"\"/>\n\
+             <PARAM name=\"AS_OF\" datatype=\"char\" arraysize=\"*\" value=\"{snapshot}\"/>\n\
+             </GROUP>\n</RESOURCE>",
+            esc(url),
+            esc(id)
         );
     }
     out.push_str("</VOTABLE>\n");
