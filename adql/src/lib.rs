@@ -189,6 +189,8 @@ pub const MAX_TEXT_VALUE: usize = 64 << 10;
 /// query may have. Parsing and planning hold each token several times over,
 /// a few hundred bytes each: an `IN` list of two million zeros (4 MiB of text)
 /// took a server to 2.9 GB. 200 000 tokens are an `IN` list of 100 000 values.
+pub use tokens::MAX_BLANKS;
+
 pub const MAX_TOKENS: usize = 200_000;
 
 /// How many parser steps (expressions started, operators looked for) a query

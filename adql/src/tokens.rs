@@ -22,9 +22,13 @@ pub(crate) fn check(adql: &str) -> Result<(u64, usize), Error> {
     use sqlparser::tokenizer::{Token, Tokenizer};
     // Tokens take a hundred bytes each: a text that surely has too many is
     // refused before it is tokenized.
-    if let Some(at) = surely_too_many_tokens(adql) {
+    if let Some((at, blanks)) = surely_too_many_tokens(adql) {
         let (line, column) = error::line_column(adql, at);
-        return Err(too_many_tokens(line, column));
+        return Err(if blanks {
+            too_many_blanks(line, column)
+        } else {
+            too_many_tokens(line, column)
+        });
     }
     // A text that does not tokenize is refused by the parser, with its position.
     let Ok(tokens) = Tokenizer::new(&AdqlDialect::default(), adql).tokenize_with_location() else {
@@ -40,9 +44,20 @@ pub(crate) fn check(adql: &str) -> Result<(u64, usize), Error> {
             .get(i)
             .filter(|t| !matches!(t.token, Token::Whitespace(_)))
     };
+    // The next significant token after each, found in one pass from the end:
+    // a scan forward from every token was quadratic in a run of whitespace
+    // (16 000 spaces took 3 s; the 4 MiB a request may carry, hours).
+    let mut next_at: Vec<Option<usize>> = vec![None; tokens.len()];
+    let mut seen = None;
+    for i in (0..tokens.len()).rev() {
+        next_at[i] = seen;
+        if significant_at(i).is_some() {
+            seen = Some(i);
+        }
+    }
     let mut previous: Option<&Token> = None;
     for (i, t) in tokens.iter().enumerate() {
-        let next = (i + 1..tokens.len()).find_map(&significant_at);
+        let next = next_at[i].and_then(&significant_at);
         let at = |message: String, hint: Option<&str>| Error {
             message,
             line: t.span.start.line,
@@ -212,10 +227,30 @@ fn too_many_tokens(line: u64, column: u64) -> Error {
     }
 }
 
-/// Where a text certainly passes [`MAX_TOKENS`] tokens, found without
-/// tokenizing it: outside quotes and comments, each run of non-blank bytes
-/// holds a token, and so does each `,`, `(` and `)`.
-fn surely_too_many_tokens(text: &str) -> Option<usize> {
+/// The most spaces, tabs and line breaks a query may have outside its quotes
+/// and comments. The tokenizer makes each a token of its own, of some 70
+/// bytes, held twice over while a query is parsed: the 4 MiB of spaces a
+/// request may carry took 650 MB of a server. A list of 100 000 ids, one per
+/// indented line, has half a million.
+pub const MAX_BLANKS: usize = 1 << 20;
+
+fn too_many_blanks(line: u64, column: u64) -> Error {
+    Error {
+        message: format!(
+            "the query has more than {MAX_BLANKS} spaces, tabs and line breaks outside its \
+             quotes and comments; this one is past the limit"
+        ),
+        line,
+        column,
+        hint: Some("a query needs no runs of whitespace this long".into()),
+    }
+}
+
+/// Where a text certainly passes [`MAX_TOKENS`] tokens, or [`MAX_BLANKS`]
+/// blanks (then `true`), found without tokenizing it: outside quotes and
+/// comments, each run of non-blank bytes holds a token, and so does each `,`,
+/// `(` and `)`.
+fn surely_too_many_tokens(text: &str) -> Option<(usize, bool)> {
     #[derive(PartialEq)]
     enum In {
         Code,
@@ -225,6 +260,7 @@ fn surely_too_many_tokens(text: &str) -> Option<usize> {
     }
     let bytes = text.as_bytes();
     let (mut state, mut runs, mut marks, mut blank) = (In::Code, 0usize, 0usize, true);
+    let mut blanks = 0usize;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -247,12 +283,16 @@ fn surely_too_many_tokens(text: &str) -> Option<usize> {
                 }
                 if b.is_ascii_whitespace() {
                     blank = true;
+                    blanks += 1;
+                    if blanks > MAX_BLANKS {
+                        return Some((i, true));
+                    }
                 } else if blank {
                     blank = false;
                     runs += 1;
                 }
                 if runs.max(marks) > MAX_TOKENS {
-                    return Some(i);
+                    return Some((i, false));
                 }
             }
         }

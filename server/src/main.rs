@@ -36,7 +36,15 @@ fn main() -> ExitCode {
     let outcome = std::thread::Builder::new()
         .name("ppdb".into())
         .stack_size(THREAD_STACK)
-        .spawn(move || rt.block_on(run(cli)))
+        .spawn(move || {
+            let outcome = rt.block_on(run(cli));
+            // Dropping the runtime would wait for every blocking task still
+            // running (a stopped server's abandoned parse or scan kept the
+            // process alive after its grace and a second signal): what is
+            // left after the command ended is abandoned, as a kill would.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            outcome
+        })
         .map_err(anyhow::Error::from)
         .and_then(|t| {
             t.join()

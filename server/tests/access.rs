@@ -109,6 +109,35 @@ async fn bearer_tokens_unlock_the_embargo_and_bad_ones_are_refused() {
 }
 
 #[tokio::test]
+async fn a_privileged_token_of_an_embargoed_snapshot_says_nothing_of_it_even_without_rows() {
+    // TAP_SCHEMA alone reads no embargoed row, but its result names the
+    // snapshot and its commit time, which anonymous callers are not shown.
+    let (s, _dir) = start();
+    let query = "SELECT table_name FROM TAP_SCHEMA.tables WHERE 1 = 0";
+    let (status, token, _) = sync(&s, Some(ALICE), query).await;
+    assert_eq!(status, 200);
+    let (_, public_token, _) = sync(&s, None, query).await;
+    assert_ne!(
+        token, public_token,
+        "anonymous callers read an earlier snapshot"
+    );
+    for url in [
+        format!("{}/replay/{token}?RESPONSEFORMAT=csv", s.tap),
+        format!("{}/replay/{token}/record", s.tap),
+    ] {
+        let (status, body) = get(&url, None).await;
+        assert_eq!(status, 404, "{url}: {body}");
+        assert!(!body.contains("snapshot 12"), "{body}");
+    }
+    let (status, _) = get(
+        &format!("{}/replay/{token}?RESPONSEFORMAT=csv", s.tap),
+        Some(BOB),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn a_token_made_where_no_embargo_applies_replays_only_with_privilege() {
     // The command line reads as the files' owner, with no embargo; its tokens
     // land in the state store a service may share.

@@ -142,6 +142,10 @@ def data_origin():
     assert abs((asked - before).total_seconds()) < 60, (asked, before)
     assert got["citation"] == f"{url}/replay/{got['query_token']}", got
     assert got["server_software"].startswith("ppdb "), got
+    # A query's line breaks survive the INFO attribute (a parser reads raw
+    # ones as spaces, which would comment out what follows a `--` note).
+    noted = "SELECT TOP 1 diaObjectId -- a note\nFROM ppdb.DiaObject\tORDER BY diaObjectId"
+    assert infos(service.search(noted))["query"] == noted
     # The citation gives the same rows again.
     again = pyvo.dal.DALResults.from_result_url(got["citation"])
     assert list(again.to_table()["diaObjectId"]) == list(r.to_table()["diaObjectId"])

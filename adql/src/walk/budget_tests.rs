@@ -71,6 +71,30 @@ fn a_text_that_surely_has_too_many_tokens_is_refused_before_tokenizing() {
 }
 
 #[test]
+fn whitespace_costs_linear_time_and_past_a_million_blanks_is_refused() {
+    // A run of whitespace made every token look ahead across all of it: 16 000
+    // spaces took 3 s, the 4 MiB a request may carry hours (a hostile pass).
+    // Half a million blanks, each its own token, now parse at once.
+    let blanks = |n: usize, b: &str| {
+        format!(
+            "SELECT TOP 1 ra{}FROM ppdb.DiaObject WHERE ra > -1{}",
+            b.repeat(n / 2),
+            b.repeat(n / 2)
+        )
+    };
+    assert!(parse(&blanks(500_000, " "), &schema()).is_ok());
+    assert!(parse(&blanks(500_000, "\n"), &schema()).is_ok());
+    let e = parse(&blanks(crate::MAX_BLANKS + 2, "\t"), &schema()).unwrap_err();
+    assert!(e.message.contains("spaces, tabs and line breaks"), "{e}");
+    // Blanks inside a comment are one token.
+    let comment = format!(
+        "SELECT TOP 1 ra FROM ppdb.DiaObject /* {} */",
+        " ".repeat(crate::MAX_BLANKS + 2)
+    );
+    assert!(parse(&comment, &schema()).is_ok());
+}
+
+#[test]
 fn a_like_pattern_from_a_column_is_refused_where_an_upload_is_read() {
     let mut tables = schema();
     tables.push(crate::Table {

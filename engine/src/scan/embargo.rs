@@ -128,9 +128,18 @@ pub(crate) fn access(
     tables: impl IntoIterator<Item = TableId>,
     privileged: bool,
 ) -> Access {
+    // The snapshot itself counts: a result names its snapshot and commit
+    // time, which say that embargoed chunks came in, even when it reads no
+    // catalog table (TAP_SCHEMA alone; a hostile pass replayed one).
+    let snapshot_time = log
+        .snapshots
+        .iter()
+        .find(|s| s.snapshot == k)
+        .map(SnapshotInfo::chunk_mjd_tai);
     let newest = tables
         .into_iter()
         .filter_map(|t| latest(log, t, k))
+        .chain(snapshot_time)
         .reduce(f64::max);
     // `until` is recorded whatever the embargo here: a token made where none
     // applies (the command line, a service without one) must not replay rows

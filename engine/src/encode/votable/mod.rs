@@ -73,7 +73,9 @@ impl FieldType {
 }
 
 /// Escapes text for XML (attributes and content); control characters XML 1.0
-/// cannot carry become spaces.
+/// cannot carry become spaces. Line breaks and tabs are character references:
+/// in an attribute a parser would read them as spaces, and an INFO's query
+/// `SELECT ra -- note` + line break + `FROM ...` would come back commented out.
 pub(crate) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for ch in s.chars() {
@@ -82,6 +84,9 @@ pub(crate) fn esc(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '&' => o.push_str("&amp;"),
             '"' => o.push_str("&quot;"),
+            '\n' => o.push_str("&#10;"),
+            '\r' => o.push_str("&#13;"),
+            '\t' => o.push_str("&#9;"),
             c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => o.push(' '),
             c => o.push(c),
         }
