@@ -6,7 +6,7 @@ positions computed here, from rows fetched with pyvo.
 
 The server must serve a catalog whose detector-visits have corners, with an
 embargo that hides some of them from anonymous callers; BEARER is a token of
-a privileged user. Prints PASS/FAIL per step and exits 1 if any failed.
+a privileged user. Prints one line per step and exits 1 if any failed.
 """
 import io
 import sys
@@ -17,24 +17,16 @@ import pyvo
 import requests
 from astropy.coordinates import SkyCoord
 from mocpy import MOC
+from session import Session
 
 url, bearer = sys.argv[1], sys.argv[2]
 service = pyvo.dal.TAPService(url)
 privileged = requests.Session()
 privileged.headers["Authorization"] = f"Bearer {bearer}"
 anonymous = requests.Session()
-failed = []
+session = Session("coverage-session")
 ORDER = 8
 CORNERS = "llcra, llcdec, ulcra, ulcdec, urcra, urcdec, lrcra, lrcdec"
-
-
-def step(name, fn):
-    try:
-        detail = fn()
-        print(f"PASS {name}: {detail}")
-    except Exception as e:  # noqa: BLE001 - every failure is reported
-        failed.append(name)
-        print(f"FAIL {name}: {type(e).__name__}: {e}")
 
 
 def fetch(session, path, **params):
@@ -201,6 +193,5 @@ for name, fn in [
     ("growth night by night", growth),
     ("refusals", refusals),
 ]:
-    step(name, fn)
-print(f"coverage-session: {6 - len(failed)} passed, {len(failed)} failed")
-sys.exit(1 if failed else 0)
+    session.step(name)(fn)
+session.finish()

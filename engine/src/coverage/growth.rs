@@ -53,12 +53,7 @@ fn dashed(day: i64) -> String {
 /// Folds the rows of a growth query (or its replay) into nights, in order,
 /// drawn at `order`, or at the order the query names.
 pub async fn by_night(result: &mut QueryResult, order: Option<u8>) -> crate::Result<Vec<Night>> {
-    let names: Vec<String> = result
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let names = super::column_names(result);
     let depth = match footprint_columns(&names) {
         Some((1, at)) => order.unwrap_or(at),
         _ => return Err(super::not_coverage(&names).into()),

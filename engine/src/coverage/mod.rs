@@ -291,12 +291,7 @@ impl Coverage {
     /// Folds a coverage query's rows (or a replay of one) into a MOC at the
     /// order the query names, or footprints at `order` if one is given.
     pub async fn of_rows(result: &mut QueryResult, order: Option<u8>) -> crate::Result<Coverage> {
-        let names: Vec<String> = result
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let names = column_names(result);
         let cells_at = match names.as_slice() {
             [one] => one
                 .strip_prefix(CELL_COLUMN)
@@ -363,6 +358,16 @@ impl Coverage {
     pub fn cells(&self) -> u64 {
         self.moc.n_depth_max_cells()
     }
+}
+
+/// The names of a result's columns.
+pub(crate) fn column_names(result: &QueryResult) -> Vec<String> {
+    result
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
 }
 
 /// The refusal of rows that are not a coverage's, naming a few of their columns.

@@ -43,6 +43,19 @@ fn attr(doc: &str, marker: &str, name: &str) -> String {
         .to_string()
 }
 
+/// A VOTable without the Data Origin items that describe one request (its
+/// URL and time): what two requests for the same result share.
+fn without_request(votable: &str) -> String {
+    votable
+        .lines()
+        .filter(|l| {
+            !l.starts_with("<INFO name=\"request\"")
+                && !l.starts_with("<INFO name=\"request_date\"")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn rows(votable: &str) -> Vec<&str> {
     votable.lines().filter(|l| l.starts_with("<TR>")).collect()
 }
