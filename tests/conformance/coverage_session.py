@@ -139,6 +139,9 @@ def table_coverage():
     as_json = MOC.from_json(fetch(anonymous, "tables/DiaObject", ORDER=ORDER, FORMAT="json").json())
     as_text = MOC.from_str(fetch(anonymous, "tables/DiaObject", ORDER=ORDER, FORMAT="ascii").text)
     assert as_json == ours and as_text == ours
+    # As TAP takes parameters: a form POST gives the same MOC.
+    posted = anonymous.post(f"{url}/coverage/tables/DiaObject", data={"ORDER": ORDER}, timeout=60)
+    assert posted.status_code == 200 and read_fits(posted.content) == ours, posted.status_code
     return f"{len(t)} objects in {int(fits.headers['X-Coverage-Cells'])} cells, FITS = JSON = ASCII"
 
 

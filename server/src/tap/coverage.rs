@@ -8,12 +8,13 @@
 //! - `GET /tap/coverage/growth?DIA=...` (JSON: area night by night; `TOKEN=` replays one)
 //!
 //! each with `ORDER` (0–13, 10 by default), `FORMAT` (`fits`, `ascii`,
-//! `json`) and, but for a replay, `AS_OF`.
+//! `json`) and, but for a replay, `AS_OF`; as GET or POST (a query string, a
+//! form or multipart body, as TAP takes its parameters).
 
 use std::time::Instant;
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use engine::coverage::{Coverage, DEFAULT_ORDER, MocFormat, Nights, Of};
@@ -24,7 +25,7 @@ use crate::app::allowance::query_cost;
 use crate::tap::auth::Caller;
 use crate::tap::failure::Failure;
 use crate::tap::origin::Origin;
-use crate::tap::params::Params;
+use crate::tap::params::{Params, Posted};
 use crate::tap::sync::{Request, overdue, refused, start, turn};
 
 /// A refusal or failure, as plain text (what a MOC's reader would show).
@@ -82,9 +83,8 @@ fn dia_of(params: &Params) -> Result<Option<bool>, String> {
 pub(crate) async fn footprints(
     State(app): State<Shared>,
     Extension(caller): Extension<Caller>,
-    Query(pairs): Query<Vec<(String, String)>>,
+    Posted(params): Posted,
 ) -> Response {
-    let params = Params::new(pairs);
     let nights = match Nights::range(params.get("NIGHT"), params.get("UNTIL")) {
         Ok(n) => n,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -105,9 +105,8 @@ pub(crate) async fn table(
     State(app): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    Query(pairs): Query<Vec<(String, String)>>,
+    Posted(params): Posted,
 ) -> Response {
-    let params = Params::new(pairs);
     let path = format!("tables/{name}");
     match run(&app, &caller, &params, Of::Table(name), &path).await {
         Ok(ran) => answer(&app, ran, &params).await,
@@ -120,9 +119,8 @@ pub(crate) async fn table(
 pub(crate) async fn growth(
     State(app): State<Shared>,
     Extension(caller): Extension<Caller>,
-    Query(pairs): Query<Vec<(String, String)>>,
+    Posted(params): Posted,
 ) -> Response {
-    let params = Params::new(pairs);
     let ran = match params.get("TOKEN") {
         Some(token) => replayed(&app, &caller, token.trim(), &params).await,
         None => match dia_of(&params) {
@@ -283,9 +281,8 @@ pub(crate) async fn replay(
     State(app): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(token): Path<String>,
-    Query(pairs): Query<Vec<(String, String)>>,
+    Posted(params): Posted,
 ) -> Response {
-    let params = Params::new(pairs);
     if let Err(e) = order_and_format(&params) {
         return text(StatusCode::BAD_REQUEST, &e);
     }

@@ -37,10 +37,22 @@ pub fn router(app: Shared) -> Router {
         .route("/tap/replay/{token}", get(replay))
         .route("/tap/replay/{token}/record", get(record))
         .route("/tap/examples", get(crate::tap::examples::page))
-        .route("/tap/coverage/footprints", get(coverage::footprints))
-        .route("/tap/coverage/tables/{name}", get(coverage::table))
-        .route("/tap/coverage/replay/{token}", get(coverage::replay))
-        .route("/tap/coverage/growth", get(coverage::growth))
+        .route(
+            "/tap/coverage/footprints",
+            get(coverage::footprints).post(coverage::footprints),
+        )
+        .route(
+            "/tap/coverage/tables/{name}",
+            get(coverage::table).post(coverage::table),
+        )
+        .route(
+            "/tap/coverage/replay/{token}",
+            get(coverage::replay).post(coverage::replay),
+        )
+        .route(
+            "/tap/coverage/growth",
+            get(coverage::growth).post(coverage::growth),
+        )
         .route("/tap/links", get(links::links_get).post(links::links_post))
         .merge(crate::tap::uws::routes(app.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(
