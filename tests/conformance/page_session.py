@@ -199,6 +199,50 @@ with sync_playwright() as p:
         assert not page.is_visible("#lightcurve")
         assert "several objects" in page.text_content("#lightcurve-note")
 
+    @step("the sky plot draws the table's coverage, a MOC mocpy reads the same")
+    def _():
+        import numpy as np
+        from astropy import units as u
+        from mocpy import MOC
+
+        page.goto(query_url("SELECT ra, dec FROM ppdb.DiaObject", maxrec=5000))
+        settled(page)
+        assert page.is_visible("#coverage-box")
+        page.check("#show-coverage")
+        page.wait_for_selector("#sky .coverage path")
+        g = page.locator("#sky .coverage")
+        order, cells = int(g.get_attribute("data-order")), int(g.get_attribute("data-cells"))
+        url = f"{BASE}/tap/coverage/tables/ppdb.DiaObject?ORDER={order}&FORMAT=json&AS_OF=12"
+        with urllib.request.urlopen(url, timeout=60) as r:
+            area = float(r.headers["X-Coverage-Area-Deg2"])
+            moc = MOC.from_json(json.loads(r.read()))
+        # Every object's position is in a drawn cell's MOC, as mocpy reads it.
+        rows = tap_json("SELECT ra, dec FROM ppdb.DiaObject")["data"]
+        ra, dec = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+        assert moc.contains_lonlat(ra * u.deg, dec * u.deg).all()
+        listed = sum(len(v) for v in json.loads(urllib.request.urlopen(url).read()).values())
+        assert cells == listed, (cells, listed)
+        note = page.text_content("#coverage-note")
+        assert f"{cells} cells of order {order}" in note and "deg²" in note, note
+        assert abs(float(note.split(", ")[1].split(" deg²")[0]) - area) <= 1e-3 * area, (note, area)
+        # The page's HEALPix corners, checked against mocpy: each corner, pulled
+        # 1 % towards the cell's centre, lies in the one-cell MOC, in polar,
+        # equatorial and boundary faces.
+        probes = [(0, 0), (1, 17), (3, 0), (3, 383), (3, 767), (6, 20000), (8, 400000), (10, 12582911)]
+        got = page.evaluate(f"() => {json.dumps(probes)}.map(([o, i]) => healpixCorners(o, i))")
+        for (o, i), corners in zip(probes, got):
+            one = MOC.from_healpix_cells(np.array([i]), np.array([o]), max_depth=o)
+            v = np.array([[math.cos(math.radians(d)) * math.cos(math.radians(a)),
+                           math.cos(math.radians(d)) * math.sin(math.radians(a)),
+                           math.sin(math.radians(d))] for a, d in corners])
+            centre = v.mean(axis=0)
+            inner = 0.99 * v + 0.01 * centre
+            lon = np.degrees(np.arctan2(inner[:, 1], inner[:, 0])) % 360
+            lat = np.degrees(np.arcsin(inner[:, 2] / np.linalg.norm(inner, axis=1)))
+            assert one.contains_lonlat(lon * u.deg, lat * u.deg).all(), (o, i, corners)
+        page.uncheck("#show-coverage")
+        assert page.locator("#sky .coverage").count() == 0
+
     @step("14 000 rows show at once, a page at a time")
     def _():
         total = len(tap_json("SELECT diaSourceId, ra, dec FROM ppdb.DiaSource", 20000)["data"])
