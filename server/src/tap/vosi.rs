@@ -187,7 +187,11 @@ pub(crate) async fn capabilities(State(app): State<Shared>) -> Response {
          </capability>\n{}\n{}\n{}\n\
          <capability standardID=\"ivo://ivoa.net/std/DALI#examples\">\
          <interface xsi:type=\"vr:WebBrowser\"><accessURL use=\"full\">{base}/tap/examples</accessURL></interface>\
-         </capability>\n</vosi:capabilities>\n",
+         </capability>\n\
+         <capability standardID=\"ivo://ivoa.net/std/DataLink#links-1.1\">\
+         <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"1.1\"><accessURL use=\"base\">{base}/tap/links</accessURL></interface>\
+         </capability>\n\
+         </vosi:capabilities>\n",
         app.config.maxrec_default,
         app.config.maxrec_limit,
         vosi("capabilities", "capabilities"),

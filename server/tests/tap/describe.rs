@@ -19,6 +19,12 @@ async fn vosi_describes_the_service() {
     assert!(caps.contains("<default unit=\"row\">1000</default><hard unit=\"row\">50000</hard>"));
     assert!(caps.contains("ivo_healpix_index"), "the UDFs are declared");
     assert!(caps.contains("<mime>text/csv</mime>"));
+    // The DataLink {links} endpoint results point to is declared too.
+    assert!(caps.contains(&format!(
+        "standardID=\"ivo://ivoa.net/std/DataLink#links-1.1\"><interface xsi:type=\"vs:ParamHTTP\" \
+         role=\"std\" version=\"1.1\"><accessURL use=\"base\">{}/links</accessURL>",
+        s.tap
+    )));
 
     let (_, _, tables) = get(&format!("{}/tables", s.tap), &[]).await;
     for t in [
