@@ -257,11 +257,19 @@ pub fn batches(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
             });
             let indexed = ts.key.contains(&c.name.as_str())
                 || matches!(c.name.as_str(), "diaObjectId" | "ra" | "dec");
+            // A table's own position is its main one: TOPCAT and Firefly find
+            // the columns for a cone or a sky plot by `;meta.main`.
+            let ucd = match (c.name.as_str(), c.ucd.as_deref()) {
+                ("ra", Some(u @ "pos.eq.ra")) | ("dec", Some(u @ "pos.eq.dec")) => {
+                    Some(format!("{u};meta.main"))
+                }
+                _ => c.ucd.clone(),
+            };
             columns.row(vec![
                 s(full.clone()),
                 s(c.name.clone()),
                 None,
-                c.ucd.clone(),
+                ucd,
                 c.unit.clone(),
                 s(c.description.clone()),
                 s(datatype),
@@ -272,7 +280,8 @@ pub fn batches(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
                 size,
                 s(if c.principal { "1" } else { "0" }),
                 s(if indexed { "1" } else { "0" }),
-                s("1"),
+                // Rubin's schema, not an IVOA standard (TAP_SCHEMA's own are).
+                s("0"),
                 s(j.to_string()),
             ]);
         }
