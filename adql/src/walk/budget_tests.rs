@@ -86,6 +86,16 @@ fn whitespace_costs_linear_time_and_past_a_million_blanks_is_refused() {
     assert!(parse(&blanks(500_000, "\n"), &schema()).is_ok());
     let e = parse(&blanks(crate::MAX_BLANKS + 2, "\t"), &schema()).unwrap_err();
     assert!(e.message.contains("spaces, tabs and line breaks"), "{e}");
+    // Every white space the tokenizer skips counts, a vertical tab and
+    // Unicode's no-break and em spaces too (each cost more than a space).
+    for b in ["\u{b}", "\u{a0}", "\u{2003}", "\u{3000}"] {
+        let e = parse(&blanks(crate::MAX_BLANKS + 2, b), &schema()).unwrap_err();
+        assert!(
+            e.message.contains("spaces, tabs and line breaks"),
+            "{b:?}: {e}"
+        );
+    }
+    assert!(parse(&blanks(1000, "\u{a0}"), &schema()).is_ok());
     // Blanks inside a comment are one token.
     let comment = format!(
         "SELECT TOP 1 ra FROM ppdb.DiaObject /* {} */",

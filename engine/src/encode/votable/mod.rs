@@ -87,6 +87,8 @@ pub(crate) fn esc(s: &str) -> String {
             '\n' => o.push_str("&#10;"),
             '\r' => o.push_str("&#13;"),
             '\t' => o.push_str("&#9;"),
+            // Not XML characters either: a parser stops at them.
+            '\u{fffe}' | '\u{ffff}' => o.push('\u{fffd}'),
             c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => o.push(' '),
             c => o.push(c),
         }
@@ -339,4 +341,19 @@ pub fn votable_error(message: &str, out: &mut dyn Write) -> Result<()> {
         esc(message)
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::esc;
+
+    #[test]
+    fn text_xml_cannot_carry_is_replaced_and_line_breaks_are_references() {
+        // A parser stops at U+FFFE/U+FFFF and control characters, and reads a
+        // raw line break in an attribute as a space.
+        assert_eq!(
+            esc("a\u{fffe}b\u{ffff}c\u{1}d\ne\tf<&\""),
+            "a\u{fffd}b\u{fffd}c d&#10;e&#9;f&lt;&amp;&quot;"
+        );
+    }
 }
