@@ -66,33 +66,8 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, VOTABLE_MIME)], out).into_response()
 }
 
-/// Escapes text for XML; what XML 1.0 cannot carry (control characters,
-/// U+FFFE, U+FFFF) becomes a space or U+FFFD.
+/// Escapes text for XML, as the engine's result documents do (what XML 1.0
+/// cannot carry replaced, line breaks as character references).
 pub(crate) fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\u{fffe}' | '\u{ffff}' => o.push('\u{fffd}'),
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => o.push(' '),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
-#[cfg(test)]
-mod tests {
-    use super::esc;
-
-    #[test]
-    fn what_xml_cannot_carry_is_replaced() {
-        assert_eq!(
-            esc("a\u{fffe}b\u{1}c<&\"\n"),
-            "a\u{fffd}b c&lt;&amp;&quot;\n"
-        );
-    }
+    engine::encode::votable::esc(s)
 }

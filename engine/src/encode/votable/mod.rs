@@ -76,7 +76,7 @@ impl FieldType {
 /// cannot carry become spaces. Line breaks and tabs are character references:
 /// in an attribute a parser would read them as spaces, and an INFO's query
 /// `SELECT ra -- note` + line break + `FROM ...` would come back commented out.
-pub(crate) fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {
