@@ -7,28 +7,10 @@ use tempfile::TempDir;
 
 mod common;
 use common::ppdb as support;
-use support::ok;
+use support::{ok, sample};
 
 fn ppdb(args: &[&str]) -> Output {
     support::command().args(args).output().expect("ppdb runs")
-}
-
-fn sample(dir: &Path) -> String {
-    let out = dir.join("chunks");
-    ok(&[
-        "sample",
-        "--out",
-        out.to_str().unwrap(),
-        "--objects",
-        "600",
-        "--nights",
-        "2",
-        "--visits-per-night",
-        "4",
-        "--visits-per-chunk",
-        "2",
-    ]);
-    out.to_str().unwrap().to_string()
 }
 
 fn snapshot_lines(json: &str) -> Vec<serde_json::Value> {

@@ -7,7 +7,7 @@ use std::process::Output;
 use tempfile::TempDir;
 
 mod common;
-use common::ppdb::{command, ok};
+use common::ppdb::{command, ok, sample};
 
 fn ppdb(args: &[&str]) -> Output {
     command().args(args).output().expect("ppdb runs")
@@ -36,29 +36,16 @@ fn area_of(o: &Output) -> f64 {
 #[test]
 fn coverages_print_their_snapshot_and_token_and_replay_the_same() {
     let dir = TempDir::new().unwrap();
-    let chunks = dir.path().join("chunks");
+    let chunks = sample(dir.path());
     let catalog = dir.path().join("catalog");
-    let (chunks, catalog) = (chunks.to_str().unwrap(), catalog.to_str().unwrap());
-    ok(&[
-        "sample",
-        "--out",
-        chunks,
-        "--objects",
-        "600",
-        "--nights",
-        "2",
-        "--visits-per-night",
-        "4",
-        "--visits-per-chunk",
-        "2",
-    ]);
+    let catalog = catalog.to_str().unwrap();
     ok(&[
         "ingest",
         "--catalog",
         catalog,
         "--embargo-hours",
         "0",
-        chunks,
+        &chunks,
     ]);
 
     let table = ppdb(&[

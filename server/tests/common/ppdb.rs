@@ -25,3 +25,24 @@ pub fn ok(args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
+
+/// Writes a small sample (600 objects, 2 nights of 4 visits, 2 visits a
+/// chunk) into `dir/chunks`; returns that folder.
+pub fn sample(dir: &Path) -> String {
+    let out = dir.join("chunks");
+    let out = out.to_str().expect("a UTF-8 path");
+    ok(&[
+        "sample",
+        "--out",
+        out,
+        "--objects",
+        "600",
+        "--nights",
+        "2",
+        "--visits-per-night",
+        "4",
+        "--visits-per-chunk",
+        "2",
+    ]);
+    out.to_string()
+}
