@@ -19,6 +19,9 @@ pub enum Error {
     /// A coverage could not be made.
     #[error(transparent)]
     Coverage(#[from] crate::coverage::CoverageError),
+    /// An export could not be made.
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     /// An uploaded table could not be read.
     #[error(transparent)]
     Upload(#[from] crate::encode::votable::upload::UploadError),
@@ -114,6 +117,7 @@ impl Error {
                     )
             }
             Error::Token(t) => t.is_internal(),
+            Error::Export(e) => matches!(e, crate::export::ExportError::Inconsistent { .. }),
             Error::State(_)
             | Error::Arrow(_)
             | Error::Parquet(_)

@@ -11,6 +11,7 @@ pub mod coverage;
 pub mod encode;
 mod engine;
 mod error;
+pub mod export;
 mod functions;
 mod options;
 mod plan;

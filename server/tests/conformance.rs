@@ -98,30 +98,8 @@ fn coverage_mocs_read_by_mocpy_match_footprints_and_positions_drawn_independentl
     };
     // The bundled sample predates detector corners: a catalog generated now has them.
     let dir = tempfile::TempDir::new().unwrap();
-    let chunks = dir.path().join("chunks");
-    let catalog = dir.path().join("catalog");
-    let (chunks, catalog) = (chunks.to_str().unwrap(), catalog.to_str().unwrap());
-    common::ppdb::ok(&[
-        "sample",
-        "--out",
-        chunks,
-        "--objects",
-        "3000",
-        "--nights",
-        "3",
-        "--visits-per-night",
-        "6",
-        "--visits-per-chunk",
-        "2",
-    ]);
-    common::ppdb::ok(&[
-        "ingest",
-        "--catalog",
-        catalog,
-        "--embargo-until",
-        "61001.6",
-        chunks,
-    ]);
+    let catalog = common::ppdb::embargoed_catalog(dir.path());
+    let catalog = catalog.as_str();
     let s = Server::start_with(
         &["--catalog", catalog, "--embargo-until", "61001.6"],
         &[("PPDB_TOKENS", "alice=alice-0123456789abcdef")],
@@ -138,6 +116,68 @@ fn coverage_mocs_read_by_mocpy_match_footprints_and_positions_drawn_independentl
     eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     assert!(text.contains(": 6 passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn hats_exports_open_in_hats_lsdb_and_duckdb_with_the_rows_of_the_same_adql() {
+    let Some(python) = std::env::var_os("PPDB_PYTHON") else {
+        missing(
+            "PPDB_PYTHON (a python with hats, lsdb, duckdb and pyvo)",
+            "see tests/conformance/requirements.txt",
+        );
+        return;
+    };
+    let dir = tempfile::TempDir::new().unwrap();
+    let catalog = common::ppdb::embargoed_catalog(dir.path());
+    let catalog = catalog.as_str();
+    let (full, public) = (dir.path().join("full"), dir.path().join("public"));
+    let (full, public) = (full.to_str().unwrap(), public.to_str().unwrap());
+    // A small threshold, so that partitions reach several orders and cones
+    // and light curves cross their borders.
+    common::ppdb::ok(&["export", "--catalog", catalog, "--max-rows", "400", full]);
+    common::ppdb::ok(&[
+        "export",
+        "--catalog",
+        catalog,
+        "--public",
+        "--embargo-until",
+        "61001.6",
+        public,
+    ]);
+    // Refusals say why, and write nothing.
+    let again = common::ppdb::fails(&["export", "--catalog", catalog, full]);
+    assert!(again.contains("is not empty"), "{again}");
+    let other = dir.path().join("other");
+    let other = other.to_str().unwrap();
+    let unknown = common::ppdb::fails(&["export", "--catalog", catalog, "--table", "Nope", other]);
+    assert!(unknown.contains("Nope: no such table"), "{unknown}");
+    let flat = common::ppdb::fails(&["export", "--catalog", catalog, "--table", "SSObject", other]);
+    assert!(flat.contains("has no ra and dec"), "{flat}");
+    assert!(
+        !dir.path().join("other").exists() || std::fs::read_dir(other).unwrap().next().is_none()
+    );
+    let s = Server::start_with(
+        &["--catalog", catalog, "--embargo-until", "61001.6"],
+        &[("PPDB_TOKENS", "alice=alice-0123456789abcdef")],
+    );
+    let script = format!(
+        "{}/../tests/conformance/hats_session.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new(python)
+        .args([
+            script.as_str(),
+            s.tap.as_str(),
+            "alice-0123456789abcdef",
+            full,
+            public,
+        ])
+        .output()
+        .expect("python runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(": 9 passed, 0 failed"), "{text}");
 }
 
 #[test]

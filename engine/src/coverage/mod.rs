@@ -22,6 +22,7 @@ use moc::qty::Hpx;
 
 use crate::result::QueryResult;
 
+pub(crate) use query::placed_table;
 pub use query::{Nights, Of};
 pub use write::MocFormat;
 

@@ -149,28 +149,10 @@ impl Of {
             Of::Footprints { nights, dia } => Ok(footprints_adql(*nights, *dia, false, order)),
             Of::Growth { dia } => Ok(footprints_adql(Nights::All, *dia, true, order)),
             Of::Table(name) => {
-                // `schema.table`, or a table's own name where one schema has it
-                // (`ppdb` first), as ADQL resolves it.
-                let named = |t: &&adql::Table| match name.split_once('.') {
-                    Some((schema, table)) => {
-                        t.schema.eq_ignore_ascii_case(schema) && t.name.eq_ignore_ascii_case(table)
-                    }
-                    None => t.name.eq_ignore_ascii_case(name),
-                };
-                let mut found: Vec<&adql::Table> = tables.iter().filter(named).collect();
-                found.sort_by_key(|t| t.schema != "ppdb");
-                let table = found.first().ok_or_else(|| CoverageError::Table {
+                let table = placed_table(name, tables).map_err(|why| CoverageError::Table {
                     table: name.chars().take(100).collect(),
-                    why: "no such table (see /tap/tables)".into(),
+                    why,
                 })?;
-                for c in ["ra", "dec"] {
-                    if !table.columns.iter().any(|col| col.name == c) {
-                        return Err(CoverageError::Table {
-                            table: name.chars().take(100).collect(),
-                            why: "has no ra and dec to place its rows on the sky".into(),
-                        });
-                    }
-                }
                 Ok(format!(
                     "SELECT DISTINCT ivo_healpix_index({order}, ra, dec) AS {CELL_COLUMN}{order} \
                      FROM {}.{} WHERE ra IS NOT NULL AND dec IS NOT NULL",
@@ -179,6 +161,32 @@ impl Of {
             }
         }
     }
+}
+
+/// The table `name` names (`schema.table`, or a table's own name where one
+/// schema has it, `ppdb` first, as ADQL resolves it), if its rows have `ra`
+/// and `dec` to place them on the sky; else why not.
+pub(crate) fn placed_table<'a>(
+    name: &str,
+    tables: &'a [adql::Table],
+) -> Result<&'a adql::Table, String> {
+    let named = |t: &&adql::Table| match name.split_once('.') {
+        Some((schema, table)) => {
+            t.schema.eq_ignore_ascii_case(schema) && t.name.eq_ignore_ascii_case(table)
+        }
+        None => t.name.eq_ignore_ascii_case(name),
+    };
+    let mut found: Vec<&adql::Table> = tables.iter().filter(named).collect();
+    found.sort_by_key(|t| t.schema != "ppdb");
+    let table = found
+        .first()
+        .ok_or_else(|| "no such table (see /tap/tables)".to_string())?;
+    for c in ["ra", "dec"] {
+        if !table.columns.iter().any(|col| col.name == c) {
+            return Err("has no ra and dec to place its rows on the sky".into());
+        }
+    }
+    Ok(table)
 }
 
 #[cfg(test)]

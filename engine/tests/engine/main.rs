@@ -18,6 +18,7 @@ use testkit::lines;
 use testkit::SAMPLE;
 
 mod direct;
+mod export;
 mod pruning;
 mod tables;
 mod tokens;

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod coverage;
+mod export;
 mod ingest;
 mod maintenance;
 mod query;
@@ -84,6 +85,9 @@ enum Command {
     /// Sky coverage as an IVOA MOC: where detectors looked (footprints, by
     /// night, with or without DIA rows), or where a table's rows are.
     Coverage(coverage::CoverageArgs),
+    /// Write a snapshot as HATS catalogs (one per table) that LSDB, hats,
+    /// DuckDB and pandas open; the rows are those of a query's token.
+    Export(Box<export::ExportArgs>),
     /// Show, list or expire query tokens.
     Token {
         #[command(subcommand)]
@@ -201,6 +205,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Vacuum(args) => maintenance::vacuum(args).await,
         Command::Query(args) => query::query(args).await,
         Command::Coverage(args) => coverage::run(args).await,
+        Command::Export(args) => export::run(*args).await,
         Command::Replay(args) => query::replay(args).await,
         Command::Serve(args) => serve::run(*args).await,
         Command::Token { action } => query::token(action).await,

@@ -46,3 +46,44 @@ pub fn sample(dir: &Path) -> String {
     ]);
     out.to_string()
 }
+
+/// Generates 3000 objects over 3 nights of 6 visits (detector corners
+/// included; the third night after MJD 61001.6) into `dir/chunks` and
+/// ingests them into `dir/catalog` with that embargo; returns the catalog.
+pub fn embargoed_catalog(dir: &Path) -> String {
+    let chunks = dir.join("chunks");
+    let catalog = dir.join("catalog");
+    let (chunks, catalog) = (
+        chunks.to_str().expect("a UTF-8 path"),
+        catalog.to_str().expect("a UTF-8 path"),
+    );
+    ok(&[
+        "sample",
+        "--out",
+        chunks,
+        "--objects",
+        "3000",
+        "--nights",
+        "3",
+        "--visits-per-night",
+        "6",
+        "--visits-per-chunk",
+        "2",
+    ]);
+    ok(&[
+        "ingest",
+        "--catalog",
+        catalog,
+        "--embargo-until",
+        "61001.6",
+        chunks,
+    ]);
+    catalog.to_string()
+}
+
+/// Runs `ppdb args`, which must fail; returns its stderr.
+pub fn fails(args: &[&str]) -> String {
+    let out = command().args(args).output().expect("ppdb runs");
+    assert!(!out.status.success(), "ppdb {args:?} succeeded");
+    String::from_utf8(out.stderr).expect("utf-8 output")
+}

@@ -1,0 +1,126 @@
+//! `ppdb export`: a snapshot written as HATS catalogs, one per table, that
+//! LSDB, `hats`, DuckDB and pandas open (see `engine::export`).
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+
+use super::query::{LimitArgs, memory_options, remember, within};
+use super::{CatalogArg, EmbargoArg, StateArg};
+
+/// `ppdb export`.
+#[derive(Args)]
+pub(crate) struct ExportArgs {
+    /// Where to write: a new local folder or an object-store URL (file://,
+    /// memory://, s3://bucket/prefix); each table goes into a folder of its name.
+    dir: String,
+    #[command(flatten)]
+    catalog: CatalogArg,
+    /// Read this snapshot (as `ppdb query --as-of`); default the latest.
+    #[arg(long)]
+    as_of: Option<String>,
+    /// The layout written.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Hats)]
+    format: ExportFormat,
+    /// A table to write (repeat for more); default DiaObject, DiaSource and
+    /// DiaForcedSource. Any table with ra and dec can be written.
+    #[arg(long = "table", value_name = "TABLE")]
+    tables: Vec<String>,
+    /// The most rows a partition holds before it splits into four (a
+    /// partition at order 10, cells of 3.4′, holds what it holds).
+    #[arg(long, default_value_t = 1_000_000)]
+    max_rows: u64,
+    /// Beside each catalog, write a margin catalog (TABLE_Narcs) of the rows
+    /// within this many arcseconds of each partition's border, which LSDB
+    /// reads for joins and cross-matches near borders; 0 writes none.
+    #[arg(long, default_value_t = 5.0)]
+    margin_arcsec: f64,
+    /// Leave out what the service's embargo hides from anonymous callers
+    /// (set it as `ppdb serve` is set: --embargo-hours or --embargo-until);
+    /// without it, as `ppdb query`, every row is written.
+    #[arg(long)]
+    public: bool,
+    #[command(flatten)]
+    embargo: EmbargoArg,
+    #[command(flatten)]
+    state: StateArg,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The layouts `ppdb export` writes.
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// HATS (the IVOA HATS Note): what LSDB opens.
+    Hats,
+}
+
+/// Runs `ppdb export`.
+pub(crate) async fn run(args: ExportArgs) -> Result<()> {
+    let ExportFormat::Hats = args.format;
+    if !(0.0..=engine::export::MAX_MARGIN_ARCSEC).contains(&args.margin_arcsec) {
+        bail!(
+            "--margin-arcsec {}: give 0 (no margins) to {}",
+            args.margin_arcsec,
+            engine::export::MAX_MARGIN_ARCSEC
+        );
+    }
+    if args.max_rows == 0 {
+        bail!("--max-rows 0: a partition must be allowed at least one row");
+    }
+    let allowed = args.limits.duration();
+    let mut options = memory_options(args.limits.memory());
+    if args.public {
+        options.embargo = args.embargo.embargo()?;
+    }
+    let engine = args.state.engine_with(&args.catalog, options).await?;
+    remember(&engine, &args.catalog).await;
+    let as_of = args
+        .as_of
+        .as_deref()
+        .map(|a| engine::as_of(a).map_err(|e| anyhow::anyhow!("--as-of: {e}")))
+        .transpose()?;
+    let out = catalog::store::open(&args.dir, true)?;
+    let options = engine::export::HatsOptions {
+        query: engine::QueryOptions {
+            as_of,
+            time_limit: Some(allowed),
+            privileged: !args.public,
+            ..Default::default()
+        },
+        max_rows: args.max_rows,
+        margin_arcsec: args.margin_arcsec,
+        ..Default::default()
+    };
+    let done = within(
+        allowed,
+        engine::export::hats(&engine, &args.tables, &out, &options),
+    )
+    .await??;
+    for t in &done {
+        let without = if t.without_position > 0 {
+            format!(" ({} without ra/dec left out)", t.without_position)
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "{}: {} rows{without} in {} partitions (orders up to {}), {:.1} MB at snapshot {}; token: {}",
+            t.table,
+            t.rows,
+            t.partitions,
+            t.max_order,
+            t.bytes as f64 / 1e6,
+            t.snapshot,
+            t.token
+        );
+        if let Some((name, rows, partitions)) = &t.margin {
+            eprintln!("  margin {name}: {rows} rows in {partitions} partitions");
+        }
+    }
+    eprintln!(
+        "wrote {} HATS catalog{} under {}",
+        done.len(),
+        if done.len() == 1 { "" } else { "s" },
+        out.url
+    );
+    Ok(())
+}
