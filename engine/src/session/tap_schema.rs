@@ -258,19 +258,39 @@ pub fn batches(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
             let indexed = ts.key.contains(&c.name.as_str())
                 || matches!(c.name.as_str(), "diaObjectId" | "ra" | "dec");
             // A table's own position is its main one: TOPCAT and Firefly find
-            // the columns for a cone or a sky plot by `;meta.main`.
+            // the columns for a cone or a sky plot by `;meta.main`, and
+            // Firefly its object-id search by `meta.id;meta.main`.
+            // The main id: the one key column that is an id (DiaObject's key
+            // adds its validity start; a detector-visit has two ids, no main one).
+            let is_id = |name: &str| {
+                ts.felis.columns.iter().any(|k| {
+                    k.name == name && k.ucd.as_deref().is_some_and(|u| u.starts_with("meta.id"))
+                })
+            };
+            let ids: Vec<&&str> = ts.key.iter().filter(|k| is_id(k)).collect();
+            let own_key = ids.len() == 1 && *ids[0] == c.name;
             let ucd = match (c.name.as_str(), c.ucd.as_deref()) {
                 ("ra", Some(u @ "pos.eq.ra")) | ("dec", Some(u @ "pos.eq.dec")) => {
                     Some(format!("{u};meta.main"))
                 }
+                (_, Some(u)) if own_key && u.starts_with("meta.id") => {
+                    Some(format!("{u};meta.main"))
+                }
                 _ => c.ucd.clone(),
             };
+            // An MJD is in days; Felis leaves some without a unit, and
+            // Firefly's time search wants one that starts with `d`.
+            let mjd = c.name.ends_with("MjdTai")
+                && c.ucd
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("time.epoch"));
+            let unit = c.unit.clone().or_else(|| mjd.then(|| "d".to_string()));
             columns.row(vec![
                 s(full.clone()),
                 s(c.name.clone()),
                 None,
                 ucd,
-                c.unit.clone(),
+                unit,
                 s(c.description.clone()),
                 s(datatype),
                 arraysize,

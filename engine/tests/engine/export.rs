@@ -137,7 +137,10 @@ async fn export_and_check(url: &str) {
         let text = String::from_utf8(text.to_vec()).unwrap();
         assert!(text.contains("dataproduct_type=margin\n"), "{text}");
         assert!(text.contains(&format!("hats_primary_table_url={}\n", t.table)));
-        assert!(text.contains(&format!("hats_nrows={margin_rows}\n")), "{text}");
+        assert!(
+            text.contains(&format!("hats_nrows={margin_rows}\n")),
+            "{text}"
+        );
         assert!(margin_rows > 0 && margin_rows < count);
     }
     // A second export into the same place is refused, and changes nothing.
