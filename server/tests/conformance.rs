@@ -154,8 +154,35 @@ fn hats_exports_open_in_hats_lsdb_and_duckdb_with_the_rows_of_the_same_adql() {
     let flat = common::ppdb::fails(&["export", "--catalog", catalog, "--table", "SSObject", other]);
     assert!(flat.contains("has no ra and dec"), "{flat}");
     assert!(
-        !dir.path().join("other").exists() || std::fs::read_dir(other).unwrap().next().is_none()
+        !dir.path().join("other").exists(),
+        "a refused export leaves no folder"
     );
+    let ignored = common::ppdb::fails(&[
+        "export",
+        "--catalog",
+        catalog,
+        "--embargo-until",
+        "61001.6",
+        other,
+    ]);
+    assert!(ignored.contains("apply with --public only"), "{ignored}");
+    let late = common::ppdb::fails(&[
+        "export",
+        "--catalog",
+        catalog,
+        "--public",
+        "--embargo-until",
+        "61001.6",
+        "--as-of",
+        "12",
+        other,
+    ]);
+    assert!(
+        late.contains("snapshot 12 holds rows under the embargo"),
+        "{late}"
+    );
+    // Whole catalogs only: nothing staged is left behind.
+    assert!(!std::path::Path::new(full).join(".ppdb-incomplete").exists());
     let s = Server::start_with(
         &["--catalog", catalog, "--embargo-until", "61001.6"],
         &[("PPDB_TOKENS", "alice=alice-0123456789abcdef")],

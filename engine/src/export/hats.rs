@@ -177,7 +177,13 @@ pub(super) async fn write(
         table: table.name.clone(),
         why,
     };
-    let mut files = Files::new(out, &table.name, schema.clone(), snapshot, &token);
+    let mut files = Files::new(
+        out,
+        &super::staged(&table.name),
+        schema.clone(),
+        snapshot,
+        &token,
+    );
     let mut margins =
         (options.margin_arcsec > 0.0).then(|| Margins::new(&parts, options.margin_arcsec));
     let mut open: Option<(Partition, AsyncArrowWriter<BufWriter>, u64)> = None;
@@ -267,7 +273,7 @@ pub(super) async fn write(
     };
     // The margin catalog: per partition, its neighbours' rows near it, sorted.
     let name = margin_name(&table.name, options.margin_arcsec);
-    let mut files = Files::new(out, &name, schema.clone(), snapshot, &token);
+    let mut files = Files::new(out, &super::staged(&name), schema.clone(), snapshot, &token);
     for (p, batches) in parts.iter().zip(margins.batches) {
         if batches.is_empty() {
             continue;

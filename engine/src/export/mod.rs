@@ -16,6 +16,7 @@ mod properties;
 
 use catalog::store::Location;
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 
 use crate::{Engine, QueryOptions};
 
@@ -53,14 +54,21 @@ pub enum ExportError {
     },
 }
 
+/// Where a catalog is written until it is whole, then moved to its folder:
+/// outside every catalog's folder, so that neither a reader globbing
+/// `DIR/TABLE/dataset/**` nor `hats` ever sees part of an export.
+pub const STAGING: &str = ".ppdb-incomplete";
+
 /// Writes each of `tables` (`DEFAULT_TABLES` when empty) at one snapshot as a
 /// HATS catalog in a folder of its own name under `out`, with its margin
-/// catalog beside it (`NAME_5arcs` for the default 5″).
+/// catalog beside it (`NAME_5arcs` for the default 5″); `finished` is told
+/// of each table as its catalogs are in place.
 pub async fn hats(
     engine: &Engine,
     tables: &[String],
     out: &Location,
     options: &HatsOptions,
+    mut finished: impl FnMut(&Exported),
 ) -> crate::Result<Vec<Exported>> {
     let names: Vec<String> = if tables.is_empty() {
         DEFAULT_TABLES.iter().map(|t| t.to_string()).collect()
@@ -109,7 +117,72 @@ pub async fn hats(
     }
     let mut done = Vec::with_capacity(found.len());
     for (table, c) in found.iter().zip(counted) {
-        done.push(hats::write(engine, table, c, out, &query, options).await?);
+        let folders = [
+            table.name.clone(),
+            hats::margin_name(&table.name, options.margin_arcsec),
+        ];
+        // What an interrupted export of these catalogs left is ours to clear.
+        for f in &folders {
+            discard(out, f).await;
+        }
+        let exported = match hats::write(engine, table, c, out, &query, options).await {
+            Ok(e) => e,
+            Err(e) => {
+                for f in &folders {
+                    discard(out, f).await;
+                }
+                return Err(e);
+            }
+        };
+        for f in &folders {
+            publish(out, f).await?;
+        }
+        finished(&exported);
+        done.push(exported);
     }
     Ok(done)
+}
+
+/// The folder a catalog is written in until it is whole.
+pub(crate) fn staged(name: &str) -> String {
+    format!("{STAGING}/{name}")
+}
+
+/// Moves a staged catalog to its folder (nothing if none was staged).
+async fn publish(out: &Location, name: &str) -> crate::Result<()> {
+    let from = out.child(&staged(name));
+    let prefix = format!("{}/", from.as_ref());
+    let mut objects: Vec<_> = out
+        .store
+        .list(Some(&from))
+        .try_collect()
+        .await
+        .map_err(catalog::Error::from)?;
+    // The properties last, as when they were written: a folder without them
+    // is no catalog yet.
+    objects.sort_by_key(|o| {
+        o.location
+            .filename()
+            .is_some_and(|f| f.ends_with("properties"))
+    });
+    for o in objects {
+        let Some(rel) = o.location.as_ref().strip_prefix(&prefix) else {
+            continue;
+        };
+        let to = out.child(&format!("{name}/{rel}"));
+        out.store
+            .rename(&o.location, &to)
+            .await
+            .map_err(catalog::Error::from)?;
+    }
+    Ok(())
+}
+
+/// Deletes what is staged for a catalog, as far as it can.
+async fn discard(out: &Location, name: &str) {
+    let from = out.child(&staged(name));
+    let listed: Result<Vec<_>, _> = out.store.list(Some(&from)).try_collect().await;
+    for o in listed.unwrap_or_default() {
+        let _ = out.store.delete(&o.location).await;
+    }
 }

@@ -28,7 +28,9 @@ async fn export_and_check(url: &str) {
         ..Default::default()
     };
     let tables = vec!["DiaObject".to_string(), "ppdb.DiaSource".to_string()];
-    let done = hats(&engine, &tables, &out, &options).await.unwrap();
+    let done = hats(&engine, &tables, &out, &options, |_| {})
+        .await
+        .unwrap();
     assert_eq!(done.len(), 2);
     for t in &done {
         assert_eq!(t.snapshot, 2);
@@ -144,7 +146,9 @@ async fn export_and_check(url: &str) {
         assert!(margin_rows > 0 && margin_rows < count);
     }
     // A second export into the same place is refused, and changes nothing.
-    let again = hats(&engine, &tables, &out, &options).await.unwrap_err();
+    let again = hats(&engine, &tables, &out, &options, |_| {})
+        .await
+        .unwrap_err();
     assert!(again.to_string().contains("is not empty"), "{again}");
 }
 

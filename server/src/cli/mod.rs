@@ -115,6 +115,11 @@ pub(crate) struct EmbargoArg {
 
 impl EmbargoArg {
     /// The embargo the flags name, or why they name none.
+    /// Whether the command line set the embargo (rather than the default).
+    pub(crate) fn given(&self) -> bool {
+        self.embargo_until.is_some() || self.embargo_hours != 80.0
+    }
+
     pub(crate) fn embargo(&self) -> Result<engine::Embargo> {
         let hours = self.embargo_hours;
         Ok(match self.embargo_until {
