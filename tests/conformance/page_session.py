@@ -2,7 +2,9 @@
 Playwright (no browser download: it runs /usr/bin/chromium). Every check
 reads the DOM, no screenshot.
 
-Usage: page_session.py BASE_URL [CHROMIUM]   (prints "page-session: N passed, M failed")
+Usage: page_session.py BASE_URL CHROMIUM FOOTPRINTS_URL
+(prints "page-session: N passed, M failed"); FOOTPRINTS_URL serves a catalog
+whose detector-visits have corners, with no embargo.
 """
 
 import json
@@ -16,23 +18,24 @@ from playwright.sync_api import sync_playwright
 from session import Session
 
 BASE = sys.argv[1].rstrip("/")
-CHROMIUM = sys.argv[2] if len(sys.argv) > 2 else "/usr/bin/chromium"
+CHROMIUM = sys.argv[2]
+FOOTPRINTS = sys.argv[3].rstrip("/")
 session = Session("page-session")
 step = session.step
 
 
-def query_url(adql, maxrec=None):
+def query_url(adql, maxrec=None, base=BASE):
     q = {"query": adql}
     if maxrec is not None:
         q["maxrec"] = str(maxrec)
-    return f"{BASE}/?{urllib.parse.urlencode(q)}"
+    return f"{base}/?{urllib.parse.urlencode(q)}"
 
 
-def tap_json(adql, maxrec=100000):
+def tap_json(adql, maxrec=100000, base=BASE):
     body = urllib.parse.urlencode(
         {"LANG": "ADQL", "QUERY": adql, "RESPONSEFORMAT": "json", "MAXREC": str(maxrec)}
     ).encode()
-    with urllib.request.urlopen(f"{BASE}/tap/sync", body, timeout=120) as r:
+    with urllib.request.urlopen(f"{base}/tap/sync", body, timeout=120) as r:
         return json.loads(r.read())
 
 
@@ -242,6 +245,34 @@ with sync_playwright() as p:
             assert one.contains_lonlat(lon * u.deg, lat * u.deg).all(), (o, i, corners)
         page.uncheck("#show-coverage")
         assert page.locator("#sky .coverage").count() == 0
+
+    @step("the sky plot draws where detectors looked, the MOC mocpy draws from their corners")
+    def _():
+        from astropy.coordinates import SkyCoord
+        from mocpy import MOC
+
+        page.goto(query_url("SELECT ra, dec FROM ppdb.DiaObject", maxrec=5000, base=FOOTPRINTS))
+        settled(page)
+        assert page.is_visible("#footprints-box")
+        page.check("#show-footprints")
+        page.wait_for_selector("#sky .footprints path")
+        g = page.locator("#sky .footprints")
+        order, cells = int(g.get_attribute("data-order")), int(g.get_attribute("data-cells"))
+        assert int(g.get_attribute("data-drawn")) > 0
+        corners = "llcra, llcdec, ulcra, ulcdec, urcra, urcdec, lrcra, lrcdec"
+        rows = tap_json(f"SELECT {corners} FROM ppdb.DetectorVisitProcessingSummary", base=FOOTPRINTS)["data"]
+        polygons = [SkyCoord([r[0], r[2], r[4], r[6]], [r[1], r[3], r[5], r[7]], unit="deg") for r in rows]
+        mocs = MOC.from_polygons(polygons, max_depth=order)
+        theirs = mocs[0].union(*mocs[1:])
+        url = f"{FOOTPRINTS}/tap/coverage/footprints?ORDER={order}&FORMAT=json"
+        with urllib.request.urlopen(url, timeout=60) as r:
+            served = json.loads(r.read())
+        assert MOC.from_json(served) == theirs
+        assert cells == sum(len(v) for v in served.values()), cells
+        note = page.text_content("#footprints-note")
+        assert f"footprints of {len(rows)} detector-visits: {cells} cells of order {order}" in note, note
+        page.uncheck("#show-footprints")
+        assert page.locator("#sky .footprints").count() == 0
 
     @step("14 000 rows show at once, a page at a time")
     def _():
