@@ -69,7 +69,10 @@ fn client_session(script: &str, needs: &str, url: impl Fn(&Server) -> String, pa
         );
         return;
     };
-    let s = Server::start(&[]);
+    let s = Server::start(&[
+        "--image-url-template",
+        "https://images.example.org/{kind}/{visit}/{detector}",
+    ]);
     let path = format!(
         "{}/../tests/conformance/{script}",
         env!("CARGO_MANIFEST_DIR")
@@ -209,7 +212,7 @@ fn hats_exports_open_in_hats_lsdb_and_duckdb_with_the_rows_of_the_same_adql() {
 
 #[test]
 fn a_pyvo_session_uses_every_feature() {
-    client_session("pyvo_session.py", "pyvo", |s| s.tap.clone(), 10);
+    client_session("pyvo_session.py", "pyvo", |s| s.tap.clone(), 11);
 }
 
 #[test]

@@ -199,6 +199,28 @@ def datalinks():
     return f"{seen} objects, each with its light curve and forced photometry"
 
 
+def visit_links():
+    # A detector-visit's links: its images by the operator's template (see
+    # server/tests/conformance.rs), its DiaSources as the same ADQL.
+    first = service.search("SELECT TOP 1 visit, detector FROM ppdb.DiaSource ORDER BY diaSourceId").to_table()
+    visit, detector = int(first["visit"][0]), int(first["detector"][0])
+    links = pyvo.dal.adhoc.DatalinkResults.from_result_url(f"{url}/links?ID={visit}/{detector}")
+    rows = list(links)
+    assert [r.semantics for r in rows] == ["#this", "#derivation", "#auxiliary", "#derivation", "#derivation"], rows
+    this = [r for r in rows if r.semantics == "#this"][0]
+    assert this.access_url == f"https://images.example.org/calexp/{visit}/{detector}", this.access_url
+    assert this.content_type == "image/fits", this.content_type
+    sources = [r for r in rows if r.description.startswith("DiaSources")][0]
+    got = pyvo.dal.DALResults.from_result_url(sources.access_url).to_table()
+    direct = service.search(
+        f"SELECT diaSourceId FROM ppdb.DiaSource WHERE visit = {visit} AND detector = {detector}"
+    ).to_table()
+    assert len(got) > 0 and sorted(got["diaSourceId"]) == sorted(direct["diaSourceId"])
+    bad = pyvo.dal.adhoc.DatalinkResults.from_result_url(f"{url}/links?ID=abc")
+    assert "neither a diaObjectId" in list(bad)[0].error_message
+    return f"visit {visit} detector {detector}: {len(got)} DiaSources"
+
+
 for name, fn in [
     ("tables", tables),
     ("sync", sync),
@@ -210,7 +232,8 @@ for name, fn in [
     ("a join's wildcard columns keep one name each", join_wildcard),
     ("Data Origin in VOTable, CSV headers and Parquet", data_origin),
     ("DataLink links of each object", datalinks),
+    ("DataLink links of a detector-visit", visit_links),
 ]:
     step(name, fn)
-print(f"pyvo-session: {10 - len(failed)} passed, {len(failed)} failed")
+print(f"pyvo-session: {11 - len(failed)} passed, {len(failed)} failed")
 sys.exit(1 if failed else 0)

@@ -54,6 +54,10 @@ pub struct Config {
     pub stored_per_hour: u64,
     /// Who publishes the results (the Data Origin items each result carries).
     pub publisher: crate::tap::origin::Publisher,
+    /// Where a detector-visit's images are served (elsewhere): a URL with
+    /// `{visit}`, `{detector}` and `{kind}` (`calexp` or `difference`), which
+    /// `/tap/links` fills in; none gives no image links.
+    pub image_urls: Option<String>,
 }
 
 impl Config {
@@ -73,6 +77,7 @@ impl Config {
             jobs_per_hour: 200,
             stored_per_hour: 640 << 20,
             publisher: Default::default(),
+            image_urls: None,
         }
     }
 }

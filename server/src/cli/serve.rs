@@ -124,6 +124,11 @@ pub(crate) struct ServeArgs {
     /// result's own replay URL, which gives its rows again.
     #[arg(long)]
     citation: Option<String>,
+    /// Where detector-visit images are served: a URL with {visit},
+    /// {detector} and {kind} (calexp or difference), which /tap/links fills
+    /// in for a detector-visit's images; without it, no image links.
+    #[arg(long, value_name = "URL")]
+    image_url_template: Option<String>,
     #[command(flatten)]
     embargo: EmbargoArg,
     #[command(flatten)]
@@ -161,9 +166,19 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
         publisher,
         contact,
         citation,
+        image_url_template,
         embargo,
         state,
     } = args;
+    if let Some(t) = &image_url_template {
+        let web = t.starts_with("https://") || t.starts_with("http://");
+        if !web || !t.contains("{visit}") || !t.contains("{detector}") || !t.contains("{kind}") {
+            anyhow::bail!(
+                "--image-url-template {t}: give an http(s) URL with {{visit}}, {{detector}} and \
+                 {{kind}} in it, e.g. https://images.example.org/{{kind}}?visit={{visit}}&detector={{detector}}"
+            );
+        }
+    }
     let embargo = embargo.embargo()?;
     let users = read_users(tokens.as_deref())?;
     let mib = |n: usize| n.saturating_mul(1 << 20);
@@ -204,6 +219,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
         contact: Some(contact).filter(|c| !c.trim().is_empty()),
         citation,
     };
+    config.image_urls = image_url_template;
     config.job_lifetime =
         std::time::Duration::from_secs(job_lifetime_hours.saturating_mul(3600).max(60));
     let concurrent = max_concurrent

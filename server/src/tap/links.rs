@@ -1,7 +1,12 @@
 //! `/tap/links`: the DataLink 1.1 `{links}` endpoint. Each `ID` is a
-//! `diaObjectId`; its links are TAP queries for the object's current version
-//! (`#this`), its light curve and its forced photometry (`#coderived`), at
-//! the snapshot `AS_OF` names (results give theirs in their descriptor).
+//! `diaObjectId`, whose links are TAP queries for the object's current
+//! version (`#this`), its light curve and its forced photometry
+//! (`#coderived`); or a detector-visit `VISIT/DETECTOR`, whose links are its
+//! images where the operator says they are served (`--image-url-template`:
+//! the calexp `#this`, the difference image `#derivation`), its processing
+//! summary (`#auxiliary`) and the DiaSources and forced photometry measured
+//! on it (`#derivation`). Queries read the snapshot `AS_OF` names (results
+//! give theirs in their descriptor).
 //!
 //! The links are made from the ID alone: nothing is read, so they say
 //! nothing of whether the object exists, embargoed or not; the queries they
@@ -92,7 +97,8 @@ fn links(app: &Shared, params: &Params) -> Response {
     if ids.is_empty() {
         return error(
             StatusCode::BAD_REQUEST,
-            "ID is missing: give a diaObjectId as ID=... (repeat ID for more)",
+            "ID is missing: give a diaObjectId or a detector-visit (VISIT/DETECTOR) as ID=... \
+             (repeat ID for more)",
         );
     }
     if ids.len() > MAX_IDS {
@@ -138,24 +144,49 @@ fn links(app: &Shared, params: &Params) -> Response {
             tr.push_str("</TR>\n");
             tr
         };
-        let Ok(object) = id.trim().parse::<i64>() else {
-            let message = format!(
-                "UsageFault: {} is not a diaObjectId (an integer)",
-                id.trim()
-            );
-            out.push_str(&row([id, "", "", &message, "", "", "", "", "", "", "", ""]));
-            continue;
-        };
-        for (semantics, table, order, description) in LINKS {
-            let query = format!("SELECT * FROM {table} WHERE diaObjectId = {object}{order}");
-            let mut pairs = vec![("REQUEST", "doQuery"), ("LANG", "ADQL"), ("QUERY", &query)];
+        let tap = |query: &str| {
+            let mut pairs = vec![("REQUEST", "doQuery"), ("LANG", "ADQL"), ("QUERY", query)];
             if let Some(a) = &as_of {
                 pairs.push(("AS_OF", a));
             }
             let encoded = url::form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(pairs)
                 .finish();
-            let url = format!("{sync}?{encoded}");
+            format!("{sync}?{encoded}")
+        };
+        if let Some((visit, detector)) = detector_visit(id) {
+            for (semantics, url, description, mime) in
+                visit_links(app.config.image_urls.as_deref(), visit, detector, tap)
+            {
+                out.push_str(&row([
+                    id,
+                    &url,
+                    "",
+                    "",
+                    semantics,
+                    &description,
+                    mime,
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]));
+            }
+            continue;
+        }
+        let Ok(object) = id.trim().parse::<i64>() else {
+            let shown: String = id.trim().chars().take(100).collect();
+            let message = format!(
+                "UsageFault: {shown} is neither a diaObjectId (an integer) nor a detector-visit \
+                 (VISIT/DETECTOR)"
+            );
+            out.push_str(&row([id, "", "", &message, "", "", "", "", "", "", "", ""]));
+            continue;
+        };
+        for (semantics, table, order, description) in LINKS {
+            let query = format!("SELECT * FROM {table} WHERE diaObjectId = {object}{order}");
+            let url = tap(&query);
             out.push_str(&row([
                 id,
                 &url,
@@ -182,4 +213,93 @@ fn links(app: &Shared, params: &Params) -> Response {
         out,
     )
         .into_response()
+}
+
+/// A detector-visit ID, `VISIT/DETECTOR`.
+fn detector_visit(id: &str) -> Option<(i64, i64)> {
+    let (v, d) = id.trim().split_once('/')?;
+    Some((v.trim().parse().ok()?, d.trim().parse().ok()?))
+}
+
+/// A detector-visit's links: (semantics, URL, description, content type).
+fn visit_links(
+    images: Option<&str>,
+    visit: i64,
+    detector: i64,
+    tap: impl Fn(&str) -> String,
+) -> Vec<(&'static str, String, String, &'static str)> {
+    let mut links = Vec::new();
+    if let Some(template) = images {
+        let image = |kind: &str| {
+            template
+                .replace("{visit}", &visit.to_string())
+                .replace("{detector}", &detector.to_string())
+                .replace("{kind}", kind)
+        };
+        links.push((
+            "#this",
+            image("calexp"),
+            format!("calibrated exposure of detector {detector} in visit {visit}"),
+            "image/fits",
+        ));
+        links.push((
+            "#derivation",
+            image("difference"),
+            "difference image (made where a template existed: the detector-visit has DIA rows)"
+                .to_string(),
+            "image/fits",
+        ));
+    }
+    let at = format!("visit = {visit} AND detector = {detector}");
+    links.push((
+        "#auxiliary",
+        tap(&format!(
+            "SELECT * FROM ppdb.DetectorVisitProcessingSummary WHERE {at}"
+        )),
+        "processing summary: corners, seeing, zero point, ...".to_string(),
+        VOTABLE_MIME,
+    ));
+    for (table, what) in [
+        (
+            "ppdb.DiaSource",
+            "DiaSources measured on the difference image",
+        ),
+        (
+            "ppdb.DiaForcedSource",
+            "forced photometry on the detector-visit",
+        ),
+    ] {
+        links.push((
+            "#derivation",
+            tap(&format!("SELECT * FROM {table} WHERE {at}")),
+            what.to_string(),
+            VOTABLE_MIME,
+        ));
+    }
+    links
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_detector_visit_is_two_integers_and_its_images_fill_the_template() {
+        assert_eq!(
+            detector_visit(" 2025112600003/42 "),
+            Some((2025112600003, 42))
+        );
+        assert_eq!(detector_visit("2025112600003"), None);
+        assert_eq!(detector_visit("a/1"), None);
+        let links = visit_links(
+            Some("https://img.example/{kind}?v={visit}&d={detector}"),
+            7,
+            3,
+            |q| q.to_string(),
+        );
+        assert_eq!(links[0].1, "https://img.example/calexp?v=7&d=3");
+        assert_eq!(links[1].1, "https://img.example/difference?v=7&d=3");
+        assert_eq!(links.len(), 5);
+        assert_eq!(visit_links(None, 7, 3, |q| q.to_string()).len(), 3);
+    }
 }
