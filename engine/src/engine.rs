@@ -51,6 +51,8 @@ pub struct Engine {
     /// The longest text value of TAP_SCHEMA, for the cost of a query's rows.
     pub(crate) tap_text: usize,
     pub(crate) store_url: ObjectStoreUrl,
+    /// Where `ivoa.ObsCore` links each detector-visit to (see [`EngineOptions::links_url`]).
+    pub(crate) links_url: Option<String>,
     pub(crate) reader: Arc<CachedParquetFileReaderFactory>,
     /// The tables per snapshot and embargo cutoff (as bits).
     pub(crate) pinned: moka::sync::Cache<(u64, Option<u64>, u64), Arc<dyn CatalogProviderList>>,
@@ -133,6 +135,7 @@ impl Engine {
                 options.service_memory,
             )),
             embargo: options.embargo,
+            links_url: options.links_url,
             execution: crate::plan::runtime::Execution::new(options.target_partitions.max(1))?,
             _spill: spill,
         })
@@ -301,6 +304,11 @@ impl Engine {
                 .find(|t| t.schema == schema && t.name == name)
                 .map(|t| t.stored)
         });
+        // The view reads the detector-visits and the DIA rows made on them.
+        let views = query.tables.iter().filter(|(schema, name)| {
+            schema == crate::session::obscore::SCHEMA && name == crate::session::obscore::NAME
+        });
+        let stored = stored.chain(views.flat_map(|_| crate::session::obscore::READS));
         embargo::access(&self.embargo, log, k, stored, privileged)
     }
 }

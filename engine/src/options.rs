@@ -32,6 +32,9 @@ pub struct EngineOptions {
     pub result_cache_bytes: u64,
     /// Which rows only privileged callers see.
     pub embargo: Embargo,
+    /// The DataLink endpoint `ivoa.ObsCore`'s `access_url` points to
+    /// (`/tap/links` of the service); none leaves it NULL.
+    pub links_url: Option<String>,
 }
 
 impl Default for EngineOptions {
@@ -49,6 +52,7 @@ impl Default for EngineOptions {
             state_limit: None,
             result_cache_bytes: 256 << 20,
             embargo: Embargo::default(),
+            links_url: None,
         }
     }
 }

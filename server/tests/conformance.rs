@@ -118,7 +118,7 @@ fn coverage_mocs_read_by_mocpy_match_footprints_and_positions_drawn_independentl
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
-    assert!(text.contains(": 6 passed, 0 failed"), "{text}");
+    assert!(text.contains(": 7 passed, 0 failed"), "{text}");
 }
 
 #[test]

@@ -184,6 +184,46 @@ def refusals():
     return "9 bad requests, each told why"
 
 
+def obscore():
+    # ivoa.ObsCore, as an ObsTAP client reads it: the calexps are the
+    # detector-visits the caller may see, s_region is their corners as STC-S,
+    # and access_url is each one's DataLink.
+    mine = pyvo.dal.TAPService(url, session=privileged)
+    counts = {}
+    for who, svc in (("anonymous", service), ("privileged", mine)):
+        t = svc.search(
+            "SELECT obs_id, s_region, access_url FROM ivoa.ObsCore WHERE dataproduct_subtype = 'lsst.calexp'",
+            maxrec=10_000_000,
+        ).to_table()
+        dv = svc.search(
+            f"SELECT visit, detector, {CORNERS} FROM ppdb.DetectorVisitProcessingSummary", maxrec=10_000_000
+        ).to_table()
+        assert len(t) == len(dv) > 0, (who, len(t), len(dv))
+        by_id = {f"{r['visit']}/{r['detector']}": r for r in dv}
+        assert set(str(i) for i in t["obs_id"]) == set(by_id), who
+        row = t[0]
+        words = str(row["s_region"]).split()
+        assert words[:2] == ["Polygon", "ICRS"], words
+        d = by_id[str(row["obs_id"])]
+        assert [float(w) for w in words[2:]] == [float(d[c]) for c in CORNERS.split(", ")], words
+        counts[who] = len(t)
+    assert counts["privileged"] > counts["anonymous"], counts
+    links = pyvo.dal.adhoc.DatalinkResults.from_result_url(str(row["access_url"]), session=privileged)
+    derivations = [l for l in links if l.semantics == "#derivation"]
+    assert len(derivations) == 2, [l.semantics for l in links]
+    # Difference images only where DIA rows were made.
+    diff = service.search(
+        "SELECT COUNT(*) AS n FROM ivoa.ObsCore WHERE dataproduct_subtype = 'lsst.difference_image'"
+    ).to_table()
+    made = service.search(
+        "SELECT COUNT(*) AS n FROM ppdb.DetectorVisitProcessingSummary AS d WHERE EXISTS "
+        "(SELECT 1 FROM ppdb.DiaSource AS s WHERE s.visit = d.visit AND s.detector = d.detector) OR EXISTS "
+        "(SELECT 1 FROM ppdb.DiaForcedSource AS f WHERE f.visit = d.visit AND f.detector = d.detector)"
+    ).to_table()
+    assert int(diff["n"][0]) == int(made["n"][0]) > 0
+    return f"{counts['anonymous']} calexps shown to others, {counts['privileged']} to the owner"
+
+
 from astropy import units as u  # noqa: E402
 
 MOC_DEG = u.deg
@@ -195,6 +235,7 @@ for name, fn in [
     ("a table's coverage in FITS, JSON and ASCII", table_coverage),
     ("growth night by night", growth),
     ("refusals", refusals),
+    ("ivoa.ObsCore of the detector-visits, under the embargo", obscore),
 ]:
     session.step(name)(fn)
 session.finish()

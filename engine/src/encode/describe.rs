@@ -85,6 +85,7 @@ impl crate::encode::lineage::Sources for Known<'_> {
         Some(ColumnInfo {
             unit: meta.get(crate::upload::UNIT).cloned(),
             ucd: meta.get(crate::upload::UCD).cloned(),
+            utype: None,
             description: None,
             geometry: None,
             ascii,

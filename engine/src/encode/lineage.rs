@@ -45,7 +45,20 @@ fn walk(plan: &LogicalPlan, sources: &dyn Sources) -> Vec<ColumnInfo> {
         LogicalPlan::Sort(s) => of(&s.input, sources),
         LogicalPlan::Limit(l) => of(&l.input, sources),
         LogicalPlan::Repartition(r) => of(&r.input, sources),
-        LogicalPlan::SubqueryAlias(a) => of(&a.input, sources),
+        // A view (ivoa.ObsCore) is inlined as its plan under its own name:
+        // its columns are described as the view's, not as what they are made of.
+        LogicalPlan::SubqueryAlias(a) => {
+            let view = a.alias.schema().and_then(|schema| {
+                let table = a.alias.table();
+                let fields = a.schema.fields();
+                let infos: Option<Vec<ColumnInfo>> = fields
+                    .iter()
+                    .map(|f| sources.column(schema, table, f.name()))
+                    .collect();
+                infos.filter(|i| !i.is_empty())
+            });
+            view.unwrap_or_else(|| of(&a.input, sources))
+        }
         LogicalPlan::Subquery(s) => of(&s.subquery, sources),
         LogicalPlan::Distinct(Distinct::All(input)) => of(input, sources),
         LogicalPlan::Join(j) => {

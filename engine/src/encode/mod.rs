@@ -145,6 +145,8 @@ pub struct ColumnInfo {
     pub unit: Option<String>,
     /// UCD.
     pub ucd: Option<String>,
+    /// Utype (a data model's name for it: ObsCore's columns have one).
+    pub utype: Option<String>,
     /// Description.
     pub description: Option<String>,
     /// DALI xtype and arraysize of a geometry (`point` and `2`, `circle` and `3`,
@@ -167,6 +169,7 @@ impl ColumnInfo {
         ColumnInfo {
             unit: same(&self.unit, &other.unit),
             ucd: same(&self.ucd, &other.ucd),
+            utype: same(&self.utype, &other.utype),
             description: same(&self.description, &other.description),
             geometry: if self.geometry == other.geometry {
                 self.geometry

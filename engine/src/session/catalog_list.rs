@@ -149,9 +149,16 @@ impl Engine {
         for (name, s) in schemas {
             cat.register_schema(name, s)?;
         }
+        let cat = Arc::new(cat);
         let list = Arc::new(MemoryCatalogProviderList::new());
-        list.register_catalog("datafusion".into(), Arc::new(cat));
+        list.register_catalog("datafusion".into(), cat.clone());
         let list: Arc<dyn CatalogProviderList> = list;
+        // The view is planned over this snapshot's tables as this caller sees them.
+        let planning = SessionStateBuilder::new_from_existing(self.base.clone())
+            .with_catalog_list(list.clone())
+            .build();
+        crate::session::obscore::register(cat.as_ref(), &planning, self.links_url.as_deref())
+            .await?;
         self.pinned.insert(key, list.clone());
         Ok(list)
     }

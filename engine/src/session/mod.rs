@@ -4,6 +4,7 @@
 
 pub(crate) mod catalog_list;
 pub(crate) mod memory;
+pub(crate) mod obscore;
 pub(crate) mod spill;
 pub(crate) mod tables;
 pub(crate) mod tap_schema;

@@ -114,6 +114,7 @@ pub fn adql_tables(schema: &CatalogSchema) -> Vec<adql::Table> {
             },
         })
         .collect();
+    out.push(crate::session::obscore::adql_table());
     for (name, batch) in crate::session::tap_schema::batches(schema) {
         out.push(in_memory_table("TAP_SCHEMA", name, &batch.schema()));
     }

@@ -14,6 +14,7 @@ use datafusion::datasource::MemTable;
 
 use crate::encode::ColumnInfo;
 use crate::error::Result;
+use crate::session::obscore;
 use crate::session::tables::{served, votable_type};
 
 /// TAP_SCHEMA as the engine serves it.
@@ -146,14 +147,24 @@ pub(crate) fn column_infos(
             .column_by_name(name)
             .and_then(|c| c.as_string_opt::<i32>().cloned())
     };
-    let (Some(table), Some(column), Some(ucd), Some(unit), Some(description), Some(datatype)) = (
+    let (
+        Some(table),
+        Some(column),
+        Some(ucd),
+        Some(unit),
+        Some(description),
+        Some(datatype),
+        Some(utype),
+    ) = (
         text("table_name"),
         text("column_name"),
         text("ucd"),
         text("unit"),
         text("description"),
         text("datatype"),
-    ) else {
+        text("utype"),
+    )
+    else {
         return out;
     };
     let value =
@@ -175,6 +186,7 @@ pub(crate) fn column_infos(
             ColumnInfo {
                 unit: value(&unit, i),
                 ucd: value(&ucd, i),
+                utype: value(&utype, i),
                 description: value(&description, i),
                 geometry: None,
                 ascii,
@@ -211,6 +223,12 @@ pub fn batches(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
         None,
         s("Metadata of the tables and columns this service serves (TAP 1.1)."),
         s("2"),
+    ]);
+    schemas.row(vec![
+        s(obscore::SCHEMA),
+        None,
+        s("IVOA standard views: ObsCore 1.1 of the images the prompt processing made."),
+        s("3"),
     ]);
 
     let mut tables = Cols::new(&[
@@ -305,6 +323,46 @@ pub fn batches(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
                 s(j.to_string()),
             ]);
         }
+    }
+    // ivoa.ObsCore, the view of what was observed (see `obscore`), listed
+    // after the TAP_SCHEMA tables.
+    let obs = format!("{}.{}", obscore::SCHEMA, obscore::NAME);
+    tables.row(vec![
+        s(obscore::SCHEMA),
+        s(obs.clone()),
+        s("view"),
+        s(obscore::UTYPE),
+        s(
+            "ObsCore 1.1: one row per image the prompt processing made, a calexp for each \
+           processed detector-visit and a difference image for each that made DIA rows. \
+           Rubin's detector-visit schema has no exposure time or band: t_* and em_* are NULL.",
+        ),
+        s((served.len() + 5).to_string()),
+    ]);
+    for (j, c) in obscore::columns().iter().enumerate() {
+        let (datatype, arraysize) = match c.datatype {
+            DataType::Utf8 => ("char", s("*")),
+            DataType::Int16 => ("short", None),
+            DataType::Int64 => ("long", None),
+            _ => ("double", None),
+        };
+        columns.row(vec![
+            s(obs.clone()),
+            s(c.name),
+            s(format!("obscore:{}", c.utype)),
+            s(c.ucd),
+            c.unit.map(str::to_string),
+            s(c.description),
+            s(datatype),
+            arraysize,
+            None,
+            None,
+            s("1"),
+            s("0"),
+            // Defined by ObsCore, an IVOA standard.
+            s("1"),
+            s(j.to_string()),
+        ]);
     }
     // (table, description, [(column, datatype, description)])
     type TapTable<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str, &'a str)]);

@@ -192,8 +192,6 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
         embargo,
         ..defaults
     };
-    let engine = state.engine_with(&catalog, options).await?;
-    let held = engine.state().recount().await?;
     // Listened for before the port opens: until the accept loop ran, a
     // SIGTERM killed the process outright (its spill folder left behind).
     let signals = stop_signals();
@@ -204,6 +202,13 @@ pub(super) async fn run(args: ServeArgs) -> Result<()> {
     let base_url = public_url
         .map(|u| u.trim_end_matches('/').to_string())
         .unwrap_or_else(|| format!("http://{addr}"));
+    // ivoa.ObsCore's access_url: each detector-visit's DataLink links here.
+    let options = engine::EngineOptions {
+        links_url: Some(format!("{base_url}/tap/links")),
+        ..options
+    };
+    let engine = state.engine_with(&catalog, options).await?;
+    let held = engine.state().recount().await?;
     let mut config = server::app::Config::new(base_url.clone());
     config.maxrec_default = maxrec_default.min(maxrec_limit);
     config.maxrec_limit = maxrec_limit;

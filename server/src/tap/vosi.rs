@@ -157,6 +157,7 @@ pub(crate) async fn capabilities(State(app): State<Shared>) -> Response {
          xmlns:tr=\"http://www.ivoa.net/xml/TAPRegExt/v1.0\">\n\
          <capability standardID=\"ivo://ivoa.net/std/TAP\" xsi:type=\"tr:TableAccess\">{embargo}\
          <interface xsi:type=\"vs:ParamHTTP\" role=\"std\" version=\"1.1\"><accessURL use=\"base\">{base}/tap</accessURL></interface>\
+         <dataModel ivo-id=\"ivo://ivoa.net/std/ObsCore#core-1.1\">ObsCore-1.1</dataModel>\
          <language><name>ADQL</name>\
          <version ivo-id=\"ivo://ivoa.net/std/ADQL#v2.1\">2.1</version>\
          <version ivo-id=\"ivo://ivoa.net/std/ADQL#v2.0\">2.0</version>\
@@ -302,13 +303,14 @@ impl TapRows {
         .await?;
         let tables = rows(
             e,
-            "SELECT schema_name, table_name, description FROM TAP_SCHEMA.tables ORDER BY table_index",
+            "SELECT schema_name, table_name, description, utype, table_type FROM TAP_SCHEMA.tables \
+             ORDER BY table_index",
         )
         .await?;
         let columns = rows(
             e,
             "SELECT table_name, column_name, description, unit, ucd, datatype, arraysize, xtype, \
-             principal, indexed, std FROM TAP_SCHEMA.columns ORDER BY table_name, column_index",
+             principal, indexed, std, utype FROM TAP_SCHEMA.columns ORDER BY table_name, column_index",
         )
         .await?;
         let keys = rows(
@@ -393,16 +395,21 @@ pub(crate) async fn tableset(app: &Shared, shape: Shape, min: bool, esa: bool) -
             ));
         }
         for t in tables.iter().filter(shown) {
+            let kind = if t[4] == "view" { "view" } else { "table" };
             if only.is_some() {
-                out.push_str(&format!("<vosi:table {namespaces} type=\"table\">"));
+                out.push_str(&format!("<vosi:table {namespaces} type=\"{kind}\">"));
             } else {
-                out.push_str("<table type=\"table\">");
+                out.push_str(&format!("<table type=\"{kind}\">"));
             }
             out.push_str(&format!(
-                "<name>{}</name><description>{}</description>\n",
+                "<name>{}</name><description>{}</description>",
                 esc(&t[1]),
                 esc(&t[2])
             ));
+            if !t[3].is_empty() {
+                out.push_str(&format!("<utype>{}</utype>", esc(&t[3])));
+            }
+            out.push('\n');
             for c in columns.iter().filter(|c| c[0] == t[1] && !min) {
                 out.push_str(&format!("{column_tag}<name>{}</name>", esc(&c[1])));
                 if !c[2].is_empty() {
@@ -413,6 +420,9 @@ pub(crate) async fn tableset(app: &Shared, shape: Shape, min: bool, esa: bool) -
                 }
                 if !c[4].is_empty() {
                     out.push_str(&format!("<ucd>{}</ucd>", esc(&c[4])));
+                }
+                if !c[11].is_empty() {
+                    out.push_str(&format!("<utype>{}</utype>", esc(&c[11])));
                 }
                 out.push_str(&format!(
                     "<dataType xsi:type=\"vs:VOTableType\"{}{}>{}</dataType>",

@@ -130,6 +130,9 @@ pub(crate) fn head(schema: &SchemaRef, types: &[FieldType], describe: &Describe)
         if let Some(u) = &info.ucd {
             let _ = write!(head, " ucd=\"{}\"", esc(u));
         }
+        if let Some(u) = &info.utype {
+            let _ = write!(head, " utype=\"{}\"", esc(u));
+        }
         match &info.description {
             Some(d) => {
                 let _ = writeln!(head, "><DESCRIPTION>{}</DESCRIPTION></FIELD>", esc(d));
