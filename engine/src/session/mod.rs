@@ -3,6 +3,7 @@
 //! where they spill.
 
 pub(crate) mod catalog_list;
+pub(crate) mod column_infos;
 pub(crate) mod memory;
 pub(crate) mod obscore;
 pub(crate) mod spill;
