@@ -73,12 +73,19 @@ fn client_session(script: &str, needs: &str, url: impl Fn(&Server) -> String, pa
         "--image-url-template",
         "https://images.example.org/{kind}/{visit}/{detector}",
     ]);
+    run_script(&python, script, &[&url(&s)], passed);
+}
+
+/// Runs `tests/conformance/{script} args...`; its last line must report
+/// `passed` checks and none failed.
+fn run_script(python: &std::ffi::OsStr, script: &str, args: &[&str], passed: u32) {
     let path = format!(
         "{}/../tests/conformance/{script}",
         env!("CARGO_MANIFEST_DIR")
     );
     let out = Command::new(python)
-        .args([path, url(&s)])
+        .arg(path)
+        .args(args)
         .output()
         .expect("python runs");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -107,18 +114,12 @@ fn coverage_mocs_read_by_mocpy_match_footprints_and_positions_drawn_independentl
         &["--catalog", catalog, "--embargo-until", "61001.6"],
         &[("PPDB_TOKENS", "alice=alice-0123456789abcdef")],
     );
-    let script = format!(
-        "{}/../tests/conformance/coverage_session.py",
-        env!("CARGO_MANIFEST_DIR")
+    run_script(
+        &python,
+        "coverage_session.py",
+        &[&s.tap, "alice-0123456789abcdef"],
+        7,
     );
-    let out = Command::new(python)
-        .args([script.as_str(), s.tap.as_str(), "alice-0123456789abcdef"])
-        .output()
-        .expect("python runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains(": 7 passed, 0 failed"), "{text}");
 }
 
 #[test]
@@ -190,24 +191,12 @@ fn hats_exports_open_in_hats_lsdb_and_duckdb_with_the_rows_of_the_same_adql() {
         &["--catalog", catalog, "--embargo-until", "61001.6"],
         &[("PPDB_TOKENS", "alice=alice-0123456789abcdef")],
     );
-    let script = format!(
-        "{}/../tests/conformance/hats_session.py",
-        env!("CARGO_MANIFEST_DIR")
+    run_script(
+        &python,
+        "hats_session.py",
+        &[&s.tap, "alice-0123456789abcdef", full, public],
+        9,
     );
-    let out = Command::new(python)
-        .args([
-            script.as_str(),
-            s.tap.as_str(),
-            "alice-0123456789abcdef",
-            full,
-            public,
-        ])
-        .output()
-        .expect("python runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains(": 9 passed, 0 failed"), "{text}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use engine::coverage::{Coverage, DEFAULT_ORDER, MocFormat, Nights, Of};
 
-use super::query::{LimitArgs, find_token, memory_options, remember, within};
+use super::query::{LimitArgs, as_of_arg, find_token, memory_options, remember, within};
 use super::{CatalogArg, StateArg};
 
 /// `ppdb coverage`.
@@ -124,11 +124,7 @@ pub(crate) async fn run(args: CoverageArgs) -> Result<()> {
                 .await?;
             remember(&engine, &common.catalog).await;
             let adql = of.adql(common.order.unwrap_or(DEFAULT_ORDER), engine.tables())?;
-            let as_of = common
-                .as_of
-                .as_deref()
-                .map(|a| engine::as_of(a).map_err(|e| anyhow::anyhow!("--as-of: {e}")))
-                .transpose()?;
+            let as_of = as_of_arg(common.as_of.as_deref())?;
             let options = engine::QueryOptions {
                 as_of,
                 time_limit: Some(allowed),

@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
-use super::query::{LimitArgs, memory_options, remember, within};
+use super::query::{LimitArgs, as_of_arg, memory_options, remember, within};
 use super::{CatalogArg, EmbargoArg, StateArg};
 
 /// `ppdb export`.
@@ -118,11 +118,7 @@ async fn export(args: &ExportArgs) -> Result<()> {
     }
     let engine = args.state.engine_with(&args.catalog, options).await?;
     remember(&engine, &args.catalog).await;
-    let as_of = args
-        .as_of
-        .as_deref()
-        .map(|a| engine::as_of(a).map_err(|e| anyhow::anyhow!("--as-of: {e}")))
-        .transpose()?;
+    let as_of = as_of_arg(args.as_of.as_deref())?;
     if args.public {
         // An anonymous caller is told nothing of embargoed snapshots; whoever
         // runs the export is, so that a refusal says why.

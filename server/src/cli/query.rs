@@ -35,6 +35,12 @@ impl LimitArgs {
     }
 }
 
+/// The snapshot `--as-of` names, if given.
+pub(super) fn as_of_arg(text: Option<&str>) -> Result<Option<adql::AsOf>> {
+    text.map(|a| engine::as_of(a).map_err(|e| anyhow::anyhow!("--as-of: {e}")))
+        .transpose()
+}
+
 /// Engine options giving each query `memory` bytes, with no embargo (the
 /// command line reads the catalog as its owner).
 pub(super) fn memory_options(memory: usize) -> engine::EngineOptions {
@@ -159,11 +165,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
         .engine_with(&args.catalog, memory_options(args.limits.memory()))
         .await?;
     remember(&engine, &args.catalog).await;
-    let as_of = args
-        .as_of
-        .as_deref()
-        .map(|a| engine::as_of(a).map_err(|e| anyhow::anyhow!("--as-of: {e}")))
-        .transpose()?;
+    let as_of = as_of_arg(args.as_of.as_deref())?;
     let allowed = args.limits.duration();
     let options = engine::QueryOptions {
         as_of,

@@ -144,6 +144,23 @@ fn links(app: &Shared, params: &Params) -> Response {
             tr.push_str("</TR>\n");
             tr
         };
+        // A link: the ID, where it points, what it is, its content type.
+        let link = |url: &str, semantics: &str, description: &str, mime: &str| {
+            row([
+                id,
+                url,
+                "",
+                "",
+                semantics,
+                description,
+                mime,
+                "",
+                "",
+                "",
+                "",
+                "",
+            ])
+        };
         let tap = |query: &str| {
             let mut pairs = vec![("REQUEST", "doQuery"), ("LANG", "ADQL"), ("QUERY", query)];
             if let Some(a) = &as_of {
@@ -158,20 +175,7 @@ fn links(app: &Shared, params: &Params) -> Response {
             for (semantics, url, description, mime) in
                 visit_links(app.config.image_urls.as_deref(), visit, detector, tap)
             {
-                out.push_str(&row([
-                    id,
-                    &url,
-                    "",
-                    "",
-                    semantics,
-                    &description,
-                    mime,
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                ]));
+                out.push_str(&link(&url, semantics, &description, mime));
             }
             continue;
         }
@@ -187,20 +191,7 @@ fn links(app: &Shared, params: &Params) -> Response {
         for (semantics, table, order, description) in LINKS {
             let query = format!("SELECT * FROM {table} WHERE diaObjectId = {object}{order}");
             let url = tap(&query);
-            out.push_str(&row([
-                id,
-                &url,
-                "",
-                "",
-                semantics,
-                description,
-                VOTABLE_MIME,
-                "",
-                "",
-                "",
-                "",
-                "",
-            ]));
+            out.push_str(&link(&url, semantics, description, VOTABLE_MIME));
         }
     }
     out.push_str("</TABLEDATA></DATA>\n</TABLE>\n</RESOURCE>\n</VOTABLE>\n");
