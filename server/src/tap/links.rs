@@ -78,10 +78,13 @@ pub(crate) async fn links_post(State(app): State<Shared>, Posted(params): Posted
 
 /// Text as XML content: escaped, control characters (which XML cannot
 /// carry) as spaces, at most 200 characters.
-fn xml(s: &str) -> String {
+/// A cell as XML text. Only the caller's ID is cut (to 200 characters): a
+/// URL cut short would run another query.
+fn xml(s: &str, caller_said: bool) -> String {
+    let keep = if caller_said { 200 } else { usize::MAX };
     let clean: String = s
         .chars()
-        .take(200)
+        .take(keep)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     crate::tap::failure::esc(&clean)
@@ -123,10 +126,10 @@ fn links(app: &Shared, params: &Params) -> Response {
          <RESOURCE type=\"results\">\n<INFO name=\"standardID\" value=\"ivo://ivoa.net/std/DataLink#links-1.1\"/>\n<TABLE>\n",
     );
     for (name, datatype, ucd) in FIELDS {
-        let size = if datatype == "char" {
-            " arraysize=\"*\""
-        } else {
-            ""
+        let size = match (datatype, name) {
+            ("char", _) => " arraysize=\"*\"",
+            (_, "content_length") => " unit=\"byte\"",
+            _ => "",
         };
         let _ = writeln!(
             out,
@@ -138,8 +141,8 @@ fn links(app: &Shared, params: &Params) -> Response {
     for id in &ids {
         let row = |cells: [&str; 12]| {
             let mut tr = String::from("<TR>");
-            for c in cells {
-                let _ = write!(tr, "<TD>{}</TD>", xml(c));
+            for (i, c) in cells.iter().enumerate() {
+                let _ = write!(tr, "<TD>{}</TD>", xml(c, i == 0));
             }
             tr.push_str("</TR>\n");
             tr
@@ -185,7 +188,9 @@ fn links(app: &Shared, params: &Params) -> Response {
                 "UsageFault: {shown} is neither a diaObjectId (an integer) nor a detector-visit \
                  (VISIT/DETECTOR)"
             );
-            out.push_str(&row([id, "", "", &message, "", "", "", "", "", "", "", ""]));
+            out.push_str(&row([
+                id, "", "", &message, "#this", "", "", "", "", "", "", "",
+            ]));
             continue;
         };
         for (semantics, table, order, description) in LINKS {
@@ -236,7 +241,7 @@ fn visit_links(
         links.push((
             "#derivation",
             image("difference"),
-            "difference image (made where a template existed: the detector-visit has DIA rows)"
+            "difference image, if one was made (where a template existed: ivoa.ObsCore lists those made)"
                 .to_string(),
             "image/fits",
         ));
@@ -273,6 +278,13 @@ fn visit_links(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_callers_id_is_cut_never_a_url() {
+        let url = format!("https://example.org/tap/sync?QUERY={}", "x".repeat(400));
+        assert_eq!(xml(&url, false).len(), url.len());
+        assert_eq!(xml(&"1".repeat(400), true).len(), 200);
+    }
 
     #[test]
     fn a_detector_visit_is_two_integers_and_its_images_fill_the_template() {
