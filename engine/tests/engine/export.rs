@@ -160,19 +160,7 @@ async fn a_hats_export_to_memory_holds_each_row_once_in_its_cell_sorted() {
 /// The same into the S3-compatible server `.ci/run` starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hats_export_to_s3_holds_each_row_once_in_its_cell_sorted() {
-    let Ok(base) = std::env::var("PPDB_TEST_S3") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "PPDB_TEST_S3 must be set in CI (.ci/run starts an S3 server)"
-        );
-        eprintln!(
-            "skipped: set PPDB_TEST_S3=s3://bucket/prefix and AWS_ENDPOINT to run against S3"
-        );
-        return;
-    };
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    export_and_check(&format!("{}/hats-{stamp:x}", base.trim_end_matches('/'))).await;
+    if let Some(url) = s3_url("hats") {
+        export_and_check(&url).await;
+    }
 }

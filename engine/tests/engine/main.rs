@@ -24,6 +24,27 @@ mod tables;
 mod tokens;
 mod uploads;
 
+/// A fresh prefix `NAME-STAMP` on the S3-compatible store `.ci/run` starts
+/// (`PPDB_TEST_S3`, with the `AWS_*` endpoint variables). Required under CI;
+/// elsewhere `None`, and the test says it skipped.
+fn s3_url(name: &str) -> Option<String> {
+    let Ok(base) = std::env::var("PPDB_TEST_S3") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PPDB_TEST_S3 must be set in CI (.ci/run starts an S3 server)"
+        );
+        eprintln!(
+            "skipped: set PPDB_TEST_S3=s3://bucket/prefix and AWS_ENDPOINT to run against S3"
+        );
+        return None;
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    Some(format!("{}/{name}-{stamp:x}", base.trim_end_matches('/')))
+}
+
 /// The bundled sample, with tokens kept in memory so the sample stays read-only.
 async fn open_sample() -> Engine {
     Engine::open_with(

@@ -114,21 +114,9 @@ async fn float_aggregates_do_not_depend_on_parallelism() {
 /// catalog's own `_state/` on the bucket, and a new engine replays them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_live_beside_a_catalog_on_s3() {
-    let Ok(base) = std::env::var("PPDB_TEST_S3") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "PPDB_TEST_S3 must be set in CI (.ci/run starts an S3 server)"
-        );
-        eprintln!(
-            "skipped: set PPDB_TEST_S3=s3://bucket/prefix and AWS_ENDPOINT to run against S3"
-        );
+    let Some(url) = s3_url("tokens") else {
         return;
     };
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let url = format!("{}/tokens-{stamp:x}", base.trim_end_matches('/'));
     let dir = TempDir::new().unwrap();
     let config = catalog::sample::SampleConfig {
         objects: 300,
