@@ -118,7 +118,7 @@ fn coverage_mocs_read_by_mocpy_match_footprints_and_positions_drawn_independentl
         &python,
         "coverage_session.py",
         &[&s.tap, "alice-0123456789abcdef"],
-        7,
+        8,
     );
 }
 

@@ -16,7 +16,8 @@ import numpy as np
 import pyvo
 import requests
 from astropy.coordinates import SkyCoord
-from mocpy import MOC
+from astropy.time import Time
+from mocpy import MOC, STMOC
 from session import Session
 
 url, bearer = sys.argv[1], sys.argv[2]
@@ -166,6 +167,61 @@ def growth():
     return f"{len(nights)} nights, {nights[-1]['cumulative_area_deg2']:.2f} deg² in all"
 
 
+def space_time():
+    # The ST-MOC: each detector-visit's footprint over its exposure, 30 s
+    # around its visit's DIA midpoint (TAI), as mocpy builds it from rows
+    # fetched here, with astropy converting the times to TCB.
+    dv = service.search(
+        f"SELECT visit, {CORNERS} FROM ppdb.DetectorVisitProcessingSummary", maxrec=10_000_000
+    ).to_table()
+    mid = {}
+    for table in ("DiaSource", "DiaForcedSource"):
+        t = service.search(
+            f"SELECT visit, MIN(midpointMjdTai) AS a, MAX(midpointMjdTai) AS b FROM ppdb.{table} GROUP BY visit",
+            maxrec=10_000_000,
+        ).to_table()
+        for row in t:
+            v, a, b = int(row["visit"]), float(row["a"]), float(row["b"])
+            lo, hi = mid.get(v, (a, b))
+            mid[v] = (min(a, lo), max(b, hi))
+    timed = [r for r in dv if int(r["visit"]) in mid]
+    assert timed, "no detector-visit has a time"
+    names = CORNERS.split(", ")
+    rows = [tuple(float(r[c]) for c in names) for r in timed]
+    polygons = [SkyCoord([r[0], r[2], r[4], r[6]], [r[1], r[3], r[5], r[7]], unit="deg") for r in rows]
+    starts = Time([mid[int(r["visit"])][0] for r in timed], format="mjd", scale="tai") - 15 * u.s
+    ends = Time([mid[int(r["visit"])][1] for r in timed], format="mjd", scale="tai") + 15 * u.s
+    theirs = STMOC.from_spatial_coverages(
+        starts.tcb, ends.tcb, MOC.from_polygons(polygons, max_depth=ORDER), time_depth=40
+    )
+    r = fetch(anonymous, "space-time", ORDER=ORDER)
+    assert r.headers["X-Coverage-Time-Order"] == "40", r.headers
+    assert int(r.headers["X-Coverage-Rows"]) == len(dv), r.headers
+    assert int(r.headers["X-Coverage-Without-Time"]) == len(dv) - len(timed), r.headers
+    with tempfile.NamedTemporaryFile(suffix=".fits") as f:
+        f.write(r.content)
+        f.flush()
+        assert STMOC.load(f.name, "fits") == theirs
+    for fmt in ("json", "ascii"):
+        text = fetch(anonymous, "space-time", ORDER=ORDER, FORMAT=fmt).text
+        assert STMOC.from_string(text, fmt) == theirs, fmt
+    # Seen from the privileged side, the embargoed visits are there too; the
+    # anonymous ST-MOC ends before the privileged one.
+    full = read_stmoc(fetch(privileged, "space-time", ORDER=ORDER).content)
+    assert full.max_time > theirs.max_time, (full.max_time.iso, theirs.max_time.iso)
+    # Its token draws it again.
+    again = read_stmoc(anonymous.get(r.links["cite-as"]["url"], timeout=120).content)
+    assert again == theirs
+    return f"{len(timed)} detector-visits in time, equal to mocpy's in FITS, JSON and ASCII"
+
+
+def read_stmoc(body):
+    with tempfile.NamedTemporaryFile(suffix=".fits") as f:
+        f.write(body)
+        f.flush()
+        return STMOC.load(f.name, "fits")
+
+
 def refusals():
     for path, params, status in [
         ("footprints", {"ORDER": 30}, 400),
@@ -177,11 +233,12 @@ def refusals():
         ("replay/aaaaaaaaaaaaaaaaaaaa", {}, 404),
         ("footprints", {"UNTIL": "2025-11-27"}, 400),
         ("footprints", {"NIGHT": "2025-11-28", "UNTIL": "2025-11-26"}, 400),
+        ("space-time", {"TIME_ORDER": 62}, 400),
     ]:
         r = anonymous.get(f"{url}/coverage/{path}", params=params, timeout=60)
         assert r.status_code == status, (path, params, r.status_code, r.text)
         assert r.text.strip(), (path, params)
-    return "9 bad requests, each told why"
+    return "10 bad requests, each told why"
 
 
 def obscore():
@@ -234,6 +291,7 @@ for name, fn in [
     ("a night, and detector-visits with and without DIA rows", nights_and_templates),
     ("a table's coverage in FITS, JSON and ASCII", table_coverage),
     ("growth night by night", growth),
+    ("where and when: the space-time MOC", space_time),
     ("refusals", refusals),
     ("ivoa.ObsCore of the detector-visits, under the embargo", obscore),
 ]:

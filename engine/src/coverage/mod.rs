@@ -11,6 +11,7 @@
 
 pub mod growth;
 mod query;
+pub mod space_time;
 mod write;
 
 use std::ops::Range;
@@ -56,6 +57,16 @@ pub enum CoverageError {
     /// The order is out of range.
     #[error("order {order} is not offered: use 0 to {MAX_ORDER} (the default is {DEFAULT_ORDER})")]
     Order {
+        /// The order asked for.
+        order: i64,
+    },
+    /// The time order is out of range.
+    #[error(
+        "time order {order} is not offered: use 0 to {} (the default is {})",
+        space_time::MAX_TIME_ORDER,
+        space_time::DEFAULT_TIME_ORDER
+    )]
+    TimeOrder {
         /// The order asked for.
         order: i64,
     },
@@ -108,6 +119,9 @@ pub struct Coverage {
     pub footprints: bool,
     /// Detector-visits left out because a corner was NULL.
     pub without_corners: u64,
+    /// For a space-time coverage, the ST-MOC (`moc` is then its footprints
+    /// in space alone).
+    pub space_time: Option<space_time::SpaceTime>,
 }
 
 /// How many ranges gather before they are merged: bounds the memory of a
@@ -119,6 +133,16 @@ impl Coverage {
     /// order the query names, or footprints at `order` if one is given.
     pub async fn of_rows(result: &mut QueryResult, order: Option<u8>) -> crate::Result<Coverage> {
         let names = column_names(result);
+        if let Some((drawn_at, time)) = space_time::columns(&names) {
+            let depth = order.unwrap_or(drawn_at);
+            if depth > MAX_ORDER {
+                return Err(CoverageError::Order {
+                    order: depth.into(),
+                }
+                .into());
+            }
+            return space_time::of_rows(result, depth, time).await;
+        }
         let cells_at = match names.as_slice() {
             [one] => one
                 .strip_prefix(CELL_COLUMN)
@@ -172,6 +196,7 @@ impl Coverage {
             rows,
             footprints,
             without_corners,
+            space_time: None,
         })
     }
 

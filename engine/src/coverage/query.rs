@@ -1,6 +1,7 @@
 //! The ADQL a coverage runs: which detector-visits (nights, with or without
 //! DIA rows) or which table's positions, at which order.
 
+use super::space_time::{MAX_TIME_ORDER, TIME_COLUMNS, TIME_ORDER_COLUMN};
 use super::{
     CELL_COLUMN, CORNERS, CoverageError, DETECTORS, MAX_ORDER, ORDER_COLUMN, VISITS_PER_NIGHT,
 };
@@ -82,6 +83,16 @@ pub enum Of {
         /// Only detector-visits with (or without) DiaSources or forced photometry.
         dia: Option<bool>,
     },
+    /// The footprints over the time each was exposed (an ST-MOC; see
+    /// [`super::space_time`]), with time cells of `time_order`.
+    SpaceTime {
+        /// Which nights.
+        nights: Nights,
+        /// Only detector-visits with (or without) DiaSources or forced photometry.
+        dia: Option<bool>,
+        /// The order of the time cells, 0 to 61.
+        time_order: u8,
+    },
 }
 
 /// Which nights' visits: a condition on `visit` (`alias.visit`).
@@ -136,6 +147,26 @@ fn footprints_adql(nights: Nights, dia: Option<bool>, with_visit: bool, order: u
     )
 }
 
+/// The ADQL of footprints in time: each detector-visit's corners after its
+/// visit's first and last DIA midpoint (NULL for a visit with no DIA row).
+fn space_time_adql(nights: Nights, dia: Option<bool>, order: u8, time_order: u8) -> String {
+    let footprints = footprints_adql(nights, dia, false, order);
+    let (columns, rest) = footprints
+        .strip_prefix("SELECT ")
+        .and_then(|s| s.split_once(&format!(" FROM {DETECTORS} AS d")))
+        .unwrap_or_default();
+    let [lo, hi] = TIME_COLUMNS;
+    let per_table = ["ppdb.DiaSource", "ppdb.DiaForcedSource"].map(|t| {
+        format!("SELECT visit, MIN(midpointMjdTai) AS t0, MAX(midpointMjdTai) AS t1 FROM {t} GROUP BY visit")
+    });
+    format!(
+        "SELECT m.{lo}, m.{hi}, {columns}, {time_order} AS {TIME_ORDER_COLUMN}{time_order} \
+         FROM {DETECTORS} AS d LEFT JOIN (SELECT u.visit, MIN(u.t0) AS {lo}, MAX(u.t1) AS {hi} \
+         FROM ({} UNION ALL {}) AS u GROUP BY u.visit) AS m ON m.visit = d.visit{rest}",
+        per_table[0], per_table[1]
+    )
+}
+
 impl Of {
     /// The ADQL whose rows are this coverage at `order`; `tables` are those
     /// the engine serves (a table's must have `ra` and `dec`).
@@ -148,6 +179,18 @@ impl Of {
         match self {
             Of::Footprints { nights, dia } => Ok(footprints_adql(*nights, *dia, false, order)),
             Of::Growth { dia } => Ok(footprints_adql(Nights::All, *dia, true, order)),
+            Of::SpaceTime {
+                nights,
+                dia,
+                time_order,
+            } => {
+                if *time_order > MAX_TIME_ORDER {
+                    return Err(CoverageError::TimeOrder {
+                        order: (*time_order).into(),
+                    });
+                }
+                Ok(space_time_adql(*nights, *dia, order, *time_order))
+            }
             Of::Table(name) => {
                 let table = placed_table(name, tables).map_err(|why| CoverageError::Table {
                     table: name.chars().take(100).collect(),

@@ -67,6 +67,13 @@ impl Coverage {
         id: Option<String>,
         mut out: impl Write,
     ) -> std::io::Result<()> {
+        if let Some(st) = &self.space_time {
+            return st.write(
+                format,
+                id.filter(|i| i.len() <= MOCID_CHARS && i.is_ascii()),
+                out,
+            );
+        }
         let ranges = (&self.moc).into_range_moc_iter();
         match format {
             // A FITS card holds 80 characters: a longer MOCID would not fit
@@ -113,6 +120,7 @@ mod tests {
             rows: 2,
             footprints: false,
             without_corners: 0,
+            space_time: None,
         }
     }
 

@@ -38,6 +38,25 @@ enum CoverageOf {
         #[command(flatten)]
         common: Common,
     },
+    /// Where and when detectors looked: a space-time MOC of the footprints,
+    /// each over its exposure (30 s around its visit's DIA midpoint; a visit
+    /// with no DIA row has no time and is not drawn).
+    SpaceTime {
+        /// Only this night's visits (YYYY-MM-DD), or `last`.
+        #[arg(long)]
+        night: Option<String>,
+        /// With --night, every night up to this one (YYYY-MM-DD) too.
+        #[arg(long, requires = "night")]
+        until: Option<String>,
+        /// Only detector-visits that made DIA rows, or only those that did not.
+        #[arg(long, value_parser = ["with", "without"])]
+        dia: Option<String>,
+        /// Order of the time cells, 0 to 61 (default 40: cells of 2.1 s; 61 is 1 µs).
+        #[arg(long, default_value_t = engine::coverage::space_time::DEFAULT_TIME_ORDER)]
+        time_order: u8,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Where a table's rows are: the cells of their positions.
     Table {
         /// The table (DiaObject, DiaSource, ..., or schema.table).
@@ -100,6 +119,22 @@ pub(crate) async fn run(args: CoverageArgs) -> Result<()> {
             let nights = Nights::range(night.as_deref(), until.as_deref())?;
             let dia = dia.map(|d| d == "with");
             (Some(Of::Footprints { nights, dia }), common, None)
+        }
+        CoverageOf::SpaceTime {
+            night,
+            until,
+            dia,
+            time_order,
+            common,
+        } => {
+            let nights = Nights::range(night.as_deref(), until.as_deref())?;
+            let dia = dia.map(|d| d == "with");
+            let of = Of::SpaceTime {
+                nights,
+                dia,
+                time_order,
+            };
+            (Some(of), common, None)
         }
         CoverageOf::Growth { dia, common } => {
             let dia = dia.map(|d| d == "with");
@@ -186,14 +221,32 @@ pub(crate) async fn run(args: CoverageArgs) -> Result<()> {
     } else {
         String::new()
     };
+    let untimed = match &coverage.space_time {
+        Some(st) if st.without_time > 0 => {
+            format!(
+                " ({} without a DIA row to date them, not drawn)",
+                st.without_time
+            )
+        }
+        _ => String::new(),
+    };
     let cells = coverage.cells();
     eprintln!(
-        "snapshot: {snapshot}, from {} {what}{skipped}: {cells} cell{} of order {}, {:.3} deg²",
+        "snapshot: {snapshot}, from {} {what}{skipped}{untimed}: {cells} cell{} of order {}, {:.3} deg²",
         coverage.rows,
         if cells == 1 { "" } else { "s" },
         coverage.moc.depth_max(),
         coverage.area_deg2()
     );
+    if let Some(st) = &coverage.space_time {
+        let span = st.span.map_or("no time".to_string(), |(a, b)| {
+            format!("MJD (TAI) {a:.5} to {b:.5}")
+        });
+        eprintln!(
+            "space-time: time cells of order {}, exposures from {span}",
+            st.time_order
+        );
+    }
     if coverage.rows == 0 {
         eprintln!("note: no detector-visit or row matched: the MOC is empty");
     } else if coverage.without_corners == coverage.rows {

@@ -3,6 +3,7 @@
 //! (pinned, embargoed, with a token), and replayed from that token.
 //!
 //! - `GET /tap/coverage/footprints?NIGHT=YYYY-MM-DD|last&UNTIL=YYYY-MM-DD&DIA=with|without`
+//! - `GET /tap/coverage/space-time?NIGHT=...&DIA=...&TIME_ORDER=0..61` (an ST-MOC)
 //! - `GET /tap/coverage/tables/{table}`
 //! - `GET /tap/coverage/replay/{token}`
 //! - `GET /tap/coverage/growth?DIA=...` (JSON: area night by night; `TOKEN=` replays one)
@@ -17,7 +18,7 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use engine::coverage::{Coverage, DEFAULT_ORDER, MocFormat, Nights, Of};
+use engine::coverage::{Coverage, DEFAULT_ORDER, MocFormat, Nights, Of, space_time};
 use engine::{QueryResult, ReplayOptions};
 
 use crate::app::Shared;
@@ -95,6 +96,56 @@ pub(crate) async fn footprints(
     };
     let of = Of::Footprints { nights, dia };
     match run(&app, &caller, &params, of, "footprints").await {
+        Ok(ran) => answer(&app, ran, &params).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// `GET /tap/coverage/space-time`: footprints over their exposures, an ST-MOC.
+pub(crate) async fn space_time(
+    State(app): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Posted(params): Posted,
+) -> Response {
+    let nights = match Nights::range(params.get("NIGHT"), params.get("UNTIL")) {
+        Ok(n) => n,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let dia = match dia_of(&params) {
+        Ok(d) => d,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &e),
+    };
+    let time_order = match params
+        .get("TIME_ORDER")
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    {
+        None => space_time::DEFAULT_TIME_ORDER,
+        Some(o) => match o
+            .parse::<u8>()
+            .ok()
+            .filter(|o| *o <= space_time::MAX_TIME_ORDER)
+        {
+            Some(o) => o,
+            None => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "TIME_ORDER={} is not offered: use 0 to {} (the default is {})",
+                        o.chars().take(40).collect::<String>(),
+                        space_time::MAX_TIME_ORDER,
+                        space_time::DEFAULT_TIME_ORDER
+                    ),
+                );
+            }
+        },
+    };
+    let of = Of::SpaceTime {
+        nights,
+        dia,
+        time_order,
+    };
+    match run(&app, &caller, &params, of, "space-time").await {
         Ok(ran) => answer(&app, ran, &params).await,
         Err(refusal) => refusal,
     }
@@ -334,7 +385,9 @@ async fn answer(app: &Shared, ran: Ran, params: &Params) -> Response {
     );
     if let Ok(v) = HeaderValue::from_str(&format!(
         "inline; filename=\"{}-{snapshot}.{}\"",
-        if coverage.footprints {
+        if coverage.space_time.is_some() {
+            "space-time"
+        } else if coverage.footprints {
             "footprints"
         } else {
             "cells"
@@ -343,7 +396,7 @@ async fn answer(app: &Shared, ran: Ran, params: &Params) -> Response {
     )) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
-    let facts = [
+    let facts: [(&str, String); 6] = [
         (
             "x-coverage-area-deg2",
             format!("{:.6}", coverage.area_deg2()),
@@ -365,7 +418,13 @@ async fn answer(app: &Shared, ran: Ran, params: &Params) -> Response {
             coverage.without_corners.to_string(),
         ),
     ];
-    for (name, value) in facts {
+    let timed = coverage.space_time.as_ref().map(|st| {
+        [
+            ("x-coverage-time-order", st.time_order.to_string()),
+            ("x-coverage-without-time", st.without_time.to_string()),
+        ]
+    });
+    for (name, value) in facts.into_iter().chain(timed.into_iter().flatten()) {
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert(name, v);
         }

@@ -42,6 +42,10 @@ pub fn router(app: Shared) -> Router {
             get(coverage::footprints).post(coverage::footprints),
         )
         .route(
+            "/tap/coverage/space-time",
+            get(coverage::space_time).post(coverage::space_time),
+        )
+        .route(
             "/tap/coverage/tables/{name}",
             get(coverage::table).post(coverage::table),
         )
