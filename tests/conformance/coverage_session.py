@@ -278,7 +278,34 @@ def obscore():
         "(SELECT 1 FROM ppdb.DiaForcedSource AS f WHERE f.visit = d.visit AND f.detector = d.detector)"
     ).to_table()
     assert int(diff["n"][0]) == int(made["n"][0]) > 0
-    return f"{counts['anonymous']} calexps shown to others, {counts['privileged']} to the owner"
+    # Times and bands: the visit's DIA midpoint +-15 s and its filter's edges.
+    edges = {"u": (3.3e-7, 4.0e-7), "g": (4.02e-7, 5.52e-7), "r": (5.52e-7, 6.91e-7),
+             "i": (6.91e-7, 8.18e-7), "z": (8.18e-7, 9.22e-7), "y": (9.22e-7, 1.06e-6)}
+    dia = {}
+    for table in ("DiaSource", "DiaForcedSource"):
+        for row in service.search(
+            f"SELECT DISTINCT visit, midpointMjdTai, band FROM ppdb.{table}", maxrec=10_000_000
+        ).to_table():
+            dia.setdefault(int(row["visit"]), set()).add((float(row["midpointMjdTai"]), str(row["band"])))
+    oc = service.search(
+        "SELECT obs_id, t_min, t_max, t_exptime, em_min, em_max FROM ivoa.ObsCore", maxrec=10_000_000
+    ).to_table()
+    timed = 0
+    for row in oc:
+        seen = dia.get(int(str(row["obs_id"]).split("/")[0]))
+        if not seen:
+            assert np.ma.is_masked(row["t_min"]) and np.ma.is_masked(row["em_min"]), row
+            continue
+        assert len(seen) == 1, seen  # one exposure, one band per visit
+        (mid, band), = seen
+        assert abs(float(row["t_min"]) - (mid - 15 / 86400)) < 1e-9, (row, mid)
+        assert abs(float(row["t_max"]) - (mid + 15 / 86400)) < 1e-9, (row, mid)
+        assert float(row["t_exptime"]) == 30.0, row
+        assert (float(row["em_min"]), float(row["em_max"])) == edges[band], (row, band)
+        timed += 1
+    assert timed > 0
+    return (f"{counts['anonymous']} calexps shown to others, {counts['privileged']} to the owner; "
+            f"{timed} images dated and banded by their visit's DIA rows")
 
 
 from astropy import units as u  # noqa: E402

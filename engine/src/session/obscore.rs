@@ -6,7 +6,10 @@
 //! `DetectorVisitProcessingSummary`, `DiaSource` and `DiaForcedSource` as
 //! the caller may see them, so the pinning, the snapshot and the embargo of
 //! every other table apply to it unchanged. Rubin's schema gives a
-//! detector-visit no exposure time and no band: `t_*` and `em_*` are NULL.
+//! detector-visit no exposure time and no band: both are read from its
+//! visit's DIA rows (their `midpointMjdTai` and `band`), the exposure taken
+//! as the 30 s around the midpoint and the band as the filter's edges Rubin's
+//! own ObsCore services give; a visit without DIA rows has them NULL.
 //! `access_url` is the detector-visit's DataLink (`/tap/links?ID=VISIT/DETECTOR`),
 //! which lists its images where the operator serves them.
 
@@ -221,8 +224,8 @@ pub fn columns() -> Vec<ObsColumn> {
             "Char.TimeAxis.Coverage.Bounds.Limits.StartTime",
             "time.start;obs.exposure",
             Some("d"),
-            "Exposure start, MJD (not in Rubin's detector-visit schema)",
-            "CAST(NULL AS DOUBLE)"
+            "Exposure start, MJD (TAI): 15 s before the visit's DIA midpoint; NULL for a visit without DIA rows",
+            "v.\"t0\" - 15.0 / 86400.0"
         ),
         col!(
             "t_max",
@@ -230,8 +233,8 @@ pub fn columns() -> Vec<ObsColumn> {
             "Char.TimeAxis.Coverage.Bounds.Limits.StopTime",
             "time.end;obs.exposure",
             Some("d"),
-            "Exposure end, MJD (not in Rubin's detector-visit schema)",
-            "CAST(NULL AS DOUBLE)"
+            "Exposure end, MJD (TAI): 15 s after the visit's DIA midpoint; NULL for a visit without DIA rows",
+            "v.\"t1\" + 15.0 / 86400.0"
         ),
         col!(
             "t_exptime",
@@ -239,8 +242,8 @@ pub fn columns() -> Vec<ObsColumn> {
             "Char.TimeAxis.Coverage.Support.Extent",
             "time.duration;obs.exposure",
             Some("s"),
-            "Exposure time (not in Rubin's detector-visit schema)",
-            "CAST(NULL AS DOUBLE)"
+            "Exposure time: Rubin's 30 s visits (not in the PPDB); NULL for a visit without DIA rows",
+            "CASE WHEN v.\"t0\" IS NULL THEN CAST(NULL AS DOUBLE) ELSE 30.0 END"
         ),
         col!(
             "t_resolution",
@@ -266,8 +269,8 @@ pub fn columns() -> Vec<ObsColumn> {
             "Char.SpectralAxis.Coverage.Bounds.Limits.LoLimit",
             "em.wl;stat.min",
             Some("m"),
-            "Shortest wavelength (the band is not in Rubin's detector-visit schema)",
-            "CAST(NULL AS DOUBLE)"
+            "Shortest wavelength of the visit's band (from its DIA rows); NULL for a visit without DIA rows",
+            "{em_min}"
         ),
         col!(
             "em_max",
@@ -275,8 +278,8 @@ pub fn columns() -> Vec<ObsColumn> {
             "Char.SpectralAxis.Coverage.Bounds.Limits.HiLimit",
             "em.wl;stat.max",
             Some("m"),
-            "Longest wavelength (the band is not in Rubin's detector-visit schema)",
-            "CAST(NULL AS DOUBLE)"
+            "Longest wavelength of the visit's band (from its DIA rows); NULL for a visit without DIA rows",
+            "{em_max}"
         ),
         col!(
             "em_res_power",
@@ -344,6 +347,46 @@ pub fn columns() -> Vec<ObsColumn> {
     ]
 }
 
+/// LSSTCam's bands and their edges in metres, as Rubin's ObsCore services
+/// (obsloctap) give them.
+pub const BANDS: [(&str, f64, f64); 6] = [
+    ("u", 3.3e-7, 4.0e-7),
+    ("g", 4.02e-7, 5.52e-7),
+    ("r", 5.52e-7, 6.91e-7),
+    ("i", 6.91e-7, 8.18e-7),
+    ("z", 8.18e-7, 9.22e-7),
+    ("y", 9.22e-7, 1.06e-6),
+];
+
+/// The time and band of each visit, from its DIA rows: `visit`, `t0` and
+/// `t1` (first and last midpoint) and `band`.
+fn per_visit() -> String {
+    let one = |t: &str| {
+        format!(
+            "SELECT \"visit\", MIN(\"midpointMjdTai\") AS \"t0\", MAX(\"midpointMjdTai\") AS \"t1\", \
+             MIN(\"band\") AS \"band\" FROM \"ppdb\".\"{t}\" GROUP BY \"visit\""
+        )
+    };
+    format!(
+        "SELECT u.\"visit\", MIN(u.\"t0\") AS \"t0\", MAX(u.\"t1\") AS \"t1\", MIN(u.\"band\") AS \"band\" \
+         FROM ({} UNION ALL {}) AS u GROUP BY u.\"visit\"",
+        one("DiaSource"),
+        one("DiaForcedSource")
+    )
+}
+
+/// A `CASE` giving each band's lower (`edge` 0) or upper (1) wavelength.
+fn band_edge(edge: usize) -> String {
+    let arms: Vec<String> = BANDS
+        .iter()
+        .map(|(b, lo, hi)| format!("WHEN '{b}' THEN {:e}", [lo, hi][edge]))
+        .collect();
+    format!(
+        "CAST(CASE v.\"band\" {} ELSE NULL END AS DOUBLE)",
+        arms.join(" ")
+    )
+}
+
 /// The view's SQL: calexps of every detector-visit, and difference images of
 /// those with DIA rows; `links` is the DataLink endpoint's URL, if served.
 pub fn sql(links: Option<&str>) -> String {
@@ -362,13 +405,17 @@ pub fn sql(links: Option<&str>) -> String {
                     .sql
                     .replace("{kind}", kind)
                     .replace("{level}", &level.to_string())
-                    .replace("{access}", &access);
+                    .replace("{access}", &access)
+                    .replace("{em_min}", &band_edge(0))
+                    .replace("{em_max}", &band_edge(1));
                 format!("{e} AS \"{}\"", c.name)
             })
             .collect();
         format!(
-            "SELECT {} FROM \"ppdb\".\"DetectorVisitProcessingSummary\" AS d",
-            items.join(", ")
+            "SELECT {} FROM \"ppdb\".\"DetectorVisitProcessingSummary\" AS d \
+             LEFT JOIN ({}) AS v ON v.\"visit\" = d.\"visit\"",
+            items.join(", "),
+            per_visit()
         )
     };
     let made = |t: &str| {
