@@ -266,7 +266,7 @@ mod tests {
         assert!((56.10..56.11).contains(&ahead), "{ahead}");
         assert!(tcb_microseconds(f64::NAN).is_none());
         assert!(tcb_microseconds(-1.0).is_none());
-        let a = tcb_microseconds(61_000.000_462_962_963).unwrap();
+        let a = tcb_microseconds(61_000.0 + 40.0 / 86_400.0).unwrap();
         assert_eq!((a - us + 500) / 1_000_000, 40, "a visit 40 s later");
     }
 
