@@ -287,9 +287,15 @@ def obscore():
             f"SELECT DISTINCT visit, midpointMjdTai, band FROM ppdb.{table}", maxrec=10_000_000
         ).to_table():
             dia.setdefault(int(row["visit"]), set()).add((float(row["midpointMjdTai"]), str(row["band"])))
-    oc = service.search(
+    found = service.search(
         "SELECT obs_id, t_min, t_max, t_exptime, em_min, em_max FROM ivoa.ObsCore", maxrec=10_000_000
-    ).to_table()
+    )
+    # Their time scale is in the VOTable: t_min and t_max refer to a TIMESYS of TAI MJDs.
+    systems = {t.ID: t for t in found.votable.resources[0].time_systems}
+    for f in found.votable.get_first_table().fields:
+        if f.name in ("t_min", "t_max"):
+            assert systems[f.ref].timescale == "TAI" and systems[f.ref].timeorigin in (2400000.5, "MJD-origin"), (f, systems[f.ref].timeorigin)
+    oc = found.to_table()
     timed = 0
     for row in oc:
         seen = dia.get(int(str(row["obs_id"]).split("/")[0]))
@@ -304,6 +310,22 @@ def obscore():
         assert (float(row["em_min"]), float(row["em_max"])) == edges[band], (row, band)
         timed += 1
     assert timed > 0
+    # The ObsTAP spatial searches on s_region (STC-S text): every detector's
+    # centre is inside its own region, and a small circle there finds it.
+    inside = service.search(
+        "SELECT COUNT(*) AS n FROM ivoa.ObsCore WHERE dataproduct_subtype = 'lsst.calexp' "
+        "AND CONTAINS(POINT('ICRS', s_ra, s_dec), s_region) = 1"
+    ).to_table()
+    assert int(inside["n"][0]) == counts["anonymous"], (inside, counts)
+    d = service.search(
+        f"SELECT TOP 1 visit, detector, {CORNERS} FROM ppdb.DetectorVisitProcessingSummary"
+    ).to_table()[0]
+    hit = service.search(
+        "SELECT obs_id FROM ivoa.ObsCore WHERE dataproduct_subtype = 'lsst.calexp' AND "
+        f"INTERSECTS(s_region, CIRCLE('ICRS', {float(d['llcra'])}, {float(d['llcdec'])}, 0.0001)) = 1",
+        maxrec=100_000,
+    ).to_table()
+    assert f"{d['visit']}/{d['detector']}" in {str(i) for i in hit["obs_id"]}, hit
     return (f"{counts['anonymous']} calexps shown to others, {counts['privileged']} to the owner; "
             f"{timed} images dated and banded by their visit's DIA rows")
 

@@ -132,6 +132,42 @@ impl Shape {
         }
     }
 
+    /// Reads an STC-S region as TAP 1.0 services and ObsCore's `s_region`
+    /// write it (`Polygon ICRS ra dec ...`, `Circle ICRS ra dec r`,
+    /// `Position ICRS ra dec`), into a DALI array. Frame and reference
+    /// position words are skipped: ADQL 2.1 reads every geometry as ICRS.
+    pub fn stcs_values(text: &str) -> Result<Vec<f64>, BadShape> {
+        let mut words = text.split_whitespace();
+        let kind = words.next().unwrap_or_default().to_ascii_lowercase();
+        let numbers: Vec<&str> = words
+            .skip_while(|w| w.starts_with(|c: char| c.is_ascii_alphabetic()))
+            .collect();
+        let mut values = Vec::with_capacity(numbers.len());
+        for w in &numbers {
+            values.push(w.parse::<f64>().map_err(|_| {
+                BadShape("an STC-S region has a coordinate that is not a number".into())
+            })?);
+        }
+        let fits = match kind.as_str() {
+            "position" | "point" => values.len() == 2,
+            "circle" => values.len() == 3,
+            "polygon" => values.len() >= 6 && values.len() % 2 == 0,
+            // The text is not shown: it may be any column's value.
+            _ => {
+                return Err(BadShape(
+                    "text used as a geometry is not an STC-S Position, Circle or Polygon".into(),
+                ));
+            }
+        };
+        if !fits {
+            return Err(BadShape(format!(
+                "STC-S {kind} with {} numbers",
+                values.len()
+            )));
+        }
+        Ok(values)
+    }
+
     /// Writes a DALI array.
     pub fn to_values(&self) -> Vec<f64> {
         match self {
@@ -362,6 +398,27 @@ mod tests {
 
     fn pt(ra: f64, dec: f64) -> Shape {
         Shape::Point(vector(ra, dec))
+    }
+
+    #[test]
+    fn stcs_regions_read_as_dali_arrays() {
+        assert_eq!(
+            Shape::stcs_values("Polygon ICRS 1 2 3 4 5 6").unwrap(),
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        );
+        assert_eq!(
+            Shape::stcs_values("circle icrs geocenter 10 -20 0.5").unwrap(),
+            vec![10.0, -20.0, 0.5]
+        );
+        assert_eq!(Shape::stcs_values("Position 1 2").unwrap(), vec![1.0, 2.0]);
+        for bad in [
+            "Box ICRS 1 2 3 4",
+            "Polygon ICRS 1 2 3",
+            "Circle ICRS 1 x 2",
+            "",
+        ] {
+            assert!(Shape::stcs_values(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -110,6 +110,25 @@ impl Geo {
     }
 }
 
+/// STC-S regions (text) as DALI arrays; a NULL stays NULL.
+fn stcs_shapes(a: &ArrayRef) -> Result<ArrayRef> {
+    let text = arrow::compute::cast(a, &DataType::Utf8)?;
+    let text = text.as_string::<i32>();
+    let mut b = ListBuilder::new(Float64Builder::new());
+    for row in text.iter() {
+        match row {
+            Some(t) => {
+                let values =
+                    geometry::Shape::stcs_values(t).map_err(|e| DataFusionError::Execution(e.0))?;
+                b.values().append_slice(&values);
+                b.append(true);
+            }
+            None => b.append(false),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
 fn shape_type() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))
 }
@@ -184,20 +203,23 @@ impl ScalarUDFImpl for Geo {
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let mut casted: Vec<ArrayRef> = Vec::with_capacity(arrays.len());
+        let takes_shapes = matches!(
+            self.kind,
+            Kind::Contains
+                | Kind::Intersects
+                | Kind::Area
+                | Kind::Centroid
+                | Kind::Coord1
+                | Kind::Coord2
+        );
         for a in arrays {
             casted.push(match a.data_type() {
                 DataType::List(_) | DataType::Int64 => a,
-                DataType::Null
-                    if matches!(
-                        self.kind,
-                        Kind::Contains
-                            | Kind::Intersects
-                            | Kind::Area
-                            | Kind::Centroid
-                            | Kind::Coord1
-                            | Kind::Coord2
-                    ) =>
-                {
+                // A region as STC-S text (ObsCore's `s_region`).
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if takes_shapes => {
+                    stcs_shapes(&a)?
+                }
+                DataType::Null if takes_shapes => {
                     arrow::array::new_null_array(&shape_type(), a.len())
                 }
                 _ => arrow::compute::cast(&a, &DataType::Float64)?,

@@ -269,7 +269,8 @@ pub fn batches(schema: &CatalogSchema) -> Vec<(&'static str, RecordBatch)> {
         s(
             "ObsCore 1.1: one row per image the prompt processing made, a calexp for each \
            processed detector-visit and a difference image for each that made DIA rows. \
-           Rubin's detector-visit schema has no exposure time or band: t_* and em_* are NULL.",
+           Times and bands come from each visit's DIA rows (30 s around their midpoint, the \
+           band's edges); s_region is STC-S text the geometry functions read.",
         ),
         s((served.len() + 5).to_string()),
     ]);

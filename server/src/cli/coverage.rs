@@ -239,11 +239,12 @@ pub(crate) async fn run(args: CoverageArgs) -> Result<()> {
         coverage.area_deg2()
     );
     if let Some(st) = &coverage.space_time {
-        let span = st.span.map_or("no time".to_string(), |(a, b)| {
-            format!("MJD (TAI) {a:.5} to {b:.5}")
+        let half = engine::coverage::space_time::EXPOSURE_SECONDS / 2.0 / 86_400.0;
+        let span = st.span.map_or("none could be dated".to_string(), |(a, b)| {
+            format!("from MJD (TAI) {:.5} to {:.5}", a - half, b + half)
         });
         eprintln!(
-            "space-time: time cells of order {}, exposures from {span}",
+            "space-time: time cells of order {}; exposures {span}",
             st.time_order
         );
     }

@@ -96,6 +96,21 @@ pub fn esc(s: &str) -> String {
     o
 }
 
+/// The ID of the TIMESYS of MJD columns in TAI.
+const TAI: &str = "ppdb-tai-mjd";
+
+/// Whether a column holds MJDs in TAI: Rubin's `...MjdTai` columns, and
+/// ObsCore's `t_min`/`t_max` made from them; a client then knows their time
+/// scale (37 s from UTC, more than an exposure) from the VOTable itself.
+fn tai_mjd(name: &str, info: &ColumnInfo) -> bool {
+    info.unit.as_deref() == Some("d")
+        && (name.to_ascii_lowercase().ends_with("mjdtai")
+            || info
+                .utype
+                .as_deref()
+                .is_some_and(|u| u.ends_with("Limits.StartTime") || u.ends_with("Limits.StopTime")))
+}
+
 /// A VOTable up to its last FIELD (no DATA).
 pub(crate) fn head(schema: &SchemaRef, types: &[FieldType], describe: &Describe) -> String {
     let mut head = String::new();
@@ -104,6 +119,15 @@ pub(crate) fn head(schema: &SchemaRef, types: &[FieldType], describe: &Describe)
     head.push_str("<RESOURCE type=\"results\">\n<INFO name=\"QUERY_STATUS\" value=\"OK\"/>\n");
     for (n, v) in &describe.infos {
         let _ = writeln!(head, "<INFO name=\"{}\" value=\"{}\"/>", esc(n), esc(v));
+    }
+    let timed: Vec<bool> = (0..schema.fields().len())
+        .map(|i| tai_mjd(schema.field(i).name(), &describe.column(i)))
+        .collect();
+    if timed.contains(&true) {
+        let _ = writeln!(
+            head,
+            "<TIMESYS ID=\"{TAI}\" timeorigin=\"MJD-origin\" timescale=\"TAI\" refposition=\"TOPOCENTER\"/>"
+        );
     }
     head.push_str("<TABLE>\n");
     let linked = describe.links.as_ref().and(linked_column(schema));
@@ -117,6 +141,9 @@ pub(crate) fn head(schema: &SchemaRef, types: &[FieldType], describe: &Describe)
         );
         if let Some((_, id)) = linked.as_ref().filter(|(at, _)| *at == i) {
             let _ = write!(head, " ID=\"{}\"", esc(id));
+        }
+        if timed[i] {
+            let _ = write!(head, " ref=\"{TAI}\"");
         }
         if let Some(a) = &t.arraysize {
             let _ = write!(head, " arraysize=\"{a}\"");
