@@ -212,6 +212,14 @@ def space_time():
     # Its token draws it again.
     again = read_stmoc(anonymous.get(r.links["cite-as"]["url"], timeout=120).content)
     assert again == theirs
+    # A time window (MJD, TAI) takes the visits whose exposure overlaps it:
+    # here, the second visit's alone.
+    second = sorted(mid)[1]
+    t0, t1 = mid[second]
+    window = fetch(anonymous, "footprints", ORDER=ORDER, TIME=f"{t0 - 10 / 86400} {t1 + 10 / 86400}")
+    rows = [tuple(float(r[c]) for c in names) for r in timed if int(r["visit"]) == second]
+    assert read_fits(window.content) == footprints_of(rows)
+    assert int(window.headers["X-Coverage-Rows"]) == len(rows), window.headers
     return f"{len(timed)} detector-visits in time, equal to mocpy's in FITS, JSON and ASCII"
 
 
@@ -234,11 +242,14 @@ def refusals():
         ("footprints", {"UNTIL": "2025-11-27"}, 400),
         ("footprints", {"NIGHT": "2025-11-28", "UNTIL": "2025-11-26"}, 400),
         ("space-time", {"TIME_ORDER": 62}, 400),
+        ("footprints", {"TIME": "61001"}, 400),
+        ("footprints", {"TIME": "61002 61001"}, 400),
+        ("space-time", {"TIME": "61000 61001", "NIGHT": "last"}, 400),
     ]:
         r = anonymous.get(f"{url}/coverage/{path}", params=params, timeout=60)
         assert r.status_code == status, (path, params, r.status_code, r.text)
         assert r.text.strip(), (path, params)
-    return "10 bad requests, each told why"
+    return "13 bad requests, each told why"
 
 
 def obscore():

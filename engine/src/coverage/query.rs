@@ -15,6 +15,10 @@ pub enum Nights {
     Last,
     /// From one `day_obs` to another, both included (`YYYYMMDD`).
     Between(u32, u32),
+    /// Visits whose exposure overlaps a window of MJD (TAI), in millionths of
+    /// a day, dated by their DIA rows' midpoint (a visit without DIA rows
+    /// has no time and is in no window).
+    Mjd(i64, i64),
 }
 
 impl Nights {
@@ -29,6 +33,46 @@ impl Nights {
 }
 
 impl Nights {
+    /// The visits a request names: by `night` (to `until`), or by a `time`
+    /// window `FROM TO` in MJD (TAI); not both.
+    pub fn window(
+        night: Option<&str>,
+        until: Option<&str>,
+        time: Option<&str>,
+    ) -> Result<Nights, CoverageError> {
+        let Some(time) = time.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Nights::range(night, until);
+        };
+        if night.is_some() || until.is_some() {
+            return Err(CoverageError::Range {
+                why: "give nights or a time window, not both".into(),
+            });
+        }
+        let bounds: Vec<f64> = time
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .filter(|w| !w.is_empty())
+            .map(|w| w.parse::<f64>())
+            .collect::<Result<_, _>>()
+            .ok()
+            .filter(|b: &Vec<f64>| b.len() == 2 && b.iter().all(|x| (0.0..1.0e6).contains(x)))
+            .ok_or_else(|| CoverageError::Range {
+                why: format!(
+                    "time '{}' is not a window: give two MJDs (TAI), 'FROM TO', e.g. '61000.5 61001'",
+                    time.chars().take(40).collect::<String>()
+                ),
+            })?;
+        if bounds[0] > bounds[1] {
+            return Err(CoverageError::Range {
+                why: format!(
+                    "the time window ends ({}) before it starts ({})",
+                    bounds[1], bounds[0]
+                ),
+            });
+        }
+        let micro = |x: f64| (x * 1e6).round() as i64;
+        Ok(Nights::Mjd(micro(bounds[0]), micro(bounds[1])))
+    }
+
     /// The nights from `night` to `until` (both included), as a request names
     /// them: one night, `last`, a range of dates, or every night.
     pub fn range(night: Option<&str>, until: Option<&str>) -> Result<Nights, CoverageError> {
@@ -108,6 +152,19 @@ fn night_condition(nights: Nights, alias: &str) -> Option<String> {
         Nights::Last => Some(format!(
             "{alias}.visit >= (SELECT MAX(v.visit) - MOD(MAX(v.visit), {n}) FROM {DETECTORS} AS v)"
         )),
+        // An exposure overlaps the window when its midpoint is within half
+        // an exposure of it.
+        Nights::Mjd(a, b) => {
+            let half = super::space_time::EXPOSURE_SECONDS / 2.0 / 86_400.0;
+            let (lo, hi) = (a as f64 / 1e6 - half, b as f64 / 1e6 + half);
+            let dated = ["ppdb.DiaSource", "ppdb.DiaForcedSource"].map(|t| {
+                format!(
+                    "{alias}.visit IN (SELECT t.visit FROM {t} AS t \
+                     WHERE t.midpointMjdTai BETWEEN {lo:.9} AND {hi:.9})"
+                )
+            });
+            Some(format!("({} OR {})", dated[0], dated[1]))
+        }
     }
 }
 
@@ -247,6 +304,19 @@ mod tests {
             Nights::Between(20251126, 20251126)
         );
         assert_eq!(Nights::parse("LAST").unwrap(), Nights::Last);
+        assert_eq!(
+            Nights::window(None, None, Some("61000.5 61001")).unwrap(),
+            Nights::Mjd(61_000_500_000, 61_001_000_000)
+        );
+        for (night, time) in [
+            (None, "61001 61000"),
+            (None, "61000"),
+            (None, "a b"),
+            (None, "1e300 1e301"),
+            (Some("last"), "61000 61001"),
+        ] {
+            assert!(Nights::window(night, None, Some(time)).is_err(), "{time}");
+        }
         for bad in [
             "2025-13-01",
             "2025-02-30",

@@ -31,6 +31,10 @@ enum CoverageOf {
         /// With --night, every night up to this one (YYYY-MM-DD) too.
         #[arg(long, requires = "night")]
         until: Option<String>,
+        /// Only visits whose exposure overlaps this window, two MJDs (TAI):
+        /// `--time 61000.5 61001` (dated by their DIA rows).
+        #[arg(long, num_args = 2, value_names = ["FROM", "TO"], conflicts_with = "night")]
+        time: Option<Vec<String>>,
         /// Only detector-visits that made DIA rows (DiaSources or forced
         /// photometry: a template existed), or only those that did not.
         #[arg(long, value_parser = ["with", "without"])]
@@ -48,6 +52,10 @@ enum CoverageOf {
         /// With --night, every night up to this one (YYYY-MM-DD) too.
         #[arg(long, requires = "night")]
         until: Option<String>,
+        /// Only visits whose exposure overlaps this window, two MJDs (TAI):
+        /// `--time 61000.5 61001` (dated by their DIA rows).
+        #[arg(long, num_args = 2, value_names = ["FROM", "TO"], conflicts_with = "night")]
+        time: Option<Vec<String>>,
         /// Only detector-visits that made DIA rows, or only those that did not.
         #[arg(long, value_parser = ["with", "without"])]
         dia: Option<String>,
@@ -113,21 +121,25 @@ pub(crate) async fn run(args: CoverageArgs) -> Result<()> {
         CoverageOf::Footprints {
             night,
             until,
+            time,
             dia,
             common,
         } => {
-            let nights = Nights::range(night.as_deref(), until.as_deref())?;
+            let time = time.map(|t| t.join(" "));
+            let nights = Nights::window(night.as_deref(), until.as_deref(), time.as_deref())?;
             let dia = dia.map(|d| d == "with");
             (Some(Of::Footprints { nights, dia }), common, None)
         }
         CoverageOf::SpaceTime {
             night,
             until,
+            time,
             dia,
             time_order,
             common,
         } => {
-            let nights = Nights::range(night.as_deref(), until.as_deref())?;
+            let time = time.map(|t| t.join(" "));
+            let nights = Nights::window(night.as_deref(), until.as_deref(), time.as_deref())?;
             let dia = dia.map(|d| d == "with");
             let of = Of::SpaceTime {
                 nights,

@@ -3,6 +3,7 @@
 //! (pinned, embargoed, with a token), and replayed from that token.
 //!
 //! - `GET /tap/coverage/footprints?NIGHT=YYYY-MM-DD|last&UNTIL=YYYY-MM-DD&DIA=with|without`
+//!   (or `TIME=MJD1 MJD2`, a window in TAI, instead of nights)
 //! - `GET /tap/coverage/space-time?NIGHT=...&DIA=...&TIME_ORDER=0..61` (an ST-MOC)
 //! - `GET /tap/coverage/tables/{table}`
 //! - `GET /tap/coverage/replay/{token}`
@@ -86,7 +87,8 @@ pub(crate) async fn footprints(
     Extension(caller): Extension<Caller>,
     Posted(params): Posted,
 ) -> Response {
-    let nights = match Nights::range(params.get("NIGHT"), params.get("UNTIL")) {
+    let nights = match Nights::window(params.get("NIGHT"), params.get("UNTIL"), params.get("TIME"))
+    {
         Ok(n) => n,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
     };
@@ -107,7 +109,8 @@ pub(crate) async fn space_time(
     Extension(caller): Extension<Caller>,
     Posted(params): Posted,
 ) -> Response {
-    let nights = match Nights::range(params.get("NIGHT"), params.get("UNTIL")) {
+    let nights = match Nights::window(params.get("NIGHT"), params.get("UNTIL"), params.get("TIME"))
+    {
         Ok(n) => n,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
     };
