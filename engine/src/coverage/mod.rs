@@ -238,17 +238,22 @@ pub(crate) fn not_coverage(names: &[String]) -> CoverageError {
 pub(crate) fn footprint_columns(names: &[String]) -> Option<(usize, u8)> {
     let from = usize::from(names.first().is_some_and(|n| n == "visit"));
     let (last, corners) = names[from..].split_last()?;
-    let at = last
-        .strip_prefix(ORDER_COLUMN)?
+    let at = order_named(last, ORDER_COLUMN, MAX_ORDER)?;
+    are_corners(corners).then_some((from, at))
+}
+
+/// The order a column named `PREFIXorder` names, if it is at most `max`.
+pub(crate) fn order_named(name: &str, prefix: &str, max: u8) -> Option<u8> {
+    name.strip_prefix(prefix)?
         .parse::<u8>()
         .ok()
-        .filter(|o| *o <= MAX_ORDER)?;
+        .filter(|o| *o <= max)
+}
+
+/// Whether these are the corner columns, in the order their polygon goes round.
+pub(crate) fn are_corners(names: &[String]) -> bool {
     let expected = CORNERS.iter().flat_map(|(r, d)| [*r, *d]);
-    corners
-        .iter()
-        .map(String::as_str)
-        .eq(expected)
-        .then_some((from, at))
+    names.iter().map(String::as_str).eq(expected)
 }
 
 /// The order-29 range of cell `idx` at `depth`.

@@ -24,7 +24,7 @@ use moc::moc2d::range::RangeMOC2;
 use moc::moc2d::{RangeMOC2IntoIterator, RangeMOC2Iterator};
 use moc::qty::{Hpx, Time};
 
-use super::{CORNERS, Coverage, CoverageError, MAX_ORDER, ORDER_COLUMN};
+use super::{Coverage, CoverageError, MAX_ORDER, ORDER_COLUMN};
 
 /// How long an exposure is taken to last, centred on its midpoint.
 pub const EXPOSURE_SECONDS: f64 = 30.0;
@@ -62,22 +62,9 @@ pub(crate) fn columns(names: &[String]) -> Option<(u8, u8)> {
     }
     let (time, rest) = rest.split_last()?;
     let (space, corners) = rest.split_last()?;
-    let t = time
-        .strip_prefix(TIME_ORDER_COLUMN)?
-        .parse::<u8>()
-        .ok()
-        .filter(|o| *o <= MAX_TIME_ORDER)?;
-    let s = space
-        .strip_prefix(ORDER_COLUMN)?
-        .parse::<u8>()
-        .ok()
-        .filter(|o| *o <= MAX_ORDER)?;
-    let expected = CORNERS.iter().flat_map(|(r, d)| [*r, *d]);
-    corners
-        .iter()
-        .map(String::as_str)
-        .eq(expected)
-        .then_some((s, t))
+    let t = super::order_named(time, TIME_ORDER_COLUMN, MAX_TIME_ORDER)?;
+    let s = super::order_named(space, ORDER_COLUMN, MAX_ORDER)?;
+    super::are_corners(corners).then_some((s, t))
 }
 
 /// Microseconds since JD 0 in TCB of a TAI instant given as an MJD, as MOC
@@ -254,6 +241,7 @@ impl SpaceTime {
 
 #[cfg(test)]
 mod tests {
+    use super::super::CORNERS;
     use super::*;
 
     #[test]

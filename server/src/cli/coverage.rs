@@ -24,21 +24,8 @@ enum CoverageOf {
     /// Where detectors looked: the union of the processed detector-visits'
     /// footprints (the polygons of their four corners).
     Footprints {
-        /// Only this night's visits (YYYY-MM-DD, the day_obs of Rubin's visit
-        /// ids), or `last` for the latest night.
-        #[arg(long)]
-        night: Option<String>,
-        /// With --night, every night up to this one (YYYY-MM-DD) too.
-        #[arg(long, requires = "night")]
-        until: Option<String>,
-        /// Only visits whose exposure overlaps this window, two MJDs (TAI):
-        /// `--time 61000.5 61001` (dated by their DIA rows).
-        #[arg(long, num_args = 2, value_names = ["FROM", "TO"], conflicts_with = "night")]
-        time: Option<Vec<String>>,
-        /// Only detector-visits that made DIA rows (DiaSources or forced
-        /// photometry: a template existed), or only those that did not.
-        #[arg(long, value_parser = ["with", "without"])]
-        dia: Option<String>,
+        #[command(flatten)]
+        visits: Visits,
         #[command(flatten)]
         common: Common,
     },
@@ -46,19 +33,8 @@ enum CoverageOf {
     /// each over its exposure (30 s around its visit's DIA midpoint; a visit
     /// with no DIA row has no time and is not drawn).
     SpaceTime {
-        /// Only this night's visits (YYYY-MM-DD), or `last`.
-        #[arg(long)]
-        night: Option<String>,
-        /// With --night, every night up to this one (YYYY-MM-DD) too.
-        #[arg(long, requires = "night")]
-        until: Option<String>,
-        /// Only visits whose exposure overlaps this window, two MJDs (TAI):
-        /// `--time 61000.5 61001` (dated by their DIA rows).
-        #[arg(long, num_args = 2, value_names = ["FROM", "TO"], conflicts_with = "night")]
-        time: Option<Vec<String>>,
-        /// Only detector-visits that made DIA rows, or only those that did not.
-        #[arg(long, value_parser = ["with", "without"])]
-        dia: Option<String>,
+        #[command(flatten)]
+        visits: Visits,
         /// Order of the time cells, 0 to 61 (default 40: cells of 2.1 s; 61 is 1 µs).
         #[arg(long, default_value_t = engine::coverage::space_time::DEFAULT_TIME_ORDER)]
         time_order: u8,
@@ -91,6 +67,39 @@ enum CoverageOf {
     },
 }
 
+/// Which detector-visits a footprint or space-time coverage draws.
+#[derive(Args)]
+struct Visits {
+    /// Only this night's visits (YYYY-MM-DD, the day_obs of Rubin's visit
+    /// ids), or `last` for the latest night.
+    #[arg(long)]
+    night: Option<String>,
+    /// With --night, every night up to this one (YYYY-MM-DD) too.
+    #[arg(long, requires = "night")]
+    until: Option<String>,
+    /// Only visits whose exposure overlaps this window, two MJDs (TAI):
+    /// `--time 61000.5 61001` (dated by their DIA rows).
+    #[arg(long, num_args = 2, value_names = ["FROM", "TO"], conflicts_with = "night")]
+    time: Option<Vec<String>>,
+    /// Only detector-visits that made DIA rows (DiaSources or forced
+    /// photometry: a template existed), or only those that did not.
+    #[arg(long, value_parser = ["with", "without"])]
+    dia: Option<String>,
+}
+
+impl Visits {
+    /// The nights (or window) and the DIA choice.
+    fn chosen(self) -> Result<(Nights, Option<bool>)> {
+        let time = self.time.map(|t| t.join(" "));
+        let nights = Nights::window(
+            self.night.as_deref(),
+            self.until.as_deref(),
+            time.as_deref(),
+        )?;
+        Ok((nights, self.dia.map(|d| d == "with")))
+    }
+}
+
 /// What every coverage takes.
 #[derive(Args)]
 struct Common {
@@ -118,29 +127,16 @@ struct Common {
 /// Runs `ppdb coverage`.
 pub(crate) async fn run(args: CoverageArgs) -> Result<()> {
     let (of, common, token) = match args.of {
-        CoverageOf::Footprints {
-            night,
-            until,
-            time,
-            dia,
-            common,
-        } => {
-            let time = time.map(|t| t.join(" "));
-            let nights = Nights::window(night.as_deref(), until.as_deref(), time.as_deref())?;
-            let dia = dia.map(|d| d == "with");
+        CoverageOf::Footprints { visits, common } => {
+            let (nights, dia) = visits.chosen()?;
             (Some(Of::Footprints { nights, dia }), common, None)
         }
         CoverageOf::SpaceTime {
-            night,
-            until,
-            time,
-            dia,
+            visits,
             time_order,
             common,
         } => {
-            let time = time.map(|t| t.join(" "));
-            let nights = Nights::window(night.as_deref(), until.as_deref(), time.as_deref())?;
-            let dia = dia.map(|d| d == "with");
+            let (nights, dia) = visits.chosen()?;
             let of = Of::SpaceTime {
                 nights,
                 dia,

@@ -81,19 +81,21 @@ fn dia_of(params: &Params) -> Result<Option<bool>, String> {
     }
 }
 
+/// Which detector-visits: `NIGHT` (to `UNTIL`) or a `TIME` window, and `DIA`.
+fn visits(params: &Params) -> Result<(Nights, Option<bool>), String> {
+    let nights = Nights::window(params.get("NIGHT"), params.get("UNTIL"), params.get("TIME"))
+        .map_err(|e| e.to_string())?;
+    Ok((nights, dia_of(params)?))
+}
+
 /// `GET /tap/coverage/footprints`.
 pub(crate) async fn footprints(
     State(app): State<Shared>,
     Extension(caller): Extension<Caller>,
     Posted(params): Posted,
 ) -> Response {
-    let nights = match Nights::window(params.get("NIGHT"), params.get("UNTIL"), params.get("TIME"))
-    {
-        Ok(n) => n,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let dia = match dia_of(&params) {
-        Ok(d) => d,
+    let (nights, dia) = match visits(&params) {
+        Ok(v) => v,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e),
     };
     let of = Of::Footprints { nights, dia };
@@ -109,13 +111,8 @@ pub(crate) async fn space_time(
     Extension(caller): Extension<Caller>,
     Posted(params): Posted,
 ) -> Response {
-    let nights = match Nights::window(params.get("NIGHT"), params.get("UNTIL"), params.get("TIME"))
-    {
-        Ok(n) => n,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let dia = match dia_of(&params) {
-        Ok(d) => d,
+    let (nights, dia) = match visits(&params) {
+        Ok(v) => v,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e),
     };
     let time_order = match params
