@@ -89,6 +89,8 @@ impl crate::encode::lineage::Sources for Known<'_> {
             description: None,
             geometry: None,
             ascii,
+            // An upload's times are in whatever scale its sender used.
+            tai: false,
         })
     }
 }

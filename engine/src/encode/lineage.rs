@@ -127,6 +127,11 @@ fn expr(e: &Expr, schema: &DFSchema, input: &[ColumnInfo]) -> ColumnInfo {
         | Expr::TryCast(datafusion::logical_expr::TryCast { expr: inner, field }) => {
             let mut info = expr(inner, schema, input);
             info.geometry = None;
+            // A time cast to text or to an integer is no longer an MJD.
+            info.tai &= matches!(
+                field.data_type(),
+                arrow::datatypes::DataType::Float64 | arrow::datatypes::DataType::Float32
+            );
             // Numbers, times and booleans print in ASCII; text keeps what it had.
             let from_text = inner.get_type(schema).is_ok_and(|t| is_text(&t));
             if is_text(field.data_type()) && !from_text {

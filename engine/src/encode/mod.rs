@@ -155,6 +155,9 @@ pub struct ColumnInfo {
     /// Whether every text value is known to be ASCII (VOTable `char`); text not
     /// known to be goes out as `unicodeChar`.
     pub ascii: bool,
+    /// Whether its values are MJDs in TAI (the catalog's `...MjdTai` columns
+    /// and ObsCore's `t_min`/`t_max`), which a VOTable says with a TIMESYS.
+    pub tai: bool,
 }
 
 impl ColumnInfo {
@@ -177,6 +180,7 @@ impl ColumnInfo {
                 None
             },
             ascii: self.ascii && other.ascii,
+            tai: self.tai && other.tai,
         }
     }
 }

@@ -139,9 +139,26 @@ impl Shape {
     pub fn stcs_values(text: &str) -> Result<Vec<f64>, BadShape> {
         let mut words = text.split_whitespace();
         let kind = words.next().unwrap_or_default().to_ascii_lowercase();
-        let numbers: Vec<&str> = words
-            .skip_while(|w| w.starts_with(|c: char| c.is_ascii_alphabetic()))
-            .collect();
+        let mut words = words.peekable();
+        while let Some(w) = words.next_if(|w| w.parse::<f64>().is_err()) {
+            // Frame and reference position words; another frame is another sky.
+            let w = w.to_ascii_uppercase();
+            if [
+                "GALACTIC",
+                "GALACTIC_II",
+                "SUPER_GALACTIC",
+                "ECLIPTIC",
+                "FK4",
+                "B1950",
+            ]
+            .contains(&w.as_str())
+            {
+                return Err(BadShape(format!(
+                    "an STC-S region in {w}: only ICRS is read"
+                )));
+            }
+        }
+        let numbers: Vec<&str> = words.collect();
         let mut values = Vec::with_capacity(numbers.len());
         for w in &numbers {
             values.push(w.parse::<f64>().map_err(|_| {
@@ -415,6 +432,7 @@ mod tests {
             "Box ICRS 1 2 3 4",
             "Polygon ICRS 1 2 3",
             "Circle ICRS 1 x 2",
+            "Circle GALACTIC 1 2 3",
             "",
         ] {
             assert!(Shape::stcs_values(bad).is_err(), "{bad}");

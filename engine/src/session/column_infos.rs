@@ -67,6 +67,12 @@ pub(crate) fn column_infos(
                 description: value(&description, i),
                 geometry: None,
                 ascii,
+                tai: !t.starts_with("TAP_SCHEMA.")
+                    && value(&unit, i).as_deref() == Some("d")
+                    && (c.to_ascii_lowercase().ends_with("mjdtai")
+                        || value(&utype, i).is_some_and(|u| {
+                            u.ends_with("Limits.StartTime") || u.ends_with("Limits.StopTime")
+                        })),
             },
         );
     }

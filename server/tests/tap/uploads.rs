@@ -315,3 +315,41 @@ async fn a_cone_join_on_a_costly_upload_side_stops_at_the_deadline() {
         "the slot came free"
     );
 }
+
+/// The catalog's MJDs say they are TAI (a TIMESYS); an upload's column of
+/// the same name keeps no such claim (its sender's time scale is unknown),
+/// nor does a catalog time cast to text.
+#[tokio::test]
+async fn only_the_catalogs_mjds_refer_to_its_tai_time_system() {
+    let s = Server::start(&[]);
+    let upload = "<VOTABLE version=\"1.4\" xmlns=\"http://www.ivoa.net/xml/VOTable/v1.3\"><RESOURCE>\
+        <TIMESYS ID=\"mine\" timeorigin=\"JD-origin\" timescale=\"UTC\" refposition=\"BARYCENTER\"/><TABLE>\
+        <FIELD name=\"fooMjdTai\" datatype=\"double\" unit=\"d\" ref=\"mine\"/>\
+        <DATA><TABLEDATA><TR><TD>2460000.5</TD></TR></TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>";
+    let query = "SELECT t.fooMjdTai, s.midpointMjdTai, CAST(s.midpointMjdTai AS VARCHAR) AS c \
+        FROM TAP_UPLOAD.t AS t, ppdb.DiaSource AS s \
+        WHERE s.diaSourceId = (SELECT MIN(diaSourceId) FROM ppdb.DiaSource)";
+    let (ct, body) = multipart(
+        &[("QUERY", query), ("UPLOAD", "t,param:t")],
+        &[("t", upload)],
+    );
+    let r = post_multipart(&format!("{}/sync", s.tap), ct, body).await;
+    assert_eq!(r.status(), 200);
+    let xml = r.text().await.unwrap();
+    let field = |name: &str| {
+        xml.lines()
+            .find(|l| l.starts_with(&format!("<FIELD name=\"{name}\"")))
+            .unwrap_or_else(|| panic!("no FIELD {name} in {xml}"))
+            .to_string()
+    };
+    assert!(
+        xml.contains("<TIMESYS ID=\"ppdb-tai-mjd\" timeorigin=\"MJD-origin\" timescale=\"TAI\"")
+    );
+    assert!(field("midpointMjdTai").contains("ref=\"ppdb-tai-mjd\""));
+    assert!(
+        !field("fooMjdTai").contains("ref="),
+        "{}",
+        field("fooMjdTai")
+    );
+    assert!(!field("c").contains("ref="), "{}", field("c"));
+}

@@ -99,18 +99,6 @@ pub fn esc(s: &str) -> String {
 /// The ID of the TIMESYS of MJD columns in TAI.
 const TAI: &str = "ppdb-tai-mjd";
 
-/// Whether a column holds MJDs in TAI: Rubin's `...MjdTai` columns, and
-/// ObsCore's `t_min`/`t_max` made from them; a client then knows their time
-/// scale (37 s from UTC, more than an exposure) from the VOTable itself.
-fn tai_mjd(name: &str, info: &ColumnInfo) -> bool {
-    info.unit.as_deref() == Some("d")
-        && (name.to_ascii_lowercase().ends_with("mjdtai")
-            || info
-                .utype
-                .as_deref()
-                .is_some_and(|u| u.ends_with("Limits.StartTime") || u.ends_with("Limits.StopTime")))
-}
-
 /// A VOTable up to its last FIELD (no DATA).
 pub(crate) fn head(schema: &SchemaRef, types: &[FieldType], describe: &Describe) -> String {
     let mut head = String::new();
@@ -120,8 +108,12 @@ pub(crate) fn head(schema: &SchemaRef, types: &[FieldType], describe: &Describe)
     for (n, v) in &describe.infos {
         let _ = writeln!(head, "<INFO name=\"{}\" value=\"{}\"/>", esc(n), esc(v));
     }
-    let timed: Vec<bool> = (0..schema.fields().len())
-        .map(|i| tai_mjd(schema.field(i).name(), &describe.column(i)))
+    // MJDs in TAI say so (37 s from UTC, more than an exposure).
+    let timed: Vec<bool> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| describe.column(i).tai && f.data_type().is_floating())
         .collect();
     if timed.contains(&true) {
         let _ = writeln!(
