@@ -13,6 +13,7 @@
 //! TAI, converted by [`tcb_microseconds`] (good to tens of microseconds, far
 //! below the cells a coverage is drawn at).
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -108,8 +109,9 @@ pub(crate) async fn of_rows(
     space: u8,
     time: u8,
 ) -> crate::Result<Coverage> {
-    let mut times: Vec<Range<u64>> = Vec::new();
-    let mut spaces: Vec<HpxRanges<u64>> = Vec::new();
+    // The detectors of one visit share its exposure: their footprints gather
+    // under it, so memory follows visits and cells, not detector-visits.
+    let mut exposures: HashMap<Range<u64>, Vec<Range<u64>>> = HashMap::new();
     let mut union: Vec<Range<u64>> = Vec::new();
     let (mut rows, mut without_corners, mut without_time) = (0u64, 0u64, 0u64);
     let mut span: Option<(f64, f64)> = None;
@@ -117,18 +119,22 @@ pub(crate) async fn of_rows(
         let batch = batch?;
         let first = rows;
         let (n, skipped, untimed) = crate::plan::pipeline::in_place(async {
-            fold(&batch, space, first, &mut times, &mut spaces, &mut span)
+            fold(&batch, space, first, &mut exposures, &mut span)
         })
         .await?;
         rows += n + skipped + untimed;
         without_corners += skipped;
         without_time += untimed;
     }
-    for s in &spaces {
-        union.extend(s.iter().cloned());
+    let (mut times, mut spaces) = (Vec::new(), Vec::new());
+    for (open, mut cells) in exposures {
+        super::merge(&mut cells);
+        union.extend(cells.iter().cloned());
         if union.len() > super::MERGE_EVERY {
             super::merge(&mut union);
         }
+        times.push(open);
+        spaces.push(HpxRanges::<u64>::new_unchecked(cells));
     }
     super::merge(&mut union);
     let moc = crate::plan::pipeline::in_place(async {
@@ -157,8 +163,7 @@ fn fold(
     batch: &RecordBatch,
     depth: u8,
     first: u64,
-    times: &mut Vec<Range<u64>>,
-    spaces: &mut Vec<HpxRanges<u64>>,
+    exposures: &mut HashMap<Range<u64>, Vec<Range<u64>>>,
     span: &mut Option<(f64, f64)>,
 ) -> crate::Result<(u64, u64, u64)> {
     let cast =
@@ -192,8 +197,11 @@ fn fold(
         };
         match super::draw(&values, at, depth, row)? {
             Some(polygon) => {
-                times.push(open);
-                spaces.push(polygon.moc_ranges().clone());
+                let cells = exposures.entry(open).or_default();
+                cells.extend(polygon.moc_ranges().iter().cloned());
+                if cells.len() > super::MERGE_EVERY {
+                    super::merge(cells);
+                }
                 *span = Some(span.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
                 drawn += 1;
             }
