@@ -54,6 +54,7 @@ pub struct Engine {
     /// Where `ivoa.ObsCore` links each detector-visit to (see [`EngineOptions::links_url`]).
     pub(crate) links_url: Option<String>,
     pub(crate) reader: Arc<CachedParquetFileReaderFactory>,
+    pub(crate) arrow_meta: crate::plan::direct::ArrowMeta,
     /// The tables per snapshot and embargo cutoff (as bits).
     pub(crate) pinned: moka::sync::Cache<(u64, Option<u64>, u64), Arc<dyn CatalogProviderList>>,
     pub(crate) embargo: Embargo,
@@ -121,6 +122,7 @@ impl Engine {
             tap_text,
             store_url,
             reader,
+            arrow_meta: crate::plan::direct::arrow_meta_cache(),
             pinned: moka::sync::Cache::builder()
                 .max_capacity(64)
                 .time_to_idle(Duration::from_secs(3600))

@@ -53,6 +53,8 @@ pub(crate) struct PpdbTable {
     pub(crate) store_url: ObjectStoreUrl,
     pub(crate) prefix: object_store::path::Path,
     pub(crate) reader: Arc<CachedParquetFileReaderFactory>,
+    /// Each file's Arrow reading of its footer, for the direct read.
+    pub(crate) arrow_meta: crate::plan::direct::ArrowMeta,
     /// Regions the rows a query needs lie in, known from outside the scan's own
     /// filters (the circles of an upload this table is crossmatched against).
     pub(crate) hints: Vec<Arc<Sky>>,

@@ -135,6 +135,7 @@ impl Engine {
                 store_url: self.store_url.clone(),
                 prefix: self.catalog.location().prefix.clone(),
                 reader: self.reader.clone(),
+                arrow_meta: self.arrow_meta.clone(),
                 hints: Vec::new(),
                 partitions: None,
                 embargo,
