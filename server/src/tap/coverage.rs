@@ -94,15 +94,10 @@ pub(crate) async fn footprints(
     Extension(caller): Extension<Caller>,
     Posted(params): Posted,
 ) -> Response {
-    let (nights, dia) = match visits(&params) {
-        Ok(v) => v,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &e),
-    };
-    let of = Of::Footprints { nights, dia };
-    match run(&app, &caller, &params, of, "footprints").await {
-        Ok(ran) => answer(&app, ran, &params).await,
-        Err(refusal) => refusal,
-    }
+    drawn(&app, &caller, &params, "footprints", |nights, dia| {
+        Ok(Of::Footprints { nights, dia })
+    })
+    .await
 }
 
 /// `GET /tap/coverage/space-time`: footprints over their exposures, an ST-MOC.
@@ -111,44 +106,55 @@ pub(crate) async fn space_time(
     Extension(caller): Extension<Caller>,
     Posted(params): Posted,
 ) -> Response {
-    let (nights, dia) = match visits(&params) {
-        Ok(v) => v,
+    drawn(&app, &caller, &params, "space-time", |nights, dia| {
+        Ok(Of::SpaceTime {
+            nights,
+            dia,
+            time_order: time_order_of(&params)?,
+        })
+    })
+    .await
+}
+
+/// A coverage of detector-visits (those `NIGHT`, `TIME` and `DIA` choose),
+/// drawn as `of` says, answered as a MOC.
+async fn drawn(
+    app: &Shared,
+    caller: &Caller,
+    params: &Params,
+    what: &str,
+    of: impl FnOnce(Nights, Option<bool>) -> Result<Of, String>,
+) -> Response {
+    let of = match visits(params).and_then(|(nights, dia)| of(nights, dia)) {
+        Ok(of) => of,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e),
     };
-    let time_order = match params
+    match run(app, caller, params, of, what).await {
+        Ok(ran) => answer(app, ran, params).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// `TIME_ORDER`, 0 to 61 (40 when not given).
+fn time_order_of(params: &Params) -> Result<u8, String> {
+    let Some(o) = params
         .get("TIME_ORDER")
         .map(str::trim)
         .filter(|o| !o.is_empty())
-    {
-        None => space_time::DEFAULT_TIME_ORDER,
-        Some(o) => match o
-            .parse::<u8>()
-            .ok()
-            .filter(|o| *o <= space_time::MAX_TIME_ORDER)
-        {
-            Some(o) => o,
-            None => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    &format!(
-                        "TIME_ORDER={} is not offered: use 0 to {} (the default is {})",
-                        o.chars().take(40).collect::<String>(),
-                        space_time::MAX_TIME_ORDER,
-                        space_time::DEFAULT_TIME_ORDER
-                    ),
-                );
-            }
-        },
+    else {
+        return Ok(space_time::DEFAULT_TIME_ORDER);
     };
-    let of = Of::SpaceTime {
-        nights,
-        dia,
-        time_order,
-    };
-    match run(&app, &caller, &params, of, "space-time").await {
-        Ok(ran) => answer(&app, ran, &params).await,
-        Err(refusal) => refusal,
-    }
+    o.parse::<u8>()
+        .ok()
+        .filter(|o| *o <= space_time::MAX_TIME_ORDER)
+        .ok_or_else(|| {
+            format!(
+                "TIME_ORDER={} is not offered: use 0 to {} (the default is {})",
+                o.chars().take(40).collect::<String>(),
+                space_time::MAX_TIME_ORDER,
+                space_time::DEFAULT_TIME_ORDER
+            )
+        })
 }
 
 /// `GET /tap/coverage/tables/{table}`.
